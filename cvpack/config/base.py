@@ -1,0 +1,173 @@
+"""Config defaults shared by every pipeline, overrides from the command line, and the ``-log`` helper."""
+import argparse
+import ast
+import copy
+import getpass
+import json
+import os
+import os.path as osp
+
+from easydict import EasyDict as edict
+
+
+def find_repo_root(start):
+    """Return the first folder at or above ``start`` holding both ``cvpack/`` and ``projects/``.
+
+    Falls back to ``start`` itself, so an exp folder copied elsewhere still gets a valid OUTPUT_DIR.
+    """
+    path = osp.abspath(start)
+    while True:
+        if osp.isdir(osp.join(path, 'cvpack')) and osp.isdir(osp.join(path, 'projects')):
+            return path
+        parent = osp.dirname(path)
+        if parent == path:
+            return osp.abspath(start)
+        path = parent
+
+
+def _user():
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry (containers): still a usable name
+        return 'user'
+
+
+def base_config(exp_dir):
+    """Keys every exp has, independent of the data pipeline.
+
+    Args:
+        exp_dir: the exp folder (the one holding ``config.py``); its base name is the exp name.
+
+    Returns:
+        EasyDict with the original top-level keys. Paths are absolute; nothing is created.
+    """
+    exp_dir = osp.realpath(exp_dir)
+    cfg = edict()
+    cfg.EXP_DIR = exp_dir
+    cfg.EXP_NAME = osp.basename(exp_dir)
+    cfg.USER = _user()
+    cfg.ROOT_DIR = find_repo_root(exp_dir)
+    cfg.OUTPUT_DIR = osp.join(cfg.ROOT_DIR, 'model_logs', cfg.USER, cfg.EXP_NAME)
+    cfg.TEST_DIR = osp.join(cfg.OUTPUT_DIR, 'test_dir')
+    cfg.TENSORBOARD_DIR = osp.join(cfg.OUTPUT_DIR, 'tb_dir')
+    cfg.SEED = 0
+
+    cfg.DATALOADER = edict(NUM_WORKERS=4, ASPECT_RATIO_GROUPING=False, SIZE_DIVISIBILITY=0)
+
+    cfg.MODEL = edict()
+    cfg.MODEL.DEVICE = 'auto'          # 'auto' = cuda when available, else cpu; or 'cpu' / 'cuda'
+    cfg.MODEL.WEIGHT = None            # initial weights (ours or an original repo's checkpoint); None = from scratch
+    cfg.MODEL.PRETRAINED = None        # ImageNet backbone weights: local path or URL (torchvision-format keys)
+    cfg.MODEL.SYNC_BN = False          # convert BatchNorm to SyncBatchNorm when distributed
+    cfg.MODEL.CHANNELS_LAST = False
+
+    cfg.SOLVER = edict()
+    cfg.SOLVER.OPTIMIZER = 'Adam'      # 'Adam' or 'SGD' (the original SGD branch could never be chosen)
+    cfg.SOLVER.BASE_LR = 5e-4
+    cfg.SOLVER.BETAS = (0.9, 0.999)
+    cfg.SOLVER.MOMENTUM = 0.9
+    cfg.SOLVER.WEIGHT_DECAY = 1e-5
+    cfg.SOLVER.WEIGHT_DECAY_BIAS = None  # None = same as WEIGHT_DECAY (the original decayed biases and BN too)
+    cfg.SOLVER.IMS_PER_GPU = 32
+    cfg.SOLVER.MAX_ITER = 96000
+    cfg.SOLVER.CHECKPOINT_PERIOD = 2400
+    cfg.SOLVER.LR_SCHEDULER = 'megvii_linear'  # 'megvii_linear' | 'multistep' | 'cosine'
+    cfg.SOLVER.WARMUP_FACTOR = 0.1
+    cfg.SOLVER.WARMUP_ITERS = 2400
+    cfg.SOLVER.WARMUP_METHOD = 'linear'  # 'linear' | 'constant'
+    cfg.SOLVER.GAMMA = 0.5             # multistep decay factor
+    cfg.SOLVER.STEPS = ()              # multistep milestones, in iterations
+    # The original multiplied BASE_LR by the number of GPUs and MAX_ITER / CHECKPOINT_PERIOD by
+    # 8/num_gpu, silently. Here the same rule is explicit: with REFERENCE_WORLD_SIZE = R and W
+    # processes, LR = BASE_LR * W and the iteration counts are scaled by R / W. None disables scaling.
+    cfg.SOLVER.REFERENCE_WORLD_SIZE = None
+    cfg.SOLVER.AMP = 'none'            # 'none' | 'fp16' (CUDA) | 'bf16' (CUDA or CPU autocast)
+    cfg.SOLVER.LOG_PERIOD = 20
+    cfg.SOLVER.CLIP_GRAD_NORM = None
+
+    cfg.LOSS = edict()
+    cfg.RUN_EFFICIENT = False          # activation checkpointing (non-reentrant: no double BN update)
+
+    cfg.TEST = edict()
+    cfg.TEST.IMS_PER_GPU = 32
+    return cfg
+
+
+def _parse_value(text, old):
+    """Turn a command-line string into the type of the value it replaces."""
+    if not isinstance(text, str):
+        return text
+    if isinstance(old, str) or (old is None and not text[:1] in '[(0123456789-.' and text not in ('True', 'False', 'None')):
+        return text
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+    if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    return value
+
+
+def merge_from_list(cfg, opts):
+    """Apply ``KEY VALUE`` pairs, e.g. ``['SOLVER.BASE_LR', '1e-3', 'MODEL.STAGE_NUM', '2']``.
+
+    Keys must exist already (a typo should fail, not create a key nobody reads). Values are parsed
+    with ``ast.literal_eval`` and keep the type of the value they replace.
+    """
+    opts = list(opts or [])
+    if len(opts) % 2:
+        raise ValueError('config overrides come in KEY VALUE pairs, got an odd number: %s' % opts)
+    for key, text in zip(opts[0::2], opts[1::2]):
+        node = cfg
+        parts = key.split('.')
+        for part in parts[:-1]:
+            if part not in node or not isinstance(node[part], dict):
+                raise KeyError('unknown config key %r (no %r)' % (key, part))
+            node = node[part]
+        if parts[-1] not in node:
+            raise KeyError('unknown config key %r' % key)
+        node[parts[-1]] = _parse_value(text, node[parts[-1]])
+    return cfg
+
+
+def to_plain(obj):
+    """EasyDicts/tuples to plain dicts/lists, for JSON and ``torch.save(weights_only=True)``."""
+    if isinstance(obj, dict):
+        return {str(k): to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v) for v in obj]
+    return obj
+
+
+def dump_config(cfg, path):
+    """Write the resolved config as JSON (``path`` is usually ``OUTPUT_DIR/config.json``)."""
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+        json.dump(to_plain(cfg), f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def link_log(cfg):
+    """Create OUTPUT_DIR and link it as ``log`` inside the exp folder (the original ``-log``)."""
+    os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+    link = osp.join(cfg.EXP_DIR, 'log')
+    if not osp.lexists(link):
+        os.symlink(cfg.OUTPUT_DIR, link)
+    elif osp.realpath(link) != osp.realpath(cfg.OUTPUT_DIR):
+        print('note: %s already points to %s, left as it is' % (link, osp.realpath(link)))
+    return link
+
+
+def config_main(cfg, argv=None):
+    """``python config.py [-log] [KEY VALUE ...]``: print the resolved config, and with ``-log`` link the logs."""
+    parser = argparse.ArgumentParser(description='Show the resolved config of exp %s' % cfg.EXP_NAME)
+    parser.add_argument('-log', '--linklog', action='store_true', help='create OUTPUT_DIR and link it as ./log')
+    parser.add_argument('opts', nargs=argparse.REMAINDER, help='KEY VALUE overrides')
+    args = parser.parse_args(argv)
+    cfg = merge_from_list(copy.deepcopy(cfg), args.opts)
+    if args.linklog:
+        print('log folder: %s -> %s' % (link_log(cfg), cfg.OUTPUT_DIR))
+    else:
+        print(json.dumps(to_plain(cfg), indent=2, sort_keys=True))
+    return cfg

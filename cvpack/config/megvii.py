@@ -1,0 +1,97 @@
+"""The Megvii top-down preset (RSN, MSPN): the original ``config.py`` + ``dataset/attribute.py`` values.
+
+Every number below is the original's (``reference_rsn_mspn.md`` §2); exps override only what differs.
+"""
+import os.path as osp
+
+from easydict import EasyDict as edict
+
+from ..data.meta import get_dataset_meta
+from .base import base_config
+
+
+def _coco_dataset(root_dir):
+    meta = get_dataset_meta('COCO')
+    d = edict()
+    d.NAME = 'COCO'
+    d.PIPELINE = 'megvii'
+    d.ROOT = osp.join(root_dir, 'dataset', 'COCO')     # official COCO 2017 layout below it
+    d.TRAIN_IMAGES = 'images/train2017'
+    d.TRAIN_ANN = 'annotations/person_keypoints_train2017.json'
+    d.VAL_IMAGES = 'images/val2017'
+    d.VAL_ANN = 'annotations/person_keypoints_val2017.json'
+    d.KEYPOINT = edict(NUM=meta.num_keypoints, FLIP_PAIRS=[list(p) for p in meta.flip_pairs],
+                       UPPER_BODY_IDS=list(meta.upper_body_ids), LOWER_BODY_IDS=list(meta.lower_body_ids),
+                       LOAD_MIN_NUM=1)
+    d.PIXEL_STD = 200
+    d.COLOR_RGB = False
+    d.TRAIN = edict(
+        BASIC_EXTENTION=0.05, RANDOM_EXTENTION=True, X_EXTENTION=0.6, Y_EXTENTION=0.8,
+        SCALE_FACTOR_LOW=-0.25, SCALE_FACTOR_HIGH=0.25, SCALE_SHRINK_RATIO=0.8,
+        ROTATION_FACTOR=45, PROB_ROTATION=0.5, PROB_FLIP=0.5,
+        NUM_KEYPOINTS_HALF_BODY=3, PROB_HALF_BODY=0.3, X_EXTENTION_HALF_BODY=0.6, Y_EXTENTION_HALF_BODY=0.8,
+        HALF_BODY_DRAW='megvii',   # 'megvii' = np.random.randn() < 0.5 (~69 % upper, the original); 'uniform' = 50 %
+        GAUSSIAN_KERNELS=[[15, 15], [11, 11], [9, 9], [7, 7], [5, 5]],
+    )
+    return d
+
+
+def _mpii_dataset(root_dir):
+    meta = get_dataset_meta('MPII')
+    d = _coco_dataset(root_dir)
+    d.NAME = 'MPII'
+    d.ROOT = osp.join(root_dir, 'dataset', 'MPII')
+    d.TRAIN_IMAGES = 'images'
+    d.TRAIN_ANN = 'annotations/train.json'
+    d.VAL_IMAGES = 'images'
+    d.VAL_ANN = 'annotations/valid.json'
+    d.KEYPOINT = edict(NUM=meta.num_keypoints, FLIP_PAIRS=[list(p) for p in meta.flip_pairs],
+                       UPPER_BODY_IDS=list(meta.upper_body_ids), LOWER_BODY_IDS=list(meta.lower_body_ids),
+                       LOAD_MIN_NUM=1)
+    d.TRAIN.update(
+        BASIC_EXTENTION=0.0, RANDOM_EXTENTION=False, X_EXTENTION=0.25, Y_EXTENTION=0.25,
+        SCALE_SHRINK_RATIO=1.0, ROTATION_FACTOR=60, NUM_KEYPOINTS_HALF_BODY=8, PROB_HALF_BODY=0.5,
+        X_EXTENTION_HALF_BODY=0.6, Y_EXTENTION_HALF_BODY=0.6,
+    )
+    return d
+
+
+def megvii_config(exp_dir, dataset='COCO'):
+    """Defaults of the original RSN/MSPN exps for ``dataset`` ('COCO' or 'MPII')."""
+    cfg = base_config(exp_dir)
+    coco = dataset.upper() == 'COCO'
+    cfg.DATASET = _coco_dataset(cfg.ROOT_DIR) if coco else _mpii_dataset(cfg.ROOT_DIR)
+
+    cfg.INPUT = edict(NORMALIZE=True, MEANS=[0.406, 0.456, 0.485], STDS=[0.225, 0.224, 0.229])  # BGR order
+    cfg.INPUT_SHAPE = [256, 192] if coco else [256, 256]   # (h, w)
+    cfg.OUTPUT_SHAPE = [64, 48] if coco else [64, 64]
+
+    cfg.MODEL.BACKBONE = 'Res-50'
+    cfg.MODEL.UPSAMPLE_CHANNEL_NUM = 256
+    cfg.MODEL.STAGE_NUM = 1
+    cfg.MODEL.OUTPUT_NUM = cfg.DATASET.KEYPOINT.NUM
+
+    cfg.SOLVER.REFERENCE_WORLD_SIZE = 8   # the original's implicit 8-GPU scaling, made explicit
+    if not coco:
+        cfg.SOLVER.CHECKPOINT_PERIOD = 1600
+        cfg.SOLVER.MAX_ITER = 28800
+        cfg.RUN_EFFICIENT = True
+
+    cfg.LOSS = edict(OHKM=True, TOPK=8, COARSE_TO_FINE=True,
+                     MASK='megvii')  # 'megvii' = target-only v>1 mask on coarse levels (original); 'mmpose' = v>0 on both
+
+    cfg.TEST.FLIP = True
+    cfg.TEST.FLIP_SHIFT = False            # the original did not shift the flipped heatmap
+    cfg.TEST.X_EXTENTION = 0.09 if coco else 0.25
+    cfg.TEST.Y_EXTENTION = 0.135 if coco else 0.25
+    cfg.TEST.SHIFT_RATIOS = [0.25]
+    cfg.TEST.GAUSSIAN_KERNEL = 5 if coco else 9
+    cfg.TEST.DECODER = 'megvii'            # 'megvii' | 'quarter' | 'dark' | 'argmax'
+    cfg.TEST.USE_GT_BBOX = not coco        # COCO: person detections, as the original
+    cfg.TEST.DET_FILE = 'det_json/COCO_val2017_detections_AP_H_56_person.json' if coco else ''
+    cfg.TEST.DET_SCORE_THRESH = 0.0
+    cfg.TEST.NMS = 'none'                  # 'none' (original) | 'oks' | 'soft_oks'
+    cfg.TEST.NMS_THRESH = 0.9
+    cfg.TEST.RESCORE = 'megvii'            # 'megvii' = det score x mean keypoint score; 'simple_baselines'
+    cfg.TEST.KEYPOINT_THRESH = 0.2         # used by 'simple_baselines' rescoring
+    return cfg

@@ -1,0 +1,1 @@
+"""Models: shared layers, backbones, losses."""

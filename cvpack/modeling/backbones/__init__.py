@@ -1,0 +1,2 @@
+"""Backbone builders, one per family (timm style); each family keeps its table of variants."""
+from .resnet import RESNET_VARIANTS, FrozenBatchNorm2d, ResNet, build_resnet  # noqa: F401
