@@ -1,0 +1,2 @@
+"""Heatmap losses. One module per family; shared pieces (OHKM) here so no project copies them."""
+from .ohkm import ohkm  # noqa: F401

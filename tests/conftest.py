@@ -1,0 +1,27 @@
+import os
+import sys
+
+import pytest
+import torch
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO_ROOT not in sys.path:  # tests run from a checkout without `pip install -e .` too
+    sys.path.insert(0, REPO_ROOT)
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope='session')
+def repo_root():
+    return REPO_ROOT
+
+
+@pytest.fixture(scope='session')
+def coco_subset(repo_root):
+    """Root of the shipped COCO 2017 subset (official layout)."""
+    return os.path.join(repo_root, 'dataset', 'coco_subset')
+
+
+@pytest.fixture(scope='session')
+def mpii_subset(repo_root):
+    return os.path.join(repo_root, 'dataset', 'mpii_subset')
