@@ -1,2 +1,3 @@
 """Heatmap losses. One module per family; shared pieces (OHKM) here so no project copies them."""
 from .ohkm import ohkm  # noqa: F401
+from .joints_mse import JointsMSELoss, joints_mse_loss  # noqa: F401
