@@ -3,14 +3,26 @@ import math
 
 from easydict import EasyDict as edict
 
+from cvpack.modeling.backbones import HSRNET_VARIANTS
+
 # Simple Baselines loads 149813 person instances from COCO train2017 (its "=> load 149813 samples");
 # the original schedules are in epochs over that set (reference_mlpe_hsrnet_gcpose.md §2.6).
 COCO_TRAIN_SAMPLES = 149813
+
+# torchvision ImageNet weights for the stem and layer1-3 (§2.5): the 110/161 originals used exactly these
+# files; the 59-layer one used a DetNet-59 checkpoint nobody publishes, whose stem/layer1-3 are a ResNet-50.
+# Set MODEL.PRETRAINED to a local copy (or '' for none) on machines without network access.
+IMAGENET_URLS = {
+    'resnet50': 'https://download.pytorch.org/models/resnet50-19c8e357.pth',
+    'resnet101': 'https://download.pytorch.org/models/resnet101-5d3b4d8f.pth',
+    'resnet152': 'https://download.pytorch.org/models/resnet152-b121ed2d.pth',
+}
 
 
 def add_hsrnet_config(cfg, backbone='hsrnet59'):
     """Set the HSRNet model keys (§2.3) on ``cfg`` and return it.
 
+    MODEL.PRETRAINED: the torchvision ImageNet ResNet of the backbone's depth (:data:`IMAGENET_URLS`).
     MODEL.BACKBONE: a key of ``cvpack.modeling.backbones.HSRNET_VARIANTS``.
     MODEL.NUM_DECONV_FILTERS: one entry per deconvolution (2 x 256: the backbone already has stride 16).
     MODEL.DECONV_KERNEL: 4 (default), 3 or 2, the README's ablation; padding as Simple Baselines.
@@ -18,6 +30,7 @@ def add_hsrnet_config(cfg, backbone='hsrnet59'):
     LOSS.USE_TARGET_WEIGHT: JointsMSELoss weighting (True in every original yaml).
     """
     cfg.MODEL.BACKBONE = backbone
+    cfg.MODEL.PRETRAINED = IMAGENET_URLS[HSRNET_VARIANTS[backbone][0]]
     cfg.MODEL.NUM_DECONV_FILTERS = [256, 256]
     cfg.MODEL.DECONV_KERNEL = 4
     cfg.MODEL.FINAL_CONV_KERNEL = 1
@@ -41,4 +54,13 @@ def epoch_schedule(cfg, epochs, steps, train_samples=COCO_TRAIN_SAMPLES):
     cfg.SOLVER.GAMMA = 0.1
     cfg.SOLVER.WARMUP_ITERS = 0
     cfg.SOLVER.CHECKPOINT_PERIOD = per_epoch
+    return cfg
+
+
+def set_input_shape(cfg, input_hw):
+    """Input crop (h, w), stride-4 heatmaps and Simple Baselines' sigma (2 at 256x192, 3 at 384x288, §2.6)."""
+    h, w = input_hw
+    cfg.INPUT_SHAPE = [h, w]
+    cfg.OUTPUT_SHAPE = [h // 4, w // 4]
+    cfg.DATASET.TRAIN.SIGMA = 3 if h >= 384 else 2
     return cfg

@@ -13,9 +13,11 @@ torch.set_num_threads(1)
 
 
 def _cfg(backbone, pretrained=None):
-    cfg = edict(MODEL=edict(PRETRAINED=pretrained), LOSS=edict(), SOLVER=edict(IMS_PER_GPU=32),
-                DATASET=edict(KEYPOINT=edict(NUM=17)))
-    return add_hsrnet_config(cfg, backbone)
+    cfg = edict(MODEL=edict(), LOSS=edict(), SOLVER=edict(IMS_PER_GPU=32), DATASET=edict(KEYPOINT=edict(NUM=17)))
+    cfg = add_hsrnet_config(cfg, backbone)
+    assert cfg.MODEL.PRETRAINED.startswith('https://download.pytorch.org/models/resnet')
+    cfg.MODEL.PRETRAINED = pretrained      # no downloads in tests
+    return cfg
 
 
 def _params(module):
@@ -199,3 +201,15 @@ def test_train_step(name, hw):
     assert model.backbone.conv1.weight.grad.abs().sum() > 0
     # The last joint has weight 0: its channel of the final conv gets no gradient.
     assert model.head.final_layer.weight.grad[16].abs().sum() == 0
+
+
+def test_count_macs_hand_computed():
+    from projects.HSRNet.hsrnet.complexity import complexity, count_macs
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, 1, 1), torch.nn.ConvTranspose2d(4, 2, 4, 2, 1),
+                              torch.nn.Flatten(), torch.nn.Linear(2 * 10 * 12, 5))
+    # conv: 5*6 outputs * 4 ch * 3*3*3; deconv: 5*6*4 inputs * 2 * 4*4; linear: 240 * 5
+    assert count_macs(net, (5, 6)) == 30 * 4 * 27 + 120 * 2 * 16 + 240 * 5
+    params, macs = complexity('hsrnet59', (256, 192))
+    # deconvs alone: 16*12*1024 inputs * 256 * 16 + 32*24*256 * 256 * 16; final conv 64*48*17*256
+    head = 16 * 12 * 1024 * 256 * 16 + 32 * 24 * 256 * 256 * 16 + 64 * 48 * 17 * 256
+    assert params == 22595921 and 6.4e9 < macs < 6.6e9 and macs > head
