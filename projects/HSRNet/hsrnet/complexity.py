@@ -9,7 +9,22 @@ import argparse
 import torch
 from torch import nn
 
+from cvpack.modeling.backbones import build_resnet
+from cvpack.modeling.deconv_head import DeconvHead
+
 from .model import HSRNetPose
+
+
+class _SimpleBaseline(nn.Module):
+    """Simple Baselines ResNet + 3 deconvolutions, built only to put its counts beside the paper's rows."""
+
+    def __init__(self, depth_name, deconv_kernel):
+        super().__init__()
+        self.backbone = build_resnet(depth_name)
+        self.head = DeconvHead(2048, 17, (256,) * 3, (deconv_kernel,) * 3)
+
+    def forward(self, x):
+        return self.head(self.backbone(x)[-1])
 
 
 def count_macs(model: nn.Module, input_hw) -> int:
@@ -37,16 +52,21 @@ def count_macs(model: nn.Module, input_hw) -> int:
 
 
 def complexity(backbone, input_hw, deconv_kernel=4):
-    """(params, MACs) of the pose net, built on the meta device."""
+    """(params, MACs) of the pose net (an HSRNet variant, or 'resnet50' ... for Simple Baselines) on meta."""
     with torch.device('meta'):
-        model = HSRNetPose(backbone, deconv_kernel=deconv_kernel)
+        if backbone.startswith('resnet'):
+            model = _SimpleBaseline(backbone, deconv_kernel)
+        else:
+            model = HSRNetPose(backbone, deconv_kernel=deconv_kernel)
     return sum(p.numel() for p in model.parameters()), count_macs(model, input_hw)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.parse_args(argv)
-    rows = [(b, (256, 192), 4) for b in ('hsrnet59', 'hsrnet110', 'hsrnet161',
+    rows = [('resnet50', (256, 192), 4), ('resnet101', (256, 192), 4), ('resnet152', (256, 192), 4),
+            ('resnet50', (256, 192), 2), ('resnet50', (256, 192), 3), ('resnet50', (384, 288), 4)]
+    rows += [(b, (256, 192), 4) for b in ('hsrnet59', 'hsrnet110', 'hsrnet161',
                                          'hsr_msnet59', 'hsr_msnet110', 'hsr_msnet161')]
     rows += [('hsrnet59', (256, 192), 2), ('hsrnet59', (256, 192), 3),
              ('hsrnet59', (384, 288), 4), ('hsr_msnet59', (384, 288), 4)]
