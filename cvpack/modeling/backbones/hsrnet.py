@@ -178,6 +178,14 @@ HSRNET_VARIANTS = {
 }
 
 
+def canonical_name(name: str) -> str:
+    """'HSRNet-59' -> 'hsrnet59', 'HSR-MSNet-110' -> 'hsr_msnet110' (the paper's spelling as the table's)."""
+    key = name.lower().replace('hsr-msnet', 'hsr_msnet').replace('-', '')
+    if key not in HSRNET_VARIANTS:
+        raise KeyError('unknown HSRNet %r; known: %s' % (name, sorted(HSRNET_VARIANTS)))
+    return key
+
+
 class HSRNet(ResNet):
     """HSRNet / HSR-MSNet backbone: ResNet stem + layer1-3, then DetNet stages ``new_layer4/5``.
 
@@ -186,8 +194,7 @@ class HSRNet(ResNet):
     """
 
     def __init__(self, name='hsrnet59', norm='BN', detnet_blocks=3):
-        if name not in HSRNET_VARIANTS:
-            raise KeyError('unknown HSRNet %r; known: %s' % (name, sorted(HSRNET_VARIANTS)))
+        name = canonical_name(name)
         depth_name, multiscale = HSRNET_VARIANTS[name]
         super().__init__(depth_name, num_layers=3, norm=norm, block=SplitSEBottleneck if multiscale else None)
         self.name, self.multiscale = name, multiscale
@@ -197,7 +204,7 @@ class HSRNet(ResNet):
         # ResNet's kaiming init touched every conv of layer1-3; the original left the SE convs at
         # PyTorch's default and drew the split convs from N(0, 0.001) (§2.4).
         for m in self.modules():
-            if isinstance(m, (HierarchicalConv, )):
+            if isinstance(m, HierarchicalConv):
                 m.reset_parameters()
             elif isinstance(m, SEModule):
                 m.fc1.reset_parameters()

@@ -4,10 +4,10 @@ import torch
 from easydict import EasyDict as edict
 
 from cvpack.modeling.backbones import HSRNET_VARIANTS, build_hsrnet, build_resnet
-from cvpack.modeling.backbones.hsrnet import DetNetBottleneck, HierarchicalConv, SEModule, SplitSEBottleneck
+from cvpack.modeling.backbones.hsrnet import DetNetBottleneck, canonical_name, HierarchicalConv, SEModule, SplitSEBottleneck
 from cvpack.modeling.deconv_head import DeconvHead, deconv_padding
 from cvpack.modeling.losses import JointsMSELoss, joints_mse_loss
-from projects.HSRNet.hsrnet import HSRNetPose, add_hsrnet_config, build_model, epoch_schedule
+from projects.HSRNet.hsrnet import HSRNetPose, add_hsrnet_config, build_model
 
 torch.set_num_threads(1)
 
@@ -15,7 +15,8 @@ torch.set_num_threads(1)
 def _cfg(backbone, pretrained=None):
     cfg = edict(MODEL=edict(), LOSS=edict(), SOLVER=edict(IMS_PER_GPU=32), DATASET=edict(KEYPOINT=edict(NUM=17)))
     cfg = add_hsrnet_config(cfg, backbone)
-    assert cfg.MODEL.PRETRAINED.startswith('https://download.pytorch.org/models/resnet')
+    depth = {'59': 'resnet50-', '110': 'resnet101-', '161': 'resnet152-'}[cfg.MODEL.BACKBONE.split('net')[-1]]
+    assert cfg.MODEL.PRETRAINED.startswith('https://download.pytorch.org/models/' + depth)
     cfg.MODEL.PRETRAINED = pretrained      # no downloads in tests
     return cfg
 
@@ -176,13 +177,15 @@ def test_deconv_bad_kernel():
         DeconvHead(64, 17, filters=(32,), kernels=(5,))
 
 
-def test_head_init_and_schedule():
+def test_head_init_and_names():
     head = DeconvHead(64, 17, filters=(32, 32), kernels=(4, 4))
     assert abs(head.final_layer.weight.std().item() - 0.001) < 2e-4
     assert head.final_layer.bias.abs().sum() == 0
-    cfg = epoch_schedule(_cfg('hsrnet59'), 140, (90, 120))
-    per_epoch = 4682                           # ceil(149813 / 32)
-    assert cfg.SOLVER.MAX_ITER == 140 * per_epoch and cfg.SOLVER.STEPS == (90 * per_epoch, 120 * per_epoch)
+    assert canonical_name('HSRNet-59') == 'hsrnet59' and canonical_name('HSR-MSNet-161') == 'hsr_msnet161'
+    with pytest.raises(KeyError, match='unknown HSRNet'):
+        canonical_name('hsrnet60')
+    cfg = _cfg('HSR-MSNet-110')
+    assert cfg.MODEL.BACKBONE == 'hsr_msnet110' and cfg.MODEL.PRETRAINED is None
 
 
 @pytest.mark.parametrize('name,hw', [('hsrnet59', (128, 96)), ('hsr_msnet59', (128, 96)),

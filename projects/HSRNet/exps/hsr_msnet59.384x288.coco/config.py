@@ -2,12 +2,12 @@ import os.path as osp
 
 from cvpack.config import config_main
 from cvpack.config.simple_baselines import simple_baselines_config
-from projects.HSRNet.hsrnet import add_hsrnet_config, epoch_schedule, set_input_shape
+from projects.HSRNet.hsrnet import add_hsrnet_config
 
-cfg = simple_baselines_config(osp.dirname(osp.abspath(__file__)), dataset='COCO')
+cfg = simple_baselines_config(osp.dirname(osp.abspath(__file__)), input_shape=(384, 288))
 add_hsrnet_config(cfg, 'hsr_msnet59')
-set_input_shape(cfg, (384, 288))        # 96x72 heatmaps, Gaussian sigma 3 (spec §2.6)
-epoch_schedule(cfg, 160, (110, 140))     # the 384x288 59-layer yaml: 160 epochs, x0.1 at 110/140
+cfg.SOLVER.EPOCHS = 160               # the 384x288 59-layer yamls: 160 epochs, x0.1 at 110 and 140
+cfg.SOLVER.STEP_EPOCHS = [110, 140]
 
 if __name__ == '__main__':
     config_main(cfg)

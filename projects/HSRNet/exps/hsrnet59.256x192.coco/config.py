@@ -4,7 +4,7 @@ from cvpack.config import config_main
 from cvpack.config.simple_baselines import simple_baselines_config
 from projects.HSRNet.hsrnet import add_hsrnet_config
 
-cfg = simple_baselines_config(osp.dirname(osp.abspath(__file__)), dataset='COCO')
+cfg = simple_baselines_config(osp.dirname(osp.abspath(__file__)), input_shape=(256, 192))
 add_hsrnet_config(cfg, 'hsrnet59')
 
 if __name__ == '__main__':
