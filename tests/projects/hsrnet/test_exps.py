@@ -1,0 +1,65 @@
+"""Every HSRNet exp: config values, network.py re-export, a forward/backward at a small input."""
+import importlib.util
+import os
+import os.path as osp
+
+import pytest
+import torch
+
+pytest.importorskip('cvpack.config.simple_baselines')   # the preset (data side) must be merged
+
+import projects.HSRNet.hsrnet as hsrnet  # noqa: E402
+
+torch.set_num_threads(1)
+
+EXPS = {  # folder -> (backbone, input (h, w), epochs, step epochs)
+    'hsrnet59.256x192.coco': ('hsrnet59', (256, 192), 140, [90, 120]),
+    'hsrnet110.256x192.coco': ('hsrnet110', (256, 192), 140, [90, 120]),
+    'hsrnet161.256x192.coco': ('hsrnet161', (256, 192), 140, [90, 120]),
+    'hsr_msnet59.256x192.coco': ('hsr_msnet59', (256, 192), 140, [90, 120]),
+    'hsr_msnet110.256x192.coco': ('hsr_msnet110', (256, 192), 140, [90, 120]),
+    'hsr_msnet161.256x192.coco': ('hsr_msnet161', (256, 192), 140, [90, 120]),
+    'hsrnet59.384x288.coco': ('hsrnet59', (384, 288), 160, [110, 140]),
+    'hsr_msnet59.384x288.coco': ('hsr_msnet59', (384, 288), 160, [110, 140]),
+}
+
+
+def _load(path, name):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_exp_folders_complete(repo_root):
+    exps_dir = osp.join(repo_root, 'projects', 'HSRNet', 'exps')
+    assert sorted(os.listdir(exps_dir)) == sorted(EXPS)
+    for exp in EXPS:
+        for script in ('config.py', 'network.py', 'train.py', 'test.py'):
+            assert osp.isfile(osp.join(exps_dir, exp, script)), (exp, script)
+
+
+@pytest.mark.parametrize('exp', sorted(EXPS))
+def test_exp_builds_and_trains(repo_root, exp):
+    backbone, hw, epochs, steps = EXPS[exp]
+    exp_dir = osp.join(repo_root, 'projects', 'HSRNet', 'exps', exp)
+    tag = exp.replace('.', '_')
+    cfg = _load(osp.join(exp_dir, 'config.py'), 'hsrnet_cfg_' + tag).cfg
+    network = _load(osp.join(exp_dir, 'network.py'), 'hsrnet_net_' + tag)
+    assert network.build_model is hsrnet.build_model
+    assert cfg.EXP_NAME == exp and cfg.MODEL.BACKBONE == backbone
+    assert tuple(cfg.INPUT_SHAPE) == hw and tuple(cfg.OUTPUT_SHAPE) == (hw[0] // 4, hw[1] // 4)
+    assert cfg.DATASET.TRAIN.SIGMA == (3 if hw[0] == 384 else 2)
+    assert cfg.SOLVER.EPOCHS == epochs and list(cfg.SOLVER.STEP_EPOCHS) == steps
+    assert cfg.MODEL.DECONV_KERNEL == 4 and list(cfg.MODEL.NUM_DECONV_FILTERS) == [256, 256]
+    cfg.MODEL.PRETRAINED = ''                       # no downloads in tests
+    torch.manual_seed(0)
+    model = network.build_model(cfg).train()
+    small = (128, 96) if backbone.endswith('59') else (64, 48)   # deep ones at a tiny input only
+    out_hw = (small[0] // 4, small[1] // 4)
+    batch = {'target': torch.rand(2, 17, *out_hw), 'target_weight': torch.ones(2, 17)}
+    losses = model(torch.randn(2, 3, *small), batch)
+    losses['joints_mse'].backward()
+    assert all(p.grad is not None for p in model.parameters())
+    with torch.no_grad():
+        assert tuple(model.eval()(torch.randn(1, 3, *small)).shape) == (1, 17) + out_hw
