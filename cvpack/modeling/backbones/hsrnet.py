@@ -200,7 +200,7 @@ class HSRNet(ResNet):
         self.name, self.multiscale = name, multiscale
         self.new_layer4 = make_detnet_stage(detnet_blocks, multiscale, norm)
         self.new_layer5 = make_detnet_stage(detnet_blocks, multiscale, norm)
-        self.out_channels: List[int] = self.out_channels + [1024, 1024]
+        self.out_channels: List[int] = [1024]     # forward returns the stride-16 map only
         # ResNet's kaiming init touched every conv of layer1-3; the original left the SE convs at
         # PyTorch's default and drew the split convs from N(0, 0.001) (§2.4).
         for m in self.modules():
