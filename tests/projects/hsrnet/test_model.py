@@ -4,7 +4,9 @@ import torch
 from easydict import EasyDict as edict
 
 from cvpack.modeling.backbones import HSRNET_VARIANTS, build_hsrnet, build_resnet
-from cvpack.modeling.backbones.hsrnet import DetNetBottleneck, canonical_name, HierarchicalConv, SEModule, SplitSEBottleneck
+from cvpack.modeling.backbones.hsrnet import (
+    DetNetBottleneck, HierarchicalConv, SEModule, SplitSEBottleneck, canonical_name,
+)
 from cvpack.modeling.deconv_head import DeconvHead, deconv_padding
 from cvpack.modeling.losses import JointsMSELoss, joints_mse_loss
 from projects.HSRNet.hsrnet import HSRNetPose, add_hsrnet_config, build_model
