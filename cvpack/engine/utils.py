@@ -12,8 +12,21 @@ __all__ = ['resolve_cfg', 'to_device', 'autocast', 'prepare_model', 'write_run_f
 
 
 def resolve_cfg(cfg, opts):
-    """A copy of ``cfg`` with the command-line ``KEY VALUE`` overrides applied (the exp's cfg is not mutated)."""
-    return merge_from_list(copy.deepcopy(cfg), opts)
+    """A copy of ``cfg`` with the command-line ``KEY VALUE`` overrides applied (the exp's cfg is not mutated).
+
+    When OUTPUT_DIR is overridden, TEST_DIR and TENSORBOARD_DIR that lived below the old OUTPUT_DIR (and were
+    not overridden themselves) move with it, so ``OUTPUT_DIR /elsewhere`` keeps every output together.
+    """
+    opts = list(opts or [])
+    old_out = cfg.get('OUTPUT_DIR')
+    cfg = merge_from_list(copy.deepcopy(cfg), opts)
+    new_out = cfg.get('OUTPUT_DIR')
+    if old_out and new_out != old_out:
+        for key in ('TEST_DIR', 'TENSORBOARD_DIR'):
+            val = cfg.get(key)
+            if key not in opts[0::2] and isinstance(val, str) and val.startswith(old_out + osp.sep):
+                cfg[key] = osp.join(new_out, osp.relpath(val, old_out))
+    return cfg
 
 
 def to_device(batch, device, channels_last=False):
