@@ -92,7 +92,7 @@ class Trainer:
             self.optimizer.load_state_dict(ckpt['optimizer'])
         if 'scheduler' in ckpt:
             sched = dict(ckpt['scheduler'])
-            sched.pop('lr_lambdas', None)  # the schedule shape comes from the current config
+            sched['lr_lambdas'] = [None] * len(self.scheduler.lr_lambdas)  # shape from the current config
             self.scheduler.load_state_dict(sched)
         if ckpt.get('scaler'):
             self.scaler.load_state_dict(ckpt['scaler'])
