@@ -136,6 +136,8 @@ if __name__ == '__main__':
     rank = int(os.environ.get('RANK', 0))
     torch.save({k: v.detach().cpu() for k, v in model.named_parameters()},
                osp.join(cfg.OUTPUT_DIR, 'params_rank%d.pt' % rank))
+    import json, sys
+    json.dump(sys.argv, open(osp.join(cfg.OUTPUT_DIR, 'argv_rank%d.json' % rank), 'w'))
 '''
 
 TEST_PY = '''import torch
