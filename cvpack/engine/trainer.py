@@ -20,7 +20,7 @@ from ..data.samplers import IterationBasedSampler
 from ..solver import build_lr_scheduler, build_optimizer, resolve_solver
 from .args import parse_args, train_parser
 from .checkpoint import (LAST_NAME, link_last, load_checkpoint, load_model_weights, rng_state, save_checkpoint,
-                         set_rng_state)
+                         set_rng_state, strip_prefix)
 from .launch import cleanup_distributed, setup_distributed
 from .logger import TensorboardWriter, setup_logger
 from .utils import amp_dtype, autocast, prepare_model, resolve_cfg, to_device, write_run_files
@@ -63,7 +63,11 @@ class Trainer:
         self.ddp = self.model
         if ctx.distributed:
             ids = [ctx.local_rank] if ctx.device.type == 'cuda' else None
-            self.ddp = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids, broadcast_buffers=False)
+            # broadcast_buffers=False as the original: each rank keeps its own BN running statistics
+            # (no SyncBN by default) and rank 0's are the ones saved.
+            self.ddp = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=ids, broadcast_buffers=False,
+                find_unused_parameters=bool(cfg.MODEL.get('FIND_UNUSED_PARAMETERS', False)))
         self.optimizer = build_optimizer(self.solver, self.model, self.solver.LR)
         self.scheduler = build_lr_scheduler(self.solver, self.optimizer)
         self.amp = amp_dtype(cfg.SOLVER.get('AMP', 'none'), ctx.device)
@@ -87,7 +91,7 @@ class Trainer:
     def resume(self, path):
         """Restore everything saved by :meth:`state_dict` so the run continues exactly."""
         ckpt = load_checkpoint(path)
-        self.model.load_state_dict(ckpt['model'])
+        self.model.load_state_dict(strip_prefix(ckpt['model']))  # the original's files may keep 'module.'
         if 'optimizer' in ckpt:
             self.optimizer.load_state_dict(ckpt['optimizer'])
         if 'scheduler' in ckpt:

@@ -77,7 +77,8 @@ def resolve_solver(solver, world_size, dataset_len=None):
 
     * Iteration-based (the Megvii presets): with ``REFERENCE_WORLD_SIZE = R`` and W processes the LR is
       ``BASE_LR * W`` and MAX_ITER, CHECKPOINT_PERIOD, WARMUP_ITERS and STEPS are multiplied by ``R / W``
-      (the original scaled all but the warm-up, bug #22). ``R = None`` disables scaling.
+      (the original scaled all but the warm-up, bug #22; ``SCALE_WARMUP=False`` restores that). ``R = None``
+      disables scaling.
     * Epoch-based (``SOLVER.EPOCHS`` set and not None): iteration counts come from epochs and the dataset
       length, which already accounts for W; the LR is ``BASE_LR * W`` only when R is set.
     """
@@ -88,7 +89,8 @@ def resolve_solver(solver, world_size, dataset_len=None):
         out.update(_epoch_based(solver, world_size, dataset_len))
     elif ref:
         ratio = float(ref) / world_size
-        for key in ('MAX_ITER', 'CHECKPOINT_PERIOD', 'WARMUP_ITERS'):
+        scaled = ('MAX_ITER', 'CHECKPOINT_PERIOD') + (('WARMUP_ITERS',) if solver.get('SCALE_WARMUP', True) else ())
+        for key in scaled:
             out[key] = int(round(solver[key] * ratio))
         out['STEPS'] = [int(round(s * ratio)) for s in solver.get('STEPS', ())]
     out['CHECKPOINT_PERIOD'] = max(1, int(out['CHECKPOINT_PERIOD']))

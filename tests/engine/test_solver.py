@@ -94,3 +94,10 @@ def test_optimizers_and_bias_decay():
     assert groups == {1e-5: 1, 0.0: 3}     # conv weight decayed; conv bias, BN weight and bias not
     with pytest.raises(ValueError, match='OPTIMIZER'):
         build_optimizer(_solver(OPTIMIZER='Lamb'), model, 0.01)
+
+
+def test_original_unscaled_warmup_option():
+    s = _solver(MAX_ITER=96000, CHECKPOINT_PERIOD=2400, WARMUP_ITERS=2400, REFERENCE_WORLD_SIZE=8,
+                SCALE_WARMUP=False)
+    r = resolve_solver(s, 4)
+    assert (r.MAX_ITER, r.CHECKPOINT_PERIOD, r.WARMUP_ITERS) == (192000, 4800, 2400)

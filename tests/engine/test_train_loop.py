@@ -134,3 +134,16 @@ def test_weights_for_finetuning_accept_original_format(toy, toy_exp, tmp_path):
     model = _train(toy, cfg, tmp_path / 'F', ['--weights', str(tmp_path / 'orig.pth'), 'SOLVER.MAX_ITER', '2',
                                              'SOLVER.BASE_LR', '0.0'])
     assert torch.allclose(model.head.bias, torch.full((2,), 3.0))      # loaded, then lr 0 keeps it
+
+
+def test_amp_options_on_cpu(toy, toy_exp, tmp_path):
+    _, cfg = toy_exp
+    with pytest.raises(ValueError, match="'fp16' needs CUDA"):
+        _train(toy, cfg, tmp_path / 'H', ['SOLVER.AMP', 'fp16'])
+    torch.manual_seed(0)   # the trainer seeds with cfg.SEED + rank = 0, so this is its initial model
+    init = toy.build_model(cfg)
+    model = _train(toy, cfg, tmp_path / 'B16', ['SOLVER.AMP', 'bf16', 'MODEL.CHANNELS_LAST', 'True',
+                                               'SOLVER.MAX_ITER', '2'])
+    assert model.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not torch.allclose(model.conv.weight, init.conv.weight)           # it trained
+    assert 'Iter: 2/2' in open(tmp_path / 'B16' / 'log.txt').read()
