@@ -203,11 +203,12 @@ class Trainer:
         eta = int(mean_iter * (self.solver.MAX_ITER - done))
         total = sum(losses.values())
         terms = ', '.join('%s: %.4f' % kv for kv in sorted(losses.items()))
-        self.log.info('Iter: %d/%d, LR: %.3e, total_loss: %.4f, %s, data: %.3fs, iter: %.3fs, %.1f img/s, '
-                      'ETA: %dh%02dmin', done, self.solver.MAX_ITER, lr, total, terms, t_data, t_iter,
+        self.log.info('Iter: %d/%d, LR: %.3e, total_loss: %.4f, %s, data: %.3fs, compute: %.3fs, %.1f img/s, '
+                      'ETA: %dh%02dmin', done, self.solver.MAX_ITER, lr, total, terms, t_data, t_iter - t_data,
                       imgs_per_iter / max(mean_iter, 1e-9), eta // 3600, eta % 3600 // 60)
         scalars = {'loss/' + k: v for k, v in losses.items()}
-        scalars.update({'loss/total': total, 'lr': lr, 'time/data': t_data, 'time/iter': t_iter,
+        scalars.update({'loss/total': total, 'lr': lr, 'time/data': t_data, 'time/compute': t_iter - t_data,
+                        'time/iter': t_iter,
                         'images_per_s': imgs_per_iter / max(mean_iter, 1e-9), 'eta_hours': eta / 3600})
         self.tb.scalars(scalars, done)
 

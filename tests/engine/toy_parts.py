@@ -122,7 +122,6 @@ NETWORK_PY = '''from toy_parts import build_model  # noqa: F401
 
 TRAIN_PY = '''import os.path as osp
 import torch
-from cvpack import dist
 from cvpack.engine import train_main
 from config import cfg
 from network import build_model
