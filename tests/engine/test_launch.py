@@ -3,6 +3,7 @@
 import json
 import os
 import os.path as osp
+import shutil
 import socket
 import subprocess
 import sys
@@ -37,12 +38,12 @@ def _argv(exp, rank):
     return json.load(open(osp.join(_out_dir(exp), 'argv_rank%d.json' % rank)))
 
 
-def _check_two_rank_run(exp):
+def _check_two_rank_run(exp, files=('iter-4.pth', 'iter-last.pth')):
     out = _out_dir(exp)
     p0 = torch.load(osp.join(out, 'params_rank0.pt'), weights_only=True)
     p1 = torch.load(osp.join(out, 'params_rank1.pt'), weights_only=True)
     assert p0.keys() == p1.keys() and all(torch.equal(p0[k], p1[k]) for k in p0)   # DDP kept ranks in step
-    assert sorted(f for f in os.listdir(out) if f.startswith('iter-')) == ['iter-4.pth', 'iter-last.pth']
+    assert sorted(f for f in os.listdir(out) if f.startswith('iter-')) == list(files)
     ckpt = torch.load(osp.join(out, 'iter-last.pth'), weights_only=True)
     assert ckpt['world_size'] == 2 and len(ckpt['rng']) == 2 and ckpt['iteration'] == 4
     assert not any(k.startswith('module.') for k in ckpt['model'])
@@ -61,9 +62,23 @@ def _check_test_gather(exp):
 def test_torchrun_two_processes(toy, tmp_path, sub_env):
     exp = toy.write_exp(tmp_path, 'tr.exp')
     run = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_port=%d' % _free_port()]
-    _run(run + ['train.py'], exp, sub_env)
-    _check_two_rank_run(exp)
+    _run(run + ['train.py', 'SOLVER.CHECKPOINT_PERIOD', '2'], exp, sub_env)
+    _check_two_rank_run(exp, ['iter-2.pth', 'iter-4.pth', 'iter-last.pth'])
     assert not any('local' in a for a in _argv(exp, 1))        # torchrun: LOCAL_RANK in the env only
+
+    # 2-process exact resume: auto-resume from a copy of iter-2 (per-rank RNG states, sharded sampler)
+    out, resumed = _out_dir(exp), str(tmp_path / 'resumed')
+    os.makedirs(resumed)
+    shutil.copyfile(osp.join(out, 'iter-2.pth'), osp.join(resumed, 'iter-2.pth'))
+    os.symlink('iter-2.pth', osp.join(resumed, 'iter-last.pth'))
+    run[-1] = '--master_port=%d' % _free_port()
+    _run(run + ['train.py', 'SOLVER.CHECKPOINT_PERIOD', '2', 'OUTPUT_DIR', resumed], exp, sub_env)
+    log = open(osp.join(resumed, 'log.txt')).read()
+    assert 'at iteration 2' in log and 'Iter: 1/4' not in log and 'Iter: 3/4' in log   # really resumed
+    a = torch.load(osp.join(out, 'iter-4.pth'), weights_only=True)['model']
+    b = torch.load(osp.join(resumed, 'iter-4.pth'), weights_only=True)['model']
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6, rtol=0) for k in a)
+
     run[-1] = '--master_port=%d' % _free_port()
     _run(run + ['test.py', '-i', '4'], exp, sub_env)
     _check_test_gather(exp)
