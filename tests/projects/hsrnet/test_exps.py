@@ -1,5 +1,4 @@
 """Every HSRNet exp: config values, network.py re-export, a forward/backward at a small input."""
-import importlib.util
 import os
 import os.path as osp
 
@@ -9,6 +8,7 @@ import torch
 pytest.importorskip('cvpack.config.simple_baselines')   # the preset (data side) must be merged
 
 import projects.HSRNet.hsrnet as hsrnet  # noqa: E402
+from cvpack.exp import import_exp_module, load_exp  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -24,13 +24,6 @@ EXPS = {  # folder -> (backbone, input (h, w), epochs, step epochs)
 }
 
 
-def _load(path, name):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_exp_folders_complete(repo_root):
     exps_dir = osp.join(repo_root, 'projects', 'HSRNet', 'exps')
     assert sorted(os.listdir(exps_dir)) == sorted(EXPS)
@@ -43,18 +36,17 @@ def test_exp_folders_complete(repo_root):
 def test_exp_builds_and_trains(repo_root, exp):
     backbone, hw, epochs, steps = EXPS[exp]
     exp_dir = osp.join(repo_root, 'projects', 'HSRNet', 'exps', exp)
-    tag = exp.replace('.', '_')
-    cfg = _load(osp.join(exp_dir, 'config.py'), 'hsrnet_cfg_' + tag).cfg
-    network = _load(osp.join(exp_dir, 'network.py'), 'hsrnet_net_' + tag)
-    assert network.build_model is hsrnet.build_model
+    assert import_exp_module(exp_dir, 'network').build_model is hsrnet.build_model
+    cfg, _ = load_exp(exp_dir, build=False)
     assert cfg.EXP_NAME == exp and cfg.MODEL.BACKBONE == backbone
     assert tuple(cfg.INPUT_SHAPE) == hw and tuple(cfg.OUTPUT_SHAPE) == (hw[0] // 4, hw[1] // 4)
     assert cfg.DATASET.TRAIN.SIGMA == (3 if hw[0] == 384 else 2)
     assert cfg.SOLVER.EPOCHS == epochs and list(cfg.SOLVER.STEP_EPOCHS) == steps
     assert cfg.MODEL.DECONV_KERNEL == 4 and list(cfg.MODEL.NUM_DECONV_FILTERS) == [256, 256]
-    cfg.MODEL.PRETRAINED = ''                       # no downloads in tests
+    assert 'download.pytorch.org' in cfg.MODEL.PRETRAINED
     torch.manual_seed(0)
-    model = network.build_model(cfg).train()
+    cfg, model = load_exp(exp_dir, ['MODEL.PRETRAINED', ''])    # no downloads in tests
+    model.train()
     small = (128, 96) if backbone.endswith('59') else (64, 48)   # deep ones at a tiny input only
     out_hw = (small[0] // 4, small[1] // 4)
     batch = {'target': torch.rand(2, 17, *out_hw), 'target_weight': torch.ones(2, 17)}
