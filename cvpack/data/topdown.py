@@ -30,11 +30,11 @@ logger = logging.getLogger(__name__)
 
 
 def normalize_lut(means, stds):
-    """(256, 3) float32 table: ``(v / 255 - mean_c) / std_c`` computed as ToTensor + Normalize do (torch
+    """(1, 256, 3) float32 table: ``(v / 255 - mean_c) / std_c`` computed as ToTensor + Normalize do (torch
     float32 ``div(255)``, ``sub``, ``div``), so a table lookup gives the same bits as the originals."""
     v = torch.arange(256, dtype=torch.uint8).float().div(255)[:, None].repeat(1, 3)
     v = v.sub(torch.tensor(means, dtype=torch.float32)).div(torch.tensor(stds, dtype=torch.float32))
-    return v.numpy()
+    return np.ascontiguousarray(v.numpy().reshape(1, 256, 3))   # the shape cv2.LUT wants for 3 channels
 
 
 class TopDownDataset(torch.utils.data.Dataset):
@@ -103,12 +103,8 @@ class TopDownDataset(torch.utils.data.Dataset):
         return crop, trans
 
     def _to_tensor(self, crop):
-        """uint8 (H, W, 3) -> normalised float32 (3, H, W) via the exact lookup table."""
-        chw = np.ascontiguousarray(crop.transpose(2, 0, 1))
-        out = np.empty(chw.shape, np.float32)
-        for c in range(3):
-            out[c] = self.lut[:, c][chw[c]]
-        return torch.from_numpy(out)
+        """uint8 (H, W, 3) -> normalised float32 (3, H, W) via the exact lookup table (one ``cv2.LUT``)."""
+        return torch.from_numpy(np.ascontiguousarray(cv2.LUT(crop, self.lut).transpose(2, 0, 1)))
 
     def __getitem__(self, index):
         rec = self.records[index]
