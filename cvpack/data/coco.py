@@ -3,7 +3,8 @@
 A record is a dict::
 
     image_path str, image_id int, ann_id int (-1 for a detection), center float32 (2,), scale float32 (2,)
-    (box size / pixel_std), joints float32 (K, 3) (x, y, v) image pixels, score float, bbox float32 (4,) xywh
+    (box size / pixel_std), joints float32 (K, 3) (x, y, v) image pixels, score float, bbox float32 (4,) xywh,
+    width / height int (image size from the annotation file, None when it has none)
 
 ``cs_mode`` picks the centre/scale convention: 'megvii' (centre x + w/2, y + h/2, scale (w, h) / 200, no
 padding; the pipeline extends and aspect-fits later) or 'simple_baselines' (``_box2cs``: aspect fit, x1.25).
@@ -114,7 +115,8 @@ def coco_gt_records(ann_file, image_dir, meta, cs_mode='megvii', aspect_ratio=0.
             continue
         center, scale = box_to_cs(box, cs_mode, aspect_ratio, pixel_std, padding)
         records.append(dict(image_path=path, image_id=int(img['id']), ann_id=int(ann['id']), center=center,
-                            scale=scale, joints=joints, score=1.0, bbox=np.asarray(box, np.float32)))
+                            scale=scale, joints=joints, score=1.0, bbox=np.asarray(box, np.float32),
+                            width=img.get('width'), height=img.get('height')))
     if missing:
         logger.warning('%s: skipped the annotations of %d missing image files, e.g. %s',
                        ann_file, len(missing), sorted(missing)[:3])
@@ -163,7 +165,8 @@ def coco_det_records(det_file, ann_file, image_dir, meta, cs_mode='megvii', aspe
         center, scale = box_to_cs(box, cs_mode, aspect_ratio, pixel_std, padding)
         records.append(dict(image_path=osp.join(image_dir, img['file_name']), image_id=int(img['id']),
                             ann_id=-1, center=center, scale=scale, joints=zeros.copy(),
-                            score=float(det['score']), bbox=np.asarray(box, np.float32)))
+                            score=float(det['score']), bbox=np.asarray(box, np.float32),
+                            width=img.get('width'), height=img.get('height')))
     if counts['unknown_image']:
         logger.warning('%s: skipped %d detections whose image ids are not in %s (e.g. %s)', det_file,
                        counts['unknown_image'], ann_file, sorted(unknown_ids)[:5])

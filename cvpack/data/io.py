@@ -15,6 +15,7 @@ __all__ = ['ImageReadError', 'read_image', 'check_exists']
 # must not be applied (Simple Baselines reads with the same flag; Megvii's plain imread ignores it too
 # for the COCO files, which carry no orientation tag).
 _FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+_HAS_RGB = hasattr(cv2, 'IMREAD_COLOR_RGB')   # OpenCV >= 4.10
 
 
 class ImageReadError(IOError):
@@ -39,11 +40,13 @@ def read_image(path, rgb=False, record=None):
         raise ImageReadError('image file not found: %s%s' % (path, where)) from None
     except (PermissionError, IsADirectoryError, OSError) as e:
         raise ImageReadError('cannot read image file %s%s: %s' % (path, where, e)) from None
-    img = cv2.imdecode(buf, _FLAGS) if buf.size else None
+    # IMREAD_COLOR_RGB: libjpeg-turbo writes RGB directly, the same bytes as BGR + cvtColor, one pass less
+    flags = (cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION) if rgb and _HAS_RGB else _FLAGS
+    img = cv2.imdecode(buf, flags) if buf.size else None
     if img is None:
         raise ImageReadError('cannot decode image file %s%s: empty, corrupt or not an image (%d bytes)'
                              % (path, where, buf.size))
-    if rgb:
+    if rgb and not _HAS_RGB:
         img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
     return img
 

@@ -93,26 +93,16 @@ class TopDownDataset(torch.utils.data.Dataset):
         return self._rng
 
     # ---------------------------------------------------------------- sample
-    def _warp(self, img, center, scale, rot, flip):
-        """Crop by the affine of (center, scale * pixel_std, rot); ``flip`` mirrors the image first
-        (``cv2.flip``: the same pixels as the originals' ``img[:, ::-1]``, without the slow strided copy)."""
-        if flip:
-            img = cv2.flip(img, 1)
-        trans = T.get_affine_transform(center, scale * self.pixel_std, rot, self.input_hw[::-1])
-        crop = cv2.warpAffine(img, trans, (self.input_hw[1], self.input_hw[0]), flags=cv2.INTER_LINEAR)
-        return crop, trans
+    def __getitem__(self, index):
+        rec = self.records[index]
+        src = _Source(self, rec, '%s #%d (ann id %s)' % (self.split, index, rec.get('ann_id')))
+        if self.pipeline == 'megvii':
+            return self._megvii(rec, src, index)
+        return self._simple_baselines(rec, src, index)
 
     def _to_tensor(self, crop):
         """uint8 (H, W, 3) -> normalised float32 (3, H, W) via the exact lookup table (one ``cv2.LUT``)."""
         return torch.from_numpy(np.ascontiguousarray(cv2.LUT(crop, self.lut).transpose(2, 0, 1)))
-
-    def __getitem__(self, index):
-        rec = self.records[index]
-        img = read_image(rec['image_path'], rgb=self.rgb, record='%s #%d (ann id %s)' % (
-            self.split, index, rec.get('ann_id')))
-        if self.pipeline == 'megvii':
-            return self._megvii(rec, img, index)
-        return self._simple_baselines(rec, img, index)
 
     def _val_sample(self, crop, center, scale, rec, index):
         return dict(image=self._to_tensor(crop), center=torch.from_numpy(np.asarray(center, np.float32)),
@@ -120,7 +110,7 @@ class TopDownDataset(torch.utils.data.Dataset):
                     image_id=rec['image_id'], bbox=torch.from_numpy(np.asarray(rec['bbox'], np.float32)),
                     index=index)
 
-    def _megvii(self, rec, img, index):
+    def _megvii(self, rec, src, index):
         """``reference_rsn_mspn.md`` §3.4, steps 1-8, in the original order."""
         tr = self.cfg.DATASET.TRAIN
         joints, vis = rec['joints'][:, :2].astype(np.float64), rec['joints'][:, 2].copy()
@@ -128,7 +118,7 @@ class TopDownDataset(torch.utils.data.Dataset):
         if not self.train:
             scale = T.extend_scale(scale, self.cfg.TEST.X_EXTENTION, self.cfg.TEST.Y_EXTENTION)
             scale = T.fit_aspect(scale, self.w_h_ratio)
-            crop, _ = self._warp(img, center, scale, 0, False)
+            crop, _ = src.crop(center, scale, 0, False)
             return self._val_sample(crop, center, scale, rec, index)
         rng = self.rng
         rx, ry = (rng.rand(), rng.rand()) if tr.RANDOM_EXTENTION else (1.0, 1.0)
@@ -146,10 +136,10 @@ class TopDownDataset(torch.utils.data.Dataset):
         rot = rng.uniform(-tr.ROTATION_FACTOR, tr.ROTATION_FACTOR) if rng.rand() <= tr.PROB_ROTATION else 0
         flip = rng.rand() <= tr.PROB_FLIP
         if flip:
-            joints, vis = T.flip_joints(joints, vis, img.shape[1], self.flip_pairs)
+            joints, vis = T.flip_joints(joints, vis, src.width, self.flip_pairs)
             joints = joints.astype(np.float64)
-            center = T.flip_center_x(center, img.shape[1])
-        crop, trans = self._warp(img, center, scale, rot, flip)
+            center = T.flip_center_x(center, src.width)
+        crop, trans = src.crop(center, scale, rot, flip)
         # step 6: joints with v > 0 are moved into the crop; those landing outside it become invalid
         joints[vis > 0] = T.affine_points(joints[vis > 0], trans)
         h, w = self.input_hw
@@ -159,11 +149,11 @@ class TopDownDataset(torch.utils.data.Dataset):
         return dict(image=self._to_tensor(crop), target=torch.from_numpy(target),
                     target_weight=torch.from_numpy(vis))
 
-    def _simple_baselines(self, rec, img, index):
+    def _simple_baselines(self, rec, src, index):
         """Simple Baselines ``JointsDataset.__getitem__`` (``reference_mlpe_hsrnet_gcpose.md`` §2.6)."""
         center, scale = rec['center'].copy(), rec['scale'].copy()
         if not self.train:
-            crop, _ = self._warp(img, center, scale, 0, False)
+            crop, _ = src.crop(center, scale, 0, False)
             return self._val_sample(crop, center, scale, rec, index)
         tr, rng = self.cfg.DATASET.TRAIN, self.rng
         joints = rec['joints'][:, :2].astype(np.float64)
@@ -173,10 +163,10 @@ class TopDownDataset(torch.utils.data.Dataset):
         rot = np.clip(rng.randn() * rf, -rf * 2, rf * 2) if rng.rand() <= tr.PROB_ROTATION else 0
         flip = tr.FLIP and rng.rand() <= tr.PROB_FLIP
         if flip:
-            joints, vis = T.flip_joints(joints, vis, img.shape[1], self.flip_pairs)
+            joints, vis = T.flip_joints(joints, vis, src.width, self.flip_pairs)
             joints = joints.astype(np.float64)
-            center = T.flip_center_x(center, img.shape[1])
-        crop, trans = self._warp(img, center, scale, rot, flip)
+            center = T.flip_center_x(center, src.width)
+        crop, trans = src.crop(center, scale, rot, flip)
         joints[vis > 0] = T.affine_points(joints[vis > 0], trans)
         target, weight = gaussian_targets(joints, vis, self.input_hw, self.output_hw, tr.SIGMA)
         return dict(image=self._to_tensor(crop), target=torch.from_numpy(target),
@@ -185,3 +175,36 @@ class TopDownDataset(torch.utils.data.Dataset):
     def subset(self, indices):
         """A dataset over ``records[indices]`` sharing this one's config (tests, quick runs)."""
         return type(self)(self.cfg, self.split, records=[copy.deepcopy(self.records[i]) for i in indices])
+
+
+class _Source:
+    """The image of one record, decoded once on first use; checks its width against the annotation."""
+
+    def __init__(self, ds, rec, record):
+        self.ds, self.rec, self.record, self.img = ds, rec, record, None
+
+    def full(self):
+        if self.img is None:
+            self.img = read_image(self.rec['image_path'], rgb=self.ds.rgb, record=self.record)
+            w = self.rec.get('width')
+            if w is not None and w != self.img.shape[1]:
+                raise ValueError('%s (record %s) is %d px wide, its annotation says %d'
+                                 % (self.rec['image_path'], self.record, self.img.shape[1], w))
+        return self.img
+
+    @property
+    def width(self):
+        return self.full().shape[1]
+
+    def crop(self, center, scale, rot, flip):
+        """Warp the box (center, scale * pixel_std, rot) of the (mirrored if ``flip``) image to the input size.
+
+        ``center`` is in the frame of the mirrored image when ``flip`` (as the originals). The mirror is
+        ``cv2.flip`` (the same pixels as the originals' ``img[:, ::-1]``, without its slow strided copy), then one
+        ``cv2.warpAffine`` (bilinear, constant 0 border, spec §3.4 step 5).
+        Returns (uint8 crop (H, W, 3), the 2x3 image -> input affine, also used for the joints).
+        """
+        out_wh = (self.ds.input_hw[1], self.ds.input_hw[0])
+        trans = T.get_affine_transform(center, scale * self.ds.pixel_std, rot, out_wh)
+        img = cv2.flip(self.full(), 1) if flip else self.full()
+        return cv2.warpAffine(img, trans, out_wh, flags=cv2.INTER_LINEAR), trans
