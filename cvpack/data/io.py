@@ -4,16 +4,14 @@
 the original loaders then failed later with an unrelated ``NoneType`` error. Here every failure raises
 :class:`ImageReadError` naming the file and, when given, the record (``reference_rsn_mspn.md`` §3.4 step 1).
 """
-import os
-
 import cv2
 import numpy as np
 
-__all__ = ['ImageReadError', 'read_image', 'check_exists']
+__all__ = ['ImageReadError', 'read_image']
 
-# IGNORE_ORIENTATION: the COCO/MPII annotations are in stored-pixel coordinates, so an EXIF rotation
-# must not be applied (Simple Baselines reads with the same flag; Megvii's plain imread ignores it too
-# for the COCO files, which carry no orientation tag).
+# IGNORE_ORIENTATION: the COCO/MPII annotations are in stored-pixel coordinates, so an EXIF rotation must
+# not be applied (Simple Baselines/HRNet read with this flag). Megvii's plain imread would rotate the few COCO
+# files carrying an orientation tag and misalign their joints: a deliberate fix, identical for all other files.
 _FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
 _HAS_RGB = hasattr(cv2, 'IMREAD_COLOR_RGB')   # OpenCV >= 4.10
 
@@ -50,9 +48,3 @@ def read_image(path, rgb=False, record=None):
         img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
     return img
 
-
-def check_exists(path, record=None):
-    """Raise :class:`ImageReadError` naming ``path`` (and ``record``) if it is not a file."""
-    if not os.path.isfile(path):
-        where = '' if record is None else ' (record %s)' % record
-        raise ImageReadError('image file not found: %s%s' % (path, where))

@@ -137,7 +137,6 @@ class TopDownDataset(torch.utils.data.Dataset):
         flip = rng.rand() <= tr.PROB_FLIP
         if flip:
             joints, vis = T.flip_joints(joints, vis, src.width, self.flip_pairs)
-            joints = joints.astype(np.float64)
             center = T.flip_center_x(center, src.width)
         crop, trans = src.crop(center, scale, rot, flip)
         # step 6: joints with v > 0 are moved into the crop; those landing outside it become invalid
@@ -164,7 +163,6 @@ class TopDownDataset(torch.utils.data.Dataset):
         flip = tr.FLIP and rng.rand() <= tr.PROB_FLIP
         if flip:
             joints, vis = T.flip_joints(joints, vis, src.width, self.flip_pairs)
-            joints = joints.astype(np.float64)
             center = T.flip_center_x(center, src.width)
         crop, trans = src.crop(center, scale, rot, flip)
         joints[vis > 0] = T.affine_points(joints[vis > 0], trans)

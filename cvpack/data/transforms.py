@@ -100,7 +100,7 @@ def flip_joints(joints, vis, img_width, flip_pairs):
     Returns new arrays ``(joints, vis)``; joints with vis == 0 keep their mirrored coordinates
     (they are ignored everywhere downstream).
     """
-    joints = np.array(joints, np.float32, copy=True)
+    joints = np.array(joints, np.result_type(np.asarray(joints).dtype, np.float32), copy=True)  # keeps float64
     vis = np.array(vis, copy=True)
     joints[:, 0] = img_width - 1 - joints[:, 0]
     perm = np.arange(len(joints))
