@@ -1,5 +1,5 @@
-"""The megvii train sample equals a loop-by-loop re-statement of the original ``__getitem__`` (spec §3.4),
-fed the same random draws: same pixels (strided flip + warp + ToTensor/Normalize) and same targets."""
+"""Train samples equal loop-by-loop re-statements of the originals' ``__getitem__`` fed the same random
+draws (megvii: spec §3.4; simple_baselines: §2.6): same pixels and targets."""
 import cv2
 import numpy as np
 import torch
@@ -81,3 +81,39 @@ def test_megvii_sample_matches_original_loop(coco_subset, tmp_path):
         assert torch.equal(ours['image'], img), i
         assert torch.equal(ours['target_weight'], valid), i
         assert torch.equal(ours['target'], labels), i
+
+
+def test_simple_baselines_sample_matches_original_loop(coco_subset, tmp_path):
+    from cvpack.config.simple_baselines import simple_baselines_config
+    from cvpack.data.targets import gaussian_targets
+    cfg = simple_baselines_config(str(tmp_path))
+    cfg.DATASET.ROOT = coco_subset
+    ds = build_dataset(cfg, 'train')
+    for i in range(1, 86, 9):
+        ds.seed(i)
+        ours = ds[i]
+        rng, rec = np.random.RandomState(i), ds.records[i]
+        img = cv2.cvtColor(cv2.imread(rec['image_path'], cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION),
+                           cv2.COLOR_BGR2RGB)
+        joints, vis = rec['joints'][:, :2].astype(np.float64), np.minimum(rec['joints'][:, 2], 1)
+        c, s = rec['center'].copy(), rec['scale'] * np.clip(rng.randn() * 0.3 + 1, 0.7, 1.3)
+        r = np.clip(rng.randn() * 40, -80, 80) if rng.rand() <= 0.6 else 0
+        if rng.rand() <= 0.5:
+            img = img[:, ::-1, :]
+            joints[:, 0] = img.shape[1] - joints[:, 0] - 1
+            perm = np.arange(17)
+            for a, b in cfg.DATASET.KEYPOINT.FLIP_PAIRS:
+                perm[a], perm[b] = b, a
+            joints, vis = joints[perm], vis[perm]
+            c[0] = img.shape[1] - c[0] - 1
+        trans = T.get_affine_transform(c, s * 200, r, (192, 256))
+        crop = cv2.warpAffine(img, trans, (192, 256), flags=cv2.INTER_LINEAR)
+        x = torch.from_numpy(crop.transpose(2, 0, 1).copy()).float().div(255)
+        x = x.sub(torch.tensor(cfg.INPUT.MEANS)[:, None, None]).div(torch.tensor(cfg.INPUT.STDS)[:, None, None])
+        for j in range(17):
+            if vis[j] > 0:
+                joints[j] = np.dot(trans, np.array([joints[j, 0], joints[j, 1], 1.0]))
+        target, weight = gaussian_targets(joints, vis, (256, 192), (64, 48), 2)
+        assert torch.equal(ours['image'], x), i
+        assert torch.equal(ours['target'], torch.from_numpy(target)), i
+        assert torch.equal(ours['target_weight'], torch.from_numpy(weight)), i
