@@ -57,6 +57,9 @@ class TopDownDataset(torch.utils.data.Dataset):
         self.flip_pairs = [tuple(p) for p in cfg.DATASET.KEYPOINT.FLIP_PAIRS]
         self.rgb = bool(cfg.DATASET.COLOR_RGB)
         self.lut = normalize_lut(cfg.INPUT.MEANS, cfg.INPUT.STDS)
+        if self.pipeline == 'megvii' and cfg.DATASET.TRAIN.HALF_BODY_DRAW not in ('megvii', 'uniform'):
+            raise ValueError("DATASET.TRAIN.HALF_BODY_DRAW must be 'megvii' or 'uniform', got %r"
+                             % (cfg.DATASET.TRAIN.HALF_BODY_DRAW,))
         self.records = self.load_records() if records is None else records
         self._rng, self._rng_pid = None, None
 

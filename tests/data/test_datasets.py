@@ -97,6 +97,23 @@ def test_train_samples(kind, coco_subset, tmp_path):
     assert not torch.equal(collate([ds[i] for i in range(4)])['image'], batch['image'])
 
 
+def test_rng_reseeds_per_process_from_torch(coco_subset, tmp_path):
+    ds = build_dataset(_cfg('megvii', coco_subset, tmp_path), 'train')
+    torch.manual_seed(5)
+    ds._rng_pid = -1                     # as seen from a freshly forked DataLoader worker
+    a = ds[0]['image']
+    torch.manual_seed(5)
+    ds._rng_pid = -1
+    b = ds[0]['image']
+    torch.manual_seed(6)                 # workers get distinct torch seeds -> distinct augmentation
+    ds._rng_pid = -1
+    assert torch.equal(a, b) and not torch.equal(a, ds[0]['image'])
+    cfg = _cfg('megvii', coco_subset, tmp_path)
+    cfg.DATASET.TRAIN.HALF_BODY_DRAW = 'gauss'
+    with pytest.raises(ValueError, match='HALF_BODY_DRAW'):
+        build_dataset(cfg, 'train')
+
+
 def test_megvii_train_geometry(coco_subset, tmp_path):
     """With every random factor pinned, targets sit where the affine puts the joints; flip mirrors them."""
     cfg = _cfg('megvii', coco_subset, tmp_path)
