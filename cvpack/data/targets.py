@@ -64,9 +64,8 @@ def blurred_peak_targets(joints, valid, input_hw, output_hw, kernels):
             chans = np.ascontiguousarray(blurred.reshape(h, w, n).transpose(2, 0, 1))
             # the true max, not the peak cell: next to a border REFLECT_101 folds taps onto the edge row
             maxi = chans.reshape(n, -1).max(axis=1)
-            # the original: heatmap /= maxi / 255 (float32 divide), skipped when the max is ~0
-            keep = maxi > 1e-8
-            chans[keep] /= (maxi[keep] / np.float32(255))[:, None, None]
+            # the original: heatmap /= maxi / 255 (float32 divide), skipped when the max is ~0 (dividing by 1)
+            chans /= np.where(maxi > 1e-8, maxi / np.float32(255), np.float32(1))[:, None, None]
             out[li, ids[sl]] = chans
     return out
 
