@@ -9,7 +9,6 @@ Randomness comes from a numpy ``RandomState`` per process, seeded lazily from ``
 the DataLoader makes distinct per worker and per run seed), or explicitly by :meth:`TopDownDataset.seed`.
 """
 import copy
-import logging
 import os
 import os.path as osp
 
@@ -25,8 +24,6 @@ from .mpii import mpii_records
 from .targets import blurred_peak_targets, gaussian_targets
 
 __all__ = ['TopDownDataset', 'normalize_lut']
-
-logger = logging.getLogger(__name__)
 
 
 def normalize_lut(means, stds):
@@ -60,6 +57,7 @@ class TopDownDataset(torch.utils.data.Dataset):
         if self.pipeline == 'megvii' and cfg.DATASET.TRAIN.HALF_BODY_DRAW not in ('megvii', 'uniform'):
             raise ValueError("DATASET.TRAIN.HALF_BODY_DRAW must be 'megvii' or 'uniform', got %r"
                              % (cfg.DATASET.TRAIN.HALF_BODY_DRAW,))
+        self.det_stats = {}        # detection records: counts of skipped detections (coco_det_records)
         self.records = self.load_records() if records is None else records
         self._rng, self._rng_pid = None, None
 
@@ -69,6 +67,7 @@ class TopDownDataset(torch.utils.data.Dataset):
         root = d.ROOT
         images = osp.join(root, d.TRAIN_IMAGES if self.train else d.VAL_IMAGES)
         ann = osp.join(root, d.TRAIN_ANN if self.train else d.VAL_ANN)
+        self.ann_file = ann        # the GT file, for evaluators
         if self.meta.name == 'MPII':
             pad = 1.0 if self.pipeline == 'megvii' else d.get('BBOX_PADDING', 1.25)
             return mpii_records(ann, images, self.meta, scale_padding=pad)
@@ -76,7 +75,6 @@ class TopDownDataset(torch.utils.data.Dataset):
                   padding=d.get('BBOX_PADDING', 1.25))
         if self.train or t.USE_GT_BBOX:
             return coco_gt_records(ann, images, self.meta, load_min_num=d.KEYPOINT.LOAD_MIN_NUM, **kw)
-        self.det_stats = {}
         return coco_det_records(osp.join(root, t.DET_FILE), ann, images, self.meta,
                                 score_thresh=t.DET_SCORE_THRESH, stats=self.det_stats, **kw)
 
@@ -97,6 +95,9 @@ class TopDownDataset(torch.utils.data.Dataset):
 
     # ---------------------------------------------------------------- sample
     def __getitem__(self, index):
+        """Sample ``index`` as a dict (module docstring): train ``image`` (3, H, W), ``target``, ``target_weight``
+        (K,); val ``image``, ``center``/``scale`` (2,) image pixels / pixel_std units, ``score``, ``image_id``,
+        ``bbox`` (4,) xywh image pixels, ``index``. Raises ImageReadError naming the file and the record."""
         rec = self.records[index]
         src = _Source(self, rec, '%s #%d (ann id %s)' % (self.split, index, rec.get('ann_id')))
         if self.pipeline == 'megvii':
