@@ -94,7 +94,7 @@ def coco_gt_records(ann_file, image_dir, meta, cs_mode='megvii', aspect_ratio=0.
     (clip to the image, ``area > 0``) and uses the cleaned box.
     """
     images, anns = load_coco_gt(ann_file, meta)
-    records, missing = [], set()
+    records, missing, exists = [], set(), {}
     for ann in anns:
         if ann.get('category_id', 1) != 1 or ann.get('iscrowd', 0) or ann.get('num_keypoints', 0) <= 0:
             continue
@@ -110,9 +110,12 @@ def coco_gt_records(ann_file, image_dir, meta, cs_mode='megvii', aspect_ratio=0.
             if box is None or ann.get('area', 1) <= 0:
                 continue
         path = osp.join(image_dir, img['file_name'])
-        if check_images and not osp.isfile(path):
-            missing.add(path)
-            continue
+        if check_images:
+            if img['id'] not in exists:          # one stat per image, not per person
+                exists[img['id']] = osp.isfile(path)
+            if not exists[img['id']]:
+                missing.add(path)
+                continue
         center, scale = box_to_cs(box, cs_mode, aspect_ratio, pixel_std, padding)
         records.append(dict(image_path=path, image_id=int(img['id']), ann_id=int(ann['id']), center=center,
                             scale=scale, joints=joints, score=1.0, bbox=np.asarray(box, np.float32),
