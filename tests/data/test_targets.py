@@ -1,54 +1,11 @@
-"""Heatmap targets against hand-computed values and literal per-joint re-statements of the originals."""
-import cv2
+"""Heatmap targets against hand-computed values and the per-joint loops of the originals (cvpack.data.reference)."""
 import numpy as np
 import pytest
 
+from cvpack.data.reference import megvii_heatmaps, simple_baselines_target
 from cvpack.data.targets import blurred_peak_targets, gaussian_targets
 
 KERNELS = [(15, 15), (11, 11), (9, 9), (7, 7), (5, 5)]
-
-
-def _megvii_reference(joints, valid, kernel, in_hw=(256, 192), out_hw=(64, 48)):
-    """Literal loop of the original generate_heatmap (reference_rsn_mspn.md §3.4 step 7)."""
-    hm = np.zeros((len(joints),) + out_hw, 'float32')
-    for i in range(len(joints)):
-        if valid[i] < 1:
-            continue
-        hm[i, int(joints[i, 1] * out_hw[0] / in_hw[0]), int(joints[i, 0] * out_hw[1] / in_hw[1])] = 1
-        hm[i] = cv2.GaussianBlur(hm[i], kernel, 0)
-        maxi = np.amax(hm[i])
-        if maxi <= 1e-8:
-            continue
-        hm[i] /= maxi / 255
-    return hm
-
-
-def _sb_reference(joints, vis, sigma, in_hw=(256, 192), out_hw=(64, 48)):
-    """Literal loop of Simple Baselines' generate_target (gaussian)."""
-    target = np.zeros((len(joints),) + out_hw, np.float32)
-    weight = np.array(vis, np.float32)
-    tmp = sigma * 3
-    for k in range(len(joints)):
-        stride = (in_hw[1] / out_hw[1], in_hw[0] / out_hw[0])
-        mu_x = int(joints[k][0] / stride[0] + 0.5)
-        mu_y = int(joints[k][1] / stride[1] + 0.5)
-        ul = [int(mu_x - tmp), int(mu_y - tmp)]
-        br = [int(mu_x + tmp + 1), int(mu_y + tmp + 1)]
-        if ul[0] >= out_hw[1] or ul[1] >= out_hw[0] or br[0] < 0 or br[1] < 0:
-            weight[k] = 0
-            continue
-        size = 2 * tmp + 1
-        x = np.arange(0, size, 1, np.float32)
-        y = x[:, np.newaxis]
-        x0 = y0 = size // 2
-        g = np.exp(-((x - x0) ** 2 + (y - y0) ** 2) / (2 * sigma ** 2))
-        g_x = max(0, -ul[0]), min(br[0], out_hw[1]) - ul[0]
-        g_y = max(0, -ul[1]), min(br[1], out_hw[0]) - ul[1]
-        img_x = max(0, ul[0]), min(br[0], out_hw[1])
-        img_y = max(0, ul[1]), min(br[1], out_hw[0])
-        if weight[k] > 0.5:
-            target[k][img_y[0]:img_y[1], img_x[0]:img_x[1]] = g[g_y[0]:g_y[1], g_x[0]:g_x[1]]
-    return target, weight
 
 
 def test_k5_peak_neighbours_support():
@@ -90,7 +47,7 @@ def test_blurred_equals_per_joint_reference():
         valid = rng.randint(0, 3, 17).astype(np.float32)
         fast = blurred_peak_targets(joints, valid, (256, 192), (64, 48), KERNELS)
         for li, k in enumerate(KERNELS):
-            np.testing.assert_array_equal(fast[li], _megvii_reference(joints, valid, k))
+            np.testing.assert_array_equal(fast[li], megvii_heatmaps(joints, valid, k, (256, 192), (64, 48)))
 
 
 def test_blurred_rejects_valid_joint_outside():
@@ -127,6 +84,6 @@ def test_gaussian_equals_reference():
         joints = rng.rand(17, 2) * [in_hw[1] + 60, in_hw[0] + 60] - 30
         vis = rng.randint(0, 2, 17).astype(np.float32)
         t, w = gaussian_targets(joints, vis, in_hw, out_hw, sigma)
-        rt, rw = _sb_reference(joints, vis, sigma, in_hw, out_hw)
+        rt, rw = simple_baselines_target(joints, vis, sigma, in_hw, out_hw)
         np.testing.assert_array_equal(t, rt)
         np.testing.assert_array_equal(w, rw)
