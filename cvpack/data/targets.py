@@ -1,15 +1,13 @@
 """Heatmap targets: Megvii/CPN blurred one-hot peaks and Simple Baselines unit Gaussians.
 
-Both functions reproduce the originals value for value (see the spec sections cited below) but
-avoid the per-joint Python loops of the originals where the result is provably the same.
+Both functions reproduce the originals bit for bit (the per-joint loops in :mod:`cvpack.data.reference`;
+spec sections cited below) without the originals' per-joint blur and full-map work.
 Coordinates: ``joints`` (K, 2+) are in input-crop pixels (x, y); maps are (h, w) = ``output_hw``.
 """
 import cv2
 import numpy as np
 
 __all__ = ['blurred_peak_targets', 'gaussian_targets']
-
-_CV_MAX_CHANNELS = 512   # cv2 filters take at most CV_CN_MAX channels per call
 
 
 def _peak_cells(joints, input_hw, output_hw):
@@ -21,30 +19,57 @@ def _peak_cells(joints, input_hw, output_hw):
     return rows, cols
 
 
+# (h, w, ksize, border class) -> (patch, row offset, col offset); filled on first use, a few hundred entries.
+_PATCHES = {}
+
+
+def _blurred_patch(h, w, r, c, ksize):
+    """The non-zero window of ``cv2.GaussianBlur(one-hot at (r, c), ksize, 0)`` rescaled to peak 255.
+
+    Why a cache is exact: OpenCV's separable filter does the same float32 arithmetic for every pixel, so the
+    blurred one-hot is the same up to translation for every (r, c) with the same distances to the four map
+    edges, where a distance > half the kernel cannot matter (BORDER_REFLECT_101 folds a tap back onto the window
+    only when the peak is <= half a kernel from an edge). So the class key caps each distance at ``half + 1``,
+    and the patch is taken from OpenCV's own output for the first peak of that class.
+    """
+    hx, hy = ksize[0] // 2, ksize[1] // 2
+    key = (h, w, ksize, min(r, hy + 1), min(h - 1 - r, hy + 1), min(c, hx + 1), min(w - 1 - c, hx + 1))
+    hit = _PATCHES.get(key)
+    if hit is None:
+        onehot = np.zeros((h, w), np.float32)
+        onehot[r, c] = 1
+        blurred = cv2.GaussianBlur(onehot, ksize, 0)
+        maxi = np.amax(blurred)   # the true max: near an edge the folded taps can exceed the peak cell
+        if maxi > 1e-8:
+            blurred /= maxi / 255   # float32 divide, as the original
+        y0, x0 = max(0, r - hy), max(0, c - hx)
+        hit = (blurred[y0:r + hy + 1, x0:c + hx + 1].copy(), y0 - r, x0 - c)
+        _PATCHES[key] = hit
+    return hit
+
+
 def blurred_peak_targets(joints, valid, input_hw, output_hw, kernels):
     """Megvii / CPN targets (``reference_rsn_mspn.md`` §3.4 step 7).
 
     For every joint with ``valid >= 1`` a one-hot at ``(int(y * h / H), int(x * w / W))`` is blurred by
     ``cv2.GaussianBlur(img, (k, k), 0)`` (BORDER_REFLECT_101, OpenCV's sigma for k) and rescaled so the
-    peak is exactly 255; other channels are 0.
+    max is exactly 255; other channels are 0.
 
     Args:
         joints: (K, 2+) joint coordinates in input-crop pixels (x, y); valid joints must lie inside the crop
             (the pipeline sets v = 0 outside [0, W-1] x [0, H-1], as the original).
         valid: (K,) or (K, 1) visibility (0, 1, 2); joints with valid < 1 get an all-zero map.
         input_hw: (H, W) network input; output_hw: (h, w) heatmap.
-        kernels: list of ``(kh, kw)`` (or ints) Gaussian kernel sizes, one target level each.
+        kernels: list of kernel sizes, each an int k or a cv2 ``ksize`` pair (kw, kh); one target level each.
     Returns:
         float32 (L, K, h, w), L = len(kernels).
 
-    Speed: the valid joints are blurred together as the channels of one (h, w, n) image per kernel; OpenCV's
-    separable filter treats channels independently with the same arithmetic, so each channel equals the
-    per-joint call bit for bit (tests/data_core check this against a per-joint reference).
+    Speed: each map is pasted from a cache of OpenCV's own blurred one-hots (see :func:`_blurred_patch`), equal
+    bit for bit to the original per-joint loop (tests/data check every cell of a 64x48 map, every kernel).
     """
     valid = np.asarray(valid).reshape(-1)
-    num_k = valid.shape[0]
     h, w = int(output_hw[0]), int(output_hw[1])
-    out = np.zeros((len(kernels), num_k, h, w), np.float32)
+    out = np.zeros((len(kernels), valid.shape[0], h, w), np.float32)
     ids = np.nonzero(valid >= 1)[0]
     if ids.size == 0:
         return out
@@ -53,20 +78,12 @@ def blurred_peak_targets(joints, valid, input_hw, output_hw, kernels):
         bad = ids[(rows < 0) | (cols < 0) | (rows >= h) | (cols >= w)]
         raise ValueError('blurred_peak_targets: valid joints %s fall outside the %dx%d heatmap; '
                          'set their visibility to 0 first' % (bad.tolist(), h, w))
-    for start in range(0, ids.size, _CV_MAX_CHANNELS):
-        sl = slice(start, start + _CV_MAX_CHANNELS)
-        n = ids[sl].size
-        onehot = np.zeros((h, w, n), np.float32)
-        onehot[rows[sl], cols[sl], np.arange(n)] = 1
-        for li, k in enumerate(kernels):
-            ksize = (int(k), int(k)) if np.isscalar(k) else (int(k[0]), int(k[1]))
-            blurred = cv2.GaussianBlur(onehot, ksize, 0)
-            chans = np.ascontiguousarray(blurred.reshape(h, w, n).transpose(2, 0, 1))
-            # the true max, not the peak cell: next to a border REFLECT_101 folds taps onto the edge row
-            maxi = chans.reshape(n, -1).max(axis=1)
-            # the original: heatmap /= maxi / 255 (float32 divide), skipped when the max is ~0 (dividing by 1)
-            chans /= np.where(maxi > 1e-8, maxi / np.float32(255), np.float32(1))[:, None, None]
-            out[li, ids[sl]] = chans
+    cells = list(zip(ids.tolist(), rows.tolist(), cols.tolist()))
+    for li, k in enumerate(kernels):
+        ksize = (int(k), int(k)) if np.isscalar(k) else (int(k[0]), int(k[1]))
+        for i, r, c in cells:
+            patch, dy, dx = _blurred_patch(h, w, r, c, ksize)
+            out[li, i, r + dy:r + dy + patch.shape[0], c + dx:c + dx + patch.shape[1]] = patch
     return out
 
 

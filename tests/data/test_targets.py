@@ -50,6 +50,16 @@ def test_blurred_equals_per_joint_reference():
             np.testing.assert_array_equal(fast[li], megvii_heatmaps(joints, valid, k, (256, 192), (64, 48)))
 
 
+def test_blurred_every_cell_every_kernel_equals_per_joint_blur():
+    """Exhaustive: a joint in each of the 64 x 48 cells (all border classes), each kernel, vs cv2 per joint."""
+    rows, cols = np.meshgrid(np.arange(64), np.arange(48), indexing='ij')
+    joints = np.stack([cols.ravel() * 4 + 1.5, rows.ravel() * 4 + 2.5], 1)       # 3072 joints
+    valid = np.ones(len(joints))
+    fast = blurred_peak_targets(joints, valid, (256, 192), (64, 48), KERNELS + [(9, 5)])
+    for li, k in enumerate(KERNELS + [(9, 5)]):
+        np.testing.assert_array_equal(fast[li], megvii_heatmaps(joints, valid, k, (256, 192), (64, 48)))
+
+
 def test_blurred_rejects_valid_joint_outside():
     with pytest.raises(ValueError, match='outside'):
         blurred_peak_targets(np.array([[300., 10.]]), [2], (256, 192), (64, 48), [5])
