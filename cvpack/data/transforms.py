@@ -12,8 +12,7 @@ import cv2
 import numpy as np
 
 __all__ = ['xywh_to_cs_megvii', 'xywh_to_cs_simple_baselines', 'fit_aspect', 'extend_scale',
-           'half_body_box', 'flip_joints', 'flip_center_x', 'get_affine_transform', 'affine_points',
-           'flip_matrix']
+           'half_body_box', 'flip_joints', 'flip_center_x', 'get_affine_transform', 'affine_points']
 
 
 def xywh_to_cs_megvii(box, pixel_std=200.0):
@@ -113,11 +112,6 @@ def flip_center_x(center, img_width):
     center = np.array(center, np.float32, copy=True)
     center[0] = img_width - center[0] - 1
     return center
-
-
-def flip_matrix(img_width):
-    """3x3 matrix of the horizontal mirror x -> W - 1 - x (pixel centres), to fold a flip into the affine."""
-    return np.array([[-1.0, 0.0, img_width - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
 
 
 def _rotate(pt, rot_rad):
