@@ -9,6 +9,8 @@ import pytest
 
 pytest.importorskip('cvpack.engine')
 pytest.importorskip('cvpack.config.simple_baselines')
+pytest.importorskip('cvpack.inference')     # the test half needs the predictor and evaluator (decode side)
+pytest.importorskip('cvpack.evaluation')
 
 
 @pytest.mark.slow
