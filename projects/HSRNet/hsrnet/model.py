@@ -79,6 +79,14 @@ def build_model(cfg) -> HSRNetPose:
     Loads ``cfg.MODEL.PRETRAINED`` (local path or URL) into the backbone when set.
     """
     m = cfg.MODEL
+    h, w = cfg.INPUT_SHAPE if 'INPUT_SHAPE' in cfg else (256, 192)
+    # Stride-16 backbone + two x2 deconvolutions: heatmaps are exactly input / 4 only for multiples of 16.
+    if h % 16 or w % 16:
+        raise ValueError('%s: HSRNet needs INPUT_SHAPE divisible by 16, got %s'
+                         % (cfg.get('EXP_NAME', 'config'), list(cfg.INPUT_SHAPE)))
+    if 'OUTPUT_SHAPE' in cfg and list(cfg.OUTPUT_SHAPE) != [h // 4, w // 4]:
+        raise ValueError('%s: OUTPUT_SHAPE %s must be INPUT_SHAPE / 4 = %s'
+                         % (cfg.get('EXP_NAME', 'config'), list(cfg.OUTPUT_SHAPE), [h // 4, w // 4]))
     model = HSRNetPose(backbone=m.BACKBONE, num_joints=cfg.DATASET.KEYPOINT.NUM,
                        deconv_filters=m.NUM_DECONV_FILTERS, deconv_kernel=m.DECONV_KERNEL,
                        final_kernel=m.FINAL_CONV_KERNEL, use_target_weight=cfg.LOSS.USE_TARGET_WEIGHT)

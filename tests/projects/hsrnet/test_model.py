@@ -218,3 +218,13 @@ def test_count_macs_hand_computed():
     # deconvs alone: 16*12*1024 inputs * 256 * 16 + 32*24*256 * 256 * 16; final conv 64*48*17*256
     head = 16 * 12 * 1024 * 256 * 16 + 32 * 24 * 256 * 256 * 16 + 64 * 48 * 17 * 256
     assert params == 22595921 and 6.4e9 < macs < 6.6e9 and macs > head
+
+
+def test_build_model_checks_shapes():
+    cfg = _cfg('hsrnet59')
+    cfg.EXP_NAME, cfg.INPUT_SHAPE, cfg.OUTPUT_SHAPE = 'toy', [96, 72], [24, 18]
+    with pytest.raises(ValueError, match='toy: HSRNet needs INPUT_SHAPE divisible by 16'):
+        build_model(cfg)
+    cfg.INPUT_SHAPE = [96, 64]
+    with pytest.raises(ValueError, match=r'OUTPUT_SHAPE \[24, 18\] must be INPUT_SHAPE / 4 = \[24, 16\]'):
+        build_model(cfg)
