@@ -6,12 +6,11 @@ x1.25 box padding and aspect fit at load time (``_box2cs``), Gaussian targets wi
 Adam 1e-3 without weight decay, x0.1 at epochs 90 and 120 of 140.
 
 Epoch-based schedule. The original counts epochs; the cvpack engine counts iterations. ``SOLVER.EPOCHS``
-and ``SOLVER.STEP_EPOCHS`` hold the original numbers; :func:`epochs_to_iters` (called by the engine once the
-train set size and world size are known, or by hand) converts them to ``MAX_ITER`` / ``STEPS`` /
-``CHECKPOINT_PERIOD`` with ``iters_per_epoch = ceil(num_samples / (IMS_PER_GPU * world_size))`` (the
-original DataLoader kept the last partial batch). Set ``SOLVER.EPOCHS = None`` to use MAX_ITER/STEPS as given.
+and ``SOLVER.STEP_EPOCHS`` hold the original numbers; the engine (``cvpack.solver.resolve_solver``) converts
+them to ``MAX_ITER`` / ``STEPS`` / ``CHECKPOINT_PERIOD`` once the train set size and world size are known, with
+``iters_per_epoch = ceil(num_samples / (IMS_PER_GPU * world_size))`` (the original DataLoader kept the last
+partial batch). Set ``SOLVER.EPOCHS = None`` to use MAX_ITER/STEPS as given.
 """
-import math
 import os.path as osp
 
 from easydict import EasyDict as edict
@@ -19,7 +18,7 @@ from easydict import EasyDict as edict
 from ..data.meta import get_dataset_meta
 from .base import base_config
 
-__all__ = ['simple_baselines_config', 'epochs_to_iters']
+__all__ = ['simple_baselines_config']
 
 
 def _coco_dataset(root_dir, sigma):
@@ -70,7 +69,7 @@ def simple_baselines_config(exp_dir, input_shape=(256, 192)):
     cfg.SOLVER.WARMUP_ITERS = 0
     cfg.SOLVER.REFERENCE_WORLD_SIZE = None   # one P100 in the original: no implicit GPU scaling
     cfg.SOLVER.IMS_PER_GPU = 32
-    cfg.SOLVER.EPOCHS = 140                  # converted by epochs_to_iters (module docstring)
+    cfg.SOLVER.EPOCHS = 140                  # converted to iterations by the engine (module docstring)
     cfg.SOLVER.STEP_EPOCHS = [90, 120]
     cfg.SOLVER.CHECKPOINT_EPOCHS = 1         # the original saved every epoch
 
@@ -88,20 +87,3 @@ def simple_baselines_config(exp_dir, input_shape=(256, 192)):
     cfg.TEST.RESCORE = 'simple_baselines'
     return cfg
 
-
-def epochs_to_iters(cfg, num_samples, world_size=1):
-    """Fill ``SOLVER.MAX_ITER``, ``STEPS`` and ``CHECKPOINT_PERIOD`` from the epoch keys; returns iters/epoch.
-
-    ``iters_per_epoch = ceil(num_samples / (IMS_PER_GPU * world_size))``. Does nothing (returns None) when
-    ``SOLVER.EPOCHS`` is None or absent.
-    """
-    s = cfg.SOLVER
-    if s.get('EPOCHS') is None:
-        return None
-    if num_samples <= 0:
-        raise ValueError('epochs_to_iters: the train set is empty')
-    per_epoch = int(math.ceil(num_samples / float(s.IMS_PER_GPU * world_size)))
-    s.MAX_ITER = int(s.EPOCHS * per_epoch)
-    s.STEPS = tuple(int(e * per_epoch) for e in s.get('STEP_EPOCHS', ()))
-    s.CHECKPOINT_PERIOD = int(max(1, s.get('CHECKPOINT_EPOCHS', 1)) * per_epoch)
-    return per_epoch

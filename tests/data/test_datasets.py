@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from cvpack.config.megvii import megvii_config
-from cvpack.config.simple_baselines import epochs_to_iters, simple_baselines_config
+from cvpack.config.simple_baselines import simple_baselines_config
+from cvpack.solver import resolve_solver
 from cvpack.data import build_dataset, collate
 from cvpack.data import transforms as T
 from cvpack.data.coco import coco_det_records, coco_gt_records
@@ -190,9 +191,11 @@ def test_collate_and_build_errors(coco_subset, tmp_path):
         build_dataset(cfg, 'train')
 
 
-def test_epochs_to_iters(tmp_path):
+def test_simple_baselines_epochs_to_iters(tmp_path):
     cfg = simple_baselines_config(str(tmp_path))
-    assert epochs_to_iters(cfg, 149813, world_size=1) == 4682       # ceil(149813 / 32)
-    assert (cfg.SOLVER.MAX_ITER, cfg.SOLVER.STEPS) == (140 * 4682, (90 * 4682, 120 * 4682))
+    solver = resolve_solver(cfg.SOLVER, world_size=1, dataset_len=149813)
+    assert solver.ITERS_PER_EPOCH == 4682       # ceil(149813 / 32)
+    assert (solver.MAX_ITER, solver.STEPS) == (140 * 4682, [90 * 4682, 120 * 4682])
+    assert solver.LR == 1e-3                    # no process scaling: REFERENCE_WORLD_SIZE is None
     cfg384 = simple_baselines_config(str(tmp_path), input_shape=(384, 288))
     assert cfg384.OUTPUT_SHAPE == [96, 72] and cfg384.DATASET.TRAIN.SIGMA == 3
