@@ -14,7 +14,7 @@ from cvpack.modeling.deconv_head import DeconvHead
 from cvpack.modeling.losses import JointsMSELoss
 from cvpack.modeling.pretrained import load_mapped, load_state_dict
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger('cvpack.projects.hsrnet')   # under 'cvpack': the engine's log handlers
 
 
 class HSRNetPose(nn.Module):
@@ -69,7 +69,12 @@ def load_imagenet(model: HSRNetPose, source):
     logger.info('ImageNet weights from %s into %s: %s', source if isinstance(source, str) else '<state dict>',
                 model.backbone.name, report.summary())
     if report.unused:
-        logger.info('unused ImageNet tensors: %s', ', '.join(report.unused))
+        groups = {}
+        for key in report.unused:   # e.g. fc, layer4, and in HSR-MSNet layer1-3 conv2/bn2 of stride-1 blocks
+            parts = key.split('.')
+            name = parts[0] if key.startswith(('fc.', 'layer4.')) else '%s.*.%s' % (parts[0], parts[2])
+            groups[name] = groups.get(name, 0) + 1
+        logger.info('unused ImageNet tensors: %s', ', '.join('%s: %d' % kv for kv in sorted(groups.items())))
     return report
 
 
