@@ -16,7 +16,8 @@ import cv2
 import numpy as np
 import torch
 
-_MEGVII_PAD = 10  # zero border added before blurring in the original get_results
+from .megvii import MEGVII_PAD, blur_stack, megvii_peaks
+
 
 
 def _to_numpy(heatmaps):
@@ -36,61 +37,6 @@ def _to_numpy(heatmaps):
 def _stride_xy(stride):
     sx, sy = (stride, stride) if np.isscalar(stride) else stride
     return float(sx), float(sy)
-
-
-def _blur_stack(canvas, kernel):
-    """cv2.GaussianBlur (k, k, sigma 0) of many maps in one call.
-
-    ``canvas`` (M, Hc, Wc) float64 holds each map with at least r = k // 2 rows/cols of the wanted border
-    around the region to keep; the maps are stacked into one tall image, so a row of one map never
-    reaches another map's kept rows. Returns the blurred canvas cropped by r on every side.
-    Row and column filters see the same row width as a per-map call, so the values are bit-identical
-    to blurring each map alone (checked in tests/decode).
-    """
-    r = kernel // 2
-    m, hc, wc = canvas.shape
-    out = cv2.GaussianBlur(canvas.reshape(m * hc, wc), (kernel, kernel), 0)
-    return out.reshape(m, hc, wc)[:, r:hc - r, r:wc - r]
-
-
-def _megvii_blurred(hm, kernel):
-    """Blur of the 10-px zero-padded maps (float64, as the original), on a window of the padded map.
-
-    Args: hm (M, h, w) maps (any float dtype; copied into float64 like the original's ``dr``).
-    Returns ``(window (M, Hr, Wr) contiguous, lo)``: ``window`` equals rows/cols ``lo .. Hp - lo`` of the
-    original padded, blurred map; when ``lo > 0`` the padded map is exactly 0 outside the window.
-    """
-    m, h, w = hm.shape
-    pad, r = _MEGVII_PAD, kernel // 2
-    if 2 * r <= pad:
-        # Window = map + 2r zeros per side. The blur is non-zero only within r of the map, and the
-        # outer r rows/cols of the window read only zeros (also across stacked maps), so they are
-        # exactly 0 as in the original and no crop (copy) is needed.
-        canvas = np.zeros((m, h + 4 * r, w + 4 * r))
-        canvas[:, 2 * r:2 * r + h, 2 * r:2 * r + w] = hm
-        out = cv2.GaussianBlur(canvas.reshape(-1, w + 4 * r), (kernel, kernel), 0)
-        return out.reshape(canvas.shape), pad - 2 * r
-    # large kernels (MLPE's 21): the reflect-101 border of the padded map reaches the map itself
-    padded = np.zeros((m, h + 2 * pad, w + 2 * pad))
-    padded[:, pad:pad + h, pad:pad + w] = hm
-    canvas = np.pad(padded, ((0, 0), (r, r), (r, r)), mode='reflect')  # numpy 'reflect' = reflect-101
-    return np.ascontiguousarray(_blur_stack(canvas, kernel)), 0
-
-
-def _padded_argmax(flat, width, lo):
-    """First (raster order) argmax of each padded map, given its non-zero region ``flat`` (M, Hr*Wr).
-
-    Outside the region the padded map is 0 and the region starts at row/col ``lo``; if the region's
-    max is <= 0 (and lo > 0) the original's argmax is padded pixel (0, 0), the first zero in raster order.
-    Returns (y, x) in padded coordinates and the flat index in the region (-1 when outside).
-    """
-    idx = flat.argmax(axis=1)
-    y, x = idx // width + lo, idx % width + lo
-    if lo > 0:
-        outside = flat[np.arange(flat.shape[0]), idx] <= 0
-        y, x = np.where(outside, 0, y), np.where(outside, 0, x)
-        idx = np.where(outside, -1, idx)
-    return y, x, idx
 
 
 def decode_megvii(heatmaps, kernel=5, shift_ratio=0.25, stride=4):
@@ -117,20 +63,14 @@ def decode_megvii(heatmaps, kernel=5, shift_ratio=0.25, stride=4):
     hm = _to_numpy(heatmaps)
     n, k, h, w = hm.shape
     sx, sy = _stride_xy(stride)
-    region, lo = _megvii_blurred(hm.reshape(n * k, h, w), kernel)
-    width = region.shape[2]
-    flat = region.reshape(n * k, -1)            # our own copy: zeroing in place is safe
-    y1, x1, idx1 = _padded_argmax(flat, width, lo)
-    rows = np.nonzero(idx1 >= 0)[0]
-    flat[rows, idx1[rows]] = 0                  # the original zeroes the first maximum
-    y2, x2, _ = _padded_argmax(flat, width, lo)
+    y1, x1, y2, x2 = megvii_peaks(hm.reshape(n * k, h, w), kernel)
 
     dx, dy = x2 - x1, y2 - y1
     length = (dx ** 2 + dy ** 2) ** 0.5         # same operations as the original, for identical rounding
     move = length > 1e-3
     safe = np.where(move, length, 1.0)
-    x = (x1 - _MEGVII_PAD).astype(np.float64)
-    y = (y1 - _MEGVII_PAD).astype(np.float64)
+    x = (x1 - MEGVII_PAD).astype(np.float64)
+    y = (y1 - MEGVII_PAD).astype(np.float64)
     x = np.where(move, x + shift_ratio * dx / safe, x)
     y = np.where(move, y + shift_ratio * dy / safe, y)
     x = np.clip(x, 0, w - 1)
@@ -199,7 +139,7 @@ def _dark_modulate(hm, kernel):
     canvas = np.zeros((n * k, h + 2 * r, w + 2 * r))
     canvas[:, r:r + h, r:r + w] = hm.reshape(n * k, h, w)
     canvas = np.pad(canvas, ((0, 0), (r, r), (r, r)))  # zero rows between stacked maps
-    blurred = _blur_stack(canvas, kernel)[:, r:r + h, r:r + w].reshape(n, k, h, w)
+    blurred = blur_stack(canvas, kernel)[:, r:r + h, r:r + w].reshape(n, k, h, w)
     origin_max = hm.reshape(n, k, -1).max(axis=2)
     new_max = blurred.reshape(n, k, -1).max(axis=2)
     ratio = np.where(new_max > 0, origin_max / np.where(new_max > 0, new_max, 1.0), 1.0)

@@ -129,3 +129,30 @@ def test_image_coords_round_trip():
     corner = to_image_coords(np.array([[[0.0, 0.0], [96.0, 128.0]]]), center[:1], scale[:1], (256, 192))
     np.testing.assert_allclose(corner[0, 0], center[0] - scale[0] * 100)
     np.testing.assert_allclose(corner[0, 1], center[0])
+
+
+def test_megvii_fast_path_matches_reference_on_ties():
+    """Float32 screening + float64 patches (cvpack.decode.megvii) must equal the per-joint original."""
+    from cvpack.decode import megvii
+    rng = np.random.default_rng(5)
+    h, w = 64, 48
+    ys, xs = np.mgrid[0:h, 0:w]
+    maps = []
+    for i in range(60):
+        cx, cy = rng.uniform(3, w - 4), rng.uniform(3, h - 4)
+        m = 200 * np.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / 8) + rng.normal(0, 2, (h, w))
+        maps.append(m)
+    for i in range(20):                       # exact ties: symmetric integer peaks, twin peaks
+        m = np.zeros((h, w))
+        y, x = rng.integers(5, h - 5), rng.integers(5, w - 5)
+        m[y, x] = 255
+        if i % 2:
+            m[(y + 20) % (h - 5), (x + 11) % (w - 5)] = 255
+        maps.append(cv2.GaussianBlur(m, (7, 7), 0))
+    hm = np.stack(maps).astype(np.float32).reshape(4, 20, h, w)
+    _, fast, _, _ = megvii._candidates(hm.reshape(-1, h, w), 5)
+    assert fast.all()                          # all these maps take the screened path
+    ref_c, ref_s = megvii_reference(hm, kernel=5)
+    coords, scores = decode_megvii(hm, kernel=5)
+    np.testing.assert_array_equal(coords, ref_c)
+    np.testing.assert_array_equal(scores, ref_s)
