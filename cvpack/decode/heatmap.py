@@ -133,18 +133,19 @@ def decode_quarter(heatmaps, stride=4):
 
 
 def _dark_modulate(hm, kernel):
-    """DARK distribution modulation: zero-border Gaussian blur, rescale to the original max, log."""
+    """DARK distribution modulation without the log: zero-border Gaussian blur of each map (float32, as
+    mmpose stores it), rescaled so its max equals the raw max. Returns (blurred (N, K, h, w), ratio (N, K));
+    the log is taken only at the few pixels the Taylor step reads.
+    """
     n, k, h, w = hm.shape
     r = kernel // 2
-    canvas = np.zeros((n * k, h + 2 * r, w + 2 * r))
-    canvas[:, r:r + h, r:r + w] = hm.reshape(n * k, h, w)
-    canvas = np.pad(canvas, ((0, 0), (r, r), (r, r)))  # zero rows between stacked maps
+    canvas = np.zeros((n * k, h + 4 * r, w + 4 * r), np.float32)   # 2r zero rows between stacked maps
+    canvas[:, 2 * r:2 * r + h, 2 * r:2 * r + w] = hm.reshape(n * k, h, w)
     blurred = blur_stack(canvas, kernel)[:, r:r + h, r:r + w].reshape(n, k, h, w)
-    origin_max = hm.reshape(n, k, -1).max(axis=2)
-    new_max = blurred.reshape(n, k, -1).max(axis=2)
+    origin_max = hm.reshape(n, k, -1).max(axis=2).astype(np.float64)
+    new_max = blurred.max(axis=(2, 3)).astype(np.float64)
     ratio = np.where(new_max > 0, origin_max / np.where(new_max > 0, new_max, 1.0), 1.0)
-    blurred = blurred * ratio[..., None, None]
-    return np.log(np.maximum(blurred, 1e-10))
+    return blurred, ratio
 
 
 def decode_dark(heatmaps, kernel=11, stride=4):
@@ -161,12 +162,12 @@ def decode_dark(heatmaps, kernel=11, stride=4):
     hm = _to_numpy(heatmaps)
     h, w = hm.shape[2:]
     coords, maxvals, _ = _max_preds(hm)
-    logm = _dark_modulate(hm.astype(np.float64), kernel)
+    blurred, ratio = _dark_modulate(hm, kernel)
     x, y = coords[..., 0].astype(np.int64), coords[..., 1].astype(np.int64)
     ok = (maxvals > 0) & (x > 1) & (x < w - 2) & (y > 1) & (y < h - 2)
 
     def at(dy, dx):
-        return _gather(logm, y + dy, x + dx)
+        return np.log(np.maximum(_gather(blurred, y + dy, x + dx) * ratio, 1e-10))
     centre = at(0, 0)
     gx = 0.5 * (at(0, 1) - at(0, -1))
     gy = 0.5 * (at(1, 0) - at(-1, 0))
