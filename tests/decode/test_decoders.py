@@ -156,3 +156,9 @@ def test_megvii_fast_path_matches_reference_on_ties():
     coords, scores = decode_megvii(hm, kernel=5)
     np.testing.assert_array_equal(coords, ref_c)
     np.testing.assert_array_equal(scores, ref_s)
+
+
+@pytest.mark.parametrize('decoder', ['megvii', 'quarter', 'argmax', 'dark'])
+def test_empty_batch(decoder):
+    coords, scores = decode_heatmaps(decoder, np.zeros((0, 17, 64, 48), np.float32))
+    assert coords.shape == (0, 17, 2) and scores.shape == (0, 17)
