@@ -142,7 +142,7 @@ def _dark_modulate(hm, kernel):
     canvas = np.zeros((n * k, h + 4 * r, w + 4 * r), np.float32)   # 2r zero rows between stacked maps
     canvas[:, 2 * r:2 * r + h, 2 * r:2 * r + w] = hm.reshape(n * k, h, w)
     blurred = blur_stack(canvas, kernel)[:, r:r + h, r:r + w].reshape(n, k, h, w)
-    origin_max = hm.reshape(n, k, -1).max(axis=2).astype(np.float64)
+    origin_max = hm.reshape(n, k, h * w).max(axis=2).astype(np.float64)
     new_max = blurred.max(axis=(2, 3)).astype(np.float64)
     ratio = np.where(new_max > 0, origin_max / np.where(new_max > 0, new_max, 1.0), 1.0)
     return blurred, ratio
