@@ -39,13 +39,15 @@ def draw_skeleton(image_bgr, instances_or_keypoints, meta, kp_thresh=0.2, radius
         raise ValueError('draw_skeleton expects an (H, W, 3) BGR image, got shape %s' % (image.shape,))
     kps = _as_keypoints(instances_or_keypoints)
     if kps.shape[0] and kps.shape[1] != meta.num_keypoints:
-        raise ValueError('%d keypoints per person, but %s metadata has %d' % (kps.shape[1], meta.name, meta.num_keypoints))
+        raise ValueError('%d keypoints per person, but %s metadata has %d'
+                         % (kps.shape[1], meta.name, meta.num_keypoints))
     for person in kps:
         ok = (person[:, 2] > kp_thresh) & np.all(np.isfinite(person[:, :2]), axis=1)
         pts = np.round(np.where(ok[:, None], person[:, :2], 0)).astype(np.int32)
         for (a, b), color in zip(meta.skeleton, meta.skeleton_colors):
             if ok[a] and ok[b]:
-                cv2.line(image, tuple(int(v) for v in pts[a]), tuple(int(v) for v in pts[b]), color, thickness, cv2.LINE_AA)
+                cv2.line(image, (int(pts[a, 0]), int(pts[a, 1])), (int(pts[b, 0]), int(pts[b, 1])),
+                         color, thickness, cv2.LINE_AA)
         for j in np.nonzero(ok)[0]:
             cv2.circle(image, tuple(int(v) for v in pts[j]), radius, meta.keypoint_colors[j], -1, cv2.LINE_AA)
     return image

@@ -7,17 +7,16 @@ Every decoder takes heatmaps (N, K, h, w) as a torch tensor (any device) or a nu
 
 Decoders:
   * :func:`decode_megvii` - RSN/MSPN ``get_results`` (``reference_rsn_mspn.md`` §5.3) and MLPE
-    (kernel 21, ``reference_mlpe_hsrnet_gcpose.md`` §1.9), bit-for-bit including ties.
+    (kernel 21, ``reference_mlpe_hsrnet_gcpose.md`` §1.9), bit-for-bit including ties (the two maxima
+    come from :mod:`cvpack.decode.megvii`).
   * :func:`decode_quarter` - Simple Baselines ``get_final_preds`` (argmax + quarter offset, §2.7).
   * :func:`decode_argmax` - plain argmax.
   * :func:`decode_dark` - DARK (Zhang et al. 2020; mmpose ``refine_keypoints_dark``).
 """
-import cv2
 import numpy as np
 import torch
 
 from .megvii import MEGVII_PAD, blur_stack, megvii_peaks
-
 
 
 def _to_numpy(heatmaps):

@@ -72,7 +72,9 @@ class MpiiEvaluator:
         if indices != list(range(len(insts))):
             raise ValueError('MPII evaluation needs exactly one prediction per record 0..N-1; got indices %s...'
                              % indices[:10])
-        preds = np.stack([np.asarray(i['keypoints'], dtype=np.float64) for i in insts]) if insts else np.zeros((0, 16, 3))
+        preds = np.zeros((0, 16, 3))
+        if insts:
+            preds = np.stack([np.asarray(i['keypoints'], dtype=np.float64) for i in insts])
         _write_json([{'index': idx, 'image_id': str(i['image_id']), 'keypoints': preds[n].tolist()}
                      for n, (idx, i) in enumerate(zip(indices, insts))], osp.join(output_dir, 'results.json'))
         table = evaluate_pckh(preds, self.gt_path)

@@ -54,7 +54,8 @@ def oks_matrix(keypoints, areas, sigmas, vis_thresh=None):
 
 def oks_iou(g, d, area_g, area_d, sigmas, vis_thresh=None):
     """OKS between one instance ``g`` (K, 3) and instances ``d`` (M, K, 3) (the original's signature)."""
-    kps = np.concatenate([np.asarray(g, np.float64).reshape(1, -1, 3), np.asarray(d, np.float64).reshape(len(d), -1, 3)])
+    g = np.asarray(g, np.float64).reshape(1, -1, 3)
+    kps = np.concatenate([g, np.asarray(d, np.float64).reshape(-1, g.shape[1], 3)])
     areas = np.concatenate([[area_g], np.asarray(area_d, np.float64).reshape(-1)])
     return oks_matrix(kps, areas, sigmas, vis_thresh)[0, 1:]
 
