@@ -58,6 +58,7 @@ def validate_results(records, coco_gt, name='<results list>'):
     """
     num_kp = _num_keypoints(coco_gt)
     image_ids = set(coco_gt.getImgIds())
+    category_ids = set(coco_gt.getCatIds())
     for i, rec in enumerate(records):
         where = '%s: record %d' % (name, i)
         if not isinstance(rec, dict):
@@ -68,6 +69,9 @@ def validate_results(records, coco_gt, name='<results list>'):
         if rec['image_id'] not in image_ids:
             raise ValueError('%s has image_id %r, which is not an image of the ground truth'
                              % (where, rec['image_id']))
+        if rec['category_id'] not in category_ids:
+            raise ValueError('%s has category_id %r; the ground truth has %s'
+                             % (where, rec['category_id'], sorted(category_ids)))
         kps = rec['keypoints']
         try:
             kps = np.asarray(kps, dtype=np.float64).ravel()

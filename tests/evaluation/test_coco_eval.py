@@ -61,6 +61,7 @@ def test_empty_results_give_zeros(coco_gt):
     (lambda r: r.__setitem__('image_id', 123456789), 'image_id 123456789'),
     (lambda r: r.__setitem__('keypoints', r['keypoints'][:-3]), 'has 48 values, expected 51'),
     (lambda r: r.__setitem__('score', float('inf')), 'not a finite number'),
+    (lambda r: r.__setitem__('category_id', 2), 'category_id 2'),
 ])
 def test_bad_results_name_file_and_record(tmp_path, coco_gt, gt_path, corrupt, message):
     results = _gt_as_results(gt_path)[:5]
