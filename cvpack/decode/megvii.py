@@ -92,7 +92,7 @@ def _candidates(hm, kernel):
     canvas = np.zeros((m, h + 4 * r, w + 4 * r), np.float32)
     canvas[:, 2 * r:2 * r + h, 2 * r:2 * r + w] = hm
     b32 = cv2.GaussianBlur(canvas.reshape(-1, w + 4 * r), (kernel, kernel), 0).reshape(m, -1)
-    # float32 rounding of a k x k blur is < 2k * 2^-24 * max|x|; eps is 8x that
+    # float32 rounding of a separable k x k blur is < 2k * 2^-24 * max|x| per value; eps is ~16x that
     flat_hm = hm.reshape(m, -1)
     eps = 2e-6 * kernel * np.maximum(flat_hm.max(axis=1), -flat_hm.min(axis=1))
     rows = np.arange(m)
