@@ -115,7 +115,11 @@ def evaluate_keypoints(gt, results, sigmas=None, verbose=False):
         coco_dt = coco_gt.loadRes(records)
         coco_eval = COCOeval(coco_gt, coco_dt, 'keypoints')
         if sigmas is not None:
-            coco_eval.params.kpt_oks_sigmas = np.asarray(sigmas, dtype=np.float64)
+            sigmas = np.asarray(sigmas, dtype=np.float64).ravel()
+            num_kp = _num_keypoints(coco_gt)
+            if num_kp is not None and sigmas.size != num_kp:
+                raise ValueError('%d OKS sigmas for %d keypoints' % (sigmas.size, num_kp))
+            coco_eval.params.kpt_oks_sigmas = sigmas
         coco_eval.evaluate()
         coco_eval.accumulate()
         coco_eval.summarize()

@@ -107,3 +107,14 @@ def test_build_evaluator_nms_and_results_file(tmp_path, coco_subset, gt_path):
     build_evaluator(cfg)(instances, str(tmp_path))
     with open(tmp_path / 'results.json') as f:
         assert len(json.load(f)) == len(instances)
+
+
+def test_custom_sigmas(coco_gt, repo_root):
+    path = _peer(repo_root, 'movenet_thunder')
+    from cvpack.evaluation import real_sigmas
+    same = evaluate_keypoints(coco_gt, path, sigmas=real_sigmas('COCO'))
+    assert same['AP'] == pytest.approx(evaluate_keypoints(coco_gt, path)['AP'])
+    looser = evaluate_keypoints(coco_gt, path, sigmas=2 * real_sigmas('COCO'))
+    assert looser['AP'] > same['AP']                   # larger sigmas -> higher OKS -> higher AP
+    with pytest.raises(ValueError, match='16 OKS sigmas for 17'):
+        evaluate_keypoints(coco_gt, path, sigmas=np.ones(16))
