@@ -4,19 +4,17 @@ The original (``reference_rsn_mspn.md`` §5.3) pads each map with 10 zeros, blur
 ``cv2.GaussianBlur((k, k), 0)`` (reflect-101 border), takes the first argmax in raster order, zeroes
 it and takes the next argmax. :func:`megvii_peaks` returns the same two positions for many maps:
 
-* exact path: one cv2 call on all maps stacked into a tall float64 image (bit-identical values);
-* fast path (float32 maps, k <= 11): a float32 blur only *selects candidates* - every position whose
-  float32 value is within 2 eps of the second-largest value, eps bounding the float32 rounding -
-  and the float64 values of those few candidates are computed by cv2 on (2r+1)^2 patches, which gives
-  the same bits as the full-image blur (checked in tests/decode). Maps with many candidates (plateaus,
-  empty maps) or a non-positive second maximum go through the exact path.
+* local path (k <= 11): cv2 blurs, in float64, only a small region R around each map's raw
+  maximum (bit-identical to the full-image blur: cv2's value at a pixel depends only on its
+  k x k neighbourhood, checked in tests/decode). A bound on every blurred value outside R proves
+  that both maxima lie in R; maps where it does not hold (several peaks, plateaus, empty or negative
+  maps) take the exact path;
+* exact path: one cv2 call on all maps stacked into a tall float64 image (bit-identical values).
 """
 import cv2
 import numpy as np
 
 MEGVII_PAD = 10          # zero border added before blurring in the original get_results
-MAX_CANDIDATES = 64      # per map, above this the exact path is cheaper
-CHUNK = 64               # maps per pass: keeps the float32 canvas and its blur (~2 MB) in L2 cache
 
 
 def blur_stack(canvas, kernel):
@@ -85,64 +83,52 @@ def _peaks_exact(hm, kernel):
     return y1, x1, y2, x2
 
 
-def _candidates(hm, kernel):
-    """Float32 screening. Returns (canvas, fast map mask, candidate map ids, flat canvas positions)."""
+def _window_indices(centre, half, size):
+    """Indices centre - half .. centre + half (M, 2 half + 1), clipped into [0, size), and a validity mask."""
+    idx = centre[:, None] + np.arange(-half, half + 1)
+    valid = (idx >= 0) & (idx < size)
+    return np.clip(idx, 0, size - 1), valid
+
+
+def _peaks_local(hm, kernel):
+    """Both maxima from an exact float64 blur of a small region R around each map's raw maximum.
+
+    R = positions within ``d = r + 3`` px of the raw argmax. Its blurred values are computed by cv2 on
+    the zero-padded (R + r) patch, bit-identical to the full blur. Outside R every blurred value is at
+    most U = max(0, raw values outside the inner (d - r) square of R), since the kernel is
+    non-negative and sums to 1. If U < L, the 2nd-largest value in R (and L > 0), both maxima of
+    the full map lie in R, and R's raster order is the padded map's. Returns (out (4, M), ok (M,)).
+    """
     m, h, w = hm.shape
     r = kernel // 2
-    canvas = np.zeros((m, h + 4 * r, w + 4 * r), np.float32)
-    canvas[:, 2 * r:2 * r + h, 2 * r:2 * r + w] = hm
-    b32 = cv2.GaussianBlur(canvas.reshape(-1, w + 4 * r), (kernel, kernel), 0).reshape(m, -1)
-    # float32 rounding of a separable k x k blur is < 2k * 2^-24 * max|x| per value; eps is ~16x that
-    flat_hm = hm.reshape(m, -1)
-    eps = 2e-6 * kernel * np.maximum(flat_hm.max(axis=1), -flat_hm.min(axis=1))
+    d = r + 3
     rows = np.arange(m)
-    i1 = b32.argmax(axis=1)
-    v1 = b32[rows, i1]
-    b32[rows, i1] = -np.inf
-    v2 = b32.max(axis=1)                        # 2nd largest value (= v1 on ties)
-    b32[rows, i1] = v1
-    # The true first and second maxima (any p1) are >= v2 - 2 eps in float32.
-    thresh = v2 - 2 * eps
-    flat_pos = np.flatnonzero(b32 >= thresh[:, None])
-    map_ids, pos = np.divmod(flat_pos, b32.shape[1])
-    fast = (thresh > 0) & (np.bincount(map_ids, minlength=m) <= MAX_CANDIDATES)
-    keep = fast[map_ids]
-    return canvas, fast, map_ids[keep], pos[keep]
-
-
-def _peaks_fast(hm, kernel):
-    """(y1, x1, y2, x2) padded coords for the maps that pass screening (else -1) and the fast mask."""
-    m, h, w = hm.shape
-    r = kernel // 2
-    canvas, fast, map_ids, pos = _candidates(hm, kernel)
-    wc = w + 4 * r
-    cy, cx = pos // wc, pos % wc               # positive blur => within r of the map: patches fit
-    offs = np.arange(-r, r + 1)
-    patches = canvas[map_ids[:, None, None], cy[:, None, None] + offs[:, None], cx[:, None, None] + offs]
-    patches = patches.astype(np.float64)
-    exact = cv2.GaussianBlur(patches.reshape(-1, 2 * r + 1), (kernel, kernel), 0)
-    exact = exact.reshape(patches.shape)[:, r, r]
-    # per map: highest value first, ties by raster order (= canvas order); 1st and 2nd entries
-    order = np.lexsort((pos, -exact, map_ids))
-    ids_sorted = map_ids[order]
-    first = np.nonzero(np.r_[True, ids_sorted[1:] != ids_sorted[:-1]])[0]
-    out = np.full((4, m), -1, dtype=np.int64)
-    lo = MEGVII_PAD - 2 * r                     # canvas -> padded coordinates
-    for slot, at in ((0, first), (2, first + 1)):  # each fast map has >= 2 candidates (p1 and v2's)
-        sel = order[at]
-        out[slot, map_ids[sel]] = cy[sel] + lo
-        out[slot + 1, map_ids[sel]] = cx[sel] + lo
-    return out, fast
-
-
-def _peaks_chunk(hm, kernel):
-    if hm.dtype != np.float32 or 2 * (kernel // 2) > MEGVII_PAD:
-        return np.stack(_peaks_exact(hm, kernel))
-    out, fast = _peaks_fast(hm, kernel)
-    slow = np.nonzero(~fast)[0]
-    if slow.size:
-        out[:, slow] = np.stack(_peaks_exact(hm[slow], kernel))
-    return out
+    py, px = np.divmod(hm.reshape(m, -1).argmax(axis=1), w)
+    ys, vy = _window_indices(py, d + r, h)
+    xs, vx = _window_indices(px, d + r, w)
+    patch = hm[rows[:, None, None], ys[:, :, None], xs[:, None, :]].astype(np.float64)
+    patch[~(vy[:, :, None] & vx[:, None, :])] = 0.0        # zero padding beyond the map
+    side = 2 * (d + r) + 1
+    blurred = cv2.GaussianBlur(patch.reshape(m * side, side), (kernel, kernel), 0).reshape(m, side, side)
+    vals = blurred[:, r:side - r, r:side - r].reshape(m, -1)   # (M, (2d+1)^2), raster order of R
+    a1 = vals.argmax(axis=1)
+    vals[rows, a1] = -np.inf
+    a2 = vals.argmax(axis=1)
+    second = vals[rows, a2]
+    # upper bound outside R: raw maximum with the inner square (half-size d - r) removed
+    iy, ivy = _window_indices(py, d - r, h)
+    ix, ivx = _window_indices(px, d - r, w)
+    inner = ivy[:, :, None] & ivx[:, None, :]
+    rest = hm.copy()
+    sel = np.broadcast_to(rows[:, None, None], inner.shape)[inner]
+    rest[sel, np.broadcast_to(iy[:, :, None], inner.shape)[inner],
+         np.broadcast_to(ix[:, None, :], inner.shape)[inner]] = -np.inf
+    bound = np.maximum(rest.reshape(m, -1).max(axis=1), 0.0).astype(np.float64)
+    ok = (second > 0) & (bound * (1 + 1e-9) < second)
+    width = 2 * d + 1
+    base_y, base_x = py - d + MEGVII_PAD, px - d + MEGVII_PAD   # R's corner in padded coordinates
+    out = np.stack([base_y + a1 // width, base_x + a1 % width, base_y + a2 // width, base_x + a2 % width])
+    return out, ok
 
 
 def megvii_peaks(hm, kernel):
@@ -153,5 +139,10 @@ def megvii_peaks(hm, kernel):
     """
     if hm.shape[0] == 0:
         return tuple(np.zeros((4, 0), np.int64))
-    out = np.concatenate([_peaks_chunk(hm[i:i + CHUNK], kernel) for i in range(0, hm.shape[0], CHUNK)], axis=1)
+    if 2 * (kernel // 2) > MEGVII_PAD:          # MLPE's 21: R would leave the zero padding
+        return _peaks_exact(hm, kernel)
+    out, ok = _peaks_local(hm, kernel)
+    slow = np.nonzero(~ok)[0]
+    if slow.size:
+        out[:, slow] = np.stack(_peaks_exact(hm[slow], kernel))
     return out[0], out[1], out[2], out[3]

@@ -131,8 +131,9 @@ def test_image_coords_round_trip():
     np.testing.assert_allclose(corner[0, 1], center[0])
 
 
-def test_megvii_fast_path_matches_reference_on_ties():
-    """Float32 screening + float64 patches (cvpack.decode.megvii) must equal the per-joint original."""
+def test_megvii_local_path_matches_reference_on_ties():
+    """The local path (float64 blur of a region around the peak, cvpack.decode.megvii) must equal the
+    per-joint original, ties included."""
     from cvpack.decode import megvii
     rng = np.random.default_rng(5)
     h, w = 64, 48
@@ -150,8 +151,9 @@ def test_megvii_fast_path_matches_reference_on_ties():
             m[(y + 20) % (h - 5), (x + 11) % (w - 5)] = 255
         maps.append(cv2.GaussianBlur(m, (7, 7), 0))
     hm = np.stack(maps).astype(np.float32).reshape(4, 20, h, w)
-    _, fast, _, _ = megvii._candidates(hm.reshape(-1, h, w), 5)
-    assert fast.all()                          # all these maps take the screened path
+    _, local = megvii._peaks_local(hm.reshape(-1, h, w), 5)
+    assert local[:70:2].all() and local[1:60:2].all()    # single peaks take the local path,
+    assert not local[61::2].any()                        # twin peaks the exact one
     ref_c, ref_s = megvii_reference(hm, kernel=5)
     coords, scores = decode_megvii(hm, kernel=5)
     np.testing.assert_array_equal(coords, ref_c)
