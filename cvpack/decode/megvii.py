@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 MEGVII_PAD = 10          # zero border added before blurring in the original get_results
+EXACT_CHUNK = 32         # maps per full-blur pass: ~1 MB of float64, stays in cache (2-3x faster)
 
 
 def blur_stack(canvas, kernel):
@@ -73,6 +74,12 @@ def _padded_argmax(flat, width, lo):
 
 
 def _peaks_exact(hm, kernel):
+    """(4, M) maxima from the full float64 blur, in cache-sized chunks of maps."""
+    return np.concatenate([np.stack(_peaks_exact_chunk(hm[i:i + EXACT_CHUNK], kernel))
+                           for i in range(0, hm.shape[0], EXACT_CHUNK)], axis=1)
+
+
+def _peaks_exact_chunk(hm, kernel):
     window, lo = _blurred_window(hm, kernel)
     width = window.shape[2]
     flat = window.reshape(hm.shape[0], -1)      # our own array: zeroing in place is safe
@@ -140,9 +147,10 @@ def megvii_peaks(hm, kernel):
     if hm.shape[0] == 0:
         return tuple(np.zeros((4, 0), np.int64))
     if 2 * (kernel // 2) > MEGVII_PAD:          # MLPE's 21: R would leave the zero padding
-        return _peaks_exact(hm, kernel)
-    out, ok = _peaks_local(hm, kernel)
-    slow = np.nonzero(~ok)[0]
-    if slow.size:
-        out[:, slow] = np.stack(_peaks_exact(hm[slow], kernel))
+        out = _peaks_exact(hm, kernel)
+    else:
+        out, ok = _peaks_local(hm, kernel)
+        slow = np.nonzero(~ok)[0]
+        if slow.size:
+            out[:, slow] = _peaks_exact(hm[slow], kernel)
     return out[0], out[1], out[2], out[3]
