@@ -85,11 +85,16 @@ def test_quarter_offset_direction():
     np.testing.assert_allclose(argmax_coords[0, 0], [20.0, 12.0])
 
 
-@pytest.mark.parametrize('centre', [(20.3, 30.7), (10.85, 12.15), (33.5, 40.25)])
-def test_dark_recovers_subpixel_centre(centre):
-    h, w, sigma = 64, 48, 2.0
+@pytest.mark.parametrize('centre,cov', [((20.3, 30.7), ((4, 0), (0, 4))),
+                                        ((10.85, 12.15), ((4, 0), (0, 4))),
+                                        ((33.5, 40.25), ((4, 0), (0, 4))),
+                                        ((21.4, 30.35), ((6, 3), (3, 4))),      # rotated: cross term matters
+                                        ((25.7, 33.2), ((5, -3.5), (-3.5, 6)))])
+def test_dark_recovers_subpixel_centre(centre, cov):
+    h, w = 64, 48
     ys, xs = np.mgrid[0:h, 0:w]
-    hm = np.exp(-((xs - centre[0]) ** 2 + (ys - centre[1]) ** 2) / (2 * sigma ** 2)).astype(np.float32)
+    d = np.stack([xs - centre[0], ys - centre[1]], -1)
+    hm = np.exp(-0.5 * np.einsum('hwi,ij,hwj->hw', d, np.linalg.inv(cov), d)).astype(np.float32)
     coords, scores = decode_dark(hm[None, None], kernel=11, stride=1)
     assert np.abs(coords[0, 0] - centre).max() < 0.05
     quarter, _ = decode_quarter(hm[None, None], stride=1)
