@@ -141,3 +141,22 @@ def test_refine_loss_ohkm_by_hand():
     assert torch.isclose(refine_loss(pred, target, weight, topk=8), torch.tensor(expected), rtol=1e-5)
     plain = sum((d * d) for d, w in zip(diff.flatten().tolist(), weight.flatten().tolist()) if w > 0) / 34
     assert torch.isclose(refine_loss(pred, target, weight, use_ohkm=False), torch.tensor(plain), rtol=1e-5)
+
+
+def test_mac_counter_by_hand():
+    from torch import nn
+    from projects.MLPE.mlpe.complexity import count_macs
+
+    class Tiny(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)               # 8x6 out: 48 * 4 * 27
+            self.grouped = nn.Conv2d(4, 4, 1, groups=2)              # 48 * 4 * 2
+            self.up = nn.ConvTranspose2d(4, 2, 4, 2, 1, bias=False)  # 192 inputs * 2 * 16
+            self.fc = nn.Linear(2 * 16 * 12, 5)                      # 384 * 5
+
+        def forward(self, x):
+            return self.fc(self.up(self.grouped(self.conv(x))).flatten(1))
+
+    assert count_macs(Tiny(), (8, 6)) == 48 * 4 * 27 + 48 * 4 * 2 + 192 * 2 * 16 + 384 * 5
+    assert count_macs(Tiny(), (8, 6), device='cpu') == count_macs(Tiny(), (8, 6))
