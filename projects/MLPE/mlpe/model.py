@@ -40,6 +40,9 @@ class MLPE(nn.Module):
             training with targets: {'global_loss', 'refine_loss'} scalars;
             otherwise the final heatmaps (N, K, H/4, W/4) on the input-crop stride-4 grid (peak ~255).
         """
+        if images.shape[-2] % 32 or images.shape[-1] % 32:
+            # the three x2 upsamplings from C5 must land on the stride-4 grid
+            raise ValueError('MLPE needs an input size divisible by 32, got %s' % (tuple(images.shape[-2:]),))
         feats = self.backbone(images)[::-1]           # [C5, C4, C3, C2]
         levels, global_maps = self.multilevel_net(feats)
         refined = self.refine_net(levels)

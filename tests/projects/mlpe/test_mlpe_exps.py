@@ -1,4 +1,5 @@
-"""Every MLPE exp: config values (ablation columns, preset) and a forward/backward at 64x64, batch 2 (any multiple of 32 works)."""
+"""Every MLPE exp: config values (ablation columns, preset) and a forward/backward at 64x64, batch 2
+(any multiple of 32 works)."""
 import importlib.util
 import os
 
@@ -24,7 +25,8 @@ def _load(path, name):
 
 def _exp(repo_root, name):
     d = os.path.join(repo_root, 'projects', 'MLPE', 'exps', name)
-    return d, _load(os.path.join(d, 'config.py'), 'mlpe_cfg_' + name).cfg, _load(os.path.join(d, 'network.py'), 'mlpe_net_' + name)
+    cfg = _load(os.path.join(d, 'config.py'), 'mlpe_cfg_' + name).cfg
+    return d, cfg, _load(os.path.join(d, 'network.py'), 'mlpe_net_' + name)
 
 
 def test_exp_folders_are_the_templates(repo_root):

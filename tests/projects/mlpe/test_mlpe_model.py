@@ -63,6 +63,11 @@ def test_upsample_switch_bilinear_vs_deconv():
         MultiLevelNet(upsample='nearest')
 
 
+def test_input_size_must_divide_by_32(mlpe50):
+    with pytest.raises(ValueError, match='divisible by 32'):
+        mlpe50.eval()(torch.zeros(1, 3, 80, 64))
+
+
 def test_pred_kernel_switch():
     k3, k1 = MLPE('resnest50', pred_kernel=3), MLPE('resnest50', pred_kernel=1)
     # 4 level heads + the final predictor: 256 -> 17 convs, k x k, no bias

@@ -1,4 +1,7 @@
-"""MLPE row (f): ResNeSt-101 at 384x288, released settings. The a-d mapping of the README ablation columns is inferred (projects/MLPE/README.md)."""
+"""MLPE row (f): ResNeSt-101 at 384x288, released settings.
+
+The a-d mapping of the README ablation columns is inferred (see projects/MLPE/README.md).
+"""
 import os.path as osp
 
 from cvpack.config import config_main

@@ -1,4 +1,7 @@
-"""MLPE ablation (a): no feature retention, receptive field 1, bilinear (CPN-like baseline). The a-d mapping of the README ablation columns is inferred (projects/MLPE/README.md)."""
+"""MLPE ablation (a): no feature retention, receptive field 1, bilinear (CPN-like baseline).
+
+The a-d mapping of the README ablation columns is inferred (see projects/MLPE/README.md).
+"""
 import os.path as osp
 
 from cvpack.config import config_main

@@ -1,4 +1,7 @@
-"""MLPE ablation (c): + receptive field 3. The a-d mapping of the README ablation columns is inferred (projects/MLPE/README.md)."""
+"""MLPE ablation (c): + receptive field 3.
+
+The a-d mapping of the README ablation columns is inferred (see projects/MLPE/README.md).
+"""
 import os.path as osp
 
 from cvpack.config import config_main

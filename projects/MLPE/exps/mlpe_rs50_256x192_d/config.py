@@ -1,4 +1,7 @@
-"""MLPE ablation (d): + deconv upsampling (= the released code). The a-d mapping of the README ablation columns is inferred (projects/MLPE/README.md)."""
+"""MLPE ablation (d): + deconv upsampling (= the released code).
+
+The a-d mapping of the README ablation columns is inferred (see projects/MLPE/README.md).
+"""
 import os.path as osp
 
 from cvpack.config import config_main
