@@ -6,6 +6,14 @@ from cvpack.modeling.backbones import RESNEST_VARIANTS, build_resnest
 from cvpack.modeling.backbones.resnest import SplitAttentionConv, load_official_weights, official_key_map
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()   # two threads oversubscribe the shared CI cores
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture(scope='module')
 def r50():
     torch.manual_seed(0)
