@@ -3,20 +3,17 @@
 Values from ``reference_mlpe_hsrnet_gcpose.md`` §1.6-1.9 (MLPE's ``config.py`` / ``test_config.py``);
 exps override only what differs (input size, backbone, the ablation switches).
 
-Schedule: the original halves the lr at the start of epochs 6, 12, ..., 48 and trains 50 epochs. Both
-forms are set: ``SOLVER.EPOCHS`` / ``SOLVER.STEP_EPOCHS`` (read by the engine when it supports epoch
-keys) and the same schedule in iterations (``MAX_ITER`` / ``STEPS``) for full COCO train2017
-(149813 person records with keypoints, replicated 4x = 599252 samples per epoch) at a total batch of
-``SOLVER.IMS_PER_GPU`` (32, pytorch-cpn's) on one process.
+Schedule: the original halves the lr at the start of epochs 6, 12, ..., 48 and trains 50 epochs. The preset
+sets ``SOLVER.EPOCHS`` / ``SOLVER.STEP_EPOCHS`` / ``CHECKPOINT_EPOCHS``; the engine
+(``cvpack.solver.resolve_solver``) turns them into iterations from the train set length (4 replicas per
+record: full COCO train2017 = 149813 x 4 = 599252 samples, 18727 iterations per epoch at batch 32).
+Set ``SOLVER.EPOCHS None`` to use ``MAX_ITER`` / ``STEPS`` (iterations) as given.
 """
-import math
-
 from easydict import EasyDict as edict
 
 from .base import base_config
 from .megvii import _coco_dataset
 
-COCO_TRAIN_RECORDS = 149813        # person annotations with num_keypoints > 0 in train2017
 CPN_MEAN_RGB = (122.77, 115.95, 102.98)   # pytorch-cpn's pixel mean, RGB, 0-255
 
 
@@ -62,10 +59,7 @@ def cpn_config(exp_dir, dataset='COCO', input_shape=(256, 192), backbone='resnes
     s.WARMUP_ITERS, s.WARMUP_FACTOR = 0, 1.0
     s.EPOCHS = 50
     s.STEP_EPOCHS = list(range(6, 50, 6))          # 6, 12, ..., 48
-    iters_per_epoch = math.ceil(COCO_TRAIN_RECORDS * cfg.DATASET.TRAIN.NUM_REPLICAS / ims_per_gpu)
-    s.MAX_ITER = s.EPOCHS * iters_per_epoch
-    s.STEPS = [e * iters_per_epoch for e in s.STEP_EPOCHS]
-    s.CHECKPOINT_PERIOD = iters_per_epoch
+    s.CHECKPOINT_EPOCHS = 1                        # the original evaluated and saved every epoch
     s.REFERENCE_WORLD_SIZE = None
 
     cfg.LOSS = edict(OHKM=True, TOPK=8)

@@ -11,6 +11,8 @@ Samples follow docs/DESIGN.md. Val ``center`` / ``scale`` describe the (clamped,
 generic mapping ``center + (u / W - 0.5) * scale * PIXEL_STD`` of a decoded ``u = 4 x + 2`` equals the
 original's ``(4 x + 2) / W * crop_w + crop_x0``.
 """
+import os.path as osp
+
 import cv2
 import numpy as np
 import torch
@@ -102,8 +104,8 @@ class CPNDataset(TopDownDataset):
         d, t = self.cfg.DATASET, self.cfg.TEST
         if self.meta.name != 'COCO':
             raise ValueError('the cpn pipeline reads COCO keypoint files only, not %s' % self.meta.name)
-        images = '%s/%s' % (d.ROOT, d.TRAIN_IMAGES if self.train else d.VAL_IMAGES)
-        ann = '%s/%s' % (d.ROOT, d.TRAIN_ANN if self.train else d.VAL_ANN)
+        images = osp.join(d.ROOT, d.TRAIN_IMAGES if self.train else d.VAL_IMAGES)
+        ann = osp.join(d.ROOT, d.TRAIN_ANN if self.train else d.VAL_ANN)
         if self.train or t.USE_GT_BBOX:
             records = coco_gt_records(ann, images, self.meta, load_min_num=d.KEYPOINT.LOAD_MIN_NUM)
             for r in records:   # label_transform.py keeps the GT box as integer corners
@@ -111,7 +113,7 @@ class CPNDataset(TopDownDataset):
                 r['box_xyxy'] = np.array([int(x), int(y), int(x + w), int(y + h)], np.float32)
             return records
         self.det_stats = {}
-        records = coco_det_records('%s/%s' % (d.ROOT, t.DET_FILE), ann, images, self.meta,
+        records = coco_det_records(osp.join(d.ROOT, t.DET_FILE), ann, images, self.meta,
                                    score_thresh=t.DET_SCORE_THRESH, stats=self.det_stats)
         for r in records:
             x, y, w, h = (float(v) for v in r['bbox'])

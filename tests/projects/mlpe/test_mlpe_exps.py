@@ -6,6 +6,8 @@ import os
 import pytest
 import torch
 
+from cvpack.solver import resolve_solver
+
 EXPS = {  # name: (INPUT_SHAPE, backbone, feature retention, pred kernel, upsample)
     'mlpe_rs50_256x192_a': ([256, 192], 'resnest50', False, 1, 'bilinear'),
     'mlpe_rs50_256x192_b': ([256, 192], 'resnest50', True, 1, 'bilinear'),
@@ -51,8 +53,10 @@ def test_exp_config(repo_root, name):
     s = cfg.SOLVER
     assert (s.OPTIMIZER, s.BASE_LR, s.WEIGHT_DECAY, s.LR_SCHEDULER, s.GAMMA) == ('Adam', 5e-4, 1e-5, 'multistep', 0.5)
     assert s.EPOCHS == 50 and s.STEP_EPOCHS == [6, 12, 18, 24, 30, 36, 42, 48]
-    per_epoch = -(-149813 * 4 // s.IMS_PER_GPU)
-    assert s.MAX_ITER == 50 * per_epoch and s.STEPS[0] == 6 * per_epoch and s.STEPS[-1] == 48 * per_epoch
+    # the engine's conversion for full COCO train2017 (149813 records x 4 replicas) at batch 32, one process
+    r = resolve_solver(s, world_size=1, dataset_len=149813 * 4)
+    assert (r.MAX_ITER, r.STEPS[0], r.STEPS[-1], r.CHECKPOINT_PERIOD, r.LR) == \
+        (50 * 18727, 6 * 18727, 48 * 18727, 18727, 5e-4)
     t = cfg.TEST
     assert (t.DECODER, t.GAUSSIAN_KERNEL, t.FLIP, t.FLIP_SHIFT, t.RESCORE, t.USE_GT_BBOX) == \
         ('megvii', 21, True, False, 'megvii', True)
