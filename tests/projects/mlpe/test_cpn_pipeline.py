@@ -137,8 +137,7 @@ def test_val_round_trip_through_the_predictor(cfg):
     """GT joints -> crop pixels via the sample's center/scale -> 255-peak maps -> the real predictor
     (megvii decoder, kernel 21) -> image pixels: back within the stride-4 quantisation."""
     from cvpack.data.targets import blurred_peak_targets
-    # the predictor (decode branch) may be merged after this branch: skip until it is there
-    build_predictor = pytest.importorskip('cvpack.inference', reason='cvpack.inference not merged yet').build_predictor
+    from cvpack.inference import build_predictor
 
     c = copy.deepcopy(cfg)
     c.TEST.FLIP = False

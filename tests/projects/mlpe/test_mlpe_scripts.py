@@ -21,7 +21,6 @@ def _run(args, cwd, repo_root):
 
 @pytest.mark.slow
 def test_train_then_test_scripts(repo_root, coco_subset, tmp_path):
-    pytest.importorskip('cvpack.inference', reason='test.py needs the predictor (cvpack.inference), not merged yet')
     # a val file with the first two images that have labelled people, to keep the test run short
     gt = json.load(open(os.path.join(coco_subset, 'annotations', 'person_keypoints_val2017.json')))
     ids = sorted({a['image_id'] for a in gt['annotations'] if a['num_keypoints'] > 0})[:2]
