@@ -89,10 +89,6 @@ def _avg_down(inplanes, outplanes, stride):
         ('bn', nn.BatchNorm2d(outplanes))]))
 
 
-def _conv_bn(cin, cout, stride):
-    return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)]
-
-
 # One table of variants (timm style): name -> (blocks per stage, deep-stem width).
 RESNEST_VARIANTS = {
     'resnest50': ([3, 4, 6, 3], 32),
