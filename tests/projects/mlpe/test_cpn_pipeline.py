@@ -1,5 +1,7 @@
 """The 'cpn' data pipeline (spec §1.7): crop rule and augmentations by hand, sample contract on the COCO subset."""
 import copy
+import json
+import os
 
 import cv2
 import numpy as np
@@ -168,3 +170,19 @@ def test_val_round_trip_through_the_predictor(cfg):
         assert on.sum() > 0 and err.max() <= 3.0 + 1e-3    # cell floor (<4) vs centre +2 and the 1-px shift
         assert np.allclose(inst['keypoints'][on, 2], 255 / 255 + 0.5, atol=1e-3)   # raw peak / 255 + 0.5
         assert np.isclose(inst['score'], inst['keypoints'][:, 2].mean())          # GT box score 1 x mean
+
+
+def test_val_with_detections(cfg, coco_subset):
+    c = copy.deepcopy(cfg)
+    c.TEST.USE_GT_BBOX = False
+    ds = build_dataset(c, 'val')
+    dets = json.load(open(os.path.join(coco_subset, c.TEST.DET_FILE)))
+    assert len(ds) == len(dets) == 118           # every detection names a subset image, none filtered at 0.0
+    s = ds[0]
+    x, y, w, h = dets[0]['bbox']
+    assert np.isclose(s['score'], dets[0]['score']) and s['image_id'] == dets[0]['image_id']
+    assert np.allclose(ds.records[0]['box_xyxy'], [x, y, x + w, y + h], atol=1e-3)   # float corners, as given
+    img = read_image(ds.records[0]['image_path'], rgb=True)
+    crop, _ = _expected_crop(img, ds.records[0]['box_xyxy'], c, 1.0)
+    mean = np.array([122.77, 115.95, 102.98], np.float32) / 255
+    assert np.allclose(s['image'].numpy().transpose(1, 2, 0), crop / np.float32(255) - mean, atol=1e-6)
