@@ -1,0 +1,49 @@
+"""Shared layers: the Megvii conv unit (``conv_bn_relu``), with checkpoint-safe activation checkpointing."""
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+
+class ConvBnRelu(nn.Module):
+    """Conv2d (with bias, as the original) -> BatchNorm2d -> optional in-place ReLU.
+
+    Children are named ``conv`` and ``bn`` so each unit has the original's 7 state_dict entries
+    (reference_rsn_mspn.md §1.1). ``efficient=True`` wraps the unit in non-reentrant activation
+    checkpointing while training. Fix of bug #5 (§7): the original's reentrant checkpoint re-ran BN in
+    training mode during backward and updated the running statistics twice per step (and torch's
+    non-reentrant mode does the same); here the recomputation normalises with the batch statistics but
+    leaves the running statistics alone, so one step updates them exactly once.
+    """
+
+    def __init__(self, in_planes, out_planes, kernel_size, stride=1, padding=0, has_bn=True, has_relu=True,
+                 efficient=False, groups=1):
+        super().__init__()
+        self.conv = nn.Conv2d(in_planes, out_planes, kernel_size, stride, padding, groups=groups)
+        self.has_bn = has_bn
+        if has_bn:
+            self.bn = nn.BatchNorm2d(out_planes)
+        self.has_relu = has_relu
+        self.efficient = efficient
+
+    def _run(self, x, update_stats=True):
+        x = self.conv(x)
+        if self.has_bn:
+            if update_stats:
+                x = self.bn(x)
+            else:  # recomputation in backward: same batch statistics, no second running-stat update
+                x = F.batch_norm(x, None, None, self.bn.weight, self.bn.bias, True, 0.0, self.bn.eps)
+        if self.has_relu:
+            x = F.relu(x, inplace=True)
+        return x
+
+    def forward(self, x):
+        """x: (N, C_in, H, W) -> (N, C_out, H', W'), H' = (H + 2p - k) // s + 1 (same frame, stride s)."""
+        if not (self.efficient and self.training and torch.is_grad_enabled()):
+            return self._run(x)
+        calls = []
+
+        def func(inp):
+            calls.append(1)
+            return self._run(inp, update_stats=len(calls) == 1)
+        return checkpoint(func, x, use_reentrant=False)
