@@ -31,8 +31,10 @@ class ConvBnRelu(nn.Module):
         if self.has_bn:
             if update_stats:
                 x = self.bn(x)
-            else:  # recomputation in backward: same batch statistics, no second running-stat update
-                x = F.batch_norm(x, None, None, self.bn.weight, self.bn.bias, True, 0.0, self.bn.eps)
+            else:  # recomputation in backward: same batch statistics; the running-stat update goes to copies
+                bn = self.bn   # (copies, not None: the recomputation must save the same tensors as the forward)
+                x = F.batch_norm(x, bn.running_mean.clone(), bn.running_var.clone(), bn.weight, bn.bias, True,
+                                 bn.momentum, bn.eps)
         if self.has_relu:
             x = F.relu(x, inplace=True)
         return x

@@ -9,6 +9,7 @@ no weights are read or downloaded.
 import argparse
 import importlib.util
 import json
+import math
 import os.path as osp
 import sys
 
@@ -51,11 +52,11 @@ def count_macs(model: nn.Module, inputs: torch.Tensor) -> int:
 
     def conv_hook(m, inp, out):
         # each output element of a conv costs C_in/groups * prod(kernel) MACs
-        total[0] += out.numel() * (m.in_channels // m.groups) * int(torch.tensor(m.kernel_size).prod())
+        total[0] += out.numel() * (m.in_channels // m.groups) * math.prod(m.kernel_size)
 
     def deconv_hook(m, inp, out):
         # transposed conv: every input element is scattered through C_out/groups * prod(kernel) weights
-        total[0] += inp[0].numel() * (m.out_channels // m.groups) * int(torch.tensor(m.kernel_size).prod())
+        total[0] += inp[0].numel() * (m.out_channels // m.groups) * math.prod(m.kernel_size)
 
     def linear_hook(m, inp, out):
         total[0] += out.numel() * m.in_features
@@ -80,14 +81,18 @@ def count_macs(model: nn.Module, inputs: torch.Tensor) -> int:
     return total[0]
 
 
-def complexity(exp_dir, opts=None):
-    """Return ``{'params': int, 'gmacs': float}`` for the exp's model at cfg.INPUT_SHAPE (batch 1)."""
+def complexity(exp_dir, opts=None, meta=True):
+    """Return ``{'params': int, 'gmacs': float}`` for the exp's model at cfg.INPUT_SHAPE (batch 1).
+
+    With ``meta`` (default) the model is built and run on the meta device: exact counts, no compute.
+    """
     # '' (not None): a str key keeps str type under merge_from_list, and '' is falsy for the builders
     opts = ['MODEL.PRETRAINED', '', 'MODEL.WEIGHT', ''] + list(opts or [])
-    cfg, model = load_exp(exp_dir, opts)
+    with torch.device('meta' if meta else 'cpu'):   # meta: shapes only, no memory, no arithmetic
+        cfg, model = load_exp(exp_dir, opts)
     params = sum(p.numel() for p in model.parameters())
     h, w = cfg.INPUT_SHAPE
-    macs = count_macs(model, torch.zeros(1, 3, h, w))
+    macs = count_macs(model, torch.zeros(1, 3, h, w, device=next(model.parameters()).device))
     return {'params': int(params), 'gmacs': macs / 1e9}
 
 
