@@ -49,3 +49,23 @@ class ConvBnRelu(nn.Module):
             calls.append(1)
             return self._run(inp, update_stats=len(calls) == 1)
         return checkpoint(func, x, use_reentrant=False)
+
+
+def fuse_conv_bn(model: nn.Module) -> nn.Module:
+    """Inference copy of ``model`` with every :class:`ConvBnRelu`'s BN folded into its conv (eval statistics).
+
+    w' = w * g / sqrt(var + eps), b' = (b - mean) * g / sqrt(var + eps) + beta: the same function in eval mode up
+    to float rounding, one pass less per unit. State-dict names change (no ``bn``): use for inference only.
+    """
+    import copy
+    model = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, ConvBnRelu) and m.has_bn:
+                bn = m.bn
+                scale = bn.weight * (bn.running_var + bn.eps).rsqrt()
+                m.conv.weight.mul_(scale.view(-1, 1, 1, 1))
+                m.conv.bias.copy_((m.conv.bias - bn.running_mean) * scale + bn.bias)
+                m.has_bn = False
+                del m.bn
+    return model

@@ -2,38 +2,7 @@
 import pytest
 import torch
 
-from cvpack.modeling.losses.megvii import level_loss, megvii_loss
-
-
-def _reference_level(output, valid, label, has_ohkm, topk=8):
-    """The original JointsL2Loss, sample by sample (thresholds 1 for plain mode, 0 for OHKM)."""
-    n, k = output.shape[:2]
-    loss = 0
-    for i in range(n):
-        pred = output[i].reshape(k, -1)
-        gt = label[i].reshape(k, -1)
-        if not has_ohkm:
-            gt = gt * torch.gt(valid[i], 1).float()
-        tmp = (pred - gt) ** 2
-        if has_ohkm:
-            tmp = tmp.mean(dim=1) * torch.gt(valid[i].squeeze(), 0).float()
-            val, _ = torch.topk(tmp, k=topk, dim=0, sorted=False)
-            loss = loss + val.mean(dim=0)
-        else:
-            loss = loss + tmp.mean()
-    return loss / n
-
-
-def _reference_total(outputs, valids, labels, ohkm=True, topk=8, ctf=True):
-    """The original _calculate_loss: valids (N, K, 1), labels (N, 5, K, h, w)."""
-    total = 0
-    for i, levels in enumerate(outputs):
-        for j in range(4):
-            ind = j + 1 if (i == len(outputs) - 1 and ctf) else j
-            use = j == 3 and ohkm
-            tmp = _reference_level(levels[j], valids, labels[:, ind], use, topk)
-            total = total + (tmp / 4 if j < 3 else tmp)
-    return total
+from cvpack.modeling.losses.megvii import level_loss, megvii_loss, reference_loss_per_sample
 
 
 def _random_case(stages, n=3, k=17, h=8, w=6, seed=0):
@@ -48,7 +17,7 @@ def _random_case(stages, n=3, k=17, h=8, w=6, seed=0):
 @pytest.mark.parametrize('ohkm', [True, False])
 def test_batched_equals_per_sample_original(stages, ohkm):
     outputs, valids, labels = _random_case(stages, seed=stages)
-    ref = _reference_total(outputs, valids, labels, ohkm=ohkm)
+    ref = reference_loss_per_sample(outputs, valids, labels, ohkm=ohkm)
     ours = megvii_loss(outputs, valids[..., 0], labels, ohkm=ohkm)
     assert len(ours) == 4 * stages
     total = sum(ours.values())
