@@ -60,14 +60,15 @@ def check_loss(model, cfg, images, targets):
     return ours.item(), ref.item(), rel
 
 
-def bench_model(name, runs):
+def bench_model(name, runs, modes=tuple(MODES)):
     cfg, model = load_exp(EXPS[name], ['MODEL.PRETRAINED', ''])
     images, targets = _batch(cfg)
     loss, ref, rel = check_loss(model, cfg, images, targets)
     print('%s: fp32 loss %.3f vs per-sample original %.3f (rel. diff %.1e) %s'
           % (name, loss, ref, rel, 'OK' if rel < 1e-4 else 'MISMATCH'), flush=True)
     rows = []
-    for mode, (cl, bf16) in MODES.items():
+    for mode in modes:
+        cl, bf16 = MODES[mode]
         fmt = torch.channels_last if cl else torch.contiguous_format
         m = model.to(memory_format=fmt)
         x = images.contiguous(memory_format=fmt)
@@ -101,10 +102,11 @@ def main(argv=None):
     parser.add_argument('--models', nargs='+', default=list(EXPS), choices=list(EXPS))
     parser.add_argument('--runs', type=int, default=3)
     parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--modes', nargs='+', default=list(MODES), choices=list(MODES))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    table = {name: bench_model(name, args.runs) for name in args.models}
+    table = {name: bench_model(name, args.runs, args.modes) for name in args.models}
     print('\n| model | mode | train step (s) | speed-up vs original | inference (s) | speed-up vs original |')
     print('|---|---|---|---|---|---|')
     for name, rows in table.items():
