@@ -16,7 +16,6 @@ Blocks live in :mod:`cvpack.modeling.megvii_blocks`.
 """
 from typing import List, Optional, Sequence
 
-import torch
 import torch.nn.functional as F
 from torch import nn
 
