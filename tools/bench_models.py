@@ -95,7 +95,7 @@ def bench_model(name, runs, modes=tuple(MODES)):
                 net(x)
         rows.append((mode, _median_time(step, runs), _median_time(infer, runs)))
         print('  %-8s train %.3f s  infer %.3f s' % rows[-1], flush=True)
-        if mode not in ('fp32', 'orig-like'):
+        if mode != 'orig-like':
             fused = fuse_conv_bn(m.eval()).to(memory_format=fmt)
             t = _median_time(lambda: infer(fused), runs)
             rows.append((mode + '+fold', None, t))
