@@ -4,7 +4,7 @@ import torch
 
 from cvpack.modeling.megvii_blocks import PRM, RSB
 from cvpack.tools.complexity import complexity
-from tests.projects.megvii_helpers import (assert_matches_ref, build, check_train_and_eval, exp_dir, load_ref,
+from tests.projects.megvii_helpers import (SMALL, assert_matches_ref, build, check_train_and_eval, exp_dir, load_ref,
                                           one_thread)
 
 RSN_EXPS = ['Res18.coco', 'RSN18.coco', 'RSN50.coco', '2xRSN50.coco', '3xRSN50.coco', '4xRSN50.coco',
@@ -18,13 +18,15 @@ def test_state_dict_matches_original(exp, ref):
     assert_matches_ref(model, ref)
 
 
-def test_original_checkpoint_loads_strictly():
+@pytest.mark.parametrize('project,exp,ref_name', [('RSN', 'RSN18.coco', 'RSN18'), ('RSN', 'Res18.coco', 'Res18'),
+                                                  ('MSPN', 'mspn.2xstg.coco', 'MSPN2stg')])
+def test_original_checkpoint_loads_strictly(project, exp, ref_name):
     """A synthetic checkpoint with the original's names/shapes (random values) loads strictly, values kept."""
-    _, ref = load_ref('RSN18')
+    _, ref = load_ref(ref_name)
     g = torch.Generator().manual_seed(0)
     state = {name: (torch.randint(0, 9, shape, generator=g) if name.endswith('num_batches_tracked')
                     else torch.randn(shape, generator=g)) for name, shape, _ in ref}
-    _, model = build('RSN', 'RSN18.coco')
+    _, model = build(project, exp)
     model.load_state_dict(state, strict=True)
     for k, v in model.state_dict().items():
         assert torch.equal(v, state[k]), k
@@ -117,7 +119,7 @@ def test_input_output_ratio_is_validated():
 def test_efficient_mode_same_gradients_and_single_bn_update():
     """RUN_EFFICIENT (MPII exps): checkpointed units give the same loss/grads and update BN stats once (bug #5)."""
     from cvpack.modeling.multistage import build_multistage
-    from tests.projects.megvii_helpers import SMALL, one_thread, random_targets
+    from tests.projects.megvii_helpers import random_targets
     with one_thread():
         cfg, eff = build('RSN', 'RSN18.mpii', SMALL['MPII'])
         assert cfg.RUN_EFFICIENT and eff.top.conv.efficient
@@ -132,3 +134,28 @@ def test_efficient_mode_same_gradients_and_single_bn_update():
     assert eff.top.conv.bn.num_batches_tracked.item() == 1
     for p, q in zip(eff.parameters(), plain.parameters()):
         assert torch.allclose(p.grad, q.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_zero_init_residual_option():
+    """Bug #10 fixed: the option zeroes the last BN of every residual branch, so each block starts as ReLU(shortcut)."""
+    _, model = build('RSN', 'Res18.coco', SMALL['COCO'] + ['MODEL.ZERO_INIT_RESIDUAL', 'True'])
+    blocks = [b for k in range(1, 5) for b in getattr(model.stage0.downsample, 'layer%d' % k)]
+    assert len(blocks) == 8 and all(not b.conv_bn_relu3.bn.weight.any() for b in blocks)
+    block = blocks[2].eval()   # layer2.0, with a projection shortcut
+    x = torch.randn(1, 64, 8, 6)
+    with torch.no_grad():
+        assert torch.allclose(block(x), torch.relu(block.downsample(x)), atol=1e-6)
+    _, default = build('RSN', 'Res18.coco', SMALL['COCO'])
+    assert default.stage0.downsample.layer1[0].conv_bn_relu3.bn.weight.all()
+
+
+def test_decoder_level_sizes_equal_originals_fixed_sizes():
+    """Sizes from feature maps = the original's (h/8, w/8) ... (h, w) from OUTPUT_SHAPE (spec §1.1), per stage."""
+    _, model = build('RSN', '4XRSN18.coco', device='meta')
+    sizes = []
+    for s in range(4):
+        for u in range(1, 5):
+            unit = getattr(getattr(model, 'stage%d' % s).upsample, 'up%d' % u)
+            unit.u_skip.register_forward_hook(lambda m, i, o: sizes.append(tuple(o.shape[-2:])))
+    out = model.eval()(torch.zeros(1, 3, 256, 192, device='meta'))
+    assert sizes == [(8, 6), (16, 12), (32, 24), (64, 48)] * 4 and out.shape == (1, 17, 64, 48)
