@@ -1,1 +1,1 @@
-"""Per-paper projects built on cvpack (importable as ``projects.<P>.<p>``)."""
+"""Project packages (importable as projects.<P>.<p>)."""

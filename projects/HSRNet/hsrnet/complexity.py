@@ -1,8 +1,9 @@
 """Parameter and MAC counts of the HSRNet exps (README table): ``python -m projects.HSRNet.hsrnet.complexity``.
 
-MACs are the multiply-adds of convolutions, deconvolutions and linear layers for one image at the exp
-input, counted by forward hooks on the meta device (no memory, no compute). Prefer
-``cvpack.tools.complexity`` where it exists; this covers the HSRNet table until then.
+MACs are the multiply-adds of convolutions, deconvolutions and linear layers for one image
+(:func:`cvpack.tools.complexity.count_macs`), here on the meta device (no memory, no compute), for the
+paper's rows that have no exp folder (Simple Baselines, kernel ablation). One exp:
+``python -m cvpack.tools.complexity projects/HSRNet/exps/<exp>``.
 """
 import argparse
 
@@ -11,6 +12,7 @@ from torch import nn
 
 from cvpack.modeling.backbones import build_resnet
 from cvpack.modeling.deconv_head import DeconvHead
+from cvpack.tools.complexity import count_macs
 
 from .model import HSRNetPose
 
@@ -27,30 +29,6 @@ class _SimpleBaseline(nn.Module):
         return self.head(self.backbone(x)[-1])
 
 
-def count_macs(model: nn.Module, input_hw) -> int:
-    """Multiply-adds of Conv2d / ConvTranspose2d / Linear for a (1, 3, H, W) input (model on any device)."""
-    total = [0]
-
-    def hook(m, inputs, output):
-        if isinstance(m, nn.ConvTranspose2d):   # every input pixel scatters Cout * k * k / groups products
-            k = m.kernel_size[0] * m.kernel_size[1]
-            total[0] += inputs[0].numel() * m.out_channels * k // m.groups
-        elif isinstance(m, nn.Conv2d):          # every output pixel gathers Cin * k * k / groups products
-            k = m.kernel_size[0] * m.kernel_size[1]
-            total[0] += output.numel() * m.in_channels * k // m.groups
-        elif isinstance(m, nn.Linear):
-            total[0] += output.numel() * m.in_features
-
-    handles = [m.register_forward_hook(hook) for m in model.modules()
-               if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
-    device = next(model.parameters()).device
-    with torch.no_grad():
-        model.eval()(torch.empty(1, 3, *input_hw, device=device))
-    for h in handles:
-        h.remove()
-    return total[0]
-
-
 def complexity(backbone, input_hw, deconv_kernel=4):
     """(params, MACs) of the pose net (an HSRNet variant, or 'resnet50' ... for Simple Baselines) on meta."""
     with torch.device('meta'):
@@ -58,7 +36,7 @@ def complexity(backbone, input_hw, deconv_kernel=4):
             model = _SimpleBaseline(backbone, deconv_kernel)
         else:
             model = HSRNetPose(backbone, deconv_kernel=deconv_kernel)
-    return sum(p.numel() for p in model.parameters()), count_macs(model, input_hw)
+    return sum(p.numel() for p in model.parameters()), count_macs(model, torch.empty(1, 3, *input_hw, device='meta'))
 
 
 def main(argv=None):
