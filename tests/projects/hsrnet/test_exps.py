@@ -1,7 +1,9 @@
 """Every HSRNet exp: config values, network.py re-export, a forward/backward at a small input."""
 import os
 import os.path as osp
+import random
 
+import numpy as np
 import pytest
 import torch
 
@@ -55,3 +57,29 @@ def test_exp_builds_and_trains(repo_root, exp):
     assert all(p.grad is not None for p in model.parameters())
     with torch.no_grad():
         assert tuple(model.eval()(torch.randn(1, 3, *small)).shape) == (1, 17) + out_hw
+
+
+def test_real_samples_through_the_model(repo_root, coco_subset):
+    """Simple Baselines train samples from the COCO subset feed the model: unit-peak targets, 0/1 weights."""
+    from cvpack.data import build_dataset, collate
+    exp_dir = osp.join(repo_root, 'projects', 'HSRNet', 'exps', 'hsrnet59.256x192.coco')
+    cfg, model = load_exp(exp_dir, ['MODEL.PRETRAINED', '', 'DATASET.ROOT', coco_subset,
+                                    'INPUT_SHAPE', '[128, 96]', 'OUTPUT_SHAPE', '[32, 24]'])
+    data = build_dataset(cfg, 'train')
+    np.random.seed(0)
+    random.seed(0)
+    batch = collate([data[0], data[1]])
+    assert tuple(batch['target'].shape) == (2, 17, 32, 24) and tuple(batch['target_weight'].shape) == (2, 17)
+    w = batch['target_weight']
+    assert set(w.unique().tolist()) <= {0.0, 1.0} and w.sum() > 0
+    peaks = batch['target'].flatten(2).max(-1).values
+    # Peak 1 where the centre cell is inside the map (<1 for a centre just outside: weight 1 while the
+    # 3-sigma window overlaps, as Simple Baselines); nothing drawn for weight-0 joints.
+    assert (peaks[w > 0] > 0).all() and (peaks[w > 0] <= 1).all() and (peaks[w > 0] == 1).any()
+    assert (peaks[w == 0] == 0).all()
+    torch.manual_seed(0)
+    loss = model.train()(batch['image'], batch)['joints_mse']
+    assert loss.ndim == 0 and torch.isfinite(loss) and loss > 0
+    # Zero heatmaps cost 0.5 * mean((target * w)^2): the loss really reads these targets and weights.
+    zero = model.criterion(torch.zeros_like(batch['target']), batch['target'], w)
+    torch.testing.assert_close(zero, 0.5 * (batch['target'] * w[:, :, None, None]).pow(2).mean())
