@@ -44,6 +44,11 @@ def test_exp_builds_and_trains(repo_root, exp):
     assert tuple(cfg.INPUT_SHAPE) == hw and tuple(cfg.OUTPUT_SHAPE) == (hw[0] // 4, hw[1] // 4)
     assert cfg.DATASET.TRAIN.SIGMA == (3 if hw[0] == 384 else 2)
     assert cfg.SOLVER.EPOCHS == epochs and list(cfg.SOLVER.STEP_EPOCHS) == steps
+    # Simple Baselines test time (§2.7): flip with the one-pixel shift, quarter offset, OKS-NMS 0.9, rescoring.
+    t = cfg.TEST
+    assert (t.FLIP, t.FLIP_SHIFT, t.DECODER, t.NMS, t.NMS_THRESH, t.RESCORE, t.KEYPOINT_THRESH) == \
+        (True, True, 'quarter', 'oks', 0.9, 'simple_baselines', 0.2)
+    assert (cfg.SOLVER.OPTIMIZER, cfg.SOLVER.BASE_LR, cfg.DATASET.PIPELINE) == ('Adam', 1e-3, 'simple_baselines')
     assert cfg.MODEL.DECONV_KERNEL == 4 and list(cfg.MODEL.NUM_DECONV_FILTERS) == [256, 256]
     assert 'download.pytorch.org' in cfg.MODEL.PRETRAINED
     torch.manual_seed(0)
