@@ -7,43 +7,14 @@ forward hooks on one image in eval mode. The model is built with MODEL.PRETRAINE
 no weights are read or downloaded.
 """
 import argparse
-import importlib.util
 import json
 import math
 import os.path as osp
-import sys
 
 import torch
 from torch import nn
 
-
-def _load_exp_fallback(exp_dir, opts=None):
-    """Import ``config.py`` / ``network.py`` of ``exp_dir`` (used until :mod:`cvpack.exp` exists)."""
-    from cvpack.config import merge_from_list
-    exp_dir = osp.abspath(exp_dir)
-    mods = {}
-    sys.path.insert(0, exp_dir)
-    try:
-        for name in ('config', 'network'):
-            path = osp.join(exp_dir, name + '.py')
-            if not osp.isfile(path):
-                raise FileNotFoundError('%s: no %s.py in the exp folder' % (exp_dir, name))
-            spec = importlib.util.spec_from_file_location('_exp_%s_%d' % (name, id(path)), path)
-            mods[name] = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(mods[name])
-    finally:
-        sys.path.remove(exp_dir)
-    cfg = merge_from_list(mods['config'].cfg, opts)
-    return cfg, mods['network'].build_model(cfg)
-
-
-def load_exp(exp_dir, opts=None):
-    """(cfg, model) of an exp folder: :func:`cvpack.exp.load_exp` when available, else the local fallback."""
-    try:
-        from cvpack.exp import load_exp as _load
-    except ImportError:
-        _load = _load_exp_fallback
-    return _load(exp_dir, opts)
+from ..exp import load_exp
 
 
 def count_macs(model: nn.Module, inputs: torch.Tensor) -> int:

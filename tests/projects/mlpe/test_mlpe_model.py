@@ -1,4 +1,5 @@
 """MLPE model: parameter counts (spec §1.5), each ablation switch, context branch sizes, losses by hand."""
+import os
 import pytest
 import torch
 
@@ -148,20 +149,12 @@ def test_refine_loss_ohkm_by_hand():
     assert torch.isclose(refine_loss(pred, target, weight, use_ohkm=False), torch.tensor(plain), rtol=1e-5)
 
 
-def test_mac_counter_by_hand():
-    from torch import nn
-    from projects.MLPE.mlpe.complexity import count_macs
-
-    class Tiny(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = nn.Conv2d(3, 4, 3, padding=1)               # 8x6 out: 48 * 4 * 27
-            self.grouped = nn.Conv2d(4, 4, 1, groups=2)              # 48 * 4 * 2
-            self.up = nn.ConvTranspose2d(4, 2, 4, 2, 1, bias=False)  # 192 inputs * 2 * 16
-            self.fc = nn.Linear(2 * 16 * 12, 5)                      # 384 * 5
-
-        def forward(self, x):
-            return self.fc(self.up(self.grouped(self.conv(x))).flatten(1))
-
-    assert count_macs(Tiny(), (8, 6)) == 48 * 4 * 27 + 48 * 4 * 2 + 192 * 2 * 16 + 384 * 5
-    assert count_macs(Tiny(), (8, 6), device='cpu') == count_macs(Tiny(), (8, 6))
+@pytest.mark.parametrize('exp, params, gmacs', [
+    ('mlpe_rs50_256x192_d', 39_893_805, 11.893),    # spec §1.5: MLPE-50 39.9 M without the unused parts
+    ('mlpe_rs101_384x288', 60_685_581, 37.398),     # MLPE-101 60.7 M
+])
+def test_exp_complexity_tool(repo_root, exp, params, gmacs):
+    from cvpack.tools.complexity import complexity
+    res = complexity(os.path.join(repo_root, 'projects', 'MLPE', 'exps', exp))
+    assert res['params'] == params
+    assert res['gmacs'] == pytest.approx(gmacs, abs=1e-3)
