@@ -25,3 +25,12 @@ def coco_subset(repo_root):
 @pytest.fixture(scope='session')
 def mpii_subset(repo_root):
     return os.path.join(repo_root, 'dataset', 'mpii_subset')
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for CPU-heavy tests (two oversubscribe the shared 2-core machine), restored after."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -34,6 +34,8 @@ def parse_args(argv=None):
                         help='output folder (emptied first)')
     parser.add_argument('--data', default=osp.join(REPO, 'dataset', 'coco_subset'), help='COCO root')
     parser.add_argument('--num-vis', type=int, default=4, help='val images to draw (default: 4)')
+    parser.add_argument('--amp', default='bf16', choices=['bf16', 'none'],
+                        help='autocast for training and testing (default: bf16, fast on CPUs with AMX/AVX512-BF16)')
     return parser.parse_args(argv)
 
 
@@ -77,12 +79,12 @@ def main(argv=None):
         shutil.rmtree(out)
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
     common = ['DATASET.ROOT', osp.abspath(args.data), 'OUTPUT_DIR', out,
-              'TEST.USE_GT_BBOX', 'True', 'DATALOADER.NUM_WORKERS', '1']
+              'TEST.USE_GT_BBOX', 'True', 'DATALOADER.NUM_WORKERS', '1', 'TEST.AMP', args.amp]
     # A CPU-sized schedule: the original's linear warm-up then linear decay, over a few hundred iterations.
     train = ['SOLVER.MAX_ITER', args.iters, 'SOLVER.CHECKPOINT_PERIOD', args.iters,
              'SOLVER.IMS_PER_GPU', args.batch, 'SOLVER.BASE_LR', args.lr,
              'SOLVER.WARMUP_ITERS', max(1, args.iters // 10), 'SOLVER.REFERENCE_WORLD_SIZE', 'None',
-             'SOLVER.LOG_PERIOD', 20]
+             'SOLVER.LOG_PERIOD', 20, 'SOLVER.AMP', args.amp]
     start = time.time()
     run('train.py', ['--no-auto-resume'] + common + train, env)
     run('test.py', ['-i', args.iters] + common, env)

@@ -12,14 +12,13 @@ Set ``SOLVER.EPOCHS None`` to use ``MAX_ITER`` / ``STEPS`` (iterations) as given
 from easydict import EasyDict as edict
 
 from .base import base_config
-from .megvii import _coco_dataset
+from .datasets import dataset_block
 
 CPN_MEAN_RGB = (122.77, 115.95, 102.98)   # pytorch-cpn's pixel mean, RGB, 0-255
 
 
 def _cpn_dataset(root_dir):
-    d = _coco_dataset(root_dir)
-    d.PIPELINE = 'cpn'
+    d = dataset_block('COCO', root_dir, 'cpn')
     d.COLOR_RGB = True
     d.TRAIN = edict(
         X_EXTENTION=0.1, Y_EXTENTION=0.15,   # box grows by (1 + 2 * 0.1) x (1 + 2 * 0.15)

@@ -2,28 +2,14 @@
 
 Every number below is the original's (``reference_rsn_mspn.md`` §2); exps override only what differs.
 """
-import os.path as osp
-
 from easydict import EasyDict as edict
 
-from ..data.meta import get_dataset_meta
 from .base import base_config
+from .datasets import dataset_block
 
 
 def _coco_dataset(root_dir):
-    meta = get_dataset_meta('COCO')
-    d = edict()
-    d.NAME = 'COCO'
-    d.PIPELINE = 'megvii'
-    d.ROOT = osp.join(root_dir, 'dataset', 'COCO')     # official COCO 2017 layout below it
-    d.TRAIN_IMAGES = 'images/train2017'
-    d.TRAIN_ANN = 'annotations/person_keypoints_train2017.json'
-    d.VAL_IMAGES = 'images/val2017'
-    d.VAL_ANN = 'annotations/person_keypoints_val2017.json'
-    d.KEYPOINT = edict(NUM=meta.num_keypoints, FLIP_PAIRS=[list(p) for p in meta.flip_pairs],
-                       UPPER_BODY_IDS=list(meta.upper_body_ids), LOWER_BODY_IDS=list(meta.lower_body_ids),
-                       LOAD_MIN_NUM=1)
-    d.PIXEL_STD = 200
+    d = dataset_block('COCO', root_dir, 'megvii')
     d.COLOR_RGB = False
     d.TRAIN = edict(
         BASIC_EXTENTION=0.05, RANDOM_EXTENTION=True, X_EXTENTION=0.6, Y_EXTENTION=0.8,
@@ -37,17 +23,8 @@ def _coco_dataset(root_dir):
 
 
 def _mpii_dataset(root_dir):
-    meta = get_dataset_meta('MPII')
-    d = _coco_dataset(root_dir)
-    d.NAME = 'MPII'
-    d.ROOT = osp.join(root_dir, 'dataset', 'MPII')
-    d.TRAIN_IMAGES = 'images'
-    d.TRAIN_ANN = 'annotations/train.json'
-    d.VAL_IMAGES = 'images'
-    d.VAL_ANN = 'annotations/valid.json'
-    d.KEYPOINT = edict(NUM=meta.num_keypoints, FLIP_PAIRS=[list(p) for p in meta.flip_pairs],
-                       UPPER_BODY_IDS=list(meta.upper_body_ids), LOWER_BODY_IDS=list(meta.lower_body_ids),
-                       LOAD_MIN_NUM=1)
+    d = _coco_dataset(root_dir)   # the Megvii MPII attributes start from COCO's and override
+    d.update(dataset_block('MPII', root_dir, 'megvii'))
     d.TRAIN.update(
         BASIC_EXTENTION=0.0, RANDOM_EXTENTION=False, X_EXTENTION=0.25, Y_EXTENTION=0.25,
         SCALE_SHRINK_RATIO=1.0, ROTATION_FACTOR=60, NUM_KEYPOINTS_HALF_BODY=8, PROB_HALF_BODY=0.5,

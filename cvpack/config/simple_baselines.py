@@ -11,30 +11,17 @@ them to ``MAX_ITER`` / ``STEPS`` / ``CHECKPOINT_PERIOD`` once the train set size
 ``iters_per_epoch = ceil(num_samples / (IMS_PER_GPU * world_size))`` (the original DataLoader kept the last
 partial batch). Set ``SOLVER.EPOCHS = None`` to use MAX_ITER/STEPS as given.
 """
-import os.path as osp
 
 from easydict import EasyDict as edict
 
-from ..data.meta import get_dataset_meta
 from .base import base_config
+from .datasets import dataset_block
 
 __all__ = ['simple_baselines_config']
 
 
 def _coco_dataset(root_dir, sigma):
-    meta = get_dataset_meta('COCO')
-    d = edict()
-    d.NAME = 'COCO'
-    d.PIPELINE = 'simple_baselines'
-    d.ROOT = osp.join(root_dir, 'dataset', 'COCO')     # official COCO 2017 layout below it
-    d.TRAIN_IMAGES = 'images/train2017'
-    d.TRAIN_ANN = 'annotations/person_keypoints_train2017.json'
-    d.VAL_IMAGES = 'images/val2017'
-    d.VAL_ANN = 'annotations/person_keypoints_val2017.json'
-    d.KEYPOINT = edict(NUM=meta.num_keypoints, FLIP_PAIRS=[list(p) for p in meta.flip_pairs],
-                       UPPER_BODY_IDS=list(meta.upper_body_ids), LOWER_BODY_IDS=list(meta.lower_body_ids),
-                       LOAD_MIN_NUM=1)
-    d.PIXEL_STD = 200
+    d = dataset_block('COCO', root_dir, 'simple_baselines')
     d.BBOX_PADDING = 1.25          # _box2cs: scale x1.25 after the aspect fit (train GT and test boxes)
     d.COLOR_RGB = True
     d.TRAIN = edict(

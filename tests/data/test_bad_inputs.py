@@ -91,9 +91,15 @@ def test_detections_with_unknown_images_are_skipped_and_counted(coco_subset, tmp
     p = tmp_path / 'dets.json'
     p.write_text(json.dumps(dets + extra))
     stats = {}
-    with caplog.at_level(logging.WARNING, logger='cvpack.data.coco'):
-        recs = coco_det_records(str(p), osp.join(coco_subset, VAL_ANN), osp.join(coco_subset, 'images/val2017'),
-                                COCO, score_thresh=0.05, stats=stats)
+    # attach the capture to the logger itself: after an engine run in this process 'cvpack' stops propagating
+    logger = logging.getLogger('cvpack.data.coco')
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.WARNING, logger='cvpack.data.coco'):
+            recs = coco_det_records(str(p), osp.join(coco_subset, VAL_ANN), osp.join(coco_subset, 'images/val2017'),
+                                    COCO, score_thresh=0.05, stats=stats)
+    finally:
+        logger.removeHandler(caplog.handler)
     assert stats == dict(unknown_image=3, other_category=1, low_score=1 + sum(d['score'] < 0.05 for d in dets))
     assert len(recs) == len(dets) - sum(d['score'] < 0.05 for d in dets)
     assert 'dets.json: skipped 3 detections' in caplog.text and '999999901' in caplog.text

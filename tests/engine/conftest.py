@@ -38,10 +38,6 @@ def sub_env(repo_root):
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one intra-op thread avoids OpenMP spin-waits on the shared 2-core machine."""
-    import torch
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
+    """Tiny models: one intra-op thread avoids OpenMP spin-waits (fixture in tests/conftest.py)."""
     yield
-    torch.set_num_threads(old)

@@ -1,7 +1,7 @@
 """HSRNet keys on top of the Simple Baselines preset (detectron2-style ``add_*_config``).
 
 Input size, sigma, optimiser and the epoch schedule come from ``cvpack.config.simple_baselines``; this adds
-only the model keys.
+the model keys, and the longer schedule of the 59/161-layer 384x288 yamls.
 """
 from easydict import EasyDict as edict
 
@@ -38,4 +38,7 @@ def add_hsrnet_config(cfg, backbone='hsrnet59'):
         cfg.LOSS = edict()
     if 'USE_TARGET_WEIGHT' not in cfg.LOSS:   # the preset's value wins
         cfg.LOSS.USE_TARGET_WEIGHT = True
+    if list(cfg.get('INPUT_SHAPE', ())) == [384, 288] and HSRNET_VARIANTS[backbone][0] != 'resnet101':
+        # the 59- and 161-layer 384x288 yamls train 160 epochs, x0.1 at 110 and 140 (§2.6); 110 keeps 140/90/120
+        cfg.SOLVER.EPOCHS, cfg.SOLVER.STEP_EPOCHS = 160, [110, 140]
     return cfg

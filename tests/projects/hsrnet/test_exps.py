@@ -12,8 +12,6 @@ pytest.importorskip('cvpack.config.simple_baselines')   # the preset (data side)
 import projects.HSRNet.hsrnet as hsrnet  # noqa: E402
 from cvpack.exp import import_exp_module, load_exp  # noqa: E402
 
-torch.set_num_threads(1)
-
 EXPS = {  # folder -> (backbone, input (h, w), epochs, step epochs)
     'hsrnet59.256x192.coco': ('hsrnet59', (256, 192), 140, [90, 120]),
     'hsrnet110.256x192.coco': ('hsrnet110', (256, 192), 140, [90, 120]),

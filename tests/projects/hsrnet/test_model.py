@@ -11,8 +11,6 @@ from cvpack.modeling.deconv_head import DeconvHead, deconv_padding
 from cvpack.modeling.losses import JointsMSELoss, joints_mse_loss
 from projects.HSRNet.hsrnet import HSRNetPose, add_hsrnet_config, build_model
 
-torch.set_num_threads(1)
-
 
 def _cfg(backbone, pretrained=None):
     cfg = edict(MODEL=edict(), LOSS=edict(), SOLVER=edict(IMS_PER_GPU=32), DATASET=edict(KEYPOINT=edict(NUM=17)))
