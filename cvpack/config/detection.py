@@ -49,7 +49,7 @@ def _model():
         BBOX_REG_WEIGHTS=[10.0, 10.0, 5.0, 5.0], SMOOTH_L1_BETA=0.5,
         SCORE_THRESH_TEST=0.05, NMS_THRESH_TEST=0.5, DETECTIONS_PER_IMAGE=100)
     m.ROI_KEYPOINT_HEAD = edict(
-        NUM_KEYPOINTS=17, POOLER_RESOLUTION=14, NUM_CONVS=8, LOSS_WEIGHT=1.0,
+        NUM_KEYPOINTS=17, POOLER_RESOLUTION=14, NUM_CONVS=8, CONV_DIM=512, LOSS_WEIGHT=1.0, GCM_HEADS=4,
         # GCPose (§3.1): GCMs before convs 0 and 4, P2-only pooling, x1.3 boxes, zeros outside the map.
         GCM_POSITIONS=[0, 4], P2_ONLY=True, BOX_ENLARGE=1.3, ZERO_PAD_OUTSIDE=True)
     return m

@@ -55,8 +55,8 @@ class KeypointROIHeads(nn.Module):
         self.box_head = BoxHead(256, self.box_pool, 1024, rh.NUM_CLASSES)
         self.coder = Box2BoxTransform(rh.BBOX_REG_WEIGHTS)
         self.rh, self.kh = rh, kh
-        self.keypoint_head = KeypointHead(256, kh.NUM_KEYPOINTS, 512, kh.NUM_CONVS,
-                                          tuple(kh.GCM_POSITIONS), kh.POOLER_RESOLUTION)
+        self.keypoint_head = KeypointHead(256, kh.NUM_KEYPOINTS, kh.CONV_DIM, kh.NUM_CONVS,
+                                          tuple(kh.GCM_POSITIONS), kh.POOLER_RESOLUTION, kh.GCM_HEADS)
         self.enlarge = kh.BOX_ENLARGE
         self.border = 'zeros' if kh.ZERO_PAD_OUTSIDE else 'kernel'
 

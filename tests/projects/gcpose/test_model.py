@@ -1,0 +1,84 @@
+"""Whole Keypoint R-CNN / GCPose forward + backward at a small input, both images of a batch."""
+import pytest
+import torch
+
+from cvpack.config.detection import detection_config
+from projects.GCPose.gcpose import build_model
+
+
+def _cfg(tmp_path):
+    cfg = detection_config(str(tmp_path / 'exp'))
+    r = cfg.MODEL.RPN
+    r.PRE_NMS_TOPK_TRAIN = r.PRE_NMS_TOPK_TEST = 40
+    r.POST_NMS_TOPK_TRAIN = r.POST_NMS_TOPK_TEST = 10
+    cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = 4     # 1 foreground RoI per image: keeps the 512-ch head cheap
+    cfg.MODEL.ROI_HEADS.DETECTIONS_PER_IMAGE = 2
+    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.0
+    # A narrow head (the full 512-ch head is pinned by the parameter-count test): 4 convs of 64 ch, GCMs at 0 and 2.
+    kh = cfg.MODEL.ROI_KEYPOINT_HEAD
+    kh.CONV_DIM, kh.NUM_CONVS, kh.GCM_POSITIONS = 64, 4, [0, 2]
+    return cfg
+
+
+def _targets():
+    kp = torch.zeros(1, 17, 3)
+    kp[0, :, 0] = torch.linspace(30, 70, 17)
+    kp[0, :, 1] = torch.linspace(20, 80, 17)
+    kp[0, :, 2] = 2
+    return {'image_size': [(96, 128), (90, 120)],
+            'gt_boxes': [torch.tensor([[25., 15, 75, 90]]), torch.tensor([[5., 5, 110, 85], [60, 20, 90, 60]])],
+            'gt_keypoints': [kp, torch.cat([kp * 0.9, kp * 0])]}
+
+
+def test_forward_backward_and_inference(tmp_path):
+    torch.manual_seed(0)
+    model = build_model(_cfg(tmp_path))
+    assert model.roi_heads.kp_features == ['p2'] and model.roi_heads.enlarge == 1.3
+    images = torch.randn(2, 3, 96, 128) * 0.1
+    model.train()
+    losses = model(images, _targets())
+    assert set(losses) == {'loss_rpn_cls', 'loss_rpn_loc', 'loss_cls', 'loss_box_reg', 'loss_keypoint'}
+    assert all(torch.isfinite(v) and v.dim() == 0 for v in losses.values())
+    assert losses['loss_keypoint'] > 0
+    sum(losses.values()).backward()
+    gcm = model.roi_heads.keypoint_head.gcms['0'].mhsa
+    assert gcm.rel_w.grad is not None and gcm.rel_w.grad.abs().sum() > 0
+    assert model.rpn.head.conv.weight.grad.abs().sum() > 0
+    assert model.backbone.body.layer2[0].conv1.weight.grad is not None
+    assert not model.backbone.body.conv1.weight.requires_grad          # FREEZE_AT 2: stem and res2 frozen
+    assert not model.backbone.body.layer1[0].conv1.weight.requires_grad
+
+    model.eval()
+    out = model(images, {'image_size': [(96, 128), (90, 120)], 'scale': [(1.0, 1.0), (0.5, 0.25)]})
+    assert len(out) == 2
+    for r, (h, w), (sx, sy) in zip(out, [(96, 128), (90, 120)], [(1, 1), (0.5, 0.25)]):
+        assert r['boxes'].shape == (2, 4) and r['scores'].shape == (2,) and r['keypoints'].shape == (2, 17, 3)
+        b = r['boxes']
+        assert (b[:, 2] <= w / sx + 1e-3).all() and (b[:, 3] <= h / sy + 1e-3).all()
+        # keypoints are decoded inside the x1.3 box around each (rescaled) detection
+        cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
+        hw_, hh_ = (b[:, 2] - b[:, 0]) * 0.65 + 1 / sx, (b[:, 3] - b[:, 1]) * 0.65 + 1 / sy
+        kx, ky = r['keypoints'][..., 0], r['keypoints'][..., 1]
+        assert ((kx - cx[:, None]).abs() <= hw_[:, None]).all() and ((ky - cy[:, None]).abs() <= hh_[:, None]).all()
+        assert ((r['keypoints'][..., 2] > 0) & (r['keypoints'][..., 2] <= 1)).all()
+
+
+def test_imagenet_init_from_torchvision_file(tmp_path):
+    from cvpack.modeling.backbones.resnet import build_resnet
+    cfg = _cfg(tmp_path)
+    cfg.MODEL.BACKBONE = 'resnet18'       # same key names as torchvision's resnet18; small file
+    src = build_resnet('resnet18')
+    with torch.no_grad():
+        for p in src.parameters():
+            p.uniform_(-1, 1)
+    state = dict(src.state_dict(), **{'fc.weight': torch.zeros(1000, 512), 'fc.bias': torch.zeros(1000)})
+    path = tmp_path / 'r18.pth'
+    torch.save(state, path)
+    cfg.MODEL.PRETRAINED = str(path)
+    model = build_model(cfg)
+    body = model.backbone.body.state_dict()
+    assert torch.equal(body['layer3.1.conv2.weight'], state['layer3.1.conv2.weight'])
+    assert torch.equal(body['bn1.running_var'], state['bn1.running_var'])   # BN -> FrozenBN buffers
+    torch.save({'other.weight': torch.zeros(1)}, tmp_path / 'bad.pth')
+    with pytest.raises(ValueError, match='bad.pth'):
+        model.load_pretrained(str(tmp_path / 'bad.pth'))
