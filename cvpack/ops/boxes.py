@@ -19,11 +19,12 @@ def box_area(boxes):
 
 def pairwise_iou(a, b):
     """IoU matrix between (N, 4) and (M, 4) xyxy boxes -> (N, M); 0 where the union is empty."""
-    lt = torch.max(a[:, None, :2], b[None, :, :2])
-    rb = torch.min(a[:, None, 2:], b[None, :, 2:])
-    inter = (rb - lt).clamp(min=0).prod(dim=2)
+    # per-coordinate (N, 1) x (1, M) broadcasts: much faster than (N, M, 2) tensors on CPU
+    iw = (torch.min(a[:, 2:3], b[:, 2].unsqueeze(0)) - torch.max(a[:, 0:1], b[:, 0].unsqueeze(0))).clamp_(min=0)
+    ih = (torch.min(a[:, 3:4], b[:, 3].unsqueeze(0)) - torch.max(a[:, 1:2], b[:, 1].unsqueeze(0))).clamp_(min=0)
+    inter = iw * ih
     union = box_area(a)[:, None] + box_area(b)[None, :] - inter
-    return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(inter))
+    return inter / union.clamp(min=1e-12)   # union 0 implies inter 0 -> IoU 0 (degenerate boxes)
 
 
 def clip_boxes(boxes, image_hw):

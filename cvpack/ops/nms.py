@@ -11,12 +11,13 @@ iteration reaches the unique fixed point (the greedy answer) in (chain depth + 1
 handful. Past ``max_sweeps`` the remaining boxes are finished by the sequential scan (one vectorised
 OR per kept box) so the result stays exact on adversarial chains.
 """
+import numpy as np
 import torch
 
 from .boxes import pairwise_iou
 
 
-def _greedy_from_matrix(suppress, max_sweeps=32):
+def _greedy_from_matrix(suppress, max_sweeps=8):
     """Greedy keep mask for boxes already sorted by score; ``suppress[i, j]`` for i < j only."""
     n = suppress.shape[0]
     s = suppress.float()
@@ -26,14 +27,15 @@ def _greedy_from_matrix(suppress, max_sweeps=32):
         if torch.equal(new, keep):
             return keep
         keep = new
-    removed = torch.zeros(n, dtype=torch.bool, device=suppress.device)
-    for i in range(n):  # fallback scan: exact on any chain
+    sup = suppress.cpu().numpy()
+    removed = np.zeros(n, dtype=bool)
+    for i in range(n):  # fallback scan (one vectorised OR per kept box): exact on any chain
         if not removed[i]:
-            removed |= suppress[i]
-    return ~removed
+            removed |= sup[i]
+    return torch.from_numpy(~removed).to(suppress.device)
 
 
-def nms(boxes, scores, iou_threshold: float, max_sweeps: int = 32):
+def nms(boxes, scores, iou_threshold: float, max_sweeps: int = 8):
     """Greedy NMS.
 
     Args:

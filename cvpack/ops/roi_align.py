@@ -12,46 +12,38 @@ Border rules:
   GCPose gets by zero-padding P2 before aligning its x1.3-enlarged boxes (§3.1 item 3), without
   allocating the padded map.
 
-Vectorisation: RoIs are grouped by their (g_y, g_x) grid (a loop over distinct grid sizes, not over
-boxes), chunked to bound memory, and each group gathers its four bilinear neighbours for all sample
-points at once from a (B, H, W, C) view. The op is linear in the features, so autograd gives the exact
-backward (gradients scatter-add through the gather).
+Vectorisation: RoIs are grouped by (g_y, g_x, image) (a loop over distinct grid sizes, not over
+boxes) and chunked to bound memory; each chunk's sample points go through one ``F.grid_sample`` call
+(plain torch's bilinear sampler, zero padding), after the kernel rule has been applied to the
+coordinates, and bins average their g_y * g_x samples. The op is linear in the features, so autograd
+gives the exact backward.
 """
 import math
 
 import torch
+import torch.nn.functional as F
 
 # Elements (RoIs x samples x channels) gathered per chunk: bounds memory to a few hundred MB.
 _CHUNK_ELEMENTS = 1 << 24
 
 
-def _axis_weights(coords, size, border):
-    """Bilinear indices and weights along one axis.
+def _grid_axis(coords, size, border):
+    """Sample coordinates along one axis -> (normalised grid coordinate, validity weight).
 
-    Args: coords (n, S) sample coordinates in feature pixels; size: H or W; border: 'kernel' | 'zeros'.
-    Returns: (low, high) int64 indices clamped into [0, size - 1] and (w_low, w_high) weights with
-    the border rule applied (0 where the sample or neighbour lies outside).
+    'kernel': samples outside [-1, size] are dropped (weight 0) and the rest clamped into [0, size - 1],
+    after which plain bilinear interpolation is exactly the compiled kernel's rule (negative -> 0,
+    beyond the last row -> last row). 'zeros': coordinates stay as they are and ``grid_sample``'s zero
+    padding makes every outside pixel 0.
     """
     if border == 'kernel':
-        valid = (coords >= -1.0) & (coords <= size)
-        c = coords.clamp(min=0)
-        low = c.floor().long()
-        at_end = low >= size - 1
-        low = torch.where(at_end, torch.full_like(low, size - 1), low)
-        high = torch.where(at_end, low, low + 1)
-        c = torch.where(at_end, low.to(c.dtype), c)
-        frac = c - low.to(c.dtype)
-        w_low, w_high = (1 - frac) * valid, frac * valid
+        valid = ((coords >= -1.0) & (coords <= size)).to(coords.dtype)
+        coords = coords.clamp(0, size - 1)
     elif border == 'zeros':
-        low = coords.floor().long()
-        high = low + 1
-        frac = coords - low.to(coords.dtype)
-        w_low = (1 - frac) * ((low >= 0) & (low <= size - 1))
-        w_high = frac * ((high >= 0) & (high <= size - 1))
-        low, high = low.clamp(0, size - 1), high.clamp(0, size - 1)
+        valid = None
     else:
         raise ValueError("roi_align border must be 'kernel' or 'zeros', got %r" % (border,))
-    return low, high, w_low, w_high
+    # grid_sample, align_corners=False: pixel coordinate c (pixel i centred at i) -> (2c + 1) / size - 1.
+    return (2 * coords + 1) / size - 1, valid
 
 
 def _sample_coords(start, bin_size, out, grid):
@@ -62,23 +54,24 @@ def _sample_coords(start, bin_size, out, grid):
     return start[:, None] + bin_size[:, None] * offs.reshape(1, -1)
 
 
-def _align_group(fmap, bidx, x0, y0, bw, bh, out_hw, gy, gx, border):
-    """RoIAlign for n RoIs sharing a (gy, gx) grid. fmap (B, H, W, C). Returns (n, C, oh, ow)."""
+def _align_group(fmap, x0, y0, bw, bh, out_hw, gy, gx, border):
+    """RoIAlign for n RoIs of one image sharing a (gy, gx) grid.
+
+    fmap (1, C, H, W); the n sample grids are stacked into one (1, n * Sy, Sx, 2) grid so a single
+    ``grid_sample`` call (bilinear, compiled in torch itself) gathers every sample. Returns (n, C, oh, ow).
+    """
     oh, ow = out_hw
-    _, H, W, C = fmap.shape
-    ys = _sample_coords(y0, bh, oh, gy)
-    xs = _sample_coords(x0, bw, ow, gx)
-    yl, yh, wyl, wyh = _axis_weights(ys, H, border)
-    xl, xh, wxl, wxh = _axis_weights(xs, W, border)
-    b = bidx[:, None, None]
-    out = 0
-    for yi, wy in ((yl, wyl), (yh, wyh)):
-        for xi, wx in ((xl, wxl), (xh, wxh)):
-            vals = fmap[b, yi[:, :, None], xi[:, None, :]]          # (n, Sy, Sx, C)
-            out = out + vals * (wy[:, :, None, None] * wx[:, None, :, None]).to(vals.dtype)
-    n = out.shape[0]
-    out = out.reshape(n, oh, gy, ow, gx, C).mean(dim=(2, 4))
-    return out.permute(0, 3, 1, 2)
+    _, C, H, W = fmap.shape
+    n = x0.shape[0]
+    gyc, vy = _grid_axis(_sample_coords(y0, bh, oh, gy).to(fmap.dtype), H, border)   # (n, Sy)
+    gxc, vx = _grid_axis(_sample_coords(x0, bw, ow, gx).to(fmap.dtype), W, border)   # (n, Sx)
+    Sy, Sx = gyc.shape[1], gxc.shape[1]
+    grid = torch.stack([gxc[:, None, :].expand(n, Sy, Sx), gyc[:, :, None].expand(n, Sy, Sx)], dim=-1)
+    vals = F.grid_sample(fmap, grid.reshape(1, n * Sy, Sx, 2), mode='bilinear', padding_mode='zeros',
+                         align_corners=False)[0].reshape(C, n, Sy, Sx)
+    if vy is not None:
+        vals = vals * (vy[:, :, None] * vx[:, None, :])[None]
+    return vals.reshape(C, n, oh, gy, ow, gx).mean(dim=(3, 5)).permute(1, 0, 2, 3)
 
 
 def roi_align(features, rois, output_size, spatial_scale, sampling_ratio=0, aligned=True,
@@ -122,19 +115,20 @@ def roi_align(features, rois, output_size, spatial_scale, sampling_ratio=0, alig
         gxs = torch.ceil(rw / ow).long().cpu()
     if max_grid is not None:
         gys, gxs = gys.clamp(max=max_grid), gxs.clamp(max=max_grid)
-    fmap = features.permute(0, 2, 3, 1)
-    bidx = rois[:, 0].long()
-    keys = gys * 100003 + gxs
+    bidx = rois[:, 0].long().cpu()
+    keys = (gys * 100003 + gxs) * (B + 1) + bidx          # one group per (grid, image)
     for key in torch.unique(keys).tolist():
         idx = torch.nonzero(keys == key).flatten()
-        gy, gx = int(gys[idx[0]]), int(gxs[idx[0]])
+        gy, gx, b = int(gys[idx[0]]), int(gxs[idx[0]]), int(bidx[idx[0]])
         if gy <= 0 or gx <= 0:
             continue
+        if not 0 <= b < B:
+            raise ValueError('roi batch index %d outside the batch of %d feature maps' % (b, B))
         per_roi = oh * gy * ow * gx * C
         step = max(1, _CHUNK_ELEMENTS // per_roi)
         for s in range(0, len(idx), step):
             sel = idx[s:s + step].to(features.device)
-            out[sel] = _align_group(fmap, bidx[sel], x0[sel], y0[sel], bw[sel], bh[sel],
+            out[sel] = _align_group(features[b:b + 1], x0[sel], y0[sel], bw[sel], bh[sel],
                                     (oh, ow), gy, gx, border).to(out.dtype)
     return out
 
