@@ -60,6 +60,7 @@ def base_config(exp_dir):
     cfg.MODEL.PRETRAINED = None        # ImageNet backbone weights: local path or URL (torchvision-format keys)
     cfg.MODEL.SYNC_BN = False          # convert BatchNorm to SyncBatchNorm when distributed
     cfg.MODEL.CHANNELS_LAST = False
+    cfg.MODEL.FIND_UNUSED_PARAMETERS = False  # DDP option, for models with parameters unused in a step
 
     cfg.SOLVER = edict()
     cfg.SOLVER.OPTIMIZER = 'Adam'      # 'Adam' or 'SGD' (the original SGD branch could never be chosen)
@@ -81,6 +82,13 @@ def base_config(exp_dir):
     # 8/num_gpu, silently. Here the same rule is explicit: with REFERENCE_WORLD_SIZE = R and W
     # processes, LR = BASE_LR * W and the iteration counts are scaled by R / W. None disables scaling.
     cfg.SOLVER.REFERENCE_WORLD_SIZE = None
+    cfg.SOLVER.SCALE_WARMUP = True     # scale WARMUP_ITERS with R / W too (the original did not: bug #22)
+    # Epoch-based presets (Simple Baselines) set EPOCHS: MAX_ITER, STEPS, WARMUP_ITERS and CHECKPOINT_PERIOD
+    # are then derived from len(train set), IMS_PER_GPU and the world size (cvpack.solver.resolve_solver).
+    cfg.SOLVER.EPOCHS = None
+    cfg.SOLVER.STEP_EPOCHS = None
+    cfg.SOLVER.WARMUP_EPOCHS = None
+    cfg.SOLVER.CHECKPOINT_EPOCHS = 1
     cfg.SOLVER.AMP = 'none'            # 'none' | 'fp16' (CUDA) | 'bf16' (CUDA or CPU autocast)
     cfg.SOLVER.LOG_PERIOD = 20
     cfg.SOLVER.CLIP_GRAD_NORM = None
@@ -90,6 +98,7 @@ def base_config(exp_dir):
 
     cfg.TEST = edict()
     cfg.TEST.IMS_PER_GPU = 32
+    cfg.TEST.AMP = 'none'              # autocast for the test forward: 'none' | 'fp16' (CUDA) | 'bf16'
     return cfg
 
 

@@ -1,0 +1,86 @@
+"""Samplers: the resumable, distributed, iteration-based batch sampler for training and the contiguous
+shard for testing (spec §6 "Other modules", bug #23).
+
+The original wrapped a DistributedSampler in an IterationBasedBatchSampler whose ``start_iter`` was
+never passed on resume, so the data order replayed from the first batch. Here the order is a pure
+function of ``(seed, pass index, rank, world size, iteration)``: pass ``p`` shuffles the whole dataset
+with ``torch.randperm`` under ``seed + p``; rank ``r`` takes every ``world_size``-th index of it from ``r``
+(the pass is padded by wrapping so all ranks get the same count, as DistributedSampler); each rank then
+cuts its concatenated per-pass streams into batches. Batch ``i`` can therefore be computed directly,
+and a sampler built with ``start_iter=i`` continues exactly where a run stopped.
+"""
+import math
+
+import torch
+
+__all__ = ['IterationBasedSampler', 'shard_indices']
+
+
+class IterationBasedSampler(torch.utils.data.Sampler):
+    """Batch sampler yielding ``num_iters - start_iter`` lists of ``batch_size`` dataset indices.
+
+    Args:
+        dataset_len: number of samples in the dataset (> 0).
+        batch_size: samples per batch on this rank (IMS_PER_GPU).
+        num_iters: total iterations of the run (MAX_ITER); iteration numbers are global, not per resume.
+        start_iter: first iteration to produce (the checkpoint's ``sampler['iteration']``).
+        rank, world_size: this process's shard; defaults from :mod:`cvpack.dist`.
+        seed: base seed of the per-pass shuffles (cfg.SEED); every rank must use the same one.
+        shuffle: False keeps the dataset order in every pass.
+    """
+
+    def __init__(self, dataset_len, batch_size, num_iters, start_iter=0, rank=None, world_size=None,
+                 seed=0, shuffle=True):
+        if dataset_len <= 0:
+            raise ValueError('IterationBasedSampler: the dataset is empty')
+        if rank is None or world_size is None:
+            from ..dist import get_rank, get_world_size
+            rank, world_size = get_rank(), get_world_size()
+        if not 0 <= rank < world_size:
+            raise ValueError('rank %d outside world size %d' % (rank, world_size))
+        self.dataset_len, self.batch_size = int(dataset_len), int(batch_size)
+        self.num_iters, self.start_iter = int(num_iters), int(start_iter)
+        self.rank, self.world_size, self.seed, self.shuffle = rank, world_size, int(seed), bool(shuffle)
+        self.per_pass = math.ceil(self.dataset_len / world_size)  # indices of one pass on this rank
+
+    def _pass_indices(self, p):
+        if self.shuffle:
+            g = torch.Generator()
+            g.manual_seed(self.seed + p)
+            order = torch.randperm(self.dataset_len, generator=g).tolist()
+        else:
+            order = list(range(self.dataset_len))
+        total = self.per_pass * self.world_size
+        order += order[:total - len(order)]  # pad by wrapping (only when dataset_len % world_size != 0)
+        return order[self.rank:total:self.world_size]
+
+    def state_dict(self, iteration=None):
+        """Position to store in a checkpoint (numbers only): ``iteration`` = iterations completed so far."""
+        return {'iteration': self.start_iter if iteration is None else int(iteration), 'seed': self.seed, 'world_size': self.world_size,
+                'dataset_len': self.dataset_len, 'batch_size': self.batch_size}
+
+    def __iter__(self):
+        pos = self.start_iter * self.batch_size  # offset in this rank's infinite index stream
+        p, off = divmod(pos, self.per_pass)
+        current = self._pass_indices(p)
+        for _ in range(self.start_iter, self.num_iters):
+            batch = []
+            while len(batch) < self.batch_size:
+                take = current[off:off + self.batch_size - len(batch)]
+                batch += take
+                off += len(take)
+                if off == self.per_pass:
+                    p, off = p + 1, 0
+                    current = self._pass_indices(p)
+            yield batch
+
+    def __len__(self):
+        return max(0, self.num_iters - self.start_iter)
+
+
+def shard_indices(n, rank, world_size):
+    """Contiguous shard of ``range(n)`` for ``rank``: sizes differ by at most one, nothing is duplicated
+    (DistributedSampler pads with repeats, which would double-count instances in the evaluation)."""
+    base, extra = divmod(n, world_size)
+    start = rank * base + min(rank, extra)
+    return list(range(start, start + base + (1 if rank < extra else 0)))

@@ -1,0 +1,82 @@
+"""Process-group setup for the three launch forms (spec §6 "Engine", bugs #1, #2, #3).
+
+* ``python train.py``: one process, no process group (WORLD_SIZE unset or 1) — a first-class path.
+* ``torchrun [--nnodes ... --node_rank ... --master_addr ...] --nproc_per_node=N train.py``: LOCAL_RANK,
+  RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT come from the environment (multi-node included).
+* ``python -m torch.distributed.launch --nproc_per_node=N train.py``: the same environment plus a
+  ``--local-rank=N`` argument (``--local_rank`` accepted too, see :mod:`cvpack.engine.args`).
+
+The backend follows the device: nccl on CUDA, gloo on CPU. The device comes from ``cfg.MODEL.DEVICE``
+('auto' = CUDA when present); the original hard-coded cuda and nccl.
+"""
+import datetime
+import logging
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+__all__ = ['DistContext', 'resolve_device', 'setup_distributed', 'cleanup_distributed']
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DistContext:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device('cpu')
+    backend: str = ''
+
+    @property
+    def distributed(self):
+        return self.world_size > 1
+
+    @property
+    def is_main(self):
+        return self.rank == 0
+
+
+def resolve_device(name):
+    """'auto' -> 'cuda' when available else 'cpu'; 'cuda' without CUDA is an error, not a silent fallback."""
+    name = str(name or 'auto').lower()
+    if name == 'auto':
+        return 'cuda' if torch.cuda.is_available() else 'cpu'
+    if name.startswith('cuda') and not torch.cuda.is_available():
+        raise RuntimeError("MODEL.DEVICE is %r but CUDA is not available; use 'cpu' or 'auto'" % name)
+    return name.split(':')[0]
+
+
+def setup_distributed(device='auto', local_rank=None, timeout_s=1800):
+    """Initialise the process group when WORLD_SIZE > 1 and return a :class:`DistContext`.
+
+    Args:
+        device: cfg.MODEL.DEVICE ('auto', 'cpu', 'cuda').
+        local_rank: the ``--local-rank`` argument when given; LOCAL_RANK from the environment wins
+            (torchrun sets only the environment).
+    """
+    kind = resolve_device(device)
+    world_size = int(os.environ.get('WORLD_SIZE', 1))
+    env_local = os.environ.get('LOCAL_RANK')
+    local_rank = int(env_local) if env_local is not None else int(local_rank or 0)
+    if world_size <= 1:
+        dev = torch.device('cuda', torch.cuda.current_device()) if kind == 'cuda' else torch.device('cpu')
+        return DistContext(0, 1, 0, dev, '')
+    rank = int(os.environ['RANK'])
+    if kind == 'cuda':
+        torch.cuda.set_device(local_rank)
+        dev, backend = torch.device('cuda', local_rank), 'nccl'
+    else:
+        dev, backend = torch.device('cpu'), 'gloo'
+    if not dist.is_initialized():
+        kwargs = {'device_id': dev} if kind == 'cuda' else {}
+        dist.init_process_group(backend, init_method='env://', world_size=world_size, rank=rank,
+                                timeout=datetime.timedelta(seconds=timeout_s), **kwargs)
+    return DistContext(rank, world_size, local_rank, dev, backend)
+
+
+def cleanup_distributed():
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,135 @@
+"""The test loop and ``test_main`` (spec §5, §6, bugs #3, #12).
+
+The original ``test.py -i N`` silently evaluated random weights when ``iter-N.pth`` was missing and gathered
+results through CUDA. Here a missing checkpoint is an error naming the path (and the checkpoints that do
+exist), ranks take contiguous shards of the val set without padding duplicates, the predictions are
+gathered as Python objects on the CPU, and rank 0 alone runs the evaluator and writes the files.
+"""
+import glob
+import json
+import os
+import os.path as osp
+
+import torch
+
+from .. import dist as comm
+from ..data.samplers import shard_indices
+from .args import parse_args, test_parser
+from .checkpoint import LAST_NAME, load_model_weights
+from .launch import cleanup_distributed, setup_distributed
+from .logger import setup_logger
+from .trainer import default_collate, default_dataset_builder
+from .utils import amp_dtype, autocast, prepare_model, resolve_cfg, to_device
+
+__all__ = ['test_main', 'resolve_test_checkpoint', 'run_inference']
+
+
+def resolve_test_checkpoint(cfg, iteration=None, checkpoint=None):
+    """``--checkpoint`` > ``-i N`` (OUTPUT_DIR/iter-N.pth) > MODEL.WEIGHT > OUTPUT_DIR/iter-last.pth.
+
+    Raises FileNotFoundError naming the path, and the checkpoints that exist, when nothing is found:
+    testing random weights is never what anyone wants.
+    """
+    out = cfg.OUTPUT_DIR
+    if checkpoint:
+        path, how = checkpoint, '--checkpoint'
+    elif iteration is not None:
+        path, how = osp.join(out, 'iter-%d.pth' % iteration), '-i %d' % iteration
+    elif cfg.MODEL.get('WEIGHT'):
+        path, how = cfg.MODEL.WEIGHT, 'MODEL.WEIGHT'
+        if str(path).startswith(('http://', 'https://')):
+            return path
+    else:
+        path, how = osp.join(out, LAST_NAME), 'default (no -i / --checkpoint given)'
+    if not osp.isfile(path):
+        found = sorted(osp.basename(p) for p in glob.glob(osp.join(out, 'iter-*.pth')))
+        raise FileNotFoundError('test checkpoint not found: %s (from %s). Checkpoints in %s: %s'
+                                % (path, how, out, ', '.join(found) or 'none'))
+    return path
+
+
+def _box_source(cfg):
+    test = cfg.get('TEST', {})
+    if test.get('USE_GT_BBOX', False):
+        return 'ground-truth boxes (TEST.USE_GT_BBOX)'
+    det = test.get('DET_FILE')
+    if det:
+        root = cfg.get('DATASET', {}).get('ROOT', '')
+        return 'detections from %s (TEST.DET_FILE)' % (det if osp.isabs(det) else osp.join(root, det))
+    return 'not stated by the config'
+
+
+def run_inference(model, dataset, predictor, cfg, ctx, collate_fn):
+    """Predict this rank's contiguous shard; returns every rank's instances on rank 0 (None elsewhere)."""
+    from tqdm import tqdm
+    indices = shard_indices(len(dataset), ctx.rank, ctx.world_size)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=int(cfg.TEST.get('IMS_PER_GPU', 32)), sampler=indices, collate_fn=collate_fn,
+        num_workers=int(cfg.DATALOADER.get('NUM_WORKERS', 0)), pin_memory=ctx.device.type == 'cuda')
+    dtype = amp_dtype(cfg.TEST.get('AMP', 'none'), ctx.device)
+    instances = []
+    with torch.inference_mode():
+        for batch in tqdm(loader, desc='test', disable=not ctx.is_main, dynamic_ncols=True):
+            # Only the images move; the other fields stay on the CPU for the predictor's numpy work.
+            batch = dict(batch, image=to_device(batch['image'], ctx.device, cfg.MODEL.get('CHANNELS_LAST', False)))
+            with autocast(dtype, ctx.device):
+                instances.extend(predictor(model, batch))
+    gathered = comm.all_gather_object(instances)
+    if not ctx.is_main:
+        return None
+    return [inst for part in gathered for inst in part]
+
+
+def _print_table(metrics, log):
+    width = max([len(k) for k in metrics] + [6])
+    lines = ['%-*s | value' % (width, 'metric'), '-' * (width + 10)]
+    for k, v in metrics.items():
+        lines.append('%-*s | %s' % (width, k, ('%.4f' % v) if isinstance(v, float) else v))
+    log.info('results:\n' + '\n'.join(lines))
+
+
+def test_main(cfg, build_model, argv=None, dataset_builder=None, predictor_builder=None,
+              evaluator_builder=None, collate_fn=None):
+    """Entry point of an exp's ``test.py``: ``test.py [-i ITER | --checkpoint PATH] [KEY VALUE ...]``.
+
+    Builders default to ``cvpack.data.build_dataset``, ``cvpack.inference.build_predictor`` and
+    ``cvpack.evaluation.build_evaluator``; tests inject small ones. Returns the metrics dict on rank 0
+    (None on other ranks). Writes TEST_DIR/test_log.txt, TEST_DIR/results.json (the evaluator) and
+    TEST_DIR/metrics.json.
+    """
+    args = parse_args(test_parser(cfg.get('EXP_NAME', '')), argv)
+    cfg = resolve_cfg(cfg, args.opts)
+    ctx = setup_distributed(cfg.MODEL.get('DEVICE', 'auto'), args.local_rank)
+    try:
+        if ctx.is_main:
+            os.makedirs(cfg.TEST_DIR, exist_ok=True)
+        comm.barrier()
+        log = setup_logger('cvpack.test', osp.join(cfg.TEST_DIR, 'test_log.txt'), ctx.rank)
+        path = resolve_test_checkpoint(cfg, args.iter, args.checkpoint)
+        model = build_model(cfg)
+        load_model_weights(model, path, strict=not args.non_strict, log=log)
+        model = prepare_model(model, cfg, ctx, log).eval()
+        if dataset_builder is None:
+            dataset_builder = default_dataset_builder
+        if predictor_builder is None:
+            from ..inference import build_predictor as predictor_builder
+        dataset = dataset_builder(cfg, 'val')
+        log.info('testing %s on %d samples over %d process(es); boxes: %s', path, len(dataset), ctx.world_size,
+                 _box_source(cfg))
+        instances = run_inference(model, dataset, predictor_builder(cfg), cfg, ctx,
+                                  collate_fn if collate_fn is not None else default_collate())
+        metrics = None
+        if ctx.is_main:
+            if evaluator_builder is None:
+                from ..evaluation import build_evaluator as evaluator_builder
+            log.info('evaluating %d instances', len(instances))
+            metrics = evaluator_builder(cfg)(instances, cfg.TEST_DIR)
+            record = {'checkpoint': osp.abspath(path), 'num_instances': len(instances), 'metrics': metrics}
+            with open(osp.join(cfg.TEST_DIR, 'metrics.json'), 'w') as f:
+                json.dump(record, f, indent=2, default=float)
+            _print_table(metrics, log)
+        comm.barrier()
+        return metrics
+    finally:
+        cleanup_distributed()
+

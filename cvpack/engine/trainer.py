@@ -1,0 +1,258 @@
+"""The iteration-based training loop and ``train_main`` (spec §6, bugs #1-#3, #7, #9, #12, #21-#25, #27).
+
+Behaviour kept from the original: iteration-based schedule (MAX_ITER, CHECKPOINT_PERIOD, IMS_PER_GPU per
+process), DDP with ``broadcast_buffers=False`` (each rank keeps its own BN running statistics and rank 0's
+are saved, as the original did), the loss computed inside ``forward``, ``iter-N.pth`` + ``iter-last.pth``.
+Changed: single-process and CPU/gloo runs work; the scheduler steps after the optimizer; the sampler,
+RNG, scaler and scheduler state resume exactly; only rank 0 writes files; a non-finite loss stops the run.
+"""
+import logging
+import os
+import os.path as osp
+import random
+import time
+
+import numpy as np
+import torch
+
+from .. import dist as comm
+from ..data.samplers import IterationBasedSampler
+from ..solver import build_lr_scheduler, build_optimizer, resolve_solver
+from .args import parse_args, train_parser
+from .checkpoint import (LAST_NAME, link_last, load_checkpoint, load_model_weights, rng_state, save_checkpoint,
+                         set_rng_state, strip_prefix)
+from .launch import cleanup_distributed, setup_distributed
+from .logger import TensorboardWriter, setup_logger
+from .utils import amp_dtype, autocast, prepare_model, resolve_cfg, to_device, write_run_files
+
+__all__ = ['Trainer', 'train_main', 'default_dataset_builder', 'default_collate']
+
+
+def default_dataset_builder(cfg, split):
+    from ..data import build_dataset  # built by the data engineer; imported late so tests can inject
+    return build_dataset(cfg, split)
+
+
+def default_collate():
+    from ..data import collate
+    return collate
+
+
+def _seed_worker(worker_id):
+    """Per-worker numpy / random seeds from the worker's torch seed (bug #25: augmentations must not be
+    correlated across workers, whatever the torch version)."""
+    seed = torch.initial_seed() % 2 ** 32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+class Trainer:
+    """Holds the model, optimizer, scheduler and data of one training run (built by :func:`train_main`)."""
+
+    def __init__(self, cfg, build_model, ctx, dataset_builder=None, collate_fn=None):
+        self.cfg, self.ctx = cfg, ctx
+        self.log = logging.getLogger('cvpack.train')
+        seed = int(cfg.get('SEED', 0)) + ctx.rank
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        self.dataset = (dataset_builder or default_dataset_builder)(cfg, 'train')
+        self.collate_fn = collate_fn if collate_fn is not None else default_collate()
+        self.solver = resolve_solver(cfg.SOLVER, ctx.world_size, len(self.dataset))
+        self.model = prepare_model(build_model(cfg), cfg, ctx, self.log)
+        self.ddp = self.model
+        if ctx.distributed:
+            ids = [ctx.local_rank] if ctx.device.type == 'cuda' else None
+            # broadcast_buffers=False as the original: each rank keeps its own BN running statistics
+            # (no SyncBN by default) and rank 0's are the ones saved.
+            self.ddp = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=ids, broadcast_buffers=False,
+                find_unused_parameters=bool(cfg.MODEL.get('FIND_UNUSED_PARAMETERS', False)))
+        self.optimizer = build_optimizer(self.solver, self.model, self.solver.LR)
+        self.scheduler = build_lr_scheduler(self.solver, self.optimizer)
+        self.amp = amp_dtype(cfg.SOLVER.get('AMP', 'none'), ctx.device)
+        self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=self.amp == torch.float16)
+        self.start_iter = 0
+        self.tb = TensorboardWriter(cfg.get('TENSORBOARD_DIR'), enabled=ctx.is_main)
+
+    # ----------------------------------------------------------------- state
+    def state_dict(self, iteration):
+        """Checkpoint content (weights_only-safe); collective: every rank must call it (RNG gather)."""
+        rngs = comm.all_gather_object(rng_state())
+        return {'model': self.model.state_dict(), 'optimizer': self.optimizer.state_dict(),
+                'scheduler': self.scheduler.state_dict(), 'scaler': self.scaler.state_dict(),
+                'iteration': int(iteration), 'sampler': self.sampler_state(iteration),
+                'rng': rngs, 'world_size': self.ctx.world_size}
+
+    def sampler_state(self, iteration):
+        return {'iteration': int(iteration), 'seed': int(self.cfg.get('SEED', 0)),
+                'world_size': self.ctx.world_size, 'batch_size': int(self.solver.IMS_PER_GPU)}
+
+    def resume(self, path):
+        """Restore everything saved by :meth:`state_dict` so the run continues exactly."""
+        ckpt = load_checkpoint(path)
+        self.model.load_state_dict(strip_prefix(ckpt['model']))  # the original's files may keep 'module.'
+        if 'optimizer' in ckpt:
+            self.optimizer.load_state_dict(ckpt['optimizer'])
+        if 'scheduler' in ckpt:
+            sched = dict(ckpt['scheduler'])
+            sched['lr_lambdas'] = [None] * len(self.scheduler.lr_lambdas)  # shape from the current config
+            self.scheduler.load_state_dict(sched)
+        if ckpt.get('scaler'):
+            self.scaler.load_state_dict(ckpt['scaler'])
+        self.start_iter = int(ckpt.get('iteration', 0))
+        sampler = ckpt.get('sampler') or {}
+        if int(sampler.get('world_size', self.ctx.world_size)) != self.ctx.world_size:
+            self.log.warning('resuming with %d processes from a %d-process checkpoint: the data order and '
+                             'schedule change from here on', self.ctx.world_size, sampler['world_size'])
+        rngs = ckpt.get('rng') or []
+        if len(rngs) == self.ctx.world_size:
+            set_rng_state(rngs[self.ctx.rank])
+        self.log.info('resumed from %s at iteration %d', path, self.start_iter)
+
+    def resume_or_load(self, resume=None, auto=True):
+        """``-c PATH`` > OUTPUT_DIR/iter-last.pth (auto-resume) > MODEL.WEIGHT (weights only, non-strict)."""
+        last = osp.join(self.cfg.OUTPUT_DIR, LAST_NAME)
+        if resume:
+            if not osp.isfile(resume):
+                raise FileNotFoundError('-c/--continue: checkpoint not found: %s' % resume)
+            self.resume(resume)
+        elif auto and osp.isfile(last):
+            self.resume(last)
+        elif self.cfg.MODEL.get('WEIGHT'):
+            load_model_weights(self.model, self.cfg.MODEL.WEIGHT, strict=False, log=self.log)
+
+    # ------------------------------------------------------------------ data
+    def build_loader(self):
+        s, ctx = self.solver, self.ctx
+        sampler = IterationBasedSampler(len(self.dataset), s.IMS_PER_GPU, s.MAX_ITER, self.start_iter,
+                                        ctx.rank, ctx.world_size, seed=int(self.cfg.get('SEED', 0)))
+        # A private generator: the DataLoader draws its worker base seed from it, not from the global torch
+        # RNG, so the global stream (dropout, augmentation with num_workers=0) is the same with or without resume.
+        gen = torch.Generator()
+        gen.manual_seed(int(self.cfg.get('SEED', 0)) * 7919 + ctx.rank * 104729 + self.start_iter)
+        workers = int(self.cfg.DATALOADER.get('NUM_WORKERS', 0))
+        return torch.utils.data.DataLoader(
+            self.dataset, batch_sampler=sampler, num_workers=workers, collate_fn=self.collate_fn,
+            worker_init_fn=_seed_worker, generator=gen, pin_memory=ctx.device.type == 'cuda',
+            persistent_workers=False)
+
+    # ------------------------------------------------------------------ loop
+    def step(self, batch, iteration):
+        """One optimisation step; returns the rank-averaged loss terms (floats)."""
+        batch = to_device(batch, self.ctx.device, self.cfg.MODEL.get('CHANNELS_LAST', False))
+        with autocast(self.amp, self.ctx.device):
+            losses = self.ddp(batch['image'], batch)
+        if not isinstance(losses, dict) or not losses:
+            raise TypeError('model forward in training must return a non-empty dict of scalar losses, got %s'
+                            % type(losses).__name__)
+        losses = {k: v.float() for k, v in losses.items()}
+        total = sum(losses.values())
+        # Averaged over ranks before backward: every rank sees a non-finite value and stops together
+        # (a lone rank raising would leave the others waiting in the gradient all-reduce).
+        reduced = comm.reduce_dict(losses)
+        bad = {k: float(v) for k, v in reduced.items() if not torch.isfinite(v)}
+        if bad:
+            local = {k: float(v) for k, v in losses.items() if not torch.isfinite(v)}
+            raise FloatingPointError('non-finite loss at iteration %d: %s (on this rank: %s); stopping.'
+                                     % (iteration, bad, local or 'finite'))
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        clip = self.cfg.SOLVER.get('CLIP_GRAD_NORM')
+        if clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(clip))
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()  # after optimizer.step (bug #7): iteration i trains with factor(i)
+        return {k: float(v) for k, v in reduced.items()}
+
+    def save(self, iteration):
+        state = self.state_dict(iteration)
+        if self.ctx.is_main:
+            path = save_checkpoint(state, osp.join(self.cfg.OUTPUT_DIR, 'iter-%d.pth' % iteration))
+            link_last(path)
+            self.log.info('saved %s', path)
+        comm.barrier()
+
+    def train(self):
+        s = self.solver
+        self.ddp.train()
+        period, log_period = int(s.CHECKPOINT_PERIOD), int(s.get('LOG_PERIOD', 20) or 20)
+        imgs_per_iter = int(s.IMS_PER_GPU) * self.ctx.world_size
+        loader_iter = iter(self.build_loader())
+        t_end, t_start, times = time.perf_counter(), time.perf_counter(), []
+        for it in range(self.start_iter, s.MAX_ITER):
+            batch = next(loader_iter)
+            t_data = time.perf_counter() - t_end
+            lr = self.optimizer.param_groups[0]['lr']
+            losses = self.step(batch, it + 1)
+            now = time.perf_counter()
+            t_iter, t_end = now - t_end, now
+            times = (times + [t_iter])[-log_period:]
+            done = it + 1
+            if done % log_period == 0 or done == s.MAX_ITER or done == self.start_iter + 1:
+                self._log(done, lr, losses, t_data, t_iter, imgs_per_iter, sum(times) / len(times))
+            if done % period == 0 or done == s.MAX_ITER:
+                self.save(done)
+        self.log.info('training finished: %d iterations in %.1f s', s.MAX_ITER - self.start_iter,
+                      time.perf_counter() - t_start)
+        self.tb.close()
+
+    def _log(self, done, lr, losses, t_data, t_iter, imgs_per_iter, mean_iter):
+        eta = int(mean_iter * (self.solver.MAX_ITER - done))
+        total = sum(losses.values())
+        terms = ', '.join('%s: %.4f' % kv for kv in sorted(losses.items()))
+        self.log.info('Iter: %d/%d, LR: %.3e, total_loss: %.4f, %s, data: %.3fs, compute: %.3fs, %.1f img/s, '
+                      'ETA: %dh%02dmin', done, self.solver.MAX_ITER, lr, total, terms, t_data, t_iter - t_data,
+                      imgs_per_iter / max(mean_iter, 1e-9), eta // 3600, eta % 3600 // 60)
+        scalars = {'loss/' + k: v for k, v in losses.items()}
+        scalars.update({'loss/total': total, 'lr': lr, 'time/data': t_data, 'time/compute': t_iter - t_data,
+                        'time/iter': t_iter,
+                        'images_per_s': imgs_per_iter / max(mean_iter, 1e-9), 'eta_hours': eta / 3600})
+        self.tb.scalars(scalars, done)
+
+
+def _log_setup(trainer, cfg, ctx):
+    s = trainer.solver
+    trainer.log.info('world size %d (rank %d, local rank %d), device %s, backend %s', ctx.world_size, ctx.rank,
+                     ctx.local_rank, ctx.device, ctx.backend or 'none (single process)')
+    trainer.log.info('effective solver: LR %.3e (BASE_LR %.3e, REFERENCE_WORLD_SIZE %s), MAX_ITER %d, '
+                     'CHECKPOINT_PERIOD %d, WARMUP_ITERS %d, STEPS %s, %s, batch %d per process',
+                     s.LR, s.BASE_LR, s.get('REFERENCE_WORLD_SIZE'), s.MAX_ITER, s.CHECKPOINT_PERIOD,
+                     s.WARMUP_ITERS, list(s.get('STEPS', ())), s.LR_SCHEDULER, s.IMS_PER_GPU)
+
+
+def train_main(cfg, build_model, argv=None, dataset_builder=None, collate_fn=None):
+    """Entry point of an exp's ``train.py`` (see docs/DESIGN.md "Engine").
+
+    Args:
+        cfg: the exp's config; command-line overrides are applied to a copy.
+        build_model: ``build_model(cfg) -> nn.Module`` from the exp's network.py.
+        argv: command line (default ``sys.argv[1:]``).
+        dataset_builder: ``(cfg, split) -> Dataset``; default ``cvpack.data.build_dataset``.
+        collate_fn: default ``cvpack.data.collate``.
+
+    Returns:
+        The trained model (unwrapped from DDP), on its device.
+    """
+    args = parse_args(train_parser(cfg.get('EXP_NAME', '')), argv)
+    cfg = resolve_cfg(cfg, args.opts)
+    if args.weights:
+        cfg.MODEL.WEIGHT = args.weights
+    ctx = setup_distributed(cfg.MODEL.get('DEVICE', 'auto'), args.local_rank)
+    try:
+        if ctx.is_main:  # only rank 0 creates folders and files (bug #27)
+            os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+        comm.barrier()
+        setup_logger('cvpack.train', osp.join(cfg.OUTPUT_DIR, 'log.txt'), ctx.rank)
+        trainer = Trainer(cfg, build_model, ctx, dataset_builder, collate_fn)
+        _log_setup(trainer, cfg, ctx)
+        if ctx.is_main:
+            write_run_files(cfg, {'WORLD_SIZE': ctx.world_size, 'DEVICE': str(ctx.device),
+                                  'SOLVER': dict(trainer.solver)})
+        trainer.resume_or_load(args.resume, auto=not args.no_auto_resume)
+        trainer.train()
+        return trainer.model
+    finally:
+        cleanup_distributed()

@@ -1,0 +1,107 @@
+"""LR schedules and the explicit world-size scaling of the solver (spec §2.1 "Scaling", §6, bugs #7, #22).
+
+Schedules are a per-iteration factor on the base LR, applied with ``LambdaLR`` stepped **after**
+``optimizer.step()`` (the original stepped before it, so its first update already used factor(1)).
+With warm-up length W, factor ``f0 = WARMUP_FACTOR`` and MAX_ITER M, the factor at iteration ``it``:
+
+* warm-up (it < W): 'linear' ``f0 + (1 - f0) * it / W`` (the original's 0.1 + 0.9 * it / 2400), 'constant' ``f0``;
+* 'megvii_linear' (the original): ``1 - (it - W) / (M - W)``, linear decay to 0 at M;
+* 'multistep': ``GAMMA ** (number of STEPS <= it)``;
+* 'cosine': ``0.5 * (1 + cos(pi * (it - W) / (M - W)))``.
+"""
+import bisect
+import logging
+import math
+
+import torch
+
+__all__ = ['LRFactor', 'build_lr_scheduler', 'resolve_solver']
+
+logger = logging.getLogger(__name__)
+
+
+class LRFactor:
+    """Picklable LR factor. Its ``__dict__`` (numbers and lists only) goes into the scheduler state_dict,
+    so checkpoints stay loadable with ``torch.load(weights_only=True)``."""
+
+    def __init__(self, name, max_iter, warmup_iters=0, warmup_factor=0.1, warmup_method='linear',
+                 steps=(), gamma=0.1):
+        if name not in ('megvii_linear', 'multistep', 'cosine'):
+            raise ValueError("SOLVER.LR_SCHEDULER must be 'megvii_linear', 'multistep' or 'cosine', got %r" % name)
+        if warmup_method not in ('linear', 'constant'):
+            raise ValueError("SOLVER.WARMUP_METHOD must be 'linear' or 'constant', got %r" % warmup_method)
+        if name != 'multistep' and max_iter <= warmup_iters:
+            raise ValueError('MAX_ITER (%d) must exceed WARMUP_ITERS (%d) for %s' % (max_iter, warmup_iters, name))
+        self.name, self.max_iter, self.warmup_iters = name, int(max_iter), int(warmup_iters)
+        self.warmup_factor, self.warmup_method = float(warmup_factor), warmup_method
+        self.steps, self.gamma = sorted(int(s) for s in steps), float(gamma)
+
+    def __call__(self, it):
+        w = self.warmup_iters
+        if it < w:
+            if self.warmup_method == 'constant':
+                return self.warmup_factor
+            return self.warmup_factor + (1.0 - self.warmup_factor) * it / w
+        if self.name == 'megvii_linear':
+            return max(0.0, 1.0 - (it - w) / (self.max_iter - w))
+        if self.name == 'multistep':
+            return self.gamma ** bisect.bisect_right(self.steps, it)
+        progress = min(1.0, (it - w) / (self.max_iter - w))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def build_lr_scheduler(solver, optimizer):
+    """``LambdaLR`` over an :class:`LRFactor` built from the *resolved* solver (see :func:`resolve_solver`)."""
+    factor = LRFactor(solver.LR_SCHEDULER, solver.MAX_ITER, solver.WARMUP_ITERS, solver.WARMUP_FACTOR,
+                      solver.get('WARMUP_METHOD', 'linear'), solver.get('STEPS', ()), solver.get('GAMMA', 0.1))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _epoch_based(solver, world_size, dataset_len):
+    """Iteration counts from SOLVER.EPOCHS / STEP_EPOCHS / WARMUP_EPOCHS / CHECKPOINT_EPOCHS (Simple Baselines
+    style presets): one epoch = ceil(len(dataset) / (IMS_PER_GPU * world_size)) iterations."""
+    if dataset_len is None:
+        raise ValueError('SOLVER.EPOCHS is set: the train dataset length is needed to convert epochs to iterations')
+    per_epoch = max(1, math.ceil(dataset_len / (int(solver.IMS_PER_GPU) * world_size)))
+    out = {'ITERS_PER_EPOCH': per_epoch, 'MAX_ITER': int(solver.EPOCHS) * per_epoch}
+    if solver.get('STEP_EPOCHS') is not None:
+        out['STEPS'] = [int(round(e * per_epoch)) for e in solver.STEP_EPOCHS]
+    if solver.get('WARMUP_EPOCHS') is not None:
+        out['WARMUP_ITERS'] = int(round(solver.WARMUP_EPOCHS * per_epoch))
+    out['CHECKPOINT_PERIOD'] = int(solver.get('CHECKPOINT_EPOCHS', 1) or 1) * per_epoch
+    return out
+
+
+def resolve_solver(solver, world_size, dataset_len=None):
+    """Effective solver settings for ``world_size`` processes, as a new dict (the config is not changed).
+
+    * Iteration-based (the Megvii presets): with ``REFERENCE_WORLD_SIZE = R`` and W processes the LR is
+      ``BASE_LR * W`` and MAX_ITER, CHECKPOINT_PERIOD, WARMUP_ITERS and STEPS are multiplied by ``R / W``
+      (the original scaled all but the warm-up, bug #22; ``SCALE_WARMUP=False`` restores that). ``R = None``
+      disables scaling.
+    * Epoch-based (``SOLVER.EPOCHS`` set and not None): iteration counts come from epochs and the dataset
+      length, which already accounts for W; the LR is ``BASE_LR * W`` only when R is set.
+    """
+    out = dict(solver)
+    ref = solver.get('REFERENCE_WORLD_SIZE')
+    out['LR'] = float(solver.BASE_LR) * (world_size if ref else 1)
+    if solver.get('EPOCHS') is not None:
+        out.update(_epoch_based(solver, world_size, dataset_len))
+    elif ref:
+        ratio = float(ref) / world_size
+        scaled = ('MAX_ITER', 'CHECKPOINT_PERIOD') + (('WARMUP_ITERS',) if solver.get('SCALE_WARMUP', True) else ())
+        for key in scaled:
+            out[key] = int(round(solver[key] * ratio))
+        out['STEPS'] = [int(round(s * ratio)) for s in solver.get('STEPS', ())]
+    out['CHECKPOINT_PERIOD'] = max(1, int(out['CHECKPOINT_PERIOD']))
+    return _Attr(out)
+
+
+class _Attr(dict):
+    """dict with attribute access, like the EasyDict it was built from."""
+
+    def __getattr__(self, key):
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(key) from None

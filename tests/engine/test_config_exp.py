@@ -1,0 +1,76 @@
+"""Config overrides, the -log link, resolved-config copies and load_exp isolation."""
+import json
+import os
+import os.path as osp
+
+import pytest
+
+from cvpack.config import base_config, config_main, merge_from_list
+from cvpack.engine.utils import resolve_cfg
+from cvpack.exp import load_exp
+
+
+def test_merge_from_list_keeps_types(tmp_path):
+    cfg = base_config(str(tmp_path))
+    merge_from_list(cfg, ['SOLVER.BASE_LR', '1', 'SOLVER.MAX_ITER', '12', 'MODEL.SYNC_BN', 'True',
+                          'SOLVER.STEPS', '[3, 5]', 'MODEL.DEVICE', 'cpu', 'MODEL.WEIGHT', '/x/y.pth'])
+    assert cfg.SOLVER.BASE_LR == 1.0 and isinstance(cfg.SOLVER.BASE_LR, float)   # int text into a float key
+    assert cfg.SOLVER.MAX_ITER == 12 and isinstance(cfg.SOLVER.MAX_ITER, int)
+    assert cfg.MODEL.SYNC_BN is True
+    assert list(cfg.SOLVER.STEPS) == [3, 5]
+    assert cfg.MODEL.DEVICE == 'cpu' and cfg.MODEL.WEIGHT == '/x/y.pth'
+
+
+def test_merge_from_list_rejects_unknown_and_odd(tmp_path):
+    cfg = base_config(str(tmp_path))
+    with pytest.raises(KeyError, match='SOLVER.BASE_RL'):
+        merge_from_list(cfg, ['SOLVER.BASE_RL', '1e-3'])
+    with pytest.raises(ValueError, match='pairs'):
+        merge_from_list(cfg, ['SOLVER.BASE_LR'])
+
+
+def test_output_dir_override_moves_derived_dirs(tmp_path):
+    cfg = base_config(str(tmp_path / 'e'))
+    new = resolve_cfg(cfg, ['OUTPUT_DIR', str(tmp_path / 'out')])
+    assert new.TEST_DIR == str(tmp_path / 'out' / 'test_dir')
+    assert new.TENSORBOARD_DIR == str(tmp_path / 'out' / 'tb_dir')
+    assert cfg.OUTPUT_DIR != new.OUTPUT_DIR   # the exp's own cfg is untouched
+
+
+def test_config_main_log_links_output_dir(toy_exp):
+    exp, cfg = toy_exp
+    config_main(cfg, ['-log'])
+    link = osp.join(exp, 'log')
+    assert osp.islink(link) and osp.realpath(link) == osp.realpath(cfg.OUTPUT_DIR)
+    assert osp.isdir(cfg.OUTPUT_DIR)
+
+
+def test_load_exp_isolates_exps(toy, tmp_path):
+    a = toy.write_exp(tmp_path, 'a.exp')
+    b = toy.write_exp(tmp_path, 'b.exp')
+    with open(osp.join(b, 'config.py'), 'a') as f:
+        f.write('cfg.SOLVER.MAX_ITER = 99\n')
+    cfg_a, model_a = load_exp(a, ['SOLVER.BASE_LR', '0.5'])
+    cfg_b, _ = load_exp(b)
+    assert cfg_a.SOLVER.MAX_ITER == 4 and cfg_b.SOLVER.MAX_ITER == 99   # no sys.modules['config'] clash
+    assert cfg_a.SOLVER.BASE_LR == 0.5 and cfg_a.EXP_NAME == 'a.exp'
+    assert type(model_a).__name__ == 'ToyNet'
+    import sys
+    assert 'config' not in sys.modules or not getattr(sys.modules['config'], '__file__', '').startswith(str(tmp_path))
+
+
+def test_load_exp_missing_network(tmp_path, toy):
+    exp = toy.write_exp(tmp_path)
+    os.remove(osp.join(exp, 'network.py'))
+    with pytest.raises(FileNotFoundError, match='network.py'):
+        load_exp(exp)
+
+
+def test_json_dump_of_resolved_config(toy_exp):
+    from cvpack.engine.utils import write_run_files
+    exp, cfg = toy_exp
+    cfg = resolve_cfg(cfg, ['SOLVER.MAX_ITER', '7'])
+    write_run_files(cfg, {'WORLD_SIZE': 1})
+    data = json.load(open(osp.join(cfg.OUTPUT_DIR, 'config.json')))
+    assert data['SOLVER']['MAX_ITER'] == 7 and data['_RUNTIME'] == {'WORLD_SIZE': 1}
+    assert open(osp.join(cfg.OUTPUT_DIR, 'network.py')).read() == open(osp.join(exp, 'network.py')).read()

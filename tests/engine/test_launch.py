@@ -1,0 +1,113 @@
+"""The three launch forms through real exp scripts in tmp_path: torchrun (2 gloo processes),
+``python -m torch.distributed.launch`` (2 processes, --local-rank argument) and plain ``python train.py``."""
+import json
+import os
+import os.path as osp
+import shutil
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from cvpack.engine.args import parse_args, train_parser
+from cvpack.engine.args import test_parser as make_test_parser
+
+TIMEOUT = 120
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def _run(cmd, cwd, env):
+    proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=TIMEOUT)
+    assert proc.returncode == 0, '%s failed:\n%s' % (' '.join(cmd), proc.stdout[-4000:])
+    return proc.stdout
+
+
+def _out_dir(exp):
+    return osp.join(exp, 'model_logs', os.listdir(osp.join(exp, 'model_logs'))[0], osp.basename(exp))
+
+
+def _argv(exp, rank):
+    return json.load(open(osp.join(_out_dir(exp), 'argv_rank%d.json' % rank)))
+
+
+def _check_two_rank_run(exp, files=('iter-4.pth', 'iter-last.pth')):
+    out = _out_dir(exp)
+    p0 = torch.load(osp.join(out, 'params_rank0.pt'), weights_only=True)
+    p1 = torch.load(osp.join(out, 'params_rank1.pt'), weights_only=True)
+    assert p0.keys() == p1.keys() and all(torch.equal(p0[k], p1[k]) for k in p0)   # DDP kept ranks in step
+    assert sorted(f for f in os.listdir(out) if f.startswith('iter-')) == list(files)
+    ckpt = torch.load(osp.join(out, 'iter-last.pth'), weights_only=True)
+    assert ckpt['world_size'] == 2 and len(ckpt['rng']) == 2 and ckpt['iteration'] == 4
+    assert not any(k.startswith('module.') for k in ckpt['model'])
+    assert len(os.listdir(osp.join(out, 'tb_dir'))) == 1          # one event file: rank 0 only
+    log = open(osp.join(out, 'log.txt')).read()
+    assert 'world size 2' in log and 'backend gloo' in log and '[rank 1]' not in log
+
+
+def _check_test_gather(exp):
+    metrics = json.load(open(osp.join(_out_dir(exp), 'test_dir', 'metrics.json')))
+    # 7 val samples over 2 ranks: 4 + 3, gathered on rank 0, nothing padded or duplicated
+    assert metrics['num_instances'] == 7
+    assert metrics['metrics']['ids'] == list(range(100, 107)) and metrics['metrics']['unique'] == 7
+
+
+def test_torchrun_two_processes(toy, tmp_path, sub_env):
+    exp = toy.write_exp(tmp_path, 'tr.exp')
+    run = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_port=%d' % _free_port()]
+    _run(run + ['train.py', 'SOLVER.CHECKPOINT_PERIOD', '2'], exp, sub_env)
+    _check_two_rank_run(exp, ['iter-2.pth', 'iter-4.pth', 'iter-last.pth'])
+    assert not any('local' in a for a in _argv(exp, 1))        # torchrun: LOCAL_RANK in the env only
+
+    # 2-process exact resume: auto-resume from a copy of iter-2 (per-rank RNG states, sharded sampler)
+    out, resumed = _out_dir(exp), str(tmp_path / 'resumed')
+    os.makedirs(resumed)
+    shutil.copyfile(osp.join(out, 'iter-2.pth'), osp.join(resumed, 'iter-2.pth'))
+    os.symlink('iter-2.pth', osp.join(resumed, 'iter-last.pth'))
+    run[-1] = '--master_port=%d' % _free_port()
+    _run(run + ['train.py', 'SOLVER.CHECKPOINT_PERIOD', '2', 'OUTPUT_DIR', resumed], exp, sub_env)
+    log = open(osp.join(resumed, 'log.txt')).read()
+    assert 'at iteration 2' in log and 'Iter: 1/4' not in log and 'Iter: 3/4' in log   # really resumed
+    a = torch.load(osp.join(out, 'iter-4.pth'), weights_only=True)['model']
+    b = torch.load(osp.join(resumed, 'iter-4.pth'), weights_only=True)['model']
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6, rtol=0) for k in a)
+
+    run[-1] = '--master_port=%d' % _free_port()
+    _run(run + ['test.py', '-i', '4'], exp, sub_env)
+    _check_test_gather(exp)
+
+
+def test_distributed_launch_two_processes(toy, tmp_path, sub_env):
+    exp = toy.write_exp(tmp_path, 'la.exp')
+    run = [sys.executable, '-m', 'torch.distributed.launch', '--nproc_per_node=2',
+           '--master_port=%d' % _free_port()]
+    _run(run + ['train.py'], exp, sub_env)
+    _check_two_rank_run(exp)
+    assert '--local-rank=1' in _argv(exp, 1)                    # the argument spelling torch >= 2.0 uses
+
+
+def test_plain_python_single_process(toy, tmp_path, sub_env):
+    exp = toy.write_exp(tmp_path, 'single.exp')
+    stdout = _run([sys.executable, 'train.py', 'SOLVER.MAX_ITER', '3', 'SOLVER.CHECKPOINT_PERIOD', '2'], exp, sub_env)
+    assert 'Iter: 3/3' in stdout and 'backend none (single process)' in stdout
+    out = _out_dir(exp)
+    assert sorted(f for f in os.listdir(out) if f.startswith('iter-')) == ['iter-2.pth', 'iter-3.pth', 'iter-last.pth']
+    assert json.load(open(osp.join(out, 'config.json')))['SOLVER']['MAX_ITER'] == 3
+    assert osp.isfile(osp.join(out, 'network.py'))
+
+
+@pytest.mark.parametrize('argv', [['--local-rank=1'], ['--local_rank', '1'],
+                                  ['SOLVER.MAX_ITER', '5', '--local-rank=1']])
+def test_both_local_rank_spellings(argv):
+    args = parse_args(train_parser(), argv)
+    assert args.local_rank == 1
+    assert args.opts == (['SOLVER.MAX_ITER', '5'] if len(argv) == 3 else [])
+    t = parse_args(make_test_parser(), ['-i', '3', '--local_rank=0', 'TEST.IMS_PER_GPU', '4'])
+    assert (t.iter, t.local_rank, t.opts) == (3, 0, ['TEST.IMS_PER_GPU', '4'])

@@ -1,0 +1,103 @@
+"""LR schedules at hand-computed iterations, world-size scaling, epoch conversion and optimizers."""
+import math
+import warnings
+
+import pytest
+import torch
+from easydict import EasyDict as edict
+
+from cvpack.solver import LRFactor, build_lr_scheduler, build_optimizer, resolve_solver
+
+
+def _solver(**kw):
+    s = edict(OPTIMIZER='Adam', BASE_LR=1.0, BETAS=(0.9, 0.999), MOMENTUM=0.9, WEIGHT_DECAY=1e-5,
+              WEIGHT_DECAY_BIAS=None, IMS_PER_GPU=2, MAX_ITER=12, CHECKPOINT_PERIOD=6, LR_SCHEDULER='megvii_linear',
+              WARMUP_FACTOR=0.1, WARMUP_ITERS=4, WARMUP_METHOD='linear', GAMMA=0.1, STEPS=(),
+              REFERENCE_WORLD_SIZE=None)
+    s.update(kw)
+    return s
+
+
+def _lrs_used(solver, n):
+    """LR each optimizer.step() used, stepping the scheduler after the optimizer."""
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=solver.BASE_LR)
+    sched = build_lr_scheduler(resolve_solver(solver, 1), opt)
+    out = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        for _ in range(n):
+            out.append(opt.param_groups[0]['lr'])
+            p.grad = torch.ones(1)
+            opt.step()
+            sched.step()
+    assert not [w for w in caught if 'lr_scheduler' in str(w.message)], [str(w.message) for w in caught]
+    return out
+
+
+def test_megvii_linear_matches_original_formula():
+    # warm-up 0.1 + 0.9 * it / 4, then 1 - (it - 4) / (12 - 4); the first update uses factor(0) = 0.1
+    lrs = _lrs_used(_solver(), 12)
+    expected = [0.1, 0.325, 0.55, 0.775, 1.0, 0.875, 0.75, 0.625, 0.5, 0.375, 0.25, 0.125]
+    assert lrs == pytest.approx(expected, abs=1e-12)
+
+
+def test_multistep_with_warmup():
+    lrs = _lrs_used(_solver(LR_SCHEDULER='multistep', WARMUP_ITERS=2, STEPS=(5, 8), GAMMA=0.1), 10)
+    expected = [0.1, 0.55, 1, 1, 1, 0.1, 0.1, 0.1, 0.01, 0.01]
+    assert lrs == pytest.approx(expected, abs=1e-12)
+
+
+def test_cosine_and_constant_warmup():
+    lrs = _lrs_used(_solver(LR_SCHEDULER='cosine', WARMUP_ITERS=2, WARMUP_METHOD='constant', MAX_ITER=10), 10)
+    assert lrs[:2] == pytest.approx([0.1, 0.1])
+    assert lrs[2] == pytest.approx(1.0)
+    assert lrs[6] == pytest.approx(0.5)                       # half way through the 8 decay iterations
+    assert lrs[4] == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
+
+
+def test_bad_schedule_names():
+    with pytest.raises(ValueError, match='LR_SCHEDULER'):
+        LRFactor('poly', 10)
+    with pytest.raises(ValueError, match='WARMUP_ITERS'):
+        LRFactor('megvii_linear', 10, warmup_iters=10)
+
+
+def test_reference_world_size_scaling():
+    s = _solver(BASE_LR=5e-4, MAX_ITER=96000, CHECKPOINT_PERIOD=2400, WARMUP_ITERS=2400, STEPS=(800,),
+                REFERENCE_WORLD_SIZE=8)
+    r2 = resolve_solver(s, 2)
+    assert r2.LR == pytest.approx(1e-3)
+    assert (r2.MAX_ITER, r2.CHECKPOINT_PERIOD, r2.WARMUP_ITERS, r2.STEPS) == (384000, 9600, 9600, [3200])
+    r8 = resolve_solver(s, 8)
+    assert r8.LR == pytest.approx(4e-3) and r8.MAX_ITER == 96000 and r8.WARMUP_ITERS == 2400
+    none = resolve_solver(_solver(BASE_LR=5e-4), 4)
+    assert none.LR == 5e-4 and none.MAX_ITER == 12
+    assert s.MAX_ITER == 96000   # the config itself is not changed
+
+
+def test_epoch_based_conversion():
+    s = _solver(EPOCHS=3, STEP_EPOCHS=(2,), IMS_PER_GPU=4, WARMUP_ITERS=0, LR_SCHEDULER='multistep')
+    r = resolve_solver(s, 2, dataset_len=50)          # ceil(50 / 8) = 7 iterations per epoch
+    assert (r.ITERS_PER_EPOCH, r.MAX_ITER, r.STEPS, r.CHECKPOINT_PERIOD) == (7, 21, [14], 7)
+    with pytest.raises(ValueError, match='dataset length'):
+        resolve_solver(s, 2)
+
+
+def test_optimizers_and_bias_decay():
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    adam = build_optimizer(_solver(), model, 0.01)
+    assert len(adam.param_groups) == 1 and adam.param_groups[0]['weight_decay'] == 1e-5
+    sgd = build_optimizer(_solver(OPTIMIZER='SGD', WEIGHT_DECAY_BIAS=0.0), model, 0.01)
+    assert isinstance(sgd, torch.optim.SGD) and sgd.param_groups[0]['momentum'] == 0.9
+    groups = {g['weight_decay']: len(g['params']) for g in sgd.param_groups}
+    assert groups == {1e-5: 1, 0.0: 3}     # conv weight decayed; conv bias, BN weight and bias not
+    with pytest.raises(ValueError, match='OPTIMIZER'):
+        build_optimizer(_solver(OPTIMIZER='Lamb'), model, 0.01)
+
+
+def test_original_unscaled_warmup_option():
+    s = _solver(MAX_ITER=96000, CHECKPOINT_PERIOD=2400, WARMUP_ITERS=2400, REFERENCE_WORLD_SIZE=8,
+                SCALE_WARMUP=False)
+    r = resolve_solver(s, 4)
+    assert (r.MAX_ITER, r.CHECKPOINT_PERIOD, r.WARMUP_ITERS) == (192000, 4800, 2400)
