@@ -50,12 +50,17 @@ def drop_outside_keypoints(keypoints, hw):
 
 
 def pad_batch(images, divisibility=32):
-    """Zero-pad a list of (3, h, w) tensors to one (N, 3, H, W) batch, H and W rounded up to ``divisibility``."""
-    H = max(i.shape[1] for i in images)
-    W = max(i.shape[2] for i in images)
+    """Zero-pad a list of (3, h, w) tensors to one (N, 3, H, W) batch, H and W rounded up to ``divisibility``.
+
+    A list that is already a padded batch's rows (equal sizes, multiples of ``divisibility``) is just stacked.
+    """
+    H = max(i.shape[-2] for i in images)
+    W = max(i.shape[-1] for i in images)
     if divisibility > 1:
         H = -(-H // divisibility) * divisibility
         W = -(-W // divisibility) * divisibility
+    if all(tuple(i.shape[-2:]) == (H, W) for i in images):
+        return torch.stack(list(images))
     out = images[0].new_zeros((len(images), images[0].shape[0], H, W))
     for i, img in enumerate(images):
         out[i, :, :img.shape[1], :img.shape[2]] = img

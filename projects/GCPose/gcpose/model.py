@@ -4,6 +4,7 @@ import logging
 import torch
 from torch import nn
 
+from cvpack.data.detection.transforms import pad_batch
 from cvpack.modeling.pretrained import load_mapped, load_state_dict
 
 from .fpn import ResNetFPN
@@ -25,10 +26,12 @@ class KeypointRCNN(nn.Module):
         self.backbone = ResNetFPN(m.BACKBONE, m.RESNET.STRIDE_IN_1X1, m.RESNET.FREEZE_AT, m.RESNET.NORM)
         self.rpn = RPN(m.RPN)
         self.roi_heads = KeypointROIHeads(m)
+        self.size_divisibility = 32   # FPN: every level must halve exactly
 
     def forward(self, images, targets=None):
         """Args:
-            images: (N, 3, H, W) normalised, zero-padded to a multiple of 32 (``cvpack.data.detection`` collate).
+            images: (N, 3, H, W) normalised batch, or a list of N (3, h_i, w_i) images; zero-padded here to a
+                multiple of 32 when needed (Detectron2 pads inside the model as well).
             targets: the collated batch dict: 'image_size' N (h, w) of the resized, un-padded images;
                 training also 'gt_boxes' N (G_i, 4) xyxy and 'gt_keypoints' N (G_i, K, 3) (x, y continuous
                 input pixels, v); 'scale' N (sx, sy) or floats (input pixels per original pixel) rescales the output.
@@ -38,8 +41,12 @@ class KeypointRCNN(nn.Module):
                 continuous **original-image** pixels (pixel i spans [i, i + 1]) when 'scale' is given, else input pixels.
         """
         targets = targets or {}
-        sizes = targets.get('image_size') or [tuple(images.shape[-2:])] * images.shape[0]
-        sizes = [tuple(int(v) for v in s) for s in sizes]
+        if isinstance(images, (list, tuple)):
+            sizes = [tuple(i.shape[-2:]) for i in images]
+        else:
+            sizes = [tuple(images.shape[-2:])] * images.shape[0]
+        sizes = [tuple(int(v) for v in s) for s in (targets.get('image_size') or sizes)]
+        images = pad_batch(list(images), self.size_divisibility)   # no copy when already padded
         features = self.backbone(images)
         training = self.training and 'gt_boxes' in targets
         proposals, losses = self.rpn(features, sizes, targets.get('gt_boxes') if training else None)

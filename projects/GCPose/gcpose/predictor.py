@@ -18,7 +18,8 @@ class DetectionPredictor:
 
     def __call__(self, model, batch):
         device = next(model.parameters()).device
-        images = batch['image'].to(device)
+        images = batch['image']   # a padded (N, 3, H, W) tensor, or a list of (3, h, w) images
+        images = images.to(device) if torch.is_tensor(images) else [i.to(device) for i in images]
         with torch.no_grad():
             results = model(images, {'image_size': batch['image_size'], 'scale': batch['scale']})
         out = []

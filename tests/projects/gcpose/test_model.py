@@ -82,3 +82,17 @@ def test_imagenet_init_from_torchvision_file(tmp_path):
     torch.save({'other.weight': torch.zeros(1)}, tmp_path / 'bad.pth')
     with pytest.raises(ValueError, match='bad.pth'):
         model.load_pretrained(str(tmp_path / 'bad.pth'))
+
+
+def test_list_input_equals_padded_batch(tmp_path):
+    torch.manual_seed(0)
+    cfg = _cfg(tmp_path)
+    cfg.MODEL.BACKBONE = 'resnet18'
+    model = build_model(cfg).eval()
+    a, b = torch.randn(3, 90, 120) * 0.1, torch.randn(3, 70, 100) * 0.1
+    batch = torch.zeros(2, 3, 96, 128)
+    batch[0, :, :90, :120], batch[1, :, :70, :100] = a, b
+    sizes = {'image_size': [(90, 120), (70, 100)]}
+    out_list, out_batch = model([a, b], sizes), model(batch, sizes)
+    for x, y in zip(out_list, out_batch):
+        assert torch.equal(x['boxes'], y['boxes']) and torch.equal(x['keypoints'], y['keypoints'])
