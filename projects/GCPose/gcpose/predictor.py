@@ -14,7 +14,13 @@ import torch
 
 
 class DetectionPredictor:
-    """Runs the model on a collated detection batch (all its images) and flattens the detections."""
+    """Runs the model on a collated detection batch (all its images) and flattens the detections.
+
+    Constructed as ``DetectionPredictor(cfg)`` by ``cvpack.inference.build_predictor`` (lazy table entry).
+    """
+
+    def __init__(self, cfg=None):
+        self.cfg = cfg
 
     def __call__(self, model, batch):
         device = next(model.parameters()).device
@@ -34,8 +40,8 @@ class DetectionPredictor:
 
 
 def build_detection_predictor(cfg):
-    """Entry of the 'detection' pipeline in ``cvpack.inference.build_predictor``."""
-    return DetectionPredictor()
+    """Factory form of :class:`DetectionPredictor`."""
+    return DetectionPredictor(cfg)
 
 
 def evaluate_boxes(gt_file, instances, output_dir=None):
@@ -59,3 +65,20 @@ def evaluate_boxes(gt_file, instances, output_dir=None):
     ev.accumulate()
     ev.summarize()
     return dict(zip(['AP', 'AP50', 'AP75', 'APs', 'APm', 'APl'], [float(v) for v in ev.stats[:6]]))
+
+
+class DetectionEvaluator:
+    """COCO keypoint AP through the shared evaluator (``cvpack.evaluation``), plus person box AP.
+
+    Returns the keypoint metrics (AP, AP50 ...) and the box metrics prefixed ``box_`` (box_AP ...).
+    """
+
+    def __init__(self, cfg):
+        from cvpack.evaluation.build import CocoEvaluator
+        self.keypoints = CocoEvaluator(cfg)
+        self.gt_path = osp.join(cfg.DATASET.ROOT, cfg.DATASET.VAL_ANN)
+
+    def __call__(self, instances, output_dir):
+        metrics = dict(self.keypoints(instances, output_dir))
+        metrics.update({'box_' + k: v for k, v in evaluate_boxes(self.gt_path, instances, output_dir).items()})
+        return metrics
