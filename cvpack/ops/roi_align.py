@@ -115,6 +115,8 @@ def roi_align(features, rois, output_size, spatial_scale, sampling_ratio=0, alig
         gxs = torch.ceil(rw / ow).long().cpu()
     if max_grid is not None:
         gys, gxs = gys.clamp(max=max_grid), gxs.clamp(max=max_grid)
+    # grid_sample reads all channels of a sample point: channels-last makes them contiguous (~4x faster on CPU).
+    fm = features.contiguous(memory_format=torch.channels_last)
     bidx = rois[:, 0].long().cpu()
     keys = (gys * 100003 + gxs) * (B + 1) + bidx          # one group per (grid, image)
     for key in torch.unique(keys).tolist():
@@ -128,7 +130,7 @@ def roi_align(features, rois, output_size, spatial_scale, sampling_ratio=0, alig
         step = max(1, _CHUNK_ELEMENTS // per_roi)
         for s in range(0, len(idx), step):
             sel = idx[s:s + step].to(features.device)
-            out[sel] = _align_group(features[b:b + 1], x0[sel], y0[sel], bw[sel], bh[sel],
+            out[sel] = _align_group(fm[b:b + 1], x0[sel], y0[sel], bw[sel], bh[sel],
                                     (oh, ow), gy, gx, border).to(out.dtype)
     return out
 
