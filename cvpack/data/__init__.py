@@ -1,2 +1,6 @@
-"""Datasets, top-down transforms and heatmap targets."""
+"""Datasets, top-down transforms and heatmap targets.
+
+``build_dataset`` / ``collate`` are cheap to import (datasets are resolved lazily, see :mod:`.build`).
+"""
+from .build import DATASET_TABLE, build_dataset, collate  # noqa: F401
 from .meta import COCO, MPII, DatasetMeta, get_dataset_meta  # noqa: F401

@@ -1,0 +1,89 @@
+"""The Simple Baselines preset (HSRNet / HSR-MSNet): the original yaml + library values.
+
+Values from ``reference_mlpe_hsrnet_gcpose.md`` §2.6-2.7 (HSRNet yamls, Simple Baselines library).
+Differences from the Megvii preset: RGB input with ImageNet mean/std in RGB order, centre/scale with the
+x1.25 box padding and aspect fit at load time (``_box2cs``), Gaussian targets with peak 1, no half body,
+Adam 1e-3 without weight decay, x0.1 at epochs 90 and 120 of 140.
+
+Epoch-based schedule. The original counts epochs; the cvpack engine counts iterations. ``SOLVER.EPOCHS``
+and ``SOLVER.STEP_EPOCHS`` hold the original numbers; the engine (``cvpack.solver.resolve_solver``) converts
+them to ``MAX_ITER`` / ``STEPS`` / ``CHECKPOINT_PERIOD`` once the train set size and world size are known, with
+``iters_per_epoch = ceil(num_samples / (IMS_PER_GPU * world_size))`` (the original DataLoader kept the last
+partial batch). Set ``SOLVER.EPOCHS = None`` to use MAX_ITER/STEPS as given.
+"""
+import os.path as osp
+
+from easydict import EasyDict as edict
+
+from ..data.meta import get_dataset_meta
+from .base import base_config
+
+__all__ = ['simple_baselines_config']
+
+
+def _coco_dataset(root_dir, sigma):
+    meta = get_dataset_meta('COCO')
+    d = edict()
+    d.NAME = 'COCO'
+    d.PIPELINE = 'simple_baselines'
+    d.ROOT = osp.join(root_dir, 'dataset', 'COCO')     # official COCO 2017 layout below it
+    d.TRAIN_IMAGES = 'images/train2017'
+    d.TRAIN_ANN = 'annotations/person_keypoints_train2017.json'
+    d.VAL_IMAGES = 'images/val2017'
+    d.VAL_ANN = 'annotations/person_keypoints_val2017.json'
+    d.KEYPOINT = edict(NUM=meta.num_keypoints, FLIP_PAIRS=[list(p) for p in meta.flip_pairs],
+                       UPPER_BODY_IDS=list(meta.upper_body_ids), LOWER_BODY_IDS=list(meta.lower_body_ids),
+                       LOAD_MIN_NUM=1)
+    d.PIXEL_STD = 200
+    d.BBOX_PADDING = 1.25          # _box2cs: scale x1.25 after the aspect fit (train GT and test boxes)
+    d.COLOR_RGB = True
+    d.TRAIN = edict(
+        SCALE_FACTOR=0.3,          # s *= clip(N(1, 0.3), 0.7, 1.3)
+        ROTATION_FACTOR=40,        # r = clip(N(0, 40), -80, 80) degrees ...
+        PROB_ROTATION=0.6,         # ... with probability 0.6, else 0
+        FLIP=True, PROB_FLIP=0.5,
+        SIGMA=sigma,               # Gaussian sigma in heatmap cells: 2 at 256x192, 3 at 384x288
+    )
+    return d
+
+
+def simple_baselines_config(exp_dir, input_shape=(256, 192)):
+    """Defaults of the HSRNet yamls for COCO at ``input_shape`` (h, w): (256, 192) or (384, 288)."""
+    cfg = base_config(exp_dir)
+    input_shape = [int(v) for v in input_shape]
+    big = input_shape[0] >= 384
+    cfg.DATASET = _coco_dataset(cfg.ROOT_DIR, sigma=3 if big else 2)
+
+    cfg.INPUT = edict(NORMALIZE=True, MEANS=[0.485, 0.456, 0.406], STDS=[0.229, 0.224, 0.225])  # RGB order
+    cfg.INPUT_SHAPE = input_shape
+    cfg.OUTPUT_SHAPE = [v // 4 for v in input_shape]
+
+    cfg.MODEL.BACKBONE = 'HSRNet-59'
+    cfg.MODEL.OUTPUT_NUM = cfg.DATASET.KEYPOINT.NUM
+
+    cfg.SOLVER.OPTIMIZER = 'Adam'
+    cfg.SOLVER.BASE_LR = 1e-3
+    cfg.SOLVER.WEIGHT_DECAY = 0.0      # the yaml's WD 1e-4 never reached Simple Baselines' Adam
+    cfg.SOLVER.LR_SCHEDULER = 'multistep'
+    cfg.SOLVER.GAMMA = 0.1
+    cfg.SOLVER.WARMUP_ITERS = 0
+    cfg.SOLVER.REFERENCE_WORLD_SIZE = None   # one P100 in the original: no implicit GPU scaling
+    cfg.SOLVER.IMS_PER_GPU = 32
+    cfg.SOLVER.EPOCHS = 140                  # converted to iterations by the engine (module docstring)
+    cfg.SOLVER.STEP_EPOCHS = [90, 120]
+    cfg.SOLVER.CHECKPOINT_EPOCHS = 1         # the original saved every epoch
+
+    cfg.LOSS = edict(USE_TARGET_WEIGHT=True)  # JointsMSELoss: mean over joints of 0.5 * MSE(pred * w, gt * w)
+
+    cfg.TEST.FLIP = True
+    cfg.TEST.FLIP_SHIFT = True            # flipped heatmap shifted right by one column
+    cfg.TEST.DECODER = 'quarter'
+    cfg.TEST.USE_GT_BBOX = False
+    cfg.TEST.DET_FILE = 'det_json/COCO_val2017_detections_AP_H_56_person.json'
+    cfg.TEST.DET_SCORE_THRESH = 0.0       # IMAGE_THRE
+    cfg.TEST.KEYPOINT_THRESH = 0.2        # IN_VIS_THRE
+    cfg.TEST.NMS = 'oks'
+    cfg.TEST.NMS_THRESH = 0.9
+    cfg.TEST.RESCORE = 'simple_baselines'
+    return cfg
+

@@ -1,0 +1,179 @@
+"""COCO person-keypoint records for the top-down pipelines (``reference_rsn_mspn.md`` §3.2).
+
+A record is a dict::
+
+    image_path str, image_id int, ann_id int (-1 for a detection), center float32 (2,), scale float32 (2,)
+    (box size / pixel_std), joints float32 (K, 3) (x, y, v) image pixels, score float, bbox float32 (4,) xywh,
+    width / height int (image size from the annotation file, None when it has none)
+
+``cs_mode`` picks the centre/scale convention: 'megvii' (centre x + w/2, y + h/2, scale (w, h) / 200, no
+padding; the pipeline extends and aspect-fits later) or 'simple_baselines' (``_box2cs``: aspect fit, x1.25).
+Plain ``json`` is used (no pycocotools prints, and errors can name the file and the annotation).
+"""
+import json
+import logging
+import os.path as osp
+
+import numpy as np
+
+from .transforms import xywh_to_cs_megvii, xywh_to_cs_simple_baselines
+
+__all__ = ['load_coco_gt', 'coco_gt_records', 'coco_det_records', 'box_to_cs']
+
+logger = logging.getLogger(__name__)
+
+
+def _load_json(path, what):
+    if not osp.isfile(path):
+        raise FileNotFoundError('%s file not found: %s' % (what, path))
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError('%s file %s is not valid JSON: %s' % (what, path, e)) from None
+
+
+def load_coco_gt(ann_file, meta):
+    """Read and validate a COCO keypoint annotation file.
+
+    Returns ``(images, anns)``: ``images`` maps image id -> image dict, ``anns`` is the annotation list.
+    Raises ValueError naming ``ann_file`` (and the annotation id) on: missing sections, categories that do
+    not match ``meta``, an annotation of an unknown image, a keypoint list that is not 3 * K long.
+    """
+    data = _load_json(ann_file, 'COCO annotation')
+    for key in ('images', 'annotations', 'categories'):
+        if key not in data:
+            raise ValueError('%s: no %r section (not a COCO keypoint file?)' % (ann_file, key))
+    meta.validate_coco_categories(data['categories'], ann_file)
+    images = {img['id']: img for img in data['images']}
+    want = 3 * meta.num_keypoints
+    for ann in data['annotations']:
+        aid = ann.get('id')
+        if ann.get('category_id', 1) != 1:
+            continue
+        if ann.get('image_id') not in images:
+            raise ValueError('%s: annotation id %s names image id %s, which is not in "images"'
+                             % (ann_file, aid, ann.get('image_id')))
+        kps = ann.get('keypoints')
+        if kps is None or len(kps) != want:
+            raise ValueError('%s: annotation id %s has %s keypoint values, expected %d (%d keypoints x 3)'
+                             % (ann_file, aid, None if kps is None else len(kps), want, meta.num_keypoints))
+        if len(ann.get('bbox', ())) != 4:
+            raise ValueError('%s: annotation id %s has bbox %r, expected [x, y, w, h]'
+                             % (ann_file, aid, ann.get('bbox')))
+    return images, data['annotations']
+
+
+def box_to_cs(box, cs_mode, aspect_ratio, pixel_std=200.0, padding=1.25):
+    """Centre/scale of an xywh box in the convention ``cs_mode`` ('megvii' or 'simple_baselines')."""
+    if cs_mode == 'megvii':
+        return xywh_to_cs_megvii(box, pixel_std)
+    if cs_mode == 'simple_baselines':
+        return xywh_to_cs_simple_baselines(box, aspect_ratio, pixel_std, padding)
+    raise ValueError('unknown centre/scale convention %r (megvii | simple_baselines)' % (cs_mode,))
+
+
+def _clean_box(box, img):
+    """Simple Baselines' box sanitising: clip to the image; None if empty (its ``area > 0`` test is separate)."""
+    x, y, w, h = box
+    x1, y1 = max(0, x), max(0, y)
+    x2 = min(img['width'] - 1, x1 + max(0, w - 1))
+    y2 = min(img['height'] - 1, y1 + max(0, h - 1))
+    if x2 >= x1 and y2 >= y1:
+        return [x1, y1, x2 - x1, y2 - y1]
+    return None
+
+
+def coco_gt_records(ann_file, image_dir, meta, cs_mode='megvii', aspect_ratio=0.75, pixel_std=200.0,
+                    padding=1.25, load_min_num=1, check_images=True):
+    """One record per usable person annotation.
+
+    Kept: category 1, not crowd, ``num_keypoints > 0`` and at least ``load_min_num`` joints with v > 0
+    (Megvii §3.2; Simple Baselines keeps the same set), with an existing image file (missing images are
+    skipped, counted and logged with the file names). 'simple_baselines' also applies its box clean-up
+    (clip to the image, ``area > 0``) and uses the cleaned box.
+    """
+    images, anns = load_coco_gt(ann_file, meta)
+    records, missing, exists = [], set(), {}
+    for ann in anns:
+        if ann.get('category_id', 1) != 1 or ann.get('iscrowd', 0) or ann.get('num_keypoints', 0) <= 0:
+            continue
+        joints = np.asarray(ann['keypoints'], np.float32).reshape(-1, 3)
+        if np.sum(joints[:, 2] > 0) < load_min_num:
+            continue
+        img = images[ann['image_id']]
+        box = [float(v) for v in ann['bbox']]
+        if cs_mode == 'simple_baselines':
+            if 'width' not in img or 'height' not in img:
+                raise ValueError('%s: image id %s has no width/height' % (ann_file, img['id']))
+            box = _clean_box(box, img)
+            if box is None or ann.get('area', 1) <= 0:
+                continue
+        path = osp.join(image_dir, img['file_name'])
+        if check_images:
+            if img['id'] not in exists:          # one stat per image, not per person
+                exists[img['id']] = osp.isfile(path)
+            if not exists[img['id']]:
+                missing.add(path)
+                continue
+        center, scale = box_to_cs(box, cs_mode, aspect_ratio, pixel_std, padding)
+        records.append(dict(image_path=path, image_id=int(img['id']), ann_id=int(ann['id']), center=center,
+                            scale=scale, joints=joints, score=1.0, bbox=np.asarray(box, np.float32),
+                            width=img.get('width'), height=img.get('height')))
+    if missing:
+        logger.warning('%s: skipped the annotations of %d missing image files, e.g. %s',
+                       ann_file, len(missing), sorted(missing)[:3])
+    return records
+
+
+def _check_det(det, det_file, i):
+    for key in ('image_id', 'bbox', 'score'):
+        if key not in det:
+            raise ValueError('%s: detection #%d has no %r' % (det_file, i, key))
+    if len(det['bbox']) != 4:
+        raise ValueError('%s: detection #%d (image id %s) has bbox %r, expected [x, y, w, h]'
+                         % (det_file, i, det['image_id'], det['bbox']))
+
+
+def coco_det_records(det_file, ann_file, image_dir, meta, cs_mode='megvii', aspect_ratio=0.75,
+                     pixel_std=200.0, padding=1.25, score_thresh=0.0, stats=None):
+    """One record per person detection (category 1, ``score >= score_thresh``) of an image in the GT.
+
+    Detections naming image ids absent from ``ann_file`` are skipped; their number is logged with the file
+    name and stored in ``stats['unknown_image']`` when a dict is given (also ``stats['low_score']``,
+    ``stats['other_category']``). Joints are zeros (K, 3); ``score`` is the detection score.
+    """
+    images, _ = load_coco_gt(ann_file, meta)
+    dets = _load_json(det_file, 'detection')
+    if not isinstance(dets, list):
+        raise ValueError('%s: expected a list of detections {image_id, category_id, bbox, score}' % det_file)
+    counts = dict(unknown_image=0, low_score=0, other_category=0)
+    unknown_ids = set()
+    records = []
+    zeros = np.zeros((meta.num_keypoints, 3), np.float32)
+    for i, det in enumerate(dets):
+        _check_det(det, det_file, i)
+        if det.get('category_id', 1) != 1:
+            counts['other_category'] += 1
+            continue
+        img = images.get(det['image_id'])
+        if img is None:
+            counts['unknown_image'] += 1
+            unknown_ids.add(det['image_id'])
+            continue
+        if det['score'] < score_thresh:
+            counts['low_score'] += 1
+            continue
+        box = [float(v) for v in det['bbox']]
+        center, scale = box_to_cs(box, cs_mode, aspect_ratio, pixel_std, padding)
+        records.append(dict(image_path=osp.join(image_dir, img['file_name']), image_id=int(img['id']),
+                            ann_id=-1, center=center, scale=scale, joints=zeros.copy(),
+                            score=float(det['score']), bbox=np.asarray(box, np.float32),
+                            width=img.get('width'), height=img.get('height')))
+    if counts['unknown_image']:
+        logger.warning('%s: skipped %d detections whose image ids are not in %s (e.g. %s)', det_file,
+                       counts['unknown_image'], ann_file, sorted(unknown_ids)[:5])
+    if stats is not None:
+        stats.update(counts)
+    return records
+

@@ -1,0 +1,123 @@
+"""Every bad-input case raises (or skips and counts) with the file and the record named."""
+import json
+import logging
+import os.path as osp
+
+import numpy as np
+import pytest
+
+from cvpack.config.megvii import megvii_config
+from cvpack.data import build_dataset
+from cvpack.data.coco import coco_det_records, coco_gt_records, load_coco_gt
+from cvpack.data.io import ImageReadError, read_image
+from cvpack.data.meta import COCO, MPII
+from cvpack.data.mpii import mpii_records
+
+VAL_ANN = 'annotations/person_keypoints_val2017.json'
+
+
+def _val_gt(coco_subset):
+    with open(osp.join(coco_subset, VAL_ANN)) as f:
+        return json.load(f)
+
+
+def test_read_image_errors(tmp_path, coco_subset):
+    missing = str(tmp_path / 'nope.jpg')
+    with pytest.raises(ImageReadError, match='not found.*nope.jpg.*record 7'):
+        read_image(missing, record=7)
+    corrupt = tmp_path / 'corrupt.jpg'
+    corrupt.write_bytes(b'\xff\xd8\xff\xe0 this is not really a jpeg' * 10)
+    with pytest.raises(ImageReadError, match='cannot decode.*corrupt.jpg'):
+        read_image(str(corrupt))
+    (tmp_path / 'empty.jpg').write_bytes(b'')
+    with pytest.raises(ImageReadError, match='empty.jpg'):
+        read_image(str(tmp_path / 'empty.jpg'))
+    with pytest.raises(ImageReadError, match='cannot read'):
+        read_image(str(tmp_path))                              # a folder
+    path = osp.join(coco_subset, 'images/val2017/000000000785.jpg')
+    bgr, rgb = read_image(path), read_image(path, rgb=True)
+    assert bgr.dtype == np.uint8 and bgr.ndim == 3 and np.array_equal(bgr[..., ::-1], rgb)
+
+
+def test_dataset_names_missing_and_corrupt_image(coco_subset, tmp_path):
+    cfg = megvii_config(str(tmp_path))
+    cfg.DATASET.ROOT = coco_subset
+    ds = build_dataset(cfg, 'train')
+    ds.records[3]['image_path'] = str(tmp_path / 'gone.jpg')
+    with pytest.raises(ImageReadError, match=r'gone\.jpg.*train #3 \(ann id \d+\)'):
+        ds[3]
+    bad = tmp_path / 'bad.jpg'
+    bad.write_bytes(np.random.RandomState(0).bytes(3000))
+    ds.records[4]['image_path'] = str(bad)
+    with pytest.raises(ImageReadError, match=r'bad\.jpg.*train #4'):
+        ds[4]
+
+
+def test_wrong_keypoint_count(coco_subset, tmp_path):
+    gt = _val_gt(coco_subset)
+    ann = [a for a in gt['annotations'] if a['num_keypoints'] > 0][0]
+    ann['keypoints'] = ann['keypoints'][:48]
+    p = tmp_path / 'bad_kps.json'
+    p.write_text(json.dumps(gt))
+    with pytest.raises(ValueError, match=r'bad_kps\.json: annotation id %d has 48 keypoint values, expected 51'
+                       % ann['id']):
+        coco_gt_records(str(p), osp.join(coco_subset, 'images/val2017'), COCO)
+
+
+def test_categories_and_unknown_image_in_gt(coco_subset, tmp_path):
+    gt = _val_gt(coco_subset)
+    gt['categories'][0]['keypoints'] = gt['categories'][0]['keypoints'][::-1]
+    p = tmp_path / 'bad_cat.json'
+    p.write_text(json.dumps(gt))
+    with pytest.raises(ValueError, match=r'bad_cat\.json: person keypoints'):
+        load_coco_gt(str(p), COCO)
+    gt = _val_gt(coco_subset)
+    gt['annotations'][0]['image_id'] = 123456789
+    p = tmp_path / 'bad_img.json'
+    p.write_text(json.dumps(gt))
+    with pytest.raises(ValueError, match=r'bad_img\.json: annotation id %d names image id 123456789'
+                       % gt['annotations'][0]['id']):
+        load_coco_gt(str(p), COCO)
+    with pytest.raises(ValueError, match=r'person_keypoints_val2017\.json: .* do not match MPII metadata'):
+        load_coco_gt(osp.join(coco_subset, VAL_ANN), MPII)
+
+
+def test_detections_with_unknown_images_are_skipped_and_counted(coco_subset, tmp_path, caplog):
+    with open(osp.join(coco_subset, 'det_json/COCO_val2017_detections_AP_H_56_person.json')) as f:
+        dets = json.load(f)
+    extra = [dict(d, image_id=999999901 + i) for i, d in enumerate(dets[:3])]
+    extra.append(dict(dets[0], category_id=2))
+    extra.append(dict(dets[0], score=0.01))
+    p = tmp_path / 'dets.json'
+    p.write_text(json.dumps(dets + extra))
+    stats = {}
+    with caplog.at_level(logging.WARNING, logger='cvpack.data.coco'):
+        recs = coco_det_records(str(p), osp.join(coco_subset, VAL_ANN), osp.join(coco_subset, 'images/val2017'),
+                                COCO, score_thresh=0.05, stats=stats)
+    assert stats == dict(unknown_image=3, other_category=1, low_score=1 + sum(d['score'] < 0.05 for d in dets))
+    assert len(recs) == len(dets) - sum(d['score'] < 0.05 for d in dets)
+    assert 'dets.json: skipped 3 detections' in caplog.text and '999999901' in caplog.text
+    bad = dets[:2]
+    bad[1] = dict(bad[1], bbox=[1, 2, 3])
+    p.write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match=r'dets\.json: detection #1 .*bbox'):
+        coco_det_records(str(p), osp.join(coco_subset, VAL_ANN), '', COCO)
+
+
+def test_missing_train_images_are_skipped_and_logged(coco_subset, tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger='cvpack.data.coco'):
+        recs = coco_gt_records(osp.join(coco_subset, VAL_ANN), str(tmp_path), COCO)
+    assert recs == [] and 'missing image files' in caplog.text and str(tmp_path) in caplog.text
+
+
+def test_mpii_bad_entry(mpii_subset, tmp_path):
+    with open(osp.join(mpii_subset, 'annotations/train.json')) as f:
+        entries = json.load(f)
+    entries[2]['joints'] = entries[2]['joints'][:15]
+    p = tmp_path / 'mpii_bad.json'
+    p.write_text(json.dumps(entries))
+    with pytest.raises(ValueError, match=r'mpii_bad\.json: entry #2 \(.*\.jpg\) has joints of shape \(15, 2\)'):
+        mpii_records(str(p), osp.join(mpii_subset, 'images'), MPII)
+    p.write_text('{not json')
+    with pytest.raises(ValueError, match='not valid JSON'):
+        mpii_records(str(p), '', MPII)

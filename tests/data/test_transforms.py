@@ -1,0 +1,85 @@
+"""Top-down geometry: round trips, hand-computed boxes, flips, half body, centre/scale on real annotations."""
+import json
+import os.path as osp
+
+import numpy as np
+import pytest
+
+from cvpack.data import transforms as T
+from cvpack.data.meta import COCO
+
+
+def test_affine_round_trip_and_centre():
+    rng = np.random.RandomState(0)
+    for _ in range(20):
+        center = rng.rand(2) * 500
+        scale_px = np.array([150., 200.]) * (0.5 + rng.rand())
+        rot = rng.uniform(-80, 80)
+        fwd = T.get_affine_transform(center, scale_px, rot, (192, 256))
+        inv = T.get_affine_transform(center, scale_px, rot, (192, 256), inv=True)
+        pts = rng.rand(17, 2) * 600 - 50
+        back = T.affine_points(T.affine_points(pts, fwd), inv)
+        assert np.abs(back - pts).max() < 1e-4
+        np.testing.assert_allclose(T.affine_points(center, fwd), [96, 128], atol=1e-3)
+
+
+def test_affine_no_rotation_maps_box_edges():
+    # box 300 px wide around (200, 100) onto 192 wide: x0 = 200 - 150 -> 0, x1 = 350 -> 192, scale 0.64
+    fwd = T.get_affine_transform([200, 100], [300, 400], 0, (192, 256))
+    np.testing.assert_allclose(fwd, [[0.64, 0, -32], [0, 0.64, 64]], atol=1e-5)
+    # rotation by 90 degrees about the centre: a point right of the centre goes up in the crop (originals' sign)
+    rot = T.get_affine_transform([200, 100], [300, 400], 90, (192, 256))
+    np.testing.assert_allclose(T.affine_points([[250, 100]], rot), [[96, 128 - 0.64 * 50]], atol=1e-3)
+
+
+def test_flip_twice_is_identity_and_swaps_pairs():
+    rng = np.random.RandomState(0)
+    joints = rng.rand(17, 2) * 400
+    vis = rng.randint(0, 3, 17)
+    fj, fv = T.flip_joints(joints, vis, 640, COCO.flip_pairs)
+    # left wrist (9) takes the mirrored right wrist (10), with its visibility
+    assert fj[9, 0] == pytest.approx(639 - joints[10, 0], abs=1e-4) and fj[9, 1] == pytest.approx(joints[10, 1])
+    assert fv[9] == vis[10] and fv[0] == vis[0]
+    jj, vv = T.flip_joints(fj, fv, 640, COCO.flip_pairs)
+    np.testing.assert_allclose(jj, joints, atol=1e-4)
+    np.testing.assert_array_equal(vv, vis)
+    assert T.flip_center_x([100, 50], 640).tolist() == [539, 50]
+
+
+def test_fit_aspect_and_extend():
+    np.testing.assert_allclose(T.fit_aspect([1.0, 1.0], 0.75), [1.0, 1 / 0.75])     # w > 0.75 h -> h = w / 0.75
+    np.testing.assert_allclose(T.fit_aspect([0.5, 1.0], 0.75), [0.75, 1.0])         # else w = 0.75 h
+    np.testing.assert_allclose(T.fit_aspect([1.5, 1.0], 0.75), [1.5, 2.0])
+    np.testing.assert_allclose(T.extend_scale([1.0, 2.0], 0.6, 0.8, 0.05, 0.5, 1.0),
+                               [1.05 * 1.3, 2 * 1.05 * 1.8], rtol=1e-6)
+
+
+def test_half_body_box():
+    joints = np.zeros((17, 2), np.float32)
+    joints[5:9] = [[10, 10], [30, 10], [10, 50], [30, 50]]        # 4 upper joints
+    joints[13:15] = [[10, 90], [30, 100]]                          # 2 lower joints
+    vis = np.zeros(17)
+    vis[5:9] = 2
+    vis[13:15] = 2
+    c, s = T.half_body_box(joints, vis, COCO.upper_body_ids, True, 0.5, 0.0, 0.6, 0.8, 0.75)
+    # bbox (10..30, 10..50): centre (20, 30); w = 20 * 1.3 = 26, h = 40 -> w < 0.75 h -> w = 30
+    np.testing.assert_allclose(c, [20, 30])
+    np.testing.assert_allclose(s, [30 / 200, 40 / 200], rtol=1e-6)
+    # "lower" drawn, but lower has only 2 (<= 3) joints -> the upper body again
+    c2, _ = T.half_body_box(joints, vis, COCO.upper_body_ids, False, 0.5, 0.0, 0.6, 0.8, 0.75)
+    np.testing.assert_allclose(c2, c)
+    vis[7:9] = 0                                                   # 2 upper + 2 lower: < 3 selected -> abort
+    assert T.half_body_box(joints, vis, COCO.upper_body_ids, True, 0.5, 0.5, 0.6, 0.8, 0.75) == (None, None)
+
+
+def test_center_scale_on_real_annotation(coco_subset):
+    with open(osp.join(coco_subset, 'annotations', 'person_keypoints_train2017.json')) as f:
+        ann = [a for a in json.load(f)['annotations'] if a['id'] == 441444][0]
+    assert ann['bbox'] == [120.46, 133.32, 212.31, 498.58]
+    c, s = T.xywh_to_cs_megvii(ann['bbox'])
+    np.testing.assert_allclose(c, [120.46 + 212.31 / 2, 133.32 + 498.58 / 2], rtol=1e-6)   # (226.615, 382.61)
+    np.testing.assert_allclose(s, [212.31 / 200, 498.58 / 200], rtol=1e-6)
+    # Simple Baselines on the same box (unclipped): aspect fit w = 0.75 h, then x1.25
+    c, s = T.xywh_to_cs_simple_baselines(ann['bbox'], 0.75)
+    np.testing.assert_allclose(c, [226.615, 382.61], rtol=1e-6)
+    np.testing.assert_allclose(s, [0.75 * 498.58 / 200 * 1.25, 498.58 / 200 * 1.25], rtol=1e-6)
