@@ -83,3 +83,19 @@ def test_coco_subset_records_and_samples(coco_subset):
 def data_images(coco_subset):
     with open(osp.join(coco_subset, 'annotations', 'person_keypoints_val2017.json')) as f:
         return json.load(f)['images']
+
+
+def test_registered_pipeline_and_generic_collate(coco_subset):
+    from cvpack.data import build_dataset, collate
+    cfg = detection_config(osp.join(coco_subset, 'x'))
+    cfg.DATASET.ROOT = coco_subset
+    cfg.INPUT.MIN_SIZE_TEST = 64
+    ds = build_dataset(cfg, 'val')
+    assert isinstance(ds, DetectionDataset)
+    flags = ds.aspect_ratio_flags()
+    i, j = flags.index(0), flags.index(1)          # one portrait, one landscape image
+    batch = collate([ds[i], ds[j]])
+    assert isinstance(batch['image'], list)        # different sizes stay a list (the model pads them)
+    assert [tuple(x.shape[1:]) for x in batch['image']] == [tuple(s) for s in batch['image_size']]
+    same = collate([ds[0], ds[0]])
+    assert torch.is_tensor(same['image']) and same['image'].shape[0] == 2
