@@ -92,8 +92,8 @@ def collate_detection(samples):
 class GroupedBatchSampler(Sampler):
     """Batches of indices with one aspect-ratio group per batch (Detectron2 ``AspectRatioGroupedDataset``).
 
-    Wraps any index sampler (e.g. the engine's iteration-based one): indices are buffered per group and
-    a batch is emitted as soon as a group holds ``batch_size`` of them.
+    Wraps any index sampler: indices are buffered per group and a batch is emitted as soon as a group
+    holds ``batch_size`` of them.
     """
 
     def __init__(self, sampler, group_ids, batch_size):
@@ -110,3 +110,40 @@ class GroupedBatchSampler(Sampler):
 
     def __len__(self):
         return len(self.sampler) // self.batch_size
+
+
+class GroupedIterationSampler(Sampler):
+    """Aspect-ratio grouping on top of the engine's resumable ``IterationBasedSampler``.
+
+    The grouped stream is a pure function of the wrapped sampler's (seed, rank, world size): it is
+    replayed from iteration 0 (index arithmetic only, no data) and the first ``start_iter`` grouped
+    batches are skipped, so a resumed run continues exactly. With G groups, M grouped batches consume
+    at most M + G source batches, hence the source runs ``len(groups)`` iterations longer.
+    """
+
+    def __init__(self, sampler, group_ids):
+        from ..samplers import IterationBasedSampler
+        self.start_iter, self.num_iters = sampler.start_iter, sampler.num_iters
+        self.group_ids = list(group_ids)
+        extra = len(set(self.group_ids)) + 1
+        self.source = IterationBasedSampler(sampler.dataset_len, sampler.batch_size, sampler.num_iters + extra, 0,
+                                            sampler.rank, sampler.world_size, sampler.seed, sampler.shuffle)
+        self.batch_size = sampler.batch_size
+        self.wrapped = sampler
+
+    def _flat(self):
+        for batch in self.source:
+            yield from batch
+
+    def __iter__(self):
+        for i, batch in enumerate(GroupedBatchSampler(self._flat(), self.group_ids, self.batch_size)):
+            if i >= self.num_iters:
+                return
+            if i >= self.start_iter:
+                yield batch
+
+    def state_dict(self, iteration=None):
+        return self.wrapped.state_dict(iteration)
+
+    def __len__(self):
+        return max(0, self.num_iters - self.start_iter)

@@ -99,3 +99,13 @@ def test_registered_pipeline_and_generic_collate(coco_subset):
     assert [tuple(x.shape[1:]) for x in batch['image']] == [tuple(s) for s in batch['image_size']]
     same = collate([ds[0], ds[0]])
     assert torch.is_tensor(same['image']) and same['image'].shape[0] == 2
+
+
+def test_grouped_iteration_sampler_resumes_exactly():
+    from cvpack.data.detection import GroupedIterationSampler
+    from cvpack.data.samplers import IterationBasedSampler
+    groups = [0, 1, 1, 0, 1, 0, 0, 1, 1, 1, 0]
+    full = list(GroupedIterationSampler(IterationBasedSampler(11, 2, 20, 0, 0, 1, seed=3), groups))
+    assert len(full) == 20 and all(len({groups[i] for i in b}) == 1 and len(b) == 2 for b in full)
+    resumed = list(GroupedIterationSampler(IterationBasedSampler(11, 2, 20, 7, 0, 1, seed=3), groups))
+    assert resumed == full[7:]
