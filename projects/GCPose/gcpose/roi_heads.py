@@ -125,7 +125,7 @@ class KeypointROIHeads(nn.Module):
         for props, hw in zip(proposals, image_sizes):
             b, s = clip_boxes(boxes[start:start + len(props)], hw), scores[start:start + len(props)]
             start += len(props)
-            keep = s > self.rh.SCORE_THRESH_TEST
+            keep = (s > self.rh.SCORE_THRESH_TEST) & torch.isfinite(b).all(dim=1) & torch.isfinite(s)
             b, s = b[keep], s[keep]
             k = nms(b, s, self.rh.NMS_THRESH_TEST)[:self.rh.DETECTIONS_PER_IMAGE]
             results.append({'boxes': b[k], 'scores': s[k]})

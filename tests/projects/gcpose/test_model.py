@@ -96,3 +96,16 @@ def test_list_input_equals_padded_batch(tmp_path):
     out_list, out_batch = model([a, b], sizes), model(batch, sizes)
     for x, y in zip(out_list, out_batch):
         assert torch.equal(x['boxes'], y['boxes']) and torch.equal(x['keypoints'], y['keypoints'])
+
+
+def test_outputs_rescale_to_original_image(tmp_path):
+    torch.manual_seed(0)
+    cfg = _cfg(tmp_path)
+    cfg.MODEL.BACKBONE = 'resnet18'
+    model = build_model(cfg).eval()
+    images = torch.randn(1, 3, 64, 96) * 0.1
+    a = model(images, {'image_size': [(64, 96)]})[0]
+    b = model(images, {'image_size': [(64, 96)], 'scale': [(0.5, 0.25)]})[0]
+    assert torch.allclose(b['boxes'], a['boxes'] / torch.tensor([0.5, 0.25, 0.5, 0.25]))
+    assert torch.allclose(b['keypoints'][..., :2], a['keypoints'][..., :2] / torch.tensor([0.5, 0.25]))
+    assert torch.equal(b['scores'], a['scores'])
