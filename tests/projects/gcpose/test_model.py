@@ -109,3 +109,31 @@ def test_outputs_rescale_to_original_image(tmp_path):
     assert torch.allclose(b['boxes'], a['boxes'] / torch.tensor([0.5, 0.25, 0.5, 0.25]))
     assert torch.allclose(b['keypoints'][..., :2], a['keypoints'][..., :2] / torch.tensor([0.5, 0.25]))
     assert torch.equal(b['scores'], a['scores'])
+
+
+def test_keypoint_rois_enlarged_and_selected(tmp_path, monkeypatch):
+    """§3.4: proposals need >= 1 visible keypoint inside the original box; targets use the x1.3 box."""
+    from projects.GCPose.gcpose import roi_heads as rh
+    from projects.GCPose.gcpose.roi_heads import KeypointROIHeads
+    cfg = _cfg(tmp_path)
+    heads = KeypointROIHeads(cfg.MODEL)
+    seen = {}
+
+    def spy(kps, rois, size):
+        seen['rois'], seen['kps'] = rois, kps
+        return rh.keypoint_targets.__wrapped__(kps, rois, size)
+    spy.__wrapped__ = rh.keypoint_targets
+    monkeypatch.setattr(rh, 'keypoint_targets', spy)
+    kp = torch.zeros(2, 17, 3)
+    kp[0, 0] = torch.tensor([50., 50., 2])      # inside GT 0's proposal
+    kp[0, 1] = torch.tensor([82., 50., 2])      # outside [20, 80] but inside the x1.3 box [11, 89]
+    kp[1, 0] = torch.tensor([5., 5., 2])        # GT 1's only keypoint lies outside its proposal
+    boxes = torch.tensor([[20., 20., 80., 80.], [100., 100., 140., 140.], [0., 0., 10., 10.]])
+    samples = [(boxes, torch.tensor([0, 1, 0]), torch.tensor([True, True, False]))]
+    feats = {'p2': torch.randn(1, 256, 40, 40), 'p3': torch.randn(1, 256, 20, 20),
+             'p4': torch.randn(1, 256, 10, 10), 'p5': torch.randn(1, 256, 5, 5)}
+    loss = heads._keypoint_loss(feats, samples, [kp])
+    assert torch.isfinite(loss)
+    assert seen['rois'].shape == (1, 4) and seen['rois'][0].tolist() == pytest.approx([11.0, 11.0, 89.0, 89.0])
+    labels, valid = rh.keypoint_targets.__wrapped__(seen['kps'], seen['rois'], 56)
+    assert valid[0, :2].tolist() == [True, True]
