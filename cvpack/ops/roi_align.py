@@ -58,7 +58,7 @@ def _align_group(fmap, x0, y0, bw, bh, out_hw, gy, gx, border):
     """RoIAlign for n RoIs of one image sharing a (gy, gx) grid.
 
     fmap (1, C, H, W); the n sample grids are stacked into one (1, n * Sy, Sx, 2) grid so a single
-    ``grid_sample`` call (bilinear, compiled in torch itself) gathers every sample. Returns (n, C, oh, ow).
+    ``grid_sample`` call (bilinear, compiled in torch itself) gathers every sample. Returns (n, oh, ow, C).
     """
     oh, ow = out_hw
     _, C, H, W = fmap.shape
@@ -68,10 +68,15 @@ def _align_group(fmap, x0, y0, bw, bh, out_hw, gy, gx, border):
     Sy, Sx = gyc.shape[1], gxc.shape[1]
     grid = torch.stack([gxc[:, None, :].expand(n, Sy, Sx), gyc[:, :, None].expand(n, Sy, Sx)], dim=-1)
     vals = F.grid_sample(fmap, grid.reshape(1, n * Sy, Sx, 2), mode='bilinear', padding_mode='zeros',
-                         align_corners=False)[0].reshape(C, n, Sy, Sx)
-    if vy is not None:
-        vals = vals * (vy[:, :, None] * vx[:, None, :])[None]
-    return vals.reshape(C, n, oh, gy, ow, gx).mean(dim=(3, 5)).permute(1, 0, 2, 3)
+                         align_corners=False)
+    # (1, C, n*Sy, Sx) with channels-last memory -> (n, oh, gy, ow, gx, C) view; weighted sum over the grid.
+    vals = vals[0].permute(1, 2, 0).reshape(n, oh, gy, ow, gx, C)
+    if gy == gx == 1 and vy is None:
+        return vals.reshape(n, oh, ow, C)
+    wy = (vy if vy is not None else torch.ones_like(gyc)).reshape(n, oh, gy) / gy
+    wx = (vx if vx is not None else torch.ones_like(gxc)).reshape(n, ow, gx) / gx
+    w = wy[:, :, :, None, None] * wx[:, None, None, :, :]
+    return (vals * w[..., None]).sum(dim=(2, 4))
 
 
 def roi_align(features, rois, output_size, spatial_scale, sampling_ratio=0, aligned=True,
@@ -93,9 +98,9 @@ def roi_align(features, rois, output_size, spatial_scale, sampling_ratio=0, alig
     oh, ow = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
     B, C, H, W = features.shape
     R = rois.shape[0]
-    out = features.new_zeros((R, C, oh, ow))
+    out = features.new_zeros((R, oh, ow, C))     # channels-last rows: cheap scatter of each group
     if R == 0:
-        return out
+        return out.permute(0, 3, 1, 2)
     if rois.dim() != 2 or rois.shape[1] != 5:
         raise ValueError('rois must be (R, 5) [batch_index, x1, y1, x2, y2], got %s' % (tuple(rois.shape),))
     rois = rois.to(torch.float32)
@@ -132,7 +137,7 @@ def roi_align(features, rois, output_size, spatial_scale, sampling_ratio=0, alig
             sel = idx[s:s + step].to(features.device)
             out[sel] = _align_group(fm[b:b + 1], x0[sel], y0[sel], bw[sel], bh[sel],
                                     (oh, ow), gy, gx, border).to(out.dtype)
-    return out
+    return out.permute(0, 3, 1, 2).contiguous()
 
 
 def assign_fpn_levels(boxes, min_level=2, max_level=5, canonical_size=224, canonical_level=4):
