@@ -1,0 +1,48 @@
+"""Coordinate frames: input-crop pixels <-> image pixels (top-down test crops have no rotation)."""
+import numpy as np
+import torch
+
+
+def _np(x, name):
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    x = np.asarray(x, dtype=np.float64)
+    if not np.all(np.isfinite(x)):
+        raise ValueError('%s contains NaN or inf' % name)
+    return x
+
+
+def _frames(coords, center, scale, input_hw, pixel_std):
+    coords = _np(coords, 'coords')
+    center = _np(center, 'center').reshape(-1, 1, 2)
+    scale = _np(scale, 'scale').reshape(-1, 1, 2)
+    if coords.ndim != 3 or coords.shape[-1] != 2 or center.shape[0] != coords.shape[0]:
+        raise ValueError('expected coords (N, K, 2) with center/scale (N, 2); got %s, %s, %s'
+                         % (coords.shape, center.shape, scale.shape))
+    box = scale * float(pixel_std)                        # crop size in image pixels (w, h)
+    size = np.array([input_hw[1], input_hw[0]], dtype=np.float64)  # input (W, H)
+    return coords, center, box, size
+
+
+def to_image_coords(coords, center, scale, input_hw, pixel_std=200):
+    """Map keypoints from input-crop pixels to image pixels.
+
+    Args:
+        coords: (N, K, 2) (x, y) in input-crop pixels (what the decoders return).
+        center: (N, 2) crop centre in image pixels.
+        scale: (N, 2) crop size in units of ``pixel_std`` (so the crop is ``scale * pixel_std`` px).
+        input_hw: (H, W) of the network input.
+
+    Returns:
+        (N, K, 2) float64 image pixels: ``center + (u / W - 0.5, v / H - 0.5) * scale * pixel_std``
+        (the Megvii ``get_results`` formula, ``reference_rsn_mspn.md`` §5.3; equal to Simple Baselines'
+        ``transform_preds`` for a rotation-free crop).
+    """
+    coords, center, box, size = _frames(coords, center, scale, input_hw, pixel_std)
+    return center + (coords / size - 0.5) * box
+
+
+def to_input_coords(coords, center, scale, input_hw, pixel_std=200):
+    """Inverse of :func:`to_image_coords`: image pixels (N, K, 2) -> input-crop pixels (N, K, 2)."""
+    coords, center, box, size = _frames(coords, center, scale, input_hw, pixel_std)
+    return ((coords - center) / box + 0.5) * size

@@ -1,0 +1,35 @@
+"""Flip test: map the heatmaps of a horizontally flipped input back to the original frame."""
+import numpy as np
+import torch
+
+
+def flip_back(heatmaps, flip_pairs, shift=False):
+    """Undo a horizontal input flip on predicted heatmaps.
+
+    Args:
+        heatmaps: (N, K, h, w) torch tensor or numpy array, predicted on W-flipped inputs.
+        flip_pairs: iterable of (left, right) joint index pairs whose channels swap.
+        shift: Simple Baselines' one-column shift right after flipping (``out[..., 1:] = out[..., :-1]``,
+            column 0 keeps its value; ``reference_mlpe_hsrnet_gcpose.md`` §2.7). The Megvii and MLPE
+            code do not shift (``reference_rsn_mspn.md`` §5.2).
+
+    Returns:
+        Heatmaps of the same type, shape and device, in the un-flipped frame. The input is not modified.
+    """
+    if heatmaps.ndim != 4:
+        raise ValueError('flip_back expects (N, K, h, w) heatmaps, got shape %s' % (tuple(heatmaps.shape),))
+    num_joints = heatmaps.shape[1]
+    perm = list(range(num_joints))
+    for a, b in flip_pairs:
+        if not (0 <= a < num_joints and 0 <= b < num_joints):
+            raise ValueError('flip pair (%d, %d) out of range for %d joints' % (a, b, num_joints))
+        perm[a], perm[b] = b, a
+    if isinstance(heatmaps, torch.Tensor):
+        out = heatmaps.flip(3)[:, perm]          # advanced indexing copies
+        if shift:
+            out[..., 1:] = out[..., :-1].clone()
+        return out
+    out = np.ascontiguousarray(np.asarray(heatmaps)[:, perm, :, ::-1])
+    if shift:
+        out[..., 1:] = out[..., :-1].copy()
+    return out

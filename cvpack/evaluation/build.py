@@ -1,0 +1,93 @@
+"""``build_evaluator(cfg)``: NMS + results file + metrics for the dataset of ``cfg``."""
+import json
+import os
+import os.path as osp
+
+import numpy as np
+
+from .coco import evaluate_keypoints, format_table, instances_to_coco_results
+from .nms import nms_per_image, real_sigmas
+from .pckh import evaluate_pckh, format_pckh
+
+
+def _write_json(obj, path):
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+        json.dump(obj, f)
+    os.replace(tmp, path)
+
+
+def _area(inst):
+    if 'area' in inst:
+        return float(inst['area'])
+    bbox = np.asarray(inst['bbox'], dtype=np.float64)  # xywh
+    return float(bbox[2] * bbox[3])
+
+
+class CocoEvaluator:
+    """COCO keypoints: cfg.TEST.NMS ('none' | 'oks' | 'soft_oks', NMS_THRESH) per image, results.json, AP/AR.
+
+    The instance scores come from the predictor (cfg.TEST.RESCORE is applied there).
+    """
+
+    def __init__(self, cfg):
+        self.gt_path = osp.join(cfg.DATASET.ROOT, cfg.DATASET.VAL_ANN)
+        self.nms = cfg.TEST.get('NMS', 'none')
+        self.nms_thresh = float(cfg.TEST.get('NMS_THRESH', 0.9))
+        self.sigmas = real_sigmas(cfg.DATASET.NAME)
+        self.box_source = 'GT boxes' if cfg.TEST.get('USE_GT_BBOX', False) else 'detected boxes'
+
+    def __call__(self, instances, output_dir):
+        """instances: predictor dicts (image_id, keypoints (K, 3) image px, score, area/bbox).
+
+        Writes ``output_dir/results.json`` (COCO results, sorted by image then score) and returns the
+        dict AP, AP50, AP75, APm, APl, AR, AR50, AR75, ARm, ARl.
+        """
+        insts = [dict(i, area=_area(i)) for i in instances]
+        kept = nms_per_image(insts, self.nms, self.nms_thresh, self.sigmas)
+        results = instances_to_coco_results(kept)
+        results.sort(key=lambda r: (r['image_id'], -r['score']))
+        path = osp.join(output_dir, 'results.json')
+        _write_json(results, path)
+        stats = evaluate_keypoints(self.gt_path, path)
+        print(format_table(stats, 'COCO keypoints (%s, NMS %s, %d of %d instances): %s'
+                           % (self.box_source, self.nms, len(kept), len(insts), path)))
+        return stats
+
+
+class MpiiEvaluator:
+    """MPII PCKh: one instance per annotation record, ordered by the dataset 'index' of each sample."""
+
+    def __init__(self, cfg):
+        self.gt_path = osp.join(cfg.DATASET.ROOT, cfg.DATASET.VAL_ANN)
+
+    def __call__(self, instances, output_dir):
+        missing = [n for n, i in enumerate(instances) if 'index' not in i]
+        if missing:
+            raise ValueError('MPII evaluation needs the dataset index of every instance; instance %d has none'
+                             % missing[0])
+        insts = sorted(instances, key=lambda i: int(i['index']))
+        indices = [int(i['index']) for i in insts]
+        if indices != list(range(len(insts))):
+            raise ValueError('MPII evaluation needs exactly one prediction per record 0..N-1; got indices %s...'
+                             % indices[:10])
+        preds = np.zeros((0, 16, 3))
+        if insts:
+            preds = np.stack([np.asarray(i['keypoints'], dtype=np.float64) for i in insts])
+        _write_json([{'index': idx, 'image_id': str(i['image_id']), 'keypoints': preds[n].tolist()}
+                     for n, (idx, i) in enumerate(zip(indices, insts))], osp.join(output_dir, 'results.json'))
+        table = evaluate_pckh(preds, self.gt_path)
+        print(format_pckh(table, 'MPII PCKh@0.5 (head size: %s): %s' % (table['head_source'], self.gt_path)))
+        return table
+
+
+_EVALUATORS = {'COCO': CocoEvaluator, 'MPII': MpiiEvaluator}
+
+
+def build_evaluator(cfg):
+    """Callable ``(instances, output_dir) -> metrics dict`` for cfg.DATASET.NAME ('COCO' or 'MPII')."""
+    name = cfg.DATASET.NAME.upper()
+    if name not in _EVALUATORS:
+        raise KeyError('no evaluator for dataset %r; known: %s' % (cfg.DATASET.NAME, sorted(_EVALUATORS)))
+    return _EVALUATORS[name](cfg)

@@ -1,0 +1,132 @@
+"""MPII PCKh (HRNet / Megvii ``MPIIDataset.evaluate``, ``reference_rsn_mspn.md`` §3.3), with the 0.1 fix.
+
+Joint order is MPII's (``cvpack.data.meta.MPII``): 0 r-ankle, 1 r-knee, 2 r-hip, 3 l-hip, 4 l-knee,
+5 l-ankle, 6 pelvis, 7 thorax, 8 upper neck, 9 head top, 10 r-wrist, 11 r-elbow, 12 r-shoulder,
+13 l-shoulder, 14 l-elbow, 15 l-wrist. Pelvis and thorax are excluded as in the original.
+
+Head size (the PCKh normaliser):
+  * with head boxes (``gt_valid.mat``'s ``headboxes_src`` or a record's ``headbox``):
+    ``0.6 * ||box diagonal||`` exactly as the original (SC_BIAS = 0.6);
+  * without them (the HRNet-format json shipped here has none): ``||head_top - upper_neck||``, the
+    "head segment length" that PCKh is defined on (Andriluka et al., CVPR 2014); 0.6 x the box
+    diagonal is the toolkit's estimate of that same length from the box. Numbers computed this way
+    are close to, but not the same as, official PCKh; the evaluator reports which was used.
+"""
+import json
+
+import numpy as np
+
+SC_BIAS = 0.6
+HEAD_TOP, UPPER_NECK = 9, 8
+EXCLUDED = (6, 7)  # pelvis, thorax
+ROWS = (('Head', (9,)), ('Shoulder', (12, 13)), ('Elbow', (11, 14)), ('Wrist', (10, 15)),
+        ('Hip', (2, 3)), ('Knee', (1, 4)), ('Ankle', (0, 5)))
+TABLE_NAMES = tuple(name for name, _ in ROWS) + ('Mean', 'Mean@0.1')
+
+
+def head_sizes_from_boxes(boxes):
+    """(N, 4) [x1, y1, x2, y2] or (N, 2, 2) head boxes -> (N,) 0.6 * diagonal."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    return SC_BIAS * np.linalg.norm(boxes[:, 2:] - boxes[:, :2], axis=1)
+
+
+def head_sizes_from_joints(joints):
+    """(N, 16, 2) joints -> (N,) ||head_top - upper_neck|| (fallback without head boxes)."""
+    joints = np.asarray(joints, dtype=np.float64)
+    return np.linalg.norm(joints[:, HEAD_TOP, :2] - joints[:, UPPER_NECK, :2], axis=1)
+
+
+def load_mpii_gt(path):
+    """Ground truth for PCKh from HRNet's ``valid.json`` (list of records) or ``gt_valid.mat``.
+
+    Returns dict: joints (N, 16, 2) **0-based** image pixels (the json/mat are 1-based, MATLAB),
+    visible (N, 16) bool, head_sizes (N,), head_source ('boxes' or 'head_segment').
+    """
+    path = str(path)
+    if path.endswith('.mat'):
+        from scipy.io import loadmat
+        mat = loadmat(path)
+        joints = np.transpose(mat['pos_gt_src'], [2, 0, 1]) - 1.0          # (16, 2, N) -> (N, 16, 2)
+        visible = np.transpose(1 - mat['jnt_missing'], [1, 0]).astype(bool)
+        boxes = np.transpose(mat['headboxes_src'], [2, 0, 1])              # (2, 2, N) -> (N, 2, 2)
+        return {'joints': joints, 'visible': visible, 'head_sizes': head_sizes_from_boxes(boxes),
+                'head_source': 'boxes'}
+    with open(path) as f:
+        records = json.load(f)
+    joints, visible, boxes = [], [], []
+    for i, rec in enumerate(records):
+        try:
+            joints.append(np.asarray(rec['joints'], dtype=np.float64).reshape(16, 2) - 1.0)
+            visible.append(np.asarray(rec['joints_vis']).reshape(16) > 0)
+        except (KeyError, ValueError) as e:
+            raise ValueError('%s: record %d has no usable joints/joints_vis (16 joints): %s' % (path, i, e)) from None
+        boxes.append(rec.get('headbox'))
+    joints, visible = np.stack(joints), np.stack(visible)
+    if all(b is not None for b in boxes):
+        return {'joints': joints, 'visible': visible, 'head_sizes': head_sizes_from_boxes(boxes),
+                'head_source': 'boxes'}
+    return {'joints': joints, 'visible': visible, 'head_sizes': head_sizes_from_joints(joints),
+            'head_source': 'head_segment'}
+
+
+def _pck(scaled_err, visible, thresh):
+    """Per-joint PCK (%) over visible joints; NaN for a joint never visible."""
+    hits = ((scaled_err <= thresh) & visible).sum(axis=0)
+    count = visible.sum(axis=0)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        return 100.0 * hits / count, count
+
+
+def pckh_table(preds, joints, visible, head_sizes, thresh=0.5):
+    """PCKh table.
+
+    Args:
+        preds, joints: (N, 16, >=2) predictions and GT in the same image frame.
+        visible: (N, 16) GT joints to count. head_sizes: (N,) normalisers (see module doc).
+
+    Returns:
+        dict Head, Shoulder, Elbow, Wrist, Hip, Knee, Ankle (mean of left/right), Mean (joint-count
+        weighted over the 14 non-excluded joints, as the original), Mean@0.1 (threshold 0.1; the
+        original used 0.11, bug #17), and 'per_joint' (16,) PCKh at ``thresh``.
+    """
+    preds = np.asarray(preds, dtype=np.float64)[..., :2]
+    joints = np.asarray(joints, dtype=np.float64)[..., :2]
+    if preds.shape != joints.shape:
+        raise ValueError('PCKh: predictions %s and ground truth %s differ in shape' % (preds.shape, joints.shape))
+    visible = np.asarray(visible, dtype=bool)
+    head_sizes = np.asarray(head_sizes, dtype=np.float64)
+    if np.any(head_sizes <= 0):
+        bad = int(np.nonzero(head_sizes <= 0)[0][0])
+        raise ValueError('PCKh: record %d has head size %g (head top = upper neck?)' % (bad, head_sizes[bad]))
+    scaled = np.linalg.norm(preds - joints, axis=2) / head_sizes[:, None]
+    pck, count = _pck(scaled, visible, thresh)
+    pck01, _ = _pck(scaled, visible, 0.1)
+    used = np.ones(16, dtype=bool)
+    used[list(EXCLUDED)] = False
+    weights = np.where(used, count, 0).astype(np.float64)
+    weights /= max(weights.sum(), 1.0)
+    table = {name: float(np.mean(pck[list(ids)])) for name, ids in ROWS}
+    table['Mean'] = float(np.nansum(pck * weights))
+    table['Mean@0.1'] = float(np.nansum(pck01 * weights))
+    table['per_joint'] = pck.tolist()
+    return table
+
+
+def format_pckh(table, title=None):
+    head = ' | '.join('%8s' % k for k in TABLE_NAMES)
+    vals = ' | '.join('%8.3f' % table[k] for k in TABLE_NAMES)
+    return '\n'.join(([title] if title else []) + [head, vals])
+
+
+def evaluate_pckh(preds, gt_path):
+    """PCKh@0.5 of predictions (N, 16, >=2), 0-based image pixels in annotation order, against ``gt_path``."""
+    gt = load_mpii_gt(gt_path)
+    preds = np.asarray(preds, dtype=np.float64)
+    if preds.shape[0] != gt['joints'].shape[0]:
+        raise ValueError('PCKh: %d predictions for %d records in %s' % (preds.shape[0], gt['joints'].shape[0], gt_path))
+    if not np.all(np.isfinite(preds[..., :2])):
+        bad = int(np.nonzero(~np.isfinite(preds[..., :2]).all(axis=(1, 2)))[0][0])
+        raise ValueError('PCKh: prediction %d (record %d of %s) has NaN/inf' % (bad, bad, gt_path))
+    table = pckh_table(preds, gt['joints'], gt['visible'], gt['head_sizes'])
+    table['head_source'] = gt['head_source']
+    return table

@@ -1,0 +1,108 @@
+"""Top-down predictor: model forward (+ flip test), decode, map back to the image, instance score."""
+import numpy as np
+import torch
+
+from ..decode.coords import to_image_coords
+from ..decode.flip import flip_back
+from ..decode.heatmap import decode_heatmaps
+from ..evaluation.rescore import rescore
+
+
+def _to_numpy(value, dtype=np.float64):
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value, dtype=dtype)
+
+
+def _model_device(model):
+    for p in model.parameters():
+        return p.device
+    for b in model.buffers():
+        return b.device
+    return torch.device('cpu')
+
+
+def _heatmaps_of(output):
+    """The eval output is (N, K, h, w); a multi-stage list/tuple gives its last (finest) entry."""
+    if isinstance(output, (list, tuple)):
+        output = output[-1]
+    if not isinstance(output, torch.Tensor) or output.dim() != 4:
+        raise TypeError('the model must return heatmaps (N, K, h, w) in eval mode, got %s'
+                        % (tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__))
+    return output
+
+
+class TopDownPredictor:
+    """``(model, batch) -> list of instance dicts`` for the top-down pipelines (megvii, simple_baselines, cpn).
+
+    Per cfg.TEST: FLIP / FLIP_SHIFT (flip test, Simple Baselines' one-column shift), DECODER (+ its
+    parameters, see :func:`cvpack.decode.heatmap.decoder_kwargs`), RESCORE / KEYPOINT_THRESH.
+    """
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.flip = bool(cfg.TEST.get('FLIP', False))
+        self.flip_shift = bool(cfg.TEST.get('FLIP_SHIFT', False))
+        self.flip_pairs = [tuple(p) for p in cfg.DATASET.KEYPOINT.FLIP_PAIRS]
+        self.input_hw = tuple(cfg.INPUT_SHAPE)
+        self.pixel_std = float(cfg.DATASET.get('PIXEL_STD', 200))
+        self.rescore = cfg.TEST.get('RESCORE', 'megvii')
+        self.keypoint_thresh = float(cfg.TEST.get('KEYPOINT_THRESH', 0.2))
+
+    @torch.no_grad()
+    def heatmaps(self, model, images):
+        """Averaged heatmaps (N, K, h, w) float32 on the model's device; flip test per cfg.TEST.FLIP.
+
+        The flipped input is the *normalised* batch flipped along W (as the original test.py);
+        ``(out + flip_back(out_flipped)) * 0.5``.
+        """
+        was_training = model.training
+        model.eval()
+        try:
+            images = images.to(_model_device(model), non_blocking=True)
+            out = _heatmaps_of(model(images)).float()
+            if self.flip:
+                flipped = _heatmaps_of(model(images.flip(3))).float()
+                out = (out + flip_back(flipped, self.flip_pairs, shift=self.flip_shift)) * 0.5
+        finally:
+            model.train(was_training)
+        return out
+
+    def __call__(self, model, batch):
+        """Predict every crop of a collated val/test batch.
+
+        Args:
+            model: top-down model (eval output (N, K, h, w)); put in eval mode for the call.
+            batch: dict with 'image' (N, 3, H, W) normalised, 'center' (N, 2), 'scale' (N, 2),
+                'score' (N,) detection scores, 'image_id' (N,), optional 'bbox' (N, 4) xywh and 'index'.
+
+        Returns:
+            list of N dicts: image_id, keypoints np (K, 3) [x_img, y_img, keypoint score] (image pixels),
+            score (instance score per cfg.TEST.RESCORE), det_score, bbox, center, scale,
+            area (= scale_x * scale_y * PIXEL_STD^2, used by OKS-NMS as Simple Baselines), and index
+            when the batch has it.
+        """
+        heatmaps = self.heatmaps(model, batch['image'])
+        coords, kp_scores = decode_heatmaps(self.cfg, heatmaps)
+        center = _to_numpy(batch['center']).reshape(-1, 2)
+        scale = _to_numpy(batch['scale']).reshape(-1, 2)
+        num = coords.shape[0]
+        det = _to_numpy(batch['score']).reshape(-1) if 'score' in batch else np.ones(num)
+        xy = to_image_coords(coords, center, scale, self.input_hw, self.pixel_std)
+        scores = rescore(self.rescore, det, kp_scores, self.keypoint_thresh)
+        keypoints = np.concatenate([xy, kp_scores[..., None]], axis=-1)
+        bbox = _to_numpy(batch['bbox']).reshape(-1, 4) if 'bbox' in batch else None
+        image_ids = batch['image_id']
+        if isinstance(image_ids, torch.Tensor):
+            image_ids = image_ids.tolist()
+        out = []
+        for n in range(num):
+            inst = {'image_id': image_ids[n], 'keypoints': keypoints[n], 'score': float(scores[n]),
+                    'det_score': float(det[n]), 'bbox': None if bbox is None else bbox[n],
+                    'center': center[n], 'scale': scale[n],
+                    'area': float(scale[n, 0] * scale[n, 1] * self.pixel_std ** 2)}
+            if 'index' in batch:
+                index = batch['index'][n]
+                inst['index'] = int(index.item() if isinstance(index, torch.Tensor) else index)
+            out.append(inst)
+        return out

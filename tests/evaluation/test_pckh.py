@@ -1,0 +1,83 @@
+"""PCKh on the shipped MPII subset and on a small gt_valid.mat built here."""
+import json
+import os
+
+import numpy as np
+import pytest
+from easydict import EasyDict as edict
+
+from cvpack.evaluation import build_evaluator, evaluate_pckh
+from cvpack.evaluation.pckh import TABLE_NAMES, load_mpii_gt
+
+
+@pytest.fixture(scope='module')
+def valid_json(mpii_subset):
+    return os.path.join(mpii_subset, 'annotations', 'valid.json')
+
+
+def _shifted(gt, fractions):
+    """GT moved right by fraction * head size, per record (0-based frame, as predictions)."""
+    preds = gt['joints'].copy()
+    preds[..., 0] += (np.asarray(fractions) * gt['head_sizes'])[:, None]
+    return preds
+
+
+def test_gt_as_predictions_is_100(valid_json):
+    gt = load_mpii_gt(valid_json)
+    assert gt['head_source'] == 'head_segment' and gt['joints'].shape == (5, 16, 2)
+    # 0-based: json joints minus 1 (the annotation is 1-based, MATLAB)
+    with open(valid_json) as f:
+        assert gt['joints'][0, 0, 0] == json.load(f)[0]['joints'][0][0] - 1
+    table = evaluate_pckh(gt['joints'], valid_json)
+    assert all(table[k] == pytest.approx(100.0) for k in TABLE_NAMES)
+
+
+def test_shifted_predictions_known_values(valid_json):
+    gt = load_mpii_gt(valid_json)
+    # records 0, 2, 4 within 0.5 head sizes, 1 and 3 beyond: visible non-excluded joints are
+    # 14 + 14 + 12 + 12 + 14 (records 2 and 3 have 14 visible of 16, pelvis/thorax visible in all)
+    vis = gt['visible'].copy()
+    vis[:, [6, 7]] = False
+    counts = vis.sum(axis=1)
+    table = evaluate_pckh(_shifted(gt, [0.4, 0.6, 0.4, 0.6, 0.4]), valid_json)
+    expected = 100.0 * counts[[0, 2, 4]].sum() / counts.sum()
+    assert table['Mean'] == pytest.approx(expected)
+    assert table['Head'] == pytest.approx(60.0)          # head top visible in all 5
+    assert table['Mean@0.1'] == pytest.approx(0.0)
+    # 0.105 head sizes: inside the original's 0.11 "Mean@0.1" but outside the true 0.1 (bug #17 fixed)
+    table = evaluate_pckh(_shifted(gt, [0.105] * 5), valid_json)
+    assert table['Mean'] == pytest.approx(100.0) and table['Mean@0.1'] == pytest.approx(0.0)
+
+
+def test_head_boxes_from_mat(tmp_path):
+    from scipy.io import savemat
+    joints = np.zeros((16, 2, 2))
+    joints[:, 0, :] = np.arange(16)[:, None] * 10 + 1          # 1-based x
+    boxes = np.zeros((2, 2, 2))
+    boxes[1, :, 0] = [30, 40]                                   # diagonal 50 -> head size 30
+    boxes[1, :, 1] = [6, 8]                                     # diagonal 10 -> head size 6
+    missing = np.zeros((16, 2))
+    missing[0, 1] = 1
+    path = str(tmp_path / 'gt_valid.mat')
+    savemat(path, {'pos_gt_src': joints, 'jnt_missing': missing, 'headboxes_src': boxes})
+    gt = load_mpii_gt(path)
+    np.testing.assert_allclose(gt['head_sizes'], [30.0, 6.0])
+    assert not gt['visible'][1, 0] and gt['joints'][0, 1, 0] == 10.0
+    preds = gt['joints'].copy()
+    preds[:, :, 1] += 4.0                                       # 4 px: < 15 (0.5 x 30) but > 3 (0.5 x 6)
+    table = evaluate_pckh(preds, path)
+    assert table['Mean'] == pytest.approx(100.0 * 14 / (14 + 13))
+    assert table['Ankle'] == pytest.approx(np.mean([100.0, 50.0]))  # r-ankle only visible in record 0
+
+
+def test_mpii_evaluator_orders_by_index(tmp_path, mpii_subset, valid_json):
+    gt = load_mpii_gt(valid_json)
+    preds = _shifted(gt, [0.4, 0.6, 0.4, 0.6, 0.4])
+    instances = [{'index': i, 'image_id': 'img%d' % i, 'keypoints': np.concatenate([preds[i], np.ones((16, 1))], 1)}
+                 for i in (3, 1, 0, 4, 2)]
+    cfg = edict(DATASET=edict(NAME='MPII', ROOT=mpii_subset, VAL_ANN='annotations/valid.json'), TEST=edict())
+    table = build_evaluator(cfg)(instances, str(tmp_path))
+    assert table['Head'] == pytest.approx(60.0)
+    assert len(json.loads((tmp_path / 'results.json').read_text())) == 5
+    with pytest.raises(ValueError, match='one prediction per record'):
+        build_evaluator(cfg)(instances[:4], str(tmp_path))
