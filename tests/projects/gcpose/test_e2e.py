@@ -55,3 +55,6 @@ def test_train_and_test_scripts(tmp_path, repo_root, coco_subset):
         assert all(0 < s <= 1 for s in res['keypoints'][2::3])
     metrics = json.loads((out / 'test_dir' / 'metrics.json').read_text())['metrics']
     assert 0.0 <= metrics['AP'] <= 1.0
+    assert 'box_AP' in metrics or not results    # box AP from the detection evaluator
+    boxes = json.loads((out / 'test_dir' / 'bbox_results.json').read_text())
+    assert len(boxes) == len(results) and all(len(b['bbox']) == 4 and b['bbox'][2] > 0 for b in boxes)
