@@ -39,7 +39,8 @@ def bench_ops(repeat):
     scores = torch.rand(1000, generator=g)
     print('NMS, 1000 boxes (IoU 0.5): %.1f ms' % (1e3 * _timeit(lambda: nms(boxes, scores, 0.5), repeat)))
     lv = torch.randint(0, 5, (1000,), generator=g)
-    print('batched NMS, 1000 boxes, 5 groups (IoU 0.7): %.1f ms' % (1e3 * _timeit(lambda: batched_nms(boxes, scores, lv, 0.7), repeat)))
+    t = _timeit(lambda: batched_nms(boxes, scores, lv, 0.7), repeat)
+    print('batched NMS, 1000 boxes, 5 groups (IoU 0.7): %.1f ms' % (1e3 * t))
     feats = [torch.randn(1, 256, 800 // s, 1216 // s, generator=g) for s in (4, 8, 16, 32)]
     t = _timeit(lambda: multilevel_roi_align(feats, [boxes], 7, (4, 8, 16, 32)), 1)
     print('box pooler: RoIAlign 7x7 adaptive over P2-P5 (FPN levels), 1000 boxes (16-400 px), 800x1216 input: '
@@ -48,8 +49,8 @@ def bench_ops(repeat):
     for n, hi in ((1000, 112), (100, 400)):
         rois = torch.cat([torch.zeros(n, 1), _random_boxes(n, 1216, 800, g, 16, hi) * 1.0], 1)
         t = _timeit(lambda: roi_align(p2, rois, 14, 0.25, 0, border='zeros'), 1)
-        print('GCPose keypoint pooler: RoIAlign 14x14 zeros border on P2 only, %d boxes (16-%d px): %.2f s (%.0f boxes/s)'
-              % (n, hi, t, n / t))
+        print('GCPose keypoint pooler: RoIAlign 14x14 zeros border on P2 only, %d boxes (16-%d px): '
+              '%.2f s (%.0f boxes/s)' % (n, hi, t, n / t))
 
 
 def bench_model(exp):

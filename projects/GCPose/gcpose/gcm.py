@@ -70,7 +70,8 @@ class GCM(nn.Module):
     def __init__(self, channels=512, size=(14, 14), heads=4, dim=128):
         super().__init__()
         if heads * dim != channels:
-            raise ValueError('GCM needs heads * dim == channels for the residual (%d * %d != %d)' % (heads, dim, channels))
+            raise ValueError('GCM needs heads * dim == channels for the residual (%d * %d != %d)'
+                             % (heads, dim, channels))
         self.norm1 = nn.BatchNorm2d(channels)
         self.mhsa = RelPosMHSA(channels, size, heads, dim, dim)
         self.norm2 = nn.BatchNorm2d(channels)

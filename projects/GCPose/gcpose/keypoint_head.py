@@ -76,7 +76,8 @@ def keypoint_targets(keypoints, rois, size):
         a keypoint exactly on the right/bottom edge maps to size - 1; valid iff inside and v > 0.
     """
     if rois.numel() == 0:
-        return rois.new_zeros((0, keypoints.shape[1]), dtype=torch.long), rois.new_zeros((0, keypoints.shape[1]), dtype=torch.bool)
+        k = keypoints.shape[1]
+        return rois.new_zeros((0, k), dtype=torch.long), rois.new_zeros((0, k), dtype=torch.bool)
     x1, y1, x2, y2 = [rois[:, i:i + 1] for i in range(4)]
     x, y = keypoints[..., 0], keypoints[..., 1]
     xh = ((x - x1) * (size / (x2 - x1))).floor().long()

@@ -1,4 +1,4 @@
-"""Keypoint R-CNN / GCPose model: ResNet-FPN -> RPN -> box + keypoint ROI heads (reference_mlpe_hsrnet_gcpose.md §4.2)."""
+"""Keypoint R-CNN / GCPose model: ResNet-FPN -> RPN -> box + keypoint ROI heads (spec §4.2)."""
 import logging
 
 import torch
@@ -38,7 +38,8 @@ class KeypointRCNN(nn.Module):
         Returns:
             training: dict of scalar losses (loss_rpn_cls, loss_rpn_loc, loss_cls, loss_box_reg, loss_keypoint).
             eval: N dicts {boxes (D, 4) xyxy, scores (D,), keypoints (D, K, 3) = x, y, score}, coordinates in
-                continuous **original-image** pixels (pixel i spans [i, i + 1]) when 'scale' is given, else input pixels.
+                continuous **original-image** pixels (pixel i spans [i, i + 1]) when 'scale' is given,
+                else input pixels.
         """
         targets = targets or {}
         if isinstance(images, (list, tuple)):

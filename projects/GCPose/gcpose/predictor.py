@@ -35,7 +35,8 @@ class DetectionPredictor:
             kps[..., :2] -= 0.5
             for b, s, k in zip(boxes, r['scores'].cpu().numpy(), kps):
                 out.append({'image_id': int(image_id), 'category_id': 1, 'keypoints': k.astype(np.float32),
-                            'score': float(s), 'bbox': [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]})
+                            'score': float(s),
+                            'bbox': [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]})
         return out
 
 

@@ -23,7 +23,8 @@ def _registered():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _registered(), reason="pipeline 'detection' not registered in cvpack.data / cvpack.inference yet")
+@pytest.mark.skipif(not _registered(),
+                    reason="pipeline 'detection' not registered in cvpack.data / cvpack.inference")
 def test_train_and_test_scripts(tmp_path, repo_root, coco_subset):
     with open(osp.join(coco_subset, 'annotations', 'person_keypoints_val2017.json')) as f:
         data = json.load(f)
