@@ -36,7 +36,7 @@ def test_train_and_test_scripts(tmp_path, repo_root, coco_subset):
     out = tmp_path / 'out'
     opts = ['MODEL.DEVICE', 'cpu', 'DATALOADER.NUM_WORKERS', '0', 'OUTPUT_DIR', str(out),
             'DATASET.ROOT', coco_subset, 'DATASET.VAL_ANN', str(val),
-            'SOLVER.MAX_ITER', '2', 'SOLVER.CHECKPOINT_PERIOD', '2',
+            'SOLVER.MAX_ITER', '2', 'SOLVER.CHECKPOINT_PERIOD', '2', 'SOLVER.REFERENCE_WORLD_SIZE', 'None',
             'INPUT.MIN_SIZE_TRAIN', '[160]', 'INPUT.MAX_SIZE_TRAIN', '256',
             'INPUT.MIN_SIZE_TEST', '160', 'INPUT.MAX_SIZE_TEST', '256',
             'MODEL.BACKBONE', 'resnet18', 'MODEL.ROI_KEYPOINT_HEAD.CONV_DIM', '64',
