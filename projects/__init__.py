@@ -1,0 +1,1 @@
+"""Project packages (importable as projects.<P>.<p>)."""

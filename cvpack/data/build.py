@@ -13,6 +13,7 @@ __all__ = ['DATASET_TABLE', 'build_dataset', 'collate']
 DATASET_TABLE = {
     'megvii': 'cvpack.data.topdown:TopDownDataset',
     'simple_baselines': 'cvpack.data.topdown:TopDownDataset',
+    'cpn': 'cvpack.data.cpn:CPNDataset',            # MLPE (pytorch-cpn's crop and 4-way augmentation)
     'detection': 'cvpack.data.detection:DetectionDataset',   # GCPose whole-image path
 }
 

@@ -18,7 +18,7 @@ class DatasetMeta:
     skeleton: Tuple[Tuple[int, int], ...]          # 0-based joint index pairs
     skeleton_colors: Tuple[Tuple[int, int, int], ...]  # BGR, one per skeleton link
     keypoint_colors: Tuple[Tuple[int, int, int], ...]  # BGR, one per joint
-    sigmas: Tuple[float, ...]                        # OKS per-keypoint sigmas (COCO); MPII: for OKS-NMS only
+    sigmas: Tuple[float, ...]                        # OKS per-keypoint sigmas, real scale (COCO nose 0.026); MPII: OKS-NMS only
     upper_body_ids: Tuple[int, ...]
     lower_body_ids: Tuple[int, ...]
     extra: dict = field(default_factory=dict)
@@ -60,7 +60,9 @@ COCO = DatasetMeta(
                      _RIGHT, _MID, _LEFT, _RIGHT, _LEFT, _RIGHT, _LEFT, _RIGHT),
     keypoint_colors=(_MID, _LEFT, _RIGHT, _LEFT, _RIGHT, _LEFT, _RIGHT, _LEFT, _RIGHT, _LEFT, _RIGHT,
                      _LEFT, _RIGHT, _LEFT, _RIGHT, _LEFT, _RIGHT),
-    sigmas=(.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89),
+    # pycocotools writes them as [.26, .25, ...] / 10.0; stored here on the real scale, like MPII's
+    sigmas=tuple(s / 10.0 for s in (.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87,
+                                     .89, .89)),
     upper_body_ids=tuple(range(0, 13)),
     lower_body_ids=tuple(range(11, 17)),
 )

@@ -6,7 +6,8 @@ import os.path as osp
 import numpy as np
 
 from .coco import evaluate_keypoints, format_table, instances_to_coco_results
-from .nms import nms_per_image, real_sigmas
+from ..data.meta import oks_sigmas
+from .nms import nms_per_image
 from .pckh import evaluate_pckh, format_pckh
 
 
@@ -35,7 +36,7 @@ class CocoEvaluator:
         self.gt_path = osp.join(cfg.DATASET.ROOT, cfg.DATASET.VAL_ANN)
         self.nms = cfg.TEST.get('NMS', 'none')
         self.nms_thresh = float(cfg.TEST.get('NMS_THRESH', 0.9))
-        self.sigmas = real_sigmas(cfg.DATASET.NAME)
+        self.sigmas = oks_sigmas(cfg.DATASET.NAME)
         self.box_source = 'GT boxes' if cfg.TEST.get('USE_GT_BBOX', False) else 'detected boxes'
 
     def __call__(self, instances, output_dir):

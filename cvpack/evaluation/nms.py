@@ -5,21 +5,6 @@ The OKS matrix of all instances of an image is computed at once; only the greedy
 """
 import numpy as np
 
-from ..data.meta import get_dataset_meta
-
-
-def real_sigmas(sigmas_or_dataset):
-    """OKS sigmas on the real scale (COCO nose 0.026) from an array or a dataset name.
-
-    ``cvpack.data.meta`` stores COCO's sigmas as written in pycocotools' source (``[.26, ...] / 10``)
-    but MPII's on the real scale (mmpose's values). Every real sigma is < 0.2 and every x10 value
-    is >= 0.25, so values above 0.5 can only be the x10 form and are divided by 10.
-    """
-    if isinstance(sigmas_or_dataset, str):
-        sigmas = np.asarray(get_dataset_meta(sigmas_or_dataset).sigmas, dtype=np.float64)
-    else:
-        sigmas = np.asarray(sigmas_or_dataset, dtype=np.float64)
-    return sigmas / 10.0 if sigmas.max() > 0.5 else sigmas
 
 
 def oks_matrix(keypoints, areas, sigmas, vis_thresh=None):
@@ -73,7 +58,7 @@ def oks_nms(instances, thresh, sigmas, vis_thresh=None):
     Args:
         instances: list of dicts with 'keypoints' (K, 3), 'score', 'area' (one image).
         thresh: OKS threshold (Simple Baselines' yaml: 0.9).
-        sigmas: (K,) real-scale sigmas (see :func:`real_sigmas`).
+        sigmas: (K,) OKS sigmas on the real scale (``cvpack.data.meta.oks_sigmas``).
 
     Returns:
         indices of the kept instances, best first.

@@ -111,10 +111,10 @@ def test_build_evaluator_nms_and_results_file(tmp_path, coco_subset, gt_path):
 
 def test_custom_sigmas(coco_gt, repo_root):
     path = _peer(repo_root, 'movenet_thunder')
-    from cvpack.evaluation import real_sigmas
-    same = evaluate_keypoints(coco_gt, path, sigmas=real_sigmas('COCO'))
+    from cvpack.data.meta import oks_sigmas
+    same = evaluate_keypoints(coco_gt, path, sigmas=oks_sigmas('COCO'))
     assert same['AP'] == pytest.approx(evaluate_keypoints(coco_gt, path)['AP'])
-    looser = evaluate_keypoints(coco_gt, path, sigmas=2 * real_sigmas('COCO'))
+    looser = evaluate_keypoints(coco_gt, path, sigmas=2 * oks_sigmas('COCO'))
     assert looser['AP'] > same['AP']                   # larger sigmas -> higher OKS -> higher AP
     with pytest.raises(ValueError, match='16 OKS sigmas for 17'):
         evaluate_keypoints(coco_gt, path, sigmas=np.ones(16))

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from cvpack.evaluation import oks_iou, oks_matrix, oks_nms, real_sigmas, rescore_megvii, rescore_simple_baselines, soft_oks_nms
+from cvpack.evaluation import oks_iou, oks_matrix, oks_nms, rescore_megvii, rescore_simple_baselines, soft_oks_nms
 
 SIG = np.array([0.1, 0.1])
 
@@ -43,9 +43,11 @@ def test_soft_oks_nms_decays_instead_of_dropping():
     assert soft_oks_nms(insts, 0.3, SIG, max_dets=2) == [0, 2]
 
 
-def test_real_sigmas():
-    assert real_sigmas('COCO')[0] == pytest.approx(0.026)
-    assert real_sigmas('MPII')[0] == pytest.approx(0.089)
+def test_oks_sigmas_real_scale():
+    from cvpack.data.meta import oks_sigmas
+    assert oks_sigmas('COCO')[0] == pytest.approx(0.026)   # pycocotools: .26 / 10
+    assert oks_sigmas('COCO')[11] == pytest.approx(0.107)
+    assert oks_sigmas('MPII')[0] == pytest.approx(0.089)
 
 
 def test_rescoring():

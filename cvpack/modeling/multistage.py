@@ -1,0 +1,252 @@
+"""The Megvii multi-stage pose network (MSPN, Li et al. 2019; RSN, Cai et al. 2020) with a pluggable encoder block.
+
+Module tree and names follow the originals exactly (reference_rsn_mspn.md §1.1, §1.7), so their checkpoints
+load strictly: ``top`` (stem), ``stage{s}.downsample.layer{1-4}.{b}`` (encoder), ``stage{s}.upsample.up{1-4}``
+(decoder: ``u_skip``, ``up_conv``, ``skip1``, ``skip2``, ``cross_conv``, ``res_conv1``, ``res_conv2``).
+Differences from the original, all behaviour-preserving at the original's shapes:
+
+* block type, block counts and stage count come from the config (bug #20: they were hard-coded);
+* decoder level sizes are taken from the encoder feature maps instead of ``OUTPUT_SHAPE // 8 ...``, and the
+  input/output ratio is validated with a clear error (bug #19);
+* ``zero_init_residual`` works (bug #10: it referenced a missing ``bn3``);
+* activation checkpointing does not update BN statistics twice (bug #5, see :class:`ConvBnRelu`);
+* the loss is computed batched (:mod:`cvpack.modeling.losses.megvii`), same value as the per-sample original.
+
+Blocks live in :mod:`cvpack.modeling.megvii_blocks`.
+"""
+from typing import List, Optional, Sequence
+
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import ConvBnRelu
+from .losses.megvii import megvii_loss
+from .megvii_blocks import BLOCKS, PRM
+
+# MODEL.BACKBONE -> (block type, blocks per layer). 'Res-50' is the original config value (MSPN's encoder).
+BACKBONES = {
+    'Res-18': ('res18', (2, 2, 2, 2)),      # RSN repo's Res18 baseline: 3-conv blocks, expansion 1 (§1.2)
+    'RSN-18': ('rsb', (2, 2, 2, 2)),        # §1.3
+    'RSN-50': ('rsb', (3, 4, 6, 3)),        # the author's recipe, issue #21 (§1.6)
+    'RSN-101': ('rsb', (3, 4, 23, 3)),
+    'Res-50': ('bottleneck', (3, 4, 6, 3)),  # MSPN (§1.5)
+    'Res-101': ('bottleneck', (3, 4, 23, 3)),
+}
+
+
+class Stem(nn.Module):
+    """``top``: 7x7/2 conv unit + 3x3/2 max-pool. (N, 3, H, W) -> (N, 64, H/4, W/4)."""
+
+    def __init__(self, efficient=False):
+        super().__init__()
+        self.conv = ConvBnRelu(3, 64, 7, 2, 3, efficient=efficient)
+
+    def forward(self, x):
+        return F.max_pool2d(self.conv(x), 3, 2, 1)
+
+
+class Encoder(nn.Module):
+    """``stage{s}.downsample``: four residual layers at strides 1, 2, 2, 2 (1/4 ... 1/32 of the input)."""
+
+    def __init__(self, block, blocks, has_skip=False, efficient=False, zero_init_residual=False):
+        super().__init__()
+        self.has_skip = has_skip
+        self.in_planes = 64
+        for k, (planes, count) in enumerate(zip((64, 128, 256, 512), blocks)):
+            setattr(self, 'layer%d' % (k + 1), self._make_layer(block, planes, count, 1 if k == 0 else 2, efficient))
+        # Original init (§1.1): Kaiming fan_out for the encoder convs, BN 1/0; conv biases keep torch's default.
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+        if zero_init_residual:  # bug #10 fixed: zero the last BN of each residual branch
+            for m in self.modules():
+                if isinstance(m, tuple(BLOCKS.values())):
+                    nn.init.constant_(m.conv_bn_relu3.bn.weight, 0)
+
+    @property
+    def out_channels(self) -> List[int]:
+        return [getattr(self, 'layer%d' % k)[-1].out_planes for k in (1, 2, 3, 4)]
+
+    def _make_layer(self, block, planes, count, stride, efficient):
+        downsample = None
+        if stride != 1 or self.in_planes != planes * block.expansion:
+            downsample = ConvBnRelu(self.in_planes, planes * block.expansion, 1, stride, 0, has_relu=False,
+                                    efficient=efficient)
+        layers = [block(self.in_planes, planes, stride, downsample, efficient=efficient)]
+        self.in_planes = planes * block.expansion
+        layers += [block(self.in_planes, planes, efficient=efficient) for _ in range(1, count)]
+        return nn.Sequential(*layers)
+
+    def forward(self, x, skip1=None, skip2=None):
+        """x: (N, C, H/4, W/4); skip1/skip2: previous stage's lists (1/4 first) or None.
+
+        Returns the four layer outputs deepest first (1/32, 1/16, 1/8, 1/4). With ``has_skip`` each layer's
+        output gets the same-resolution skip1 + skip2 added before it feeds the next layer (MSPN aggregation).
+        """
+        feats = []
+        for k in range(4):
+            x = getattr(self, 'layer%d' % (k + 1))(x)
+            if self.has_skip:
+                x = x + skip1[k] + skip2[k]
+            feats.append(x)
+        return feats[::-1]
+
+
+class UpsampleUnit(nn.Module):
+    """``up{ind+1}``: fuse one encoder level with the coarser decoder feature, predict K heatmaps."""
+
+    def __init__(self, ind, in_planes, num_keypoints, chl_num=256, gen_skip=False, gen_cross_conv=False,
+                 efficient=False, prm=False):
+        super().__init__()
+        self.ind = ind
+        self.u_skip = ConvBnRelu(in_planes, chl_num, 1, 1, 0, has_relu=False, efficient=efficient)
+        if ind > 0:
+            self.up_conv = ConvBnRelu(chl_num, chl_num, 1, 1, 0, has_relu=False, efficient=efficient)
+        self.gen_skip = gen_skip
+        if gen_skip:
+            self.skip1 = ConvBnRelu(in_planes, in_planes, 1, 1, 0, efficient=efficient)
+            self.skip2 = ConvBnRelu(chl_num, in_planes, 1, 1, 0, efficient=efficient)
+        self.gen_cross_conv = gen_cross_conv and ind == 3
+        if self.gen_cross_conv:
+            self.cross_conv = ConvBnRelu(chl_num, 64, 1, 1, 0, efficient=efficient)
+        self.res_conv1 = ConvBnRelu(chl_num, chl_num, 1, 1, 0, efficient=efficient)
+        self.res_conv2 = ConvBnRelu(chl_num, num_keypoints, 3, 1, 1, has_relu=False, efficient=efficient)
+        if prm:
+            self.prm = PRM(num_keypoints, efficient=efficient)
+
+    def forward(self, x, up_x, output_size):
+        """x: encoder feature (N, C, h_l, w_l); up_x: previous unit's fused feature (N, 256, h', w') or None.
+
+        Returns (out (N, 256, h_l, w_l), heatmap (N, K, *output_size), skip1, skip2, cross_conv); skips and
+        cross_conv are None when not generated. Resizes are bilinear with align_corners=True (original).
+        """
+        out = self.u_skip(x)
+        if self.ind > 0:
+            up_x = F.interpolate(up_x, size=out.shape[-2:], mode='bilinear', align_corners=True)
+            out = out + self.up_conv(up_x)
+        out = F.relu(out)
+        res = self.res_conv2(self.res_conv1(out))
+        if hasattr(self, 'prm'):
+            res = self.prm(res)
+        res = F.interpolate(res, size=output_size, mode='bilinear', align_corners=True)
+        skip1 = self.skip1(x) if self.gen_skip else None
+        skip2 = self.skip2(out) if self.gen_skip else None
+        cross = self.cross_conv(out) if self.gen_cross_conv else None
+        return out, res, skip1, skip2, cross
+
+
+class Decoder(nn.Module):
+    """``stage{s}.upsample``: units up1 (1/32) ... up4 (1/4)."""
+
+    def __init__(self, in_planes: Sequence[int], num_keypoints, chl_num=256, gen_skip=False, gen_cross_conv=False,
+                 efficient=False, prm=False):
+        super().__init__()
+        for i, planes in enumerate(in_planes):
+            setattr(self, 'up%d' % (i + 1), UpsampleUnit(i, planes, num_keypoints, chl_num, gen_skip, gen_cross_conv,
+                                                         efficient, prm=prm and i == 3))
+
+    def forward(self, feats, output_size):
+        """feats: encoder outputs deepest first. Returns (heatmaps coarse->fine, skip1 1/4-first, skip2, cross)."""
+        out, res, skip1, skip2 = None, [], [], []
+        for i, x in enumerate(feats):
+            out, r, s1, s2, cross = getattr(self, 'up%d' % (i + 1))(x, out, output_size)
+            res.append(r)
+            skip1.append(s1)
+            skip2.append(s2)
+        return res, skip1[::-1], skip2[::-1], cross
+
+
+class SingleStage(nn.Module):
+    def __init__(self, block, blocks, num_keypoints, chl_num=256, has_skip=False, gen_skip=False,
+                 gen_cross_conv=False, efficient=False, zero_init_residual=False, prm=False):
+        super().__init__()
+        self.downsample = Encoder(block, blocks, has_skip, efficient, zero_init_residual)
+        self.upsample = Decoder(self.downsample.out_channels[::-1], num_keypoints, chl_num, gen_skip,
+                                gen_cross_conv, efficient, prm)
+
+    def forward(self, x, skip1, skip2, output_size):
+        return self.upsample(self.downsample(x, skip1, skip2), output_size)
+
+
+class MultiStageNet(nn.Module):
+    """MSPN / RSN: ``top`` + ``stage_num`` encoder-decoder stages with cross-stage aggregation.
+
+    Args:
+        num_keypoints: K.
+        output_shape: (h, w) of the heatmaps; the input must be exactly (4h, 4w).
+        block: 'res18' | 'rsb' | 'bottleneck' (see :data:`BLOCKS`); blocks: blocks per layer, e.g. (2, 2, 2, 2).
+        stage_num: number of stages; stage s < stage_num-1 feeds skip1/skip2/cross_conv to stage s+1.
+        up_channels: decoder width (MODEL.UPSAMPLE_CHANNEL_NUM).
+        efficient: activation checkpointing per conv unit (RUN_EFFICIENT).
+        zero_init_residual: zero the last BN of every residual branch.
+        prm: apply the Pose Refine Machine to each stage's finest heatmap (off in every released exp).
+        loss: keyword arguments of :func:`megvii_loss` (ohkm, topk, coarse_to_fine, mask).
+    """
+
+    def __init__(self, num_keypoints, output_shape, block='rsb', blocks=(2, 2, 2, 2), stage_num=1, up_channels=256,
+                 efficient=False, zero_init_residual=False, prm=False, loss: Optional[dict] = None):
+        super().__init__()
+        if block not in BLOCKS:
+            raise KeyError('unknown encoder block %r; known: %s' % (block, sorted(BLOCKS)))
+        if len(blocks) != 4 or stage_num < 1:
+            raise ValueError('need 4 block counts and >= 1 stage, got blocks=%s stage_num=%s' % (blocks, stage_num))
+        self.output_shape = tuple(int(v) for v in output_shape)
+        self.stage_num = stage_num
+        self.loss_kwargs = dict(loss or {})
+        self.top = Stem(efficient)
+        for s in range(stage_num):
+            last = s == stage_num - 1
+            setattr(self, 'stage%d' % s, SingleStage(BLOCKS[block], blocks, num_keypoints, up_channels, has_skip=s > 0,
+                                                     gen_skip=not last, gen_cross_conv=not last, efficient=efficient,
+                                                     zero_init_residual=zero_init_residual, prm=prm))
+
+    def forward_stages(self, images):
+        """images: (N, 3, 4h, 4w) -> list over stages of 4 heatmaps (N, K, h, w), coarse (1/32) to fine (1/4)."""
+        h, w = self.output_shape
+        if images.dim() != 4 or tuple(images.shape[-2:]) != (4 * h, 4 * w):
+            raise ValueError('input of shape %s does not match OUTPUT_SHAPE %s: the network expects (N, 3, %d, %d) '
+                             '(INPUT_SHAPE must be 4x OUTPUT_SHAPE)' % (tuple(images.shape), (h, w), 4 * h, 4 * w))
+        x = self.top(images)
+        skip1 = skip2 = None
+        outputs = []
+        for s in range(self.stage_num):
+            res, skip1, skip2, x = getattr(self, 'stage%d' % s)(x, skip1, skip2, self.output_shape)
+            outputs.append(res)
+        return outputs
+
+    def forward(self, images, targets=None):
+        """images: (N, 3, H, W) normalised (BGR, per cfg.INPUT), H, W = 4x OUTPUT_SHAPE.
+
+        Training (self.training and targets given; targets['target'] (N, L>=5, K, h, w) peak 255,
+        targets['target_weight'] (N, K) visibility 0/1/2): returns the per-stage, per-level loss terms
+        ``{'loss_s{s}_l{j}': scalar}`` (coarse levels already x0.25); their sum is the original total_loss.
+        Eval: the last stage's finest heatmaps (N, K, h, w) in heatmap pixels (stride 4 of the input crop).
+        """
+        outputs = self.forward_stages(images)
+        if self.training and targets is not None:
+            return megvii_loss(outputs, targets['target_weight'], targets['target'], **self.loss_kwargs)
+        return outputs[-1][-1]
+
+
+def build_multistage(cfg) -> MultiStageNet:
+    """Build from an exp config: MODEL.BACKBONE (see :data:`BACKBONES`), MODEL.BLOCKS (None = the backbone's),
+    MODEL.STAGE_NUM, MODEL.UPSAMPLE_CHANNEL_NUM, MODEL.PRM, MODEL.ZERO_INIT_RESIDUAL, RUN_EFFICIENT, LOSS.*."""
+    m = cfg.MODEL
+    if m.BACKBONE not in BACKBONES:
+        raise KeyError('MODEL.BACKBONE %r unknown; known: %s' % (m.BACKBONE, sorted(BACKBONES)))
+    block, blocks = BACKBONES[m.BACKBONE]
+    blocks = tuple(m.get('BLOCKS') or blocks)
+    in_h, in_w = cfg.INPUT_SHAPE
+    out_h, out_w = cfg.OUTPUT_SHAPE
+    if (in_h, in_w) != (4 * out_h, 4 * out_w):
+        raise ValueError('%s: INPUT_SHAPE %s must be 4x OUTPUT_SHAPE %s for the Megvii networks'
+                         % (cfg.get('EXP_NAME', 'config'), list(cfg.INPUT_SHAPE), list(cfg.OUTPUT_SHAPE)))
+    loss = dict(ohkm=cfg.LOSS.OHKM, topk=cfg.LOSS.TOPK, coarse_to_fine=cfg.LOSS.COARSE_TO_FINE,
+                mask=cfg.LOSS.get('MASK', 'megvii'))
+    return MultiStageNet(cfg.DATASET.KEYPOINT.NUM, cfg.OUTPUT_SHAPE, block, blocks, m.STAGE_NUM,
+                         m.UPSAMPLE_CHANNEL_NUM, efficient=bool(cfg.get('RUN_EFFICIENT', False)),
+                         zero_init_residual=bool(m.get('ZERO_INIT_RESIDUAL', False)), prm=bool(m.get('PRM', False)),
+                         loss=loss)

@@ -1,0 +1,13 @@
+"""MLPE row (e): ResNeSt-50 at 384x288, released settings.
+
+The a-d mapping of the README ablation columns is inferred (see projects/MLPE/README.md).
+"""
+import os.path as osp
+
+from cvpack.config import config_main
+from cvpack.config.cpn import cpn_config
+
+cfg = cpn_config(osp.dirname(osp.abspath(__file__)), input_shape=(384, 288), backbone='resnest50')
+
+if __name__ == '__main__':
+    config_main(cfg)

@@ -1,0 +1,67 @@
+"""MLPE = ResNeSt trunk + multi-level prediction net + high-resolution fine-tuning net (§1.1).
+
+Fixes of the released code (§1.11): the forward uses the multi-level net by its real name (the
+original called a non-existent ``global_net``), the context branch works at any input size, and the
+unused C4-C2 laterals are an option that is not built when off.
+"""
+import logging
+
+from torch import nn
+
+from cvpack.modeling.backbones.resnest import build_resnest, load_official_weights
+
+from .hrfine import HRFineNet
+from .loss import global_loss, refine_loss
+from .multilevel import MultiLevelNet
+
+logger = logging.getLogger(__name__)
+
+
+class MLPE(nn.Module):
+    """Args mirror the ``cfg.MODEL`` keys (see :func:`build_model`); ``loss`` is ``cfg.LOSS``-like."""
+
+    def __init__(self, backbone='resnest50', num_joints=17, feature_retention=True, pred_kernel=3,
+                 upsample='deconv', lateral_skips=False, topk=8, use_ohkm=True):
+        super().__init__()
+        self.backbone = build_resnest(backbone)
+        self.multilevel_net = MultiLevelNet(self.backbone.out_channels[::-1], num_joints,
+                                            feature_retention=feature_retention, pred_kernel=pred_kernel,
+                                            upsample=upsample, lateral_skips=lateral_skips)
+        self.refine_net = HRFineNet(num_joints=num_joints, pred_kernel=pred_kernel, upsample=upsample)
+        self.topk, self.use_ohkm = topk, use_ohkm
+
+    def forward(self, images, targets=None):
+        """Args:
+            images: (N, 3, H, W), RGB minus mean/255 (cpn pipeline); H, W multiples of 32.
+            targets: the collated batch dict with ``target`` (N, 4, K, H/4, W/4), peak 255, kernels
+                coarse to fine, and ``target_weight`` (N, K) visibility 0/1/2.
+
+        Returns:
+            training with targets: {'global_loss', 'refine_loss'} scalars;
+            otherwise the final heatmaps (N, K, H/4, W/4) on the input-crop stride-4 grid (peak ~255).
+        """
+        if images.shape[-2] % 32 or images.shape[-1] % 32:
+            # the three x2 upsamplings from C5 must land on the stride-4 grid
+            raise ValueError('MLPE needs an input size divisible by 32, got %s' % (tuple(images.shape[-2:]),))
+        feats = self.backbone(images)[::-1]           # [C5, C4, C3, C2]
+        levels, global_maps = self.multilevel_net(feats)
+        refined = self.refine_net(levels)
+        if not (self.training and targets is not None):
+            return refined
+        target, weight = targets['target'], targets['target_weight']
+        if target.dim() != 5 or target.shape[1] != len(global_maps):
+            raise ValueError('MLPE expects target (N, %d, K, h, w), got %s' % (len(global_maps), tuple(target.shape)))
+        return {'global_loss': global_loss(global_maps, target, weight),
+                'refine_loss': refine_loss(refined, target[:, -1], weight, self.topk, self.use_ohkm)}
+
+
+def build_model(cfg) -> MLPE:
+    """MLPE from ``cfg.MODEL`` (BACKBONE, FEATURE_RETENTION, PRED_KERNEL, UPSAMPLE, LATERAL_SKIPS,
+    OUTPUT_NUM, PRETRAINED = official ResNeSt ImageNet weights path/URL) and ``cfg.LOSS`` (OHKM, TOPK)."""
+    m = cfg.MODEL
+    model = MLPE(m.BACKBONE, m.OUTPUT_NUM, m.FEATURE_RETENTION, m.PRED_KERNEL, m.UPSAMPLE, m.LATERAL_SKIPS,
+                 cfg.LOSS.TOPK, cfg.LOSS.OHKM)
+    if m.get('PRETRAINED'):
+        report = load_official_weights(model.backbone, m.PRETRAINED)
+        logger.info('ResNeSt ImageNet weights from %s: %s', m.PRETRAINED, report.summary())
+    return model

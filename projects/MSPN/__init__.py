@@ -1,0 +1,1 @@
+"""MSPN: Multi-Stage Pose Network (Li et al., 2019)."""

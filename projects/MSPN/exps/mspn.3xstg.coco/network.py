@@ -1,0 +1,1 @@
+from projects.MSPN.mspn import build_model  # noqa: F401

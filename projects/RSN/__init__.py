@@ -1,0 +1,1 @@
+"""RSN: Residual Steps Network (Cai et al., ECCV 2020)."""

@@ -1,0 +1,1 @@
+from projects.RSN.rsn import build_model  # noqa: F401

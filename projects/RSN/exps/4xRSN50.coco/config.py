@@ -1,0 +1,11 @@
+import os.path as osp
+
+from cvpack.config import config_main
+from cvpack.config.megvii import megvii_config
+
+cfg = megvii_config(osp.dirname(osp.abspath(__file__)), dataset='COCO')
+cfg.MODEL.BACKBONE = 'RSN-50'
+cfg.MODEL.STAGE_NUM = 4
+
+if __name__ == '__main__':
+    config_main(cfg)
