@@ -152,8 +152,11 @@ def test_fpn_levels_and_multilevel():
                                        torch.tensor([[0, 0, 20, 20.], [4, 4, 40, 40.]])], 2, (4, 8, 16, 32))
     # 60 px box -> level floor(4 + log2(60/224)) = 2 -> p2 (value 4); tiny box -> p2 as well.
     assert out[:2, 0, 0, 0].tolist() == [4.0, 4.0]
-    boxes = torch.tensor([[0, 0, 400, 400.], [0, 0, 120, 120.]])
-    out = multilevel_roi_align(feats, [boxes[:1], boxes[1:]], 1, (4, 8, 16, 32), border='zeros')
-    # 400 px -> p5 of image 0 (value 32, partly outside: 64 px map -> 0.16 x 0.16 inside ~ small);
-    # 120 px -> p3 of image 1 (value 8, 120 px box inside the 64 px map only for x, y < 64).
-    assert out.shape == (2, 1, 1, 1) and 0 < out[0].item() < 32 and 0 < out[1].item() < 8
+    g = torch.Generator().manual_seed(0)
+    feats = [torch.randn(2, 1, 64 // s, 64 // s, generator=g) for s in (4, 8, 16, 32)]
+    boxes = torch.tensor([[0, 0, 1000, 1000.], [3, 5, 123, 125.]])
+    out = multilevel_roi_align(feats, [boxes[:1], boxes[1:]], 2, (4, 8, 16, 32), border='zeros')
+    # 1000 px -> level 6 clamped to p5, image 0; 120 px -> floor(4 + log2(120/224)) = 3 -> p3, image 1.
+    ref0 = roi_align(feats[3], torch.tensor([[0, 0, 0, 1000, 1000.]]), 2, 1 / 32, border='zeros')
+    ref1 = roi_align(feats[1], torch.tensor([[1, 3, 5, 123, 125.]]), 2, 1 / 8, border='zeros')
+    assert torch.equal(out[0], ref0[0]) and torch.equal(out[1], ref1[0])
