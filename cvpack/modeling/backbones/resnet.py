@@ -110,11 +110,15 @@ class ResNet(nn.Module):
         norm: 'BN' or 'FrozenBN'.
         stride_in_1x1: MSRA/Detectron2 bottleneck variant.
         freeze_at: 0 = train everything; 1 = freeze the stem; k>1 = also freeze layer1..layer{k-1} (Detectron2).
+        block: optional block class replacing the variant's (same ``make_layer`` signature and
+            ``expansion``), e.g. HSR-MSNet's split+SE bottleneck; the depth table stays the variant's.
     """
 
-    def __init__(self, depth_name='resnet50', num_layers=4, norm='BN', stride_in_1x1=False, freeze_at=0):
+    def __init__(self, depth_name='resnet50', num_layers=4, norm='BN', stride_in_1x1=False, freeze_at=0,
+                 block=None):
         super().__init__()
-        block, counts = RESNET_VARIANTS[depth_name]
+        variant_block, counts = RESNET_VARIANTS[depth_name]
+        block = block or variant_block
         self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
         self.bn1 = norm_layer(norm)(64)
         self.relu = nn.ReLU(inplace=True)

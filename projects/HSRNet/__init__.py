@@ -1,0 +1,1 @@
+"""HSRNet / HSR-MSNet project (see README.md)."""

@@ -1,0 +1,1 @@
+from projects.HSRNet.hsrnet import build_model  # noqa: F401

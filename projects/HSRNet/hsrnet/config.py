@@ -1,0 +1,41 @@
+"""HSRNet keys on top of the Simple Baselines preset (detectron2-style ``add_*_config``).
+
+Input size, sigma, optimiser and the epoch schedule come from ``cvpack.config.simple_baselines``; this adds
+only the model keys.
+"""
+from easydict import EasyDict as edict
+
+from cvpack.modeling.backbones import HSRNET_VARIANTS
+from cvpack.modeling.backbones.hsrnet import canonical_name
+
+# torchvision ImageNet weights for the stem and layer1-3 (§2.5): the 110/161 originals used exactly these
+# files; the 59-layer one used a DetNet-59 checkpoint nobody publishes, whose stem/layer1-3 are a ResNet-50.
+# Set MODEL.PRETRAINED to a local copy (or '' for none) on machines without network access.
+IMAGENET_URLS = {
+    'resnet50': 'https://download.pytorch.org/models/resnet50-19c8e357.pth',
+    'resnet101': 'https://download.pytorch.org/models/resnet101-5d3b4d8f.pth',
+    'resnet152': 'https://download.pytorch.org/models/resnet152-b121ed2d.pth',
+}
+
+
+def add_hsrnet_config(cfg, backbone='hsrnet59'):
+    """Set the HSRNet model keys (§2.3) on ``cfg`` and return it.
+
+    MODEL.PRETRAINED: the torchvision ImageNet ResNet of the backbone's depth (:data:`IMAGENET_URLS`).
+    MODEL.BACKBONE: a key of ``cvpack.modeling.backbones.HSRNET_VARIANTS`` (or an alias like 'HSR-MSNet-59').
+    MODEL.NUM_DECONV_FILTERS: one entry per deconvolution (2 x 256: the backbone already has stride 16).
+    MODEL.DECONV_KERNEL: 4 (default), 3 or 2, the README's ablation; padding as Simple Baselines.
+    MODEL.FINAL_CONV_KERNEL: 1 (original) or 3.
+    LOSS.USE_TARGET_WEIGHT: JointsMSELoss weighting (True in every original yaml).
+    """
+    backbone = canonical_name(backbone)
+    cfg.MODEL.BACKBONE = backbone
+    cfg.MODEL.PRETRAINED = IMAGENET_URLS[HSRNET_VARIANTS[backbone][0]]
+    cfg.MODEL.NUM_DECONV_FILTERS = [256, 256]
+    cfg.MODEL.DECONV_KERNEL = 4
+    cfg.MODEL.FINAL_CONV_KERNEL = 1
+    if 'LOSS' not in cfg:
+        cfg.LOSS = edict()
+    if 'USE_TARGET_WEIGHT' not in cfg.LOSS:   # the preset's value wins
+        cfg.LOSS.USE_TARGET_WEIGHT = True
+    return cfg
