@@ -14,6 +14,7 @@ DATASET_TABLE = {
     'megvii': 'cvpack.data.topdown:TopDownDataset',
     'simple_baselines': 'cvpack.data.topdown:TopDownDataset',
     'cpn': 'cvpack.data.cpn:CPNDataset',            # MLPE (pytorch-cpn's crop and 4-way augmentation)
+    'detection': 'cvpack.data.detection:DetectionDataset',   # GCPose whole-image path
 }
 
 
@@ -33,6 +34,9 @@ def build_dataset(cfg, split):
 def collate(batch):
     """List of sample dicts -> dict: tensors stacked along a new dim 0, any other value kept as a list.
 
+    Tensors of different shapes (whole-image detection samples: images of different sizes, per-image box
+    counts) are kept as a list too; the detection model pads the images itself.
+
     Module level (picklable under spawn/forkserver, unlike the original's nested class, spec §7 #24).
     """
     if not batch:
@@ -40,5 +44,6 @@ def collate(batch):
     out = {}
     for key in batch[0]:
         values = [sample[key] for sample in batch]
-        out[key] = torch.stack(values, 0) if all(torch.is_tensor(v) for v in values) else values
+        stack = all(torch.is_tensor(v) and v.shape == values[0].shape for v in values)
+        out[key] = torch.stack(values, 0) if stack else values
     return out

@@ -127,6 +127,10 @@ class Trainer:
         s, ctx = self.solver, self.ctx
         sampler = IterationBasedSampler(len(self.dataset), s.IMS_PER_GPU, s.MAX_ITER, self.start_iter,
                                         ctx.rank, ctx.world_size, seed=int(self.cfg.get('SEED', 0)))
+        if self.cfg.DATALOADER.get('ASPECT_RATIO_GROUPING') and hasattr(self.dataset, 'aspect_ratio_flags'):
+            # Detection (GCPose): one aspect-ratio group per batch, still resumable (see GroupedIterationSampler).
+            from ..data.detection import GroupedIterationSampler
+            sampler = GroupedIterationSampler(sampler, self.dataset.aspect_ratio_flags())
         # A private generator: the DataLoader draws its worker base seed from it, not from the global torch
         # RNG, so the global stream (dropout, augmentation with num_workers=0) is the same with or without resume.
         gen = torch.Generator()

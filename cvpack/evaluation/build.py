@@ -87,7 +87,13 @@ _EVALUATORS = {'COCO': CocoEvaluator, 'MPII': MpiiEvaluator}
 
 
 def build_evaluator(cfg):
-    """Callable ``(instances, output_dir) -> metrics dict`` for cfg.DATASET.NAME ('COCO' or 'MPII')."""
+    """Callable ``(instances, output_dir) -> metrics dict`` for cfg.DATASET.NAME ('COCO' or 'MPII').
+
+    The whole-image 'detection' pipeline (GCPose) adds person box AP to the COCO keypoint metrics.
+    """
+    if cfg.DATASET.get('PIPELINE') == 'detection':
+        from projects.GCPose.gcpose.predictor import DetectionEvaluator
+        return DetectionEvaluator(cfg)
     name = cfg.DATASET.NAME.upper()
     if name not in _EVALUATORS:
         raise KeyError('no evaluator for dataset %r; known: %s' % (cfg.DATASET.NAME, sorted(_EVALUATORS)))

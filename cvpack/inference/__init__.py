@@ -7,6 +7,7 @@ PREDICTORS = {
     'megvii': 'cvpack.inference.topdown:TopDownPredictor',
     'simple_baselines': 'cvpack.inference.topdown:TopDownPredictor',
     'cpn': 'cvpack.inference.topdown:TopDownPredictor',
+    'detection': 'projects.GCPose.gcpose.predictor:DetectionPredictor',   # GCPose / Keypoint R-CNN
 }
 
 

@@ -1,0 +1,96 @@
+"""The detection preset (GCPose / Keypoint R-CNN): Detectron2 v0.5 ``keypoint_rcnn_R_50_FPN_3x`` defaults.
+
+Numbers are from reference_mlpe_hsrnet_gcpose.md §4.1 (Detectron2) and §3 (GCPose changes); exps override
+only what differs (``MODEL.ROI_KEYPOINT_HEAD.GCM_POSITIONS = []`` etc. for the stock baseline).
+
+Weights / input convention: ``MODEL.PRETRAINED`` takes torchvision-format ResNet state dicts, which are
+stride-in-3x3 and expect RGB input normalised with the ImageNet mean/std (in 0-255 units). The preset
+therefore uses ``STRIDE_IN_1X1 = False``, ``COLOR_RGB = True`` and those statistics. For MSRA caffe2
+R-50.pkl / R-101.pkl weights (converted to these key names), Detectron2's setting is
+``MODEL.RESNET.STRIDE_IN_1X1 True``, BGR, mean (103.530, 116.280, 123.675), std (1, 1, 1).
+"""
+import os.path as osp
+
+from easydict import EasyDict as edict
+
+from ..data.meta import get_dataset_meta
+from .base import base_config
+
+
+def _dataset(root_dir):
+    meta = get_dataset_meta('COCO')
+    d = edict()
+    d.NAME = 'COCO'
+    d.PIPELINE = 'detection'
+    d.ROOT = osp.join(root_dir, 'dataset', 'COCO')
+    d.TRAIN_IMAGES = 'images/train2017'
+    d.TRAIN_ANN = 'annotations/person_keypoints_train2017.json'
+    d.VAL_IMAGES = 'images/val2017'
+    d.VAL_ANN = 'annotations/person_keypoints_val2017.json'
+    d.KEYPOINT = edict(NUM=meta.num_keypoints, FLIP_PAIRS=[list(p) for p in meta.flip_pairs])
+    d.COLOR_RGB = True
+    d.MIN_KEYPOINTS_PER_IMAGE = 1      # images with fewer labelled keypoints are dropped (train)
+    return d
+
+
+def _model():
+    m = edict()
+    m.BACKBONE = 'resnet50'
+    m.RESNET = edict(STRIDE_IN_1X1=False, FREEZE_AT=2, NORM='FrozenBN')
+    m.RPN = edict(
+        ANCHOR_SIZES=[32, 64, 128, 256, 512], ASPECT_RATIOS=[0.5, 1.0, 2.0],
+        IOU_THRESHOLDS=[0.3, 0.7], IOU_LABELS=[0, -1, 1], BATCH_SIZE_PER_IMAGE=256, POSITIVE_FRACTION=0.5,
+        BBOX_REG_WEIGHTS=[1.0, 1.0, 1.0, 1.0], NMS_THRESH=0.7,
+        PRE_NMS_TOPK_TRAIN=2000, PRE_NMS_TOPK_TEST=1000,
+        POST_NMS_TOPK_TRAIN=1500, POST_NMS_TOPK_TEST=1000)   # 1500: the keypoint config's value
+    m.ROI_HEADS = edict(
+        NUM_CLASSES=1, IN_FEATURES=['p2', 'p3', 'p4', 'p5'], IOU_THRESHOLD=0.5,
+        BATCH_SIZE_PER_IMAGE=512, POSITIVE_FRACTION=0.25, POOLER_RESOLUTION=7, POOLER_SAMPLING_RATIO=0,
+        BBOX_REG_WEIGHTS=[10.0, 10.0, 5.0, 5.0], SMOOTH_L1_BETA=0.5,
+        SCORE_THRESH_TEST=0.05, NMS_THRESH_TEST=0.5, DETECTIONS_PER_IMAGE=100)
+    m.ROI_KEYPOINT_HEAD = edict(
+        NUM_KEYPOINTS=17, POOLER_RESOLUTION=14, NUM_CONVS=8, CONV_DIM=512, LOSS_WEIGHT=1.0, GCM_HEADS=4,
+        # GCPose (§3.1): GCMs before convs 0 and 4, P2-only pooling, x1.3 boxes, zeros outside the map.
+        GCM_POSITIONS=[0, 4], P2_ONLY=True, BOX_ENLARGE=1.3, ZERO_PAD_OUTSIDE=True)
+    return m
+
+
+def detection_config(exp_dir):
+    """Defaults of a GCPose exp (R-50-FPN, COCO person keypoints, Detectron2 3x schedule, 2 images per process)."""
+    cfg = base_config(exp_dir)
+    cfg.DATASET = _dataset(cfg.ROOT_DIR)
+    cfg.INPUT = edict(MIN_SIZE_TRAIN=[640, 672, 704, 736, 768, 800], MAX_SIZE_TRAIN=1333,
+                      MIN_SIZE_TEST=800, MAX_SIZE_TEST=1333, SIZE_DIVISIBILITY=32, PROB_FLIP=0.5,
+                      PIXEL_MEAN=[123.675, 116.28, 103.53], PIXEL_STD=[58.395, 57.12, 57.375])  # RGB, 0-255
+    cfg.DATALOADER.ASPECT_RATIO_GROUPING = True
+    cfg.DATALOADER.SIZE_DIVISIBILITY = 32
+    cfg.MODEL.update(_model())
+
+    # Detectron2 3x at 8 processes x 2 images (LR 0.02, 270k iterations, steps 210k/250k, warm-up 1000 from
+    # 0.001), written per process with the engine's explicit linear scaling (REFERENCE_WORLD_SIZE 8): one
+    # process gets LR 0.0025 and 2.16 M iterations with steps 1.68 M / 2.0 M -- exactly the GCPose README
+    # schedule -- and its unscaled 1000-iteration warm-up (SCALE_WARMUP False).
+    cfg.SOLVER.OPTIMIZER = 'SGD'
+    cfg.SOLVER.BASE_LR = 0.0025          # per process; x W processes (0.02 at 8)
+    cfg.SOLVER.REFERENCE_WORLD_SIZE = 8
+    cfg.SOLVER.MOMENTUM = 0.9
+    cfg.SOLVER.WEIGHT_DECAY = 1e-4
+    cfg.SOLVER.WEIGHT_DECAY_BIAS = 1e-4
+    cfg.SOLVER.IMS_PER_GPU = 2
+    cfg.SOLVER.MAX_ITER = 270000
+    cfg.SOLVER.STEPS = (210000, 250000)
+    cfg.SOLVER.GAMMA = 0.1
+    cfg.SOLVER.LR_SCHEDULER = 'multistep'
+    cfg.SOLVER.WARMUP_ITERS = 1000
+    cfg.SOLVER.WARMUP_FACTOR = 0.001
+    cfg.SOLVER.WARMUP_METHOD = 'linear'
+    cfg.SOLVER.SCALE_WARMUP = False
+    cfg.SOLVER.CHECKPOINT_PERIOD = 5000
+
+    cfg.TEST.IMS_PER_GPU = 1
+    cfg.TEST.FLIP = False                  # no TTA (§3.4)
+    cfg.TEST.NMS = 'none'                  # no OKS-NMS, no rescoring: COCO score = box score
+    cfg.TEST.RESCORE = 'none'
+    cfg.TEST.USE_GT_BBOX = False
+    cfg.TEST.DECODER = 'detection'
+    return cfg

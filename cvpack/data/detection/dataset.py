@@ -1,0 +1,149 @@
+"""Whole-image COCO person dataset for GCPose / Keypoint R-CNN (pipeline 'detection').
+
+Sample dict (one image):
+- ``image``: float32 (3, h, w) resized and normalised (RGB or BGR per ``DATASET.COLOR_RGB``), not padded;
+- ``image_size``: (h, w) of that tensor; ``scale``: (sx, sy) resized / original pixels;
+- ``gt_boxes``: float32 (G, 4) xyxy and ``gt_keypoints``: float32 (G, K, 3) (x, y continuous input
+  pixels, v), training only (empty at val);
+- ``image_id`` int, ``orig_size`` (H, W).
+:func:`collate_detection` pads the images to one (N, 3, H, W) batch (multiple of 32) and keeps the rest as lists.
+"""
+import os.path as osp
+import random
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from ..meta import get_dataset_meta
+from .records import load_person_records
+from .transforms import drop_outside_keypoints, hflip_instances, pad_batch, resize_instances
+
+_DIVISIBILITY = 32
+
+
+class DetectionDataset(Dataset):
+    """COCO person images with boxes and keypoints; train: random short side + flip, val: short side 800."""
+
+    def __init__(self, cfg, split):
+        if split not in ('train', 'val'):
+            raise ValueError("split must be 'train' or 'val', got %r" % (split,))
+        d = cfg.DATASET
+        self.train = split == 'train'
+        images = d.TRAIN_IMAGES if self.train else d.VAL_IMAGES
+        ann = d.TRAIN_ANN if self.train else d.VAL_ANN
+        self.ann_file = osp.join(d.ROOT, ann)
+        self.records = load_person_records(self.ann_file, osp.join(d.ROOT, images), self.train,
+                                           d.get('MIN_KEYPOINTS_PER_IMAGE', 1), d.KEYPOINT.NUM)
+        self.flip_perm = get_dataset_meta(d.NAME).flip_permutation()
+        i = cfg.INPUT
+        self.sizes = list(i.MIN_SIZE_TRAIN) if self.train else [i.MIN_SIZE_TEST]
+        self.max_size = i.MAX_SIZE_TRAIN if self.train else i.MAX_SIZE_TEST
+        self.prob_flip = i.PROB_FLIP if self.train else 0.0
+        self.rgb = d.COLOR_RGB
+        self.mean = np.asarray(i.PIXEL_MEAN, dtype=np.float32)
+        self.std = np.asarray(i.PIXEL_STD, dtype=np.float32)
+
+    def __len__(self):
+        return len(self.records)
+
+    def aspect_ratio_flags(self):
+        """1 for landscape (w > h) images, 0 otherwise (Detectron2 aspect-ratio grouping)."""
+        return [int(r['width'] > r['height']) for r in self.records]
+
+    def _read(self, rec):
+        img = cv2.imread(rec['file'], cv2.IMREAD_COLOR)
+        if img is None:
+            raise FileNotFoundError('cannot read image %s (image_id %d)' % (rec['file'], rec['image_id']))
+        if img.shape[:2] != (rec['height'], rec['width']):
+            raise ValueError('%s: image %s is %s, annotation says %s' % (self.ann_file, rec['file'], img.shape[:2],
+                                                                         (rec['height'], rec['width'])))
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB) if self.rgb else img
+
+    def __getitem__(self, idx):
+        rec = self.records[idx]
+        img = self._read(rec)
+        short = random.choice(self.sizes) if self.train else self.sizes[0]
+        img, boxes, kps, scale = resize_instances(img, rec['boxes'], rec['keypoints'], short, self.max_size)
+        if self.train and random.random() < self.prob_flip:
+            img, boxes, kps = hflip_instances(img, boxes, kps, self.flip_perm)
+        h, w = img.shape[:2]
+        sample = {'image_id': rec['image_id'], 'orig_size': (rec['height'], rec['width']),
+                  'image_size': (h, w), 'scale': scale}
+        if self.train:
+            boxes[:, 0::2] = boxes[:, 0::2].clip(0, w)
+            boxes[:, 1::2] = boxes[:, 1::2].clip(0, h)
+            keep = ((boxes[:, 2] - boxes[:, 0]) > 1e-5) & ((boxes[:, 3] - boxes[:, 1]) > 1e-5)
+            sample['gt_boxes'] = torch.from_numpy(boxes[keep])
+            sample['gt_keypoints'] = torch.from_numpy(drop_outside_keypoints(kps[keep], (h, w)))
+        img = (img.astype(np.float32) - self.mean) / self.std
+        sample['image'] = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
+        return sample
+
+
+def collate_detection(samples):
+    """List of samples -> batch: 'image' (N, 3, H, W) zero-padded to a multiple of 32; other keys as lists."""
+    batch = {k: [s[k] for s in samples] for k in samples[0] if k != 'image'}
+    batch['image'] = pad_batch([s['image'] for s in samples], _DIVISIBILITY)
+    return batch
+
+
+class GroupedBatchSampler(Sampler):
+    """Batches of indices with one aspect-ratio group per batch (Detectron2 ``AspectRatioGroupedDataset``).
+
+    Wraps any index sampler: indices are buffered per group and a batch is emitted as soon as a group
+    holds ``batch_size`` of them.
+    """
+
+    def __init__(self, sampler, group_ids, batch_size):
+        self.sampler, self.group_ids, self.batch_size = sampler, list(group_ids), batch_size
+
+    def __iter__(self):
+        buckets = {}
+        for idx in self.sampler:
+            b = buckets.setdefault(self.group_ids[idx], [])
+            b.append(idx)
+            if len(b) == self.batch_size:
+                yield list(b)
+                b.clear()
+
+    def __len__(self):
+        return len(self.sampler) // self.batch_size
+
+
+class GroupedIterationSampler(Sampler):
+    """Aspect-ratio grouping on top of the engine's resumable ``IterationBasedSampler``.
+
+    The grouped stream is a pure function of the wrapped sampler's (seed, rank, world size): it is
+    replayed from iteration 0 (index arithmetic only, no data) and the first ``start_iter`` grouped
+    batches are skipped, so a resumed run continues exactly. With G groups, M grouped batches consume
+    at most M + G source batches, hence the source runs ``len(groups)`` iterations longer.
+    """
+
+    def __init__(self, sampler, group_ids):
+        from ..samplers import IterationBasedSampler
+        self.start_iter, self.num_iters = sampler.start_iter, sampler.num_iters
+        self.group_ids = list(group_ids)
+        extra = len(set(self.group_ids)) + 1
+        self.source = IterationBasedSampler(sampler.dataset_len, sampler.batch_size, sampler.num_iters + extra, 0,
+                                            sampler.rank, sampler.world_size, sampler.seed, sampler.shuffle)
+        self.batch_size = sampler.batch_size
+        self.wrapped = sampler
+
+    def _flat(self):
+        for batch in self.source:
+            yield from batch
+
+    def __iter__(self):
+        for i, batch in enumerate(GroupedBatchSampler(self._flat(), self.group_ids, self.batch_size)):
+            if i >= self.num_iters:
+                return
+            if i >= self.start_iter:
+                yield batch
+
+    def state_dict(self, iteration=None):
+        return self.wrapped.state_dict(iteration)
+
+    def __len__(self):
+        return max(0, self.num_iters - self.start_iter)

@@ -1,0 +1,67 @@
+"""Whole-image transforms: shortest-edge resize, horizontal flip with joint swap, padding to a multiple of 32."""
+import cv2
+import numpy as np
+import torch
+
+
+def shortest_edge_size(h, w, short, max_size):
+    """Detectron2 ``ResizeShortestEdge.get_output_shape``: (new_h, new_w), rounded half up."""
+    scale = short / min(h, w)
+    nh, nw = (short, scale * w) if h < w else (scale * h, short)
+    if max(nh, nw) > max_size:
+        s = max_size / max(nh, nw)
+        nh, nw = nh * s, nw * s
+    return int(nh + 0.5), int(nw + 0.5)
+
+
+def resize_instances(image, boxes, keypoints, short, max_size):
+    """Resize an HxWx3 image and its xyxy boxes / (G, K, 3) keypoints (continuous coordinates).
+
+    Returns (image, boxes, keypoints, (sx, sy)) with s = new / old per axis.
+    """
+    h, w = image.shape[:2]
+    nh, nw = shortest_edge_size(h, w, short, max_size)
+    sx, sy = nw / w, nh / h
+    image = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    boxes = boxes * np.array([sx, sy, sx, sy], dtype=np.float32)
+    keypoints = keypoints.copy()
+    keypoints[..., 0] *= sx
+    keypoints[..., 1] *= sy
+    return image, boxes, keypoints, (sx, sy)
+
+
+def hflip_instances(image, boxes, keypoints, flip_perm):
+    """Mirror the image; x -> W - x (continuous coordinates), boxes re-ordered, left/right joints swapped."""
+    w = image.shape[1]
+    image = image[:, ::-1].copy()
+    boxes = np.stack([w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0], boxes[:, 3]], axis=1).astype(np.float32)
+    keypoints = keypoints[:, flip_perm].copy()
+    keypoints[..., 0] = w - keypoints[..., 0]
+    return image, boxes, keypoints
+
+
+def drop_outside_keypoints(keypoints, hw):
+    """Keypoints outside [0, W] x [0, H] get v = 0 and x = y = 0 (§4.1)."""
+    h, w = hw
+    k = keypoints.copy()
+    out = (k[..., 0] < 0) | (k[..., 1] < 0) | (k[..., 0] > w) | (k[..., 1] > h)
+    k[out] = 0
+    return k
+
+
+def pad_batch(images, divisibility=32):
+    """Zero-pad a list of (3, h, w) tensors to one (N, 3, H, W) batch, H and W rounded up to ``divisibility``.
+
+    A list that is already a padded batch's rows (equal sizes, multiples of ``divisibility``) is just stacked.
+    """
+    H = max(i.shape[-2] for i in images)
+    W = max(i.shape[-1] for i in images)
+    if divisibility > 1:
+        H = -(-H // divisibility) * divisibility
+        W = -(-W // divisibility) * divisibility
+    if all(tuple(i.shape[-2:]) == (H, W) for i in images):
+        return torch.stack(list(images))
+    out = images[0].new_zeros((len(images), images[0].shape[0], H, W))
+    for i, img in enumerate(images):
+        out[i, :, :img.shape[1], :img.shape[2]] = img
+    return out

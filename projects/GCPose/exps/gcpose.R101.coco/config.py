@@ -1,0 +1,10 @@
+"""GCPose R-101-FPN on COCO: the R-50 exp with a ResNet-101 trunk."""
+import os.path as osp
+
+from cvpack.config import config_main
+from cvpack.config.detection import detection_config
+
+cfg = detection_config(osp.dirname(osp.abspath(__file__)))
+cfg.MODEL.BACKBONE = 'resnet101'
+if __name__ == '__main__':
+    config_main(cfg)

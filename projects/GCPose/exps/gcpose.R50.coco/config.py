@@ -1,0 +1,10 @@
+"""GCPose R-50-FPN on COCO (README: 1 GPU, 2 images/iter, lr 0.0025, 2.16 M iterations); all preset values."""
+import os.path as osp
+
+from cvpack.config import config_main
+from cvpack.config.detection import detection_config
+
+cfg = detection_config(osp.dirname(osp.abspath(__file__)))
+cfg.MODEL.BACKBONE = 'resnet50'
+if __name__ == '__main__':
+    config_main(cfg)

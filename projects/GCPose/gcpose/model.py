@@ -1,0 +1,85 @@
+"""Keypoint R-CNN / GCPose model: ResNet-FPN -> RPN -> box + keypoint ROI heads (spec §4.2)."""
+import logging
+
+import torch
+from torch import nn
+
+from cvpack.data.detection.transforms import pad_batch
+from cvpack.modeling.pretrained import load_mapped, load_state_dict
+
+from .fpn import ResNetFPN
+from .roi_heads import KeypointROIHeads
+from .rpn import RPN
+
+logger = logging.getLogger(__name__)
+
+
+class KeypointRCNN(nn.Module):
+    """Two-stage top-down-in-one-network pose estimator (Detectron2 Keypoint R-CNN, optionally GCPose's head).
+
+    Built from ``cfg.MODEL`` (see :func:`cvpack.config.detection.detection_config`).
+    """
+
+    def __init__(self, cfg):
+        super().__init__()
+        m = cfg.MODEL
+        self.backbone = ResNetFPN(m.BACKBONE, m.RESNET.STRIDE_IN_1X1, m.RESNET.FREEZE_AT, m.RESNET.NORM)
+        self.rpn = RPN(m.RPN)
+        self.roi_heads = KeypointROIHeads(m)
+        self.size_divisibility = 32   # FPN: every level must halve exactly
+
+    def forward(self, images, targets=None):
+        """Args:
+            images: (N, 3, H, W) normalised batch, or a list of N (3, h_i, w_i) images; zero-padded here to a
+                multiple of 32 when needed (Detectron2 pads inside the model as well).
+            targets: the collated batch dict: 'image_size' N (h, w) of the resized, un-padded images;
+                training also 'gt_boxes' N (G_i, 4) xyxy and 'gt_keypoints' N (G_i, K, 3) (x, y continuous
+                input pixels, v); 'scale' N (sx, sy) or floats (input pixels per original pixel) rescales the output.
+        Returns:
+            training: dict of scalar losses (loss_rpn_cls, loss_rpn_loc, loss_cls, loss_box_reg, loss_keypoint).
+            eval: N dicts {boxes (D, 4) xyxy, scores (D,), keypoints (D, K, 3) = x, y, score}, coordinates in
+                continuous **original-image** pixels (pixel i spans [i, i + 1]) when 'scale' is given,
+                else input pixels.
+        """
+        targets = targets or {}
+        if isinstance(images, (list, tuple)):
+            sizes = [tuple(i.shape[-2:]) for i in images]
+        else:
+            sizes = [tuple(images.shape[-2:])] * images.shape[0]
+        sizes = [tuple(int(v) for v in s) for s in (targets.get('image_size') or sizes)]
+        images = pad_batch(list(images), self.size_divisibility)   # no copy when already padded
+        features = self.backbone(images)
+        training = self.training and 'gt_boxes' in targets
+        proposals, losses = self.rpn(features, sizes, targets.get('gt_boxes') if training else None)
+        if training:
+            losses.update(self.roi_heads(features, proposals, sizes, targets))
+            return losses
+        results = self.roi_heads(features, proposals, sizes)
+        for r, scale in zip(results, targets.get('scale') or [1.0] * len(results)):
+            # Detectron2 detector_postprocess: continuous coordinates scale linearly back to the original
+            # image, separately in x and y (the resized size is rounded).
+            s = torch.as_tensor(scale, dtype=torch.float32, device=images.device).reshape(-1).expand(2)
+            r['boxes'] = r['boxes'] / s.repeat(2)
+            r['keypoints'][..., :2] = r['keypoints'][..., :2] / s
+        return results
+
+    def load_pretrained(self, source):
+        """ImageNet init of the ResNet trunk from a torchvision-format state dict (path or URL); ``fc.*`` skipped.
+
+        torchvision checkpoints are stride-in-3x3: build with MODEL.RESNET.STRIDE_IN_1X1 = False for
+        them (the preset does); MSRA caffe2 weights converted to these key names are stride-in-1x1.
+        """
+        state = load_state_dict(source)
+        report = load_mapped(self.backbone.body, state, lambda k: None if k.startswith('fc.') else k)
+        if not report.loaded:
+            raise ValueError('no ResNet tensors found in %s (expected torchvision key names)' % source)
+        logger.info('ImageNet init from %s: %s', source, report.summary())
+        return report
+
+
+def build_model(cfg):
+    """Builder used by the exps' network.py (``projects.GCPose.gcpose.build_model``)."""
+    model = KeypointRCNN(cfg)
+    if cfg.MODEL.get('PRETRAINED'):
+        model.load_pretrained(cfg.MODEL.PRETRAINED)
+    return model

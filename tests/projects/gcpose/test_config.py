@@ -1,0 +1,28 @@
+"""Detection preset: the Detectron2 3x schedule at 8 processes is the GCPose README schedule at 1 (§3.4, §4.1)."""
+import pytest
+
+from cvpack.config.detection import detection_config
+from cvpack.exp import load_exp
+from cvpack.solver.lr_scheduler import resolve_solver
+
+
+def test_schedule_scaling(tmp_path):
+    cfg = detection_config(str(tmp_path / 'exp'))
+    one = resolve_solver(cfg.SOLVER, 1)
+    eight = resolve_solver(cfg.SOLVER, 8)
+    assert (one['LR'], one['MAX_ITER'], list(one['STEPS']), one['WARMUP_ITERS']) == \
+        pytest.approx((0.0025, 2160000, [1680000, 2000000], 1000))
+    assert (eight['LR'], eight['MAX_ITER'], list(eight['STEPS']), eight['WARMUP_ITERS']) == \
+        pytest.approx((0.02, 270000, [210000, 250000], 1000))
+    assert cfg.INPUT.MIN_SIZE_TRAIN == [640, 672, 704, 736, 768, 800] and cfg.INPUT.MIN_SIZE_TEST == 800
+    assert cfg.DATASET.PIPELINE == 'detection' and cfg.SOLVER.IMS_PER_GPU == 2
+
+
+def test_exps(repo_root):
+    import os.path as osp
+    exps = osp.join(repo_root, 'projects', 'GCPose', 'exps')
+    cfg, model = load_exp(osp.join(exps, 'keypoint_rcnn.R50.coco'))
+    assert sum(p.numel() for p in model.roi_heads.keypoint_head.parameters()) == 17838097
+    assert model.roi_heads.kp_features == ['p2', 'p3', 'p4', 'p5'] and model.roi_heads.enlarge == 1.0
+    cfg, _ = load_exp(osp.join(exps, 'gcpose.R101.coco'), build=False)
+    assert cfg.MODEL.BACKBONE == 'resnet101' and cfg.MODEL.ROI_KEYPOINT_HEAD.GCM_POSITIONS == [0, 4]

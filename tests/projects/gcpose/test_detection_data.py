@@ -1,0 +1,112 @@
+"""Whole-image detection data path: resize sizes, flip with joint swap, padding, grouping, COCO filtering."""
+import json
+import os.path as osp
+
+import numpy as np
+import pytest
+import torch
+
+from cvpack.config.detection import detection_config
+from cvpack.data.detection import (DetectionDataset, GroupedBatchSampler, collate_detection, drop_outside_keypoints,
+                                   hflip_instances, pad_batch, shortest_edge_size)
+from cvpack.data.meta import get_dataset_meta
+
+
+def test_shortest_edge_sizes():
+    assert shortest_edge_size(480, 640, 800, 1333) == (800, 1067)     # 640 * 800 / 480 = 1066.67
+    assert shortest_edge_size(640, 480, 704, 1333) == (939, 704)
+    assert shortest_edge_size(100, 1000, 800, 1333) == (133, 1333)    # long side capped at 1333
+
+
+def test_flip_swaps_joints_and_mirrors():
+    img = np.zeros((4, 10, 3), np.uint8)
+    img[:, 0] = 255
+    boxes = np.array([[1, 0, 3, 2]], np.float32)
+    kps = np.zeros((1, 17, 3), np.float32)
+    kps[0, 1] = [2.5, 1.5, 2]     # left eye
+    kps[0, 2] = [7.0, 1.0, 1]     # right eye
+    perm = get_dataset_meta('COCO').flip_permutation()
+    fimg, fb, fk = hflip_instances(img, boxes, kps, perm)
+    assert fimg[0, 9, 0] == 255 and fimg[0, 0, 0] == 0
+    assert fb.tolist() == [[7, 0, 9, 2]]
+    assert fk[0, 1].tolist() == [3.0, 1.0, 1] and fk[0, 2].tolist() == [7.5, 1.5, 2]
+    back = hflip_instances(fimg, fb, fk, perm)
+    assert np.array_equal(back[0], img) and np.allclose(back[1], boxes) and np.allclose(back[2], kps)
+
+
+def test_drop_outside_and_pad():
+    k = np.array([[[5, 3, 2], [-1, 3, 2], [11, 2, 1], [10, 4, 2]]], np.float32)
+    out = drop_outside_keypoints(k, (4, 10))
+    assert out[0, :, 2].tolist() == [2, 0, 0, 2] and out[0, 1].tolist() == [0, 0, 0]
+    batch = pad_batch([torch.ones(3, 40, 50), torch.ones(3, 33, 70)], 32)
+    assert batch.shape == (2, 3, 64, 96)
+    assert batch[0, :, :40, :50].min() == 1 and batch[0, :, 40:].abs().sum() == 0
+    assert batch[1, :, :, 70:].abs().sum() == 0
+
+
+def test_grouped_batch_sampler():
+    groups = [0, 1, 0, 1, 1, 0, 0]
+    batches = list(GroupedBatchSampler(range(7), groups, 2))
+    assert batches == [[0, 2], [1, 3], [5, 6]]
+    assert all(len({groups[i] for i in b}) == 1 for b in batches)
+
+
+def test_coco_subset_records_and_samples(coco_subset):
+    cfg = detection_config(osp.join(coco_subset, 'x'))
+    cfg.DATASET.ROOT = coco_subset
+    cfg.INPUT.MIN_SIZE_TRAIN = [320]
+    cfg.INPUT.PROB_FLIP = 0.0
+    ds = DetectionDataset(cfg, 'train')
+    with open(osp.join(coco_subset, cfg.DATASET.TRAIN_ANN)) as f:
+        data = json.load(f)
+    vis = {}
+    for a in data['annotations']:
+        if not a['iscrowd']:
+            vis[a['image_id']] = vis.get(a['image_id'], 0) + sum(v > 0 for v in a['keypoints'][2::3])
+    assert sorted(r['image_id'] for r in ds.records) == sorted(i for i, n in vis.items() if n >= 1)
+    s = ds[0]
+    rec = ds.records[0]
+    ann = [a for a in data['annotations'] if a['image_id'] == rec['image_id'] and not a['iscrowd']][0]
+    h, w = s['image_size']
+    assert min(h, w) == 320 and s['image'].shape == (3, h, w)
+    sx, sy = s['scale']
+    # +0.5 (pixel index -> continuous) then resize; labelled keypoints only.
+    k = np.asarray(ann['keypoints'], np.float32).reshape(17, 3)
+    j = int(np.argmax(k[:, 2] > 0))
+    assert s['gt_keypoints'][0, j, 0].item() == pytest.approx((k[j, 0] + 0.5) * sx, rel=1e-5)
+    assert s['gt_boxes'][0, 2].item() == pytest.approx(min((ann['bbox'][0] + ann['bbox'][2]) * sx, w), rel=1e-5)
+    batch = collate_detection([ds[0], ds[1]])
+    assert batch['image'].shape[2] % 32 == 0 and batch['image'].shape[3] % 32 == 0
+    val = DetectionDataset(cfg, 'val')
+    assert len(val) == len(data_images(coco_subset)) and 'gt_boxes' not in val[0]
+
+
+def data_images(coco_subset):
+    with open(osp.join(coco_subset, 'annotations', 'person_keypoints_val2017.json')) as f:
+        return json.load(f)['images']
+
+
+def test_registered_pipeline_and_generic_collate(coco_subset):
+    from cvpack.data import build_dataset, collate
+    cfg = detection_config(osp.join(coco_subset, 'x'))
+    cfg.DATASET.ROOT = coco_subset
+    cfg.INPUT.MIN_SIZE_TEST = 64
+    ds = build_dataset(cfg, 'val')
+    assert isinstance(ds, DetectionDataset)
+    flags = ds.aspect_ratio_flags()
+    i, j = flags.index(0), flags.index(1)          # one portrait, one landscape image
+    batch = collate([ds[i], ds[j]])
+    assert isinstance(batch['image'], list)        # different sizes stay a list (the model pads them)
+    assert [tuple(x.shape[1:]) for x in batch['image']] == [tuple(s) for s in batch['image_size']]
+    same = collate([ds[0], ds[0]])
+    assert torch.is_tensor(same['image']) and same['image'].shape[0] == 2
+
+
+def test_grouped_iteration_sampler_resumes_exactly():
+    from cvpack.data.detection import GroupedIterationSampler
+    from cvpack.data.samplers import IterationBasedSampler
+    groups = [0, 1, 1, 0, 1, 0, 0, 1, 1, 1, 0]
+    full = list(GroupedIterationSampler(IterationBasedSampler(11, 2, 20, 0, 0, 1, seed=3), groups))
+    assert len(full) == 20 and all(len({groups[i] for i in b}) == 1 and len(b) == 2 for b in full)
+    resumed = list(GroupedIterationSampler(IterationBasedSampler(11, 2, 20, 7, 0, 1, seed=3), groups))
+    assert resumed == full[7:]

@@ -1,0 +1,139 @@
+"""Whole Keypoint R-CNN / GCPose forward + backward at a small input, both images of a batch."""
+import pytest
+import torch
+
+from cvpack.config.detection import detection_config
+from projects.GCPose.gcpose import build_model
+
+
+def _cfg(tmp_path):
+    cfg = detection_config(str(tmp_path / 'exp'))
+    r = cfg.MODEL.RPN
+    r.PRE_NMS_TOPK_TRAIN = r.PRE_NMS_TOPK_TEST = 40
+    r.POST_NMS_TOPK_TRAIN = r.POST_NMS_TOPK_TEST = 10
+    cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = 4     # 1 foreground RoI per image: keeps the 512-ch head cheap
+    cfg.MODEL.ROI_HEADS.DETECTIONS_PER_IMAGE = 2
+    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.0
+    # A narrow head (the full 512-ch head is pinned by the parameter-count test): 4 convs of 64 ch, GCMs at 0 and 2.
+    kh = cfg.MODEL.ROI_KEYPOINT_HEAD
+    kh.CONV_DIM, kh.NUM_CONVS, kh.GCM_POSITIONS = 64, 4, [0, 2]
+    return cfg
+
+
+def _targets():
+    kp = torch.zeros(1, 17, 3)
+    kp[0, :, 0] = torch.linspace(30, 70, 17)
+    kp[0, :, 1] = torch.linspace(20, 80, 17)
+    kp[0, :, 2] = 2
+    return {'image_size': [(96, 128), (90, 120)],
+            'gt_boxes': [torch.tensor([[25., 15, 75, 90]]), torch.tensor([[5., 5, 110, 85], [60, 20, 90, 60]])],
+            'gt_keypoints': [kp, torch.cat([kp * 0.9, kp * 0])]}
+
+
+def test_forward_backward_and_inference(tmp_path):
+    torch.manual_seed(0)
+    model = build_model(_cfg(tmp_path))
+    assert model.roi_heads.kp_features == ['p2'] and model.roi_heads.enlarge == 1.3
+    images = torch.randn(2, 3, 96, 128) * 0.1
+    model.train()
+    losses = model(images, _targets())
+    assert set(losses) == {'loss_rpn_cls', 'loss_rpn_loc', 'loss_cls', 'loss_box_reg', 'loss_keypoint'}
+    assert all(torch.isfinite(v) and v.dim() == 0 for v in losses.values())
+    assert losses['loss_keypoint'] > 0
+    sum(losses.values()).backward()
+    gcm = model.roi_heads.keypoint_head.gcms['0'].mhsa
+    assert gcm.rel_w.grad is not None and gcm.rel_w.grad.abs().sum() > 0
+    assert model.rpn.head.conv.weight.grad.abs().sum() > 0
+    assert model.backbone.body.layer2[0].conv1.weight.grad is not None
+    assert not model.backbone.body.conv1.weight.requires_grad          # FREEZE_AT 2: stem and res2 frozen
+    assert not model.backbone.body.layer1[0].conv1.weight.requires_grad
+
+    model.eval()
+    out = model(images, {'image_size': [(96, 128), (90, 120)], 'scale': [(1.0, 1.0), (0.5, 0.25)]})
+    assert len(out) == 2
+    for r, (h, w), (sx, sy) in zip(out, [(96, 128), (90, 120)], [(1, 1), (0.5, 0.25)]):
+        assert r['boxes'].shape == (2, 4) and r['scores'].shape == (2,) and r['keypoints'].shape == (2, 17, 3)
+        b = r['boxes']
+        assert (b[:, 2] <= w / sx + 1e-3).all() and (b[:, 3] <= h / sy + 1e-3).all()
+        # keypoints are decoded inside the x1.3 box around each (rescaled) detection
+        cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
+        hw_, hh_ = (b[:, 2] - b[:, 0]) * 0.65 + 1 / sx, (b[:, 3] - b[:, 1]) * 0.65 + 1 / sy
+        kx, ky = r['keypoints'][..., 0], r['keypoints'][..., 1]
+        assert ((kx - cx[:, None]).abs() <= hw_[:, None]).all() and ((ky - cy[:, None]).abs() <= hh_[:, None]).all()
+        assert ((r['keypoints'][..., 2] > 0) & (r['keypoints'][..., 2] <= 1)).all()
+
+
+def test_imagenet_init_from_torchvision_file(tmp_path):
+    from cvpack.modeling.backbones.resnet import build_resnet
+    cfg = _cfg(tmp_path)
+    cfg.MODEL.BACKBONE = 'resnet18'       # same key names as torchvision's resnet18; small file
+    src = build_resnet('resnet18')
+    with torch.no_grad():
+        for p in src.parameters():
+            p.uniform_(-1, 1)
+    state = dict(src.state_dict(), **{'fc.weight': torch.zeros(1000, 512), 'fc.bias': torch.zeros(1000)})
+    path = tmp_path / 'r18.pth'
+    torch.save(state, path)
+    cfg.MODEL.PRETRAINED = str(path)
+    model = build_model(cfg)
+    body = model.backbone.body.state_dict()
+    assert torch.equal(body['layer3.1.conv2.weight'], state['layer3.1.conv2.weight'])
+    assert torch.equal(body['bn1.running_var'], state['bn1.running_var'])   # BN -> FrozenBN buffers
+    torch.save({'other.weight': torch.zeros(1)}, tmp_path / 'bad.pth')
+    with pytest.raises(ValueError, match='bad.pth'):
+        model.load_pretrained(str(tmp_path / 'bad.pth'))
+
+
+def test_list_input_equals_padded_batch(tmp_path):
+    torch.manual_seed(0)
+    cfg = _cfg(tmp_path)
+    cfg.MODEL.BACKBONE = 'resnet18'
+    model = build_model(cfg).eval()
+    a, b = torch.randn(3, 90, 120) * 0.1, torch.randn(3, 70, 100) * 0.1
+    batch = torch.zeros(2, 3, 96, 128)
+    batch[0, :, :90, :120], batch[1, :, :70, :100] = a, b
+    sizes = {'image_size': [(90, 120), (70, 100)]}
+    out_list, out_batch = model([a, b], sizes), model(batch, sizes)
+    for x, y in zip(out_list, out_batch):
+        assert torch.equal(x['boxes'], y['boxes']) and torch.equal(x['keypoints'], y['keypoints'])
+
+
+def test_outputs_rescale_to_original_image(tmp_path):
+    torch.manual_seed(0)
+    cfg = _cfg(tmp_path)
+    cfg.MODEL.BACKBONE = 'resnet18'
+    model = build_model(cfg).eval()
+    images = torch.randn(1, 3, 64, 96) * 0.1
+    a = model(images, {'image_size': [(64, 96)]})[0]
+    b = model(images, {'image_size': [(64, 96)], 'scale': [(0.5, 0.25)]})[0]
+    assert torch.allclose(b['boxes'], a['boxes'] / torch.tensor([0.5, 0.25, 0.5, 0.25]))
+    assert torch.allclose(b['keypoints'][..., :2], a['keypoints'][..., :2] / torch.tensor([0.5, 0.25]))
+    assert torch.equal(b['scores'], a['scores'])
+
+
+def test_keypoint_rois_enlarged_and_selected(tmp_path, monkeypatch):
+    """§3.4: proposals need >= 1 visible keypoint inside the original box; targets use the x1.3 box."""
+    from projects.GCPose.gcpose import roi_heads as rh
+    from projects.GCPose.gcpose.roi_heads import KeypointROIHeads
+    cfg = _cfg(tmp_path)
+    heads = KeypointROIHeads(cfg.MODEL)
+    seen = {}
+
+    def spy(kps, rois, size):
+        seen['rois'], seen['kps'] = rois, kps
+        return rh.keypoint_targets.__wrapped__(kps, rois, size)
+    spy.__wrapped__ = rh.keypoint_targets
+    monkeypatch.setattr(rh, 'keypoint_targets', spy)
+    kp = torch.zeros(2, 17, 3)
+    kp[0, 0] = torch.tensor([50., 50., 2])      # inside GT 0's proposal
+    kp[0, 1] = torch.tensor([82., 50., 2])      # outside [20, 80] but inside the x1.3 box [11, 89]
+    kp[1, 0] = torch.tensor([5., 5., 2])        # GT 1's only keypoint lies outside its proposal
+    boxes = torch.tensor([[20., 20., 80., 80.], [100., 100., 140., 140.], [0., 0., 10., 10.]])
+    samples = [(boxes, torch.tensor([0, 1, 0]), torch.tensor([True, True, False]))]
+    feats = {'p2': torch.randn(1, 256, 40, 40), 'p3': torch.randn(1, 256, 20, 20),
+             'p4': torch.randn(1, 256, 10, 10), 'p5': torch.randn(1, 256, 5, 5)}
+    loss = heads._keypoint_loss(feats, samples, [kp])
+    assert torch.isfinite(loss)
+    assert seen['rois'].shape == (1, 4) and seen['rois'][0].tolist() == pytest.approx([11.0, 11.0, 89.0, 89.0])
+    labels, valid = rh.keypoint_targets.__wrapped__(seen['kps'], seen['rois'], 56)
+    assert valid[0, :2].tolist() == [True, True]
