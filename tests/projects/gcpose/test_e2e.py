@@ -5,26 +5,14 @@ about half a minute on 2 CPU cores; the code path is the exp's own (engine, dete
 predictor, shared COCO evaluator).
 """
 import json
-import os
 import os.path as osp
-import subprocess
-import sys
 
 import pytest
 
-
-def _registered():
-    try:
-        from cvpack.data.build import DATASET_TABLE
-        from cvpack.inference import PREDICTORS
-    except ImportError:
-        return False
-    return 'detection' in DATASET_TABLE and 'detection' in PREDICTORS
+from tests.projects.scripts import run_script
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _registered(),
-                    reason="pipeline 'detection' not registered in cvpack.data / cvpack.inference")
 def test_train_and_test_scripts(tmp_path, repo_root, coco_subset):
     with open(osp.join(coco_subset, 'annotations', 'person_keypoints_val2017.json')) as f:
         data = json.load(f)
@@ -43,11 +31,8 @@ def test_train_and_test_scripts(tmp_path, repo_root, coco_subset):
             'MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE', '16', 'MODEL.ROI_HEADS.DETECTIONS_PER_IMAGE', '3',
             'MODEL.RPN.POST_NMS_TOPK_TRAIN', '50', 'MODEL.RPN.POST_NMS_TOPK_TEST', '50']
     exp = osp.join(repo_root, 'projects', 'GCPose', 'exps', 'gcpose.R50.coco')
-    env = dict(os.environ, PYTHONPATH=repo_root, OMP_NUM_THREADS='2')
     for script in ('train.py', 'test.py'):
-        r = subprocess.run([sys.executable, script] + opts, cwd=exp, env=env, capture_output=True, text=True,
-                           timeout=600)
-        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        run_script(exp, script, opts, threads=2)
     assert (out / 'iter-2.pth').is_file()
     results = json.loads((out / 'test_dir' / 'results.json').read_text())
     assert 0 < len(results) <= 3 * 3

@@ -2,15 +2,10 @@
 import json
 import os
 import os.path as osp
-import subprocess
-import sys
 
 import pytest
 
-pytest.importorskip('cvpack.engine')
-pytest.importorskip('cvpack.config.simple_baselines')
-pytest.importorskip('cvpack.inference')     # the test half needs the predictor and evaluator (decode side)
-pytest.importorskip('cvpack.evaluation')
+from tests.projects.scripts import run_script
 
 
 @pytest.mark.slow
@@ -19,16 +14,11 @@ def test_train_then_test_scripts(repo_root, coco_subset, tmp_path):
     out = str(tmp_path / 'out')
     common = ['DATASET.ROOT', coco_subset, 'OUTPUT_DIR', out, 'MODEL.PRETRAINED', '', 'DATALOADER.NUM_WORKERS', '0',
               'INPUT_SHAPE', '[64, 48]', 'OUTPUT_SHAPE', '[16, 12]', 'SOLVER.EPOCHS', 'None']
-    env = dict(os.environ, PYTHONPATH=repo_root, OMP_NUM_THREADS='1')
-    train = [sys.executable, 'train.py', 'SOLVER.MAX_ITER', '2', 'SOLVER.IMS_PER_GPU', '2',
-             'SOLVER.CHECKPOINT_PERIOD', '2'] + common
-    proc = subprocess.run(train, cwd=exp_dir, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert 'joints_mse' in proc.stdout + proc.stderr
+    log = run_script(exp_dir, 'train.py', ['SOLVER.MAX_ITER', '2', 'SOLVER.IMS_PER_GPU', '2',
+                                           'SOLVER.CHECKPOINT_PERIOD', '2'] + common)
+    assert 'joints_mse' in log
     assert osp.isfile(osp.join(out, 'iter-2.pth'))
-    test = [sys.executable, 'test.py', '-i', '2', 'TEST.USE_GT_BBOX', 'True', 'TEST.IMS_PER_GPU', '32'] + common
-    proc = subprocess.run(test, cwd=exp_dir, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_script(exp_dir, 'test.py', ['-i', '2', 'TEST.USE_GT_BBOX', 'True', 'TEST.IMS_PER_GPU', '32'] + common)
     results = [osp.join(dp, f) for dp, _, fs in os.walk(out) for f in fs if f == 'results.json']
     assert results, 'test.py wrote no results.json under %s' % out
     with open(results[0]) as f:

@@ -3,20 +3,12 @@ import json
 import math
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 
+from tests.projects.scripts import run_script
+
 EXP = os.path.join('projects', 'MLPE', 'exps', 'mlpe_rs50_256x192_a')
-
-
-def _run(args, cwd, repo_root):
-    env = dict(os.environ, PYTHONPATH=repo_root, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
-    proc = subprocess.run([sys.executable] + args, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:]
-    return proc.stdout
 
 
 @pytest.mark.slow
@@ -34,13 +26,13 @@ def test_train_then_test_scripts(repo_root, coco_subset, tmp_path):
     common = ['DATASET.ROOT', coco_subset, 'DATASET.VAL_ANN', str(val), 'OUTPUT_DIR', str(out),
               'DATALOADER.NUM_WORKERS', '0', 'INPUT_SHAPE', '[128, 96]', 'OUTPUT_SHAPE', '[32, 24]']
     cwd = os.path.join(repo_root, EXP)
-    log = _run(['train.py', 'SOLVER.EPOCHS', 'None', 'SOLVER.MAX_ITER', '2', 'SOLVER.CHECKPOINT_PERIOD', '2',
-                'SOLVER.IMS_PER_GPU', '2', 'SOLVER.LOG_PERIOD', '1'] + common, cwd, repo_root)
+    log = run_script(cwd, 'train.py', ['SOLVER.EPOCHS', 'None', 'SOLVER.MAX_ITER', '2', 'SOLVER.CHECKPOINT_PERIOD',
+                                       '2', 'SOLVER.IMS_PER_GPU', '2', 'SOLVER.LOG_PERIOD', '1'] + common)
     losses = re.findall(r'global_loss: ([-\d.e+naif]+), refine_loss: ([-\d.e+naif]+)', log)
     assert len(losses) == 2 and all(math.isfinite(float(v)) and float(v) > 0 for pair in losses for v in pair)
     assert (out / 'iter-2.pth').is_file()
 
-    _run(['test.py', '-i', '2', 'TEST.IMS_PER_GPU', '4'] + common, cwd, repo_root)
+    run_script(cwd, 'test.py', ['-i', '2', 'TEST.IMS_PER_GPU', '4'] + common)
     results = json.load(open(out / 'test_dir' / 'results.json'))
     assert sorted((r['image_id'] for r in results)) == sorted(a['image_id'] for a in kept)
     for r in results:
