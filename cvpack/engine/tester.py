@@ -80,12 +80,10 @@ def run_inference(model, dataset, predictor, cfg, ctx, collate_fn):
     return [inst for part in gathered for inst in part]
 
 
-def _print_table(metrics, log):
-    width = max([len(k) for k in metrics] + [6])
-    lines = ['%-*s | value' % (width, 'metric'), '-' * (width + 10)]
-    for k, v in metrics.items():
-        lines.append('%-*s | %s' % (width, k, ('%.4f' % v) if isinstance(v, float) else v))
-    log.info('results:\n' + '\n'.join(lines))
+def _log_summary(metrics, path, log):
+    """One line with every numeric metric (the evaluator logs its own table) and where they were written."""
+    nums = ', '.join('%s %.4f' % (k, v) for k, v in metrics.items() if isinstance(v, (int, float)))
+    log.info('metrics: %s (written to %s)', nums, path)
 
 
 def test_main(cfg, build_model, argv=None, dataset_builder=None, predictor_builder=None,
@@ -125,9 +123,10 @@ def test_main(cfg, build_model, argv=None, dataset_builder=None, predictor_build
             log.info('evaluating %d instances', len(instances))
             metrics = evaluator_builder(cfg)(instances, cfg.TEST_DIR)
             record = {'checkpoint': osp.abspath(path), 'num_instances': len(instances), 'metrics': metrics}
-            with open(osp.join(cfg.TEST_DIR, 'metrics.json'), 'w') as f:
+            metrics_path = osp.join(cfg.TEST_DIR, 'metrics.json')
+            with open(metrics_path, 'w') as f:
                 json.dump(record, f, indent=2, default=float)
-            _print_table(metrics, log)
+            _log_summary(metrics, metrics_path, log)
         comm.barrier()
         return metrics
     finally:

@@ -1,5 +1,6 @@
 """``build_evaluator(cfg)``: NMS + results file + metrics for the dataset of ``cfg``."""
 import json
+import logging
 import os
 import os.path as osp
 
@@ -9,6 +10,8 @@ from .coco import evaluate_keypoints, format_table, instances_to_coco_results
 from ..data.meta import oks_sigmas
 from .nms import nms_per_image
 from .pckh import evaluate_pckh, format_pckh
+
+logger = logging.getLogger(__name__)  # reaches the test log (console + TEST_DIR/test_log.txt)
 
 
 def _write_json(obj, path):
@@ -52,7 +55,7 @@ class CocoEvaluator:
         path = osp.join(output_dir, 'results.json')
         _write_json(results, path)
         stats = evaluate_keypoints(self.gt_path, path)
-        print(format_table(stats, 'COCO keypoints (%s, NMS %s, %d of %d instances): %s'
+        logger.info(format_table(stats, 'COCO keypoints (%s, NMS %s, %d of %d instances): %s'
                            % (self.box_source, self.nms, len(kept), len(insts), path)))
         return stats
 
@@ -79,7 +82,7 @@ class MpiiEvaluator:
         _write_json([{'index': idx, 'image_id': str(i['image_id']), 'keypoints': preds[n].tolist()}
                      for n, (idx, i) in enumerate(zip(indices, insts))], osp.join(output_dir, 'results.json'))
         table = evaluate_pckh(preds, self.gt_path)
-        print(format_pckh(table, 'MPII PCKh@0.5 (head size: %s): %s' % (table['head_source'], self.gt_path)))
+        logger.info(format_pckh(table, 'MPII PCKh@0.5 (head size: %s): %s' % (table['head_source'], self.gt_path)))
         return table
 
 
