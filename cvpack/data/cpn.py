@@ -19,6 +19,7 @@ import torch
 
 from .coco import coco_det_records, coco_gt_records
 from .io import read_image
+from .meta import flip_permutation
 from .targets import blurred_peak_targets
 from .topdown import TopDownDataset
 
@@ -76,9 +77,7 @@ def cpn_flip(img, joints, flip_pairs):
     joints = joints.copy()
     labelled = joints[:, 0] >= 0
     joints[labelled, 0] = width - 1 - joints[labelled, 0]
-    for a, b in flip_pairs:
-        joints[[a, b]] = joints[[b, a]]
-    return cv2.flip(img, 1), joints
+    return cv2.flip(img, 1), joints[flip_permutation(len(joints), flip_pairs)]
 
 
 def cpn_rotate(img, joints, angle):

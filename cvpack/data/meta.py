@@ -10,6 +10,19 @@ from typing import List, Tuple
 import numpy as np
 
 
+def flip_permutation(num_joints, flip_pairs) -> List[int]:
+    """Joint order after a horizontal flip: ``perm[a] = b`` and ``perm[b] = a`` for each (left, right) pair.
+
+    ``joints[perm]`` (or ``heatmaps[:, perm]``) swaps every pair; raises on a pair outside ``num_joints``.
+    """
+    perm = list(range(num_joints))
+    for a, b in flip_pairs:
+        if not (0 <= a < num_joints and 0 <= b < num_joints):
+            raise ValueError('flip pair (%d, %d) out of range for %d joints' % (a, b, num_joints))
+        perm[a], perm[b] = b, a
+    return perm
+
+
 @dataclass(frozen=True)
 class DatasetMeta:
     name: str
@@ -29,10 +42,7 @@ class DatasetMeta:
 
     def flip_permutation(self) -> List[int]:
         """Index list ``perm`` such that ``flipped[:, perm]`` swaps every left/right pair."""
-        perm = list(range(self.num_keypoints))
-        for a, b in self.flip_pairs:
-            perm[a], perm[b] = b, a
-        return perm
+        return flip_permutation(self.num_keypoints, self.flip_pairs)
 
     def validate_coco_categories(self, categories, path):
         """Check a COCO ``categories`` block against this metadata; raise naming ``path`` on mismatch."""

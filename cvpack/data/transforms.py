@@ -11,6 +11,8 @@ import math
 import cv2
 import numpy as np
 
+from .meta import flip_permutation
+
 __all__ = ['xywh_to_cs_megvii', 'xywh_to_cs_simple_baselines', 'fit_aspect', 'extend_scale',
            'half_body_box', 'flip_joints', 'flip_center_x', 'get_affine_transform', 'affine_points']
 
@@ -102,9 +104,7 @@ def flip_joints(joints, vis, img_width, flip_pairs):
     joints = np.array(joints, np.result_type(np.asarray(joints).dtype, np.float32), copy=True)  # keeps float64
     vis = np.array(vis, copy=True)
     joints[:, 0] = img_width - 1 - joints[:, 0]
-    perm = np.arange(len(joints))
-    for a, b in flip_pairs:
-        perm[a], perm[b] = b, a
+    perm = flip_permutation(len(joints), flip_pairs)
     return joints[perm], vis[perm]
 
 

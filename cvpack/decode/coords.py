@@ -1,12 +1,11 @@
 """Coordinate frames: input-crop pixels <-> image pixels (top-down test crops have no rotation)."""
 import numpy as np
-import torch
+
+from ..utils import to_numpy
 
 
 def _np(x, name):
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
-    x = np.asarray(x, dtype=np.float64)
+    x = to_numpy(x, np.float64)
     if not np.all(np.isfinite(x)):
         raise ValueError('%s contains NaN or inf' % name)
     return x

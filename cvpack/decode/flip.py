@@ -2,6 +2,8 @@
 import numpy as np
 import torch
 
+from ..data.meta import flip_permutation
+
 
 def flip_back(heatmaps, flip_pairs, shift=False):
     """Undo a horizontal input flip on predicted heatmaps.
@@ -18,12 +20,7 @@ def flip_back(heatmaps, flip_pairs, shift=False):
     """
     if heatmaps.ndim != 4:
         raise ValueError('flip_back expects (N, K, h, w) heatmaps, got shape %s' % (tuple(heatmaps.shape),))
-    num_joints = heatmaps.shape[1]
-    perm = list(range(num_joints))
-    for a, b in flip_pairs:
-        if not (0 <= a < num_joints and 0 <= b < num_joints):
-            raise ValueError('flip pair (%d, %d) out of range for %d joints' % (a, b, num_joints))
-        perm[a], perm[b] = b, a
+    perm = flip_permutation(heatmaps.shape[1], flip_pairs)
     if isinstance(heatmaps, torch.Tensor):
         out = heatmaps.flip(3)[:, perm]          # advanced indexing copies
         if shift:

@@ -14,18 +14,14 @@ Decoders:
   * :func:`decode_dark` - DARK (Zhang et al. 2020; mmpose ``refine_keypoints_dark``).
 """
 import numpy as np
-import torch
+
+from ..utils import to_numpy
 
 from .megvii import MEGVII_PAD, blur_stack, megvii_peaks
 
 
 def _to_numpy(heatmaps):
-    if isinstance(heatmaps, torch.Tensor):
-        heatmaps = heatmaps.detach()
-        if heatmaps.dtype not in (torch.float32, torch.float64):
-            heatmaps = heatmaps.float()
-        heatmaps = heatmaps.cpu().numpy()
-    heatmaps = np.asarray(heatmaps)
+    heatmaps = to_numpy(heatmaps)
     if heatmaps.ndim != 4:
         raise ValueError('decoders expect heatmaps (N, K, h, w), got shape %s' % (heatmaps.shape,))
     if heatmaps.dtype not in (np.float32, np.float64):

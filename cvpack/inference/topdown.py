@@ -6,12 +6,7 @@ from ..decode.coords import to_image_coords
 from ..decode.flip import flip_back
 from ..decode.heatmap import decode_heatmaps
 from ..evaluation.rescore import rescore
-
-
-def _to_numpy(value, dtype=np.float64):
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
-    return np.asarray(value, dtype=dtype)
+from ..utils import to_numpy
 
 
 def _model_device(model):
@@ -84,14 +79,14 @@ class TopDownPredictor:
         """
         heatmaps = self.heatmaps(model, batch['image'])
         coords, kp_scores = decode_heatmaps(self.cfg, heatmaps)
-        center = _to_numpy(batch['center']).reshape(-1, 2)
-        scale = _to_numpy(batch['scale']).reshape(-1, 2)
+        center = to_numpy(batch['center'], np.float64).reshape(-1, 2)
+        scale = to_numpy(batch['scale'], np.float64).reshape(-1, 2)
         num = coords.shape[0]
-        det = _to_numpy(batch['score']).reshape(-1) if 'score' in batch else np.ones(num)
+        det = to_numpy(batch['score'], np.float64).reshape(-1) if 'score' in batch else np.ones(num)
         xy = to_image_coords(coords, center, scale, self.input_hw, self.pixel_std)
         scores = rescore(self.rescore, det, kp_scores, self.keypoint_thresh)
         keypoints = np.concatenate([xy, kp_scores[..., None]], axis=-1)
-        bbox = _to_numpy(batch['bbox']).reshape(-1, 4) if 'bbox' in batch else None
+        bbox = to_numpy(batch['bbox'], np.float64).reshape(-1, 4) if 'bbox' in batch else None
         image_ids = batch['image_id']
         if isinstance(image_ids, torch.Tensor):
             image_ids = image_ids.tolist()
