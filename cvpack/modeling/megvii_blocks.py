@@ -36,7 +36,7 @@ class Res18Block(_Residual):
         self.out_planes = planes * self.expansion
 
     def forward(self, x):
-        """x: (N, in, H, W) -> (N, planes, H/stride, W/stride)."""
+        """x: (N, in, H, W) -> (N, planes * expansion, H/stride, W/stride) (expansion 1 here, 4 in Bottleneck)."""
         return self._finish(self.conv_bn_relu3(self.conv_bn_relu2(self.conv_bn_relu1(x))), x)
 
 
@@ -66,7 +66,7 @@ class RSB(_Residual):
         self.out_planes = planes * self.expansion
 
     def forward(self, x):
-        """x: (N, in, H, W) -> (N, planes, H/stride, W/stride)."""
+        """x: (N, in, H, W) -> (N, planes * expansion, H/stride, W/stride) (expansion 1 here, 4 in Bottleneck)."""
         chunks = torch.split(self.conv_bn_relu1(x), self.branch_ch, 1)
         prev, ends = [], []                       # prev: outputs of step i-1, by j
         for i in range(1, 5):

@@ -42,6 +42,7 @@ class Stem(nn.Module):
         self.conv = ConvBnRelu(3, 64, 7, 2, 3, efficient=efficient)
 
     def forward(self, x):
+        """x: (N, 3, H, W) normalised image -> (N, 64, H/4, W/4)."""
         return F.max_pool2d(self.conv(x), 3, 2, 1)
 
 
@@ -160,6 +161,8 @@ class Decoder(nn.Module):
 
 
 class SingleStage(nn.Module):
+    """``stage{s}``: an :class:`Encoder` (``downsample``) and a :class:`Decoder` (``upsample``)."""
+
     def __init__(self, block, blocks, num_keypoints, chl_num=256, has_skip=False, gen_skip=False,
                  gen_cross_conv=False, efficient=False, zero_init_residual=False, prm=False):
         super().__init__()
@@ -168,6 +171,17 @@ class SingleStage(nn.Module):
                                 gen_cross_conv, efficient, prm)
 
     def forward(self, x, skip1, skip2, output_size):
+        """One encoder-decoder stage.
+
+        Args:
+            x: (N, 64, H/4, W/4): the stem output (stage 0) or the previous stage's cross_conv.
+            skip1, skip2: the previous stage's skip features, high to low resolution (None for stage 0).
+            output_size: (h, w) of the heatmaps.
+        Returns:
+            (heatmaps, skip1, skip2, cross): the 4 levels' heatmaps (N, K, h, w) coarsest first; the skip features
+            for the next stage, 1/4 resolution first (empty in the last stage); cross_conv's (N, 64, H/4, W/4)
+            input of the next stage (None in the last stage).
+        """
         return self.upsample(self.downsample(x, skip1, skip2), output_size)
 
 

@@ -72,6 +72,7 @@ class SplitAttentionBottleneck(nn.Module):
         self.downsample = downsample
 
     def forward(self, x):
+        """x: (N, inplanes, H, W) -> (N, 4 * planes, H / stride, W / stride)."""
         identity = x if self.downsample is None else self.downsample(x)
         out = F.relu(self.bn1(self.conv1(x)), inplace=True)
         out = self.conv2(out)

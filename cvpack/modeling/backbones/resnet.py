@@ -24,6 +24,7 @@ class FrozenBatchNorm2d(nn.Module):
         self.register_buffer('num_batches_tracked', torch.tensor(0, dtype=torch.long))
 
     def forward(self, x):
+        """x: (N, C, H, W), any float dtype -> same shape and dtype: ``(x - mean) / sqrt(var + eps) * w + b``."""
         scale = self.weight * (self.running_var + self.eps).rsqrt()
         shift = self.bias - self.running_mean * scale
         return x * scale.view(1, -1, 1, 1).to(x.dtype) + shift.view(1, -1, 1, 1).to(x.dtype)
@@ -47,6 +48,7 @@ class BasicBlock(nn.Module):
         self.downsample = downsample
 
     def forward(self, x):
+        """x: (N, inplanes, H, W) -> (N, planes, H / stride, W / stride)."""
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
@@ -71,6 +73,7 @@ class Bottleneck(nn.Module):
         self.downsample = downsample
 
     def forward(self, x):
+        """x: (N, inplanes, H, W) -> (N, 4 * planes, H / stride, W / stride)."""
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))

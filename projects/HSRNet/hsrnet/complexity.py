@@ -26,6 +26,7 @@ class _SimpleBaseline(nn.Module):
         self.head = DeconvHead(2048, 17, (256,) * 3, (deconv_kernel,) * 3)
 
     def forward(self, x):
+        """x: (N, 3, H, W) -> (N, 17, H/4, W/4) heatmaps (counted only, never trained)."""
         return self.head(self.backbone(x)[-1])
 
 

@@ -22,6 +22,7 @@ class RefineBottleneck(nn.Module):
         self.shortcut = nn.Sequential(nn.Conv2d(inplanes, out, 1, bias=False), nn.BatchNorm2d(out))
 
     def forward(self, x):
+        """x: (N, inplanes, h, w) -> (N, 2 * planes, h, w)."""
         return F.relu(self.body(x) + self.shortcut(x), inplace=True)
 
 

@@ -60,6 +60,7 @@ class Upsample2x(nn.Module):
         self.bn = nn.BatchNorm2d(channels)
 
     def forward(self, x):
+        """x: (N, C, h, w) -> (N, C, 2h, 2w) (deconv 4x4/2, or bilinear x2 then 1x1 conv), then BN."""
         if self.mode == 'bilinear':
             x = F.interpolate(x, scale_factor=2, mode='bilinear', align_corners=True)
         return self.bn(self.conv(x))
@@ -75,6 +76,7 @@ class PredictHead(nn.Module):
         self.bn = nn.BatchNorm2d(num_joints)
 
     def forward(self, x, output_hw):
+        """x: (N, C, h, w) level feature -> (N, K, *output_hw) heatmaps on the stride-4 output grid."""
         x = F.interpolate(self.pred(self.body(x)), size=output_hw, mode='bilinear', align_corners=True)
         return self.bn(x)
 
