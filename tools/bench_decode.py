@@ -2,7 +2,7 @@
 
     PYTHONPATH=$PWD python tools/bench_decode.py [--runs 30] [--json]
 
-Baseline: the original per-image, per-joint Megvii ``get_results`` loop (``tests/decode/megvii_reference.py``,
+Baseline: the original per-image, per-joint Megvii ``get_results`` loop (``cvpack/decode/reference.py``,
 the reference the tests check against). The batched ``decode_megvii`` must give identical outputs
 (asserted here) and is timed against it; the other decoders are timed for comparison.
 The decoder blurs (float64, exact) only a region around each peak and falls back to the full blur when
@@ -10,10 +10,8 @@ a bound cannot prove both maxima lie there (cvpack/decode/megvii.py).
 Maps: a Gaussian peak (sigma 2, height 160-255) per joint at a random position, plus noise, float32.
 """
 import argparse
-import importlib.util
 import json
 import os
-import os.path as osp
 import time
 
 import cv2
@@ -21,15 +19,8 @@ import numpy as np
 import torch
 
 from cvpack.decode import decode_argmax, decode_dark, decode_megvii, decode_quarter
+from cvpack.decode.reference import megvii_reference
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-
-
-def load_reference():
-    spec = importlib.util.spec_from_file_location('megvii_reference', osp.join(REPO, 'tests', 'decode', 'megvii_reference.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.megvii_reference
 
 
 def realistic_heatmaps(n=32, k=17, h=64, w=48, seed=0, peaks=1):
@@ -66,7 +57,7 @@ def main():
     args = parser.parse_args()
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
-    reference = load_reference()
+    reference = megvii_reference
     hm = realistic_heatmaps()
 
     ref_coords, ref_scores = reference(hm, kernel=5)

@@ -1,6 +1,4 @@
 """Decoders against hand-computed cases and the per-joint Megvii reference."""
-import importlib.util
-import os
 
 import cv2
 import numpy as np
@@ -10,11 +8,7 @@ import torch
 from cvpack.decode import (decode_argmax, decode_dark, decode_heatmaps, decode_megvii, decode_quarter,
                            flip_back, to_image_coords, to_input_coords)
 
-_spec = importlib.util.spec_from_file_location(
-    'megvii_reference', os.path.join(os.path.dirname(__file__), 'megvii_reference.py'))
-_ref = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_ref)
-megvii_reference = _ref.megvii_reference
+from cvpack.decode.reference import megvii_reference
 
 
 def _megvii_target(x_in, y_in, hw=(64, 48), input_hw=(256, 192), kernel=7):
