@@ -8,6 +8,8 @@ stride-in-3x3 and expect RGB input normalised with the ImageNet mean/std (in 0-2
 therefore uses ``STRIDE_IN_1X1 = False``, ``COLOR_RGB = True`` and those statistics. For MSRA caffe2
 R-50.pkl / R-101.pkl weights (converted to these key names), Detectron2's setting is
 ``MODEL.RESNET.STRIDE_IN_1X1 True``, BGR, mean (103.530, 116.280, 123.675), std (1, 1, 1).
+``MODEL.PRETRAINED`` stays None here (it depends on the depth); the exps set the torchvision URL. With
+FREEZE_AT 2 and FrozenBN a run without it trains on a random frozen stem: the model warns at train().
 """
 import os.path as osp
 

@@ -5,13 +5,19 @@ import torch
 from torch import nn
 
 from cvpack.data.detection.transforms import pad_batch
-from cvpack.modeling.pretrained import load_mapped, load_state_dict
+from cvpack.modeling.pretrained import LoadReport, load_mapped, load_state_dict
 
 from .fpn import ResNetFPN
 from .roi_heads import KeypointROIHeads
 from .rpn import RPN
 
 logger = logging.getLogger(__name__)
+
+
+def _mark_checkpoint_loaded(model, incompatible):
+    """load_state_dict post hook: the trunk counts as initialised when the checkpoint held all its tensors."""
+    if not any(k.startswith('backbone.body.') for k in incompatible.missing_keys):
+        model.init_source = 'checkpoint'
 
 
 class KeypointRCNN(nn.Module):
@@ -27,6 +33,28 @@ class KeypointRCNN(nn.Module):
         self.rpn = RPN(m.RPN)
         self.roi_heads = KeypointROIHeads(m)
         self.size_divisibility = 32   # FPN: every level must halve exactly
+        # Frozen trunk layers (FREEZE_AT > 0, FrozenBN) never train, so they must come from ImageNet or a
+        # checkpoint; ``init_source`` records which (None = random) and train() warns once when it is None.
+        self.frozen = (m.RESNET.FREEZE_AT, m.RESNET.NORM) if m.RESNET.FREEZE_AT > 0 or m.RESNET.NORM == 'FrozenBN' \
+            else None
+        self.init_source = None
+        self._warned_random_frozen = False
+        self.register_load_state_dict_post_hook(_mark_checkpoint_loaded)
+
+    def train(self, mode=True):
+        """nn.Module.train; the first switch to training mode with frozen layers still random logs a WARNING.
+
+        The check sits here (not in build_model) because test.py, tools and tests build the model without
+        ImageNet weights and then load a checkpoint; the trainer switches to training mode only after it has
+        loaded MODEL.PRETRAINED / MODEL.WEIGHT / a resume checkpoint.
+        """
+        if mode and self.frozen and self.init_source is None and not self._warned_random_frozen:
+            self._warned_random_frozen = True
+            logger.warning('training with MODEL.RESNET.FREEZE_AT %d and NORM %s but the ResNet trunk is random '
+                           '(no MODEL.PRETRAINED, MODEL.WEIGHT or checkpoint loaded): the frozen stem/stages and '
+                           'FrozenBN statistics will stay random. Set MODEL.PRETRAINED, or FREEZE_AT 0 and NORM BN '
+                           'to train from scratch.', *self.frozen)
+        return super().train(mode)
 
     def forward(self, images, targets=None):
         """Args:
@@ -63,23 +91,31 @@ class KeypointRCNN(nn.Module):
             r['keypoints'][..., :2] = r['keypoints'][..., :2] / s
         return results
 
-    def load_pretrained(self, source):
+    def load_pretrained(self, source) -> LoadReport:
         """ImageNet init of the ResNet trunk from a torchvision-format state dict (path or URL); ``fc.*`` skipped.
 
+        Called by the trainer with MODEL.PRETRAINED when training from scratch (never by build_model).
         torchvision checkpoints are stride-in-3x3: build with MODEL.RESNET.STRIDE_IN_1X1 = False for
         them (the preset does); MSRA caffe2 weights converted to these key names are stride-in-1x1.
+        Returns the :class:`LoadReport`; raises ValueError when the file holds no ResNet tensor.
         """
         state = load_state_dict(source)
         report = load_mapped(self.backbone.body, state, lambda k: None if k.startswith('fc.') else k)
         if not report.loaded:
             raise ValueError('no ResNet tensors found in %s (expected torchvision key names)' % source)
+        if report.missing:   # e.g. R-50 weights for a R-101 trunk: the missing blocks stay random
+            logger.warning('ImageNet init from %s left %d trunk tensors random (e.g. %s)', source,
+                           len(report.missing), report.missing[0])
+        else:
+            self.init_source = str(source)
         logger.info('ImageNet init from %s: %s', source, report.summary())
         return report
 
 
 def build_model(cfg):
-    """Builder used by the exps' network.py (``projects.GCPose.gcpose.build_model``)."""
-    model = KeypointRCNN(cfg)
-    if cfg.MODEL.get('PRETRAINED'):
-        model.load_pretrained(cfg.MODEL.PRETRAINED)
-    return model
+    """Builder used by the exps' network.py (``projects.GCPose.gcpose.build_model``).
+
+    Never reads MODEL.PRETRAINED: the trainer calls :meth:`KeypointRCNN.load_pretrained` when training from
+    scratch, so test.py, tools and tests build the model without reading or downloading weights.
+    """
+    return KeypointRCNN(cfg)

@@ -22,7 +22,7 @@ def test_train_and_test_scripts(tmp_path, repo_root, coco_subset):
     val = tmp_path / 'val3.json'
     val.write_text(json.dumps(data))
     out = tmp_path / 'out'
-    opts = ['MODEL.DEVICE', 'cpu', 'DATALOADER.NUM_WORKERS', '0', 'OUTPUT_DIR', str(out),
+    opts = ['MODEL.DEVICE', 'cpu', 'MODEL.PRETRAINED', '',      # no ImageNet download in tests 'DATALOADER.NUM_WORKERS', '0', 'OUTPUT_DIR', str(out),
             'DATASET.ROOT', coco_subset, 'DATASET.VAL_ANN', str(val),
             'SOLVER.MAX_ITER', '2', 'SOLVER.CHECKPOINT_PERIOD', '2', 'SOLVER.REFERENCE_WORLD_SIZE', 'None',
             'INPUT.MIN_SIZE_TRAIN', '[160]', 'INPUT.MAX_SIZE_TRAIN', '256',
