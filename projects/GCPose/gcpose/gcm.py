@@ -50,8 +50,8 @@ class RelPosMHSA(nn.Module):
     def forward(self, x):
         """Args: x (R, C, H, W) RoI features, (H, W) = self.size. Returns: (R, heads * dim_v, H, W)."""
         R, _, H, W = x.shape
-        if R == 0:  # empty RoI batch passes through (§3.3)
-            return x.new_zeros((0, self.heads * self.dim_v, H, W))
+        # No early return for R == 0: every op below handles an empty batch, and running them keeps each
+        # parameter in the autograd graph (zero gradient), which DDP needs when a rank has no keypoint RoI.
         if (H, W) != self.size:
             raise ValueError('GCM relative tables are tied to %s features, got %s' % (self.size, (H, W)))
         q, k = self.qk(x).chunk(2, dim=1)
@@ -80,7 +80,6 @@ class GCM(nn.Module):
 
     def forward(self, x):
         """Args: x (R, C, H, W) keypoint RoI features. Returns: same shape."""
-        if x.shape[0] == 0:
-            return x
+        # an empty batch runs through too (zero gradients for DDP, see RelPosMHSA.forward)
         y = x + self.mhsa(self.relu(self.norm1(x)))
         return y + self.conv(self.relu(self.norm2(y)))

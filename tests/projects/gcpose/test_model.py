@@ -174,3 +174,22 @@ def test_keypoint_rois_enlarged_and_selected(tmp_path, monkeypatch):
     assert seen['rois'].shape == (1, 4) and seen['rois'][0].tolist() == pytest.approx([11.0, 11.0, 89.0, 89.0])
     labels, valid = rh.keypoint_targets.__wrapped__(seen['kps'], seen['rois'], 56)
     assert valid[0, :2].tolist() == [True, True]
+
+
+def test_no_keypoint_targets_still_reach_every_keypoint_parameter(tmp_path):
+    """Detectron2's rule: without keypoint targets the loss is logits.sum() * 0, so every keypoint-head / GCM
+    parameter gets a zero gradient (not None); otherwise DDP fails on the next step (FIND_UNUSED_PARAMETERS False)."""
+    torch.manual_seed(0)
+    cfg = _cfg(tmp_path)
+    cfg.MODEL.BACKBONE = 'resnet18'
+    model = build_model(cfg).train()
+    t = _targets()
+    t['gt_keypoints'] = [k * 0 for k in t['gt_keypoints']]          # people without labelled keypoints
+    losses = model(torch.randn(2, 3, 96, 128) * 0.1, t)
+    assert losses['loss_keypoint'].item() == 0
+    sum(losses.values()).backward()
+    head = model.roi_heads.keypoint_head
+    assert len(head.gcms) == 2
+    for name, p in head.named_parameters():
+        assert p.grad is not None, name
+        assert p.grad.abs().sum() == 0, name
