@@ -4,10 +4,10 @@ import logging
 import torch
 from torch import nn
 
-from cvpack.data.detection.transforms import pad_batch
+from cvpack.data.detection.transforms import pad_batch, shortest_edge_size
 from cvpack.modeling.pretrained import LoadReport, load_mapped, load_state_dict
 
-from .fpn import ResNetFPN
+from .fpn import FPN, ResNetFPN
 from .roi_heads import KeypointROIHeads
 from .rpn import RPN
 
@@ -90,6 +90,28 @@ class KeypointRCNN(nn.Module):
             r['boxes'] = r['boxes'] / s.repeat(2)
             r['keypoints'][..., :2] = r['keypoints'][..., :2] / s
         return results
+
+    def complexity_parts(self, cfg):
+        """Sub-networks for ``cvpack.tools.complexity`` (no INPUT_SHAPE: the cost depends on the image and the RoIs).
+
+        Returns a list of (name, module, input, calls per image): the ResNet-FPN trunk on a COCO-typical 480 x 640
+        image resized to INPUT.MIN_SIZE_TEST (capped at MAX_SIZE_TEST) and padded like forward(); the RPN head on
+        its FPN maps; the box head per RoI (POST_NMS_TOPK_TEST proposals); the keypoint head per RoI
+        (DETECTIONS_PER_IMAGE detections). Inputs are zeros on the parameters' device (meta in the tool).
+        """
+        h, w = shortest_edge_size(480, 640, cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
+        d = self.size_divisibility
+        H, W = -(-h // d) * d, -(-w // d) * d
+        dev = next(self.parameters()).device
+        ch = self.backbone.fpn.output[0].out_channels
+        feats = [torch.zeros(1, ch, H // s, W // s, device=dev) for s in FPN.strides]
+        rh, m = self.roi_heads, cfg.MODEL
+        return [('backbone+FPN %dx%d' % (H, W), self.backbone, torch.zeros(1, 3, H, W, device=dev), 1),
+                ('RPN head', self.rpn.head, feats, 1),
+                ('box head per RoI', rh.box_head, torch.zeros(1, ch, rh.box_pool, rh.box_pool, device=dev),
+                 m.RPN.POST_NMS_TOPK_TEST),
+                ('keypoint head per RoI', rh.keypoint_head, torch.zeros(1, ch, rh.kp_pool, rh.kp_pool, device=dev),
+                 m.ROI_HEADS.DETECTIONS_PER_IMAGE)]
 
     def load_pretrained(self, source) -> LoadReport:
         """ImageNet init of the ResNet trunk from a torchvision-format state dict (path or URL); ``fc.*`` skipped.
