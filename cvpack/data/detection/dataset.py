@@ -11,11 +11,11 @@ Sample dict (one image):
 import os.path as osp
 import random
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from ..io import read_image
 from ..meta import get_dataset_meta
 from .records import load_person_records
 from .transforms import drop_outside_keypoints, hflip_instances, pad_batch, resize_instances
@@ -53,13 +53,12 @@ class DetectionDataset(Dataset):
         return [int(r['width'] > r['height']) for r in self.records]
 
     def _read(self, rec):
-        img = cv2.imread(rec['file'], cv2.IMREAD_COLOR)
-        if img is None:
-            raise FileNotFoundError('cannot read image %s (image_id %d)' % (rec['file'], rec['image_id']))
+        # the repo's reader: EXIF orientation ignored (annotations are in stored pixels), errors name file + record
+        img = read_image(rec['file'], self.rgb, 'image_id %d of %s' % (rec['image_id'], self.ann_file))
         if img.shape[:2] != (rec['height'], rec['width']):
             raise ValueError('%s: image %s is %s, annotation says %s' % (self.ann_file, rec['file'], img.shape[:2],
                                                                          (rec['height'], rec['width'])))
-        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB) if self.rgb else img
+        return img
 
     def __getitem__(self, idx):
         rec = self.records[idx]

@@ -110,3 +110,51 @@ def test_grouped_iteration_sampler_resumes_exactly():
     assert len(full) == 20 and all(len({groups[i] for i in b}) == 1 and len(b) == 2 for b in full)
     resumed = list(GroupedIterationSampler(IterationBasedSampler(11, 2, 20, 7, 0, 1, seed=3), groups))
     assert resumed == full[7:]
+
+
+def _exif_rotated_jpeg(path, h, w):
+    """A JPEG of h x w stored pixels whose EXIF orientation tag (6) asks viewers to rotate it by 90 degrees."""
+    import struct
+
+    import cv2
+    img = np.zeros((h, w, 3), np.uint8)
+    img[:, :3] = 255
+    buf = cv2.imencode('.jpg', img)[1].tobytes()
+    tiff = struct.pack('<2sHI', b'II', 42, 8) + struct.pack('<H', 1) + struct.pack('<HHII', 0x0112, 3, 1, 6) + \
+        struct.pack('<I', 0)
+    app1 = b'Exif\x00\x00' + tiff
+    path.write_bytes(buf[:2] + b'\xff\xe1' + struct.pack('>H', len(app1) + 2) + app1 + buf[2:])
+
+
+def _tiny_coco(root, files):
+    """COCO keypoint json with one person per image (w x h given per file) under root/annotations."""
+    images, anns = [], []
+    for i, (name, (h, w)) in enumerate(files.items(), 1):
+        images.append({'id': i, 'file_name': name, 'height': h, 'width': w})
+        kps = [2.0, 3.0, 2] + [0, 0, 0] * 16
+        anns.append({'id': i, 'image_id': i, 'category_id': 1, 'iscrowd': 0, 'bbox': [1, 1, 10, 10],
+                     'area': 100, 'num_keypoints': 1, 'keypoints': kps})
+    cats = [{'id': 1, 'name': 'person', 'keypoints': list(get_dataset_meta('COCO').keypoint_names)}]
+    (root / 'annotations').mkdir(parents=True)
+    (root / 'annotations' / 'train.json').write_text(json.dumps({'images': images, 'annotations': anns,
+                                                                  'categories': cats}))
+
+
+def _tiny_cfg(root):
+    cfg = detection_config(str(root / 'exp'))
+    cfg.DATASET.ROOT, cfg.DATASET.TRAIN_IMAGES, cfg.DATASET.TRAIN_ANN = str(root), 'img', 'annotations/train.json'
+    cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.PROB_FLIP = [20], 0.0
+    return cfg
+
+
+def test_exif_orientation_ignored_and_read_errors_name_record(tmp_path):
+    from cvpack.data.io import ImageReadError
+    (tmp_path / 'img').mkdir()
+    _exif_rotated_jpeg(tmp_path / 'img' / 'rot.jpg', 20, 30)
+    _tiny_coco(tmp_path, {'rot.jpg': (20, 30), 'missing.jpg': (20, 30)})
+    ds = DetectionDataset(_tiny_cfg(tmp_path), 'train')
+    s = ds[0]                       # stored 20 x 30, as annotated (a plain imread would rotate it to 30 x 20)
+    assert s['image_size'] == (20, 30)
+    assert s['image'][:, :, :3].mean() > s['image'][:, :, 5:].mean()    # the white stripe stays on the left
+    with pytest.raises(ImageReadError, match=r'missing\.jpg.*image_id 2 of .*train\.json'):
+        ds[1]
