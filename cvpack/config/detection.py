@@ -11,26 +11,15 @@ R-50.pkl / R-101.pkl weights (converted to these key names), Detectron2's settin
 ``MODEL.PRETRAINED`` stays None here (it depends on the depth); the exps set the torchvision URL. With
 FREEZE_AT 2 and FrozenBN a run without it trains on a random frozen stem: the model warns at train().
 """
-import os.path as osp
-
 from easydict import EasyDict as edict
 
-from ..data.meta import get_dataset_meta
 from .base import base_config
+from .datasets import dataset_block
 
 
 def _dataset(root_dir):
-    meta = get_dataset_meta('COCO')
-    d = edict()
-    d.NAME = 'COCO'
-    d.PIPELINE = 'detection'
-    d.ROOT = osp.join(root_dir, 'dataset', 'COCO')
-    d.TRAIN_IMAGES = 'images/train2017'
-    d.TRAIN_ANN = 'annotations/person_keypoints_train2017.json'
-    d.VAL_IMAGES = 'images/val2017'
-    d.VAL_ANN = 'annotations/person_keypoints_val2017.json'
-    d.KEYPOINT = edict(NUM=meta.num_keypoints, FLIP_PAIRS=[list(p) for p in meta.flip_pairs])
-    d.COLOR_RGB = True
+    d = dataset_block('COCO', root_dir, 'detection')   # files + keypoint metadata shared by every preset
+    d.COLOR_RGB = True                 # torchvision ImageNet weights (see above)
     d.MIN_KEYPOINTS_PER_IMAGE = 1      # images with fewer labelled keypoints are dropped (train)
     return d
 

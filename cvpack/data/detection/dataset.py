@@ -34,9 +34,10 @@ class DetectionDataset(Dataset):
         images = d.TRAIN_IMAGES if self.train else d.VAL_IMAGES
         ann = d.TRAIN_ANN if self.train else d.VAL_ANN
         self.ann_file = osp.join(d.ROOT, ann)
+        meta = get_dataset_meta(d.NAME)
         self.records = load_person_records(self.ann_file, osp.join(d.ROOT, images), self.train,
-                                           d.get('MIN_KEYPOINTS_PER_IMAGE', 1), d.KEYPOINT.NUM)
-        self.flip_perm = get_dataset_meta(d.NAME).flip_permutation()
+                                           d.MIN_KEYPOINTS_PER_IMAGE, meta)
+        self.flip_perm = meta.flip_permutation()
         i = cfg.INPUT
         self.sizes = list(i.MIN_SIZE_TRAIN) if self.train else [i.MIN_SIZE_TEST]
         self.max_size = i.MAX_SIZE_TRAIN if self.train else i.MAX_SIZE_TEST

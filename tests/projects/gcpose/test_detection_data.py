@@ -158,3 +158,33 @@ def test_exif_orientation_ignored_and_read_errors_name_record(tmp_path):
     assert s['image'][:, :, :3].mean() > s['image'][:, :, 5:].mean()    # the white stripe stays on the left
     with pytest.raises(ImageReadError, match=r'missing\.jpg.*image_id 2 of .*train\.json'):
         ds[1]
+
+
+def test_records_validated_by_shared_coco_loader(tmp_path):
+    """The detection records go through cvpack.data.coco.load_coco_gt: a dangling image id or a bad box is an
+    error naming the file and annotation (the old private reader ignored the first and crashed on the second)."""
+    from cvpack.data.detection import load_person_records
+    _tiny_coco(tmp_path, {'a.jpg': (20, 30), 'b.jpg': (40, 10)})
+    ann = tmp_path / 'annotations' / 'train.json'
+    recs = load_person_records(str(ann), 'img', True)
+    assert [r['image_id'] for r in recs] == [1, 2] and recs[1]['file'] == osp.join('img', 'b.jpg')
+    assert recs[0]['boxes'].tolist() == [[1, 1, 11, 11]] and recs[0]['keypoints'][0, 0].tolist() == [2.5, 3.5, 2]
+    data = json.loads(ann.read_text())
+    data['annotations'][1]['image_id'] = 7
+    ann.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r'train\.json: annotation id 2 names image id 7'):
+        load_person_records(str(ann), 'img', True)
+    data['annotations'][1]['image_id'] = 2
+    data['annotations'][1]['bbox'] = [1, 2, 3]
+    ann.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r'train\.json: annotation id 2 has bbox'):
+        load_person_records(str(ann), 'img', True)
+
+
+def test_preset_dataset_block_is_the_shared_one(tmp_path):
+    from cvpack.config.datasets import dataset_block
+    cfg = detection_config(str(tmp_path / 'exp'))
+    shared = dataset_block('COCO', cfg.ROOT_DIR, 'detection')
+    extra = {k: v for k, v in cfg.DATASET.items() if k not in shared}
+    assert {k: cfg.DATASET[k] for k in shared} == shared
+    assert extra == {'COLOR_RGB': True, 'MIN_KEYPOINTS_PER_IMAGE': 1}
