@@ -40,7 +40,8 @@ def _model():
         BBOX_REG_WEIGHTS=[10.0, 10.0, 5.0, 5.0], SMOOTH_L1_BETA=0.5,
         SCORE_THRESH_TEST=0.05, NMS_THRESH_TEST=0.5, DETECTIONS_PER_IMAGE=100)
     m.ROI_KEYPOINT_HEAD = edict(
-        NUM_KEYPOINTS=17, POOLER_RESOLUTION=14, NUM_CONVS=8, CONV_DIM=512, LOSS_WEIGHT=1.0, GCM_HEADS=4,
+        POOLER_RESOLUTION=14,   # keypoint count: DATASET.KEYPOINT.NUM
+        NUM_CONVS=8, CONV_DIM=512, LOSS_WEIGHT=1.0, GCM_HEADS=4,
         # GCPose (§3.1): GCMs before convs 0 and 4, P2-only pooling, x1.3 boxes, zeros outside the map.
         GCM_POSITIONS=[0, 4], P2_ONLY=True, BOX_ENLARGE=1.3, ZERO_PAD_OUTSIDE=True)
     return m
@@ -51,10 +52,11 @@ def detection_config(exp_dir):
     cfg = base_config(exp_dir)
     cfg.DATASET = _dataset(cfg.ROOT_DIR)
     cfg.INPUT = edict(MIN_SIZE_TRAIN=[640, 672, 704, 736, 768, 800], MAX_SIZE_TRAIN=1333,
-                      MIN_SIZE_TEST=800, MAX_SIZE_TEST=1333, SIZE_DIVISIBILITY=32, PROB_FLIP=0.5,
+                      MIN_SIZE_TEST=800, MAX_SIZE_TEST=1333, PROB_FLIP=0.5,
                       PIXEL_MEAN=[123.675, 116.28, 103.53], PIXEL_STD=[58.395, 57.12, 57.375])  # RGB, 0-255
+    # the model zero-pads its input batch to this multiple (FPN needs every level to halve exactly: 32 | it)
+    cfg.INPUT.SIZE_DIVISIBILITY = 32
     cfg.DATALOADER.ASPECT_RATIO_GROUPING = True
-    cfg.DATALOADER.SIZE_DIVISIBILITY = 32
     cfg.MODEL.update(_model())
 
     # Detectron2 3x at 8 processes x 2 images (LR 0.02, 270k iterations, steps 210k/250k, warm-up 1000 from
@@ -79,9 +81,8 @@ def detection_config(exp_dir):
     cfg.SOLVER.CHECKPOINT_PERIOD = 5000
 
     cfg.TEST.IMS_PER_GPU = 1
-    cfg.TEST.FLIP = False                  # no TTA (§3.4)
-    cfg.TEST.NMS = 'none'                  # no OKS-NMS, no rescoring: COCO score = box score
-    cfg.TEST.RESCORE = 'none'
+    # No flip TTA, no OKS-NMS, no rescoring (§3.4): the detection predictor has no such options, COCO score =
+    # box score; TEST.NMS is read by the shared COCO evaluator.
+    cfg.TEST.NMS = 'none'
     cfg.TEST.USE_GT_BBOX = False
-    cfg.TEST.DECODER = 'detection'
     return cfg

@@ -6,7 +6,8 @@ Sample dict (one image):
 - ``gt_boxes``: float32 (G, 4) xyxy and ``gt_keypoints``: float32 (G, K, 3) (x, y continuous input
   pixels, v), training only (empty at val);
 - ``image_id`` int, ``orig_size`` (H, W).
-:func:`collate_detection` pads the images to one (N, 3, H, W) batch (multiple of 32) and keeps the rest as lists.
+The engine's ``cvpack.data.collate`` keeps images of different sizes as a list; the model zero-pads them to a
+multiple of ``INPUT.SIZE_DIVISIBILITY`` (Detectron2 pads inside the model too).
 """
 import os.path as osp
 import random
@@ -18,9 +19,7 @@ from torch.utils.data import Dataset, Sampler
 from ..io import read_image
 from ..meta import get_dataset_meta
 from .records import load_person_records
-from .transforms import drop_outside_keypoints, hflip_instances, pad_batch, resize_instances
-
-_DIVISIBILITY = 32
+from .transforms import drop_outside_keypoints, hflip_instances, resize_instances
 
 
 class DetectionDataset(Dataset):
@@ -80,13 +79,6 @@ class DetectionDataset(Dataset):
         img = (img.astype(np.float32) - self.mean) / self.std
         sample['image'] = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
         return sample
-
-
-def collate_detection(samples):
-    """List of samples -> batch: 'image' (N, 3, H, W) zero-padded to a multiple of 32; other keys as lists."""
-    batch = {k: [s[k] for s in samples] for k in samples[0] if k != 'image'}
-    batch['image'] = pad_batch([s['image'] for s in samples], _DIVISIBILITY)
-    return batch
 
 
 class GroupedBatchSampler(Sampler):

@@ -31,8 +31,12 @@ class KeypointRCNN(nn.Module):
         m = cfg.MODEL
         self.backbone = ResNetFPN(m.BACKBONE, m.RESNET.STRIDE_IN_1X1, m.RESNET.FREEZE_AT, m.RESNET.NORM)
         self.rpn = RPN(m.RPN)
-        self.roi_heads = KeypointROIHeads(m)
-        self.size_divisibility = 32   # FPN: every level must halve exactly
+        self.roi_heads = KeypointROIHeads(m, cfg.DATASET.KEYPOINT.NUM)
+        self.size_divisibility = int(cfg.INPUT.SIZE_DIVISIBILITY)
+        if self.size_divisibility <= 0 or self.size_divisibility % 32:
+            # FPN: C2..C5 must halve exactly for the top-down sums
+            raise ValueError('INPUT.SIZE_DIVISIBILITY must be a positive multiple of 32, got %r'
+                             % (cfg.INPUT.SIZE_DIVISIBILITY,))
         # Frozen trunk layers (FREEZE_AT > 0, FrozenBN) never train, so they must come from ImageNet or a
         # checkpoint; ``init_source`` records which (None = random) and train() warns once when it is None.
         self.frozen = (m.RESNET.FREEZE_AT, m.RESNET.NORM) if m.RESNET.FREEZE_AT > 0 or m.RESNET.NORM == 'FrozenBN' \
@@ -59,7 +63,7 @@ class KeypointRCNN(nn.Module):
     def forward(self, images, targets=None):
         """Args:
             images: (N, 3, H, W) normalised batch, or a list of N (3, h_i, w_i) images; zero-padded here to a
-                multiple of 32 when needed (Detectron2 pads inside the model as well).
+                multiple of INPUT.SIZE_DIVISIBILITY (32) when needed (Detectron2 pads inside the model as well).
             targets: the collated batch dict: 'image_size' N (h, w) of the resized, un-padded images;
                 training also 'gt_boxes' N (G_i, 4) xyxy and 'gt_keypoints' N (G_i, K, 3) (x, y continuous
                 input pixels, v); 'scale' N (sx, sy) or floats (input pixels per original pixel) rescales the output.

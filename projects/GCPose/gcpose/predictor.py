@@ -1,6 +1,6 @@
 """Test-time predictor and box evaluation for the 'detection' pipeline (GCPose / Keypoint R-CNN).
 
-``build_detection_predictor(cfg)`` follows the engine's predictor contract (docs/DESIGN.md): a callable
+:class:`DetectionPredictor` follows the engine's predictor contract (docs/DESIGN.md): a callable
 ``(model, batch) -> list of instance dicts`` with ``image_id``, ``keypoints`` np (K, 3) in original-image
 pixel-index coordinates (x, y, score), ``score`` (the box score, §3.4: no rescoring), ``bbox`` xywh,
 ``category_id`` 1. Detectron2's COCO export subtracts 0.5 from the continuous keypoint coordinates (§4.1);
@@ -38,11 +38,6 @@ class DetectionPredictor:
                             'score': float(s),
                             'bbox': [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]})
         return out
-
-
-def build_detection_predictor(cfg):
-    """Factory form of :class:`DetectionPredictor`."""
-    return DetectionPredictor(cfg)
 
 
 def evaluate_boxes(gt_file, instances, output_dir=None):

@@ -153,7 +153,7 @@ def test_keypoint_rois_enlarged_and_selected(tmp_path, monkeypatch):
     from projects.GCPose.gcpose import roi_heads as rh
     from projects.GCPose.gcpose.roi_heads import KeypointROIHeads
     cfg = _cfg(tmp_path)
-    heads = KeypointROIHeads(cfg.MODEL)
+    heads = KeypointROIHeads(cfg.MODEL, 17)
     seen = {}
 
     def spy(kps, rois, size):
