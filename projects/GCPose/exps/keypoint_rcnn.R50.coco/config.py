@@ -11,5 +11,7 @@ cfg.MODEL.ROI_KEYPOINT_HEAD.GCM_POSITIONS = []
 cfg.MODEL.ROI_KEYPOINT_HEAD.P2_ONLY = False
 cfg.MODEL.ROI_KEYPOINT_HEAD.BOX_ENLARGE = 1.0
 cfg.MODEL.ROI_KEYPOINT_HEAD.ZERO_PAD_OUTSIDE = False
+cfg.TEST.PREDICTOR = 'projects.GCPose.gcpose.predictor:DetectionPredictor'
+cfg.TEST.EVALUATOR = 'projects.GCPose.gcpose.evaluator:DetectionEvaluator'
 if __name__ == '__main__':
     config_main(cfg)
