@@ -21,6 +21,11 @@ class DetectionPredictor:
         self.cfg = cfg
 
     def __call__(self, model, batch):
+        """Args: model (KeypointRCNN, eval mode); batch: collated detection samples ('image' a padded (N, 3, H, W)
+            tensor or N (3, h_i, w_i) tensors, 'image_size', 'scale' (sx, sy) input / original pixels, 'image_id').
+        Returns: one dict per detection {image_id, category_id 1, keypoints np (K, 3) x, y original-image pixel
+            indices (continuous - 0.5) + keypoint score, score (box score), bbox [x, y, w, h] continuous pixels}.
+        """
         device = next(model.parameters()).device
         images = batch['image']   # a padded (N, 3, H, W) tensor, or a list of (3, h, w) images
         images = images.to(device) if torch.is_tensor(images) else [i.to(device) for i in images]

@@ -37,7 +37,10 @@ class BoxHead(nn.Module):
         nn.init.zeros_(self.bbox_pred.bias)
 
     def forward(self, x):
-        """Args: (R, C, 7, 7). Returns: class logits (R, K + 1) (last = background), deltas (R, 4K)."""
+        """Args: x (R, C, 7, 7) RoIAlign features of R proposals (any input-pixel boxes).
+        Returns: class logits (R, K + 1) (index K = background; K = 1: person), box deltas (R, 4K)
+            (dx, dy, dw, dh) relative to each proposal, scaled by ROI_HEADS.BBOX_REG_WEIGHTS (Box2BoxTransform).
+        """
         x = F.relu(self.fc2(F.relu(self.fc1(x.flatten(1)))))
         return self.cls_score(x), self.bbox_pred(x)
 
