@@ -8,27 +8,18 @@ stride-in-3x3 and expect RGB input normalised with the ImageNet mean/std (in 0-2
 therefore uses ``STRIDE_IN_1X1 = False``, ``COLOR_RGB = True`` and those statistics. For MSRA caffe2
 R-50.pkl / R-101.pkl weights (converted to these key names), Detectron2's setting is
 ``MODEL.RESNET.STRIDE_IN_1X1 True``, BGR, mean (103.530, 116.280, 123.675), std (1, 1, 1).
+``MODEL.PRETRAINED`` stays None here (it depends on the depth); the exps set the torchvision URL. With
+FREEZE_AT 2 and FrozenBN a run without it trains on a random frozen stem: the model warns at train().
 """
-import os.path as osp
-
 from easydict import EasyDict as edict
 
-from ..data.meta import get_dataset_meta
 from .base import base_config
+from .datasets import dataset_block
 
 
 def _dataset(root_dir):
-    meta = get_dataset_meta('COCO')
-    d = edict()
-    d.NAME = 'COCO'
-    d.PIPELINE = 'detection'
-    d.ROOT = osp.join(root_dir, 'dataset', 'COCO')
-    d.TRAIN_IMAGES = 'images/train2017'
-    d.TRAIN_ANN = 'annotations/person_keypoints_train2017.json'
-    d.VAL_IMAGES = 'images/val2017'
-    d.VAL_ANN = 'annotations/person_keypoints_val2017.json'
-    d.KEYPOINT = edict(NUM=meta.num_keypoints, FLIP_PAIRS=[list(p) for p in meta.flip_pairs])
-    d.COLOR_RGB = True
+    d = dataset_block('COCO', root_dir, 'detection')   # files + keypoint metadata shared by every preset
+    d.COLOR_RGB = True                 # torchvision ImageNet weights (see above)
     d.MIN_KEYPOINTS_PER_IMAGE = 1      # images with fewer labelled keypoints are dropped (train)
     return d
 
@@ -49,7 +40,8 @@ def _model():
         BBOX_REG_WEIGHTS=[10.0, 10.0, 5.0, 5.0], SMOOTH_L1_BETA=0.5,
         SCORE_THRESH_TEST=0.05, NMS_THRESH_TEST=0.5, DETECTIONS_PER_IMAGE=100)
     m.ROI_KEYPOINT_HEAD = edict(
-        NUM_KEYPOINTS=17, POOLER_RESOLUTION=14, NUM_CONVS=8, CONV_DIM=512, LOSS_WEIGHT=1.0, GCM_HEADS=4,
+        POOLER_RESOLUTION=14,   # keypoint count: DATASET.KEYPOINT.NUM
+        NUM_CONVS=8, CONV_DIM=512, LOSS_WEIGHT=1.0, GCM_HEADS=4,
         # GCPose (§3.1): GCMs before convs 0 and 4, P2-only pooling, x1.3 boxes, zeros outside the map.
         GCM_POSITIONS=[0, 4], P2_ONLY=True, BOX_ENLARGE=1.3, ZERO_PAD_OUTSIDE=True)
     return m
@@ -60,10 +52,11 @@ def detection_config(exp_dir):
     cfg = base_config(exp_dir)
     cfg.DATASET = _dataset(cfg.ROOT_DIR)
     cfg.INPUT = edict(MIN_SIZE_TRAIN=[640, 672, 704, 736, 768, 800], MAX_SIZE_TRAIN=1333,
-                      MIN_SIZE_TEST=800, MAX_SIZE_TEST=1333, SIZE_DIVISIBILITY=32, PROB_FLIP=0.5,
+                      MIN_SIZE_TEST=800, MAX_SIZE_TEST=1333, PROB_FLIP=0.5,
                       PIXEL_MEAN=[123.675, 116.28, 103.53], PIXEL_STD=[58.395, 57.12, 57.375])  # RGB, 0-255
+    # the model zero-pads its input batch to this multiple (FPN needs every level to halve exactly: 32 | it)
+    cfg.INPUT.SIZE_DIVISIBILITY = 32
     cfg.DATALOADER.ASPECT_RATIO_GROUPING = True
-    cfg.DATALOADER.SIZE_DIVISIBILITY = 32
     cfg.MODEL.update(_model())
 
     # Detectron2 3x at 8 processes x 2 images (LR 0.02, 270k iterations, steps 210k/250k, warm-up 1000 from
@@ -88,9 +81,12 @@ def detection_config(exp_dir):
     cfg.SOLVER.CHECKPOINT_PERIOD = 5000
 
     cfg.TEST.IMS_PER_GPU = 1
-    cfg.TEST.FLIP = False                  # no TTA (§3.4)
-    cfg.TEST.NMS = 'none'                  # no OKS-NMS, no rescoring: COCO score = box score
-    cfg.TEST.RESCORE = 'none'
+    # No flip TTA, no OKS-NMS, no rescoring (§3.4): the detection predictor has no such options, COCO score =
+    # box score; TEST.NMS is read by the shared COCO evaluator.
+    cfg.TEST.NMS = 'none'
     cfg.TEST.USE_GT_BBOX = False
-    cfg.TEST.DECODER = 'detection'
+    # 'module:Class' of the test-time predictor / evaluator; the core has no default for whole-image models,
+    # the exps name their project's classes (GCPose: keypoint + person box AP).
+    cfg.TEST.PREDICTOR = ''
+    cfg.TEST.EVALUATOR = ''
     return cfg

@@ -90,13 +90,13 @@ _EVALUATORS = {'COCO': CocoEvaluator, 'MPII': MpiiEvaluator}
 
 
 def build_evaluator(cfg):
-    """Callable ``(instances, output_dir) -> metrics dict`` for cfg.DATASET.NAME ('COCO' or 'MPII').
-
-    The whole-image 'detection' pipeline (GCPose) adds person box AP to the COCO keypoint metrics.
+    """Callable ``(instances, output_dir) -> metrics dict``: ``cfg.TEST.EVALUATOR`` ('module:Class', built as
+    ``Class(cfg)``) when set (GCPose's exps: keypoint + person box AP), else by cfg.DATASET.NAME ('COCO' or 'MPII').
     """
-    if cfg.DATASET.get('PIPELINE') == 'detection':
-        from projects.GCPose.gcpose.predictor import DetectionEvaluator
-        return DetectionEvaluator(cfg)
+    spec = cfg.get('TEST', {}).get('EVALUATOR')
+    if spec:
+        from ..inference import import_target
+        return import_target(spec, 'TEST.EVALUATOR')(cfg)
     name = cfg.DATASET.NAME.upper()
     if name not in _EVALUATORS:
         raise KeyError('no evaluator for dataset %r; known: %s' % (cfg.DATASET.NAME, sorted(_EVALUATORS)))

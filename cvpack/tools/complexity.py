@@ -5,6 +5,13 @@ prints ``{"params": int, "gmacs": float}``. MACs are counted like reference_rsn_
 Conv2d, ConvTranspose2d and Linear layers only (no bias, BN, activation, add or interpolation), measured by
 forward hooks on one image in eval mode. The model is built with MODEL.PRETRAINED and MODEL.WEIGHT cleared, so
 no weights are read or downloaded.
+
+Whole-image models (DATASET.PIPELINE 'detection', GCPose / Keypoint R-CNN) have no INPUT_SHAPE and their cost
+depends on the number of proposals and detections; such a model exposes ``complexity_parts(cfg)`` (sub-network,
+input, calls per image) and the tool reports each part's GMACs per call, at the part's input (the trunk at
+MIN_SIZE_TEST, a RoI head per RoI), and ``gmacs`` = the sum with every part run its number of calls per image
+(an upper bound: all test proposals through the box head, DETECTIONS_PER_IMAGE RoIs through the keypoint head).
+Any other model without INPUT_SHAPE gets a ValueError saying so.
 """
 import argparse
 import json
@@ -52,25 +59,48 @@ def count_macs(model: nn.Module, inputs: torch.Tensor) -> int:
     return total[0]
 
 
+def _parts_complexity(model, cfg):
+    """Per-part MACs of a whole-image model (see the module docstring); returns (gmacs, parts dict)."""
+    parts, total = {}, 0
+    for name, module, inputs, calls in model.complexity_parts(cfg):
+        macs = count_macs(module, inputs)
+        parts[name] = {'gmacs': macs / 1e9, 'calls': int(calls)}
+        total += macs * int(calls)
+    return total / 1e9, parts
+
+
 def complexity(exp_dir, opts=None, meta=True):
     """Return ``{'params': int, 'gmacs': float}`` for the exp's model at cfg.INPUT_SHAPE (batch 1).
 
-    With ``meta`` (default) the model is built and run on the meta device: exact counts, no compute.
+    Whole-image models (``model.complexity_parts``) also get ``parts`` {name: {gmacs per call, calls per
+    image}}; ``gmacs`` is then the per-image upper bound. With ``meta`` (default) the model is built and run on
+    the meta device: exact counts, no compute.
     """
     # '' (not None): a str key keeps str type under merge_from_list, and '' is falsy for the builders
     opts = ['MODEL.PRETRAINED', '', 'MODEL.WEIGHT', ''] + list(opts or [])
     with torch.device('meta' if meta else 'cpu'):   # meta: shapes only, no memory, no arithmetic
         cfg, model = load_exp(exp_dir, opts)
-    params = sum(p.numel() for p in model.parameters())
+    params = int(sum(p.numel() for p in model.parameters()))
+    if hasattr(model, 'complexity_parts'):
+        gmacs, parts = _parts_complexity(model, cfg)
+        return {'params': params, 'gmacs': gmacs, 'parts': parts}
+    if not cfg.get('INPUT_SHAPE'):
+        raise ValueError('%s: cfg has no INPUT_SHAPE (DATASET.PIPELINE %r) and the model has no '
+                         'complexity_parts(cfg): cannot choose an input to count MACs at'
+                         % (exp_dir, cfg.get('DATASET', {}).get('PIPELINE')))
     h, w = cfg.INPUT_SHAPE
     macs = count_macs(model, torch.zeros(1, 3, h, w, device=next(model.parameters()).device))
-    return {'params': int(params), 'gmacs': macs / 1e9}
+    return {'params': params, 'gmacs': macs / 1e9}
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description='Params and GMACs of an exp model')
+    parser = argparse.ArgumentParser(
+        description='Params and GMACs of an exp model at cfg.INPUT_SHAPE. Whole-image detection exps (GCPose, '
+                    'no INPUT_SHAPE): GMACs per part (trunk at INPUT.MIN_SIZE_TEST on a 4:3 image, box and '
+                    'keypoint heads per RoI) and their per-image upper bound (all proposals / detections).')
     parser.add_argument('exp_dir')
-    parser.add_argument('--json', action='store_true', help='print {"params": int, "gmacs": float}')
+    parser.add_argument('--json', action='store_true',
+                        help='print {"params": int, "gmacs": float} (+ "parts" for detection exps)')
     args, opts = parser.parse_known_args(argv)   # the rest: KEY VALUE config overrides
     torch.set_num_threads(min(2, torch.get_num_threads()))
     res = complexity(args.exp_dir, opts)
@@ -79,7 +109,9 @@ def main(argv=None):
     else:
         print('%s: params %s (%.2f M), %.3f GMACs at the input size'
               % (osp.basename(osp.abspath(args.exp_dir)), format(res['params'], ','), res['params'] / 1e6,
-                 res['gmacs']))
+                 res['gmacs']) + (' (upper bound per image, parts below)' if 'parts' in res else ''))
+        for name, part in res.get('parts', {}).items():
+            print('  %-28s %9.3f GMACs x %d per image' % (name, part['gmacs'], part['calls']))
     return res
 
 

@@ -1,11 +1,6 @@
 """Whole-image detection data path (GCPose): COCO person boxes + keypoints, resize, flip, padded batches."""
-from .dataset import DetectionDataset, GroupedBatchSampler, GroupedIterationSampler, collate_detection  # noqa: F401
+from .dataset import DetectionDataset, GroupedBatchSampler, GroupedIterationSampler  # noqa: F401
 from .records import load_person_records  # noqa: F401
 from .transforms import (  # noqa: F401
     drop_outside_keypoints, hflip_instances, pad_batch, resize_instances, shortest_edge_size,
 )
-
-
-def build_detection_dataset(cfg, split):
-    """Entry of the 'detection' pipeline in ``cvpack.data.build``."""
-    return DetectionDataset(cfg, split)

@@ -6,21 +6,20 @@ Sample dict (one image):
 - ``gt_boxes``: float32 (G, 4) xyxy and ``gt_keypoints``: float32 (G, K, 3) (x, y continuous input
   pixels, v), training only (empty at val);
 - ``image_id`` int, ``orig_size`` (H, W).
-:func:`collate_detection` pads the images to one (N, 3, H, W) batch (multiple of 32) and keeps the rest as lists.
+The engine's ``cvpack.data.collate`` keeps images of different sizes as a list; the model zero-pads them to a
+multiple of ``INPUT.SIZE_DIVISIBILITY`` (Detectron2 pads inside the model too).
 """
 import os.path as osp
 import random
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from ..io import read_image
 from ..meta import get_dataset_meta
 from .records import load_person_records
-from .transforms import drop_outside_keypoints, hflip_instances, pad_batch, resize_instances
-
-_DIVISIBILITY = 32
+from .transforms import drop_outside_keypoints, hflip_instances, resize_instances
 
 
 class DetectionDataset(Dataset):
@@ -34,9 +33,10 @@ class DetectionDataset(Dataset):
         images = d.TRAIN_IMAGES if self.train else d.VAL_IMAGES
         ann = d.TRAIN_ANN if self.train else d.VAL_ANN
         self.ann_file = osp.join(d.ROOT, ann)
+        meta = get_dataset_meta(d.NAME)
         self.records = load_person_records(self.ann_file, osp.join(d.ROOT, images), self.train,
-                                           d.get('MIN_KEYPOINTS_PER_IMAGE', 1), d.KEYPOINT.NUM)
-        self.flip_perm = get_dataset_meta(d.NAME).flip_permutation()
+                                           d.MIN_KEYPOINTS_PER_IMAGE, meta)
+        self.flip_perm = meta.flip_permutation()
         i = cfg.INPUT
         self.sizes = list(i.MIN_SIZE_TRAIN) if self.train else [i.MIN_SIZE_TEST]
         self.max_size = i.MAX_SIZE_TRAIN if self.train else i.MAX_SIZE_TEST
@@ -53,13 +53,12 @@ class DetectionDataset(Dataset):
         return [int(r['width'] > r['height']) for r in self.records]
 
     def _read(self, rec):
-        img = cv2.imread(rec['file'], cv2.IMREAD_COLOR)
-        if img is None:
-            raise FileNotFoundError('cannot read image %s (image_id %d)' % (rec['file'], rec['image_id']))
+        # the repo's reader: EXIF orientation ignored (annotations are in stored pixels), errors name file + record
+        img = read_image(rec['file'], self.rgb, 'image_id %d of %s' % (rec['image_id'], self.ann_file))
         if img.shape[:2] != (rec['height'], rec['width']):
             raise ValueError('%s: image %s is %s, annotation says %s' % (self.ann_file, rec['file'], img.shape[:2],
                                                                          (rec['height'], rec['width'])))
-        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB) if self.rgb else img
+        return img
 
     def __getitem__(self, idx):
         rec = self.records[idx]
@@ -80,13 +79,6 @@ class DetectionDataset(Dataset):
         img = (img.astype(np.float32) - self.mean) / self.std
         sample['image'] = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
         return sample
-
-
-def collate_detection(samples):
-    """List of samples -> batch: 'image' (N, 3, H, W) zero-padded to a multiple of 32; other keys as lists."""
-    batch = {k: [s[k] for s in samples] for k in samples[0] if k != 'image'}
-    batch['image'] = pad_batch([s['image'] for s in samples], _DIVISIBILITY)
-    return batch
 
 
 class GroupedBatchSampler(Sampler):

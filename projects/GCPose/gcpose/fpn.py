@@ -28,7 +28,13 @@ class FPN(nn.Module):
             c2_xavier_fill(m)
 
     def forward(self, feats):
-        """Args: [C2, C3, C4, C5] at strides 4..32. Returns: {'p2'..'p6'}: (N, 256, H/s, W/s)."""
+        """Args:
+            feats: [C2, C3, C4, C5], C_l (N, C_in_l, H / s, W / s) at strides s = 4, 8, 16, 32 of the padded
+                input (H, W multiples of 32, so each level is exactly half the previous one).
+        Returns:
+            {'p2'..'p6'}: (N, out_channels, H / s, W / s) for s = 4 .. 64; feature cell (i, j) of level s covers
+            input pixels [s * j, s * (j + 1)) x [s * i, s * (i + 1)) (P6: stride-2 subsample of P5).
+        """
         prev = self.lateral[-1](feats[-1])
         outs = [self.output[-1](prev)]
         for i in range(len(feats) - 2, -1, -1):
@@ -47,5 +53,7 @@ class ResNetFPN(nn.Module):
         self.fpn = FPN(tuple(self.body.out_channels), out_channels)
 
     def forward(self, x):
-        """Args: x (N, 3, H, W) normalised, H and W multiples of 32. Returns: dict p2..p6."""
+        """Args: x (N, 3, H, W) normalised input batch (per cfg.INPUT), H and W multiples of 32.
+        Returns: {'p2'..'p6'}: (N, 256, H / s, W / s), s = 4, 8, 16, 32, 64 (input-pixel grid, see FPN.forward).
+        """
         return self.fpn(self.body(x))

@@ -48,10 +48,13 @@ class RelPosMHSA(nn.Module):
         self.rel_w = nn.Parameter(torch.randn(2 * W - 1, dim_qk) * dim_qk ** -0.5)
 
     def forward(self, x):
-        """Args: x (R, C, H, W) RoI features, (H, W) = self.size. Returns: (R, heads * dim_v, H, W)."""
+        """Args: x (R, C, H, W) RoI features on the RoI's H x W sampling grid, (H, W) = self.size; R may be 0.
+        Returns: (R, heads * dim_v, H, W) attention output on the same grid (token y * W + x = grid cell (y, x));
+            relative positions are grid-cell offsets inside one RoI, not image coordinates.
+        """
         R, _, H, W = x.shape
-        if R == 0:  # empty RoI batch passes through (§3.3)
-            return x.new_zeros((0, self.heads * self.dim_v, H, W))
+        # No early return for R == 0: every op below handles an empty batch, and running them keeps each
+        # parameter in the autograd graph (zero gradient), which DDP needs when a rank has no keypoint RoI.
         if (H, W) != self.size:
             raise ValueError('GCM relative tables are tied to %s features, got %s' % (self.size, (H, W)))
         q, k = self.qk(x).chunk(2, dim=1)
@@ -79,8 +82,9 @@ class GCM(nn.Module):
         self.relu = nn.ReLU(inplace=False)
 
     def forward(self, x):
-        """Args: x (R, C, H, W) keypoint RoI features. Returns: same shape."""
-        if x.shape[0] == 0:
-            return x
+        """Args: x (R, C, H, W) keypoint RoI features (C = 512, 14 x 14 grid over the enlarged RoI); R may be 0.
+        Returns: (R, C, H, W) on the same grid: y = x + MHSA(ReLU(BN1(x))), out = y + Conv3x3(ReLU(BN2(y))).
+        """
+        # an empty batch runs through too (zero gradients for DDP, see RelPosMHSA.forward)
         y = x + self.mhsa(self.relu(self.norm1(x)))
         return y + self.conv(self.relu(self.norm2(y)))

@@ -55,7 +55,12 @@ class KeypointHead(nn.Module):
                 nn.init.kaiming_normal_(p, mode='fan_out', nonlinearity='relu')
 
     def forward(self, x):
-        """Args: x (R, C_in, P, P) RoI features (P = 14). Returns: (R, K, 4P, 4P) heatmap logits (56 x 56)."""
+        """Args: x (R, C_in, P, P) RoIAlign features (P = 14) sampled over each keypoint RoI (GCPose: the x1.3
+            box); R may be 0 (every layer still runs, so training keeps all parameters in the graph).
+        Returns: (R, K, 4P, 4P) heatmap logits (56 x 56, spatial-softmax targets): cell (i, j) covers the RoI
+            fraction [j / 4P, (j + 1) / 4P) x [i / 4P, (i + 1) / 4P) of its box (see keypoint_targets and
+            heatmaps_to_keypoints for the mapping to image pixels).
+        """
         if self.input_proj is not None:
             x = F.relu(self.input_proj(x))
         for i, conv in enumerate(self.convs):

@@ -1,14 +1,11 @@
-"""Test-time predictor and box evaluation for the 'detection' pipeline (GCPose / Keypoint R-CNN).
+"""Test-time predictor for the 'detection' pipeline (GCPose / Keypoint R-CNN).
 
-``build_detection_predictor(cfg)`` follows the engine's predictor contract (docs/DESIGN.md): a callable
+:class:`DetectionPredictor` follows the engine's predictor contract (docs/DESIGN.md): a callable
 ``(model, batch) -> list of instance dicts`` with ``image_id``, ``keypoints`` np (K, 3) in original-image
 pixel-index coordinates (x, y, score), ``score`` (the box score, §3.4: no rescoring), ``bbox`` xywh,
 ``category_id`` 1. Detectron2's COCO export subtracts 0.5 from the continuous keypoint coordinates (§4.1);
 boxes stay continuous, as Detectron2 writes them.
 """
-import json
-import os.path as osp
-
 import numpy as np
 import torch
 
@@ -16,13 +13,19 @@ import torch
 class DetectionPredictor:
     """Runs the model on a collated detection batch (all its images) and flattens the detections.
 
-    Constructed as ``DetectionPredictor(cfg)`` by ``cvpack.inference.build_predictor`` (lazy table entry).
+    Constructed as ``DetectionPredictor(cfg)`` by ``cvpack.inference.build_predictor`` from the exps'
+    ``TEST.PREDICTOR = 'projects.GCPose.gcpose.predictor:DetectionPredictor'``.
     """
 
     def __init__(self, cfg=None):
         self.cfg = cfg
 
     def __call__(self, model, batch):
+        """Args: model (KeypointRCNN, eval mode); batch: collated detection samples ('image' a padded (N, 3, H, W)
+            tensor or N (3, h_i, w_i) tensors, 'image_size', 'scale' (sx, sy) input / original pixels, 'image_id').
+        Returns: one dict per detection {image_id, category_id 1, keypoints np (K, 3) x, y original-image pixel
+            indices (continuous - 0.5) + keypoint score, score (box score), bbox [x, y, w, h] continuous pixels}.
+        """
         device = next(model.parameters()).device
         images = batch['image']   # a padded (N, 3, H, W) tensor, or a list of (3, h, w) images
         images = images.to(device) if torch.is_tensor(images) else [i.to(device) for i in images]
@@ -38,48 +41,3 @@ class DetectionPredictor:
                             'score': float(s),
                             'bbox': [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]})
         return out
-
-
-def build_detection_predictor(cfg):
-    """Factory form of :class:`DetectionPredictor`."""
-    return DetectionPredictor(cfg)
-
-
-def evaluate_boxes(gt_file, instances, output_dir=None):
-    """Person box AP with pycocotools (``iouType='bbox'``); writes ``bbox_results.json`` when output_dir is given.
-
-    Returns a dict with AP, AP50, AP75, APs, APm, APl (empty when there are no detections).
-    """
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-    dets = [{'image_id': i['image_id'], 'category_id': 1, 'bbox': [float(v) for v in i['bbox']],
-             'score': float(i['score'])} for i in instances]
-    if output_dir:
-        with open(osp.join(output_dir, 'bbox_results.json'), 'w') as f:
-            json.dump(dets, f)
-    if not dets:
-        return {}
-    gt = COCO(gt_file)
-    ev = COCOeval(gt, gt.loadRes(dets), 'bbox')
-    ev.params.catIds = [1]
-    ev.evaluate()
-    ev.accumulate()
-    ev.summarize()
-    return dict(zip(['AP', 'AP50', 'AP75', 'APs', 'APm', 'APl'], [float(v) for v in ev.stats[:6]]))
-
-
-class DetectionEvaluator:
-    """COCO keypoint AP through the shared evaluator (``cvpack.evaluation``), plus person box AP.
-
-    Returns the keypoint metrics (AP, AP50 ...) and the box metrics prefixed ``box_`` (box_AP ...).
-    """
-
-    def __init__(self, cfg):
-        from cvpack.evaluation.build import CocoEvaluator
-        self.keypoints = CocoEvaluator(cfg)
-        self.gt_path = osp.join(cfg.DATASET.ROOT, cfg.DATASET.VAL_ANN)
-
-    def __call__(self, instances, output_dir):
-        metrics = dict(self.keypoints(instances, output_dir))
-        metrics.update({'box_' + k: v for k, v in evaluate_boxes(self.gt_path, instances, output_dir).items()})
-        return metrics

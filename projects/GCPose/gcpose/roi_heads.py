@@ -37,15 +37,21 @@ class BoxHead(nn.Module):
         nn.init.zeros_(self.bbox_pred.bias)
 
     def forward(self, x):
-        """Args: (R, C, 7, 7). Returns: class logits (R, K + 1) (last = background), deltas (R, 4K)."""
+        """Args: x (R, C, 7, 7) RoIAlign features of R proposals (any input-pixel boxes).
+        Returns: class logits (R, K + 1) (index K = background; K = 1: person), box deltas (R, 4K)
+            (dx, dy, dw, dh) relative to each proposal, scaled by ROI_HEADS.BBOX_REG_WEIGHTS (Box2BoxTransform).
+        """
         x = F.relu(self.fc2(F.relu(self.fc1(x.flatten(1)))))
         return self.cls_score(x), self.bbox_pred(x)
 
 
 class KeypointROIHeads(nn.Module):
-    """Box branch on p2..p5 plus the keypoint branch; config keys MODEL.ROI_HEADS / MODEL.ROI_KEYPOINT_HEAD."""
+    """Box branch on p2..p5 plus the keypoint branch; config keys MODEL.ROI_HEADS / MODEL.ROI_KEYPOINT_HEAD.
 
-    def __init__(self, cfg_model):
+    ``num_keypoints`` is the dataset's (DATASET.KEYPOINT.NUM).
+    """
+
+    def __init__(self, cfg_model, num_keypoints):
         super().__init__()
         rh, kh = cfg_model.ROI_HEADS, cfg_model.ROI_KEYPOINT_HEAD
         self.box_features = list(rh.IN_FEATURES)
@@ -55,7 +61,7 @@ class KeypointROIHeads(nn.Module):
         self.box_head = BoxHead(256, self.box_pool, 1024, rh.NUM_CLASSES)
         self.coder = Box2BoxTransform(rh.BBOX_REG_WEIGHTS)
         self.rh, self.kh = rh, kh
-        self.keypoint_head = KeypointHead(256, kh.NUM_KEYPOINTS, kh.CONV_DIM, kh.NUM_CONVS,
+        self.keypoint_head = KeypointHead(256, num_keypoints, kh.CONV_DIM, kh.NUM_CONVS,
                                           tuple(kh.GCM_POSITIONS), kh.POOLER_RESOLUTION, kh.GCM_HEADS)
         self.enlarge = kh.BOX_ENLARGE
         self.border = 'zeros' if kh.ZERO_PAD_OUTSIDE else 'kernel'

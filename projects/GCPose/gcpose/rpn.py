@@ -23,7 +23,10 @@ class RPNHead(nn.Module):
             nn.init.zeros_(m.bias)
 
     def forward(self, feats):
-        """Args: list of (N, C, H_l, W_l). Returns: lists of (N, H_l*W_l*A) logits and (N, H_l*W_l*A, 4) deltas."""
+        """Args: feats: list over FPN levels of (N, C, H_l, W_l) maps.
+        Returns: per level, objectness logits (N, H_l * W_l * A) and deltas (N, H_l * W_l * A, 4) (dx, dy, dw, dh
+            relative to the anchor), flattened in (y, x, anchor) order, the AnchorGenerator's order.
+        """
         logits, deltas = [], []
         for x in feats:
             t = F.relu(self.conv(x))

@@ -24,5 +24,29 @@ def test_exps(repo_root):
     cfg, model = load_exp(osp.join(exps, 'keypoint_rcnn.R50.coco'))
     assert sum(p.numel() for p in model.roi_heads.keypoint_head.parameters()) == 17838097
     assert model.roi_heads.kp_features == ['p2', 'p3', 'p4', 'p5'] and model.roi_heads.enlarge == 1.0
+    # ImageNet init for the frozen stem/res2 + FrozenBN (torchvision files: stride in 3x3, RGB, ImageNet std)
+    assert cfg.MODEL.PRETRAINED == 'https://download.pytorch.org/models/resnet50-0676ba61.pth'
     cfg, _ = load_exp(osp.join(exps, 'gcpose.R101.coco'), build=False)
     assert cfg.MODEL.BACKBONE == 'resnet101' and cfg.MODEL.ROI_KEYPOINT_HEAD.GCM_POSITIONS == [0, 4]
+    assert cfg.MODEL.PRETRAINED == 'https://download.pytorch.org/models/resnet101-cd907fc2.pth'
+    cfg, _ = load_exp(osp.join(exps, 'gcpose.R50.coco'), build=False)
+    assert cfg.MODEL.PRETRAINED == 'https://download.pytorch.org/models/resnet50-0676ba61.pth'
+    assert (cfg.MODEL.RESNET.STRIDE_IN_1X1, cfg.DATASET.COLOR_RGB) == (False, True)
+
+
+def test_preset_keys_are_all_read(tmp_path):
+    """No key the detection path ignores: flip/decoder/rescore belong to the top-down predictor, the padding
+    multiple is INPUT.SIZE_DIVISIBILITY (read by the model), the keypoint count is DATASET.KEYPOINT.NUM."""
+    from projects.GCPose.gcpose import build_model
+    cfg = detection_config(str(tmp_path / 'exp'))
+    assert not {'FLIP', 'RESCORE', 'DECODER'} & set(cfg.TEST)
+    assert 'NUM_KEYPOINTS' not in cfg.MODEL.ROI_KEYPOINT_HEAD and cfg.DATALOADER.SIZE_DIVISIBILITY != 32
+    cfg.MODEL.BACKBONE = 'resnet18'
+    cfg.MODEL.ROI_KEYPOINT_HEAD.CONV_DIM, cfg.MODEL.ROI_KEYPOINT_HEAD.GCM_POSITIONS = 8, []
+    cfg.DATASET.KEYPOINT.NUM = 5
+    cfg.INPUT.SIZE_DIVISIBILITY = 64
+    model = build_model(cfg)
+    assert model.roi_heads.keypoint_head.score_lowres.out_channels == 5 and model.size_divisibility == 64
+    cfg.INPUT.SIZE_DIVISIBILITY = 48
+    with pytest.raises(ValueError, match='SIZE_DIVISIBILITY'):
+        build_model(cfg)

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from cvpack.config.detection import detection_config
-from cvpack.data.detection import (DetectionDataset, GroupedBatchSampler, collate_detection, drop_outside_keypoints,
-                                   hflip_instances, pad_batch, shortest_edge_size)
+from cvpack.data.detection import (DetectionDataset, GroupedBatchSampler, drop_outside_keypoints, hflip_instances,
+                                   pad_batch, shortest_edge_size)
 from cvpack.data.meta import get_dataset_meta
 
 
@@ -75,8 +75,6 @@ def test_coco_subset_records_and_samples(coco_subset):
     j = int(np.argmax(k[:, 2] > 0))
     assert s['gt_keypoints'][0, j, 0].item() == pytest.approx((k[j, 0] + 0.5) * sx, rel=1e-5)
     assert s['gt_boxes'][0, 2].item() == pytest.approx(min((ann['bbox'][0] + ann['bbox'][2]) * sx, w), rel=1e-5)
-    batch = collate_detection([ds[0], ds[1]])
-    assert batch['image'].shape[2] % 32 == 0 and batch['image'].shape[3] % 32 == 0
     val = DetectionDataset(cfg, 'val')
     assert len(val) == len(data_images(coco_subset)) and 'gt_boxes' not in val[0]
 
@@ -110,3 +108,81 @@ def test_grouped_iteration_sampler_resumes_exactly():
     assert len(full) == 20 and all(len({groups[i] for i in b}) == 1 and len(b) == 2 for b in full)
     resumed = list(GroupedIterationSampler(IterationBasedSampler(11, 2, 20, 7, 0, 1, seed=3), groups))
     assert resumed == full[7:]
+
+
+def _exif_rotated_jpeg(path, h, w):
+    """A JPEG of h x w stored pixels whose EXIF orientation tag (6) asks viewers to rotate it by 90 degrees."""
+    import struct
+
+    import cv2
+    img = np.zeros((h, w, 3), np.uint8)
+    img[:, :3] = 255
+    buf = cv2.imencode('.jpg', img)[1].tobytes()
+    tiff = struct.pack('<2sHI', b'II', 42, 8) + struct.pack('<H', 1) + struct.pack('<HHII', 0x0112, 3, 1, 6) + \
+        struct.pack('<I', 0)
+    app1 = b'Exif\x00\x00' + tiff
+    path.write_bytes(buf[:2] + b'\xff\xe1' + struct.pack('>H', len(app1) + 2) + app1 + buf[2:])
+
+
+def _tiny_coco(root, files):
+    """COCO keypoint json with one person per image (w x h given per file) under root/annotations."""
+    images, anns = [], []
+    for i, (name, (h, w)) in enumerate(files.items(), 1):
+        images.append({'id': i, 'file_name': name, 'height': h, 'width': w})
+        kps = [2.0, 3.0, 2] + [0, 0, 0] * 16
+        anns.append({'id': i, 'image_id': i, 'category_id': 1, 'iscrowd': 0, 'bbox': [1, 1, 10, 10],
+                     'area': 100, 'num_keypoints': 1, 'keypoints': kps})
+    cats = [{'id': 1, 'name': 'person', 'keypoints': list(get_dataset_meta('COCO').keypoint_names)}]
+    (root / 'annotations').mkdir(parents=True)
+    (root / 'annotations' / 'train.json').write_text(json.dumps({'images': images, 'annotations': anns,
+                                                                  'categories': cats}))
+
+
+def _tiny_cfg(root):
+    cfg = detection_config(str(root / 'exp'))
+    cfg.DATASET.ROOT, cfg.DATASET.TRAIN_IMAGES, cfg.DATASET.TRAIN_ANN = str(root), 'img', 'annotations/train.json'
+    cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.PROB_FLIP = [20], 0.0
+    return cfg
+
+
+def test_exif_orientation_ignored_and_read_errors_name_record(tmp_path):
+    from cvpack.data.io import ImageReadError
+    (tmp_path / 'img').mkdir()
+    _exif_rotated_jpeg(tmp_path / 'img' / 'rot.jpg', 20, 30)
+    _tiny_coco(tmp_path, {'rot.jpg': (20, 30), 'missing.jpg': (20, 30)})
+    ds = DetectionDataset(_tiny_cfg(tmp_path), 'train')
+    s = ds[0]                       # stored 20 x 30, as annotated (a plain imread would rotate it to 30 x 20)
+    assert s['image_size'] == (20, 30)
+    assert s['image'][:, :, :3].mean() > s['image'][:, :, 5:].mean()    # the white stripe stays on the left
+    with pytest.raises(ImageReadError, match=r'missing\.jpg.*image_id 2 of .*train\.json'):
+        ds[1]
+
+
+def test_records_validated_by_shared_coco_loader(tmp_path):
+    """The detection records go through cvpack.data.coco.load_coco_gt: a dangling image id or a bad box is an
+    error naming the file and annotation (the old private reader ignored the first and crashed on the second)."""
+    from cvpack.data.detection import load_person_records
+    _tiny_coco(tmp_path, {'a.jpg': (20, 30), 'b.jpg': (40, 10)})
+    ann = tmp_path / 'annotations' / 'train.json'
+    recs = load_person_records(str(ann), 'img', True)
+    assert [r['image_id'] for r in recs] == [1, 2] and recs[1]['file'] == osp.join('img', 'b.jpg')
+    assert recs[0]['boxes'].tolist() == [[1, 1, 11, 11]] and recs[0]['keypoints'][0, 0].tolist() == [2.5, 3.5, 2]
+    data = json.loads(ann.read_text())
+    data['annotations'][1]['image_id'] = 7
+    ann.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r'train\.json: annotation id 2 names image id 7'):
+        load_person_records(str(ann), 'img', True)
+    data['annotations'][1]['image_id'] = 2
+    data['annotations'][1]['bbox'] = [1, 2, 3]
+    ann.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r'train\.json: annotation id 2 has bbox'):
+        load_person_records(str(ann), 'img', True)
+
+
+def test_preset_dataset_block_is_the_shared_one(tmp_path):
+    from cvpack.config.datasets import dataset_block
+    cfg = detection_config(str(tmp_path / 'exp'))
+    shared = dataset_block('COCO', cfg.ROOT_DIR, 'detection')
+    extra = {k: v for k, v in cfg.DATASET.items() if k not in shared}
+    assert {k: cfg.DATASET[k] for k in shared} == shared
+    assert extra == {'COLOR_RGB': True, 'MIN_KEYPOINTS_PER_IMAGE': 1}

@@ -22,7 +22,8 @@ def test_train_and_test_scripts(tmp_path, repo_root, coco_subset):
     val = tmp_path / 'val3.json'
     val.write_text(json.dumps(data))
     out = tmp_path / 'out'
-    opts = ['MODEL.DEVICE', 'cpu', 'DATALOADER.NUM_WORKERS', '0', 'OUTPUT_DIR', str(out),
+    opts = ['MODEL.DEVICE', 'cpu', 'MODEL.PRETRAINED', '',      # no ImageNet download in tests
+            'DATALOADER.NUM_WORKERS', '0', 'OUTPUT_DIR', str(out),
             'DATASET.ROOT', coco_subset, 'DATASET.VAL_ANN', str(val),
             'SOLVER.MAX_ITER', '2', 'SOLVER.CHECKPOINT_PERIOD', '2', 'SOLVER.REFERENCE_WORLD_SIZE', 'None',
             'INPUT.MIN_SIZE_TRAIN', '[160]', 'INPUT.MAX_SIZE_TRAIN', '256',
@@ -31,8 +32,10 @@ def test_train_and_test_scripts(tmp_path, repo_root, coco_subset):
             'MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE', '16', 'MODEL.ROI_HEADS.DETECTIONS_PER_IMAGE', '3',
             'MODEL.RPN.POST_NMS_TOPK_TRAIN', '50', 'MODEL.RPN.POST_NMS_TOPK_TEST', '50']
     exp = osp.join(repo_root, 'projects', 'GCPose', 'exps', 'gcpose.R50.coco')
-    for script in ('train.py', 'test.py'):
-        run_script(exp, script, opts, threads=2)
+    logs = {script: run_script(exp, script, opts, threads=2) for script in ('train.py', 'test.py')}
+    # random frozen stem/res2 + FrozenBN (MODEL.PRETRAINED cleared): said once at the start of training only
+    assert logs['train.py'].count('MODEL.RESNET.FREEZE_AT 2 and NORM FrozenBN') == 1
+    assert 'FREEZE_AT' not in logs['test.py']
     assert (out / 'iter-2.pth').is_file()
     results = json.loads((out / 'test_dir' / 'results.json').read_text())
     assert 0 < len(results) <= 3 * 3

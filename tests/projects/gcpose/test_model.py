@@ -1,4 +1,6 @@
 """Whole Keypoint R-CNN / GCPose forward + backward at a small input, both images of a batch."""
+import logging
+
 import pytest
 import torch
 
@@ -63,8 +65,9 @@ def test_forward_backward_and_inference(tmp_path):
         assert ((r['keypoints'][..., 2] > 0) & (r['keypoints'][..., 2] <= 1)).all()
 
 
-def test_imagenet_init_from_torchvision_file(tmp_path):
+def test_imagenet_init_from_torchvision_file(tmp_path, caplog):
     from cvpack.modeling.backbones.resnet import build_resnet
+    from cvpack.modeling.pretrained import LoadReport
     cfg = _cfg(tmp_path)
     cfg.MODEL.BACKBONE = 'resnet18'       # same key names as torchvision's resnet18; small file
     src = build_resnet('resnet18')
@@ -74,14 +77,48 @@ def test_imagenet_init_from_torchvision_file(tmp_path):
     state = dict(src.state_dict(), **{'fc.weight': torch.zeros(1000, 512), 'fc.bias': torch.zeros(1000)})
     path = tmp_path / 'r18.pth'
     torch.save(state, path)
-    cfg.MODEL.PRETRAINED = str(path)
+    cfg.MODEL.PRETRAINED = str(tmp_path / 'not_there.pth')   # build_model never reads it (trainer protocol)
     model = build_model(cfg)
+    assert model.init_source is None
+    report = model.load_pretrained(str(path))
+    assert isinstance(report, LoadReport) and not report.missing
+    assert sorted(report.unused) == ['fc.bias', 'fc.weight'] and len(report.loaded) == len(src.state_dict())
     body = model.backbone.body.state_dict()
     assert torch.equal(body['layer3.1.conv2.weight'], state['layer3.1.conv2.weight'])
     assert torch.equal(body['bn1.running_var'], state['bn1.running_var'])   # BN -> FrozenBN buffers
+    with caplog.at_level(logging.WARNING, logger='projects.GCPose.gcpose.model'):
+        model.train()
+    assert model.init_source == str(path) and 'FREEZE_AT' not in caplog.text
     torch.save({'other.weight': torch.zeros(1)}, tmp_path / 'bad.pth')
     with pytest.raises(ValueError, match='bad.pth'):
         model.load_pretrained(str(tmp_path / 'bad.pth'))
+
+
+def test_frozen_random_trunk_warns_once_at_train(tmp_path, caplog):
+    """FREEZE_AT 2 + FrozenBN on a random trunk: one WARNING at the first train(); a checkpoint silences it."""
+    cfg = _cfg(tmp_path)
+    cfg.MODEL.BACKBONE = 'resnet18'
+    model = build_model(cfg)
+    with caplog.at_level(logging.WARNING, logger='projects.GCPose.gcpose.model'):
+        model.eval()
+        assert 'FREEZE_AT' not in caplog.text                 # eval (test.py, tools) never warns
+        model.train()
+        model.train()
+    warnings = [r for r in caplog.records if 'FREEZE_AT 2' in r.getMessage()]
+    assert len(warnings) == 1 and 'FrozenBN' in warnings[0].getMessage()
+    caplog.clear()
+    loaded = build_model(cfg)
+    loaded.load_state_dict(model.state_dict())               # test.py / MODEL.WEIGHT / resume path
+    assert loaded.init_source == 'checkpoint'
+    partial = build_model(cfg)
+    partial.load_state_dict({k: v for k, v in model.state_dict().items() if 'roi_heads' in k}, strict=False)
+    assert partial.init_source is None                      # no trunk tensors: still random
+    cfg.MODEL.RESNET.FREEZE_AT, cfg.MODEL.RESNET.NORM = 0, 'BN'
+    scratch = build_model(cfg)                              # nothing frozen: training from scratch is fine
+    with caplog.at_level(logging.WARNING, logger='projects.GCPose.gcpose.model'):
+        loaded.train()
+        scratch.train()
+    assert 'FREEZE_AT' not in caplog.text
 
 
 def test_list_input_equals_padded_batch(tmp_path):
@@ -116,7 +153,7 @@ def test_keypoint_rois_enlarged_and_selected(tmp_path, monkeypatch):
     from projects.GCPose.gcpose import roi_heads as rh
     from projects.GCPose.gcpose.roi_heads import KeypointROIHeads
     cfg = _cfg(tmp_path)
-    heads = KeypointROIHeads(cfg.MODEL)
+    heads = KeypointROIHeads(cfg.MODEL, 17)
     seen = {}
 
     def spy(kps, rois, size):
@@ -137,3 +174,22 @@ def test_keypoint_rois_enlarged_and_selected(tmp_path, monkeypatch):
     assert seen['rois'].shape == (1, 4) and seen['rois'][0].tolist() == pytest.approx([11.0, 11.0, 89.0, 89.0])
     labels, valid = rh.keypoint_targets.__wrapped__(seen['kps'], seen['rois'], 56)
     assert valid[0, :2].tolist() == [True, True]
+
+
+def test_no_keypoint_targets_still_reach_every_keypoint_parameter(tmp_path):
+    """Detectron2's rule: without keypoint targets the loss is logits.sum() * 0, so every keypoint-head / GCM
+    parameter gets a zero gradient (not None); otherwise DDP fails on the next step (FIND_UNUSED_PARAMETERS False)."""
+    torch.manual_seed(0)
+    cfg = _cfg(tmp_path)
+    cfg.MODEL.BACKBONE = 'resnet18'
+    model = build_model(cfg).train()
+    t = _targets()
+    t['gt_keypoints'] = [k * 0 for k in t['gt_keypoints']]          # people without labelled keypoints
+    losses = model(torch.randn(2, 3, 96, 128) * 0.1, t)
+    assert losses['loss_keypoint'].item() == 0
+    sum(losses.values()).backward()
+    head = model.roi_heads.keypoint_head
+    assert len(head.gcms) == 2
+    for name, p in head.named_parameters():
+        assert p.grad is not None, name
+        assert p.grad.abs().sum() == 0, name

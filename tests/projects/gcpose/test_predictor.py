@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from cvpack.config.detection import detection_config
-from projects.GCPose.gcpose.predictor import DetectionEvaluator, DetectionPredictor
+from projects.GCPose.gcpose.evaluator import DetectionEvaluator
+from projects.GCPose.gcpose.predictor import DetectionPredictor
 
 
 class _Oracle(nn.Module):
@@ -58,3 +59,34 @@ def test_oracle_scores_one(tmp_path, coco_subset):
     cfg.DATASET.VAL_ANN = str(gt)
     metrics = DetectionEvaluator(cfg)(instances, str(tmp_path))
     assert metrics['AP'] == pytest.approx(1.0) and metrics['box_AP'] == pytest.approx(1.0)
+
+
+def test_exps_name_predictor_and_evaluator_core_imports_no_project(tmp_path, repo_root):
+    """Layering: cvpack builds the GCPose predictor/evaluator from cfg.TEST.PREDICTOR / EVALUATOR strings set by
+    the exps; no module of cvpack/ names the projects package."""
+    import os
+    import os.path as osp
+
+    from cvpack.evaluation import build_evaluator
+    from cvpack.exp import load_exp
+    from cvpack.inference import build_predictor
+    cfg, _ = load_exp(osp.join(repo_root, 'projects', 'GCPose', 'exps', 'gcpose.R50.coco'), build=False)
+    assert type(build_predictor(cfg)) is DetectionPredictor
+    assert type(build_evaluator(cfg)) is DetectionEvaluator
+    bare = detection_config(str(tmp_path / 'exp'))          # the preset alone: no core default for 'detection'
+    with pytest.raises(KeyError, match='TEST.PREDICTOR'):
+        build_predictor(bare)
+    bare.TEST.PREDICTOR = 'projects.GCPose.gcpose.predictor.DetectionPredictor'
+    with pytest.raises(ValueError, match="TEST.PREDICTOR must be a 'module:Class'"):
+        build_predictor(bare)
+    bare.TEST.EVALUATOR = 'projects.GCPose.gcpose.evaluator:Nope'
+    with pytest.raises(ImportError, match='TEST.EVALUATOR'):
+        build_evaluator(bare)
+    offenders = []
+    for root, _, files in os.walk(osp.join(repo_root, 'cvpack')):
+        for name in files:
+            if name.endswith('.py'):
+                with open(osp.join(root, name)) as f:
+                    if 'projects.' in f.read():
+                        offenders.append(osp.join(root, name))
+    assert offenders == []

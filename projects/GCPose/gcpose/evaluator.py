@@ -1,0 +1,51 @@
+"""Evaluation of the 'detection' pipeline (GCPose / Keypoint R-CNN): COCO keypoint AP + person box AP.
+
+The keypoint part is the shared :class:`cvpack.evaluation.build.CocoEvaluator` (TEST.NMS, results.json);
+the box part scores the predictor's ``bbox`` (xywh, continuous pixels) and box score with pycocotools.
+"""
+import json
+import os.path as osp
+
+from cvpack.evaluation.build import CocoEvaluator
+
+
+def evaluate_boxes(gt_file, instances, output_dir=None):
+    """Person box AP with pycocotools (``iouType='bbox'``); writes ``bbox_results.json`` when output_dir is given.
+
+    Returns a dict with AP, AP50, AP75, APs, APm, APl (empty when there are no detections).
+    """
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+    dets = [{'image_id': i['image_id'], 'category_id': 1, 'bbox': [float(v) for v in i['bbox']],
+             'score': float(i['score'])} for i in instances]
+    if output_dir:
+        with open(osp.join(output_dir, 'bbox_results.json'), 'w') as f:
+            json.dump(dets, f)
+    if not dets:
+        return {}
+    gt = COCO(gt_file)
+    ev = COCOeval(gt, gt.loadRes(dets), 'bbox')
+    ev.params.catIds = [1]
+    ev.evaluate()
+    ev.accumulate()
+    ev.summarize()
+    return dict(zip(['AP', 'AP50', 'AP75', 'APs', 'APm', 'APl'], [float(v) for v in ev.stats[:6]]))
+
+
+class DetectionEvaluator:
+    """COCO keypoint AP through the shared evaluator (``cvpack.evaluation``), plus person box AP.
+
+    Built by ``cvpack.evaluation.build_evaluator`` from the exps'
+    ``TEST.EVALUATOR = 'projects.GCPose.gcpose.evaluator:DetectionEvaluator'``.
+
+    Returns the keypoint metrics (AP, AP50 ...) and the box metrics prefixed ``box_`` (box_AP ...).
+    """
+
+    def __init__(self, cfg):
+        self.keypoints = CocoEvaluator(cfg)
+        self.gt_path = osp.join(cfg.DATASET.ROOT, cfg.DATASET.VAL_ANN)
+
+    def __call__(self, instances, output_dir):
+        metrics = dict(self.keypoints(instances, output_dir))
+        metrics.update({'box_' + k: v for k, v in evaluate_boxes(self.gt_path, instances, output_dir).items()})
+        return metrics
