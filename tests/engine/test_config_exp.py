@@ -74,3 +74,25 @@ def test_json_dump_of_resolved_config(toy_exp):
     data = json.load(open(osp.join(cfg.OUTPUT_DIR, 'config.json')))
     assert data['SOLVER']['MAX_ITER'] == 7 and data['_RUNTIME'] == {'WORLD_SIZE': 1}
     assert open(osp.join(cfg.OUTPUT_DIR, 'network.py')).read() == open(osp.join(exp, 'network.py')).read()
+
+
+def test_merge_from_list_bool_none_case_insensitive(tmp_path):
+    cfg = base_config(str(tmp_path))
+    cfg.TEST.FLIP = True
+    cfg.MODEL.PRETRAINED = 'https://example.org/r50.pth'
+    merge_from_list(cfg, ['TEST.FLIP', 'false', 'MODEL.SYNC_BN', 'TRUE', 'MODEL.PRETRAINED', 'None',
+                          'SOLVER.CLIP_GRAD_NORM', 'none', 'SOLVER.REFERENCE_WORLD_SIZE', '8'])
+    assert cfg.TEST.FLIP is False and cfg.MODEL.SYNC_BN is True
+    assert cfg.MODEL.PRETRAINED is None and cfg.SOLVER.CLIP_GRAD_NORM is None
+    assert cfg.SOLVER.REFERENCE_WORLD_SIZE == 8
+    merge_from_list(cfg, ['SOLVER.REFERENCE_WORLD_SIZE', 'NONE'])
+    assert cfg.SOLVER.REFERENCE_WORLD_SIZE is None
+
+
+@pytest.mark.parametrize('key,text', [('MODEL.SYNC_BN', 'flase'), ('MODEL.SYNC_BN', '1'),
+                                      ('SOLVER.MAX_ITER', '12k'), ('SOLVER.BASE_LR', 'true'),
+                                      ('SOLVER.BASE_LR', "'x'")])
+def test_merge_from_list_rejects_unparsable_over_bool_or_number(tmp_path, key, text):
+    cfg = base_config(str(tmp_path))
+    with pytest.raises(ValueError, match=key.replace('.', r'\.')):
+        merge_from_list(cfg, [key, text])
