@@ -111,3 +111,21 @@ def test_both_local_rank_spellings(argv):
     assert args.opts == (['SOLVER.MAX_ITER', '5'] if len(argv) == 3 else [])
     t = parse_args(make_test_parser(), ['-i', '3', '--local_rank=0', 'TEST.IMS_PER_GPU', '4'])
     assert (t.iter, t.local_rank, t.opts) == (3, 0, ['TEST.IMS_PER_GPU', '4'])
+
+
+@pytest.mark.parametrize('name', ['gpu', 'cdua', 'cpu:0', 'cuda:x', 'cuda:', 'GPU:1'])
+def test_bad_device_names_raise(name, monkeypatch):
+    from cvpack.engine.launch import setup_distributed
+    monkeypatch.delenv('WORLD_SIZE', raising=False)
+    with pytest.raises(ValueError, match='MODEL.DEVICE'):
+        setup_distributed(name)
+
+
+def test_device_names_parse(monkeypatch):
+    import torch
+    from cvpack.engine.launch import resolve_device, setup_distributed
+    monkeypatch.delenv('WORLD_SIZE', raising=False)
+    assert resolve_device('CPU') == ('cpu', None) and resolve_device(None)[1] is None
+    assert setup_distributed('cpu').device == torch.device('cpu')
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    assert resolve_device('cuda:1') == ('cuda', 1) and resolve_device('cuda') == ('cuda', None)
