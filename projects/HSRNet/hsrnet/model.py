@@ -14,7 +14,7 @@ from cvpack.modeling.deconv_head import DeconvHead
 from cvpack.modeling.losses import JointsMSELoss
 from cvpack.modeling.pretrained import load_mapped, load_state_dict
 
-logger = logging.getLogger('cvpack.projects.hsrnet')   # under 'cvpack': the engine's log handlers
+logger = logging.getLogger(__name__)  # 'projects.HSRNet...': the engine configures the 'projects' tree too
 
 
 class HSRNetPose(nn.Module):
