@@ -67,6 +67,7 @@ def base_config(exp_dir):
     cfg.SOLVER.BASE_LR = 5e-4
     cfg.SOLVER.BETAS = (0.9, 0.999)
     cfg.SOLVER.MOMENTUM = 0.9
+    cfg.SOLVER.NESTEROV = False        # SGD only (cvpack.solver.build_optimizer)
     cfg.SOLVER.WEIGHT_DECAY = 1e-5
     cfg.SOLVER.WEIGHT_DECAY_BIAS = None  # None = same as WEIGHT_DECAY (the original decayed biases and BN too)
     cfg.SOLVER.IMS_PER_GPU = 32
@@ -100,6 +101,15 @@ def base_config(exp_dir):
     cfg.TEST.IMS_PER_GPU = 32
     cfg.TEST.AMP = 'none'              # autocast for the test forward: 'none' | 'fp16' (CUDA) | 'bf16'
     return cfg
+
+
+def dark_kernel(output_shape):
+    """``TEST.DARK_KERNEL`` (the DARK decoder's Gaussian blur, odd) for a heatmap size (h, w).
+
+    mmpose's DARK configs: 11 at 64x48 (sigma 2) and 17 at 96x72 (sigma 3), i.e. about 6 * sigma - 1 with the
+    sigma growing with the heatmap; heatmaps 96 rows or taller get 17, smaller ones 11.
+    """
+    return 17 if int(output_shape[0]) >= 96 else 11
 
 
 def _parse_value(text, old, key='?'):

@@ -96,3 +96,23 @@ def test_merge_from_list_rejects_unparsable_over_bool_or_number(tmp_path, key, t
     cfg = base_config(str(tmp_path))
     with pytest.raises(ValueError, match=key.replace('.', r'\.')):
         merge_from_list(cfg, [key, text])
+
+
+def test_preset_keys_read_by_the_code_are_defined(tmp_path, repo_root):
+    """TEST.DARK_KERNEL (decode 'dark') and SOLVER.NESTEROV (SGD) exist, so overrides are accepted."""
+    from cvpack.config import dark_kernel
+    from cvpack.config.cpn import cpn_config
+    from cvpack.config.megvii import megvii_config
+    from cvpack.config.simple_baselines import simple_baselines_config
+    from cvpack.decode.heatmap import decoder_kwargs
+    assert dark_kernel([64, 48]) == 11 and dark_kernel([96, 72]) == 17
+    assert megvii_config(str(tmp_path), dataset='COCO').TEST.DARK_KERNEL == 11
+    assert cpn_config(str(tmp_path), input_shape=(384, 288)).TEST.DARK_KERNEL == 17
+    sb = simple_baselines_config(str(tmp_path), input_shape=(384, 288))
+    assert sb.TEST.DARK_KERNEL == 17 and 'OUTPUT_NUM' not in sb.MODEL   # simple baselines never read it
+    for exp in ('projects/MSPN/exps/mspn.4xstg.384x288.coco', 'projects/RSN/exps/4xRSN50.384x288.coco'):
+        cfg, _ = load_exp(osp.join(repo_root, exp), ['TEST.DECODER', 'dark'], build=False)
+        assert cfg.TEST.DARK_KERNEL == 17
+        assert decoder_kwargs(cfg) == ('dark', {'stride': (4.0, 4.0), 'kernel': 17})
+    cfg = merge_from_list(megvii_config(str(tmp_path)), ['TEST.DARK_KERNEL', '7', 'SOLVER.NESTEROV', 'true'])
+    assert cfg.TEST.DARK_KERNEL == 7 and cfg.SOLVER.NESTEROV is True
