@@ -92,23 +92,43 @@ class Trainer:
         """Restore everything saved by :meth:`state_dict` so the run continues exactly."""
         ckpt = load_checkpoint(path)
         self.model.load_state_dict(strip_prefix(ckpt['model']))  # the original's files may keep 'module.'
+        base_lrs = [g['initial_lr'] for g in self.optimizer.param_groups]  # the current effective solver
         if 'optimizer' in ckpt:
             self.optimizer.load_state_dict(ckpt['optimizer'])
         if 'scheduler' in ckpt:
             sched = dict(ckpt['scheduler'])
             sched['lr_lambdas'] = [None] * len(self.scheduler.lr_lambdas)  # shape from the current config
             self.scheduler.load_state_dict(sched)
+        old_lrs = self._reset_base_lrs(base_lrs)
         if ckpt.get('scaler'):
             self.scaler.load_state_dict(ckpt['scaler'])
         self.start_iter = int(ckpt.get('iteration', 0))
         sampler = ckpt.get('sampler') or {}
         if int(sampler.get('world_size', self.ctx.world_size)) != self.ctx.world_size:
             self.log.warning('resuming with %d processes from a %d-process checkpoint: the data order and '
-                             'schedule change from here on', self.ctx.world_size, sampler['world_size'])
+                             'schedule change from here on; the base LR is the current effective one, %.3e '
+                             '(the checkpoint had %.3e)', self.ctx.world_size, sampler['world_size'],
+                             base_lrs[0], old_lrs[0])
+        elif old_lrs != base_lrs:
+            self.log.warning('resuming with base LR %.3e from the current config (the checkpoint had %.3e)',
+                             base_lrs[0], old_lrs[0])
         rngs = ckpt.get('rng') or []
         if len(rngs) == self.ctx.world_size:
             set_rng_state(rngs[self.ctx.rank])
         self.log.info('resumed from %s at iteration %d', path, self.start_iter)
+
+    def _reset_base_lrs(self, base_lrs):
+        """Put the current effective LRs back after loading optimizer/scheduler state (which carries the
+        checkpoint's ``initial_lr`` / ``base_lrs``: resuming on another number of processes kept the old
+        LR) and recompute each group's LR at the resumed iteration. Returns the checkpoint's base LRs."""
+        old = list(self.scheduler.base_lrs)
+        self.scheduler.base_lrs = list(base_lrs)
+        step = self.scheduler.last_epoch
+        for group, lr, fn in zip(self.optimizer.param_groups, base_lrs, self.scheduler.lr_lambdas):
+            group['initial_lr'] = lr
+            group['lr'] = lr * fn(step)
+        self.scheduler._last_lr = [g['lr'] for g in self.optimizer.param_groups]
+        return old
 
     def resume_or_load(self, resume=None, auto=True):
         """``-c PATH`` > OUTPUT_DIR/iter-last.pth (auto-resume) > MODEL.WEIGHT (weights only, non-strict)."""

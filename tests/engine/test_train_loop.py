@@ -147,3 +147,22 @@ def test_amp_options_on_cpu(toy, toy_exp, tmp_path):
     assert model.conv.weight.is_contiguous(memory_format=torch.channels_last)
     assert not torch.allclose(model.conv.weight, init.conv.weight)           # it trained
     assert 'Iter: 2/2' in open(tmp_path / 'B16' / 'log.txt').read()
+
+
+def test_resume_on_other_world_size_uses_current_lr(toy, toy_exp, tmp_path):
+    """A checkpoint of a 2-process run at LR 2e-2 resumed by 1 process at LR 1e-2: the current effective LR
+    wins (the loaded optimizer/scheduler state used to keep the checkpoint's base LR), with a warning."""
+    _, cfg = toy_exp
+    _train(toy, cfg, tmp_path / 'A', ['SOLVER.CHECKPOINT_PERIOD', '3', 'SOLVER.BASE_LR', '2e-2'])
+    state = ck.load_checkpoint(str(tmp_path / 'A' / 'iter-3.pth'))
+    assert state['optimizer']['param_groups'][0]['initial_lr'] == pytest.approx(2e-2)
+    state['sampler']['world_size'] = state['world_size'] = 2
+    ck.save_checkpoint(state, str(tmp_path / 'two.pth'))
+    _train(toy, cfg, tmp_path / 'B', ['-c', str(tmp_path / 'two.pth'), 'SOLVER.BASE_LR', '1e-2'])
+    b4 = ck.load_checkpoint(str(tmp_path / 'B' / 'iter-4.pth'))
+    assert b4['optimizer']['param_groups'][0]['initial_lr'] == pytest.approx(1e-2)
+    assert b4['scheduler']['base_lrs'] == pytest.approx([1e-2])
+    log = open(tmp_path / 'B' / 'log.txt').read()
+    # megvii_linear, warm-up 1, 4 iterations: iteration 4 trains with factor(3) = 1 - 2/3 of 1e-2
+    assert 'Iter: 4/4, LR: 3.333e-03' in log
+    assert 'from a 2-process checkpoint' in log and 'current effective one, 1.000e-02' in log
