@@ -25,7 +25,7 @@ from .launch import cleanup_distributed, setup_distributed
 from .logger import TensorboardWriter, setup_logger
 from .utils import amp_dtype, autocast, prepare_model, resolve_cfg, to_device, write_run_files
 
-__all__ = ['Trainer', 'train_main', 'default_dataset_builder', 'default_collate']
+__all__ = ['Trainer', 'train_main', 'auto_resume_path', 'default_dataset_builder', 'default_collate']
 
 
 def default_dataset_builder(cfg, split):
@@ -44,6 +44,23 @@ def _seed_worker(worker_id):
     seed = torch.initial_seed() % 2 ** 32
     np.random.seed(seed)
     random.seed(seed)
+
+
+def auto_resume_path(last, auto, is_main):
+    """OUTPUT_DIR/iter-last.pth when rank 0 finds it (and ``auto``), else None; the same answer on every rank.
+
+    Rank 0 decides and broadcasts: ranks deciding by themselves diverged on multi-node runs without a shared
+    file system (some resumed, some started over). A rank that lacks the file rank 0 resumes from is an
+    error on every rank together (gathered first, so no rank waits forever in a collective).
+    """
+    path = comm.broadcast_object(last if is_main and auto and osp.isfile(last) else None)
+    if path:
+        missing = [r for r, ok in enumerate(comm.all_gather_object(osp.isfile(path))) if not ok]
+        if missing:
+            raise FileNotFoundError('auto-resume: rank 0 resumes from %s but rank(s) %s cannot read it; put '
+                                    'OUTPUT_DIR on a shared file system or copy the file (or --no-auto-resume)'
+                                    % (path, missing))
+    return path
 
 
 class Trainer:
@@ -137,7 +154,9 @@ class Trainer:
             if not osp.isfile(resume):
                 raise FileNotFoundError('-c/--continue: checkpoint not found: %s' % resume)
             self.resume(resume)
-        elif auto and osp.isfile(last):
+            return
+        last = auto_resume_path(last, auto, self.ctx.is_main)
+        if last:
             self.resume(last)
         elif self.cfg.MODEL.get('WEIGHT'):
             load_model_weights(self.model, self.cfg.MODEL.WEIGHT, strict=False, log=self.log)
