@@ -148,7 +148,8 @@ class Trainer:
         return old
 
     def resume_or_load(self, resume=None, auto=True):
-        """``-c PATH`` > OUTPUT_DIR/iter-last.pth (auto-resume) > MODEL.WEIGHT (weights only, non-strict)."""
+        """``-c PATH`` > OUTPUT_DIR/iter-last.pth (auto-resume) > MODEL.WEIGHT (weights only, non-strict) >
+        MODEL.PRETRAINED (ImageNet init through the model's ``load_pretrained``, only from scratch)."""
         last = osp.join(self.cfg.OUTPUT_DIR, LAST_NAME)
         if resume:
             if not osp.isfile(resume):
@@ -160,6 +161,35 @@ class Trainer:
             self.resume(last)
         elif self.cfg.MODEL.get('WEIGHT'):
             load_model_weights(self.model, self.cfg.MODEL.WEIGHT, strict=False, log=self.log)
+        elif self.cfg.MODEL.get('PRETRAINED'):
+            self.load_pretrained(self.cfg.MODEL.PRETRAINED)
+
+    def load_pretrained(self, source):
+        """ImageNet init from ``source`` (path or URL) via ``model.load_pretrained(source) -> LoadReport``.
+
+        build_model never reads MODEL.PRETRAINED (test.py, resumes and MODEL.WEIGHT runs needed no download).
+        Rank 0 loads first (a URL lands in the torch hub cache), then the other ranks read the cache; a
+        failure on rank 0 stops every rank (the outcome is broadcast, nobody waits in a barrier).
+        """
+        fn = getattr(self.model, 'load_pretrained', None)
+        if not callable(fn):
+            raise ValueError('%s: MODEL.PRETRAINED is set (%s) but %s has no ImageNet initialisation '
+                             '(no load_pretrained); set MODEL.PRETRAINED None, or MODEL.WEIGHT for a full checkpoint'
+                             % (self.cfg.get('EXP_NAME', 'exp'), source, type(self.model).__name__))
+        report, error = None, None
+        if self.ctx.is_main:
+            try:
+                report = fn(source)
+            except Exception as exc:  # re-raised below, after the other ranks know
+                error = exc
+        if not comm.broadcast_object(error is None):
+            if error is not None:
+                raise error
+            raise RuntimeError('rank 0 failed to load MODEL.PRETRAINED %s (see its log)' % source)
+        if not self.ctx.is_main:
+            report = fn(source)
+        self.log.info('ImageNet init from %s: %s', source,
+                      report.summary() if hasattr(report, 'summary') else report)
 
     # ------------------------------------------------------------------ data
     def build_loader(self):

@@ -166,3 +166,34 @@ def test_resume_on_other_world_size_uses_current_lr(toy, toy_exp, tmp_path):
     # megvii_linear, warm-up 1, 4 iterations: iteration 4 trains with factor(3) = 1 - 2/3 of 1e-2
     assert 'Iter: 4/4, LR: 3.333e-03' in log
     assert 'from a 2-process checkpoint' in log and 'current effective one, 1.000e-02' in log
+
+
+def test_pretrained_loaded_by_the_trainer_only_from_scratch(toy, toy_exp, tmp_path):
+    """MODEL.PRETRAINED: read by the trainer (model.load_pretrained) when starting from scratch; never on
+    resume, with MODEL.WEIGHT / --weights, or by test.py; a model without load_pretrained is an error."""
+    _, cfg = toy_exp
+    src = toy.build_model(cfg)
+    torch.nn.init.constant_(src.head.bias, 3.0)
+    torch.save(src.state_dict(), str(tmp_path / 'imagenet.pth'))
+    lr0 = ['SOLVER.BASE_LR', '0.0', 'SOLVER.MAX_ITER', '2', 'SOLVER.CHECKPOINT_PERIOD', '1']
+    model = _train(toy, cfg, tmp_path / 'P', lr0 + ['MODEL.PRETRAINED', str(tmp_path / 'imagenet.pth')])
+    assert torch.allclose(model.head.bias, torch.full((2,), 3.0))      # loaded, then lr 0 keeps it
+    assert 'ImageNet init from %s: loaded' % (tmp_path / 'imagenet.pth') in open(tmp_path / 'P' / 'log.txt').read()
+
+    missing = ['MODEL.PRETRAINED', str(tmp_path / 'absent.pth')]
+    os.remove(str(tmp_path / 'P' / 'iter-2.pth'))
+    ck.link_last(str(tmp_path / 'P' / 'iter-1.pth'))
+    _train(toy, cfg, tmp_path / 'P', lr0 + missing)                     # auto-resume: the file is not read
+    _train(toy, cfg, tmp_path / 'W', ['--weights', str(tmp_path / 'imagenet.pth')] + lr0 + missing)
+    kw = dict(dataset_builder=toy.dataset_builder, predictor_builder=toy.predictor_builder,
+              evaluator_builder=toy.evaluator_builder, collate_fn=toy.collate)
+    run_test_main(cfg, toy.build_model, argv=['OUTPUT_DIR', str(tmp_path / 'P')] + missing, **kw)
+    with pytest.raises(FileNotFoundError, match='absent.pth'):          # from scratch it is read
+        _train(toy, cfg, tmp_path / 'S', lr0 + missing)
+
+    class NoInit(toy.ToyNet):
+        load_pretrained = None                                           # e.g. RSN: no ImageNet weights
+
+    with pytest.raises(ValueError, match='toy.exp: MODEL.PRETRAINED is set .*NoInit has no ImageNet init'):
+        train_main(cfg, lambda c: NoInit(), argv=lr0 + missing + ['OUTPUT_DIR', str(tmp_path / 'R')],
+                   dataset_builder=toy.dataset_builder, collate_fn=toy.collate)

@@ -66,6 +66,13 @@ class ToyNet(nn.Module):
             aux = aux * float('nan')
         return {'loss_hm': loss, 'loss_aux': aux}
 
+    def load_pretrained(self, source):
+        """Stand-in for an ImageNet init (the trainer's MODEL.PRETRAINED protocol): a local state dict file."""
+        from cvpack.modeling.pretrained import LoadReport, load_state_dict
+        state = load_state_dict(source)
+        self.load_state_dict(state, strict=False)
+        return LoadReport(loaded=sorted(state))
+
 
 def build_model(cfg):
     return ToyNet(cfg.MODEL.get('TOY_NAN_AT', 0))
