@@ -64,6 +64,16 @@ def _box_source(cfg):
     return 'not stated by the config'
 
 
+def _log_det_stats(dataset, log):
+    """Detections dropped while building the val set from TEST.DET_FILE (``dataset.det_stats``, filled by
+    ``cvpack.data.coco.coco_det_records``), so a low instance count is explained in the log."""
+    stats = getattr(dataset, 'det_stats', None)
+    if stats:
+        log.info('detections skipped: %d below TEST.DET_SCORE_THRESH, %d of another category, %d on images '
+                 'not in the annotation file', stats.get('low_score', 0), stats.get('other_category', 0),
+                 stats.get('unknown_image', 0))
+
+
 def run_inference(model, dataset, predictor, cfg, ctx, collate_fn):
     """Predict this rank's contiguous shard; returns every rank's instances on rank 0 (None elsewhere)."""
     from tqdm import tqdm
@@ -119,6 +129,7 @@ def test_main(cfg, build_model, argv=None, dataset_builder=None, predictor_build
         dataset = dataset_builder(cfg, 'val')
         log.info('testing %s on %d samples over %d process(es); boxes: %s', path, len(dataset), ctx.world_size,
                  _box_source(cfg))
+        _log_det_stats(dataset, log)
         instances = run_inference(model, dataset, predictor_builder(cfg), cfg, ctx,
                                   collate_fn if collate_fn is not None else default_collate())
         metrics = None

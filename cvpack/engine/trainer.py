@@ -19,8 +19,8 @@ from .. import dist as comm
 from ..data.samplers import IterationBasedSampler
 from ..solver import build_lr_scheduler, build_optimizer, resolve_solver
 from .args import parse_args, train_parser
-from .checkpoint import (LAST_NAME, link_last, load_checkpoint, load_model_weights, rng_state, save_checkpoint,
-                         set_rng_state, strip_prefix)
+from .checkpoint import (LAST_NAME, link_last, load_checkpoint, load_model_weights, numpy_state_from_list,
+                         numpy_state_to_list, rng_state, save_checkpoint, set_rng_state, strip_prefix)
 from .launch import cleanup_distributed, setup_distributed
 from .logger import TensorboardWriter, setup_logger
 from .utils import amp_dtype, autocast, prepare_model, resolve_cfg, to_device, write_run_files
@@ -95,7 +95,13 @@ class Trainer:
     # ----------------------------------------------------------------- state
     def state_dict(self, iteration):
         """Checkpoint content (weights_only-safe); collective: every rank must call it (RNG gather)."""
-        rngs = comm.all_gather_object(rng_state())
+        local = rng_state()
+        # The dataset's own augmentation RNG (TopDownDataset): drawn in this process with NUM_WORKERS 0, so it
+        # must resume too (it was reseeded from SEED + rank and replayed iteration 0's augmentations).
+        data_state = getattr(self.dataset, 'get_rng_state', lambda: None)()
+        if data_state is not None:
+            local['dataset'] = numpy_state_to_list(data_state)
+        rngs = comm.all_gather_object(local)
         return {'model': self.model.state_dict(), 'optimizer': self.optimizer.state_dict(),
                 'scheduler': self.scheduler.state_dict(), 'scaler': self.scaler.state_dict(),
                 'iteration': int(iteration), 'sampler': self.sampler_state(iteration),
@@ -132,6 +138,8 @@ class Trainer:
         rngs = ckpt.get('rng') or []
         if len(rngs) == self.ctx.world_size:
             set_rng_state(rngs[self.ctx.rank])
+            if rngs[self.ctx.rank].get('dataset') is not None and hasattr(self.dataset, 'set_rng_state'):
+                self.dataset.set_rng_state(numpy_state_from_list(rngs[self.ctx.rank]['dataset']))
         self.log.info('resumed from %s at iteration %d', path, self.start_iter)
 
     def _reset_base_lrs(self, base_lrs):
@@ -202,8 +210,12 @@ class Trainer:
             sampler = GroupedIterationSampler(sampler, self.dataset.aspect_ratio_flags())
         # A private generator: the DataLoader draws its worker base seed from it, not from the global torch
         # RNG, so the global stream (dropout, augmentation with num_workers=0) is the same with or without resume.
+        # Seeded from (SEED, rank, start iteration) through a SeedSequence (no collisions between ranks and
+        # resume points): the workers' RNGs (torch.initial_seed() = base seed + worker id, from which
+        # TopDownDataset and _seed_worker seed numpy) differ after a resume instead of replaying iteration 0.
         gen = torch.Generator()
-        gen.manual_seed(int(self.cfg.get('SEED', 0)) * 7919 + ctx.rank * 104729 + self.start_iter)
+        words = np.random.SeedSequence([int(self.cfg.get('SEED', 0)), ctx.rank, self.start_iter]).generate_state(2)
+        gen.manual_seed(int(words[0]) << 31 ^ int(words[1]))
         workers = int(self.cfg.DATALOADER.get('NUM_WORKERS', 0))
         return torch.utils.data.DataLoader(
             self.dataset, batch_sampler=sampler, num_workers=workers, collate_fn=self.collate_fn,

@@ -2,7 +2,9 @@
 
 Copied into temporary exp folders (so the exp scripts can ``import toy_parts``) and imported by path in
 in-process tests. The train samples draw augmentation noise from the *global* numpy RNG and the model uses
-dropout (global torch RNG), so exact resume is only possible if the engine restores both.
+dropout (global torch RNG): these tests check that the engine restores the global RNG states. The real
+datasets (TopDownDataset, CPNDataset) draw from their own RandomState instead, which the engine saves
+separately; tests/engine/test_resume_real_data.py covers that path.
 """
 import json
 import os.path as osp
