@@ -14,8 +14,8 @@ __all__ = ['setup_logger', 'TensorboardWriter', 'ROOT_LOGGERS']
 _FMT = '%(asctime)s %(name)s %(levelname)s: %(message)s'
 
 
-# Logger trees that get the engine's handlers: the library and the projects (their modules log under
-# their import names, e.g. 'projects.MSPN.mspn'); without 'projects' those messages were dropped.
+# Logger trees that get the engine's handlers: the library and the projects (project modules log under
+# their import names, which start with 'projects'); without that tree their messages were dropped.
 ROOT_LOGGERS = ('cvpack', 'projects')
 
 
@@ -31,8 +31,10 @@ def setup_logger(name, log_file=None, rank=0):
             lg.removeHandler(h)
             h.close()
         lg.setLevel(logging.INFO if rank == 0 else logging.WARNING)
-    for root in roots:
-        root.propagate = False  # cvpack.* / projects.* loggers reach these handlers through their root, once
+    # cvpack loggers reach these handlers through 'cvpack' only, once. The project tree keeps propagating:
+    # the root logger has no handlers in train.py / test.py (so no line is doubled), and pytest's caplog,
+    # which listens on the root logger, still sees the projects' records after an engine test ran.
+    roots[0].propagate = False
     handlers = [logging.StreamHandler(sys.stdout)]
     if log_file and rank == 0:
         os.makedirs(osp.dirname(osp.abspath(log_file)), exist_ok=True)
