@@ -7,6 +7,6 @@ environment variable is read. ``python config.py -log`` (see :func:`config_main`
 creates the log folder and links it into the exp folder, as the original repos did.
 """
 from .base import (  # noqa: F401
-    base_config, config_main, dump_config, find_repo_root, merge_from_list, to_plain,
+    base_config, config_main, dark_kernel, dump_config, find_repo_root, merge_from_list, to_plain,
 )
 

@@ -67,6 +67,7 @@ def base_config(exp_dir):
     cfg.SOLVER.BASE_LR = 5e-4
     cfg.SOLVER.BETAS = (0.9, 0.999)
     cfg.SOLVER.MOMENTUM = 0.9
+    cfg.SOLVER.NESTEROV = False        # SGD only (cvpack.solver.build_optimizer)
     cfg.SOLVER.WEIGHT_DECAY = 1e-5
     cfg.SOLVER.WEIGHT_DECAY_BIAS = None  # None = same as WEIGHT_DECAY (the original decayed biases and BN too)
     cfg.SOLVER.IMS_PER_GPU = 32
@@ -102,16 +103,48 @@ def base_config(exp_dir):
     return cfg
 
 
-def _parse_value(text, old):
-    """Turn a command-line string into the type of the value it replaces."""
+def dark_kernel(output_shape):
+    """``TEST.DARK_KERNEL`` (the DARK decoder's Gaussian blur, odd) for a heatmap size (h, w).
+
+    mmpose's DARK configs: 11 at 64x48 (sigma 2) and 17 at 96x72 (sigma 3), i.e. about 6 * sigma - 1 with the
+    sigma growing with the heatmap; heatmaps 96 rows or taller get 17, smaller ones 11.
+    """
+    return 17 if int(output_shape[0]) >= 96 else 11
+
+
+def _parse_value(text, old, key='?'):
+    """Turn a command-line string into the type of the value it replaces.
+
+    ``true``/``false``/``none`` are read case-insensitively; ``none`` clears any key (also a string one,
+    e.g. ``MODEL.PRETRAINED None`` over a URL). Over a bool or a number the text must parse as one: the
+    original-style ``TEST.FLIP false`` used to become the (truthy) string 'false'; now it is False, and
+    ``TEST.FLIP flase`` is an error naming the key.
+    """
     if not isinstance(text, str):
         return text
-    if isinstance(old, str) or (old is None and not text[:1] in '[(0123456789-.' and text not in ('True', 'False', 'None')):
+    low = text.strip().lower()
+    if low == 'none':
+        return None
+    if isinstance(old, str):
+        return text
+    if low in ('true', 'false'):
+        if old is None or isinstance(old, bool):
+            return low == 'true'
+        raise ValueError('config key %s: %r is not a %s (old value %r)' % (key, text, type(old).__name__, old))
+    if old is None and not text[:1] in '[(0123456789-.':
         return text
     try:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
-        return text
+        if old is None:
+            return text
+        raise ValueError('config key %s: cannot parse %r as %s (old value %r)'
+                         % (key, text, type(old).__name__, old)) from None
+    if isinstance(old, bool) and not isinstance(value, bool):
+        raise ValueError('config key %s: %r is not a bool (use true/false)' % (key, text))
+    if isinstance(old, (int, float)) and not isinstance(old, bool) and (
+            isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise ValueError('config key %s: %r is not a number (old value %r)' % (key, text, old))
     if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     return value
@@ -121,7 +154,7 @@ def merge_from_list(cfg, opts):
     """Apply ``KEY VALUE`` pairs, e.g. ``['SOLVER.BASE_LR', '1e-3', 'MODEL.STAGE_NUM', '2']``.
 
     Keys must exist already (a typo should fail, not create a key nobody reads). Values are parsed
-    with ``ast.literal_eval`` and keep the type of the value they replace.
+    with ``ast.literal_eval`` and keep the type of the value they replace (see :func:`_parse_value`).
     """
     opts = list(opts or [])
     if len(opts) % 2:
@@ -135,7 +168,7 @@ def merge_from_list(cfg, opts):
             node = node[part]
         if parts[-1] not in node:
             raise KeyError('unknown config key %r' % key)
-        node[parts[-1]] = _parse_value(text, node[parts[-1]])
+        node[parts[-1]] = _parse_value(text, node[parts[-1]], key)
     return cfg
 
 

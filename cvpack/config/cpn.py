@@ -11,7 +11,7 @@ Set ``SOLVER.EPOCHS None`` to use ``MAX_ITER`` / ``STEPS`` (iterations) as given
 """
 from easydict import EasyDict as edict
 
-from .base import base_config
+from .base import base_config, dark_kernel
 from .datasets import dataset_block
 
 CPN_MEAN_RGB = (122.77, 115.95, 102.98)   # pytorch-cpn's pixel mean, RGB, 0-255
@@ -68,6 +68,7 @@ def cpn_config(exp_dir, dataset='COCO', input_shape=(256, 192), backbone='resnes
     t.FLIP, t.FLIP_SHIFT = True, False     # flipped maps averaged back without the one-pixel shift
     t.X_EXTENTION, t.Y_EXTENTION = 0.1, 0.15
     t.DECODER, t.GAUSSIAN_KERNEL, t.SHIFT_RATIOS = 'megvii', 21, [0.25]
+    t.DARK_KERNEL = dark_kernel(cfg.OUTPUT_SHAPE)  # used with TEST.DECODER 'dark'
     t.USE_GT_BBOX = True                   # the original's default (val with GT boxes, score 1)
     t.DET_FILE = 'det_json/COCO_val2017_detections_AP_H_56_person.json'
     t.DET_SCORE_THRESH = 0.0

@@ -4,7 +4,7 @@ Every number below is the original's (``reference_rsn_mspn.md`` §2); exps overr
 """
 from easydict import EasyDict as edict
 
-from .base import base_config
+from .base import base_config, dark_kernel
 from .datasets import dataset_block
 
 
@@ -49,6 +49,8 @@ def megvii_config(exp_dir, dataset='COCO'):
     cfg.MODEL.ZERO_INIT_RESIDUAL = False   # zero the last BN of each residual branch (bug #10: crashed in the original)
     cfg.MODEL.UPSAMPLE_CHANNEL_NUM = 256
     cfg.MODEL.STAGE_NUM = 1
+    # An original key that the original code never read either (the joint count comes from
+    # DATASET.KEYPOINT.NUM); kept for config compatibility, always equal to it.
     cfg.MODEL.OUTPUT_NUM = cfg.DATASET.KEYPOINT.NUM
 
     cfg.SOLVER.REFERENCE_WORLD_SIZE = 8   # the original's implicit 8-GPU scaling, made explicit
@@ -67,6 +69,7 @@ def megvii_config(exp_dir, dataset='COCO'):
     cfg.TEST.SHIFT_RATIOS = [0.25]
     cfg.TEST.GAUSSIAN_KERNEL = 5 if coco else 9
     cfg.TEST.DECODER = 'megvii'            # 'megvii' | 'quarter' | 'dark' | 'argmax'
+    cfg.TEST.DARK_KERNEL = dark_kernel(cfg.OUTPUT_SHAPE)  # 'dark' blur; exps changing OUTPUT_SHAPE reset it
     cfg.TEST.USE_GT_BBOX = not coco        # COCO: person detections, as the original
     cfg.TEST.DET_FILE = 'det_json/COCO_val2017_detections_AP_H_56_person.json' if coco else ''
     cfg.TEST.DET_SCORE_THRESH = 0.0

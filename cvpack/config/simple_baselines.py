@@ -14,7 +14,7 @@ partial batch). Set ``SOLVER.EPOCHS = None`` to use MAX_ITER/STEPS as given.
 
 from easydict import EasyDict as edict
 
-from .base import base_config
+from .base import base_config, dark_kernel
 from .datasets import dataset_block
 
 __all__ = ['simple_baselines_config']
@@ -46,7 +46,6 @@ def simple_baselines_config(exp_dir, input_shape=(256, 192)):
     cfg.OUTPUT_SHAPE = [v // 4 for v in input_shape]
 
     cfg.MODEL.BACKBONE = 'HSRNet-59'
-    cfg.MODEL.OUTPUT_NUM = cfg.DATASET.KEYPOINT.NUM
 
     cfg.SOLVER.OPTIMIZER = 'Adam'
     cfg.SOLVER.BASE_LR = 1e-3
@@ -65,6 +64,7 @@ def simple_baselines_config(exp_dir, input_shape=(256, 192)):
     cfg.TEST.FLIP = True
     cfg.TEST.FLIP_SHIFT = True            # flipped heatmap shifted right by one column
     cfg.TEST.DECODER = 'quarter'
+    cfg.TEST.DARK_KERNEL = dark_kernel(cfg.OUTPUT_SHAPE)  # used with TEST.DECODER 'dark'
     cfg.TEST.USE_GT_BBOX = False
     cfg.TEST.DET_FILE = 'det_json/COCO_val2017_detections_AP_H_56_person.json'
     cfg.TEST.DET_SCORE_THRESH = 0.0       # IMAGE_THRE

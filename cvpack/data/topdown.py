@@ -6,7 +6,9 @@ Sample contract (docs/DESIGN.md "Data samples"):
   val:   ``image``; ``center``, ``scale`` float32 (2,) tensors (crop = scale * PIXEL_STD px around center);
          ``score`` float; ``image_id``; ``bbox`` float32 (4,) xywh tensor; ``index`` int.
 Randomness comes from a numpy ``RandomState`` per process, seeded lazily from ``torch.initial_seed()`` (which
-the DataLoader makes distinct per worker and per run seed), or explicitly by :meth:`TopDownDataset.seed`.
+the DataLoader makes distinct per worker; the engine draws the workers' base seed from (SEED, rank, start
+iteration), so a resumed run does not replay), or explicitly by :meth:`TopDownDataset.seed`. Without workers
+the engine saves and restores it through :meth:`TopDownDataset.get_rng_state` / ``set_rng_state``.
 """
 import copy
 import os
@@ -67,7 +69,6 @@ class TopDownDataset(torch.utils.data.Dataset):
         root = d.ROOT
         images = osp.join(root, d.TRAIN_IMAGES if self.train else d.VAL_IMAGES)
         ann = osp.join(root, d.TRAIN_ANN if self.train else d.VAL_ANN)
-        self.ann_file = ann        # the GT file, for evaluators
         if self.meta.name == 'MPII':
             pad = 1.0 if self.pipeline == 'megvii' else d.get('BBOX_PADDING', 1.25)
             return mpii_records(ann, images, self.meta, scale_padding=pad)
@@ -85,6 +86,16 @@ class TopDownDataset(torch.utils.data.Dataset):
     def seed(self, seed):
         """Seed this process's augmentation RNG explicitly (e.g. from a worker_init_fn)."""
         self._rng, self._rng_pid = np.random.RandomState(seed % 2 ** 32), os.getpid()
+
+    def get_rng_state(self):
+        """This process's augmentation RNG state (``RandomState.get_state()``), None before its first use.
+        The engine saves it in checkpoints (with NUM_WORKERS 0 the samples are drawn in the training process)."""
+        return None if self._rng is None or self._rng_pid != os.getpid() else self._rng.get_state()
+
+    def set_rng_state(self, state):
+        """Restore :meth:`get_rng_state` in this process (resume), so augmentations continue, not replay."""
+        self._rng, self._rng_pid = np.random.RandomState(), os.getpid()
+        self._rng.set_state(state)
 
     @property
     def rng(self):

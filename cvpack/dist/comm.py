@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 
 __all__ = ['is_dist', 'get_world_size', 'get_rank', 'get_local_rank', 'is_main_process', 'barrier',
-           'all_gather_object', 'reduce_dict', 'all_reduce_mean']
+           'all_gather_object', 'broadcast_object', 'reduce_dict', 'all_reduce_mean']
 
 
 def is_dist():
@@ -51,6 +51,15 @@ def all_gather_object(obj):
     out = [None] * get_world_size()
     dist.all_gather_object(out, obj)
     return out
+
+
+def broadcast_object(obj, src=0):
+    """``obj`` as rank ``src`` has it, on every rank (``obj`` itself without a process group)."""
+    if get_world_size() == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
 
 
 def _device_for_collectives():

@@ -20,20 +20,31 @@ import shutil
 import numpy as np
 import torch
 
-__all__ = ['rng_state', 'set_rng_state', 'save_checkpoint', 'link_last', 'load_checkpoint',
+__all__ = ['rng_state', 'set_rng_state', 'numpy_state_to_list', 'numpy_state_from_list', 'save_checkpoint', 'link_last', 'load_checkpoint',
            'strip_prefix', 'load_model_weights', 'LAST_NAME']
 
 logger = logging.getLogger(__name__)
 LAST_NAME = 'iter-last.pth'
 
 
+def numpy_state_to_list(state):
+    """A numpy ``RandomState.get_state()`` tuple as a weights_only-safe list (keys as an int64 tensor)."""
+    name, keys, pos, has_gauss, cached = state
+    return [str(name), torch.from_numpy(np.asarray(keys).astype(np.int64)), int(pos), int(has_gauss), float(cached)]
+
+
+def numpy_state_from_list(state):
+    """Inverse of :func:`numpy_state_to_list`: the tuple ``RandomState.set_state`` takes."""
+    name, keys, pos, has_gauss, cached = state
+    return (name, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached))
+
+
 def rng_state():
     """Python, numpy and torch (CPU, CUDA) RNG states as tensors/lists/numbers (weights_only-safe)."""
     version, mt, gauss = random.getstate()
-    name, keys, pos, has_gauss, cached = np.random.get_state()
     return {
         'python': [int(version), list(mt), gauss],
-        'numpy': [str(name), torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+        'numpy': numpy_state_to_list(np.random.get_state()),
         'torch': torch.get_rng_state(),
         'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
@@ -43,8 +54,7 @@ def set_rng_state(state):
     """Inverse of :func:`rng_state` (CUDA states only when the device count matches)."""
     version, mt, gauss = state['python']
     random.setstate((int(version), tuple(int(v) for v in mt), gauss))
-    name, keys, pos, has_gauss, cached = state['numpy']
-    np.random.set_state((name, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))
+    np.random.set_state(numpy_state_from_list(state['numpy']))
     torch.set_rng_state(state['torch'])
     cuda = state.get('cuda') or []
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():

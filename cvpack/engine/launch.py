@@ -40,32 +40,47 @@ class DistContext:
 
 
 def resolve_device(name):
-    """'auto' -> 'cuda' when available else 'cpu'; 'cuda' without CUDA is an error, not a silent fallback."""
-    name = str(name or 'auto').lower()
-    if name == 'auto':
-        return 'cuda' if torch.cuda.is_available() else 'cpu'
-    if name.startswith('cuda') and not torch.cuda.is_available():
-        raise RuntimeError("MODEL.DEVICE is %r but CUDA is not available; use 'cpu' or 'auto'" % name)
-    return name.split(':')[0]
+    """Validate MODEL.DEVICE and return ``(kind, index)``: kind 'cuda' or 'cpu', index an int or None.
+
+    'auto' -> cuda when available else cpu; 'cpu'; 'cuda'; 'cuda:N'. Anything else ('gpu', a typo) is an
+    error: it used to fall back to the CPU silently. 'cuda' without CUDA is an error, not a silent fallback.
+    """
+    text = 'auto' if name is None else str(name).strip()
+    low = text.lower()
+    if low == 'auto':
+        return ('cuda' if torch.cuda.is_available() else 'cpu'), None
+    kind, sep, index = low.partition(':')
+    if kind not in ('cpu', 'cuda') or (sep and (kind != 'cuda' or not index.isdigit())):
+        raise ValueError("MODEL.DEVICE must be 'auto', 'cpu', 'cuda' or 'cuda:N', got %r" % text)
+    if kind == 'cuda' and not torch.cuda.is_available():
+        raise RuntimeError("MODEL.DEVICE is %r but CUDA is not available; use 'cpu' or 'auto'" % text)
+    return kind, (int(index) if sep else None)
 
 
 def setup_distributed(device='auto', local_rank=None, timeout_s=1800):
     """Initialise the process group when WORLD_SIZE > 1 and return a :class:`DistContext`.
 
     Args:
-        device: cfg.MODEL.DEVICE ('auto', 'cpu', 'cuda').
+        device: cfg.MODEL.DEVICE ('auto', 'cpu', 'cuda', 'cuda:N'). The index of 'cuda:N' is used by a
+            single-process run; distributed runs use their LOCAL_RANK (the index is ignored, logged).
         local_rank: the ``--local-rank`` argument when given; LOCAL_RANK from the environment wins
             (torchrun sets only the environment).
     """
-    kind = resolve_device(device)
+    kind, index = resolve_device(device)
     world_size = int(os.environ.get('WORLD_SIZE', 1))
     env_local = os.environ.get('LOCAL_RANK')
     local_rank = int(env_local) if env_local is not None else int(local_rank or 0)
     if world_size <= 1:
-        dev = torch.device('cuda', torch.cuda.current_device()) if kind == 'cuda' else torch.device('cpu')
+        if kind == 'cuda':
+            dev = torch.device('cuda', torch.cuda.current_device() if index is None else index)
+            torch.cuda.set_device(dev)
+        else:
+            dev = torch.device('cpu')
         return DistContext(0, 1, 0, dev, '')
     rank = int(os.environ['RANK'])
     if kind == 'cuda':
+        if index is not None and index != local_rank:
+            logger.warning('MODEL.DEVICE %r: distributed runs use cuda:LOCAL_RANK (cuda:%d here)', device, local_rank)
         torch.cuda.set_device(local_rank)
         dev, backend = torch.device('cuda', local_rank), 'nccl'
     else:

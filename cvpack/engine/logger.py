@@ -9,33 +9,43 @@ import os
 import os.path as osp
 import sys
 
-__all__ = ['setup_logger', 'TensorboardWriter']
+__all__ = ['setup_logger', 'TensorboardWriter', 'ROOT_LOGGERS']
 
 _FMT = '%(asctime)s %(name)s %(levelname)s: %(message)s'
 
 
+# Logger trees that get the engine's handlers: the library and the projects (project modules log under
+# their import names, which start with 'projects'); without that tree their messages were dropped.
+ROOT_LOGGERS = ('cvpack', 'projects')
+
+
 def setup_logger(name, log_file=None, rank=0):
-    """Configure the ``cvpack`` logger tree and the named logger; returns the named logger.
+    """Configure the ``cvpack`` and ``projects`` logger trees and the named logger; returns the named logger.
 
     Handlers are replaced (not added) so repeated calls in one process do not duplicate lines.
     """
-    root = logging.getLogger('cvpack')
+    roots = [logging.getLogger(n) for n in ROOT_LOGGERS]
     named = logging.getLogger(name)
-    for lg in {root, named}:
+    for lg in set(roots) | {named}:
         for h in list(lg.handlers):
             lg.removeHandler(h)
             h.close()
         lg.setLevel(logging.INFO if rank == 0 else logging.WARNING)
-    root.propagate = False  # cvpack.* loggers reach these handlers through 'cvpack', once
+    # cvpack loggers reach these handlers through 'cvpack' only, once. The project tree keeps propagating:
+    # the root logger has no handlers in train.py / test.py (so no line is doubled), and pytest's caplog,
+    # which listens on the root logger, still sees the projects' records after an engine test ran.
+    roots[0].propagate = False
     handlers = [logging.StreamHandler(sys.stdout)]
     if log_file and rank == 0:
         os.makedirs(osp.dirname(osp.abspath(log_file)), exist_ok=True)
         handlers.append(logging.FileHandler(log_file))
     fmt = logging.Formatter(_FMT if rank == 0 else '[rank %d] ' % rank + _FMT)
+    under_root = any(name == n or name.startswith(n + '.') for n in ROOT_LOGGERS)
     for h in handlers:
         h.setFormatter(fmt)
-        root.addHandler(h)
-        if named is not root and not name.startswith('cvpack.'):
+        for root in roots:
+            root.addHandler(h)
+        if not under_root:
             named.addHandler(h)
     return named
 

@@ -24,23 +24,28 @@ from .utils import amp_dtype, autocast, prepare_model, resolve_cfg, to_device
 __all__ = ['test_main', 'resolve_test_checkpoint', 'run_inference']
 
 
-def resolve_test_checkpoint(cfg, iteration=None, checkpoint=None):
-    """``--checkpoint`` > ``-i N`` (OUTPUT_DIR/iter-N.pth) > MODEL.WEIGHT > OUTPUT_DIR/iter-last.pth.
+def resolve_test_checkpoint(cfg, iteration=None, checkpoint=None, log=None):
+    """``--checkpoint`` > ``-i N`` (OUTPUT_DIR/iter-N.pth) > OUTPUT_DIR/iter-last.pth (when it exists) > MODEL.WEIGHT.
 
-    Raises FileNotFoundError naming the path, and the checkpoints that exist, when nothing is found:
-    testing random weights is never what anyone wants.
+    iter-last.pth comes before MODEL.WEIGHT: after fine-tuning from MODEL.WEIGHT a plain ``test.py`` must
+    score the trained weights, not the starting ones. The choice is logged (``log``). Raises
+    FileNotFoundError naming the path, and the checkpoints that exist, when nothing is found: testing
+    random weights is never what anyone wants.
     """
     out = cfg.OUTPUT_DIR
+    last = osp.join(out, LAST_NAME)
     if checkpoint:
         path, how = checkpoint, '--checkpoint'
     elif iteration is not None:
         path, how = osp.join(out, 'iter-%d.pth' % iteration), '-i %d' % iteration
-    elif cfg.MODEL.get('WEIGHT'):
-        path, how = cfg.MODEL.WEIGHT, 'MODEL.WEIGHT'
-        if str(path).startswith(('http://', 'https://')):
-            return path
+    elif osp.isfile(last) or not cfg.MODEL.get('WEIGHT'):
+        path, how = last, 'OUTPUT_DIR/%s (no -i / --checkpoint given)' % LAST_NAME
     else:
-        path, how = osp.join(out, LAST_NAME), 'default (no -i / --checkpoint given)'
+        path, how = cfg.MODEL.WEIGHT, 'MODEL.WEIGHT (no -i / --checkpoint, no %s in OUTPUT_DIR)' % LAST_NAME
+    if log is not None:
+        log.info('test checkpoint: %s (from %s)', path, how)
+    if how.startswith('MODEL.WEIGHT') and str(path).startswith(('http://', 'https://')):
+        return path
     if not osp.isfile(path):
         found = sorted(osp.basename(p) for p in glob.glob(osp.join(out, 'iter-*.pth')))
         raise FileNotFoundError('test checkpoint not found: %s (from %s). Checkpoints in %s: %s'
@@ -57,6 +62,16 @@ def _box_source(cfg):
         root = cfg.get('DATASET', {}).get('ROOT', '')
         return 'detections from %s (TEST.DET_FILE)' % (det if osp.isabs(det) else osp.join(root, det))
     return 'not stated by the config'
+
+
+def _log_det_stats(dataset, log):
+    """Detections dropped while building the val set from TEST.DET_FILE (``dataset.det_stats``, filled by
+    ``cvpack.data.coco.coco_det_records``), so a low instance count is explained in the log."""
+    stats = getattr(dataset, 'det_stats', None)
+    if stats:
+        log.info('detections skipped: %d below TEST.DET_SCORE_THRESH, %d of another category, %d on images '
+                 'not in the annotation file', stats.get('low_score', 0), stats.get('other_category', 0),
+                 stats.get('unknown_image', 0))
 
 
 def run_inference(model, dataset, predictor, cfg, ctx, collate_fn):
@@ -103,7 +118,7 @@ def test_main(cfg, build_model, argv=None, dataset_builder=None, predictor_build
             os.makedirs(cfg.TEST_DIR, exist_ok=True)
         comm.barrier()
         log = setup_logger('cvpack.test', osp.join(cfg.TEST_DIR, 'test_log.txt'), ctx.rank)
-        path = resolve_test_checkpoint(cfg, args.iter, args.checkpoint)
+        path = resolve_test_checkpoint(cfg, args.iter, args.checkpoint, log)
         model = build_model(cfg)
         load_model_weights(model, path, strict=not args.non_strict, log=log)
         model = prepare_model(model, cfg, ctx, log).eval()
@@ -114,6 +129,7 @@ def test_main(cfg, build_model, argv=None, dataset_builder=None, predictor_build
         dataset = dataset_builder(cfg, 'val')
         log.info('testing %s on %d samples over %d process(es); boxes: %s', path, len(dataset), ctx.world_size,
                  _box_source(cfg))
+        _log_det_stats(dataset, log)
         instances = run_inference(model, dataset, predictor_builder(cfg), cfg, ctx,
                                   collate_fn if collate_fn is not None else default_collate())
         metrics = None

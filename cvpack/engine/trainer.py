@@ -19,13 +19,13 @@ from .. import dist as comm
 from ..data.samplers import IterationBasedSampler
 from ..solver import build_lr_scheduler, build_optimizer, resolve_solver
 from .args import parse_args, train_parser
-from .checkpoint import (LAST_NAME, link_last, load_checkpoint, load_model_weights, rng_state, save_checkpoint,
-                         set_rng_state, strip_prefix)
+from .checkpoint import (LAST_NAME, link_last, load_checkpoint, load_model_weights, numpy_state_from_list,
+                         numpy_state_to_list, rng_state, save_checkpoint, set_rng_state, strip_prefix)
 from .launch import cleanup_distributed, setup_distributed
 from .logger import TensorboardWriter, setup_logger
 from .utils import amp_dtype, autocast, prepare_model, resolve_cfg, to_device, write_run_files
 
-__all__ = ['Trainer', 'train_main', 'default_dataset_builder', 'default_collate']
+__all__ = ['Trainer', 'train_main', 'auto_resume_path', 'default_dataset_builder', 'default_collate']
 
 
 def default_dataset_builder(cfg, split):
@@ -44,6 +44,23 @@ def _seed_worker(worker_id):
     seed = torch.initial_seed() % 2 ** 32
     np.random.seed(seed)
     random.seed(seed)
+
+
+def auto_resume_path(last, auto, is_main):
+    """OUTPUT_DIR/iter-last.pth when rank 0 finds it (and ``auto``), else None; the same answer on every rank.
+
+    Rank 0 decides and broadcasts: ranks deciding by themselves diverged on multi-node runs without a shared
+    file system (some resumed, some started over). A rank that lacks the file rank 0 resumes from is an
+    error on every rank together (gathered first, so no rank waits forever in a collective).
+    """
+    path = comm.broadcast_object(last if is_main and auto and osp.isfile(last) else None)
+    if path:
+        missing = [r for r, ok in enumerate(comm.all_gather_object(osp.isfile(path))) if not ok]
+        if missing:
+            raise FileNotFoundError('auto-resume: rank 0 resumes from %s but rank(s) %s cannot read it; put '
+                                    'OUTPUT_DIR on a shared file system or copy the file (or --no-auto-resume)'
+                                    % (path, missing))
+    return path
 
 
 class Trainer:
@@ -78,7 +95,13 @@ class Trainer:
     # ----------------------------------------------------------------- state
     def state_dict(self, iteration):
         """Checkpoint content (weights_only-safe); collective: every rank must call it (RNG gather)."""
-        rngs = comm.all_gather_object(rng_state())
+        local = rng_state()
+        # The dataset's own augmentation RNG (TopDownDataset): drawn in this process with NUM_WORKERS 0, so it
+        # must resume too (it was reseeded from SEED + rank and replayed iteration 0's augmentations).
+        data_state = getattr(self.dataset, 'get_rng_state', lambda: None)()
+        if data_state is not None:
+            local['dataset'] = numpy_state_to_list(data_state)
+        rngs = comm.all_gather_object(local)
         return {'model': self.model.state_dict(), 'optimizer': self.optimizer.state_dict(),
                 'scheduler': self.scheduler.state_dict(), 'scaler': self.scaler.state_dict(),
                 'iteration': int(iteration), 'sampler': self.sampler_state(iteration),
@@ -92,35 +115,89 @@ class Trainer:
         """Restore everything saved by :meth:`state_dict` so the run continues exactly."""
         ckpt = load_checkpoint(path)
         self.model.load_state_dict(strip_prefix(ckpt['model']))  # the original's files may keep 'module.'
+        base_lrs = [g['initial_lr'] for g in self.optimizer.param_groups]  # the current effective solver
         if 'optimizer' in ckpt:
             self.optimizer.load_state_dict(ckpt['optimizer'])
         if 'scheduler' in ckpt:
             sched = dict(ckpt['scheduler'])
             sched['lr_lambdas'] = [None] * len(self.scheduler.lr_lambdas)  # shape from the current config
             self.scheduler.load_state_dict(sched)
+        old_lrs = self._reset_base_lrs(base_lrs)
         if ckpt.get('scaler'):
             self.scaler.load_state_dict(ckpt['scaler'])
         self.start_iter = int(ckpt.get('iteration', 0))
         sampler = ckpt.get('sampler') or {}
         if int(sampler.get('world_size', self.ctx.world_size)) != self.ctx.world_size:
             self.log.warning('resuming with %d processes from a %d-process checkpoint: the data order and '
-                             'schedule change from here on', self.ctx.world_size, sampler['world_size'])
+                             'schedule change from here on; the base LR is the current effective one, %.3e '
+                             '(the checkpoint had %.3e)', self.ctx.world_size, sampler['world_size'],
+                             base_lrs[0], old_lrs[0])
+        elif old_lrs != base_lrs:
+            self.log.warning('resuming with base LR %.3e from the current config (the checkpoint had %.3e)',
+                             base_lrs[0], old_lrs[0])
         rngs = ckpt.get('rng') or []
         if len(rngs) == self.ctx.world_size:
             set_rng_state(rngs[self.ctx.rank])
+            if rngs[self.ctx.rank].get('dataset') is not None and hasattr(self.dataset, 'set_rng_state'):
+                self.dataset.set_rng_state(numpy_state_from_list(rngs[self.ctx.rank]['dataset']))
         self.log.info('resumed from %s at iteration %d', path, self.start_iter)
 
+    def _reset_base_lrs(self, base_lrs):
+        """Put the current effective LRs back after loading optimizer/scheduler state (which carries the
+        checkpoint's ``initial_lr`` / ``base_lrs``: resuming on another number of processes kept the old
+        LR) and recompute each group's LR at the resumed iteration. Returns the checkpoint's base LRs."""
+        old = list(self.scheduler.base_lrs)
+        self.scheduler.base_lrs = list(base_lrs)
+        step = self.scheduler.last_epoch
+        for group, lr, fn in zip(self.optimizer.param_groups, base_lrs, self.scheduler.lr_lambdas):
+            group['initial_lr'] = lr
+            group['lr'] = lr * fn(step)
+        self.scheduler._last_lr = [g['lr'] for g in self.optimizer.param_groups]
+        return old
+
     def resume_or_load(self, resume=None, auto=True):
-        """``-c PATH`` > OUTPUT_DIR/iter-last.pth (auto-resume) > MODEL.WEIGHT (weights only, non-strict)."""
+        """``-c PATH`` > OUTPUT_DIR/iter-last.pth (auto-resume) > MODEL.WEIGHT (weights only, non-strict) >
+        MODEL.PRETRAINED (ImageNet init through the model's ``load_pretrained``, only from scratch)."""
         last = osp.join(self.cfg.OUTPUT_DIR, LAST_NAME)
         if resume:
             if not osp.isfile(resume):
                 raise FileNotFoundError('-c/--continue: checkpoint not found: %s' % resume)
             self.resume(resume)
-        elif auto and osp.isfile(last):
+            return
+        last = auto_resume_path(last, auto, self.ctx.is_main)
+        if last:
             self.resume(last)
         elif self.cfg.MODEL.get('WEIGHT'):
             load_model_weights(self.model, self.cfg.MODEL.WEIGHT, strict=False, log=self.log)
+        elif self.cfg.MODEL.get('PRETRAINED'):
+            self.load_pretrained(self.cfg.MODEL.PRETRAINED)
+
+    def load_pretrained(self, source):
+        """ImageNet init from ``source`` (path or URL) via ``model.load_pretrained(source) -> LoadReport``.
+
+        build_model never reads MODEL.PRETRAINED (test.py, resumes and MODEL.WEIGHT runs needed no download).
+        Rank 0 loads first (a URL lands in the torch hub cache), then the other ranks read the cache; a
+        failure on rank 0 stops every rank (the outcome is broadcast, nobody waits in a barrier).
+        """
+        fn = getattr(self.model, 'load_pretrained', None)
+        if not callable(fn):
+            raise ValueError('%s: MODEL.PRETRAINED is set (%s) but %s has no ImageNet initialisation '
+                             '(no load_pretrained); set MODEL.PRETRAINED None, or MODEL.WEIGHT for a full checkpoint'
+                             % (self.cfg.get('EXP_NAME', 'exp'), source, type(self.model).__name__))
+        report, error = None, None
+        if self.ctx.is_main:
+            try:
+                report = fn(source)
+            except Exception as exc:  # re-raised below, after the other ranks know
+                error = exc
+        if not comm.broadcast_object(error is None):
+            if error is not None:
+                raise error
+            raise RuntimeError('rank 0 failed to load MODEL.PRETRAINED %s (see its log)' % source)
+        if not self.ctx.is_main:
+            report = fn(source)
+        self.log.info('ImageNet init from %s: %s', source,
+                      report.summary() if hasattr(report, 'summary') else report)
 
     # ------------------------------------------------------------------ data
     def build_loader(self):
@@ -133,8 +210,12 @@ class Trainer:
             sampler = GroupedIterationSampler(sampler, self.dataset.aspect_ratio_flags())
         # A private generator: the DataLoader draws its worker base seed from it, not from the global torch
         # RNG, so the global stream (dropout, augmentation with num_workers=0) is the same with or without resume.
+        # Seeded from (SEED, rank, start iteration) through a SeedSequence (no collisions between ranks and
+        # resume points): the workers' RNGs (torch.initial_seed() = base seed + worker id, from which
+        # TopDownDataset and _seed_worker seed numpy) differ after a resume instead of replaying iteration 0.
         gen = torch.Generator()
-        gen.manual_seed(int(self.cfg.get('SEED', 0)) * 7919 + ctx.rank * 104729 + self.start_iter)
+        words = np.random.SeedSequence([int(self.cfg.get('SEED', 0)), ctx.rank, self.start_iter]).generate_state(2)
+        gen.manual_seed(int(words[0]) << 31 ^ int(words[1]))
         workers = int(self.cfg.DATALOADER.get('NUM_WORKERS', 0))
         return torch.utils.data.DataLoader(
             self.dataset, batch_sampler=sampler, num_workers=workers, collate_fn=self.collate_fn,

@@ -91,3 +91,28 @@ def test_strict_load_names_missing_and_unexpected(tmp_path):
         ck.load_model_weights(_net(), str(tmp_path / 'bad.pth'))
     missing, unexpected = ck.load_model_weights(_net(), str(tmp_path / 'bad.pth'), strict=False)
     assert missing == ['1.weight'] and unexpected == ['extra.w']
+
+
+def test_test_checkpoint_order(tmp_path, caplog):
+    """--checkpoint > -i > iter-last.pth (when present) > MODEL.WEIGHT; the choice is logged."""
+    import logging
+    from easydict import EasyDict
+    from cvpack.engine.tester import resolve_test_checkpoint
+    out = tmp_path / 'out'
+    out.mkdir()
+    weight = tmp_path / 'start.pth'
+    for p in (weight, out / 'iter-4.pth', tmp_path / 'other.pth'):
+        torch.save({}, str(p))
+    cfg = EasyDict(OUTPUT_DIR=str(out), MODEL=EasyDict(WEIGHT=str(weight)))
+    assert resolve_test_checkpoint(cfg) == str(weight)           # no iter-last yet: the starting weights
+    ck.link_last(str(out / 'iter-4.pth'))
+    log = logging.getLogger('test_ckpt_order')
+    with caplog.at_level(logging.INFO, logger='test_ckpt_order'):
+        assert resolve_test_checkpoint(cfg, log=log) == str(out / ck.LAST_NAME)   # fine-tuned, not the start
+    assert 'iter-last.pth' in caplog.text
+    assert resolve_test_checkpoint(cfg, iteration=4) == str(out / 'iter-4.pth')
+    assert resolve_test_checkpoint(cfg, 4, str(tmp_path / 'other.pth')) == str(tmp_path / 'other.pth')
+    cfg.MODEL.WEIGHT = None
+    os.remove(str(out / ck.LAST_NAME))
+    with pytest.raises(FileNotFoundError, match='iter-last.pth.*iter-4.pth'):
+        resolve_test_checkpoint(cfg)

@@ -74,3 +74,45 @@ def test_json_dump_of_resolved_config(toy_exp):
     data = json.load(open(osp.join(cfg.OUTPUT_DIR, 'config.json')))
     assert data['SOLVER']['MAX_ITER'] == 7 and data['_RUNTIME'] == {'WORLD_SIZE': 1}
     assert open(osp.join(cfg.OUTPUT_DIR, 'network.py')).read() == open(osp.join(exp, 'network.py')).read()
+
+
+def test_merge_from_list_bool_none_case_insensitive(tmp_path):
+    cfg = base_config(str(tmp_path))
+    cfg.TEST.FLIP = True
+    cfg.MODEL.PRETRAINED = 'https://example.org/r50.pth'
+    merge_from_list(cfg, ['TEST.FLIP', 'false', 'MODEL.SYNC_BN', 'TRUE', 'MODEL.PRETRAINED', 'None',
+                          'SOLVER.CLIP_GRAD_NORM', 'none', 'SOLVER.REFERENCE_WORLD_SIZE', '8'])
+    assert cfg.TEST.FLIP is False and cfg.MODEL.SYNC_BN is True
+    assert cfg.MODEL.PRETRAINED is None and cfg.SOLVER.CLIP_GRAD_NORM is None
+    assert cfg.SOLVER.REFERENCE_WORLD_SIZE == 8
+    merge_from_list(cfg, ['SOLVER.REFERENCE_WORLD_SIZE', 'NONE'])
+    assert cfg.SOLVER.REFERENCE_WORLD_SIZE is None
+
+
+@pytest.mark.parametrize('key,text', [('MODEL.SYNC_BN', 'flase'), ('MODEL.SYNC_BN', '1'),
+                                      ('SOLVER.MAX_ITER', '12k'), ('SOLVER.BASE_LR', 'true'),
+                                      ('SOLVER.BASE_LR', "'x'")])
+def test_merge_from_list_rejects_unparsable_over_bool_or_number(tmp_path, key, text):
+    cfg = base_config(str(tmp_path))
+    with pytest.raises(ValueError, match=key.replace('.', r'\.')):
+        merge_from_list(cfg, [key, text])
+
+
+def test_preset_keys_read_by_the_code_are_defined(tmp_path, repo_root):
+    """TEST.DARK_KERNEL (decode 'dark') and SOLVER.NESTEROV (SGD) exist, so overrides are accepted."""
+    from cvpack.config import dark_kernel
+    from cvpack.config.cpn import cpn_config
+    from cvpack.config.megvii import megvii_config
+    from cvpack.config.simple_baselines import simple_baselines_config
+    from cvpack.decode.heatmap import decoder_kwargs
+    assert dark_kernel([64, 48]) == 11 and dark_kernel([96, 72]) == 17
+    assert megvii_config(str(tmp_path), dataset='COCO').TEST.DARK_KERNEL == 11
+    assert cpn_config(str(tmp_path), input_shape=(384, 288)).TEST.DARK_KERNEL == 17
+    sb = simple_baselines_config(str(tmp_path), input_shape=(384, 288))
+    assert sb.TEST.DARK_KERNEL == 17 and 'OUTPUT_NUM' not in sb.MODEL   # simple baselines never read it
+    for exp in ('projects/MSPN/exps/mspn.4xstg.384x288.coco', 'projects/RSN/exps/4xRSN50.384x288.coco'):
+        cfg, _ = load_exp(osp.join(repo_root, exp), ['TEST.DECODER', 'dark'], build=False)
+        assert cfg.TEST.DARK_KERNEL == 17
+        assert decoder_kwargs(cfg) == ('dark', {'stride': (4.0, 4.0), 'kernel': 17})
+    cfg = merge_from_list(megvii_config(str(tmp_path)), ['TEST.DARK_KERNEL', '7', 'SOLVER.NESTEROV', 'true'])
+    assert cfg.TEST.DARK_KERNEL == 7 and cfg.SOLVER.NESTEROV is True

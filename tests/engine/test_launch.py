@@ -111,3 +111,39 @@ def test_both_local_rank_spellings(argv):
     assert args.opts == (['SOLVER.MAX_ITER', '5'] if len(argv) == 3 else [])
     t = parse_args(make_test_parser(), ['-i', '3', '--local_rank=0', 'TEST.IMS_PER_GPU', '4'])
     assert (t.iter, t.local_rank, t.opts) == (3, 0, ['TEST.IMS_PER_GPU', '4'])
+
+
+@pytest.mark.parametrize('name', ['gpu', 'cdua', 'cpu:0', 'cuda:x', 'cuda:', 'GPU:1'])
+def test_bad_device_names_raise(name, monkeypatch):
+    from cvpack.engine.launch import setup_distributed
+    monkeypatch.delenv('WORLD_SIZE', raising=False)
+    with pytest.raises(ValueError, match='MODEL.DEVICE'):
+        setup_distributed(name)
+
+
+def test_device_names_parse(monkeypatch):
+    import torch
+    from cvpack.engine.launch import resolve_device, setup_distributed
+    monkeypatch.delenv('WORLD_SIZE', raising=False)
+    assert resolve_device('CPU') == ('cpu', None) and resolve_device(None)[1] is None
+    assert setup_distributed('cpu').device == torch.device('cpu')
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    assert resolve_device('cuda:1') == ('cuda', 1) and resolve_device('cuda') == ('cuda', None)
+
+
+def test_auto_resume_is_decided_by_rank0(tmp_path, monkeypatch):
+    """Other ranks follow rank 0's decision (broadcast), whatever their own file system shows."""
+    import cvpack.dist as comm
+    from cvpack.engine.trainer import auto_resume_path
+    last = tmp_path / 'iter-last.pth'
+    last.write_bytes(b'x')
+    assert auto_resume_path(str(last), True, True) == str(last)
+    assert auto_resume_path(str(last), False, True) is None
+    # a rank > 0 that sees a file rank 0 does not: rank 0 broadcast None, so it starts over too
+    monkeypatch.setattr(comm, 'broadcast_object', lambda obj, src=0: None)
+    assert auto_resume_path(str(last), True, False) is None
+    # rank 0 resumes from a file this rank lacks: every rank raises together, naming the ranks
+    monkeypatch.setattr(comm, 'broadcast_object', lambda obj, src=0: '/rank0/only/iter-last.pth')
+    monkeypatch.setattr(comm, 'all_gather_object', lambda obj: [True, obj])
+    with pytest.raises(FileNotFoundError, match=r'/rank0/only/iter-last.pth.*rank\(s\) \[1\]'):
+        auto_resume_path(str(last), True, False)

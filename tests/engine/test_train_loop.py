@@ -147,3 +147,53 @@ def test_amp_options_on_cpu(toy, toy_exp, tmp_path):
     assert model.conv.weight.is_contiguous(memory_format=torch.channels_last)
     assert not torch.allclose(model.conv.weight, init.conv.weight)           # it trained
     assert 'Iter: 2/2' in open(tmp_path / 'B16' / 'log.txt').read()
+
+
+def test_resume_on_other_world_size_uses_current_lr(toy, toy_exp, tmp_path):
+    """A checkpoint of a 2-process run at LR 2e-2 resumed by 1 process at LR 1e-2: the current effective LR
+    wins (the loaded optimizer/scheduler state used to keep the checkpoint's base LR), with a warning."""
+    _, cfg = toy_exp
+    _train(toy, cfg, tmp_path / 'A', ['SOLVER.CHECKPOINT_PERIOD', '3', 'SOLVER.BASE_LR', '2e-2'])
+    state = ck.load_checkpoint(str(tmp_path / 'A' / 'iter-3.pth'))
+    assert state['optimizer']['param_groups'][0]['initial_lr'] == pytest.approx(2e-2)
+    state['sampler']['world_size'] = state['world_size'] = 2
+    ck.save_checkpoint(state, str(tmp_path / 'two.pth'))
+    _train(toy, cfg, tmp_path / 'B', ['-c', str(tmp_path / 'two.pth'), 'SOLVER.BASE_LR', '1e-2'])
+    b4 = ck.load_checkpoint(str(tmp_path / 'B' / 'iter-4.pth'))
+    assert b4['optimizer']['param_groups'][0]['initial_lr'] == pytest.approx(1e-2)
+    assert b4['scheduler']['base_lrs'] == pytest.approx([1e-2])
+    log = open(tmp_path / 'B' / 'log.txt').read()
+    # megvii_linear, warm-up 1, 4 iterations: iteration 4 trains with factor(3) = 1 - 2/3 of 1e-2
+    assert 'Iter: 4/4, LR: 3.333e-03' in log
+    assert 'from a 2-process checkpoint' in log and 'current effective one, 1.000e-02' in log
+
+
+def test_pretrained_loaded_by_the_trainer_only_from_scratch(toy, toy_exp, tmp_path):
+    """MODEL.PRETRAINED: read by the trainer (model.load_pretrained) when starting from scratch; never on
+    resume, with MODEL.WEIGHT / --weights, or by test.py; a model without load_pretrained is an error."""
+    _, cfg = toy_exp
+    src = toy.build_model(cfg)
+    torch.nn.init.constant_(src.head.bias, 3.0)
+    torch.save(src.state_dict(), str(tmp_path / 'imagenet.pth'))
+    lr0 = ['SOLVER.BASE_LR', '0.0', 'SOLVER.MAX_ITER', '2', 'SOLVER.CHECKPOINT_PERIOD', '1']
+    model = _train(toy, cfg, tmp_path / 'P', lr0 + ['MODEL.PRETRAINED', str(tmp_path / 'imagenet.pth')])
+    assert torch.allclose(model.head.bias, torch.full((2,), 3.0))      # loaded, then lr 0 keeps it
+    assert 'ImageNet init from %s: loaded' % (tmp_path / 'imagenet.pth') in open(tmp_path / 'P' / 'log.txt').read()
+
+    missing = ['MODEL.PRETRAINED', str(tmp_path / 'absent.pth')]
+    os.remove(str(tmp_path / 'P' / 'iter-2.pth'))
+    ck.link_last(str(tmp_path / 'P' / 'iter-1.pth'))
+    _train(toy, cfg, tmp_path / 'P', lr0 + missing)                     # auto-resume: the file is not read
+    _train(toy, cfg, tmp_path / 'W', ['--weights', str(tmp_path / 'imagenet.pth')] + lr0 + missing)
+    kw = dict(dataset_builder=toy.dataset_builder, predictor_builder=toy.predictor_builder,
+              evaluator_builder=toy.evaluator_builder, collate_fn=toy.collate)
+    run_test_main(cfg, toy.build_model, argv=['OUTPUT_DIR', str(tmp_path / 'P')] + missing, **kw)
+    with pytest.raises(FileNotFoundError, match='absent.pth'):          # from scratch it is read
+        _train(toy, cfg, tmp_path / 'S', lr0 + missing)
+
+    class NoInit(toy.ToyNet):
+        load_pretrained = None                                           # e.g. RSN: no ImageNet weights
+
+    with pytest.raises(ValueError, match='toy.exp: MODEL.PRETRAINED is set .*NoInit has no ImageNet init'):
+        train_main(cfg, lambda c: NoInit(), argv=lr0 + missing + ['OUTPUT_DIR', str(tmp_path / 'R')],
+                   dataset_builder=toy.dataset_builder, collate_fn=toy.collate)

@@ -2,7 +2,9 @@
 
 Copied into temporary exp folders (so the exp scripts can ``import toy_parts``) and imported by path in
 in-process tests. The train samples draw augmentation noise from the *global* numpy RNG and the model uses
-dropout (global torch RNG), so exact resume is only possible if the engine restores both.
+dropout (global torch RNG): these tests check that the engine restores the global RNG states. The real
+datasets (TopDownDataset, CPNDataset) draw from their own RandomState instead, which the engine saves
+separately; tests/engine/test_resume_real_data.py covers that path.
 """
 import json
 import os.path as osp
@@ -65,6 +67,13 @@ class ToyNet(nn.Module):
         if self.nan_at and self.calls == self.nan_at:
             aux = aux * float('nan')
         return {'loss_hm': loss, 'loss_aux': aux}
+
+    def load_pretrained(self, source):
+        """Stand-in for an ImageNet init (the trainer's MODEL.PRETRAINED protocol): a local state dict file."""
+        from cvpack.modeling.pretrained import LoadReport, load_state_dict
+        state = load_state_dict(source)
+        self.load_state_dict(state, strict=False)
+        return LoadReport(loaded=sorted(state))
 
 
 def build_model(cfg):

@@ -14,7 +14,7 @@ from cvpack.modeling.deconv_head import DeconvHead
 from cvpack.modeling.losses import JointsMSELoss
 from cvpack.modeling.pretrained import load_mapped, load_state_dict
 
-logger = logging.getLogger('cvpack.projects.hsrnet')   # under 'cvpack': the engine's log handlers
+logger = logging.getLogger(__name__)  # 'projects.HSRNet...': the engine configures the 'projects' tree too
 
 
 class HSRNetPose(nn.Module):
@@ -53,6 +53,10 @@ class HSRNetPose(nn.Module):
             return {'joints_mse': loss}
         return heatmaps
 
+    def load_pretrained(self, source):
+        """ImageNet init (the trainer calls it when starting from scratch); see :func:`load_imagenet`."""
+        return load_imagenet(self, source)
+
 
 def load_imagenet(model: HSRNetPose, source):
     """Load a torchvision-format ImageNet ResNet-50/101/152 state dict into the stem and layer1-3.
@@ -81,7 +85,8 @@ def load_imagenet(model: HSRNetPose, source):
 def build_model(cfg) -> HSRNetPose:
     """Build the pose network from ``cfg.MODEL`` keys set by :func:`add_hsrnet_config`.
 
-    Loads ``cfg.MODEL.PRETRAINED`` (local path or URL) into the backbone when set.
+    MODEL.PRETRAINED is not read here: the trainer calls ``model.load_pretrained(source)`` when a run starts
+    from scratch, so test.py and resumed runs never download anything.
     """
     m = cfg.MODEL
     h, w = cfg.INPUT_SHAPE if 'INPUT_SHAPE' in cfg else (256, 192)
@@ -95,6 +100,4 @@ def build_model(cfg) -> HSRNetPose:
     model = HSRNetPose(backbone=m.BACKBONE, num_joints=cfg.DATASET.KEYPOINT.NUM,
                        deconv_filters=m.NUM_DECONV_FILTERS, deconv_kernel=m.DECONV_KERNEL,
                        final_kernel=m.FINAL_CONV_KERNEL, use_target_weight=cfg.LOSS.USE_TARGET_WEIGHT)
-    if m.get('PRETRAINED'):
-        model.pretrained_report = load_imagenet(model, m.PRETRAINED)
     return model

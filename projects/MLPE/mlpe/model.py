@@ -54,14 +54,19 @@ class MLPE(nn.Module):
         return {'global_loss': global_loss(global_maps, target, weight),
                 'refine_loss': refine_loss(refined, target[:, -1], weight, self.topk, self.use_ohkm)}
 
+    def load_pretrained(self, source):
+        """Official ResNeSt ImageNet weights (path or URL) into the trunk; the trainer calls it when a run
+        starts from scratch. Returns the LoadReport."""
+        report = load_official_weights(self.backbone, source)
+        logger.info('ResNeSt ImageNet weights from %s: %s', source, report.summary())
+        return report
+
 
 def build_model(cfg) -> MLPE:
     """MLPE from ``cfg.MODEL`` (BACKBONE, FEATURE_RETENTION, PRED_KERNEL, UPSAMPLE, LATERAL_SKIPS,
-    OUTPUT_NUM, PRETRAINED = official ResNeSt ImageNet weights path/URL) and ``cfg.LOSS`` (OHKM, TOPK)."""
+    OUTPUT_NUM) and ``cfg.LOSS`` (OHKM, TOPK). MODEL.PRETRAINED (official ResNeSt ImageNet weights, path/URL)
+    is not read here: the trainer calls :meth:`MLPE.load_pretrained` when a run starts from scratch."""
     m = cfg.MODEL
     model = MLPE(m.BACKBONE, m.OUTPUT_NUM, m.FEATURE_RETENTION, m.PRED_KERNEL, m.UPSAMPLE, m.LATERAL_SKIPS,
                  cfg.LOSS.TOPK, cfg.LOSS.OHKM)
-    if m.get('PRETRAINED'):
-        report = load_official_weights(model.backbone, m.PRETRAINED)
-        logger.info('ResNeSt ImageNet weights from %s: %s', m.PRETRAINED, report.summary())
     return model

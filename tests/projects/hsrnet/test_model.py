@@ -118,7 +118,8 @@ def test_imagenet_key_map(tmp_path, name):
     path = tmp_path / 'resnet50.pth'
     torch.save(state, str(path))
     model = build_model(_cfg(name, pretrained=str(path)))
-    report = model.pretrained_report
+    assert not torch.equal(model.backbone.conv1.weight, state['conv1.weight'])   # not loaded at build
+    report = model.load_pretrained(str(path))   # build_model never reads MODEL.PRETRAINED; the trainer calls this
     target = model.backbone.state_dict()
     trunk = [k for k in target if k.split('.')[0] in ('conv1', 'bn1', 'layer1', 'layer2', 'layer3')]
     torchvision_named = [k for k in trunk if '.split.' not in k and '.se.' not in k]
@@ -225,3 +226,12 @@ def test_build_model_checks_shapes():
     cfg.INPUT_SHAPE = [96, 64]
     with pytest.raises(ValueError, match=r'OUTPUT_SHAPE \[24, 18\] must be INPUT_SHAPE / 4 = \[24, 16\]'):
         build_model(cfg)
+
+
+def test_build_never_reads_pretrained(tmp_path):
+    """build_model leaves MODEL.PRETRAINED to the trainer (model.load_pretrained), so test.py needs no file."""
+    cfg = _cfg('hsrnet59', pretrained=str(tmp_path / 'absent.pth'))
+    with torch.device('meta'):
+        model = build_model(cfg)
+    with pytest.raises(FileNotFoundError, match='absent.pth'):
+        model.load_pretrained(cfg.MODEL.PRETRAINED)

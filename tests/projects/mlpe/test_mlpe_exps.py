@@ -82,3 +82,13 @@ def test_exp_forward_backward_small(repo_root, name):
     with torch.no_grad():
         out = model(images[:1])
     assert tuple(out.shape) == (1, 17, 16, 16)
+
+
+def test_build_never_reads_pretrained(repo_root, tmp_path):
+    """MODEL.PRETRAINED is the trainer's business (MLPE.load_pretrained), not build_model's."""
+    _, cfg, net = _exp(repo_root, 'mlpe_rs50_256x192_d')
+    cfg.MODEL.PRETRAINED = str(tmp_path / 'absent-resnest50.pth')
+    with torch.device('meta'):
+        model = net.build_model(cfg)
+    with pytest.raises(FileNotFoundError, match='absent-resnest50.pth'):
+        model.load_pretrained(cfg.MODEL.PRETRAINED)

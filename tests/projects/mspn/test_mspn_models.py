@@ -68,6 +68,9 @@ def test_imagenet_init_loads_every_stage(tmp_path):
     path = tmp_path / 'resnet50.pth'
     torch.save(state, path)
     cfg, model = build('MSPN', 'mspn.2xstg.coco', SMALL['COCO'] + ['MODEL.PRETRAINED', str(path)])
+    stem = resnet_key_map(2)('conv1.weight')[0]
+    assert not torch.equal(model.state_dict()[stem], state['conv1.weight'].flip(1))   # build_model reads nothing
+    model.load_pretrained(str(path))      # what the trainer calls when a run starts from scratch
     ours = model.state_dict()
     key_map = resnet_key_map(2)
     n_loaded = 0
@@ -111,7 +114,10 @@ def test_imagenet_encoder_equals_torchvision_resnet():
 
 
 def test_missing_pretrained_file_is_named(tmp_path):
+    """build_model never touches MODEL.PRETRAINED (test.py / resumes need no file); load_pretrained names it."""
     cfg, _ = build('MSPN', 'mspn.1xstg.coco', SMALL['COCO'], device='meta')
     cfg.MODEL.PRETRAINED = str(tmp_path / 'nope.pth')
+    with torch.device('meta'):
+        model = build_model(cfg)
     with pytest.raises(FileNotFoundError, match='nope.pth'):
-        build_model(cfg)
+        model.load_pretrained(cfg.MODEL.PRETRAINED)

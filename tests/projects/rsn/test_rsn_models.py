@@ -159,3 +159,11 @@ def test_decoder_level_sizes_equal_originals_fixed_sizes():
             unit.u_skip.register_forward_hook(lambda m, i, o: sizes.append(tuple(o.shape[-2:])))
     out = model.eval()(torch.zeros(1, 3, 256, 192, device='meta'))
     assert sizes == [(8, 6), (16, 12), (32, 24), (64, 48)] * 4 and out.shape == (1, 17, 64, 48)
+
+
+def test_rsn_has_no_imagenet_init():
+    """RSN trains from scratch: no load_pretrained, so the trainer rejects MODEL.PRETRAINED naming the exp
+    (tests/engine/test_train_loop.py); build_model itself never reads the key (test.py needs no file)."""
+    _, rsn = build('RSN', 'RSN18.coco', SMALL['COCO'] + ['MODEL.PRETRAINED', '/absent/r50.pth'], device='meta')
+    _, mspn = build('MSPN', 'mspn.1xstg.coco', SMALL['COCO'], device='meta')
+    assert not hasattr(rsn, 'load_pretrained') and callable(mspn.load_pretrained)

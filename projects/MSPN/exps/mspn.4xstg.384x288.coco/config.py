@@ -1,6 +1,6 @@
 import os.path as osp
 
-from cvpack.config import config_main
+from cvpack.config import config_main, dark_kernel
 from cvpack.config.megvii import megvii_config
 
 cfg = megvii_config(osp.dirname(osp.abspath(__file__)), dataset='COCO')
@@ -8,6 +8,7 @@ cfg.MODEL.STAGE_NUM = 4
 cfg.MODEL.PRETRAINED = 'https://download.pytorch.org/models/resnet50-0676ba61.pth'  # torchvision ImageNet ResNet-50
 cfg.INPUT_SHAPE = [384, 288]
 cfg.OUTPUT_SHAPE = [96, 72]
+cfg.TEST.DARK_KERNEL = dark_kernel(cfg.OUTPUT_SHAPE)  # 17 (used with TEST.DECODER 'dark')
 
 if __name__ == '__main__':
     config_main(cfg)
