@@ -34,3 +34,17 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+@pytest.fixture
+def log_capture(caplog):
+    """``caplog`` that also sees records of the 'cvpack' and 'projects' loggers after an engine run in this
+    process set them not to propagate (cvpack.engine.logger); attached only where propagation is off, so
+    nothing is captured twice."""
+    import logging
+    attached = [lg for lg in (logging.getLogger('cvpack'), logging.getLogger('projects')) if not lg.propagate]
+    for lg in attached:
+        lg.addHandler(caplog.handler)
+    yield caplog
+    for lg in attached:
+        lg.removeHandler(caplog.handler)

@@ -52,7 +52,7 @@ def base_config(exp_dir):
     cfg.TENSORBOARD_DIR = osp.join(cfg.OUTPUT_DIR, 'tb_dir')
     cfg.SEED = 0
 
-    cfg.DATALOADER = edict(NUM_WORKERS=4, ASPECT_RATIO_GROUPING=False, SIZE_DIVISIBILITY=0)
+    cfg.DATALOADER = edict(NUM_WORKERS=4, ASPECT_RATIO_GROUPING=False)
 
     cfg.MODEL = edict()
     cfg.MODEL.DEVICE = 'auto'          # 'auto' = cuda when available, else cpu; or 'cpu' / 'cuda'
@@ -99,6 +99,9 @@ def base_config(exp_dir):
 
     cfg.TEST = edict()
     cfg.TEST.IMS_PER_GPU = 32
+    # 'module:Class' of a project's own predictor / evaluator (built as Class(cfg)); '' = the pipeline's default
+    cfg.TEST.PREDICTOR = ''
+    cfg.TEST.EVALUATOR = ''
     cfg.TEST.AMP = 'none'              # autocast for the test forward: 'none' | 'fp16' (CUDA) | 'bf16'
     return cfg
 

@@ -85,8 +85,6 @@ def detection_config(exp_dir):
     # box score; TEST.NMS is read by the shared COCO evaluator.
     cfg.TEST.NMS = 'none'
     cfg.TEST.USE_GT_BBOX = False
-    # 'module:Class' of the test-time predictor / evaluator; the core has no default for whole-image models,
-    # the exps name their project's classes (GCPose: keypoint + person box AP).
-    cfg.TEST.PREDICTOR = ''
-    cfg.TEST.EVALUATOR = ''
+    # TEST.PREDICTOR / TEST.EVALUATOR (base keys): the core has no default for whole-image models, so the
+    # exps name their project's classes (GCPose: keypoint + person box AP).
     return cfg

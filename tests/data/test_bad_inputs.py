@@ -82,7 +82,8 @@ def test_categories_and_unknown_image_in_gt(coco_subset, tmp_path):
         load_coco_gt(osp.join(coco_subset, VAL_ANN), MPII)
 
 
-def test_detections_with_unknown_images_are_skipped_and_counted(coco_subset, tmp_path, caplog):
+def test_detections_with_unknown_images_are_skipped_and_counted(coco_subset, tmp_path, log_capture):
+    caplog = log_capture
     with open(osp.join(coco_subset, 'det_json/COCO_val2017_detections_AP_H_56_person.json')) as f:
         dets = json.load(f)
     extra = [dict(d, image_id=999999901 + i) for i, d in enumerate(dets[:3])]
@@ -91,15 +92,9 @@ def test_detections_with_unknown_images_are_skipped_and_counted(coco_subset, tmp
     p = tmp_path / 'dets.json'
     p.write_text(json.dumps(dets + extra))
     stats = {}
-    # attach the capture to the logger itself: after an engine run in this process 'cvpack' stops propagating
-    logger = logging.getLogger('cvpack.data.coco')
-    logger.addHandler(caplog.handler)
-    try:
-        with caplog.at_level(logging.WARNING, logger='cvpack.data.coco'):
-            recs = coco_det_records(str(p), osp.join(coco_subset, VAL_ANN), osp.join(coco_subset, 'images/val2017'),
-                                    COCO, score_thresh=0.05, stats=stats)
-    finally:
-        logger.removeHandler(caplog.handler)
+    with caplog.at_level(logging.WARNING, logger='cvpack.data.coco'):
+        recs = coco_det_records(str(p), osp.join(coco_subset, VAL_ANN), osp.join(coco_subset, 'images/val2017'),
+                                COCO, score_thresh=0.05, stats=stats)
     assert stats == dict(unknown_image=3, other_category=1, low_score=1 + sum(d['score'] < 0.05 for d in dets))
     assert len(recs) == len(dets) - sum(d['score'] < 0.05 for d in dets)
     assert 'dets.json: skipped 3 detections' in caplog.text and '999999901' in caplog.text
@@ -110,7 +105,8 @@ def test_detections_with_unknown_images_are_skipped_and_counted(coco_subset, tmp
         coco_det_records(str(p), osp.join(coco_subset, VAL_ANN), '', COCO)
 
 
-def test_missing_train_images_are_skipped_and_logged(coco_subset, tmp_path, caplog):
+def test_missing_train_images_are_skipped_and_logged(coco_subset, tmp_path, log_capture):
+    caplog = log_capture
     with caplog.at_level(logging.WARNING, logger='cvpack.data.coco'):
         recs = coco_gt_records(osp.join(coco_subset, VAL_ANN), str(tmp_path), COCO)
     assert recs == [] and 'missing image files' in caplog.text and str(tmp_path) in caplog.text
