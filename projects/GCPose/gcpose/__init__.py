@@ -3,3 +3,4 @@
 reference_mlpe_hsrnet_gcpose.md §3.
 """
 from .model import KeypointRCNN, build_model  # noqa: F401
+from .config import add_gcpose_config  # noqa: F401

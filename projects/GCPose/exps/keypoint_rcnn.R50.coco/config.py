@@ -3,15 +3,10 @@ import os.path as osp
 
 from cvpack.config import config_main
 from cvpack.config.detection import detection_config
+from projects.GCPose.gcpose import add_gcpose_config
 
 cfg = detection_config(osp.dirname(osp.abspath(__file__)))
-# torchvision ImageNet weights (IMAGENET1K_V1), stride-in-3x3 + RGB as the preset; read by the trainer only
-cfg.MODEL.PRETRAINED = 'https://download.pytorch.org/models/resnet50-0676ba61.pth'
-cfg.MODEL.ROI_KEYPOINT_HEAD.GCM_POSITIONS = []
-cfg.MODEL.ROI_KEYPOINT_HEAD.P2_ONLY = False
-cfg.MODEL.ROI_KEYPOINT_HEAD.BOX_ENLARGE = 1.0
-cfg.MODEL.ROI_KEYPOINT_HEAD.ZERO_PAD_OUTSIDE = False
-cfg.TEST.PREDICTOR = 'projects.GCPose.gcpose.predictor:DetectionPredictor'
-cfg.TEST.EVALUATOR = 'projects.GCPose.gcpose.evaluator:DetectionEvaluator'
+add_gcpose_config(cfg, 'resnet50', gcm=False)
+
 if __name__ == '__main__':
     config_main(cfg)
