@@ -10,10 +10,9 @@ def test_schedule_scaling(tmp_path):
     cfg = detection_config(str(tmp_path / 'exp'))
     one = resolve_solver(cfg.SOLVER, 1)
     eight = resolve_solver(cfg.SOLVER, 8)
-    assert (one['LR'], one['MAX_ITER'], list(one['STEPS']), one['WARMUP_ITERS']) == \
-        pytest.approx((0.0025, 2160000, [1680000, 2000000], 1000))
-    assert (eight['LR'], eight['MAX_ITER'], list(eight['STEPS']), eight['WARMUP_ITERS']) == \
-        pytest.approx((0.02, 270000, [210000, 250000], 1000))
+    assert one['LR'] == pytest.approx(0.0025) and eight['LR'] == pytest.approx(0.02)
+    assert (one['MAX_ITER'], list(one['STEPS']), one['WARMUP_ITERS']) == (2160000, [1680000, 2000000], 1000)
+    assert (eight['MAX_ITER'], list(eight['STEPS']), eight['WARMUP_ITERS']) == (270000, [210000, 250000], 1000)
     assert cfg.INPUT.MIN_SIZE_TRAIN == [640, 672, 704, 736, 768, 800] and cfg.INPUT.MIN_SIZE_TEST == 800
     assert cfg.DATASET.PIPELINE == 'detection' and cfg.SOLVER.IMS_PER_GPU == 2
 
