@@ -90,6 +90,7 @@ class Trainer:
         self.amp = amp_dtype(cfg.SOLVER.get('AMP', 'none'), ctx.device)
         self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=self.amp == torch.float16)
         self.start_iter = 0
+        self.sampler = None    # set by build_loader
         self.tb = TensorboardWriter(cfg.get('TENSORBOARD_DIR'), enabled=ctx.is_main)
 
     # ----------------------------------------------------------------- state
@@ -104,12 +105,8 @@ class Trainer:
         rngs = comm.all_gather_object(local)
         return {'model': self.model.state_dict(), 'optimizer': self.optimizer.state_dict(),
                 'scheduler': self.scheduler.state_dict(), 'scaler': self.scaler.state_dict(),
-                'iteration': int(iteration), 'sampler': self.sampler_state(iteration),
+                'iteration': int(iteration), 'sampler': self.sampler.state_dict(iteration),
                 'rng': rngs, 'world_size': self.ctx.world_size}
-
-    def sampler_state(self, iteration):
-        return {'iteration': int(iteration), 'seed': int(self.cfg.get('SEED', 0)),
-                'world_size': self.ctx.world_size, 'batch_size': int(self.solver.IMS_PER_GPU)}
 
     def resume(self, path):
         """Restore everything saved by :meth:`state_dict` so the run continues exactly."""
@@ -208,6 +205,7 @@ class Trainer:
             # Detection (GCPose): one aspect-ratio group per batch, still resumable (see GroupedIterationSampler).
             from ..data.detection import GroupedIterationSampler
             sampler = GroupedIterationSampler(sampler, self.dataset.aspect_ratio_flags())
+        self.sampler = sampler   # its state_dict goes into the checkpoints
         # A private generator: the DataLoader draws its worker base seed from it, not from the global torch
         # RNG, so the global stream (dropout, augmentation with num_workers=0) is the same with or without resume.
         # Seeded from (SEED, rank, start iteration) through a SeedSequence (no collisions between ranks and
