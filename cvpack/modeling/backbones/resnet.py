@@ -94,6 +94,15 @@ def make_layer(block, inplanes, planes, blocks, stride=1, norm='BN', **block_kw)
     return nn.Sequential(*layers), inplanes
 
 
+# torchvision's ImageNet weights (IMAGENET1K_V1) for MODEL.PRETRAINED, one table for every project; read only
+# when a training run starts from scratch. ResNet-101/152: the exact files of the original HSRNet yamls
+# (reference_mlpe_hsrnet_gcpose.md §2.5). Offline: set MODEL.PRETRAINED to a local copy's path.
+TORCHVISION_URLS = {
+    'resnet50': 'https://download.pytorch.org/models/resnet50-0676ba61.pth',
+    'resnet101': 'https://download.pytorch.org/models/resnet101-5d3b4d8f.pth',
+    'resnet152': 'https://download.pytorch.org/models/resnet152-b121ed2d.pth',
+}
+
 # One table of variants (timm style): name -> (block, blocks per layer).
 RESNET_VARIANTS = {
     'resnet18': (BasicBlock, [2, 2, 2, 2]),

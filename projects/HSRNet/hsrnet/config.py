@@ -5,17 +5,13 @@ the model keys, and the longer schedule of the 59/161-layer 384x288 yamls.
 """
 from easydict import EasyDict as edict
 
-from cvpack.modeling.backbones import HSRNET_VARIANTS
+from cvpack.modeling.backbones import HSRNET_VARIANTS, TORCHVISION_URLS
 from cvpack.modeling.backbones.hsrnet import canonical_name
 
-# torchvision ImageNet weights for the stem and layer1-3 (§2.5): the 110/161 originals used exactly these
-# files; the 59-layer one used a DetNet-59 checkpoint nobody publishes, whose stem/layer1-3 are a ResNet-50.
-# Set MODEL.PRETRAINED to a local copy (or '' for none) on machines without network access.
-IMAGENET_URLS = {
-    'resnet50': 'https://download.pytorch.org/models/resnet50-19c8e357.pth',
-    'resnet101': 'https://download.pytorch.org/models/resnet101-5d3b4d8f.pth',
-    'resnet152': 'https://download.pytorch.org/models/resnet152-b121ed2d.pth',
-}
+# torchvision ImageNet weights for the stem and layer1-3 (§2.5, cvpack's TORCHVISION_URLS): the 110/161 originals
+# used exactly these files; the 59-layer one used a DetNet-59 checkpoint nobody publishes, whose stem/layer1-3
+# are a ResNet-50. Set MODEL.PRETRAINED to a local copy (or '' for none) on machines without network access.
+IMAGENET_URLS = TORCHVISION_URLS
 
 
 def add_hsrnet_config(cfg, backbone='hsrnet59'):

@@ -27,7 +27,7 @@ def test_exps(repo_root):
     assert cfg.MODEL.PRETRAINED == 'https://download.pytorch.org/models/resnet50-0676ba61.pth'
     cfg, _ = load_exp(osp.join(exps, 'gcpose.R101.coco'), build=False)
     assert cfg.MODEL.BACKBONE == 'resnet101' and cfg.MODEL.ROI_KEYPOINT_HEAD.GCM_POSITIONS == [0, 4]
-    assert cfg.MODEL.PRETRAINED == 'https://download.pytorch.org/models/resnet101-cd907fc2.pth'
+    assert cfg.MODEL.PRETRAINED == 'https://download.pytorch.org/models/resnet101-5d3b4d8f.pth'
     cfg, _ = load_exp(osp.join(exps, 'gcpose.R50.coco'), build=False)
     assert cfg.MODEL.PRETRAINED == 'https://download.pytorch.org/models/resnet50-0676ba61.pth'
     assert (cfg.MODEL.RESNET.STRIDE_IN_1X1, cfg.DATASET.COLOR_RGB) == (False, True)
