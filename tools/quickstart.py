@@ -10,7 +10,7 @@ overrides for the data root, the output folder and a CPU-sized schedule), then:
 
 On full COCO the same exp trains with ``python train.py DATASET.ROOT /path/to/coco`` (see the README).
 
-    python tools/quickstart.py                 # ~7 minutes on 2 CPU cores (bf16)
+    python tools/quickstart.py                 # ~8 minutes on 2 CPU cores (bf16)
     python tools/quickstart.py --iters 20      # a smoke run (CI uses a version of this)
 """
 import argparse
@@ -23,6 +23,8 @@ import sys
 import time
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if REPO not in sys.path:   # the drawing step imports cvpack here too, also from a checkout not pip-installed
+    sys.path.insert(0, REPO)
 EXP_DIR = osp.join(REPO, 'projects', 'RSN', 'exps', 'RSN18.coco')
 
 
