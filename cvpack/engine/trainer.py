@@ -17,7 +17,7 @@ import torch
 
 from .. import dist as comm
 from ..data.samplers import IterationBasedSampler
-from ..solver import build_lr_scheduler, build_optimizer, resolve_solver
+from ..solver import build_lr_scheduler, build_optimizer, load_optimizer_state, resolve_solver
 from .args import parse_args, train_parser
 from .checkpoint import (LAST_NAME, link_last, load_checkpoint, load_model_weights, numpy_state_from_list,
                          numpy_state_to_list, rng_state, save_checkpoint, set_rng_state, strip_prefix)
@@ -114,7 +114,7 @@ class Trainer:
         self.model.load_state_dict(strip_prefix(ckpt['model']))  # the original's files may keep 'module.'
         base_lrs = [g['initial_lr'] for g in self.optimizer.param_groups]  # the current effective solver
         if 'optimizer' in ckpt:
-            self.optimizer.load_state_dict(ckpt['optimizer'])
+            load_optimizer_state(self.optimizer, ckpt['optimizer'])
         if 'scheduler' in ckpt:
             sched = dict(ckpt['scheduler'])
             sched['lr_lambdas'] = [None] * len(self.scheduler.lr_lambdas)  # shape from the current config
