@@ -122,6 +122,9 @@ def test_main(cfg, build_model, argv=None, dataset_builder=None, predictor_build
         model = build_model(cfg)
         load_model_weights(model, path, strict=not args.non_strict, log=log)
         model = prepare_model(model, cfg, ctx, log).eval()
+        if cfg.TEST.get('COMPILE', False):
+            from ..inference.compile import compile_for_inference
+            model = compile_for_inference(model, log)
         if dataset_builder is None:
             dataset_builder = default_dataset_builder
         if predictor_builder is None:
