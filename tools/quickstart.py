@@ -10,7 +10,7 @@ overrides for the data root, the output folder and a CPU-sized schedule), then:
 
 On full COCO the same exp trains with ``python train.py DATASET.ROOT /path/to/coco`` (see the README).
 
-    python tools/quickstart.py                 # ~8 minutes on 2 CPU cores (bf16)
+    python tools/quickstart.py                 # ~7 minutes on 2 CPU cores (bf16, channels-last)
     python tools/quickstart.py --iters 20      # a smoke run (CI uses a version of this)
 """
 import argparse
@@ -30,7 +30,7 @@ EXP_DIR = osp.join(REPO, 'projects', 'RSN', 'exps', 'RSN18.coco')
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--iters', type=int, default=300, help='training iterations (default: 300)')
+    parser.add_argument('--iters', type=int, default=400, help='training iterations (default: 400)')
     parser.add_argument('--batch', type=int, default=16, help='images per iteration (default: 16)')
     parser.add_argument('--lr', type=float, default=2e-3, help='Adam learning rate (default: 2e-3)')
     parser.add_argument('--output', default=osp.join(REPO, 'model_logs', 'quickstart', 'RSN18.coco'),
