@@ -95,6 +95,20 @@ def run_inference(model, dataset, predictor, cfg, ctx, collate_fn):
     return [inst for part in gathered for inst in part]
 
 
+def _maybe_compile(model, cfg, log):
+    """TEST.COMPILE for the fixed-size top-down pipelines (one batch shape); other pipelines (whole-image
+    detection, a project's own TEST.PREDICTOR) stay eager, with a warning, since every new image size would
+    recompile (cvpack.inference.compile)."""
+    from ..inference import PREDICTORS
+    from ..inference.compile import compile_for_inference
+    pipeline = cfg.get('DATASET', {}).get('PIPELINE')
+    if cfg.TEST.get('PREDICTOR') or pipeline not in PREDICTORS:
+        log.warning('TEST.COMPILE ignored: only the top-down pipelines %s compile (this exp: DATASET.PIPELINE '
+                    '%r, TEST.PREDICTOR %r)', sorted(PREDICTORS), pipeline, cfg.TEST.get('PREDICTOR'))
+        return model
+    return compile_for_inference(model, log)
+
+
 def _log_summary(metrics, path, log):
     """One line with every numeric metric (the evaluator logs its own table) and where they were written."""
     nums = ', '.join('%s %.4f' % (k, v) for k, v in metrics.items() if isinstance(v, (int, float)))
@@ -123,8 +137,7 @@ def test_main(cfg, build_model, argv=None, dataset_builder=None, predictor_build
         load_model_weights(model, path, strict=not args.non_strict, log=log)
         model = prepare_model(model, cfg, ctx, log).eval()
         if cfg.TEST.get('COMPILE', False):
-            from ..inference.compile import compile_for_inference
-            model = compile_for_inference(model, log)
+            model = _maybe_compile(model, cfg, log)
         if dataset_builder is None:
             dataset_builder = default_dataset_builder
         if predictor_builder is None:

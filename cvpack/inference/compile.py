@@ -2,10 +2,12 @@
 
 Freezing treats the eval-mode weights as constants: BatchNorm is folded into the convolutions, and on the
 CPU the conv weights are pre-packed for oneDNN and the elementwise tails (bias, ReLU, residual add) are fused
-into generated kernels. Measured with tools/bench_models.py (batch 8, 256x192, 2 threads): RSN-18 inference
-0.23 s -> 0.19 s in fp32 and 0.11 s -> 0.05 s with bf16 autocast. The price is a one-off compile of about
-30 to 90 s per input shape on 2 cores (the last, smaller batch of a test run is one more shape), so it is off
-by default and pays off on full COCO val, not on the shipped subset.
+into generated kernels. Measured with tools/bench_models.py (batch 8, 256x192, 2 threads, channels-last;
+docs/SPEED.md): RSN-18 inference 0.215 s -> 0.154 s in fp32 and 0.117 s -> 0.049 s with bf16 autocast. The
+price is a one-off compile of about 30 to 90 s per input shape on 2 cores (the last, smaller batch of a test
+run is one more shape), so it is off by default and pays off on full COCO val, not on the shipped subset.
+It is meant for the top-down pipelines, whose batches all have one shape: a whole-image detector (GCPose)
+would recompile for every padded image size, so the tester keeps those eager.
 """
 import torch
 import torch._inductor.config as inductor_config
@@ -26,7 +28,8 @@ class FrozenInference(nn.Module):
     def __init__(self, model):
         super().__init__()
         self.model = model
-        self.compiled = torch.compile(model, dynamic=False)
+        # Kept out of the submodules, so state_dict() and modules() see ``model`` once, under its own name.
+        object.__setattr__(self, 'compiled', torch.compile(model, dynamic=False))
 
     def forward(self, *args, **kwargs):
         """The wrapped model's forward (same inputs, outputs, shapes and frames), compiled and frozen."""

@@ -57,10 +57,15 @@ def load_optimizer_state(optimizer, state):
     """``optimizer.load_state_dict(state)`` keeping this run's kernel choice (``fused`` / ``foreach``).
 
     torch copies those flags from the saved param groups, so a checkpoint written by the per-tensor loop
-    would silently turn a fused optimizer back into the loop (and the reverse); the moments and step
-    counts are the same for both and load either way.
+    would silently turn a fused optimizer back into the loop (and the reverse). The flags are therefore set
+    to this optimizer's in a copy of the saved groups *before* loading: torch places each ``step`` counter
+    by the group's flag (a float32 tensor on the parameter's device for fused kernels, a CPU tensor for the
+    loop), and a fused CUDA kernel would read a CPU counter as device memory.
     """
     kernels = [{k: g[k] for k in ('fused', 'foreach') if k in g} for g in optimizer.param_groups]
+    saved = state['param_groups']
+    if len(saved) != len(kernels):
+        raise ValueError('optimizer state has %d param groups, this optimizer %d (a different '
+                         'SOLVER.WEIGHT_DECAY_BIAS setting?)' % (len(saved), len(kernels)))
+    state = dict(state, param_groups=[dict(g, **k) for g, k in zip(saved, kernels)])
     optimizer.load_state_dict(state)
-    for group, kernel in zip(optimizer.param_groups, kernels):
-        group.update(kernel)

@@ -30,20 +30,37 @@ def test_compiled_res18_matches_eager(repo_root):
     assert eager.shape == (3, 17, 16, 12) and eager.abs().max() > 0.1
 
 
-def test_test_main_with_compile(toy, toy_exp, tmp_path):
-    """Through test_main: the log says the forward is compiled and every score equals the eager run's."""
-    _, cfg = toy_exp
+def _test_runs(toy, cfg, out, flags):
+    """Train the toy exp 2 iterations, then test it once per TEST.COMPILE flag; returns {flag: (scores, log)}."""
     kw = dict(dataset_builder=toy.dataset_builder, collate_fn=toy.collate)
-    train_main(cfg, toy.build_model, argv=['OUTPUT_DIR', str(tmp_path / 'T'), 'SOLVER.MAX_ITER', '2'], **kw)
+    train_main(cfg, toy.build_model, argv=['OUTPUT_DIR', str(out), 'SOLVER.MAX_ITER', '2'], **kw)
     kw.update(predictor_builder=toy.predictor_builder, evaluator_builder=toy.evaluator_builder)
-    scores = {}
-    for compile_flag in ('False', 'True'):
-        out = tmp_path / 'T' / ('test_' + compile_flag)
-        argv = ['OUTPUT_DIR', str(tmp_path / 'T'), 'TEST_DIR', str(out), 'TEST.COMPILE', compile_flag,
+    runs = {}
+    for flag in flags:
+        test_dir = out / ('test_' + flag)
+        argv = ['OUTPUT_DIR', str(out), 'TEST_DIR', str(test_dir), 'TEST.COMPILE', flag,
                 'TEST.IMS_PER_GPU', '4']   # 7 samples: a batch of 4 and a last batch of 3
-        metrics = run_test_main(cfg, toy.build_model, argv=argv, **kw)
-        assert metrics['count'] == 7
-        scores[compile_flag] = [r['score'] for r in json.load(open(out / 'results.json'))]
-        assert ('TEST.COMPILE' in open(out / 'test_log.txt').read()) == (compile_flag == 'True')
-    assert scores['True'] == pytest.approx(scores['False'], rel=1e-5, abs=1e-6)
-    assert len(set(scores['False'])) == 7
+        assert run_test_main(cfg, toy.build_model, argv=argv, **kw)['count'] == 7
+        runs[flag] = ([r['score'] for r in json.load(open(test_dir / 'results.json'))],
+                      open(test_dir / 'test_log.txt').read())
+    return runs
+
+
+def test_test_main_with_compile(toy, toy_exp, tmp_path):
+    """Through test_main on a top-down pipeline: the log says the forward is compiled and every score
+    equals the eager run's."""
+    _, cfg = toy_exp
+    cfg.DATASET.PIPELINE = 'megvii'
+    runs = _test_runs(toy, cfg, tmp_path / 'T', ('False', 'True'))
+    assert 'TEST.COMPILE: torch.compile' in runs['True'][1] and 'TEST.COMPILE' not in runs['False'][1]
+    assert runs['True'][0] == pytest.approx(runs['False'][0], rel=1e-5, abs=1e-6)
+    assert len(set(runs['False'][0])) == 7
+
+
+def test_compile_is_skipped_for_other_pipelines(toy, toy_exp, tmp_path):
+    """A whole-image pipeline would recompile per image size: TEST.COMPILE is ignored with a warning."""
+    _, cfg = toy_exp
+    cfg.DATASET.PIPELINE = 'detection'
+    runs = _test_runs(toy, cfg, tmp_path / 'D', ('True',))
+    assert "TEST.COMPILE ignored" in runs['True'][1] and "'detection'" in runs['True'][1]
+    assert 'torch.compile with inductor' not in runs['True'][1]
