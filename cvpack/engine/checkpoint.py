@@ -20,6 +20,8 @@ import shutil
 import numpy as np
 import torch
 
+from ..safe_load import load_torch_file
+
 __all__ = ['rng_state', 'set_rng_state', 'numpy_state_to_list', 'numpy_state_from_list', 'save_checkpoint', 'link_last', 'load_checkpoint',
            'strip_prefix', 'load_model_weights', 'LAST_NAME']
 
@@ -100,7 +102,7 @@ def load_checkpoint(path):
     if not osp.isfile(path):
         hint = ' (dangling link)' if osp.lexists(path) else ''
         raise FileNotFoundError('checkpoint not found: %s%s' % (path, hint))
-    return torch.load(path, map_location='cpu', weights_only=True)
+    return load_torch_file(path)
 
 
 def strip_prefix(state_dict, prefix='module.'):

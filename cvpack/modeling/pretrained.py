@@ -1,36 +1,33 @@
 """Loading ImageNet / released weights from a local file or a URL, through an explicit key map.
 
 Nothing here downloads at import or at model construction; a path or URL is only read when the caller
-asks for it (``MODEL.PRETRAINED``). URLs go through ``torch.hub.load_state_dict_from_url`` (cached in
-the torch hub folder), so no torchvision import is needed.
+asks for it (``MODEL.PRETRAINED``). Files and URLs are read by ``cvpack.safe_load`` (weights only, URLs cached
+in the torch hub folder), so no file can run code when it is loaded.
 """
 import logging
-import os.path as osp
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
 import torch
 
+from ..safe_load import CheckpointError, load_file
+
 logger = logging.getLogger(__name__)
 
 
 def load_state_dict(source, map_location='cpu'):
-    """Read a state dict from a local path or an http(s) URL.
+    """Read a state dict from a local path or an http(s) URL, without running code (``cvpack.safe_load``).
 
     Accepts plain state dicts and checkpoints that wrap them under ``state_dict`` or ``model``.
-    Raises FileNotFoundError naming the path when a local file is missing.
+    Raises FileNotFoundError naming a missing path, ``CheckpointError`` naming a corrupt, unsafe or
+    non-weight file.
     """
-    if str(source).startswith(('http://', 'https://')):
-        obj = torch.hub.load_state_dict_from_url(str(source), map_location=map_location, progress=False)
-    else:
-        if not osp.isfile(source):
-            raise FileNotFoundError('pretrained weights not found: %s' % source)
-        obj = torch.load(source, map_location=map_location, weights_only=True)
+    obj = load_file(source, map_location=map_location)
     for key in ('state_dict', 'model'):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             obj = obj[key]
     if not isinstance(obj, dict):
-        raise ValueError('%s does not hold a state dict (got %s)' % (source, type(obj).__name__))
+        raise CheckpointError(source, 'does not hold a state dict (got %s)' % type(obj).__name__)
     return obj
 
 

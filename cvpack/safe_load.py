@@ -1,0 +1,231 @@
+"""Reading weight files without running code, from a path or a URL, with errors that name the file.
+
+Every weight or checkpoint read in cvpack goes through :func:`load_file` (or its two halves):
+
+* PyTorch files (``torch.save``; zip or legacy format) are read with ``torch.load(weights_only=True)``: tensors,
+  numbers, strings, lists, tuples, dicts and ``OrderedDict`` only. Numpy arrays and scalars are admitted too
+  (their reconstructors only build arrays), and a short list of foreign *metadata* classes that training
+  frameworks put next to the weights (mmengine's ``HistoryBuffer``, ``ConfigDict``, ...) is read as inert
+  :class:`Inert` placeholders: their data is kept, no method of theirs ever runs.
+* Pickles (``.pkl``, Detectron2's model zoo) go through :class:`ArrayUnpickler`, which admits numpy arrays, dtypes,
+  dicts, lists, strings and numbers and refuses every other global.
+* Anything else (a ``__reduce__`` calling ``os.system``, a pickled class of unknown origin) is refused with
+  :class:`UnsafeFileError`, naming the file and the globals it wanted, before any of them is imported.
+
+A URL is downloaded once into ``$TORCH_HOME/hub/checkpoints`` (atomically, by ``torch.hub``) and then read like a
+local file; nothing is unpickled on the way. Torch's own hint to retry with ``weights_only=False`` never reaches the
+user: that is exactly what must not be done with a file from the internet.
+"""
+import codecs
+import collections
+import os
+import os.path as osp
+import pickle
+import pickletools
+import zipfile
+from urllib.parse import urlparse
+
+import numpy as np
+import torch
+
+__all__ = ['CheckpointError', 'UnsafeFileError', 'Inert', 'is_url', 'resolve_source', 'load_torch_file',
+           'load_pickle_file', 'load_file']
+
+
+class CheckpointError(RuntimeError):
+    """A weight file that cannot be used; ``path`` names it, the message says what is wrong."""
+
+    def __init__(self, path, reason):
+        self.path, self.reason = str(path), reason
+        super().__init__('%s: %s' % (path, reason))
+
+
+class UnsafeFileError(CheckpointError):
+    """A file whose unpickling would import or call something other than plain data; nothing of it ran."""
+
+
+class Inert:
+    """Stands in for a foreign metadata object (e.g. mmengine's ``HistoryBuffer``) inside a weight file.
+
+    It never imports or calls the original class: the pickled arguments and state are kept as data.
+    """
+
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs, self.state = args, kwargs, None
+
+    def __setstate__(self, state):
+        self.state = state
+
+    def __repr__(self):
+        return '<Inert placeholder>'
+
+
+# Foreign classes seen in released checkpoints next to the weights (training-state metadata only). They are read
+# as Inert placeholders; listing a name here never imports its module.
+METADATA_GLOBALS = (
+    'mmengine.logging.history_buffer.HistoryBuffer',
+    'mmengine.config.config.ConfigDict',
+    'mmcv.utils.config.ConfigDict',
+    'addict.addict.Dict',
+    'easydict.EasyDict',
+    'collections.defaultdict',
+    'argparse.Namespace',
+)
+
+_NUMPY_GLOBALS = {
+    # (module, name) as they appear in numpy 1.x and 2.x pickles -> the object that rebuilds arrays.
+    ('numpy.core.multiarray', '_reconstruct'): np.ndarray.__reduce__(np.zeros(0))[0],
+    ('numpy._core.multiarray', '_reconstruct'): np.ndarray.__reduce__(np.zeros(0))[0],
+    ('numpy.core.multiarray', 'scalar'): np.float32(0).__reduce__()[0],
+    ('numpy._core.multiarray', 'scalar'): np.float32(0).__reduce__()[0],
+    ('numpy', 'ndarray'): np.ndarray,
+    ('numpy', 'dtype'): np.dtype,
+    ('_codecs', 'encode'): codecs.encode,  # protocol-2 pickles store bytes as _codecs.encode(str, 'latin1')
+}
+
+
+def _numpy_dtype_classes():
+    """numpy 2's ``numpy.dtypes.Float32DType`` etc., which pickles of dtypes may name."""
+    out = {}
+    dtypes = getattr(np, 'dtypes', None)
+    for name in dir(dtypes) if dtypes is not None else ():
+        obj = getattr(dtypes, name)
+        if isinstance(obj, type) and name.endswith('DType'):
+            out[('numpy.dtypes', name)] = obj
+    return out
+
+
+_NUMPY_GLOBALS.update(_numpy_dtype_classes())
+
+
+def _torch_safe_globals():
+    """The extra globals torch's weights-only unpickler may accept: numpy's array rebuilders and the inert stubs."""
+    safe = [(obj, '%s.%s' % key) for key, obj in _NUMPY_GLOBALS.items()]
+    safe += [(type('Inert_' + name.rsplit('.', 1)[1], (Inert,), {}), name) for name in METADATA_GLOBALS]
+    return safe
+
+
+def is_url(source):
+    return str(source).startswith(('http://', 'https://'))
+
+
+def resolve_source(source):
+    """A local path for ``source``: the path itself (checked to be a readable file) or a URL's cached download."""
+    source = str(source)
+    if is_url(source):
+        folder = osp.join(torch.hub.get_dir(), 'checkpoints')
+        os.makedirs(folder, exist_ok=True)
+        name = osp.basename(urlparse(source).path) or 'download'
+        path = osp.join(folder, name)
+        if not osp.isfile(path):
+            try:
+                torch.hub.download_url_to_file(source, path, progress=False)
+            except Exception as e:  # urllib's errors say nothing of what was being fetched
+                raise CheckpointError(source, 'could not be downloaded (%s: %s); download it by hand and pass '
+                                      'the local path' % (type(e).__name__, e)) from None
+        return path
+    if osp.isdir(source):
+        raise CheckpointError(source, 'is a directory, not a weight file')
+    if not osp.isfile(source):
+        hint = ' (a dangling link: its target %s is gone)' % os.readlink(source) if osp.islink(source) else ''
+        raise FileNotFoundError('weight file not found: %s%s' % (source, hint))
+    if osp.getsize(source) == 0:
+        raise CheckpointError(source, 'is empty (0 bytes): an interrupted save or download?')
+    return source
+
+
+def _unsafe_globals(path):
+    """The globals a file would import, read without unpickling (torch's scan for zip files, opcodes otherwise)."""
+    try:
+        return torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:
+        pass
+    names, strings = [], []
+    try:
+        with open(path, 'rb') as f:
+            for op, arg, _ in pickletools.genops(f):
+                if op.name == 'GLOBAL':
+                    names.append(arg.replace(' ', '.'))
+                elif op.name == 'STACK_GLOBAL' and len(strings) >= 2:
+                    names.append('%s.%s' % tuple(strings[-2:]))
+                elif isinstance(arg, str):
+                    strings.append(arg)
+    except Exception:
+        pass
+    return [n for n in dict.fromkeys(names) if tuple(n.rsplit('.', 1)) not in _NUMPY_GLOBALS]
+
+
+def load_torch_file(source, map_location='cpu'):
+    """``torch.load(weights_only=True)`` with numpy arrays and inert metadata admitted; errors name the file."""
+    path = resolve_source(source)
+    label = source if is_url(source) else path
+    try:
+        with torch.serialization.safe_globals(_torch_safe_globals()):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if 'Weights only load failed' in str(e):
+            names = _unsafe_globals(path)
+            if not names:
+                raise CheckpointError(label, 'not a PyTorch weight file (unrecognised content)') from None
+            raise UnsafeFileError(label, 'refused: it holds Python objects other than tensors, numbers, strings '
+                                  'and containers (%s); unpickling them could run code, so nothing was loaded'
+                                  % ', '.join(names)) from None
+        raise CheckpointError(label, 'not a PyTorch weight file (%s)' % e) from None
+    except RuntimeError as e:
+        if 'PytorchStreamReader' in str(e) or 'zip archive' in str(e):
+            raise CheckpointError(label, 'truncated or corrupt (an incomplete zip archive: interrupted save or '
+                                  'download?)') from None
+        raise CheckpointError(label, 'could not be read: %s' % str(e).split('\n')[0]) from None
+    except (EOFError, KeyError, ValueError, AttributeError) as e:
+        raise CheckpointError(label, 'not a PyTorch weight file, or truncated (%s: %s)'
+                              % (type(e).__name__, e)) from None
+
+
+class ArrayUnpickler(pickle.Unpickler):
+    """Admits numpy arrays/dtypes/scalars, dicts, lists, tuples, strings and numbers; refuses every other global."""
+
+    _ALLOWED = {**_NUMPY_GLOBALS, ('collections', 'OrderedDict'): collections.OrderedDict}
+
+    def find_class(self, module, name):
+        obj = self._ALLOWED.get((module, name))
+        if obj is None:
+            raise pickle.UnpicklingError('unsafe global %s.%s' % (module, name))
+        return obj
+
+
+def load_pickle_file(source):
+    """Read a pickle of arrays (Detectron2's ``.pkl``) with :class:`ArrayUnpickler`; errors name the file."""
+    path = resolve_source(source)
+    label = source if is_url(source) else path
+    try:
+        with open(path, 'rb') as f:
+            return ArrayUnpickler(f, encoding='latin1').load()
+    except pickle.UnpicklingError as e:
+        if str(e).startswith('unsafe global'):
+            raise UnsafeFileError(label, 'refused: the pickle wants %s, which is not a numpy array, dict, list, '
+                                  'string or number; unpickling it could run code, so nothing was loaded'
+                                  % str(e)[len('unsafe global '):]) from None
+        raise CheckpointError(label, 'not a valid pickle (%s)' % e) from None
+    except (EOFError, ValueError, TypeError, IndexError, MemoryError) as e:
+        raise CheckpointError(label, 'truncated or corrupt pickle (%s: %s)' % (type(e).__name__, e)) from None
+
+
+def load_file(source, map_location='cpu'):
+    """Any weight file: zip-format torch files and non-``.pkl`` files via :func:`load_torch_file`, ``.pkl``/``.pickle``
+    (and plain pickles that torch does not recognise) via :func:`load_pickle_file`."""
+    path = resolve_source(source)
+    if zipfile.is_zipfile(path) or not path.lower().endswith(('.pkl', '.pickle')):
+        try:
+            return load_torch_file(source, map_location)
+        except UnsafeFileError:
+            raise
+        except CheckpointError:
+            if zipfile.is_zipfile(path) or not _looks_like_pickle(path):
+                raise
+    return load_pickle_file(source)
+
+
+def _looks_like_pickle(path):
+    with open(path, 'rb') as f:
+        head = f.read(2)
+    return len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5
