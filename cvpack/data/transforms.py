@@ -6,8 +6,6 @@ Conventions. A box is ``center`` (x, y) in image pixels plus ``scale`` (sx, sy) 
 with rotation about the centre (HRNet three-point construction; ``reference_rsn_mspn.md`` §3.4 step 5).
 All joint functions are vectorised over joints: ``joints`` is (K, 2) or (K, 3) float.
 """
-import math
-
 import cv2
 import numpy as np
 
@@ -115,8 +113,10 @@ def flip_center_x(center, img_width):
 
 
 def _rotate(pt, rot_rad):
-    sn, cs = math.sin(rot_rad), math.cos(rot_rad)
-    return np.array([pt[0] * cs - pt[1] * sn, pt[0] * sn + pt[1] * cs], np.float32)
+    """Rotate a 2-vector in float64 (numpy scalars, as the originals' ``get_dir``: a float32 length times
+    ``np.sin`` is float64; a Python-float ``math.sin`` would keep it float32 under numpy's promotion rules)."""
+    sn, cs = np.sin(np.float64(rot_rad)), np.cos(np.float64(rot_rad))
+    return np.array([pt[0] * cs - pt[1] * sn, pt[0] * sn + pt[1] * cs], np.float64)
 
 
 def _third_point(a, b):
@@ -149,7 +149,9 @@ def get_affine_transform(center, scale_px, rot, out_wh, inv=False, shift=(0.0, 0
     src = np.zeros((3, 2), np.float32)
     dst = np.zeros((3, 2), np.float32)
     src[0] = center + scale_px * shift
-    src[1] = src[0] + src_dir
+    # The originals add the float64 direction to the float32 centre and round once on assignment; adding it to
+    # the already-rounded src[0] in float32 moved rotated joints by up to 5e-3 px (docs/reference).
+    src[1] = center + src_dir + scale_px * shift
     dst[0] = [dst_w * 0.5, dst_h * 0.5]
     dst[1] = dst[0] + dst_dir
     src[2] = _third_point(src[0], src[1])
