@@ -187,6 +187,22 @@ def _hints(source_keys, target):
     return hints
 
 
+def convert_file(source, cfg):
+    """Read ``source`` (path or URL) with ``cvpack.safe_load.load_file`` and :func:`convert` it.
+
+    Nothing in the file runs: pickles holding anything but arrays, containers, strings and numbers are refused
+    (``UnsafeFileError``). Errors are ``CheckpointError`` s naming the file.
+    """
+    from cvpack.safe_load import CheckpointError, load_file
+    obj = load_file(source)
+    if not detect(obj):
+        raise CheckpointError(source, "not a Detectron2 checkpoint (no 'model' dict with backbone.bottom_up.* keys)")
+    try:
+        return convert(obj, cfg)
+    except Detectron2FormatError as e:
+        raise CheckpointError(source, str(e)) from e
+
+
 def convert(obj, cfg):
     """Map a Detectron2 checkpoint onto the exp's model.
 
