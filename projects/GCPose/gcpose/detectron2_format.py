@@ -96,11 +96,20 @@ def map_key(name):
     return None
 
 
+def _model_entries(obj):
+    """The state dict inside ``obj``: its 'model' dict, or ``obj`` itself when it is a bare state dict (Detectron2's
+    checkpointer wraps a file without 'model' the same way); None when neither has ``backbone.bottom_up.*`` keys."""
+    if not isinstance(obj, dict):
+        return None
+    for cand in (obj.get('model'), obj):
+        if isinstance(cand, dict) and any(isinstance(k, str) and k.startswith('backbone.bottom_up.') for k in cand):
+            return cand
+    return None
+
+
 def detect(obj) -> bool:
-    """True for a Detectron2 checkpoint: a dict whose 'model' dict has ``backbone.bottom_up.*`` keys."""
-    model = obj.get('model') if isinstance(obj, dict) else None
-    return isinstance(model, dict) and any(isinstance(k, str) and k.startswith('backbone.bottom_up.')
-                                           for k in model)
+    """True for a Detectron2 checkpoint: a dict whose 'model' dict (or itself) has ``backbone.bottom_up.*`` keys."""
+    return _model_entries(obj) is not None
 
 
 def _as_tensor(name, value):
@@ -217,13 +226,13 @@ def convert(obj, cfg):
     Raises:
         Detectron2FormatError naming every unplaced source key, unfilled target key and shape mismatch.
     """
-    if not detect(obj):
+    entries = _model_entries(obj)
+    if entries is None:
         raise Detectron2FormatError("not a Detectron2 checkpoint (no 'model' dict with backbone.bottom_up.* keys)")
-    entries = obj['model']
     overrides = config_overrides(entries)
     cfg = apply_overrides(cfg, overrides)
     target = _target_shapes(cfg)
-    dropped = ['%s (checkpoint metadata / training state)' % k for k in obj if k != 'model']
+    dropped = [] if entries is obj else ['%s (checkpoint metadata / training state)' % k for k in obj if k != 'model']
     state, unplaced, mismatched, origin = {}, [], [], {}
     for name, value in entries.items():
         if name in _PIXEL_KEYS:

@@ -104,6 +104,9 @@ def test_manifest_keys_all_placed_and_model_filled(repo_root, manifest, variant)
     synthesised = set(model.state_dict()) - set(placed)
     assert synthesised == _frozen_counters(model)
     assert out['dropped'] == ['__author__ (checkpoint metadata / training state)']
+    # a bare state dict (the authors' released model_r50.pth may be one; Detectron2 wraps it as {'model': ...})
+    bare = convert(_meta_tensors(keys), cfg)
+    assert bare['dropped'] == [] and set(bare['state_dict']) == set(out['state_dict'])
 
 
 def test_zoo_pkl_round_trip(repo_root, manifest, tmp_path):
