@@ -18,7 +18,7 @@ from torch import nn
 from cvpack.config.detection import detection_config
 from cvpack.data.detection import DetectionDataset
 from cvpack.modeling.backbones.resnet import Bottleneck, FrozenBatchNorm2d, build_resnet
-from projects.GCPose.gcpose import add_gcpose_config
+from projects.GCPose.gcpose import add_gcpose_config, build_model
 from projects.GCPose.gcpose.detectron2_format import apply_overrides, config_overrides, convert
 from projects.GCPose.gcpose.fpn import ResNetFPN
 from projects.GCPose.gcpose.keypoint_head import KeypointHead
@@ -298,3 +298,39 @@ def test_gcpose_authors_head_matches_their_formulation(repo_root, one_thread):
         x = F.relu(d2_conv(x, w, '%sconv_fcn%d' % (k, i), padding=1, norm=False))
     x = F.conv_transpose2d(x, w[k + 'score_lowres.weight'], w[k + 'score_lowres.bias'], stride=2, padding=1)
     _close(ours, F.interpolate(x, scale_factor=2.0, mode='bilinear', align_corners=False))
+
+
+def test_converted_zoo_model_runs_on_a_coco_image(repo_root, coco_subset, tmp_path, one_thread):
+    """The whole chain on a real image: zoo-named weights -> convert -> strict load into keypoint_rcnn.R50 built
+    with the returned overrides -> the dataset's Detectron2 preprocessing -> the predictor's COCO instances."""
+    from cvpack.data import collate
+    from cvpack.exp import load_exp
+    from projects.GCPose.gcpose.predictor import DetectionPredictor
+    with open(MANIFEST) as f:
+        keys = json.load(f)['variants']['zoo_R50']
+    w = {k: v.float() if v.is_floating_point() else v for k, v in _weights(keys, seed=5).items()}
+    cfg = load_exp(osp.join(repo_root, 'projects', 'GCPose', 'exps', 'keypoint_rcnn.R50.coco'), build=False)[0]
+    out = convert({'model': w, '__author__': 'Detectron2 Model Zoo'}, cfg)
+    cfg = apply_overrides(cfg, out['cfg'])
+    cfg.DATASET.ROOT = coco_subset
+    cfg.INPUT.MIN_SIZE_TEST, cfg.MODEL.RPN.POST_NMS_TOPK_TEST = 96, 30       # small and quick
+    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST, cfg.MODEL.ROI_HEADS.DETECTIONS_PER_IMAGE = 0.0, 3
+    model = build_model(cfg).eval()
+    model.load_state_dict(out['state_dict'], strict=True)
+    assert torch.equal(model.roi_heads.keypoint_head.convs[7].weight, w['roi_heads.keypoint_head.conv_fcn8.weight'])
+    ds = DetectionDataset(cfg, 'val')
+    sample, rec = ds[0], ds.records[0]
+    h, w_ = sample['image_size']
+    raw = cv2.resize(cv2.imread(rec['file']), (w_, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    hand = torch.from_numpy((raw - np.float32([103.53, 116.28, 123.675])).transpose(2, 0, 1).copy())
+    assert torch.allclose(sample['image'], hand, atol=1e-4)                       # BGR, mean, std 1
+    instances = DetectionPredictor(cfg)(model, collate([sample]))
+    assert len(instances) == 3
+    H, W = rec['height'], rec['width']
+    for inst in instances:
+        x, y, bw, bh = inst['bbox']
+        assert inst['image_id'] == rec['image_id'] and 0 <= inst['score'] <= 1
+        assert -1e-3 <= x and x + bw <= W + 1e-3 and -1e-3 <= y and y + bh <= H + 1e-3
+        assert inst['keypoints'].shape == (17, 3) and np.isfinite(inst['keypoints']).all()
+
+
