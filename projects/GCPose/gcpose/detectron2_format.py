@@ -249,7 +249,11 @@ def convert(obj, cfg):
         if ours in origin:
             mismatched.append('%s and %s both map to %s' % (origin[ours], name, ours))
             continue
-        tensor = _as_tensor(name, value)
+        try:
+            tensor = _as_tensor(name, value)
+        except Detectron2FormatError as e:     # collected with the rest, so one error names every bad key
+            mismatched.append(str(e))
+            continue
         shape, dtype = target[ours]
         if tuple(tensor.shape) != shape:
             mismatched.append('%s %s -> %s %s' % (name, tuple(tensor.shape), ours, shape))

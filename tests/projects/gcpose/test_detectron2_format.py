@@ -214,12 +214,15 @@ def test_errors_name_every_key(repo_root, manifest):
     keys = dict(manifest['variants']['zoo_R50'])
     keys['roi_heads.box_predictor.cls_score.weight'] = [81, 1024]
     keys['roi_heads.mask_head.mask_fcn1.weight'] = [256, 256, 3, 3]
+    model = _meta_tensors(keys)
+    model['backbone.fpn_output3.bias'] = 'not an array'
     with pytest.raises(Detectron2FormatError) as e:
-        convert({'model': _meta_tensors(keys)}, cfg50)
+        convert({'model': model}, cfg50)
     assert e.value.unplaced == ['roi_heads.mask_head.mask_fcn1.weight']
-    assert e.value.mismatched == ['roi_heads.box_predictor.cls_score.weight (81, 1024) -> '
+    assert e.value.mismatched == ["model entry 'backbone.fpn_output3.bias' is a str, not an array",
+                                  'roi_heads.box_predictor.cls_score.weight (81, 1024) -> '
                                   'roi_heads.box_head.cls_score.weight (2, 1024)']
-    assert e.value.unfilled == ['roi_heads.box_head.cls_score.weight']
+    assert e.value.unfilled == ['backbone.fpn.output.1.bias', 'roi_heads.box_head.cls_score.weight']
     assert not detect({'state_dict': {}}) and not detect({'model': {'resnet_top.conv.weight': 0}})
 
 
