@@ -242,9 +242,9 @@ def convert(obj, cfg):
             _check_cell_anchors(name, value, cfg, mismatched)
             dropped.append('%s (equal to our anchors, which are computed)' % name)
             continue
-        ours = map_key(name)
+        ours = map_key(name) if isinstance(name, str) else None
         if ours is None or ours not in target:
-            unplaced.append(name if ours is None else '%s (-> %s, not in this model)' % (name, ours))
+            unplaced.append(str(name) if ours is None else '%s (-> %s, not in this model)' % (name, ours))
             continue
         if ours in origin:
             mismatched.append('%s and %s both map to %s' % (origin[ours], name, ours))
@@ -263,7 +263,9 @@ def convert(obj, cfg):
     for key, (shape, dtype) in target.items():
         if key in state:
             continue
-        if key.endswith('.num_batches_tracked'):   # FrozenBatchNorm2d keeps no counter; ours is never read
+        # Detectron2's FrozenBatchNorm2d keeps no counter; ours is never read (BatchNorm reads it only when
+        # momentum is None, which no module here uses)
+        if key.endswith('.num_batches_tracked'):
             state[key] = torch.zeros(shape, dtype=dtype)
         else:
             unfilled.append(key)
