@@ -311,3 +311,17 @@ def test_code_in_a_detectron2_checkpoint_never_runs(repo_root, tmp_path, served)
         pickle.dump({'model': {'backbone.bottom_up.stem.conv1.weight': np.zeros((64, 3, 7, 7), np.float32)}}, f)
     with pytest.raises(CheckpointError, match=r'(?s)partial\.pkl: .*left unfilled: backbone\.body\.bn1\.weight'):
         convert_file(base + 'partial.pkl', cfg)
+
+
+def test_committed_manifest_is_the_generators(repo_root, manifest, tmp_path):
+    """The JSON in tests/data is exactly what projects/GCPose/tools/make_detectron2_manifest.py writes."""
+    import importlib.util
+    path = osp.join(repo_root, 'projects', 'GCPose', 'tools', 'make_detectron2_manifest.py')
+    spec = importlib.util.spec_from_file_location('make_detectron2_manifest', path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    tool.main([str(tmp_path / 'm.json')])
+    assert (tmp_path / 'm.json').read_text() == open(MANIFEST).read()
+    assert json.loads((tmp_path / 'm.json').read_text()) == manifest
+    counts = {n: len(k) for n, k in manifest['variants'].items()}
+    assert counts == {'zoo_R50': 313, 'zoo_R101': 568, 'gcpose_R50': 347, 'gcpose_R101': 602}
