@@ -1,0 +1,12 @@
+"""Unmodified Detectron2 Keypoint R-CNN R-101-FPN baseline: stock 8-conv head, FPN-level pooling, no enlargement."""
+import os.path as osp
+
+from cvpack.config import config_main
+from cvpack.config.detection import detection_config
+from projects.GCPose.gcpose import add_gcpose_config
+
+cfg = detection_config(osp.dirname(osp.abspath(__file__)))
+add_gcpose_config(cfg, 'resnet101', gcm=False)
+
+if __name__ == '__main__':
+    config_main(cfg)
