@@ -169,15 +169,26 @@ def _split(line, room):
     return cut if cut > lead and line[:cut].strip() and line[cut:].strip() else None
 
 
+def _mergeable(nxt, cont):
+    """Whether a docstring's next line continues the same prose paragraph at indentation ``cont``."""
+    body = nxt.strip()
+    return (bool(body) and nxt[:len(nxt) - len(nxt.lstrip())] == cont and not body.endswith('::')
+            and not body.startswith(('* ', '- ', '>>>', ':', '"""', "'''", '|', '..')))
+
+
 def _wrap_token(old, new, col, comment):
     """Wrap the lines of a rewritten comment/docstring that the rewrite pushed past LINE_LIMIT characters.
 
     A comment continues on the next line as a comment starting at the same column; a docstring line continues with
-    its own indentation (two more after a ``*``/``-`` bullet). Lines the rewrite did not change are kept as they are.
+    its own indentation (two more after a ``*``/``-`` bullet), and the left-over words join the next line when it
+    continues the same paragraph. Lines the rewrite did not change are kept as they are.
     """
-    out = []
-    for i, (a, b) in enumerate(zip(old.split('\n'), new.split('\n'))):
+    olds, news = old.split('\n'), new.split('\n')
+    out, carry = [], None
+    for i, (a, b) in enumerate(zip(olds, news)):
         start = col if i == 0 else 0
+        if carry is not None:
+            a, b, carry = None, carry + ' ' + b.lstrip(), None
         if a == b or start + len(b) <= LINE_LIMIT:
             out.append(b)
             continue
@@ -187,14 +198,17 @@ def _wrap_token(old, new, col, comment):
             body = b[3:] if i == 0 and b[:3] in ('"""', "'''") else b
             indent = ' ' * col if i == 0 else b[:len(b) - len(b.lstrip())]
             cont = indent + ('  ' if body.lstrip().startswith(('* ', '- ')) else '')
-        line = b
+        line, wrapped = b, False
         while start + len(line) > LINE_LIMIT:
             cut = _split(line, LINE_LIMIT - start)
             if cut is None:
                 break
             out.append(line[:cut].rstrip())
-            line, start = cont + line[cut + 1:].lstrip(), 0
-        out.append(line)
+            line, start, wrapped = cont + line[cut + 1:].lstrip(), 0, True
+        if wrapped and not comment and i + 1 < len(news) and _mergeable(news[i + 1], cont):
+            carry = line.rstrip()
+        else:
+            out.append(line)
     return '\n'.join(out)
 
 
