@@ -36,11 +36,11 @@ def _entry_arrays(entry, ann_file, i, num_joints):
         joints, vis = mpii_joints(entry, where, num_joints)
     else:  # test.json has no joints
         joints, vis = np.zeros((num_joints, 2)), np.zeros(num_joints)
-    center = numbers(entry['center'], where, 'center', length=2)
+    center = np.asarray(numbers(entry['center'], where, 'center', length=2), np.float32)
     scale = number(entry['scale'], where, 'scale')
     if 'headbox' in entry:
         numbers(flatten_pairs(entry['headbox']), where, 'headbox', length=4)
-    return joints.astype(np.float32), vis.astype(np.float32), center.astype(np.float32), scale
+    return joints.astype(np.float32), vis.astype(np.float32), center, scale
 
 
 def mpii_records(ann_file, image_dir, meta, scale_padding=1.0, check_images=True):
