@@ -7,9 +7,12 @@ Rules (docs/RELIABILITY.md):
     the wrong length (16 keypoints against 17): ``ValueError`` naming file, record and field. NaN must never
     reach pycocotools: its OKS with a NaN is NaN, and ``NaN < threshold`` is False, so a NaN ground truth
     *matches* a detection and raises AP;
+  * an id (image, annotation, category) that is a boolean, null, a float or a list: ValueError (``True`` would
+    silently equal id 1);
   * a *degenerate box* (finite, but w or h <= 0; for MPII a scale <= 0) gives no crop to train or test on:
     the loaders skip it and log one warning per file that counts them and names a few (file + id). Boxes with
-    NaN/inf are not degenerate but corrupt, and fail like any other non-finite number.
+    NaN/inf are not degenerate but corrupt, and fail like any other non-finite number. The evaluator never
+    skips ground truth (the metric would no longer be pycocotools'): it scores such boxes as pycocotools does.
 """
 import json
 import math
@@ -17,7 +20,7 @@ import os.path as osp
 
 import numpy as np
 
-__all__ = ['read_json', 'number', 'numbers', 'check_box', 'box_is_degenerate', 'validate_coco_gt',
+__all__ = ['read_json', 'number', 'numbers', 'identifier', 'check_box', 'box_is_degenerate', 'validate_coco_gt',
            'validate_keypoint_results', 'flatten_pairs', 'mpii_joints', 'warn_skipped']
 
 _NUMBER_TYPES = (int, float, np.integer, np.floating)
@@ -105,6 +108,13 @@ def warn_skipped(logger, path, what, examples, count, why):
         logger.warning('%s: skipped %d %s (%s), e.g. %s', path, count, what, why, '; '.join(examples[:3]))
 
 
+def identifier(value, where, field):
+    """An id (int or str, as COCO and its conversions use); a boolean would silently equal id 1 or 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, str, np.integer)):
+        raise ValueError('%s: %s is %r (%s), not an int or str id' % (where, field, value, type(value).__name__))
+    return value
+
+
 def _section(data, key, path):
     if key not in data:
         raise ValueError('%s: no %r section (not a COCO keypoint file?)' % (path, key))
@@ -142,6 +152,7 @@ def validate_coco_gt(data, path, num_keypoints, required=()):
     for n, img in enumerate(images):
         if not isinstance(img, dict) or 'id' not in img:
             raise ValueError('%s: images[%d] has no "id"' % (path, n))
+        identifier(img['id'], '%s: images[%d]' % (path, n), 'id')
         for key in ('width', 'height'):
             if key in img:
                 number(img[key], '%s: image id %s' % (path, img['id']), key, minimum=1)
@@ -152,6 +163,9 @@ def validate_coco_gt(data, path, num_keypoints, required=()):
         where = '%s: annotation id %s' % (path, ann.get('id', '? (annotations[%d])' % n))
         if 'id' not in ann:
             raise ValueError('%s has no "id"' % where)
+        for key in ('id', 'image_id', 'category_id'):
+            if key in ann:
+                identifier(ann[key], where, key)
         if ann.get('category_id', 1) != 1:
             continue
         missing = [k for k in ('image_id', 'keypoints', 'bbox') + tuple(required) if k not in ann]
@@ -180,6 +194,8 @@ def validate_keypoint_results(records, name, image_ids, category_ids, num_kp):
         missing = [k for k in ('image_id', 'category_id', 'keypoints', 'score') if k not in rec]
         if missing:
             raise ValueError('%s lacks field(s) %s' % (where, ', '.join(missing)))
+        identifier(rec['image_id'], where, 'image_id')
+        identifier(rec['category_id'], where, 'category_id')
         if rec['image_id'] not in image_ids:
             raise ValueError('%s has image_id %r, which is not an image of the ground truth'
                              % (where, rec['image_id']))

@@ -76,6 +76,17 @@ def test_bad_coco_gt_names_file_annotation_and_field(coco_subset, tmp_path, pipe
         build_dataset(cfg, 'train')
 
 
+def test_nan_in_val_gt_stops_test_py_dataset(coco_subset, tmp_path):
+    """test.py's val set (detections or GT boxes) reads the GT file through the same validation."""
+    root = make_root(coco_subset, tmp_path, {COCO_VAL: _set_kp(0, float('nan'))})
+    for use_gt in (False, True):
+        cfg = megvii_config(str(tmp_path))
+        cfg.DATASET.ROOT, cfg.TEST.USE_GT_BBOX = root, use_gt
+        with pytest.raises(ValueError, match=r'person_keypoints_val2017\.json: annotation id %d: keypoints\[0\] is nan'
+                           % _ann_id(coco_subset, COCO_VAL)):
+            build_dataset(cfg, 'val')
+
+
 def test_sixteen_keypoints_and_truncated_gt(coco_subset, tmp_path):
     def sixteen(data):
         for a in data['annotations']:
