@@ -11,6 +11,7 @@ import pytest
 
 from cvpack.config.detection import detection_config
 from cvpack.config.megvii import megvii_config
+from cvpack.config.simple_baselines import simple_baselines_config
 from cvpack.data import build_dataset
 from cvpack.evaluation import evaluate_pckh
 
@@ -187,6 +188,12 @@ def test_degenerate_boxes_are_skipped_with_one_warning(coco_subset, tmp_path, lo
     assert val.det_stats['degenerate_box'] == 1
     assert 'detections_AP_H_56_person.json: skipped 1 detections (degenerate box: w or h <= 0), e.g. detection #5' \
         in caplog.text
+    sb, sb_clean = simple_baselines_config(str(tmp_path)), simple_baselines_config(str(tmp_path))
+    sb.DATASET.ROOT, sb_clean.DATASET.ROOT = root, coco_subset
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert len(build_dataset(sb, 'train')) == len(build_dataset(sb_clean, 'train')) - 4
+    assert 'skipped 4 person annotations (degenerate box: w or h <= 0)' in caplog.text   # was silent there
     cfg = detection_config(str(tmp_path))
     cfg.DATASET.ROOT = root
     caplog.clear()
@@ -194,3 +201,19 @@ def test_degenerate_boxes_are_skipped_with_one_warning(coco_subset, tmp_path, lo
         det = build_dataset(cfg, 'train')
     boxes = np.concatenate([r['boxes'] for r in det.records])
     assert np.all(boxes[:, 2:] > boxes[:, :2]) and 'skipped 4 person annotations' in caplog.text
+
+
+def test_mpii_zero_scale_is_skipped_with_one_warning(mpii_subset, tmp_path, log_capture):
+    caplog = log_capture
+    def edit(entries):
+        entries[2]['scale'] = 0
+        entries[4]['scale'] = -1.5
+    cfg = megvii_config(str(tmp_path), dataset='MPII')
+    cfg.DATASET.ROOT = mpii_subset
+    n_clean = len(build_dataset(cfg, 'train'))
+    cfg.DATASET.ROOT = make_root(mpii_subset, tmp_path, {'annotations/train.json': edit})
+    with caplog.at_level(logging.WARNING):
+        ds = build_dataset(cfg, 'train')
+    assert len(ds) == n_clean - 2 and [r['ann_id'] for r in ds.records if r['ann_id'] in (2, 4)] == []
+    assert 'train.json: skipped 2 entries (degenerate box: scale <= 0), e.g. entry #2 scale 0; entry #4 scale -1.5' \
+        in caplog.text
