@@ -140,7 +140,7 @@ def _parse_value(text, old, key='?'):
     if low in ('true', 'false'):
         if old is None or isinstance(old, bool):
             return low == 'true'
-        raise ValueError('config key %s: %r is not a %s (old value %r)' % (key, text, type(old).__name__, old))
+        raise ConfigError('config key %s: %r is not a %s (old value %r)' % (key, text, type(old).__name__, old))
     if old is None and not text[:1] in '[(0123456789-.':
         return text
     try:
@@ -148,15 +148,15 @@ def _parse_value(text, old, key='?'):
     except (ValueError, SyntaxError):
         if old is None:
             return text
-        raise ValueError('config key %s: cannot parse %r as %s (old value %r)'
+        raise ConfigError('config key %s: cannot parse %r as %s (old value %r)'
                          % (key, text, type(old).__name__, old)) from None
     if isinstance(value, float) and not math.isfinite(value):   # '1e999' parses as inf; 'inf' does not parse
         raise ConfigError('config key %s: %r is %r, not a finite number' % (key, text, value))
     if isinstance(old, bool) and not isinstance(value, bool):
-        raise ValueError('config key %s: %r is not a bool (use true/false)' % (key, text))
+        raise ConfigError('config key %s: %r is not a bool (use true/false)' % (key, text))
     if isinstance(old, (int, float)) and not isinstance(old, bool) and (
             isinstance(value, bool) or not isinstance(value, (int, float))):
-        raise ValueError('config key %s: %r is not a number (old value %r)' % (key, text, old))
+        raise ConfigError('config key %s: %r is not a number (old value %r)' % (key, text, old))
     if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     return value
