@@ -202,7 +202,7 @@ def validate_keypoint_results(records, name, image_ids, category_ids, num_kp):
         if rec['category_id'] not in category_ids:
             raise ValueError('%s has category_id %r; the ground truth has %s'
                              % (where, rec['category_id'], sorted(category_ids)))
-        kps = numbers(rec['keypoints'], where, 'keypoints', None if num_kp is None else 3 * num_kp,
+        kps = numbers(flatten_pairs(rec['keypoints']), where, 'keypoints', None if num_kp is None else 3 * num_kp,
                       note=' (= 3 x %s keypoints)' % num_kp)
         if len(kps) % 3:
             raise ValueError('%s: keypoints has %d values, not (x, y, score) triples' % (where, len(kps)))
@@ -210,7 +210,8 @@ def validate_keypoint_results(records, name, image_ids, category_ids, num_kp):
 
 
 def flatten_pairs(values):
-    """[[x, y], ...] -> [x, y, ...] (one level; anything else is left for :func:`numbers` to reject)."""
+    """[[x, y], ...] -> [x, y, ...] (one level; anything else is left for :func:`numbers` to reject).
+    Also used for (K, 3) keypoint results given as nested lists, which the evaluator always accepted."""
     if not isinstance(values, list):
         return values
     return [v for p in values for v in (p if isinstance(p, list) else [p])]

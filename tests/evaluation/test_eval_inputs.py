@@ -137,3 +137,14 @@ def test_string_and_boolean_results_are_rejected(tmp_path, gt_path, results_path
     code, out, err = _cli([gt_path, bad], capsys)
     assert code == 2 and out == '' and err.startswith('error: %s: record 5: ' % bad)
     assert re.search(message, err), err
+
+
+def test_nested_keypoint_results_still_accepted(gt_path):
+    """(K, 3) nested lists were always accepted in results lists (flattened); the stricter checks keep that."""
+    from cvpack.evaluation import evaluate_keypoints
+    results = [{'image_id': a['image_id'], 'category_id': 1, 'score': 1.0,
+                'keypoints': [a['keypoints'][i:i + 3] for i in range(0, 51, 3)]} for a in _labelled(_gt(gt_path))]
+    assert evaluate_keypoints(gt_path, results)['AP'] == pytest.approx(1.0)
+    results[0]['keypoints'][2][1] = '5'
+    with pytest.raises(ValueError, match=r"<results list>: record 0: keypoints\[7\] is '5' \(str\), not a number"):
+        evaluate_keypoints(gt_path, results)
