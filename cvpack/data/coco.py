@@ -8,9 +8,9 @@ A record is a dict::
 
 ``cs_mode`` picks the centre/scale convention: 'megvii' (centre x + w/2, y + h/2, scale (w, h) / 200, no
 padding; the pipeline extends and aspect-fits later) or 'simple_baselines' (``_box2cs``: aspect fit, x1.25).
-Plain ``json`` is used (no pycocotools prints, and errors can name the file and the annotation).
+Plain ``json`` is used (no pycocotools prints), validated by :mod:`cvpack.data.validate` (errors name the file,
+the annotation id and the field; degenerate boxes are skipped with one warning).
 """
-import json
 import logging
 import os.path as osp
 
