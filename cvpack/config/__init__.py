@@ -9,4 +9,5 @@ creates the log folder and links it into the exp folder, as the original repos d
 from .base import (  # noqa: F401
     base_config, config_main, dark_kernel, dump_config, find_repo_root, merge_from_list, to_plain,
 )
+from .schema import SCHEMA, ConfigError, validate_config  # noqa: F401
 

@@ -4,10 +4,13 @@ import ast
 import copy
 import getpass
 import json
+import math
 import os
 import os.path as osp
 
 from easydict import EasyDict as edict
+
+from .schema import ConfigError, validate_config
 
 
 def find_repo_root(start):
@@ -132,10 +135,12 @@ def _parse_value(text, old, key='?'):
         return None
     if isinstance(old, str):
         return text
+    if low.lstrip('+-') in ('inf', 'infinity', 'nan'):
+        raise ConfigError('config key %s: %r is not a finite number' % (key, text))
     if low in ('true', 'false'):
         if old is None or isinstance(old, bool):
             return low == 'true'
-        raise ValueError('config key %s: %r is not a %s (old value %r)' % (key, text, type(old).__name__, old))
+        raise ConfigError('config key %s: %r is not a %s (old value %r)' % (key, text, type(old).__name__, old))
     if old is None and not text[:1] in '[(0123456789-.':
         return text
     try:
@@ -143,23 +148,28 @@ def _parse_value(text, old, key='?'):
     except (ValueError, SyntaxError):
         if old is None:
             return text
-        raise ValueError('config key %s: cannot parse %r as %s (old value %r)'
+        raise ConfigError('config key %s: cannot parse %r as %s (old value %r)'
                          % (key, text, type(old).__name__, old)) from None
+    if isinstance(value, float) and not math.isfinite(value):   # '1e999' parses as inf; 'inf' does not parse
+        raise ConfigError('config key %s: %r is %r, not a finite number' % (key, text, value))
     if isinstance(old, bool) and not isinstance(value, bool):
-        raise ValueError('config key %s: %r is not a bool (use true/false)' % (key, text))
+        raise ConfigError('config key %s: %r is not a bool (use true/false)' % (key, text))
     if isinstance(old, (int, float)) and not isinstance(old, bool) and (
             isinstance(value, bool) or not isinstance(value, (int, float))):
-        raise ValueError('config key %s: %r is not a number (old value %r)' % (key, text, old))
+        raise ConfigError('config key %s: %r is not a number (old value %r)' % (key, text, old))
     if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     return value
 
 
 def merge_from_list(cfg, opts):
-    """Apply ``KEY VALUE`` pairs, e.g. ``['SOLVER.BASE_LR', '1e-3', 'MODEL.STAGE_NUM', '2']``.
+    """Apply ``KEY VALUE`` pairs, e.g. ``['SOLVER.BASE_LR', '1e-3', 'MODEL.STAGE_NUM', '2']``, then validate.
 
     Keys must exist already (a typo should fail, not create a key nobody reads). Values are parsed
     with ``ast.literal_eval`` and keep the type of the value they replace (see :func:`_parse_value`).
+    The whole resulting config (overrides and the exp's own values) is then checked against the declarative
+    schema of the core keys (:mod:`cvpack.config.schema`: types, ranges, finiteness), raising
+    :class:`~cvpack.config.schema.ConfigError` that names the key and the value.
     """
     opts = list(opts or [])
     if len(opts) % 2:
@@ -174,7 +184,7 @@ def merge_from_list(cfg, opts):
         if parts[-1] not in node:
             raise KeyError('unknown config key %r' % key)
         node[parts[-1]] = _parse_value(text, node[parts[-1]], key)
-    return cfg
+    return validate_config(cfg)
 
 
 def to_plain(obj):

@@ -8,59 +8,36 @@ A record is a dict::
 
 ``cs_mode`` picks the centre/scale convention: 'megvii' (centre x + w/2, y + h/2, scale (w, h) / 200, no
 padding; the pipeline extends and aspect-fits later) or 'simple_baselines' (``_box2cs``: aspect fit, x1.25).
-Plain ``json`` is used (no pycocotools prints, and errors can name the file and the annotation).
+Plain ``json`` is used (no pycocotools prints), validated by :mod:`cvpack.data.validate` (errors name the file,
+the annotation id and the field; degenerate boxes are skipped with one warning).
 """
-import json
 import logging
 import os.path as osp
 
 import numpy as np
 
 from .transforms import xywh_to_cs_megvii, xywh_to_cs_simple_baselines
+from .validate import box_is_degenerate, check_box, number, read_json, validate_coco_gt, warn_skipped
 
 __all__ = ['load_coco_gt', 'coco_gt_records', 'coco_det_records', 'box_to_cs']
 
 logger = logging.getLogger(__name__)
 
 
-def _load_json(path, what):
-    if not osp.isfile(path):
-        raise FileNotFoundError('%s file not found: %s' % (what, path))
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError('%s file %s is not valid JSON: %s' % (what, path, e)) from None
-
-
 def load_coco_gt(ann_file, meta):
-    """Read and validate a COCO keypoint annotation file.
+    """Read and validate a COCO keypoint annotation file (:func:`cvpack.data.validate.validate_coco_gt`).
 
     Returns ``(images, anns)``: ``images`` maps image id -> image dict, ``anns`` is the annotation list.
-    Raises ValueError naming ``ann_file`` (and the annotation id) on: missing sections, categories that do
-    not match ``meta``, an annotation of an unknown image, a keypoint list that is not 3 * K long.
+    Raises ValueError naming ``ann_file``, the annotation id and the field on: missing sections, categories that
+    do not match ``meta``, an annotation of an unknown image, keypoints that are not 3 * K finite numbers with
+    visibility 0/1/2 (NaN, a string, a boolean, 16 keypoints against 17), a bbox that is not 4 finite numbers,
+    a non-numeric area / num_keypoints / iscrowd; also a missing, truncated or non-JSON file. Boxes with w or
+    h <= 0 pass here; the record builders skip them with one warning.
     """
-    data = _load_json(ann_file, 'COCO annotation')
-    for key in ('images', 'annotations', 'categories'):
-        if key not in data:
-            raise ValueError('%s: no %r section (not a COCO keypoint file?)' % (ann_file, key))
-    meta.validate_coco_categories(data['categories'], ann_file)
-    images = {img['id']: img for img in data['images']}
-    want = 3 * meta.num_keypoints
-    for ann in data['annotations']:
-        aid = ann.get('id')
-        if ann.get('category_id', 1) != 1:
-            continue
-        if ann.get('image_id') not in images:
-            raise ValueError('%s: annotation id %s names image id %s, which is not in "images"'
-                             % (ann_file, aid, ann.get('image_id')))
-        kps = ann.get('keypoints')
-        if kps is None or len(kps) != want:
-            raise ValueError('%s: annotation id %s has %s keypoint values, expected %d (%d keypoints x 3)'
-                             % (ann_file, aid, None if kps is None else len(kps), want, meta.num_keypoints))
-        if len(ann.get('bbox', ())) != 4:
-            raise ValueError('%s: annotation id %s has bbox %r, expected [x, y, w, h]'
-                             % (ann_file, aid, ann.get('bbox')))
+    data = read_json(ann_file, 'COCO annotation')
+    if isinstance(data, dict) and isinstance(data.get('categories'), list):
+        meta.validate_coco_categories(data['categories'], ann_file)
+    images = validate_coco_gt(data, ann_file, meta.num_keypoints)
     return images, data['annotations']
 
 
@@ -92,9 +69,13 @@ def coco_gt_records(ann_file, image_dir, meta, cs_mode='megvii', aspect_ratio=0.
     (Megvii §3.2; Simple Baselines keeps the same set), with an existing image file (missing images are
     skipped, counted and logged with the file names). 'simple_baselines' also applies its box clean-up
     (clip to the image, ``area > 0``) and uses the cleaned box.
+
+    Degenerate boxes (w or h <= 0, after the clean-up for 'simple_baselines') give no crop: those annotations
+    are skipped, and one warning counts them and names up to three (file + annotation id). NaN/inf anywhere,
+    in boxes too, is an error (:func:`load_coco_gt`): nothing reaches the transforms with a NaN centre.
     """
     images, anns = load_coco_gt(ann_file, meta)
-    records, missing, exists = [], set(), {}
+    records, missing, exists, degenerate = [], set(), {}, []
     for ann in anns:
         if ann.get('category_id', 1) != 1 or ann.get('iscrowd', 0) or ann.get('num_keypoints', 0) <= 0:
             continue
@@ -108,7 +89,11 @@ def coco_gt_records(ann_file, image_dir, meta, cs_mode='megvii', aspect_ratio=0.
                 raise ValueError('%s: image id %s has no width/height' % (ann_file, img['id']))
             box = _clean_box(box, img)
             if box is None or ann.get('area', 1) <= 0:
+                degenerate.append('annotation id %s bbox %s' % (ann['id'], ann['bbox']))
                 continue
+        if box_is_degenerate(box):
+            degenerate.append('annotation id %s bbox %s' % (ann['id'], ann['bbox']))
+            continue
         path = osp.join(image_dir, img['file_name'])
         if check_images:
             if img['id'] not in exists:          # one stat per image, not per person
@@ -123,16 +108,20 @@ def coco_gt_records(ann_file, image_dir, meta, cs_mode='megvii', aspect_ratio=0.
     if missing:
         logger.warning('%s: skipped the annotations of %d missing image files, e.g. %s',
                        ann_file, len(missing), sorted(missing)[:3])
+    warn_skipped(logger, ann_file, 'person annotations', degenerate, len(degenerate), 'degenerate box: w or h <= 0')
     return records
 
 
 def _check_det(det, det_file, i):
+    """Fields of detection #i: image_id, a bbox of 4 finite numbers, a finite numeric score (ValueError)."""
+    where = '%s: detection #%d' % (det_file, i)
+    if not isinstance(det, dict):
+        raise ValueError('%s is a %s, not an object' % (where, type(det).__name__))
     for key in ('image_id', 'bbox', 'score'):
         if key not in det:
-            raise ValueError('%s: detection #%d has no %r' % (det_file, i, key))
-    if len(det['bbox']) != 4:
-        raise ValueError('%s: detection #%d (image id %s) has bbox %r, expected [x, y, w, h]'
-                         % (det_file, i, det['image_id'], det['bbox']))
+            raise ValueError('%s has no %r' % (where, key))
+    where += ' (image id %s)' % (det['image_id'],)
+    return check_box(det['bbox'], where), number(det['score'], where, 'score')
 
 
 def coco_det_records(det_file, ann_file, image_dir, meta, cs_mode='megvii', aspect_ratio=0.75,
@@ -142,17 +131,21 @@ def coco_det_records(det_file, ann_file, image_dir, meta, cs_mode='megvii', aspe
     Detections naming image ids absent from ``ann_file`` are skipped; their number is logged with the file
     name and stored in ``stats['unknown_image']`` when a dict is given (also ``stats['low_score']``,
     ``stats['other_category']``). Joints are zeros (K, 3); ``score`` is the detection score.
+
+    A detection whose box is degenerate (w or h <= 0) is skipped, counted in ``stats['degenerate_box']`` and
+    named (file + detection index, up to three) in one warning, as degenerate GT boxes are; a bbox or score that
+    is not a finite number (NaN, inf, a string, a boolean) is an error naming the file and the detection.
     """
     images, _ = load_coco_gt(ann_file, meta)
-    dets = _load_json(det_file, 'detection')
+    dets = read_json(det_file, 'detection')
     if not isinstance(dets, list):
         raise ValueError('%s: expected a list of detections {image_id, category_id, bbox, score}' % det_file)
-    counts = dict(unknown_image=0, low_score=0, other_category=0)
-    unknown_ids = set()
+    counts = dict(unknown_image=0, low_score=0, other_category=0, degenerate_box=0)
+    unknown_ids, degenerate = set(), []
     records = []
     zeros = np.zeros((meta.num_keypoints, 3), np.float32)
     for i, det in enumerate(dets):
-        _check_det(det, det_file, i)
+        bbox, score = _check_det(det, det_file, i)
         if det.get('category_id', 1) != 1:
             counts['other_category'] += 1
             continue
@@ -161,10 +154,14 @@ def coco_det_records(det_file, ann_file, image_dir, meta, cs_mode='megvii', aspe
             counts['unknown_image'] += 1
             unknown_ids.add(det['image_id'])
             continue
-        if det['score'] < score_thresh:
+        if score < score_thresh:
             counts['low_score'] += 1
             continue
-        box = [float(v) for v in det['bbox']]
+        if box_is_degenerate(bbox):
+            counts['degenerate_box'] += 1
+            degenerate.append('detection #%d bbox %s' % (i, det['bbox']))
+            continue
+        box = [float(v) for v in bbox]
         center, scale = box_to_cs(box, cs_mode, aspect_ratio, pixel_std, padding)
         records.append(dict(image_path=osp.join(image_dir, img['file_name']), image_id=int(img['id']),
                             ann_id=-1, center=center, scale=scale, joints=zeros.copy(),
@@ -173,6 +170,7 @@ def coco_det_records(det_file, ann_file, image_dir, meta, cs_mode='megvii', aspe
     if counts['unknown_image']:
         logger.warning('%s: skipped %d detections whose image ids are not in %s (e.g. %s)', det_file,
                        counts['unknown_image'], ann_file, sorted(unknown_ids)[:5])
+    warn_skipped(logger, det_file, 'detections', degenerate, len(degenerate), 'degenerate box: w or h <= 0')
     if stats is not None:
         stats.update(counts)
     return records

@@ -4,11 +4,12 @@ Each entry is ``{image, center [x, y], scale, joints [[x, y]] * 16, joints_vis [
 (Matlab) coordinates and optionally ``headbox`` [[x1, y1], [x2, y2]] (kept for PCKh when present).
 Records follow :mod:`cvpack.data.coco` (``ann_id`` = the entry's index in the file).
 """
-import json
 import logging
 import os.path as osp
 
 import numpy as np
+
+from .validate import flatten_pairs, mpii_joints, number, numbers, read_json, warn_skipped
 
 __all__ = ['mpii_records']
 
@@ -22,19 +23,24 @@ def _image_id(name):
 
 
 def _entry_arrays(entry, ann_file, i, num_joints):
+    """Validated (joints (J, 2), joints_vis (J,), center (2,), scale) of entry ``i`` (ValueError naming it)."""
+    if not isinstance(entry, dict):
+        raise ValueError('%s: entry #%d is a %s, not an object' % (ann_file, i, type(entry).__name__))
     for key in ('image', 'center', 'scale'):
         if key not in entry:
             raise ValueError('%s: entry #%d has no %r' % (ann_file, i, key))
+    where = '%s: entry #%d (%s)' % (ann_file, i, entry['image'])
+    if not isinstance(entry['image'], str):
+        raise ValueError('%s: image is %r, not a file name' % (where, entry['image']))
     if 'joints' in entry:
-        joints = np.asarray(entry['joints'], np.float32)
-        vis = np.asarray(entry.get('joints_vis', np.ones(len(joints))), np.float32).reshape(-1)
-        if joints.shape != (num_joints, 2) or vis.shape != (num_joints,):
-            raise ValueError('%s: entry #%d (%s) has joints of shape %s and joints_vis of shape %s, '
-                             'expected (%d, 2) and (%d,)' % (ann_file, i, entry['image'], joints.shape,
-                                                             vis.shape, num_joints, num_joints))
+        joints, vis = mpii_joints(entry, where, num_joints)
     else:  # test.json has no joints
-        joints, vis = np.zeros((num_joints, 2), np.float32), np.zeros(num_joints, np.float32)
-    return joints, vis
+        joints, vis = np.zeros((num_joints, 2)), np.zeros(num_joints)
+    center = np.asarray(numbers(entry['center'], where, 'center', length=2), np.float32)
+    scale = number(entry['scale'], where, 'scale')
+    if 'headbox' in entry:
+        numbers(flatten_pairs(entry['headbox']), where, 'headbox', length=4)
+    return joints.astype(np.float32), vis.astype(np.float32), center, scale
 
 
 def mpii_records(ann_file, image_dir, meta, scale_padding=1.0, check_images=True):
@@ -44,21 +50,21 @@ def mpii_records(ann_file, image_dir, meta, scale_padding=1.0, check_images=True
     units of 200 px); centre and joints -1 (1-based -> 0-based); visibility ``joints_vis * 2`` (0 or 2).
     ``scale_padding``: 1.0 for Megvii (its 0.25 extension does the job), 1.25 for HRNet/Simple Baselines.
     Missing image files are skipped, counted and logged (with ``check_images``).
+
+    Validation (:mod:`cvpack.data.validate`): joints (16 [x, y]), joints_vis, center, scale and headbox must be
+    finite numbers (not strings, booleans, NaN/inf) of the right count, else ValueError naming the file, the
+    entry index and the field. An entry with ``scale <= 0`` (the MPII box, degenerate) is skipped, with one
+    warning that counts them and names a few (file + entry index), as the COCO loaders do with boxes.
     """
-    if not osp.isfile(ann_file):
-        raise FileNotFoundError('MPII annotation file not found: %s' % ann_file)
-    with open(ann_file) as f:
-        try:
-            entries = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError('MPII annotation file %s is not valid JSON: %s' % (ann_file, e)) from None
+    entries = read_json(ann_file, 'MPII annotation')
     if not isinstance(entries, list):
         raise ValueError('%s: expected a list of {image, center, scale, joints, joints_vis}' % ann_file)
-    records, missing = [], []
+    records, missing, degenerate = [], [], []
     for i, entry in enumerate(entries):
-        joints, vis = _entry_arrays(entry, ann_file, i, meta.num_keypoints)
-        s = float(entry['scale'])
-        center = np.asarray(entry['center'], np.float32).copy()
+        joints, vis, center, s = _entry_arrays(entry, ann_file, i, meta.num_keypoints)
+        if s <= 0:
+            degenerate.append('entry #%d scale %r' % (i, entry['scale']))
+            continue
         if center[0] != -1:
             center[1] = center[1] + 15 * s
         center = center - 1
@@ -77,4 +83,5 @@ def mpii_records(ann_file, image_dir, meta, scale_padding=1.0, check_images=True
     if missing:
         logger.warning('%s: skipped %d entries whose image files are missing, e.g. %s',
                        ann_file, len(missing), missing[:3])
+    warn_skipped(logger, ann_file, 'entries', degenerate, len(degenerate), 'degenerate box: scale <= 0')
     return records

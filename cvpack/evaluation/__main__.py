@@ -14,7 +14,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         stats = evaluate_keypoints(args.gt, args.results)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, OSError) as e:   # bad GT / results (file and record named), missing or unreadable file
         print('error: %s' % e, file=sys.stderr)
         return 2
     if args.json:

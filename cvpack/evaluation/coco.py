@@ -1,11 +1,12 @@
-"""COCO keypoint AP/AR through pycocotools, with validation of the results before pycocotools sees them."""
+"""COCO keypoint AP/AR through pycocotools, with validation of the ground truth and the results before pycocotools
+sees them (both through :mod:`cvpack.data.validate`)."""
 import contextlib
 import io
-import json
 import logging
-import math
 
 import numpy as np
+
+from ..data.validate import read_json, validate_coco_gt, validate_keypoint_results
 
 STAT_NAMES = ('AP', 'AP50', 'AP75', 'APm', 'APl', 'AR', 'AR50', 'AR75', 'ARm', 'ARl')
 logger = logging.getLogger(__name__)
@@ -16,21 +17,38 @@ def _quiet():
     return contextlib.redirect_stdout(io.StringIO())
 
 
-def load_coco_gt(gt):
-    """A ``pycocotools.coco.COCO`` from a path (loaded quietly) or an existing COCO object."""
-    from pycocotools.coco import COCO
-    if isinstance(gt, COCO):
-        return gt
-    with _quiet():
-        try:
-            return COCO(str(gt))
-        except FileNotFoundError:
-            raise FileNotFoundError('COCO ground truth not found: %s' % gt) from None
-
-
 def _num_keypoints(coco_gt):
     cats = [c for c in coco_gt.dataset.get('categories', []) if c.get('id') == 1 and 'keypoints' in c]
     return len(cats[0]['keypoints']) if cats else None
+
+
+def load_coco_gt(gt):
+    """A validated ``pycocotools.coco.COCO`` from a path or an existing COCO object.
+
+    The file is read and checked by :func:`cvpack.data.validate.validate_coco_gt` before pycocotools sees it
+    (a NaN keypoint would otherwise *match* detections and raise AP): errors name the file, the annotation id
+    and the field; a missing file, a folder or truncated JSON is named too.
+    """
+    from pycocotools.coco import COCO
+    if isinstance(gt, COCO):
+        _validate_gt(gt.dataset, '<COCO object>')
+        return gt
+    data = read_json(gt, 'COCO ground truth')
+    _validate_gt(data, str(gt))
+    coco = COCO()
+    coco.dataset = data
+    with _quiet():
+        coco.createIndex()
+    return coco
+
+
+def _validate_gt(data, name):
+    cats = data.get('categories') if isinstance(data, dict) else None
+    persons = [c for c in cats if isinstance(c, dict) and c.get('id') == 1] if isinstance(cats, list) else []
+    if cats is not None and not (persons and isinstance(persons[0].get('keypoints'), list)):
+        raise ValueError('%s: no person category (id 1) with a "keypoints" list: not a COCO keypoint file' % name)
+    num_kp = len(persons[0]['keypoints']) if persons else 0
+    validate_coco_gt(data, name, num_kp, required=('area', 'num_keypoints'))   # pycocotools reads both
 
 
 def load_results(results):
@@ -38,53 +56,21 @@ def load_results(results):
     if isinstance(results, (list, tuple)):
         return list(results), '<results list>'
     path = str(results)
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise FileNotFoundError('COCO results file not found: %s' % path) from None
-    except json.JSONDecodeError as e:
-        raise ValueError('%s: not valid JSON (%s)' % (path, e)) from None
+    data = read_json(path, 'COCO results')
     if not isinstance(data, list):
         raise ValueError('%s: COCO results must be a JSON list of records, got %s' % (path, type(data).__name__))
     return data, path
 
 
 def validate_results(records, coco_gt, name='<results list>'):
-    """Check every record before evaluation; raise ValueError naming ``name`` and the record index.
+    """Check every record before evaluation; raise ValueError naming ``name``, the record index and the field.
 
     Each record needs image_id (an image of the GT), category_id, keypoints (3 * K finite numbers,
-    K from the GT person category) and a finite score.
+    K from the GT person category; not strings, not booleans) and a finite numeric score (not a boolean).
+    Shares its number checks with the ground-truth validation (:mod:`cvpack.data.validate`).
     """
-    num_kp = _num_keypoints(coco_gt)
-    image_ids = set(coco_gt.getImgIds())
-    category_ids = set(coco_gt.getCatIds())
-    for i, rec in enumerate(records):
-        where = '%s: record %d' % (name, i)
-        if not isinstance(rec, dict):
-            raise ValueError('%s is a %s, not a dict' % (where, type(rec).__name__))
-        missing = [k for k in ('image_id', 'category_id', 'keypoints', 'score') if k not in rec]
-        if missing:
-            raise ValueError('%s lacks field(s) %s' % (where, ', '.join(missing)))
-        if rec['image_id'] not in image_ids:
-            raise ValueError('%s has image_id %r, which is not an image of the ground truth'
-                             % (where, rec['image_id']))
-        if rec['category_id'] not in category_ids:
-            raise ValueError('%s has category_id %r; the ground truth has %s'
-                             % (where, rec['category_id'], sorted(category_ids)))
-        kps = rec['keypoints']
-        try:
-            kps = np.asarray(kps, dtype=np.float64).ravel()
-        except (TypeError, ValueError):
-            raise ValueError('%s: keypoints are not numbers' % where) from None
-        if num_kp is not None and kps.size != 3 * num_kp:
-            raise ValueError('%s: keypoints has %d values, expected %d (= 3 x %d keypoints)'
-                             % (where, kps.size, 3 * num_kp, num_kp))
-        if kps.size % 3 or not np.all(np.isfinite(kps)):
-            raise ValueError('%s: keypoints contain NaN/inf or are not (x, y, score) triples' % where)
-        score = rec['score']
-        if not isinstance(score, (int, float, np.floating, np.integer)) or not math.isfinite(float(score)):
-            raise ValueError('%s: score %r is not a finite number' % (where, score))
+    validate_keypoint_results(records, name, set(coco_gt.getImgIds()), set(coco_gt.getCatIds()),
+                              _num_keypoints(coco_gt))
 
 
 def evaluate_keypoints(gt, results, sigmas=None, verbose=False):

@@ -12,9 +12,9 @@ Head size (the PCKh normaliser):
     diagonal is the toolkit's estimate of that same length from the box. Numbers computed this way
     are close to, but not the same as, official PCKh; the evaluator reports which was used.
 """
-import json
-
 import numpy as np
+
+from ..data.validate import flatten_pairs, mpii_joints, numbers, read_json
 
 SC_BIAS = 0.6
 HEAD_TOP, UPPER_NECK = 9, 8
@@ -51,16 +51,19 @@ def load_mpii_gt(path):
         boxes = np.transpose(mat['headboxes_src'], [2, 0, 1])              # (2, 2, N) -> (N, 2, 2)
         return {'joints': joints, 'visible': visible, 'head_sizes': head_sizes_from_boxes(boxes),
                 'head_source': 'boxes'}
-    with open(path) as f:
-        records = json.load(f)
+    records = read_json(path, 'MPII ground truth')
+    if not isinstance(records, list):
+        raise ValueError('%s: expected a list of MPII records {joints, joints_vis, ...}' % path)
     joints, visible, boxes = [], [], []
-    for i, rec in enumerate(records):
-        try:
-            joints.append(np.asarray(rec['joints'], dtype=np.float64).reshape(16, 2) - 1.0)
-            visible.append(np.asarray(rec['joints_vis']).reshape(16) > 0)
-        except (KeyError, ValueError) as e:
-            raise ValueError('%s: record %d has no usable joints/joints_vis (16 joints): %s' % (path, i, e)) from None
-        boxes.append(rec.get('headbox'))
+    for i, rec in enumerate(records):   # the loaders' checks (cvpack.data.validate): file, record, field
+        where = '%s: record %d' % (path, i)
+        if not isinstance(rec, dict) or 'joints' not in rec or 'joints_vis' not in rec:
+            raise ValueError('%s has no joints/joints_vis' % where)
+        j, v = mpii_joints(rec, where, 16)
+        joints.append(j - 1.0)
+        visible.append(v > 0)
+        boxes.append(None if rec.get('headbox') is None
+                     else numbers(flatten_pairs(rec['headbox']), where, 'headbox', length=4))
     joints, visible = np.stack(joints), np.stack(visible)
     if all(b is not None for b in boxes):
         return {'joints': joints, 'visible': visible, 'head_sizes': head_sizes_from_boxes(boxes),

@@ -6,8 +6,12 @@ Train: crowd annotations dropped, images without annotations dropped, images wit
 ``min_keypoints`` labelled keypoints (v > 0) in total dropped. Val: every image of the file is kept
 (its annotations are only needed by the COCO evaluator). Keypoint x, y get +0.5 (pixel index ->
 continuous coordinate, Detectron2 ``annotations_to_instances``); boxes become xyxy. The file is read and
-validated by :func:`cvpack.data.coco.load_coco_gt` (sections, categories, image ids, keypoint counts, boxes).
+validated by :func:`cvpack.data.coco.load_coco_gt` (sections, categories, image ids, keypoint counts, finite
+numbers: NaN/inf, strings or booleans are errors naming the file, annotation id and field). Annotations with a
+degenerate box (w or h <= 0) are dropped, with one warning that counts them and names a few (file + id), as
+in the top-down loaders (Detectron2 drops empty boxes too, silently).
 """
+import logging
 import os.path as osp
 from collections import defaultdict
 
@@ -15,6 +19,9 @@ import numpy as np
 
 from ..coco import load_coco_gt
 from ..meta import get_dataset_meta
+from ..validate import box_is_degenerate, warn_skipped
+
+logger = logging.getLogger(__name__)
 
 
 def load_person_records(ann_file, image_dir, train, min_keypoints=1, meta=None):
@@ -24,10 +31,14 @@ def load_person_records(ann_file, image_dir, train, min_keypoints=1, meta=None):
     meta = meta or get_dataset_meta('COCO')
     images, annotations = load_coco_gt(ann_file, meta)
     k = meta.num_keypoints
-    anns = defaultdict(list)
+    anns, degenerate = defaultdict(list), []
     for a in annotations:
         if a.get('category_id', 1) == 1 and not a.get('iscrowd', 0):
+            if box_is_degenerate(a['bbox']):
+                degenerate.append('annotation id %s bbox %s' % (a['id'], a['bbox']))
+                continue
             anns[a['image_id']].append(a)
+    warn_skipped(logger, ann_file, 'person annotations', degenerate, len(degenerate), 'degenerate box: w or h <= 0')
     records = []
     for img in images.values():
         objs = anns.get(img['id'], [])

@@ -7,6 +7,7 @@ import json
 import os.path as osp
 
 from cvpack.evaluation.build import CocoEvaluator
+from cvpack.evaluation.coco import load_coco_gt
 
 
 def evaluate_boxes(gt_file, instances, output_dir=None):
@@ -14,7 +15,6 @@ def evaluate_boxes(gt_file, instances, output_dir=None):
 
     Returns a dict with AP, AP50, AP75, APs, APm, APl (empty when there are no detections).
     """
-    from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
     dets = [{'image_id': i['image_id'], 'category_id': 1, 'bbox': [float(v) for v in i['bbox']],
              'score': float(i['score'])} for i in instances]
@@ -23,7 +23,7 @@ def evaluate_boxes(gt_file, instances, output_dir=None):
             json.dump(dets, f)
     if not dets:
         return {}
-    gt = COCO(gt_file)
+    gt = load_coco_gt(gt_file)   # validated (file, annotation id, field named on bad values), read quietly
     ev = COCOeval(gt, gt.loadRes(dets), 'bbox')
     ev.params.catIds = [1]
     ev.evaluate()

@@ -175,7 +175,7 @@ def test_records_validated_by_shared_coco_loader(tmp_path):
     data['annotations'][1]['image_id'] = 2
     data['annotations'][1]['bbox'] = [1, 2, 3]
     ann.write_text(json.dumps(data))
-    with pytest.raises(ValueError, match=r'train\.json: annotation id 2 has bbox'):
+    with pytest.raises(ValueError, match=r'train\.json: annotation id 2: bbox has 3 values, expected 4'):
         load_person_records(str(ann), 'img', True)
 
 

@@ -1,0 +1,208 @@
+"""Declarative constraints on the core config keys, checked whenever a config is resolved.
+
+:func:`cvpack.config.merge_from_list` (used by train.py / test.py through ``resolve_cfg``, by ``config.py`` and by
+``load_exp``) calls :func:`validate_config` after the overrides, so a bad value fails at start-up with the key
+and the value named, not later in ``range()``, in the collate function or in torch's optimizer. The values
+an exp's ``config.py`` sets are checked the same way.
+
+One line per key in :data:`SCHEMA`; a key missing from a config (another pipeline's) is not checked, and keys
+that are not listed (projects' own) keep only the type rule of the override parser. To constrain a new core
+key, add one line here, e.g. ``'DIST.TIMEOUT_S': Float(gt=0)``.
+"""
+import math
+
+__all__ = ['ConfigError', 'Int', 'Float', 'Bool', 'Choice', 'Seq', 'SCHEMA', 'validate_config']
+
+
+class ConfigError(ValueError):
+    """A config value of the wrong type, out of range or not finite; the message names the key and the value."""
+
+
+class Rule:
+    """Base: ``check(key, value)`` returns the value (possibly normalised) or raises ConfigError.
+    ``none=True`` lets the key be None (its documented "off" / "same as" value)."""
+
+    def __init__(self, none=False):
+        self.none = none
+
+    def check(self, key, value):
+        if value is None:
+            if self.none:
+                return None
+            raise ConfigError('config key %s: None is not allowed (%s)' % (key, self.describe()))
+        return self._check(key, value)
+
+    def fail(self, key, value, why):
+        raise ConfigError('config key %s: %r %s (%s)' % (key, value, why, self.describe()))
+
+
+class _Number(Rule):
+    """Numbers with optional bounds: ``ge``/``gt`` (lower), ``le``/``lt`` (upper). Booleans are not numbers."""
+
+    kind = 'number'
+
+    def __init__(self, ge=None, gt=None, le=None, lt=None, none=False):
+        super().__init__(none)
+        self.ge, self.gt, self.le, self.lt = ge, gt, le, lt
+
+    def describe(self):
+        bounds = [op + ' %g' % v for op, v in (('>=', self.ge), ('>', self.gt), ('<=', self.le), ('<', self.lt))
+                  if v is not None]
+        return 'expected a finite %s%s%s' % (self.kind, ' ' if bounds else '', ' and '.join(bounds)) + \
+            (', or None' if self.none else '')
+
+    def _check(self, key, value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.fail(key, value, 'is a %s' % type(value).__name__)
+        if not math.isfinite(value):
+            self.fail(key, value, 'is not finite')
+        value = self._convert(key, value)
+        if ((self.ge is not None and value < self.ge) or (self.gt is not None and value <= self.gt)
+                or (self.le is not None and value > self.le) or (self.lt is not None and value >= self.lt)):
+            self.fail(key, value, 'is out of range')
+        return value
+
+    def _convert(self, key, value):
+        return value
+
+
+class Int(_Number):
+    """An integer; an integral float (``1e5`` on the command line) becomes an int, ``2.5`` is an error."""
+
+    kind = 'integer'
+
+    def _convert(self, key, value):
+        if isinstance(value, float):
+            if not value.is_integer():
+                self.fail(key, value, 'is not an integer')
+            return int(value)
+        return value
+
+
+class Float(_Number):
+    """A real number (an int is accepted as it is)."""
+
+    kind = 'number'
+
+
+class Bool(Rule):
+    def describe(self):
+        return 'expected true or false'
+
+    def _check(self, key, value):
+        if not isinstance(value, bool):
+            self.fail(key, value, 'is a %s' % type(value).__name__)
+        return value
+
+
+class Choice(Rule):
+    """One of ``choices`` (strings compared case-insensitively, the value is kept as written)."""
+
+    def __init__(self, *choices, none=False):
+        super().__init__(none)
+        self.choices = choices
+
+    def describe(self):
+        return 'expected one of %s' % ', '.join(repr(c) for c in self.choices)
+
+    def _check(self, key, value):
+        if not isinstance(value, str) or value.lower() not in [c.lower() for c in self.choices]:
+            self.fail(key, value, 'is not allowed')
+        return value
+
+
+class Seq(Rule):
+    """A list/tuple whose items all follow ``item`` (and of ``length`` items when given)."""
+
+    def __init__(self, item, length=None, none=False):
+        super().__init__(none)
+        self.item, self.length = item, length
+
+    def describe(self):
+        return 'expected a list of %sitems, each %s' % ('%d ' % self.length if self.length else '',
+                                                         self.item.describe().replace('expected ', ''))
+
+    def _check(self, key, value):
+        if not isinstance(value, (list, tuple)):
+            self.fail(key, value, 'is a %s, not a list' % type(value).__name__)
+        if self.length is not None and len(value) != self.length:
+            self.fail(key, value, 'has %d items' % len(value))
+        items = [self.item.check('%s[%d]' % (key, i), v) for i, v in enumerate(value)]
+        return type(value)(items)
+
+
+_AMP = Choice('none', 'fp16', 'bf16', 'off', 'false', '', none=True)   # cvpack.engine.utils.amp_dtype
+_PROB = Float(ge=0, le=1)
+
+SCHEMA = {
+    'SEED': Int(ge=0),
+    'RUN_EFFICIENT': Bool(),
+    'DATALOADER.NUM_WORKERS': Int(ge=0),
+    'DATALOADER.ASPECT_RATIO_GROUPING': Bool(),
+    'MODEL.SYNC_BN': Bool(),
+    'MODEL.CHANNELS_LAST': Bool(),
+    'MODEL.FIND_UNUSED_PARAMETERS': Bool(),
+    # solver (cvpack.solver): LR and iteration counts
+    'SOLVER.OPTIMIZER': Choice('Adam', 'AdamW', 'SGD'),
+    'SOLVER.BASE_LR': Float(ge=0),          # 0 freezes the weights (tests, BN-statistics runs); < 0 is an error
+    'SOLVER.BETAS': Seq(Float(ge=0, lt=1), length=2),
+    'SOLVER.MOMENTUM': Float(ge=0, le=1),
+    'SOLVER.NESTEROV': Bool(),
+    'SOLVER.FUSED': Bool(),
+    'SOLVER.WEIGHT_DECAY': Float(ge=0),
+    'SOLVER.WEIGHT_DECAY_BIAS': Float(ge=0, none=True),
+    'SOLVER.IMS_PER_GPU': Int(ge=1),
+    'SOLVER.MAX_ITER': Int(ge=1),
+    'SOLVER.CHECKPOINT_PERIOD': Int(ge=1),
+    'SOLVER.LR_SCHEDULER': Choice('megvii_linear', 'multistep', 'cosine'),
+    'SOLVER.WARMUP_FACTOR': Float(ge=0, le=1),
+    'SOLVER.WARMUP_ITERS': Int(ge=0),
+    'SOLVER.WARMUP_METHOD': Choice('linear', 'constant'),
+    'SOLVER.GAMMA': Float(gt=0),
+    'SOLVER.STEPS': Seq(Int(ge=0)),
+    'SOLVER.REFERENCE_WORLD_SIZE': Int(ge=1, none=True),
+    'SOLVER.SCALE_WARMUP': Bool(),
+    'SOLVER.EPOCHS': Int(ge=1, none=True),
+    'SOLVER.STEP_EPOCHS': Seq(Float(ge=0), none=True),
+    'SOLVER.WARMUP_EPOCHS': Float(ge=0, none=True),
+    'SOLVER.CHECKPOINT_EPOCHS': Int(ge=1, none=True),
+    'SOLVER.AMP': _AMP,
+    'SOLVER.LOG_PERIOD': Int(ge=1),
+    'SOLVER.CLIP_GRAD_NORM': Float(gt=0, none=True),
+    # test loop
+    'TEST.IMS_PER_GPU': Int(ge=1),
+    'TEST.AMP': _AMP,
+    'TEST.COMPILE': Bool(),
+    'TEST.FLIP': Bool(),
+    'TEST.USE_GT_BBOX': Bool(),
+    'TEST.DET_SCORE_THRESH': Float(ge=0),
+    'TEST.NMS_THRESH': Float(gt=0, le=1),
+    'TEST.KEYPOINT_THRESH': _PROB,
+    # data presets (cvpack.config.datasets and the pipelines' presets)
+    'INPUT_SHAPE': Seq(Int(ge=1), length=2),
+    'OUTPUT_SHAPE': Seq(Int(ge=1), length=2),
+    'DATASET.PIXEL_STD': Float(gt=0),
+    'DATASET.BBOX_PADDING': Float(gt=0),
+    'DATASET.COLOR_RGB': Bool(),
+    'DATASET.KEYPOINT.LOAD_MIN_NUM': Int(ge=0),
+    'DATASET.TRAIN.PROB_FLIP': _PROB,
+    'DATASET.TRAIN.PROB_ROTATION': _PROB,
+    'DATASET.TRAIN.PROB_HALF_BODY': _PROB,
+    'DATASET.TRAIN.SIGMA': Float(gt=0),
+}
+
+
+def validate_config(cfg, schema=None):
+    """Check every key of ``schema`` (default :data:`SCHEMA`) present in ``cfg``; normalised values (an
+    integral float for an int key) are written back. Raises :class:`ConfigError` naming the key and value."""
+    for key, rule in (SCHEMA if schema is None else schema).items():
+        node, parts = cfg, key.split('.')
+        for part in parts[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or parts[-1] not in node:
+            continue
+        old = node[parts[-1]]
+        new = rule.check(key, old)
+        if repr(new) != repr(old):     # written back only when normalised (2.0 -> 2, also inside lists)
+            node[parts[-1]] = new
+    return cfg

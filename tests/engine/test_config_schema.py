@@ -1,0 +1,86 @@
+"""Config values validated at resolution (cvpack.config.schema): bad overrides through an exp's train.py / test.py
+entry points (train_main / test_main, one real subprocess) fail at start-up naming the key and the value, before any
+folder is created (docs/RELIABILITY.md, issue #12 "Inputs")."""
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+
+from cvpack.config import ConfigError, base_config, merge_from_list
+from cvpack.engine import test_main as run_test_main
+from cvpack.engine import train_main
+from cvpack.engine.utils import resolve_cfg
+
+
+@pytest.mark.parametrize('key,text,message', [
+    ('SOLVER.MAX_ITER', '2.5', r'SOLVER.MAX_ITER: 2.5 is not an integer \(expected a finite integer >= 1\)'),
+    ('SOLVER.IMS_PER_GPU', '0', r'SOLVER.IMS_PER_GPU: 0 is out of range \(expected a finite integer >= 1\)'),
+    ('SOLVER.BASE_LR', '1e999', r"SOLVER.BASE_LR: '1e999' is inf, not a finite number"),
+    ('SOLVER.BASE_LR', 'inf', r"SOLVER.BASE_LR: 'inf' is not a finite number"),
+    ('SOLVER.BASE_LR', '-1e-3', r'SOLVER.BASE_LR: -0.001 is out of range \(expected a finite number >= 0\)'),
+    ('SOLVER.CHECKPOINT_PERIOD', '0', r'SOLVER.CHECKPOINT_PERIOD: 0 is out of range'),
+    ('SOLVER.WARMUP_ITERS', '-1', r'SOLVER.WARMUP_ITERS: -1 is out of range \(expected a finite integer >= 0\)'),
+    ('SOLVER.STEPS', '[2, 3.5]', r'SOLVER.STEPS\[1\]: 3.5 is not an integer'),
+    ('SOLVER.BETAS', '(0.9,)',
+     r'SOLVER.BETAS: \(0.9,\) has 1 items \(expected a list of 2 items, each a finite number >= 0 and < 1\)'),
+    ('SOLVER.CLIP_GRAD_NORM', "'big'", r"SOLVER.CLIP_GRAD_NORM: \"'big'\" is a str \(expected a finite number > 0"),
+    ('SOLVER.OPTIMIZER', 'Adagrad', r"SOLVER.OPTIMIZER: 'Adagrad' is not allowed \(expected one of 'Adam', "),
+    ('DATALOADER.NUM_WORKERS', '-2', r'DATALOADER.NUM_WORKERS: -2 is out of range'),
+    ('SEED', '1.5', r'SEED: 1.5 is not an integer'),
+])
+def test_bad_train_override_names_key_and_value(toy, toy_exp, tmp_path, key, text, message):
+    exp, cfg = toy_exp
+    out = tmp_path / 'out'
+    with pytest.raises(ConfigError, match='config key ' + message):
+        train_main(cfg, toy.build_model, argv=[key, text, 'OUTPUT_DIR', str(out)],
+                   dataset_builder=toy.dataset_builder, collate_fn=toy.collate)
+    assert not out.exists()          # failed at resolution, before any folder or file was written
+
+
+def test_bad_test_override(toy, toy_exp, tmp_path):
+    exp, cfg = toy_exp
+    with pytest.raises(ConfigError, match=r'config key TEST.IMS_PER_GPU: 0 is out of range'):
+        run_test_main(cfg, toy.build_model, argv=['TEST.IMS_PER_GPU', '0', 'OUTPUT_DIR', str(tmp_path / 'o')],
+                      dataset_builder=toy.dataset_builder, predictor_builder=toy.predictor_builder,
+                      evaluator_builder=toy.evaluator_builder, collate_fn=toy.collate)
+
+
+def test_good_values_keep_their_types(tmp_path):
+    cfg = resolve_cfg(base_config(str(tmp_path)), ['SOLVER.MAX_ITER', '1e3', 'SOLVER.BASE_LR', '1',
+                                                   'SOLVER.STEPS', '[10, 20.0]', 'SOLVER.CLIP_GRAD_NORM', '2'])
+    assert cfg.SOLVER.MAX_ITER == 1000 and type(cfg.SOLVER.MAX_ITER) is int     # integral float -> int
+    assert cfg.SOLVER.BASE_LR == 1.0 and type(cfg.SOLVER.BASE_LR) is float
+    assert list(cfg.SOLVER.STEPS) == [10, 20] and all(type(s) is int for s in cfg.SOLVER.STEPS)
+    assert cfg.SOLVER.CLIP_GRAD_NORM == 2
+    assert merge_from_list(base_config(str(tmp_path)), ['SOLVER.AMP', 'bf16']).SOLVER.AMP == 'bf16'
+
+
+def test_values_set_in_config_py_are_checked(toy, tmp_path):
+    from cvpack.exp import load_exp
+    exp = toy.write_exp(tmp_path)
+    with open(osp.join(exp, 'config.py'), 'a') as f:
+        f.write('cfg.SOLVER.IMS_PER_GPU = 0\n')
+    with pytest.raises(ConfigError, match='config key SOLVER.IMS_PER_GPU: 0 is out of range'):
+        load_exp(exp, build=False)
+
+
+def test_every_shipped_exp_passes_the_schema(repo_root):
+    import glob
+    from cvpack.exp import load_exp
+    exps = sorted(glob.glob(osp.join(repo_root, 'projects', '*', 'exps', '*', 'config.py')))
+    assert len(exps) >= 20
+    for path in exps:
+        load_exp(osp.dirname(path), build=False)
+
+
+def test_real_train_script_rejects_bad_override(toy, tmp_path, sub_env):
+    """``python train.py SOLVER.MAX_ITER 2.5`` (the issue: accepted, then crashed in range()): exits non-zero at
+    start-up with the key and the value in its last line, and writes nothing."""
+    exp = toy.write_exp(tmp_path)
+    out = tmp_path / 'out'
+    proc = subprocess.run([sys.executable, 'train.py', 'SOLVER.MAX_ITER', '2.5', 'OUTPUT_DIR', str(out)], cwd=exp,
+                          env=sub_env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and not out.exists()
+    assert proc.stderr.strip().splitlines()[-1] == ('cvpack.config.schema.ConfigError: config key SOLVER.MAX_ITER: '
+                                                    '2.5 is not an integer (expected a finite integer >= 1)')
