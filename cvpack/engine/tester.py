@@ -13,6 +13,7 @@ import os.path as osp
 import torch
 
 from .. import dist as comm
+from ..safe_load import is_url
 from ..data.samplers import shard_indices
 from .args import parse_args, test_parser
 from .checkpoint import LAST_NAME
@@ -148,7 +149,11 @@ def test_main(cfg, build_model, argv=None, dataset_builder=None, predictor_build
             os.makedirs(cfg.TEST_DIR, exist_ok=True)
         comm.barrier()
         log = setup_logger('cvpack.test', osp.join(cfg.TEST_DIR, 'test_log.txt'), ctx.rank)
-        path = resolve_test_checkpoint(cfg, args.iter, args.checkpoint, log)
+        if args.checkpoint and is_url(args.checkpoint):   # a model-zoo URL: downloaded once, read safely
+            path = args.checkpoint
+            log.info('test checkpoint: %s (from --checkpoint)', path)
+        else:
+            path = resolve_test_checkpoint(cfg, args.iter, args.checkpoint, log)
         cfg, model = load_for_test(cfg, build_model, path, strict=not args.non_strict, log=log)
         model = prepare_model(model, cfg, ctx, log).eval()
         if cfg.TEST.get('COMPILE', False):

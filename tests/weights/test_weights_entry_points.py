@@ -99,11 +99,14 @@ def _keypoints(instances):
     return np.stack([inst['keypoints'] for inst in instances])
 
 
-def test_mmpose_file_direct_converted_and_api_give_the_same_keypoints(rsn18, tmp_path, coco_subset, one_thread):
+def test_mmpose_file_direct_converted_and_api_give_the_same_keypoints(rsn18, tmp_path, coco_subset, one_thread,
+                                                                     http_root):
     exp, cfg, build_model = rsn18
-    src = mmpose_file(tmp_path / 'rsn18_mmpose.pth')
-    # test.py --checkpoint with the foreign file: converted on the fly, overrides applied before the build
-    seen, direct = _run_test(cfg, build_model, ['--checkpoint', src], coco_subset, tmp_path)
+    root, base = http_root
+    src = mmpose_file(root / 'rsn18_mmpose.pth')
+    # test.py --checkpoint with the foreign file (a model-zoo URL, served from 127.0.0.1): converted on the fly,
+    # overrides applied before the model is built
+    seen, direct = _run_test(cfg, build_model, ['--checkpoint', base + 'rsn18_mmpose.pth'], coco_subset, tmp_path)
     assert seen.DATASET.COLOR_RGB is True and seen.TEST.DECODER == 'mmpose_megvii'
     assert seen.MODEL.CONV_BIAS is False and list(seen.INPUT.MEANS) == [0.485, 0.456, 0.406]
     assert cfg.MODEL.CONV_BIAS is True          # the exp's own config is untouched
@@ -238,8 +241,8 @@ def test_code_running_pickles_are_refused_everywhere(rsn18, tmp_path, evil, http
         assert convert_cli.main([source, '--exp', exp, '--out', str(tmp_path / 'o.pth')]) == 2
         err = capsys.readouterr().err
         assert 'evil.p' in err and 'posix.system' in err
-    for argv in (['--checkpoint', str(root / 'evil.pth')], ['--checkpoint', str(root / 'evil.pkl')],
-                 ['MODEL.WEIGHT', base + 'evil.pth'], ['MODEL.WEIGHT', base + 'evil.pkl']):
+    for argv in (['--checkpoint', str(root / 'evil.pth')], ['--checkpoint', base + 'evil.pkl'],
+                 ['MODEL.WEIGHT', base + 'evil.pth'], ['MODEL.WEIGHT', str(root / 'evil.pkl')]):
         with pytest.raises(UnsafeFileError, match='evil'):
             run_test_main(cfg, build_model, argv=argv + ['MODEL.DEVICE', 'cpu', 'OUTPUT_DIR', str(tmp_path / 't')])
     assert not osp.exists(_Evil.marker) and not osp.exists(tmp_path / 'o.pth')
