@@ -1,4 +1,5 @@
-"""Format 'mmpose': mmpose 1.x RSN / MSPN checkpoints (``{'state_dict': {'backbone.…', 'head.…'}, 'meta': …}``).
+"""Format 'mmpose': mmpose RSN / MSPN checkpoints (``{'state_dict': {'backbone.…', 'head.…'}, 'meta': …}``; the
+mmpose 0.x files of its MSPN zoo name the head ``keypoint_head.…``, which mmpose 1.x renames on load, and so do we).
 
 mmpose's ``RSN`` / ``MSPN`` backbone + ``MSPNHead`` compute the same network as our
 :class:`cvpack.modeling.multistage.MultiStageNet` with three differences, all carried as config overrides:
@@ -45,8 +46,9 @@ def _rules():
         (_DEC + r'(in_skip|up_conv|out_skip1|out_skip2|cross_conv)\.' + _BN,
          lambda m: 'stage%s.upsample.up%s.%s.%s.%s' % (m.group(1), m.group(2), _UNIT[m.group(3)], m.group(4),
                                                       m.group(5))),
-        # MSPNHead.predict_layers[stage * 4 + unit]: conv_layers 0 (1x1 + ReLU) / 1 (3x3 to K maps)
-        (r'head\.predict_layers\.(\d+)\.conv_layers\.([01])\.' + _BN,
+        # MSPNHead.predict_layers[stage * 4 + unit]: conv_layers 0 (1x1 + ReLU) / 1 (3x3 to K maps); mmpose 0.x
+        # files (the MSPN zoo's 2020 checkpoints) name the head ``keypoint_head`` (TopdownMSMUHead, same layers)
+        (r'(?:keypoint_)?head\.predict_layers\.(\d+)\.conv_layers\.([01])\.' + _BN,
          lambda m: 'stage%d.upsample.up%d.res_conv%d.%s.%s' % (
              int(m.group(1)) // 4, int(m.group(1)) % 4 + 1, int(m.group(2)) + 1, m.group(3), m.group(4))),
     ]
@@ -132,7 +134,7 @@ def convert(obj, cfg):
         if key.endswith('num_batches_tracked') or key.startswith('data_preprocessor.'):
             dropped.append(key)
             continue
-        if re.match(r'head\.predict_layers\.\d+\.prm\.', key):
+        if re.match(r'(?:keypoint_)?head\.predict_layers\.\d+\.prm\.', key):
             prm.append(key)
             continue
         for rx, fn in rules:

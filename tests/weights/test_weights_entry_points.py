@@ -178,6 +178,15 @@ def test_errors_name_every_key(rsn18, tmp_path, capsys, repo_root):
     assert convert_cli.main([src, '--exp', osp.join(repo_root, 'projects/MSPN/exps/mspn.1xstg.coco'),
                              '--out', str(tmp_path / 'y.pth')]) == 2
     assert "1-stage mmpose RSN with blocks [2, 2, 2, 2]" in capsys.readouterr().err
+    # mmpose 0.x naming (its MSPN zoo files): keypoint_head.* converts to the same tensors
+    old = mmpose_file(tmp_path / 'v0.pth')
+    obj = torch.load(old, weights_only=True)
+    obj['state_dict'] = {k.replace('head.', 'keypoint_head.', 1) if k.startswith('head.') else k: v
+                         for k, v in obj['state_dict'].items()}
+    torch.save(obj, old)
+    new = prepare(cfg, src).state_dict
+    got = prepare(cfg, old).state_dict
+    assert set(got) == set(new) and all(torch.equal(got[k], new[k]) for k in new)
     with pytest.raises(KeyError, match='NOPE'):
         apply_overrides(cfg, {'MODEL.NOPE': 1}, 'w.pth')
 
