@@ -255,3 +255,21 @@ def test_code_running_pickles_are_refused_everywhere(rsn18, tmp_path, evil, http
         with pytest.raises(UnsafeFileError, match='evil'):
             run_test_main(cfg, build_model, argv=argv + ['MODEL.DEVICE', 'cpu', 'OUTPUT_DIR', str(tmp_path / 't')])
     assert not osp.exists(_Evil.marker) and not osp.exists(tmp_path / 'o.pth')
+
+
+def test_fine_tuning_weights_check_the_config(rsn18, tmp_path):
+    """train.py's MODEL.WEIGHT (load_model_weights into a built model): foreign formats convert, weights needing
+    other settings are refused with the KEY VALUE pairs to add, and a file fitting nothing is an error."""
+    from cvpack.engine.checkpoint import load_model_weights
+    exp, cfg, build_model = rsn18
+    src = mmpose_file(tmp_path / 'm.pth')
+    with pytest.raises(ValueError, match=r'needs config settings.*MODEL\.CONV_BIAS False.*DATASET\.COLOR_RGB True'):
+        load_model_weights(build_model(cfg), src, strict=False, cfg=cfg)
+    good = apply_overrides(cfg, prepare(cfg, src).cfg_overrides)
+    model = build_model(good)
+    assert load_model_weights(model, src, strict=False, cfg=good) == ([], [])
+    for k, v in prepare(cfg, src).state_dict.items():
+        assert torch.equal(model.state_dict()[k], v)
+    torch.save({'model': {'other.weight': torch.ones(1)}}, str(tmp_path / 'unrelated.pth'))
+    with pytest.raises(KeyError, match='no tensor of .*unrelated.pth fits the model'):
+        load_model_weights(model, str(tmp_path / 'unrelated.pth'), strict=False, cfg=good)
