@@ -197,13 +197,14 @@ def load_prepared(model, prepared, strict=True, log=None):
     return missing, unexpected
 
 
-def build_model_with_weights(exp, source, opts=None, fmt='auto', strict=True, log=None):
+def build_model_with_weights(exp, source, opts=None, fmt='auto', strict=True, log=None, obj=None):
     """Build an exp's model with the weights' overrides applied, and load ``source`` into it (strictly).
 
     Args:
         exp: an exp folder, or a ``(cfg, build_model)`` pair.
         source: path or URL of weights in any known format.
         opts: ``KEY VALUE`` overrides of the exp config (applied before the weights' own overrides).
+        obj: the already loaded content of ``source`` (then ``source`` only names it in messages).
     Returns:
         (cfg with the overrides applied, model in eval mode, :class:`Prepared`).
     """
@@ -216,7 +217,7 @@ def build_model_with_weights(exp, source, opts=None, fmt='auto', strict=True, lo
         cfg, _ = load_exp(exp, opts, build=False)
         network = import_exp_module(exp, 'network', aliases={'config': import_exp_module(exp, 'config')})
         build_model = network.build_model
-    prepared = prepare(cfg, source, fmt)
+    prepared = prepare(cfg, source, fmt, obj=obj)
     cfg = apply_overrides(cfg, prepared.cfg_overrides, prepared.source, log)
     model = build_model(cfg)
     load_prepared(model, prepared, strict=strict, log=log)

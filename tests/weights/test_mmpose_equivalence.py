@@ -3,7 +3,7 @@
 tests/data/mmpose/ was made by tools/make_mmpose_fixtures.py in an mmpose 1.3.2 environment: mmpose's own models
 (from its configs) filled by cvpack.weights.fill from their keys, one shipped image with a fixed box through
 mmpose's own pipeline (crop, RGB + ImageNet normalisation, flip test, MegviiHeatmap decoding). Here the same
-mmpose-format checkpoint is rebuilt from the manifest, written to a file, read back through the one loading path
+mmpose-format checkpoint is rebuilt from the manifest and goes through the one loading path
 (cvpack.weights.build_model_with_weights: detection, key mapping, config overrides, strict load), and our
 dataset + predictor (our crop box, our normalisation, our flip test and decoder, as overridden) must reproduce
 mmpose's heatmaps to 1e-4 and keypoints to 1e-3 px.
@@ -40,12 +40,11 @@ def _fixture():
 MANIFEST, OUTPUTS = _fixture()
 
 
-def mmpose_checkpoint(name, path):
-    """The mmpose-format file of model ``name``: ``{'state_dict': filled tensors, 'meta': ...}`` as mmpose saves."""
-    record = MANIFEST['models'][name]
-    state = fill_state_dict(record['keys'], seed=MANIFEST['seed'])
-    torch.save({'state_dict': state, 'meta': {'mmengine_version': '0.10.7', 'epoch': 210}}, str(path))
-    return path
+def mmpose_checkpoint(name):
+    """The content of model ``name``'s mmpose file (``{'state_dict': filled tensors, 'meta': ...}``, as mmpose saves
+    it). Kept in memory: reading files is tested in test_weights_entry_points.py, and MSPN-4's would be 480 MB."""
+    state = fill_state_dict(MANIFEST['models'][name]['keys'], seed=MANIFEST['seed'])
+    return {'state_dict': state, 'meta': {'mmengine_version': '0.10.7', 'epoch': 210}}
 
 
 def _sample(cfg, repo_root):
@@ -59,11 +58,10 @@ def _sample(cfg, repo_root):
 
 
 @pytest.mark.parametrize('name', ['RSN-18', 'RSN-50', '2xRSN-50', 'MSPN-1', 'MSPN-2', 'MSPN-3', 'MSPN-4'])
-def test_mmpose_weights_reproduce_mmpose(name, tmp_path, repo_root, one_thread):
+def test_mmpose_weights_reproduce_mmpose(name, repo_root, one_thread):
     record = MANIFEST['models'][name]
-    ckpt = mmpose_checkpoint(name, tmp_path / 'mmpose.pth')
-    cfg, model, prepared = build_model_with_weights(osp.join(repo_root, record['exp']), str(ckpt),
-                                                    ['MODEL.DEVICE', 'cpu'])
+    cfg, model, prepared = build_model_with_weights(osp.join(repo_root, record['exp']), name + '.pth',
+                                                    ['MODEL.DEVICE', 'cpu'], obj=mmpose_checkpoint(name))
     assert prepared.format == 'mmpose'
     # the one architecture option: mmpose's conv units have no bias (same parameter count as mmpose's model)
     assert cfg.MODEL.CONV_BIAS is False
