@@ -189,6 +189,22 @@ def test_errors_name_every_key(rsn18, tmp_path, capsys, repo_root):
     assert set(got) == set(new) and all(torch.equal(got[k], new[k]) for k in new)
     with pytest.raises(KeyError, match='NOPE'):
         apply_overrides(cfg, {'MODEL.NOPE': 1}, 'w.pth')
+    # a forced format that does not fit the file
+    torch.save({'model': {'top.conv.weight': torch.ones(1)}}, str(tmp_path / 'megvii.pth'))
+    assert convert_cli.main([str(tmp_path / 'megvii.pth'), '--exp', exp, '--format', 'mmpose',
+                             '--out', str(tmp_path / 'z.pth')]) == 2
+    assert "megvii.pth: is not in the 'mmpose' format" in capsys.readouterr().err
+
+
+def test_mmpose_preprocessor_statistics_travel_with_the_weights(rsn18, tmp_path):
+    """A file that stores mmpose's data_preprocessor mean/std (RGB, 0-255) gives those as INPUT.MEANS/STDS."""
+    exp, cfg, _ = rsn18
+    mean, std = torch.tensor([120.0, 110.0, 100.0]).view(3, 1, 1), torch.tensor([60.0, 50.0, 40.0]).view(3, 1, 1)
+    src = mmpose_file(tmp_path / 'p.pth', extra={'data_preprocessor.mean': mean, 'data_preprocessor.std': std})
+    prepared = prepare(cfg, src)
+    np.testing.assert_allclose(prepared.cfg_overrides['INPUT.MEANS'], [120 / 255, 110 / 255, 100 / 255])
+    np.testing.assert_allclose(prepared.cfg_overrides['INPUT.STDS'], [60 / 255, 50 / 255, 40 / 255])
+    assert {'data_preprocessor.mean', 'data_preprocessor.std', 'meta', 'optimizer'} <= set(prepared.dropped)
 
 
 def test_authors_megvii_files_through_every_entry_point(rsn18, tmp_path, coco_subset, one_thread, capsys):
