@@ -13,8 +13,8 @@ import os.path as osp
 import torch
 
 from .. import dist as comm
-from ..safe_load import is_url
 from ..data.samplers import shard_indices
+from ..safe_load import is_url
 from .args import parse_args, test_parser
 from .checkpoint import LAST_NAME
 from .launch import cleanup_distributed, setup_distributed
