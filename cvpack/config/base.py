@@ -61,6 +61,7 @@ def base_config(exp_dir):
     cfg.MODEL.DEVICE = 'auto'          # 'auto' = cuda when available, else cpu; or 'cpu' / 'cuda'
     cfg.MODEL.WEIGHT = None            # initial weights (ours or an original repo's checkpoint); None = from scratch
     cfg.MODEL.PRETRAINED = None        # ImageNet backbone weights: local path or URL (torchvision-format keys)
+    cfg.MODEL.WEIGHT_FORMATS = {}      # project weight formats {name: 'python.module'} (cvpack.weights)
     cfg.MODEL.SYNC_BN = False          # convert BatchNorm to SyncBatchNorm when distributed
     cfg.MODEL.CHANNELS_LAST = True      # NHWC activations: 1.13x per training step, 1.4x at test on CPU (docs/SPEED.md)
     cfg.MODEL.FIND_UNUSED_PARAMETERS = False  # DDP option, for models with parameters unused in a step

@@ -47,6 +47,7 @@ def megvii_config(exp_dir, dataset='COCO'):
     cfg.MODEL.BLOCKS = None                # blocks per layer, e.g. [3, 4, 6, 3]; None = the backbone's own
     cfg.MODEL.PRM = False                  # Pose Refine Machine on each stage's finest heatmap (no released exp used it)
     cfg.MODEL.ZERO_INIT_RESIDUAL = False   # zero the last BN of each residual branch (bug #10: crashed in the original)
+    cfg.MODEL.CONV_BIAS = True             # conv bias before every BN (original); False = mmpose's layout (imported weights)
     cfg.MODEL.UPSAMPLE_CHANNEL_NUM = 256
     cfg.MODEL.STAGE_NUM = 1
     # An original key that the original code never read either (the joint count comes from

@@ -13,6 +13,7 @@ Decoders:
   * :func:`decode_argmax` - plain argmax.
   * :func:`decode_dark` - DARK (Zhang et al. 2020; mmpose ``refine_keypoints_dark``).
 """
+import cv2
 import numpy as np
 
 from ..utils import to_numpy
@@ -178,7 +179,49 @@ def decode_dark(heatmaps, kernel=11, stride=4):
     return coords * np.array(_stride_xy(stride)), maxvals.astype(np.float64)
 
 
-DECODERS = {'megvii': decode_megvii, 'quarter': decode_quarter, 'argmax': decode_argmax, 'dark': decode_dark}
+def decode_mmpose_megvii(heatmaps, kernel=5, stride=4):
+    """mmpose 1.x's ``MegviiHeatmap.decode`` (the decoder of its RSN/MSPN configs), for imported mmpose weights.
+
+    Not the Megvii original (:func:`decode_megvii`): per map (float32) the zero-bordered ``cv2.GaussianBlur`` is
+    rescaled to the raw maximum, the first argmax is taken (set to -1 when the maximum is <= 0), and only when
+    ``1 < x < w - 1`` and ``1 < y < h - 1`` it moves by ``sign(neighbour difference) * 0.25 + 0.5`` per axis (so
+    border peaks get no half-pixel centring, as in mmpose). Coordinates are then multiplied by the stride;
+    score = blurred maximum / 255 + 0.5.
+
+    Args:
+        heatmaps: (N, K, h, w) torch or numpy. kernel: odd blur size (cfg.TEST.GAUSSIAN_KERNEL, 5 in mmpose).
+        stride: input/heatmap ratio, number or (sx, sy).
+    Returns:
+        coords (N, K, 2) input-crop pixels, scores (N, K).
+    """
+    if kernel % 2 != 1 or kernel < 1:
+        raise ValueError('decode_mmpose_megvii: kernel must be a positive odd size, got %r' % (kernel,))
+    hm = _to_numpy(heatmaps).astype(np.float32)
+    n, k, h, w = hm.shape
+    sx, sy = _stride_xy(stride)
+    border = (kernel - 1) // 2
+    maps = hm.reshape(n * k, h, w)
+    coords = np.zeros((n * k, 2), np.float32)
+    scores = np.zeros(n * k, np.float32)
+    for m, raw in enumerate(maps):
+        padded = np.zeros((h + 2 * border, w + 2 * border), np.float32)
+        padded[border:border + h, border:border + w] = raw
+        blur = cv2.GaussianBlur(padded, (kernel, kernel), 0)[border:border + h, border:border + w].copy()
+        blur *= raw.max() / blur.max()
+        idx = int(np.argmax(blur))
+        val = blur.reshape(-1)[idx]
+        py, px = divmod(idx, w)
+        xy = np.array([px, py], np.float32) if val > 0 else np.array([-1, -1], np.float32)
+        if val > 0 and 1 < px < w - 1 and 1 < py < h - 1:
+            diff = np.array([blur[py, px + 1] - blur[py, px - 1], blur[py + 1, px] - blur[py - 1, px]])
+            xy += np.sign(diff) * 0.25 + 0.5
+        coords[m], scores[m] = xy, val / 255.0 + 0.5
+    coords = coords * np.array([sx, sy], np.float32)
+    return coords.astype(np.float64).reshape(n, k, 2), scores.astype(np.float64).reshape(n, k)
+
+
+DECODERS = {'megvii': decode_megvii, 'quarter': decode_quarter, 'argmax': decode_argmax, 'dark': decode_dark,
+            'mmpose_megvii': decode_mmpose_megvii}
 
 
 def decoder_kwargs(cfg):
@@ -190,12 +233,14 @@ def decoder_kwargs(cfg):
     if name == 'megvii':
         kwargs.update(kernel=int(cfg.TEST.GAUSSIAN_KERNEL), shift_ratio=float(cfg.TEST.SHIFT_RATIOS[0]))
     elif name == 'dark':
-        kwargs.update(kernel=int(cfg.TEST.get('DARK_KERNEL', 11)))  # optional preset key; 11 = sigma 2
+        kwargs.update(kernel=int(cfg.TEST.get('DARK_KERNEL', 11)))
+    elif name == 'mmpose_megvii':
+        kwargs.update(kernel=int(cfg.TEST.GAUSSIAN_KERNEL))  # optional preset key; 11 = sigma 2
     return name, kwargs
 
 
 def decode_heatmaps(cfg_or_name, heatmaps, **kwargs):
-    """Dispatch to a decoder by name ('megvii' | 'quarter' | 'argmax' | 'dark') or by ``cfg.TEST.DECODER``.
+    """Dispatch to a decoder by name (see :data:`DECODERS`) or by ``cfg.TEST.DECODER``.
 
     With a config, stride and the decoder's parameters come from it; ``kwargs`` override them.
     Returns ``(coords (N, K, 2) input-crop px, scores (N, K))``.

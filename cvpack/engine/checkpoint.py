@@ -110,30 +110,52 @@ def strip_prefix(state_dict, prefix='module.'):
     return {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in state_dict.items()}
 
 
-def load_model_weights(model, source, strict=True, log=None):
-    """Load weights for fine-tuning or testing.
+def _cfg_value(cfg, key):
+    node = cfg
+    for part in key.split('.'):
+        if not isinstance(node, dict) or part not in node:
+            return '<missing>'
+        node = node[part]
+    return list(node) if isinstance(node, tuple) else node
 
-    Accepts our checkpoints, the original repos' ``{'model': state_dict}`` (with or without ``module.``
-    prefixes), ``{'state_dict': ...}`` and a bare state dict, from a path or URL. Missing and unexpected keys
-    are listed; with ``strict`` (the default for testing) any of them is an error naming the file.
+
+def load_model_weights(model, source, strict=True, log=None, cfg=None):
+    """Load weights for fine-tuning or testing into an already built model.
+
+    Any format :mod:`cvpack.weights` knows (our checkpoints, the original repos' ``{'model': state_dict}`` with or
+    without ``module.`` prefixes, ``{'state_dict': ...}``, a bare state dict, mmpose's files, an exp's project
+    formats), from a path or URL. Missing and unexpected keys are listed; with ``strict`` (the default for
+    testing) any of them is an error naming the file. Non-strict loading that fits *no* tensor is an error too
+    (it would silently train from random weights). With ``cfg``, weights that need config overrides the model
+    was not built with (e.g. mmpose's ``MODEL.CONV_BIAS False``) are refused with the KEY VALUE pairs to add.
 
     Returns:
         (missing, unexpected): lists of key names.
     """
-    from ..modeling.pretrained import load_state_dict
+    from ..weights import prepare
     log = log or logger
-    state = strip_prefix(load_state_dict(source))
+    prepared = prepare(cfg, source)
+    if cfg is not None:
+        differ = {k: v for k, v in prepared.cfg_overrides.items() if _cfg_value(cfg, k) != v}
+        if differ:
+            pairs = ' '.join('%s %s' % (k, str(v).replace(' ', '')) for k, v in differ.items())
+            raise ValueError('%s (format %s) needs config settings this model was not built with: %s. Add them to '
+                             'the command line (%s) or the exp config' % (source, prepared.format,
+                                                                         ', '.join(sorted(differ)), pairs))
+    state = prepared.state_dict
     target = model.state_dict()
     missing = [k for k in target if k not in state and not k.endswith('num_batches_tracked')]
     unexpected = [k for k in state if k not in target]
     shapes = ['%s: file %s vs model %s' % (k, tuple(v.shape), tuple(target[k].shape))
               for k, v in state.items() if k in target and tuple(v.shape) != tuple(target[k].shape)]
     if shapes:
-        raise ValueError('%s does not fit the model: shape mismatch for %s' % (source, '; '.join(shapes[:10])))
+        raise ValueError('%s does not fit the model: shape mismatch for %s' % (source, '; '.join(shapes)))
     msg = '%s: %d tensors loaded, %d missing %s, %d unexpected %s' % (
-        source, len(target) - len(missing), len(missing), missing[:10], len(unexpected), unexpected[:10])
+        source, len(state) - len(unexpected), len(missing), missing[:10], len(unexpected), unexpected[:10])
     if strict and (missing or unexpected):
         raise KeyError('weights do not match the model (strict): ' + msg)
+    if state and len(state) == len(unexpected):
+        raise KeyError('no tensor of %s fits the model (format %s): %s' % (source, prepared.format, msg))
     model.load_state_dict(state, strict=False)
     log.info('loaded weights from ' + msg)
     return missing, unexpected

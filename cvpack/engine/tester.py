@@ -14,14 +14,15 @@ import torch
 
 from .. import dist as comm
 from ..data.samplers import shard_indices
+from ..safe_load import is_url
 from .args import parse_args, test_parser
-from .checkpoint import LAST_NAME, load_model_weights
+from .checkpoint import LAST_NAME
 from .launch import cleanup_distributed, setup_distributed
 from .logger import setup_logger
 from .trainer import default_collate, default_dataset_builder
 from .utils import amp_dtype, autocast, prepare_model, resolve_cfg, to_device
 
-__all__ = ['test_main', 'resolve_test_checkpoint', 'run_inference']
+__all__ = ['test_main', 'resolve_test_checkpoint', 'run_inference', 'load_for_test']
 
 
 def resolve_test_checkpoint(cfg, iteration=None, checkpoint=None, log=None):
@@ -51,6 +52,22 @@ def resolve_test_checkpoint(cfg, iteration=None, checkpoint=None, log=None):
         raise FileNotFoundError('test checkpoint not found: %s (from %s). Checkpoints in %s: %s'
                                 % (path, how, out, ', '.join(found) or 'none'))
     return path
+
+
+def load_for_test(cfg, build_model, path, strict=True, log=None):
+    """Read ``path`` (ours, the authors', mmpose's or an exp's project format; path or URL), apply the config
+    overrides the weights carry (architecture options, preprocessing, decoder) *before* building the model, and
+    load strictly. The same path as ``python -m cvpack.tools.convert`` and the inference API
+    (:mod:`cvpack.weights`). Returns (cfg with the overrides, model)."""
+    from ..weights import apply_overrides, load_prepared, prepare
+    prepared = prepare(cfg, path)
+    if log is not None and prepared.format != 'megvii':
+        log.info('converting %s weights on the fly (format %s; %d source entries dropped)', path, prepared.format,
+                 len(prepared.dropped))
+    cfg = apply_overrides(cfg, prepared.cfg_overrides, prepared.source, log)
+    model = build_model(cfg)
+    load_prepared(model, prepared, strict=strict, log=log)
+    return cfg, model
 
 
 def _box_source(cfg):
@@ -132,9 +149,12 @@ def test_main(cfg, build_model, argv=None, dataset_builder=None, predictor_build
             os.makedirs(cfg.TEST_DIR, exist_ok=True)
         comm.barrier()
         log = setup_logger('cvpack.test', osp.join(cfg.TEST_DIR, 'test_log.txt'), ctx.rank)
-        path = resolve_test_checkpoint(cfg, args.iter, args.checkpoint, log)
-        model = build_model(cfg)
-        load_model_weights(model, path, strict=not args.non_strict, log=log)
+        if args.checkpoint and is_url(args.checkpoint):   # a model-zoo URL: downloaded once, read safely
+            path = args.checkpoint
+            log.info('test checkpoint: %s (from --checkpoint)', path)
+        else:
+            path = resolve_test_checkpoint(cfg, args.iter, args.checkpoint, log)
+        cfg, model = load_for_test(cfg, build_model, path, strict=not args.non_strict, log=log)
         model = prepare_model(model, cfg, ctx, log).eval()
         if cfg.TEST.get('COMPILE', False):
             model = _maybe_compile(model, cfg, log)

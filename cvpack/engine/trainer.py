@@ -165,7 +165,7 @@ class Trainer:
         if last:
             self.resume(last)
         elif self.cfg.MODEL.get('WEIGHT'):
-            load_model_weights(self.model, self.cfg.MODEL.WEIGHT, strict=False, log=self.log)
+            load_model_weights(self.model, self.cfg.MODEL.WEIGHT, strict=False, log=self.log, cfg=self.cfg)
         elif self.cfg.MODEL.get('PRETRAINED'):
             self.load_pretrained(self.cfg.MODEL.PRETRAINED)
 

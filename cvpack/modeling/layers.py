@@ -8,6 +8,9 @@ from torch.utils.checkpoint import checkpoint
 class ConvBnRelu(nn.Module):
     """Conv2d (with bias, as the original) -> BatchNorm2d -> optional in-place ReLU.
 
+    ``bias=False`` drops the conv bias (mmpose's ``ConvModule`` with a norm layer has none; a bias followed by
+    BN only shifts the BN input, so both compute the same functions, but their weights differ in keys).
+
     Children are named ``conv`` and ``bn`` so each unit has the original's 7 state_dict entries
     (reference_rsn_mspn.md §1.1). ``efficient=True`` wraps the unit in non-reentrant activation
     checkpointing while training. Fix of bug #5 (§7): the original's reentrant checkpoint re-ran BN in
@@ -17,9 +20,9 @@ class ConvBnRelu(nn.Module):
     """
 
     def __init__(self, in_planes, out_planes, kernel_size, stride=1, padding=0, has_bn=True, has_relu=True,
-                 efficient=False, groups=1):
+                 efficient=False, groups=1, bias=True):
         super().__init__()
-        self.conv = nn.Conv2d(in_planes, out_planes, kernel_size, stride, padding, groups=groups)
+        self.conv = nn.Conv2d(in_planes, out_planes, kernel_size, stride, padding, groups=groups, bias=bias)
         self.has_bn = has_bn
         if has_bn:
             self.bn = nn.BatchNorm2d(out_planes)
@@ -65,6 +68,8 @@ def fuse_conv_bn(model: nn.Module) -> nn.Module:
                 bn = m.bn
                 scale = bn.weight * (bn.running_var + bn.eps).rsqrt()
                 m.conv.weight.mul_(scale.view(-1, 1, 1, 1))
+                if m.conv.bias is None:   # bias=False units (mmpose layout) get one for the folded shift
+                    m.conv.bias = nn.Parameter(torch.zeros_like(bn.running_mean))
                 m.conv.bias.copy_((m.conv.bias - bn.running_mean) * scale + bn.bias)
                 m.has_bn = False
                 del m.bn

@@ -1,6 +1,7 @@
 """Encoder blocks of the Megvii multi-stage networks, with the original child names (reference_rsn_mspn.md §1).
 
-Every block takes ``(in_planes, planes, stride=1, downsample=None, efficient=False)``, registers its conv units
+Every block takes ``(in_planes, planes, stride=1, downsample=None, efficient=False, bias=True)``
+(``bias``: conv biases, see :class:`ConvBnRelu`), registers its conv units
 first and ``downsample`` (the projection shortcut, a :class:`ConvBnRelu` without ReLU) last, as the originals do,
 so state_dict order matches. ``out_planes`` is the block's output width.
 """
@@ -27,11 +28,12 @@ class Res18Block(_Residual):
     """
     expansion = 1
 
-    def __init__(self, in_planes, planes, stride=1, downsample=None, efficient=False):
+    def __init__(self, in_planes, planes, stride=1, downsample=None, efficient=False, bias=True):
         super().__init__()
-        self.conv_bn_relu1 = ConvBnRelu(in_planes, planes, 1, 1, 0, efficient=efficient)
-        self.conv_bn_relu2 = ConvBnRelu(planes, planes, 3, stride, 1, efficient=efficient)
-        self.conv_bn_relu3 = ConvBnRelu(planes, planes * self.expansion, 1, 1, 0, has_relu=False, efficient=efficient)
+        self.conv_bn_relu1 = ConvBnRelu(in_planes, planes, 1, 1, 0, efficient=efficient, bias=bias)
+        self.conv_bn_relu2 = ConvBnRelu(planes, planes, 3, stride, 1, efficient=efficient, bias=bias)
+        self.conv_bn_relu3 = ConvBnRelu(planes, planes * self.expansion, 1, 1, 0, has_relu=False, efficient=efficient,
+                                        bias=bias)
         self.downsample = downsample
         self.out_planes = planes * self.expansion
 
@@ -54,14 +56,16 @@ class RSB(_Residual):
     """
     expansion = 1
 
-    def __init__(self, in_planes, planes, stride=1, downsample=None, efficient=False):
+    def __init__(self, in_planes, planes, stride=1, downsample=None, efficient=False, bias=True):
         super().__init__()
         b = self.branch_ch = in_planes * 26 // 64
-        self.conv_bn_relu1 = ConvBnRelu(in_planes, 4 * b, 1, stride, 0, efficient=efficient)
+        self.conv_bn_relu1 = ConvBnRelu(in_planes, 4 * b, 1, stride, 0, efficient=efficient, bias=bias)
         for i in range(1, 5):
             for j in range(1, i + 1):
-                setattr(self, 'conv_bn_relu2_%d_%d' % (i, j), ConvBnRelu(b, b, 3, 1, 1, efficient=efficient))
-        self.conv_bn_relu3 = ConvBnRelu(4 * b, planes * self.expansion, 1, 1, 0, has_relu=False, efficient=efficient)
+                setattr(self, 'conv_bn_relu2_%d_%d' % (i, j),
+                        ConvBnRelu(b, b, 3, 1, 1, efficient=efficient, bias=bias))
+        self.conv_bn_relu3 = ConvBnRelu(4 * b, planes * self.expansion, 1, 1, 0, has_relu=False, efficient=efficient,
+                                        bias=bias)
         self.downsample = downsample
         self.out_planes = planes * self.expansion
 

@@ -37,9 +37,9 @@ BACKBONES = {
 class Stem(nn.Module):
     """``top``: 7x7/2 conv unit + 3x3/2 max-pool. (N, 3, H, W) -> (N, 64, H/4, W/4)."""
 
-    def __init__(self, efficient=False):
+    def __init__(self, efficient=False, bias=True):
         super().__init__()
-        self.conv = ConvBnRelu(3, 64, 7, 2, 3, efficient=efficient)
+        self.conv = ConvBnRelu(3, 64, 7, 2, 3, efficient=efficient, bias=bias)
 
     def forward(self, x):
         """x: (N, 3, H, W) normalised image -> (N, 64, H/4, W/4)."""
@@ -49,10 +49,11 @@ class Stem(nn.Module):
 class Encoder(nn.Module):
     """``stage{s}.downsample``: four residual layers at strides 1, 2, 2, 2 (1/4 ... 1/32 of the input)."""
 
-    def __init__(self, block, blocks, has_skip=False, efficient=False, zero_init_residual=False):
+    def __init__(self, block, blocks, has_skip=False, efficient=False, zero_init_residual=False, bias=True):
         super().__init__()
         self.has_skip = has_skip
         self.in_planes = 64
+        self.bias = bias
         for k, (planes, count) in enumerate(zip((64, 128, 256, 512), blocks)):
             setattr(self, 'layer%d' % (k + 1), self._make_layer(block, planes, count, 1 if k == 0 else 2, efficient))
         # Original init (§1.1): Kaiming fan_out for the encoder convs, BN 1/0; conv biases keep torch's default.
@@ -75,10 +76,10 @@ class Encoder(nn.Module):
         downsample = None
         if stride != 1 or self.in_planes != planes * block.expansion:
             downsample = ConvBnRelu(self.in_planes, planes * block.expansion, 1, stride, 0, has_relu=False,
-                                    efficient=efficient)
-        layers = [block(self.in_planes, planes, stride, downsample, efficient=efficient)]
+                                    efficient=efficient, bias=self.bias)
+        layers = [block(self.in_planes, planes, stride, downsample, efficient=efficient, bias=self.bias)]
         self.in_planes = planes * block.expansion
-        layers += [block(self.in_planes, planes, efficient=efficient) for _ in range(1, count)]
+        layers += [block(self.in_planes, planes, efficient=efficient, bias=self.bias) for _ in range(1, count)]
         return nn.Sequential(*layers)
 
     def forward(self, x, skip1=None, skip2=None):
@@ -100,21 +101,22 @@ class UpsampleUnit(nn.Module):
     """``up{ind+1}``: fuse one encoder level with the coarser decoder feature, predict K heatmaps."""
 
     def __init__(self, ind, in_planes, num_keypoints, chl_num=256, gen_skip=False, gen_cross_conv=False,
-                 efficient=False, prm=False):
+                 efficient=False, prm=False, bias=True):
         super().__init__()
         self.ind = ind
-        self.u_skip = ConvBnRelu(in_planes, chl_num, 1, 1, 0, has_relu=False, efficient=efficient)
+        kw = dict(efficient=efficient, bias=bias)
+        self.u_skip = ConvBnRelu(in_planes, chl_num, 1, 1, 0, has_relu=False, **kw)
         if ind > 0:
-            self.up_conv = ConvBnRelu(chl_num, chl_num, 1, 1, 0, has_relu=False, efficient=efficient)
+            self.up_conv = ConvBnRelu(chl_num, chl_num, 1, 1, 0, has_relu=False, **kw)
         self.gen_skip = gen_skip
         if gen_skip:
-            self.skip1 = ConvBnRelu(in_planes, in_planes, 1, 1, 0, efficient=efficient)
-            self.skip2 = ConvBnRelu(chl_num, in_planes, 1, 1, 0, efficient=efficient)
+            self.skip1 = ConvBnRelu(in_planes, in_planes, 1, 1, 0, **kw)
+            self.skip2 = ConvBnRelu(chl_num, in_planes, 1, 1, 0, **kw)
         self.gen_cross_conv = gen_cross_conv and ind == 3
         if self.gen_cross_conv:
-            self.cross_conv = ConvBnRelu(chl_num, 64, 1, 1, 0, efficient=efficient)
-        self.res_conv1 = ConvBnRelu(chl_num, chl_num, 1, 1, 0, efficient=efficient)
-        self.res_conv2 = ConvBnRelu(chl_num, num_keypoints, 3, 1, 1, has_relu=False, efficient=efficient)
+            self.cross_conv = ConvBnRelu(chl_num, 64, 1, 1, 0, **kw)
+        self.res_conv1 = ConvBnRelu(chl_num, chl_num, 1, 1, 0, **kw)
+        self.res_conv2 = ConvBnRelu(chl_num, num_keypoints, 3, 1, 1, has_relu=False, **kw)
         if prm:
             self.prm = PRM(num_keypoints, efficient=efficient)
 
@@ -143,11 +145,11 @@ class Decoder(nn.Module):
     """``stage{s}.upsample``: units up1 (1/32) ... up4 (1/4)."""
 
     def __init__(self, in_planes: Sequence[int], num_keypoints, chl_num=256, gen_skip=False, gen_cross_conv=False,
-                 efficient=False, prm=False):
+                 efficient=False, prm=False, bias=True):
         super().__init__()
         for i, planes in enumerate(in_planes):
             setattr(self, 'up%d' % (i + 1), UpsampleUnit(i, planes, num_keypoints, chl_num, gen_skip, gen_cross_conv,
-                                                         efficient, prm=prm and i == 3))
+                                                         efficient, prm=prm and i == 3, bias=bias))
 
     def forward(self, feats, output_size):
         """feats: encoder outputs deepest first. Returns (heatmaps coarse->fine, skip1 1/4-first, skip2, cross)."""
@@ -164,11 +166,11 @@ class SingleStage(nn.Module):
     """``stage{s}``: an :class:`Encoder` (``downsample``) and a :class:`Decoder` (``upsample``)."""
 
     def __init__(self, block, blocks, num_keypoints, chl_num=256, has_skip=False, gen_skip=False,
-                 gen_cross_conv=False, efficient=False, zero_init_residual=False, prm=False):
+                 gen_cross_conv=False, efficient=False, zero_init_residual=False, prm=False, bias=True):
         super().__init__()
-        self.downsample = Encoder(block, blocks, has_skip, efficient, zero_init_residual)
+        self.downsample = Encoder(block, blocks, has_skip, efficient, zero_init_residual, bias)
         self.upsample = Decoder(self.downsample.out_channels[::-1], num_keypoints, chl_num, gen_skip,
-                                gen_cross_conv, efficient, prm)
+                                gen_cross_conv, efficient, prm, bias)
 
     def forward(self, x, skip1, skip2, output_size):
         """One encoder-decoder stage.
@@ -197,11 +199,16 @@ class MultiStageNet(nn.Module):
         efficient: activation checkpointing per conv unit (RUN_EFFICIENT).
         zero_init_residual: zero the last BN of every residual branch.
         prm: apply the Pose Refine Machine to each stage's finest heatmap (off in every released exp).
+        conv_bias: conv biases in every conv unit (MODEL.CONV_BIAS). True = the Megvii originals' layout;
+            False = mmpose's (``ConvModule`` drops the bias before BN). This is the whole parameter-count
+            difference between the two implementations (RSN-18: 9,159,072 vs 9,144,936 = the 14,136 conv output
+            channels); the functions they can compute are the same. Imported mmpose weights set it to False
+            (cvpack.weights.mmpose).
         loss: keyword arguments of :func:`megvii_loss` (ohkm, topk, coarse_to_fine, mask).
     """
 
     def __init__(self, num_keypoints, output_shape, block='rsb', blocks=(2, 2, 2, 2), stage_num=1, up_channels=256,
-                 efficient=False, zero_init_residual=False, prm=False, loss: Optional[dict] = None):
+                 efficient=False, zero_init_residual=False, prm=False, loss: Optional[dict] = None, conv_bias=True):
         super().__init__()
         if block not in BLOCKS:
             raise KeyError('unknown encoder block %r; known: %s' % (block, sorted(BLOCKS)))
@@ -210,12 +217,12 @@ class MultiStageNet(nn.Module):
         self.output_shape = tuple(int(v) for v in output_shape)
         self.stage_num = stage_num
         self.loss_kwargs = dict(loss or {})
-        self.top = Stem(efficient)
+        self.top = Stem(efficient, conv_bias)
         for s in range(stage_num):
             last = s == stage_num - 1
             setattr(self, 'stage%d' % s, SingleStage(BLOCKS[block], blocks, num_keypoints, up_channels, has_skip=s > 0,
                                                      gen_skip=not last, gen_cross_conv=not last, efficient=efficient,
-                                                     zero_init_residual=zero_init_residual, prm=prm))
+                                                     zero_init_residual=zero_init_residual, prm=prm, bias=conv_bias))
 
     def forward_stages(self, images):
         """images: (N, 3, 4h, 4w) -> list over stages of 4 heatmaps (N, K, h, w), coarse (1/32) to fine (1/4)."""
@@ -247,7 +254,8 @@ class MultiStageNet(nn.Module):
 
 def build_multistage(cfg) -> MultiStageNet:
     """Build from an exp config: MODEL.BACKBONE (see :data:`BACKBONES`), MODEL.BLOCKS (None = the backbone's),
-    MODEL.STAGE_NUM, MODEL.UPSAMPLE_CHANNEL_NUM, MODEL.PRM, MODEL.ZERO_INIT_RESIDUAL, RUN_EFFICIENT, LOSS.*."""
+    MODEL.STAGE_NUM, MODEL.UPSAMPLE_CHANNEL_NUM, MODEL.PRM, MODEL.ZERO_INIT_RESIDUAL, MODEL.CONV_BIAS (default True),
+    RUN_EFFICIENT, LOSS.*."""
     m = cfg.MODEL
     if m.BACKBONE not in BACKBONES:
         raise KeyError('MODEL.BACKBONE %r unknown; known: %s' % (m.BACKBONE, sorted(BACKBONES)))
@@ -263,4 +271,4 @@ def build_multistage(cfg) -> MultiStageNet:
     return MultiStageNet(cfg.DATASET.KEYPOINT.NUM, cfg.OUTPUT_SHAPE, block, blocks, m.STAGE_NUM,
                          m.UPSAMPLE_CHANNEL_NUM, efficient=bool(cfg.get('RUN_EFFICIENT', False)),
                          zero_init_residual=bool(m.get('ZERO_INIT_RESIDUAL', False)), prm=bool(m.get('PRM', False)),
-                         loss=loss)
+                         loss=loss, conv_bias=bool(m.get('CONV_BIAS', True)))

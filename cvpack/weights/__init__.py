@@ -1,0 +1,248 @@
+"""Trained weights from other frameworks: format detection, explicit key conversion, strict loading.
+
+One path for every entry point (``test.py --checkpoint``, ``MODEL.WEIGHT``, ``python -m cvpack.tools.convert``,
+the inference API): :func:`prepare` reads a file (path or URL, through :mod:`cvpack.safe_load`: nothing in it
+runs), detects its format, converts it to our keys, and returns the config overrides the weights need;
+:func:`apply_overrides` puts those into the exp's config *before* the model is built (architecture options such
+as ``MODEL.CONV_BIAS``, and the preprocessing: channel order, mean/std, decoder, crop padding); :func:`load_prepared`
+loads strictly, naming every missing or unexpected key and every shape mismatch.
+
+A format is a module exposing::
+
+    detect(obj) -> bool                 # obj: what cvpack.safe_load.load_file returned
+    convert(obj, cfg) -> dict(state_dict={our_key: Tensor}, cfg={'DOTTED.KEY': value}, dropped=[str, ...])
+
+``dropped`` lists the source entries left out on purpose (optimizer state, ``num_batches_tracked``, metadata);
+any other entry that cannot be placed is an error naming it. Core formats: ``megvii`` (the authors' and our own
+checkpoints) and ``mmpose``; an exp adds its project's formats in ``cfg.MODEL.WEIGHT_FORMATS``
+(``{name: 'python.module'}``; the core never imports projects). A converted checkpoint we write stores the overrides
+next to the weights (``{'model', 'cfg_overrides', 'source'}``), so loading it applies them again.
+"""
+import copy
+import importlib
+import logging
+import os
+import os.path as osp
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List
+
+import numpy as np
+import torch
+
+from ..safe_load import CheckpointError, is_url, load_file
+
+__all__ = ['CORE_FORMATS', 'Prepared', 'WeightsMismatchError', 'available_formats', 'get_format', 'detect_format',
+           'prepare', 'apply_overrides', 'check_state_dict', 'load_prepared', 'build_model_with_weights',
+           'save_converted']
+
+logger = logging.getLogger(__name__)
+
+# Tried in this order after the exp's own formats; 'megvii' (a {'model': ...} dict or a bare state dict) last.
+CORE_FORMATS = {'mmpose': 'cvpack.weights.mmpose', 'megvii': 'cvpack.weights.megvii'}
+
+
+class WeightsMismatchError(CheckpointError):
+    """Weights that do not fit the model: the message lists every missing/unexpected key and shape mismatch."""
+
+
+@dataclass
+class Prepared:
+    """Weights converted to our keys, with what the model needs to use them."""
+    state_dict: Dict[str, torch.Tensor]
+    cfg_overrides: Dict[str, object] = field(default_factory=dict)
+    format: str = ''
+    dropped: List[str] = field(default_factory=list)
+    source: str = ''
+
+
+def available_formats(cfg=None):
+    """``{name: module path}``: the exp's ``MODEL.WEIGHT_FORMATS`` first, then the core formats."""
+    project = dict((cfg or {}).get('MODEL', {}).get('WEIGHT_FORMATS') or {})
+    out = dict(project)
+    for name, path in CORE_FORMATS.items():
+        out.setdefault(name, path)
+    return out
+
+
+def get_format(name, cfg=None):
+    """The format module called ``name``; errors list the known names."""
+    formats = available_formats(cfg)
+    if name not in formats:
+        raise KeyError('unknown weight format %r; known: %s (project formats come from MODEL.WEIGHT_FORMATS)'
+                       % (name, ', '.join(sorted(formats))))
+    try:
+        module = importlib.import_module(formats[name])
+    except ImportError as e:
+        raise ImportError('weight format %r: module %r cannot be imported: %s' % (name, formats[name], e)) from e
+    for attr in ('detect', 'convert'):
+        if not callable(getattr(module, attr, None)):
+            raise TypeError('weight format %r (%s) has no %s()' % (name, formats[name], attr))
+    return module
+
+
+def _describe(obj):
+    if isinstance(obj, dict):
+        keys = list(obj)
+        return 'a dict with keys %s%s' % (keys[:8], ' ...' if len(keys) > 8 else '')
+    return 'a %s' % type(obj).__name__
+
+
+def detect_format(obj, cfg=None, source=''):
+    """Name of the first format (project ones first) whose ``detect(obj)`` is true; CheckpointError if none."""
+    formats = available_formats(cfg)
+    for name in formats:
+        if get_format(name, cfg).detect(obj):
+            return name
+    raise CheckpointError(source, 'no weight format recognises this file (%s); tried %s'
+                          % (_describe(obj), ', '.join(formats)))
+
+
+def _as_tensor(key, value, source):
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(value))
+    raise CheckpointError(source, 'converted entry %r is a %s, not a tensor' % (key, type(value).__name__))
+
+
+def prepare(cfg, source, fmt='auto', obj=None):
+    """Read ``source`` (path or URL; or use the already loaded ``obj``) and convert it for ``cfg``'s model.
+
+    Args:
+        cfg: the exp's config (formats read architecture keys from it; overrides are not applied here).
+        fmt: 'auto' (detect) or a format name.
+    Returns:
+        :class:`Prepared`. Raises CheckpointError / UnsafeFileError naming the file, KeyError for an unknown
+        format, and the format's own errors (naming every key it could not place).
+    """
+    source = str(source)
+    if obj is None:
+        obj = load_file(source)
+    name = detect_format(obj, cfg, source) if fmt in (None, '', 'auto') else fmt
+    module = get_format(name, cfg)
+    if fmt not in (None, '', 'auto') and not module.detect(obj):
+        raise CheckpointError(source, 'is not in the %r format (%s)' % (name, _describe(obj)))
+    try:
+        out = module.convert(obj, cfg)
+    except CheckpointError:
+        raise
+    except (ValueError, KeyError) as e:   # formats name the keys; the file is named here
+        raise CheckpointError(source, 'cannot convert (format %s): %s' % (name, e.args[0] if e.args else e)) from e
+    missing = {'state_dict', 'cfg', 'dropped'} - set(out)
+    if missing:
+        raise TypeError('weight format %r: convert() returned no %s' % (name, sorted(missing)))
+    state = {k: _as_tensor(k, v, source) for k, v in out['state_dict'].items()}
+    return Prepared(state, dict(out['cfg'] or {}), name, list(out['dropped'] or []), source)
+
+
+def _plain(value):
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def apply_overrides(cfg, overrides, source='', log=None):
+    """A copy of ``cfg`` with ``overrides`` ({'DOTTED.KEY': value}) set. Every key must exist in ``cfg``
+    (an override nobody reads would be a silent no-op); changed values are logged."""
+    cfg = copy.deepcopy(cfg)
+    log = log or logger
+    for key, value in (overrides or {}).items():
+        node, parts = cfg, key.split('.')
+        for part in parts[:-1]:
+            if not isinstance(node, dict) or part not in node:
+                raise KeyError('%s: the weights need config key %r, which this exp does not have' % (source, key))
+            node = node[part]
+        if not isinstance(node, dict) or parts[-1] not in node:
+            raise KeyError('%s: the weights need config key %r, which this exp does not have' % (source, key))
+        old = node[parts[-1]]
+        node[parts[-1]] = _plain(value)
+        if _plain(old) != _plain(value):
+            log.info('weights %s set %s = %r (exp had %r)', osp.basename(source) or source, key, value, old)
+    return cfg
+
+
+def check_state_dict(model, state_dict, source='', strict=True):
+    """Compare ``state_dict`` with ``model``'s: returns (missing, unexpected) key lists.
+
+    Shape mismatches always raise; with ``strict`` so do missing and unexpected keys (``num_batches_tracked``
+    counters may be missing: formats drop them, eval never reads them). The error lists every offending key.
+    """
+    target = model.state_dict()
+    missing = [k for k in target if k not in state_dict and not k.endswith('num_batches_tracked')]
+    unexpected = [k for k in state_dict if k not in target]
+    shapes = ['%s: file %s vs model %s' % (k, tuple(v.shape), tuple(target[k].shape))
+              for k, v in state_dict.items() if k in target and tuple(v.shape) != tuple(target[k].shape)]
+    problems = []
+    if shapes:
+        problems.append('%d shape mismatch(es): %s' % (len(shapes), '; '.join(shapes)))
+    if strict and missing:
+        problems.append('%d model key(s) not in the weights: %s' % (len(missing), ', '.join(missing)))
+    if strict and unexpected:
+        problems.append('%d weight key(s) the model does not have: %s' % (len(unexpected), ', '.join(unexpected)))
+    if problems:
+        raise WeightsMismatchError(source, 'does not fit the model (%s): %s'
+                                   % (type(model).__name__, ' | '.join(problems)))
+    return missing, unexpected
+
+
+def load_prepared(model, prepared, strict=True, log=None):
+    """Load a :class:`Prepared` into ``model`` (built with its overrides applied); returns (missing, unexpected)."""
+    log = log or logger
+    missing, unexpected = check_state_dict(model, prepared.state_dict, prepared.source, strict)
+    model.load_state_dict(prepared.state_dict, strict=False)
+    log.info('loaded %d tensors from %s (format %s; %d source entries dropped; %d missing %s; %d unexpected %s)',
+             len(prepared.state_dict) - len(unexpected), prepared.source, prepared.format, len(prepared.dropped),
+             len(missing), missing[:10], len(unexpected), unexpected[:10])
+    return missing, unexpected
+
+
+def build_model_with_weights(exp, source, opts=None, fmt='auto', strict=True, log=None, obj=None):
+    """Build an exp's model with the weights' overrides applied, and load ``source`` into it (strictly).
+
+    Args:
+        exp: an exp folder, or a ``(cfg, build_model)`` pair.
+        source: path or URL of weights in any known format.
+        opts: ``KEY VALUE`` overrides of the exp config (applied before the weights' own overrides).
+        obj: the already loaded content of ``source`` (then ``source`` only names it in messages).
+    Returns:
+        (cfg with the overrides applied, model in eval mode, :class:`Prepared`).
+    """
+    from ..config import merge_from_list
+    if isinstance(exp, (tuple, list)):
+        cfg, build_model = exp
+        cfg = merge_from_list(copy.deepcopy(cfg), list(opts or []))
+    else:
+        from ..exp import import_exp_module, load_exp
+        cfg, _ = load_exp(exp, opts, build=False)
+        network = import_exp_module(exp, 'network', aliases={'config': import_exp_module(exp, 'config')})
+        build_model = network.build_model
+    prepared = prepare(cfg, source, fmt, obj=obj)
+    cfg = apply_overrides(cfg, prepared.cfg_overrides, prepared.source, log)
+    model = build_model(cfg)
+    load_prepared(model, prepared, strict=strict, log=log)
+    return cfg, model.eval(), prepared
+
+
+def save_converted(prepared, path):
+    """Write ``{'model', 'cfg_overrides', 'source'}`` atomically (temporary file + ``os.replace``); returns path.
+
+    ``source`` records where the weights came from (file name or URL, format, size, what was dropped), so a
+    converted file can be traced; loading it (format 'megvii') applies ``cfg_overrides`` again.
+    """
+    src = prepared.source
+    info = {'file': src if is_url(src) else osp.basename(src), 'format': prepared.format,
+            'dropped': list(prepared.dropped), 'converted_at': time.strftime('%Y-%m-%d %H:%M:%S')}
+    if not is_url(src) and osp.isfile(src):
+        info['bytes'] = osp.getsize(src)
+    state = {'model': prepared.state_dict, 'cfg_overrides': dict(prepared.cfg_overrides), 'source': info}
+    path = osp.abspath(path)
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    tmp = '%s.tmp.%d' % (path, os.getpid())
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        if osp.lexists(tmp):
+            os.remove(tmp)
+    return path
