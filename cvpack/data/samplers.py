@@ -8,12 +8,49 @@ with ``torch.randperm`` under ``seed + p``; rank ``r`` takes every ``world_size`
 (the pass is padded by wrapping so all ranks get the same count, as DistributedSampler); each rank then
 cuts its concatenated per-pass streams into batches. Batch ``i`` can therefore be computed directly,
 and a sampler built with ``start_iter=i`` continues exactly where a run stopped.
+
+Augmentation randomness follows the same rule (docs/ENGINE.md "Data order"): every index the training
+sampler yields is a :class:`SampleIndex`, an ``int`` that also carries the key ``(seed, pass, position)`` of
+the sample in its pass (``position`` counts over all ranks, before the rank striding). A dataset draws its
+augmentations from :func:`sample_rng` of that key, so a sample's crop, flip, rotation ... depend on nothing
+else: not on the DataLoader worker that loads it, how far that worker prefetched, how many workers there
+are, or whether the run was resumed. Datasets that ignore the key still work (it is an int).
 """
 import math
 
+import numpy as np
 import torch
 
-__all__ = ['IterationBasedSampler', 'shard_indices']
+__all__ = ['IterationBasedSampler', 'SampleIndex', 'sample_rng', 'shard_indices']
+
+# Mixed into every augmentation key, so these streams never coincide with other SeedSequence uses of SEED
+# (e.g. the DataLoader's worker base seed in cvpack.engine.trainer.build_loader).
+_AUGMENTATION_TAG = 0x617567
+
+
+class SampleIndex(int):
+    """A dataset index (an ``int`` everywhere: ``records[i]``, arithmetic gives plain ints) that carries
+    ``key = (seed, pass, position)``, the seed of this draw's augmentations (see :func:`sample_rng`)."""
+
+    def __new__(cls, index, key):
+        obj = super().__new__(cls, index)
+        obj.key = tuple(int(k) for k in key)
+        return obj
+
+    def __reduce__(self):   # sent to DataLoader workers through a pipe
+        return SampleIndex, (int(self), self.key)
+
+
+def sample_rng(index, fallback=None):
+    """The augmentation RNG of one sample: a fresh ``np.random.RandomState`` (the legacy API the pipelines
+    draw from, spec §3.4) seeded by ``SeedSequence(tag, seed, pass, position)`` when ``index`` is a
+    :class:`SampleIndex`; ``fallback`` for a plain int (direct ``dataset[i]`` calls, tests)."""
+    key = getattr(index, 'key', None)
+    if key is None:
+        return fallback
+    seed, p, position = key
+    bits = np.random.MT19937(np.random.SeedSequence([_AUGMENTATION_TAG, seed % 2 ** 64, p, position]))
+    return np.random.RandomState(bits)
 
 
 class IterationBasedSampler(torch.utils.data.Sampler):
@@ -52,7 +89,9 @@ class IterationBasedSampler(torch.utils.data.Sampler):
             order = list(range(self.dataset_len))
         total = self.per_pass * self.world_size
         order += order[:total - len(order)]  # pad by wrapping (only when dataset_len % world_size != 0)
-        return order[self.rank:total:self.world_size]
+        # position q in the pass (over all ranks) keys the sample's augmentations; q < dataset_len draws the same
+        # index with the same augmentations whatever the world size
+        return [SampleIndex(order[q], (self.seed, p, q)) for q in range(self.rank, total, self.world_size)]
 
     def state_dict(self, iteration=None):
         """Position to store in a checkpoint (numbers only): ``iteration`` = iterations completed so far."""

@@ -96,13 +96,9 @@ class Trainer:
     # ----------------------------------------------------------------- state
     def state_dict(self, iteration):
         """Checkpoint content (weights_only-safe); collective: every rank must call it (RNG gather)."""
-        local = rng_state()
-        # The dataset's own augmentation RNG (TopDownDataset): drawn in this process with NUM_WORKERS 0, so it
-        # must resume too (it was reseeded from SEED + rank and replayed iteration 0's augmentations).
-        data_state = getattr(self.dataset, 'get_rng_state', lambda: None)()
-        if data_state is not None:
-            local['dataset'] = numpy_state_to_list(data_state)
-        rngs = comm.all_gather_object(local)
+        # No dataset RNG state: the shipped pipelines draw each sample's augmentations from its own key
+        # (cvpack.data.samplers.sample_rng), which the sampler position restores.
+        rngs = comm.all_gather_object(rng_state())
         return {'model': self.model.state_dict(), 'optimizer': self.optimizer.state_dict(),
                 'scheduler': self.scheduler.state_dict(), 'scaler': self.scaler.state_dict(),
                 'iteration': int(iteration), 'sampler': self.sampler.state_dict(iteration),
