@@ -10,6 +10,7 @@ import logging
 import os
 import os.path as osp
 import random
+import signal
 import time
 
 import numpy as np
@@ -23,6 +24,7 @@ from .checkpoint import (LAST_NAME, link_last, load_checkpoint, load_model_weigh
                          numpy_state_to_list, rng_state, save_checkpoint, set_rng_state, strip_prefix)
 from .launch import cleanup_distributed, setup_distributed
 from .logger import TensorboardWriter, setup_logger
+from .preemption import PREEMPTED_EXIT_CODE, Preempted, StopSignal
 from .utils import amp_dtype, autocast, prepare_model, resolve_cfg, to_device, write_run_files
 
 __all__ = ['Trainer', 'train_main', 'auto_resume_path', 'default_dataset_builder', 'default_collate']
@@ -39,11 +41,15 @@ def default_collate():
 
 
 def _seed_worker(worker_id):
-    """Per-worker numpy / random seeds from the worker's torch seed (bug #25: augmentations must not be
-    correlated across workers, whatever the torch version)."""
+    """Per-worker numpy / random seeds from the worker's torch seed (bug #25: augmentations drawn from the
+    global RNGs must not be correlated across workers, whatever the torch version); SIGTERM ignored."""
     seed = torch.initial_seed() % 2 ** 32
     np.random.seed(seed)
     random.seed(seed)
+    # A preemption SIGTERM often reaches the whole process group: a worker killed by it would make the
+    # training process fail in the middle of its preemption checkpoint. Workers ignore it; they end when the
+    # loader shuts them down or their parent exits (cvpack/engine/preemption.py).
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def auto_resume_path(last, auto, is_main):
@@ -261,19 +267,29 @@ class Trainer:
         imgs_per_iter = int(s.IMS_PER_GPU) * self.ctx.world_size
         loader_iter = iter(self.build_loader())
         t_end, t_start, times = time.perf_counter(), time.perf_counter(), []
-        for it in range(self.start_iter, s.MAX_ITER):
-            batch = next(loader_iter)
-            t_data = time.perf_counter() - t_end
-            lr = self.optimizer.param_groups[0]['lr']
-            losses = self.step(batch, it + 1)
-            now = time.perf_counter()
-            t_iter, t_end = now - t_end, now
-            times = (times + [t_iter])[-log_period:]
-            done = it + 1
-            if done % log_period == 0 or done == s.MAX_ITER or done == self.start_iter + 1:
-                self._log(done, lr, losses, t_data, t_iter, imgs_per_iter, sum(times) / len(times))
-            if done % period == 0 or done == s.MAX_ITER:
-                self.save(done)
+        with StopSignal() as stop:   # SIGTERM: finish the iteration, checkpoint, exit 143 (preemption.py)
+            for it in range(self.start_iter, s.MAX_ITER):
+                batch = next(loader_iter)
+                t_data = time.perf_counter() - t_end
+                lr = self.optimizer.param_groups[0]['lr']
+                losses = self.step(batch, it + 1)
+                now = time.perf_counter()
+                t_iter, t_end = now - t_end, now
+                times = (times + [t_iter])[-log_period:]
+                done = it + 1
+                if done % log_period == 0 or done == s.MAX_ITER or done == self.start_iter + 1:
+                    self._log(done, lr, losses, t_data, t_iter, imgs_per_iter, sum(times) / len(times))
+                preempted = done < s.MAX_ITER and stop.requested()   # collective: all ranks agree
+                if preempted or done % period == 0 or done == s.MAX_ITER:
+                    self.save(done)
+                if preempted:
+                    path = osp.join(self.cfg.OUTPUT_DIR, 'iter-%d.pth' % done)
+                    self.log.warning('%s received (%s): stopped after iteration %d/%d, checkpoint %s; exiting '
+                                     'with code %d, run the same command again to resume',
+                                     stop.received or 'SIGTERM', 'on this rank' if stop.received else
+                                     'on another rank', done, s.MAX_ITER, path, PREEMPTED_EXIT_CODE)
+                    self.tb.close()
+                    raise Preempted(done, path)
         self.log.info('training finished: %d iterations in %.1f s', s.MAX_ITER - self.start_iter,
                       time.perf_counter() - t_start)
         self.tb.close()

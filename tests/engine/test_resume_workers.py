@@ -1,61 +1,11 @@
 """Exact resume WITH DataLoader worker processes, through the real train.py of projects/RSN/exps/Res18.coco
 (shrunk: 64x48 input, one block per stage) on the shipped COCO subset, 1 process and 2 gloo processes (torchrun):
 N iterations straight and N/2 + auto-resume + N/2 give bit-identical parameters (diff exactly 0)."""
-import os
 import os.path as osp
-import shutil
-import socket
-import subprocess
-import sys
 
 import pytest
-import torch
 
-from cvpack.engine import checkpoint as ck
-
-TIMEOUT = 300
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-def res18_opts(coco_subset, out, *extra):
-    """Command-line overrides of a tiny Res18.coco run: 4 iterations of batch 2, a checkpoint every 2."""
-    return ['DATASET.ROOT', coco_subset, 'INPUT_SHAPE', '[64, 48]', 'OUTPUT_SHAPE', '[16, 12]',
-            'MODEL.BLOCKS', '[1, 1, 1, 1]', 'MODEL.UPSAMPLE_CHANNEL_NUM', '32', 'MODEL.DEVICE', 'cpu',
-            'SOLVER.IMS_PER_GPU', '2', 'SOLVER.MAX_ITER', '4', 'SOLVER.CHECKPOINT_PERIOD', '2',
-            'SOLVER.WARMUP_ITERS', '1', 'SOLVER.REFERENCE_WORLD_SIZE', 'None', 'SOLVER.LOG_PERIOD', '1',
-            'DATALOADER.NUM_WORKERS', '2', 'OUTPUT_DIR', str(out)] + list(extra)
-
-
-def launcher(nproc, nnodes=1, node_rank=0, port=None):
-    """argv prefix: plain python for one process, else torchrun on 127.0.0.1 (static rendezvous)."""
-    if nproc == 1 and nnodes == 1:
-        return [sys.executable]
-    return [sys.executable, '-m', 'torch.distributed.run', '--nnodes=%d' % nnodes, '--node_rank=%d' % node_rank,
-            '--nproc_per_node=%d' % nproc, '--master_addr=127.0.0.1', '--master_port=%d' % (port or free_port())]
-
-
-def run_train(exp_dir, env, prefix, opts, expect_rc=0):
-    proc = subprocess.run(prefix + ['train.py'] + opts, cwd=exp_dir, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, timeout=TIMEOUT)
-    assert proc.returncode == expect_rc, 'exit %d:\n%s' % (proc.returncode, proc.stdout[-4000:])
-    return proc.stdout
-
-
-def copy_as_last(src, dst_dir, name):
-    os.makedirs(dst_dir)
-    shutil.copyfile(src, osp.join(dst_dir, name))
-    os.symlink(name, osp.join(dst_dir, 'iter-last.pth'))
-
-
-def model_diff(a, b):
-    a, b = ck.load_checkpoint(a)['model'], ck.load_checkpoint(b)['model']
-    assert a.keys() == b.keys()
-    return max((a[k].double() - b[k].double()).abs().max().item() for k in a)
+from tests.engine.real_runs import copy_as_last, launcher, model_diff, res18_opts, run_train
 
 
 @pytest.mark.parametrize('nproc', [1, 2])

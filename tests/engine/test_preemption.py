@@ -1,0 +1,82 @@
+"""SIGTERM (cluster preemption) through the real train.py of a tiny Res18.coco, 1 process and 2 gloo processes,
+2 DataLoader workers each: the run finishes its iteration, saves iter-K.pth (all ranks agree on K), exits 143,
+and the next run resumes to exactly the parameters of an uninterrupted run."""
+import os
+import os.path as osp
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+
+from cvpack.engine.preemption import PREEMPTED_EXIT_CODE
+from tests.engine.real_runs import TIMEOUT, launcher, model_diff, res18_opts, run_train
+
+
+def _constant_lr(max_iter):
+    # a constant LR after a 1-iteration warm-up: the schedule does not depend on MAX_ITER, so a run
+    # stopped at K of 200 and continued to K + 2 follows the same path as a straight run to K + 2
+    return ['SOLVER.LR_SCHEDULER', 'multistep', 'SOLVER.STEPS', '[]', 'SOLVER.MAX_ITER', str(max_iter),
+            'SOLVER.CHECKPOINT_PERIOD', '100']
+
+
+def _wait_for(path, text, proc, limit=TIMEOUT):
+    end = time.time() + limit
+    while time.time() < end:
+        if osp.isfile(path) and text in open(path).read():
+            return
+        assert proc.poll() is None, 'training ended (exit %s) before %r appeared' % (proc.returncode, text)
+        time.sleep(0.1)
+    raise AssertionError('%r never appeared in %s' % (text, path))
+
+
+def _rank_pid(launcher_pid, rank):
+    """PID of the torchrun worker with RANK=rank (a child of the launcher)."""
+    for pid in filter(str.isdigit, os.listdir('/proc')):
+        try:
+            stat = open('/proc/%s/stat' % pid).read()
+            ppid = int(stat.rsplit(')', 1)[1].split()[1])
+            env = open('/proc/%s/environ' % pid, 'rb').read().split(b'\0')
+        except OSError:
+            continue
+        if ppid == launcher_pid and b'RANK=%d' % rank in env:
+            return int(pid)
+    raise AssertionError('no rank %d under pid %d' % (rank, launcher_pid))
+
+
+@pytest.mark.parametrize('nproc', [1, 2])
+def test_sigterm_saves_and_resumes_exactly(nproc, repo_root, coco_subset, tmp_path, sub_env):
+    exp = osp.join(repo_root, 'projects', 'RSN', 'exps', 'Res18.coco')
+    out = tmp_path / 'preempted'
+    cmd = launcher(nproc) + ['train.py'] + res18_opts(coco_subset, out) + _constant_lr(200)
+    proc = subprocess.Popen(cmd, cwd=exp, env=sub_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        _wait_for(str(out / 'log.txt'), 'Iter: 2/200', proc)
+        if nproc == 1:
+            os.killpg(proc.pid, signal.SIGTERM)        # the whole group, DataLoader workers included (SLURM)
+        else:
+            os.kill(_rank_pid(proc.pid, 1), signal.SIGTERM)   # one rank only: the others learn it collectively
+        stdout = proc.communicate(timeout=TIMEOUT)[0]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    if nproc == 1:
+        assert proc.returncode == PREEMPTED_EXIT_CODE == 143, stdout[-3000:]
+    else:   # torchrun reports the workers' exit code and fails itself
+        assert proc.returncode != 0 and 'exitcode  : %d' % PREEMPTED_EXIT_CODE in stdout, stdout[-3000:]
+    log = open(out / 'log.txt').read()
+    found = re.search(r'SIGTERM received \((on this rank|on another rank)\): stopped after iteration (\d+)/200', log)
+    assert found, log[-3000:]
+    k = int(found.group(2))
+    assert found.group(1) == ('on this rank' if nproc == 1 else 'on another rank')   # rank 0 was not signalled
+    assert 2 <= k < 200 and 'Iter: %d/200' % (k + 1) not in log
+    assert os.readlink(out / 'iter-last.pth') == 'iter-%d.pth' % k
+
+    # the next run (same folder, auto-resume) continues to K + 2; a straight run to K + 2 ends identically
+    run_train(exp, sub_env, launcher(nproc), res18_opts(coco_subset, out) + _constant_lr(k + 2))
+    assert 'resumed from %s at iteration %d' % (out / 'iter-last.pth', k) in open(out / 'log.txt').read()
+    straight = tmp_path / 'straight'
+    run_train(exp, sub_env, launcher(nproc), res18_opts(coco_subset, straight) + _constant_lr(k + 2))
+    assert model_diff(str(out / ('iter-%d.pth' % (k + 2))), str(straight / ('iter-%d.pth' % (k + 2)))) == 0
