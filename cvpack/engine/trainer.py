@@ -22,7 +22,7 @@ from ..solver import build_lr_scheduler, build_optimizer, load_optimizer_state, 
 from .args import parse_args, train_parser
 from .checkpoint import (LAST_NAME, link_last, load_checkpoint, load_model_weights, numpy_state_from_list,
                          numpy_state_to_list, rng_state, save_checkpoint, set_rng_state, strip_prefix)
-from .launch import cleanup_distributed, setup_distributed
+from .launch import cleanup_distributed, dist_timeout, setup_distributed
 from .logger import TensorboardWriter, setup_logger
 from .preemption import PREEMPTED_EXIT_CODE, Preempted, StopSignal
 from .utils import amp_dtype, autocast, prepare_model, resolve_cfg, to_device, write_run_files
@@ -335,7 +335,7 @@ def train_main(cfg, build_model, argv=None, dataset_builder=None, collate_fn=Non
     cfg = resolve_cfg(cfg, args.opts)
     if args.weights:
         cfg.MODEL.WEIGHT = args.weights
-    ctx = setup_distributed(cfg.MODEL.get('DEVICE', 'auto'), args.local_rank)
+    ctx = setup_distributed(cfg.MODEL.get('DEVICE', 'auto'), args.local_rank, dist_timeout(cfg))
     try:
         if ctx.is_main:  # only rank 0 creates folders and files (bug #27)
             os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
