@@ -10,7 +10,10 @@ import time
 
 import pytest
 
-from cvpack.engine.preemption import PREEMPTED_EXIT_CODE
+from cvpack.engine import checkpoint as ck
+from cvpack.engine import train_main
+from cvpack.engine.preemption import PREEMPTED_EXIT_CODE, Preempted
+from cvpack.engine.trainer import Trainer
 from tests.engine.real_runs import TIMEOUT, launcher, model_diff, res18_opts, run_train
 
 
@@ -80,3 +83,27 @@ def test_sigterm_saves_and_resumes_exactly(nproc, repo_root, coco_subset, tmp_pa
     straight = tmp_path / 'straight'
     run_train(exp, sub_env, launcher(nproc), res18_opts(coco_subset, straight) + _constant_lr(k + 2))
     assert model_diff(str(out / ('iter-%d.pth' % (k + 2))), str(straight / ('iter-%d.pth' % (k + 2)))) == 0
+
+
+def test_sigterm_in_process_stops_after_the_iteration(toy, toy_exp, tmp_path, monkeypatch):
+    """Deterministic variant (toy exp, one process): SIGTERM raised inside iteration 2 of 4 -> that iteration
+    completes, iter-2.pth is written and linked, SystemExit(143); the SIGTERM handler is restored afterwards."""
+    _, cfg = toy_exp
+    step = Trainer.step
+
+    def step_and_signal(self, batch, iteration):
+        if iteration == 2:
+            os.kill(os.getpid(), signal.SIGTERM)     # delivered to the handler before step() returns
+        return step(self, batch, iteration)
+
+    monkeypatch.setattr(Trainer, 'step', step_and_signal)
+    before = signal.getsignal(signal.SIGTERM)
+    out = tmp_path / 'out'
+    with pytest.raises(Preempted) as info:
+        train_main(cfg, toy.build_model, argv=['OUTPUT_DIR', str(out), 'SOLVER.CHECKPOINT_PERIOD', '3'],
+                   dataset_builder=toy.dataset_builder, collate_fn=toy.collate)
+    assert info.value.code == 143 and info.value.iteration == 2 and signal.getsignal(signal.SIGTERM) == before
+    assert sorted(p.name for p in out.glob('iter-*')) == ['iter-2.pth', 'iter-last.pth']
+    assert ck.load_checkpoint(str(out / 'iter-last.pth'))['iteration'] == 2
+    log = open(out / 'log.txt').read()
+    assert 'SIGTERM received (on this rank): stopped after iteration 2/4' in log and 'Iter: 3/4' not in log
