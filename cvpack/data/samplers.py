@@ -34,7 +34,7 @@ class SampleIndex(int):
 
     def __new__(cls, index, key):
         obj = super().__new__(cls, index)
-        obj.key = tuple(int(k) for k in key)
+        obj.key = key
         return obj
 
     def __reduce__(self):   # sent to DataLoader workers through a pipe
@@ -42,14 +42,18 @@ class SampleIndex(int):
 
 
 def sample_rng(index, fallback=None):
-    """The augmentation RNG of one sample: a fresh ``np.random.RandomState`` (the legacy API the pipelines
-    draw from, spec §3.4) seeded by ``SeedSequence(tag, seed, pass, position)`` when ``index`` is a
-    :class:`SampleIndex`; ``fallback`` for a plain int (direct ``dataset[i]`` calls, tests)."""
+    """The augmentation RNG of one sample when ``index`` is a :class:`SampleIndex`, else ``fallback`` (plain
+    ints: direct ``dataset[i]`` calls, tests).
+
+    A fresh ``np.random.RandomState`` (the legacy API the pipelines draw from, spec §3.4) over a Philox
+    bit generator, a counter-based RNG made for keyed streams: key (seed, tag), counter (0, 0, position,
+    pass); the stream advances in the low counter words, so samples' streams never overlap. About 50 us per
+    sample (a MT19937 RandomState costs ~300 us to construct)."""
     key = getattr(index, 'key', None)
     if key is None:
         return fallback
     seed, p, position = key
-    bits = np.random.MT19937(np.random.SeedSequence([_AUGMENTATION_TAG, seed % 2 ** 64, p, position]))
+    bits = np.random.Philox(counter=[0, 0, position % 2 ** 64, p % 2 ** 64], key=[seed % 2 ** 64, _AUGMENTATION_TAG])
     return np.random.RandomState(bits)
 
 
@@ -89,9 +93,7 @@ class IterationBasedSampler(torch.utils.data.Sampler):
             order = list(range(self.dataset_len))
         total = self.per_pass * self.world_size
         order += order[:total - len(order)]  # pad by wrapping (only when dataset_len % world_size != 0)
-        # position q in the pass (over all ranks) keys the sample's augmentations; q < dataset_len draws the same
-        # index with the same augmentations whatever the world size
-        return [SampleIndex(order[q], (self.seed, p, q)) for q in range(self.rank, total, self.world_size)]
+        return order[self.rank:total:self.world_size]
 
     def state_dict(self, iteration=None):
         """Position to store in a checkpoint (numbers only): ``iteration`` = iterations completed so far."""
@@ -105,9 +107,12 @@ class IterationBasedSampler(torch.utils.data.Sampler):
         for _ in range(self.start_iter, self.num_iters):
             batch = []
             while len(batch) < self.batch_size:
-                take = current[off:off + self.batch_size - len(batch)]
-                batch += take
-                off += len(take)
+                end = min(off + self.batch_size - len(batch), self.per_pass)
+                # the j-th index of this rank's pass is position q = j * W + rank of the whole pass: q keys the
+                # sample's augmentations (q < dataset_len: the same index and draws for any world size)
+                batch += [SampleIndex(current[j], (self.seed, p, j * self.world_size + self.rank))
+                          for j in range(off, end)]
+                off = end
                 if off == self.per_pass:
                     p, off = p + 1, 0
                     current = self._pass_indices(p)
