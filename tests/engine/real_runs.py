@@ -6,6 +6,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 
 from cvpack.engine import checkpoint as ck
 
@@ -52,3 +53,27 @@ def model_diff(a, b):
     a, b = ck.load_checkpoint(a)['model'], ck.load_checkpoint(b)['model']
     assert a.keys() == b.keys()
     return max((a[k].double() - b[k].double()).abs().max().item() for k in a)
+
+
+def wait_for(path, text, proc, limit=TIMEOUT):
+    end = time.time() + limit
+    while time.time() < end:
+        if osp.isfile(path) and text in open(path).read():
+            return
+        assert proc.poll() is None, 'training ended (exit %s) before %r appeared' % (proc.returncode, text)
+        time.sleep(0.1)
+    raise AssertionError('%r never appeared in %s' % (text, path))
+
+
+def rank_pid(launcher_pid, rank):
+    """PID of the torchrun worker with RANK=rank (a child of the launcher)."""
+    for pid in filter(str.isdigit, os.listdir('/proc')):
+        try:
+            stat = open('/proc/%s/stat' % pid).read()
+            ppid = int(stat.rsplit(')', 1)[1].split()[1])
+            env = open('/proc/%s/environ' % pid, 'rb').read().split(b'\0')
+        except OSError:
+            continue
+        if ppid == launcher_pid and b'RANK=%d' % rank in env:
+            return int(pid)
+    raise AssertionError('no rank %d under pid %d' % (rank, launcher_pid))

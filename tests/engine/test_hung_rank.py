@@ -10,8 +10,7 @@ import time
 import pytest
 
 from cvpack.engine.launch import DEFAULT_TIMEOUT_S, dist_timeout
-from tests.engine.real_runs import TIMEOUT, launcher, res18_opts
-from tests.engine.test_preemption import _rank_pid, _wait_for
+from tests.engine.real_runs import TIMEOUT, launcher, rank_pid, res18_opts, wait_for
 
 TORCHRUN_GRACE_S = 30     # torchrun's LocalElasticAgent._stop_workers: SIGTERM, then SIGKILL 30 s later
 
@@ -31,6 +30,7 @@ def test_dist_timeout_key():
             dist_timeout({'DIST': {'TIMEOUT_S': bad}})
 
 
+@pytest.mark.slow
 def test_stopped_rank_ends_the_job_within_the_timeout(repo_root, coco_subset, tmp_path, sub_env):
     timeout_s = 8
     exp = osp.join(repo_root, 'projects', 'RSN', 'exps', 'Res18.coco')
@@ -40,8 +40,8 @@ def test_stopped_rank_ends_the_job_within_the_timeout(repo_root, coco_subset, tm
     proc = subprocess.Popen(cmd, cwd=exp, env=sub_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     try:
-        _wait_for(str(out / 'log.txt'), 'Iter: 2/200', proc)
-        ranks = [_rank_pid(proc.pid, r) for r in (0, 1)]
+        wait_for(str(out / 'log.txt'), 'Iter: 2/200', proc)
+        ranks = [rank_pid(proc.pid, r) for r in (0, 1)]
         os.kill(ranks[1], signal.SIGSTOP)
         stopped = time.time()
         stdout = proc.communicate(timeout=timeout_s + TORCHRUN_GRACE_S + 60)[0]

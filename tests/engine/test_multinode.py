@@ -7,6 +7,8 @@ import os.path as osp
 import re
 import subprocess
 
+import pytest
+
 from tests.engine.real_runs import TIMEOUT, free_port, launcher, model_diff, res18_opts, run_train
 
 
@@ -29,6 +31,7 @@ def _test_opts(out):
     return ['-i', '4', 'TEST.USE_GT_BBOX', 'True', 'TEST.IMS_PER_GPU', '16'] + res18_opts(*out)
 
 
+@pytest.mark.slow
 def test_two_nodes_equal_one_node(repo_root, coco_subset, tmp_path, sub_env):
     exp = osp.join(repo_root, 'projects', 'RSN', 'exps', 'Res18.coco')
     one, two = tmp_path / 'one_node', tmp_path / 'two_nodes'

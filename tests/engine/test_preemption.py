@@ -6,7 +6,6 @@ import os.path as osp
 import re
 import signal
 import subprocess
-import time
 
 import pytest
 
@@ -14,7 +13,7 @@ from cvpack.engine import checkpoint as ck
 from cvpack.engine import train_main
 from cvpack.engine.preemption import PREEMPTED_EXIT_CODE, Preempted
 from cvpack.engine.trainer import Trainer
-from tests.engine.real_runs import TIMEOUT, launcher, model_diff, res18_opts, run_train
+from tests.engine.real_runs import TIMEOUT, launcher, model_diff, rank_pid, res18_opts, run_train, wait_for
 
 
 def _constant_lr(max_iter):
@@ -24,30 +23,7 @@ def _constant_lr(max_iter):
             'SOLVER.CHECKPOINT_PERIOD', '100']
 
 
-def _wait_for(path, text, proc, limit=TIMEOUT):
-    end = time.time() + limit
-    while time.time() < end:
-        if osp.isfile(path) and text in open(path).read():
-            return
-        assert proc.poll() is None, 'training ended (exit %s) before %r appeared' % (proc.returncode, text)
-        time.sleep(0.1)
-    raise AssertionError('%r never appeared in %s' % (text, path))
-
-
-def _rank_pid(launcher_pid, rank):
-    """PID of the torchrun worker with RANK=rank (a child of the launcher)."""
-    for pid in filter(str.isdigit, os.listdir('/proc')):
-        try:
-            stat = open('/proc/%s/stat' % pid).read()
-            ppid = int(stat.rsplit(')', 1)[1].split()[1])
-            env = open('/proc/%s/environ' % pid, 'rb').read().split(b'\0')
-        except OSError:
-            continue
-        if ppid == launcher_pid and b'RANK=%d' % rank in env:
-            return int(pid)
-    raise AssertionError('no rank %d under pid %d' % (rank, launcher_pid))
-
-
+@pytest.mark.slow
 @pytest.mark.parametrize('nproc', [1, 2])
 def test_sigterm_saves_and_resumes_exactly(nproc, repo_root, coco_subset, tmp_path, sub_env):
     exp = osp.join(repo_root, 'projects', 'RSN', 'exps', 'Res18.coco')
@@ -56,11 +32,11 @@ def test_sigterm_saves_and_resumes_exactly(nproc, repo_root, coco_subset, tmp_pa
     proc = subprocess.Popen(cmd, cwd=exp, env=sub_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     try:
-        _wait_for(str(out / 'log.txt'), 'Iter: 2/200', proc)
+        wait_for(str(out / 'log.txt'), 'Iter: 2/200', proc)
         if nproc == 1:
             os.killpg(proc.pid, signal.SIGTERM)        # the whole group, DataLoader workers included (SLURM)
         else:
-            os.kill(_rank_pid(proc.pid, 1), signal.SIGTERM)   # one rank only: the others learn it collectively
+            os.kill(rank_pid(proc.pid, 1), signal.SIGTERM)   # one rank only: the others learn it collectively
         stdout = proc.communicate(timeout=TIMEOUT)[0]
     finally:
         if proc.poll() is None:
