@@ -267,32 +267,43 @@ class Trainer:
         imgs_per_iter = int(s.IMS_PER_GPU) * self.ctx.world_size
         loader_iter = iter(self.build_loader())
         t_end, t_start, times = time.perf_counter(), time.perf_counter(), []
-        with StopSignal() as stop:   # SIGTERM: finish the iteration, checkpoint, exit 143 (preemption.py)
-            for it in range(self.start_iter, s.MAX_ITER):
-                batch = next(loader_iter)
-                t_data = time.perf_counter() - t_end
-                lr = self.optimizer.param_groups[0]['lr']
-                losses = self.step(batch, it + 1)
-                now = time.perf_counter()
-                t_iter, t_end = now - t_end, now
-                times = (times + [t_iter])[-log_period:]
-                done = it + 1
-                if done % log_period == 0 or done == s.MAX_ITER or done == self.start_iter + 1:
-                    self._log(done, lr, losses, t_data, t_iter, imgs_per_iter, sum(times) / len(times))
-                preempted = done < s.MAX_ITER and stop.requested()   # collective: all ranks agree
-                if preempted or done % period == 0 or done == s.MAX_ITER:
-                    self.save(done)
-                if preempted:
-                    path = osp.join(self.cfg.OUTPUT_DIR, 'iter-%d.pth' % done)
-                    self.log.warning('%s received (%s): stopped after iteration %d/%d, checkpoint %s; exiting '
-                                     'with code %d, run the same command again to resume',
-                                     stop.received or 'SIGTERM', 'on this rank' if stop.received else
-                                     'on another rank', done, s.MAX_ITER, path, PREEMPTED_EXIT_CODE)
-                    self.tb.close()
-                    raise Preempted(done, path)
+        for it in self._iterations(period):   # stops on SIGTERM (preemption.py)
+            batch = next(loader_iter)
+            t_data = time.perf_counter() - t_end
+            lr = self.optimizer.param_groups[0]['lr']
+            losses = self.step(batch, it + 1)
+            now = time.perf_counter()
+            t_iter, t_end = now - t_end, now
+            times = (times + [t_iter])[-log_period:]
+            done = it + 1
+            if done % log_period == 0 or done == s.MAX_ITER or done == self.start_iter + 1:
+                self._log(done, lr, losses, t_data, t_iter, imgs_per_iter, sum(times) / len(times))
+            if done % period == 0 or done == s.MAX_ITER:
+                self.save(done)
         self.log.info('training finished: %d iterations in %.1f s', s.MAX_ITER - self.start_iter,
                       time.perf_counter() - t_start)
         self.tb.close()
+
+    def _iterations(self, period):
+        """``range(start_iter, MAX_ITER)`` that stops on SIGTERM: while it runs SIGTERM only sets a flag;
+        before each next iteration the ranks combine their flags (collective), and when any rank got the
+        signal every rank saves the iterations done so far (unless the loop just did) and raises
+        :class:`Preempted` (exit 143). The previous handler is back when the loop ends or the generator is
+        dropped (an exception in the loop body: once its traceback is freed) (docs/ENGINE.md "Preemption")."""
+        max_iter = self.solver.MAX_ITER
+        with StopSignal() as stop:
+            for it in range(self.start_iter, max_iter):
+                if it > self.start_iter and stop.requested():
+                    if it % period:
+                        self.save(it)
+                    path = osp.join(self.cfg.OUTPUT_DIR, 'iter-%d.pth' % it)
+                    self.log.warning('%s received (%s): stopped after iteration %d/%d, checkpoint %s; exiting '
+                                     'with code %d, run the same command again to resume',
+                                     stop.received or 'SIGTERM', 'on this rank' if stop.received else
+                                     'on another rank', it, max_iter, path, PREEMPTED_EXIT_CODE)
+                    self.tb.close()
+                    raise Preempted(it, path)
+                yield it
 
     def _log(self, done, lr, losses, t_data, t_iter, imgs_per_iter, mean_iter):
         eta = int(mean_iter * (self.solver.MAX_ITER - done))
