@@ -1,6 +1,7 @@
 """Exact resume WITH DataLoader worker processes, through the real train.py of projects/RSN/exps/Res18.coco
 (shrunk: 64x48 input, one block per stage) on the shipped COCO subset, 1 process and 2 gloo processes (torchrun):
-N iterations straight and N/2 + auto-resume + N/2 give bit-identical parameters (diff exactly 0)."""
+N iterations straight and N/2 + auto-resume + N/2 give bit-identical parameters (diff exactly 0), and so does
+the same run without worker processes."""
 import os.path as osp
 
 import pytest
@@ -19,3 +20,6 @@ def test_resume_with_workers_is_exact(nproc, repo_root, coco_subset, tmp_path, s
     log = open(resumed / 'log.txt').read()
     assert 'at iteration 2' in log and 'Iter: 1/4' not in log and 'Iter: 3/4' in log, out[-3000:]
     assert model_diff(str(straight / 'iter-4.pth'), str(resumed / 'iter-4.pth')) == 0
+    if nproc == 1:   # and the workers change nothing: the same run without worker processes ends identically
+        run_train(exp, sub_env, launcher(1), res18_opts(coco_subset, tmp_path / 'w0', 'DATALOADER.NUM_WORKERS', '0'))
+        assert model_diff(str(straight / 'iter-4.pth'), str(tmp_path / 'w0' / 'iter-4.pth')) == 0
