@@ -56,6 +56,10 @@ def base_config(exp_dir):
     cfg.SEED = 0
 
     cfg.DATALOADER = edict(NUM_WORKERS=4, ASPECT_RATIO_GROUPING=False)
+    # Seconds a collective waits for the other ranks before the job fails: a hung rank (SIGSTOP, a stuck
+    # file system) ends the job after this long instead of never. Long enough for rank 0 to write a large
+    # checkpoint or download pretrained weights while the others wait (docs/ENGINE.md "Hung ranks").
+    cfg.DIST = edict(TIMEOUT_S=1800)
 
     cfg.MODEL = edict()
     cfg.MODEL.DEVICE = 'auto'          # 'auto' = cuda when available, else cpu; or 'cpu' / 'cuda'

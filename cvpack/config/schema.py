@@ -139,6 +139,7 @@ SCHEMA = {
     'RUN_EFFICIENT': Bool(),
     'DATALOADER.NUM_WORKERS': Int(ge=0),
     'DATALOADER.ASPECT_RATIO_GROUPING': Bool(),
+    'DIST.TIMEOUT_S': Float(gt=0),
     'MODEL.SYNC_BN': Bool(),
     'MODEL.CHANNELS_LAST': Bool(),
     'MODEL.FIND_UNUSED_PARAMETERS': Bool(),

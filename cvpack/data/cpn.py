@@ -154,11 +154,12 @@ class CPNDataset(TopDownDataset):
         joints = rec['joints'].astype(np.float64).copy()
         joints[joints[:, 2] == 0, :2] = UNLABELLED
         crop, joints, _ = self._crop(img, rec['box_xyxy'], joints, True)
-        return self._train_sample(crop, joints, index % n_rep)
+        return self._train_sample(crop, joints, index % n_rep, self.rng_for(index))
 
-    def _train_sample(self, crop, joints, operation):
-        """4-way augmentation (``operation`` 0..3), colour jitter, normalisation, CPN targets."""
-        tr, rng = self.cfg.DATASET.TRAIN, self.rng
+    def _train_sample(self, crop, joints, operation, rng):
+        """4-way augmentation (``operation`` 0..3), colour jitter, normalisation, CPN targets; ``rng`` is the
+        sample's augmentation RNG (``rng_for(index)``)."""
+        tr = self.cfg.DATASET.TRAIN
         img = crop.astype(np.float32) / 255.0
         img, joints = cpn_zoom(img, joints, rng.uniform(*tr.ZOOM_RANGE))
         if operation == 1:

@@ -8,12 +8,53 @@ with ``torch.randperm`` under ``seed + p``; rank ``r`` takes every ``world_size`
 (the pass is padded by wrapping so all ranks get the same count, as DistributedSampler); each rank then
 cuts its concatenated per-pass streams into batches. Batch ``i`` can therefore be computed directly,
 and a sampler built with ``start_iter=i`` continues exactly where a run stopped.
+
+Augmentation randomness follows the same rule (docs/ENGINE.md "Data order"): every index the training
+sampler yields is a :class:`SampleIndex`, an ``int`` that also carries the key ``(seed, pass, position)`` of
+the sample in its pass (``position`` counts over all ranks, before the rank striding). A dataset draws its
+augmentations from :func:`sample_rng` of that key, so a sample's crop, flip, rotation ... depend on nothing
+else: not on the DataLoader worker that loads it, how far that worker prefetched, how many workers there
+are, or whether the run was resumed. Datasets that ignore the key still work (it is an int).
 """
 import math
 
+import numpy as np
 import torch
 
-__all__ = ['IterationBasedSampler', 'shard_indices']
+__all__ = ['IterationBasedSampler', 'SampleIndex', 'sample_rng', 'shard_indices']
+
+# Mixed into every augmentation key, so these streams never coincide with other SeedSequence uses of SEED
+# (e.g. the DataLoader's worker base seed in cvpack.engine.trainer.build_loader).
+_AUGMENTATION_TAG = 0x617567
+
+
+class SampleIndex(int):
+    """A dataset index (an ``int`` everywhere: ``records[i]``, arithmetic gives plain ints) that carries
+    ``key = (seed, pass, position)``, the seed of this draw's augmentations (see :func:`sample_rng`)."""
+
+    def __new__(cls, index, key):
+        obj = super().__new__(cls, index)
+        obj.key = key
+        return obj
+
+    def __reduce__(self):   # sent to DataLoader workers through a pipe
+        return SampleIndex, (int(self), self.key)
+
+
+def sample_rng(index, fallback=None):
+    """The augmentation RNG of one sample when ``index`` is a :class:`SampleIndex`, else ``fallback`` (plain
+    ints: direct ``dataset[i]`` calls, tests).
+
+    A fresh ``np.random.RandomState`` (the legacy API the pipelines draw from, spec §3.4) over a Philox
+    bit generator, a counter-based RNG made for keyed streams: key (seed, tag), counter (0, 0, position,
+    pass); the stream advances in the low counter words, so samples' streams never overlap. About 50 us per
+    sample (a MT19937 RandomState costs ~300 us to construct)."""
+    key = getattr(index, 'key', None)
+    if key is None:
+        return fallback
+    seed, p, position = key
+    bits = np.random.Philox(counter=[0, 0, position % 2 ** 64, p % 2 ** 64], key=[seed % 2 ** 64, _AUGMENTATION_TAG])
+    return np.random.RandomState(bits)
 
 
 class IterationBasedSampler(torch.utils.data.Sampler):
@@ -66,9 +107,12 @@ class IterationBasedSampler(torch.utils.data.Sampler):
         for _ in range(self.start_iter, self.num_iters):
             batch = []
             while len(batch) < self.batch_size:
-                take = current[off:off + self.batch_size - len(batch)]
-                batch += take
-                off += len(take)
+                end = min(off + self.batch_size - len(batch), self.per_pass)
+                # the j-th index of this rank's pass is position q = j * W + rank of the whole pass: q keys the
+                # sample's augmentations (q < dataset_len: the same index and draws for any world size)
+                batch += [SampleIndex(current[j], (self.seed, p, j * self.world_size + self.rank))
+                          for j in range(off, end)]
+                off = end
                 if off == self.per_pass:
                     p, off = p + 1, 0
                     current = self._pass_indices(p)

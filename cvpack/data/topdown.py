@@ -5,10 +5,11 @@ Sample contract (docs/DESIGN.md "Data samples"):
          simple_baselines (K, h, w) peak 1; ``target_weight`` float32 (K,) (megvii 0/1/2, simple_baselines 0/1).
   val:   ``image``; ``center``, ``scale`` float32 (2,) tensors (crop = scale * PIXEL_STD px around center);
          ``score`` float; ``image_id``; ``bbox`` float32 (4,) xywh tensor; ``index`` int.
-Randomness comes from a numpy ``RandomState`` per process, seeded lazily from ``torch.initial_seed()`` (which
-the DataLoader makes distinct per worker; the engine draws the workers' base seed from (SEED, rank, start
-iteration), so a resumed run does not replay), or explicitly by :meth:`TopDownDataset.seed`. Without workers
-the engine saves and restores it through :meth:`TopDownDataset.get_rng_state` / ``set_rng_state``.
+Randomness: a training sample drawn by the engine's sampler has its own RNG, :func:`cvpack.data.samplers.sample_rng`
+of its key (seed, pass, position), so its augmentations do not depend on the DataLoader worker, the number of
+workers, prefetching or a resume (docs/ENGINE.md "Data order"). A plain int index (direct ``ds[i]``, tests)
+draws from a numpy ``RandomState`` per process instead, seeded lazily from ``torch.initial_seed()`` (distinct
+per DataLoader worker, spec §7 #25) or explicitly by :meth:`TopDownDataset.seed`.
 """
 import copy
 import os
@@ -23,6 +24,7 @@ from .coco import coco_det_records, coco_gt_records
 from .io import read_image
 from .meta import get_dataset_meta
 from .mpii import mpii_records
+from .samplers import sample_rng
 from .targets import blurred_peak_targets, gaussian_targets
 
 __all__ = ['TopDownDataset', 'normalize_lut']
@@ -87,22 +89,18 @@ class TopDownDataset(torch.utils.data.Dataset):
         """Seed this process's augmentation RNG explicitly (e.g. from a worker_init_fn)."""
         self._rng, self._rng_pid = np.random.RandomState(seed % 2 ** 32), os.getpid()
 
-    def get_rng_state(self):
-        """This process's augmentation RNG state (``RandomState.get_state()``), None before its first use.
-        The engine saves it in checkpoints (with NUM_WORKERS 0 the samples are drawn in the training process)."""
-        return None if self._rng is None or self._rng_pid != os.getpid() else self._rng.get_state()
-
-    def set_rng_state(self, state):
-        """Restore :meth:`get_rng_state` in this process (resume), so augmentations continue, not replay."""
-        self._rng, self._rng_pid = np.random.RandomState(), os.getpid()
-        self._rng.set_state(state)
-
     @property
     def rng(self):
         # re-seed in each new process: forked workers must not replay the parent's stream (spec §7 #25)
         if self._rng is None or self._rng_pid != os.getpid():
             self.seed(torch.initial_seed())
         return self._rng
+
+    def rng_for(self, index):
+        """The augmentation RNG of sample ``index``: its own when the index carries a key (the training
+        sampler's :class:`~cvpack.data.samplers.SampleIndex`), else this process's :attr:`rng`."""
+        rng = sample_rng(index)
+        return self.rng if rng is None else rng
 
     # ---------------------------------------------------------------- sample
     def __getitem__(self, index):
@@ -135,7 +133,7 @@ class TopDownDataset(torch.utils.data.Dataset):
             scale = T.fit_aspect(scale, self.w_h_ratio)
             crop, _ = src.crop(center, scale, 0, False)
             return self._val_sample(crop, center, scale, rec, index)
-        rng = self.rng
+        rng = self.rng_for(index)
         rx, ry = (rng.rand(), rng.rand()) if tr.RANDOM_EXTENTION else (1.0, 1.0)
         scale = T.extend_scale(scale, tr.X_EXTENTION, tr.Y_EXTENTION, tr.BASIC_EXTENTION, rx, ry)
         scale = T.fit_aspect(scale, self.w_h_ratio)
@@ -169,7 +167,7 @@ class TopDownDataset(torch.utils.data.Dataset):
         if not self.train:
             crop, _ = src.crop(center, scale, 0, False)
             return self._val_sample(crop, center, scale, rec, index)
-        tr, rng = self.cfg.DATASET.TRAIN, self.rng
+        tr, rng = self.cfg.DATASET.TRAIN, self.rng_for(index)
         joints = rec['joints'][:, :2].astype(np.float64)
         vis = np.minimum(rec['joints'][:, 2], 1).astype(np.float32)
         sf, rf = tr.SCALE_FACTOR, tr.ROTATION_FACTOR

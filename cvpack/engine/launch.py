@@ -17,7 +17,9 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ['DistContext', 'resolve_device', 'setup_distributed', 'cleanup_distributed']
+__all__ = ['DistContext', 'resolve_device', 'dist_timeout', 'setup_distributed', 'cleanup_distributed']
+
+DEFAULT_TIMEOUT_S = 1800   # torch's gloo default, detectron2's too
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +59,15 @@ def resolve_device(name):
     return kind, (int(index) if sep else None)
 
 
-def setup_distributed(device='auto', local_rank=None, timeout_s=1800):
+def dist_timeout(cfg):
+    """``cfg.DIST.TIMEOUT_S`` (seconds, a finite number > 0; configs without the key get the default)."""
+    value = (cfg.get('DIST') or {}).get('TIMEOUT_S', DEFAULT_TIMEOUT_S)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float('inf'):
+        raise ValueError('DIST.TIMEOUT_S must be a number of seconds > 0, got %r' % (value,))
+    return value
+
+
+def setup_distributed(device='auto', local_rank=None, timeout_s=DEFAULT_TIMEOUT_S):
     """Initialise the process group when WORLD_SIZE > 1 and return a :class:`DistContext`.
 
     Args:
@@ -65,6 +75,9 @@ def setup_distributed(device='auto', local_rank=None, timeout_s=1800):
             single-process run; distributed runs use their LOCAL_RANK (the index is ignored, logged).
         local_rank: the ``--local-rank`` argument when given; LOCAL_RANK from the environment wins
             (torchrun sets only the environment).
+        timeout_s: cfg.DIST.TIMEOUT_S (:func:`dist_timeout`): how long a collective waits for a missing or
+            hung rank before it raises on the ranks still running, which ends the job (torchrun then stops
+            the rest). nccl applies it through torch's NCCL watchdog (TORCH_NCCL_ASYNC_ERROR_HANDLING); tested on gloo.
     """
     kind, index = resolve_device(device)
     world_size = int(os.environ.get('WORLD_SIZE', 1))

@@ -17,7 +17,7 @@ from ..data.samplers import shard_indices
 from ..safe_load import is_url
 from .args import parse_args, test_parser
 from .checkpoint import LAST_NAME
-from .launch import cleanup_distributed, setup_distributed
+from .launch import cleanup_distributed, dist_timeout, setup_distributed
 from .logger import setup_logger
 from .trainer import default_collate, default_dataset_builder
 from .utils import amp_dtype, autocast, prepare_model, resolve_cfg, to_device
@@ -143,7 +143,7 @@ def test_main(cfg, build_model, argv=None, dataset_builder=None, predictor_build
     """
     args = parse_args(test_parser(cfg.get('EXP_NAME', '')), argv)
     cfg = resolve_cfg(cfg, args.opts)
-    ctx = setup_distributed(cfg.MODEL.get('DEVICE', 'auto'), args.local_rank)
+    ctx = setup_distributed(cfg.MODEL.get('DEVICE', 'auto'), args.local_rank, dist_timeout(cfg))
     try:
         if ctx.is_main:
             os.makedirs(cfg.TEST_DIR, exist_ok=True)

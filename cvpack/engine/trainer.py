@@ -10,6 +10,7 @@ import logging
 import os
 import os.path as osp
 import random
+import signal
 import time
 
 import numpy as np
@@ -21,8 +22,9 @@ from ..solver import build_lr_scheduler, build_optimizer, load_optimizer_state, 
 from .args import parse_args, train_parser
 from .checkpoint import (LAST_NAME, link_last, load_checkpoint, load_model_weights, numpy_state_from_list,
                          numpy_state_to_list, rng_state, save_checkpoint, set_rng_state, strip_prefix)
-from .launch import cleanup_distributed, setup_distributed
+from .launch import cleanup_distributed, dist_timeout, setup_distributed
 from .logger import TensorboardWriter, setup_logger
+from .preemption import PREEMPTED_EXIT_CODE, Preempted, StopSignal
 from .utils import amp_dtype, autocast, prepare_model, resolve_cfg, to_device, write_run_files
 
 __all__ = ['Trainer', 'train_main', 'auto_resume_path', 'default_dataset_builder', 'default_collate']
@@ -39,11 +41,15 @@ def default_collate():
 
 
 def _seed_worker(worker_id):
-    """Per-worker numpy / random seeds from the worker's torch seed (bug #25: augmentations must not be
-    correlated across workers, whatever the torch version)."""
+    """Per-worker numpy / random seeds from the worker's torch seed (bug #25: augmentations drawn from the
+    global RNGs must not be correlated across workers, whatever the torch version); SIGTERM ignored."""
     seed = torch.initial_seed() % 2 ** 32
     np.random.seed(seed)
     random.seed(seed)
+    # A preemption SIGTERM often reaches the whole process group: a worker killed by it would make the
+    # training process fail in the middle of its preemption checkpoint. Workers ignore it; they end when the
+    # loader shuts them down or their parent exits (cvpack/engine/preemption.py).
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def auto_resume_path(last, auto, is_main):
@@ -96,13 +102,9 @@ class Trainer:
     # ----------------------------------------------------------------- state
     def state_dict(self, iteration):
         """Checkpoint content (weights_only-safe); collective: every rank must call it (RNG gather)."""
-        local = rng_state()
-        # The dataset's own augmentation RNG (TopDownDataset): drawn in this process with NUM_WORKERS 0, so it
-        # must resume too (it was reseeded from SEED + rank and replayed iteration 0's augmentations).
-        data_state = getattr(self.dataset, 'get_rng_state', lambda: None)()
-        if data_state is not None:
-            local['dataset'] = numpy_state_to_list(data_state)
-        rngs = comm.all_gather_object(local)
+        # No dataset RNG state: the shipped pipelines draw each sample's augmentations from its own key
+        # (cvpack.data.samplers.sample_rng), which the sampler position restores.
+        rngs = comm.all_gather_object(rng_state())
         return {'model': self.model.state_dict(), 'optimizer': self.optimizer.state_dict(),
                 'scheduler': self.scheduler.state_dict(), 'scaler': self.scaler.state_dict(),
                 'iteration': int(iteration), 'sampler': self.sampler.state_dict(iteration),
@@ -265,7 +267,7 @@ class Trainer:
         imgs_per_iter = int(s.IMS_PER_GPU) * self.ctx.world_size
         loader_iter = iter(self.build_loader())
         t_end, t_start, times = time.perf_counter(), time.perf_counter(), []
-        for it in range(self.start_iter, s.MAX_ITER):
+        for it in self._iterations(period):   # stops on SIGTERM (preemption.py)
             batch = next(loader_iter)
             t_data = time.perf_counter() - t_end
             lr = self.optimizer.param_groups[0]['lr']
@@ -281,6 +283,27 @@ class Trainer:
         self.log.info('training finished: %d iterations in %.1f s', s.MAX_ITER - self.start_iter,
                       time.perf_counter() - t_start)
         self.tb.close()
+
+    def _iterations(self, period):
+        """``range(start_iter, MAX_ITER)`` that stops on SIGTERM: while it runs SIGTERM only sets a flag;
+        before each next iteration the ranks combine their flags (collective), and when any rank got the
+        signal every rank saves the iterations done so far (unless the loop just did) and raises
+        :class:`Preempted` (exit 143). The previous handler is back when the loop ends or the generator is
+        dropped (an exception in the loop body: once its traceback is freed) (docs/ENGINE.md "Preemption")."""
+        max_iter = self.solver.MAX_ITER
+        with StopSignal() as stop:
+            for it in range(self.start_iter, max_iter):
+                if it > self.start_iter and stop.requested():
+                    if it % period:
+                        self.save(it)
+                    path = osp.join(self.cfg.OUTPUT_DIR, 'iter-%d.pth' % it)
+                    self.log.warning('%s received (%s): stopped after iteration %d/%d, checkpoint %s; exiting '
+                                     'with code %d, run the same command again to resume',
+                                     stop.received or 'SIGTERM', 'on this rank' if stop.received else
+                                     'on another rank', it, max_iter, path, PREEMPTED_EXIT_CODE)
+                    self.tb.close()
+                    raise Preempted(it, path)
+                yield it
 
     def _log(self, done, lr, losses, t_data, t_iter, imgs_per_iter, mean_iter):
         eta = int(mean_iter * (self.solver.MAX_ITER - done))
@@ -323,7 +346,7 @@ def train_main(cfg, build_model, argv=None, dataset_builder=None, collate_fn=Non
     cfg = resolve_cfg(cfg, args.opts)
     if args.weights:
         cfg.MODEL.WEIGHT = args.weights
-    ctx = setup_distributed(cfg.MODEL.get('DEVICE', 'auto'), args.local_rank)
+    ctx = setup_distributed(cfg.MODEL.get('DEVICE', 'auto'), args.local_rank, dist_timeout(cfg))
     try:
         if ctx.is_main:  # only rank 0 creates folders and files (bug #27)
             os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)

@@ -10,7 +10,6 @@ The engine's ``cvpack.data.collate`` keeps images of different sizes as a list; 
 multiple of ``INPUT.SIZE_DIVISIBILITY`` (Detectron2 pads inside the model too).
 """
 import os.path as osp
-import random
 
 import numpy as np
 import torch
@@ -18,6 +17,7 @@ from torch.utils.data import Dataset, Sampler
 
 from ..io import read_image
 from ..meta import get_dataset_meta
+from ..samplers import sample_rng
 from .records import load_person_records
 from .transforms import drop_outside_keypoints, hflip_instances, resize_instances
 
@@ -63,9 +63,12 @@ class DetectionDataset(Dataset):
     def __getitem__(self, idx):
         rec = self.records[idx]
         img = self._read(rec)
-        short = random.choice(self.sizes) if self.train else self.sizes[0]
+        # the sample's own RNG when the training sampler keyed the index (same draws for any worker count and
+        # after a resume, cvpack.data.samplers); else numpy's global one (seeded per DataLoader worker)
+        rng = sample_rng(idx, np.random)
+        short = self.sizes[rng.randint(len(self.sizes))] if self.train else self.sizes[0]
         img, boxes, kps, scale = resize_instances(img, rec['boxes'], rec['keypoints'], short, self.max_size)
-        if self.train and random.random() < self.prob_flip:
+        if self.train and rng.rand() < self.prob_flip:
             img, boxes, kps = hflip_instances(img, boxes, kps, self.flip_perm)
         h, w = img.shape[:2]
         sample = {'image_id': rec['image_id'], 'orig_size': (rec['height'], rec['width']),
