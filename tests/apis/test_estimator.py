@@ -184,3 +184,29 @@ def test_errors(rsn, kprcnn, astronaut, tmp_path, repo_root):
         det(astronaut, boxes=[[0, 0, 10, 10]])
     with pytest.raises(ValueError, match='not a whole-image model'):
         PoseEstimator(exp, weights, device='cpu', detector=est)
+
+
+class _Recorder(_ArrayModel):
+    """Records what each forward gets: batch size, autocast dtype, channels-last layout."""
+
+    def __init__(self, module):
+        super().__init__(module)
+        self.calls = []
+
+    def __call__(self, images):
+        self.calls.append((images.shape[0], torch.get_autocast_dtype('cpu') if torch.is_autocast_enabled('cpu')
+                           else None, images.is_contiguous(memory_format=torch.channels_last)))
+        with torch.no_grad():
+            return self.module(images.float())
+
+
+def test_batches_precision_and_layout(rsn, astronaut, one_thread):
+    exp, _, est = rsn
+    boxes = [[100, 20, 250, 480], [300, 100, 120, 200], [0, 0, 200, 200]]
+    rec = _Recorder(est.model)
+    PoseEstimator(exp, device='cpu', opts=FAST, model=rec, batch_size=2)(astronaut, boxes=boxes)
+    assert rec.calls == [(2, None, True), (1, None, True)]     # MODEL.CHANNELS_LAST is on in the presets
+    rec = _Recorder(est.model)
+    PoseEstimator(exp, device='cpu', opts=FAST + ['TEST.AMP', 'bf16', 'MODEL.CHANNELS_LAST', 'False'],
+                  model=rec)(astronaut, boxes=boxes)
+    assert rec.calls == [(3, torch.bfloat16, False)]           # TEST.IMS_PER_GPU (32) by default
