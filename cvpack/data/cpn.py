@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import torch
 
-from .coco import coco_det_records, coco_gt_records
+from .coco import box_record, coco_det_records, coco_gt_records
 from .meta import flip_permutation
 from .targets import blurred_peak_targets
 from .topdown import TopDownDataset
@@ -123,8 +123,9 @@ class CPNDataset(TopDownDataset):
         return [_with_xyxy(r) for r in records]
 
     def box_record(self, box, score, image_id, image=None, image_path=None):
-        """As :meth:`TopDownDataset.box_record`, plus the float ``box_xyxy`` this pipeline crops (as detections)."""
-        return _with_xyxy(super().box_record(box, score, image_id, image, image_path))
+        """As :meth:`TopDownDataset.box_record` and :meth:`load_records`' detections: the record of
+        ``coco_det_records``' defaults plus the float ``box_xyxy`` this pipeline crops (centre/scale unused)."""
+        return _with_xyxy(box_record(box, score, image_id, self.meta.num_keypoints, image_path, image=image))
 
     def __len__(self):
         n = len(self.records)

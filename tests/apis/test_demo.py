@@ -170,3 +170,13 @@ def test_errors_name_the_input(rsn, kprcnn, repo_root, tmp_path):
         demo.main([exp, '--weights', weights, '--input', str(tmp_path / 'nothere')] + out)
     with pytest.raises(SystemExit, match='--detector needs --detector-weights'):
         demo.main([exp, '--weights', weights, '--input', str(folder), '--detector', exp] + out)
+
+
+def test_webcam(rsn, tmp_path, monkeypatch, one_thread):
+    exp, weights = rsn
+    monkeypatch.setattr(demo.cv2, 'VideoCapture', _FlakyCapture)
+    line = demo.main([exp, '--weights', weights, '--webcam', '0', '--out', str(tmp_path), '--whole-image',
+                      '--device', 'cpu'] + FAST)
+    assert line.startswith('3 frames in ') and (tmp_path / 'webcam0.mp4').is_file()
+    results = json.loads((tmp_path / 'predictions.json').read_text())
+    assert [r['file_name'] for r in results] == ['webcam0#0', 'webcam0#2', 'webcam0#3']
