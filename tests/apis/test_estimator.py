@@ -170,6 +170,8 @@ def test_errors(rsn, kprcnn, astronaut, tmp_path, repo_root):
         PoseEstimator(exp, det_weights, device='cpu')
     with pytest.raises(FileNotFoundError, match='missing.pth'):
         PoseEstimator(exp, str(tmp_path / 'missing.pth'), device='cpu')
+    with pytest.raises(FileNotFoundError, match='test checkpoint not found: .*empty.*iter-last.pth'):
+        PoseEstimator(exp, None, device='cpu', opts=['OUTPUT_DIR', str(tmp_path / 'empty')])   # test.py's choice
     with pytest.raises(ValueError, match='box #1'):
         est(astronaut, boxes=[[0, 0, 10, 10], [0, 0, -1, 10]])
     with pytest.raises(ValueError, match='one box source'):
