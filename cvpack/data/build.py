@@ -23,12 +23,16 @@ def _resolve(spec):
     return getattr(importlib.import_module(module), name)
 
 
-def build_dataset(cfg, split):
-    """Dataset of ``cfg.DATASET.PIPELINE`` for ``split`` ('train' or 'val')."""
+def build_dataset(cfg, split, records=None):
+    """Dataset of ``cfg.DATASET.PIPELINE`` for ``split`` ('train' or 'val').
+
+    ``records``: use these records instead of reading the annotation files (inference on the caller's images,
+    ``cvpack.apis``; the classes build them with ``box_record`` / ``image_record``)."""
     pipeline = cfg.DATASET.PIPELINE
     if pipeline not in DATASET_TABLE:
         raise KeyError('unknown DATASET.PIPELINE %r; known: %s' % (pipeline, sorted(DATASET_TABLE)))
-    return _resolve(DATASET_TABLE[pipeline])(cfg, split)
+    cls = _resolve(DATASET_TABLE[pipeline])
+    return cls(cfg, split) if records is None else cls(cfg, split, records=records)
 
 
 def collate(batch):

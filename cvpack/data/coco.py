@@ -19,7 +19,7 @@ import numpy as np
 from .transforms import xywh_to_cs_megvii, xywh_to_cs_simple_baselines
 from .validate import box_is_degenerate, check_box, number, read_json, validate_coco_gt, warn_skipped
 
-__all__ = ['load_coco_gt', 'coco_gt_records', 'coco_det_records', 'box_to_cs']
+__all__ = ['load_coco_gt', 'coco_gt_records', 'coco_det_records', 'box_to_cs', 'box_record']
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,24 @@ def box_to_cs(box, cs_mode, aspect_ratio, pixel_std=200.0, padding=1.25):
     if cs_mode == 'simple_baselines':
         return xywh_to_cs_simple_baselines(box, aspect_ratio, pixel_std, padding)
     raise ValueError('unknown centre/scale convention %r (megvii | simple_baselines)' % (cs_mode,))
+
+
+def box_record(box, score, image_id, num_keypoints, image_path=None, cs_mode='megvii', aspect_ratio=0.75,
+               pixel_std=200.0, padding=1.25, width=None, height=None, image=None):
+    """The record of one person box (xywh image pixels) with detection ``score``: joints zeros (K, 3), ann_id -1.
+
+    Used for detection files (:func:`coco_det_records`) and for boxes given at inference time
+    (``cvpack.apis``), so both crop the same way. ``image``: the decoded image (H, W, 3) uint8 in the colour
+    order of the dataset (``DATASET.COLOR_RGB``), used instead of reading ``image_path`` when given.
+    """
+    box = [float(v) for v in box]
+    center, scale = box_to_cs(box, cs_mode, aspect_ratio, pixel_std, padding)
+    rec = dict(image_path=image_path, image_id=image_id, ann_id=-1, center=center, scale=scale,
+               joints=np.zeros((num_keypoints, 3), np.float32), score=float(score),
+               bbox=np.asarray(box, np.float32), width=width, height=height)
+    if image is not None:
+        rec['image'] = image
+    return rec
 
 
 def _clean_box(box, img):
@@ -143,7 +161,6 @@ def coco_det_records(det_file, ann_file, image_dir, meta, cs_mode='megvii', aspe
     counts = dict(unknown_image=0, low_score=0, other_category=0, degenerate_box=0)
     unknown_ids, degenerate = set(), []
     records = []
-    zeros = np.zeros((meta.num_keypoints, 3), np.float32)
     for i, det in enumerate(dets):
         bbox, score = _check_det(det, det_file, i)
         if det.get('category_id', 1) != 1:
@@ -161,12 +178,9 @@ def coco_det_records(det_file, ann_file, image_dir, meta, cs_mode='megvii', aspe
             counts['degenerate_box'] += 1
             degenerate.append('detection #%d bbox %s' % (i, det['bbox']))
             continue
-        box = [float(v) for v in bbox]
-        center, scale = box_to_cs(box, cs_mode, aspect_ratio, pixel_std, padding)
-        records.append(dict(image_path=osp.join(image_dir, img['file_name']), image_id=int(img['id']),
-                            ann_id=-1, center=center, scale=scale, joints=zeros.copy(),
-                            score=float(det['score']), bbox=np.asarray(box, np.float32),
-                            width=img.get('width'), height=img.get('height')))
+        records.append(box_record(bbox, score, int(img['id']), meta.num_keypoints,
+                                  osp.join(image_dir, img['file_name']), cs_mode, aspect_ratio, pixel_std,
+                                  padding, width=img.get('width'), height=img.get('height')))
     if counts['unknown_image']:
         logger.warning('%s: skipped %d detections whose image ids are not in %s (e.g. %s)', det_file,
                        counts['unknown_image'], ann_file, sorted(unknown_ids)[:5])

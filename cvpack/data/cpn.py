@@ -17,8 +17,7 @@ import cv2
 import numpy as np
 import torch
 
-from .coco import coco_det_records, coco_gt_records
-from .io import read_image
+from .coco import box_record, coco_det_records, coco_gt_records
 from .meta import flip_permutation
 from .targets import blurred_peak_targets
 from .topdown import TopDownDataset
@@ -94,6 +93,13 @@ def cpn_rotate(img, joints, angle):
     return img, joints
 
 
+def _with_xyxy(rec):
+    """A detection record with ``box_xyxy`` (x1, y1, x2, y2) float32 from its xywh ``bbox``."""
+    x, y, w, h = (float(v) for v in rec['bbox'])
+    rec['box_xyxy'] = np.array([x, y, x + w, y + h], np.float32)
+    return rec
+
+
 class CPNDataset(TopDownDataset):
     """Pipeline 'cpn' (split 'train' or 'val'); reuses TopDownDataset's records, RNG and val sample."""
 
@@ -114,10 +120,12 @@ class CPNDataset(TopDownDataset):
         self.det_stats = {}
         records = coco_det_records(osp.join(d.ROOT, t.DET_FILE), ann, images, self.meta,
                                    score_thresh=t.DET_SCORE_THRESH, stats=self.det_stats)
-        for r in records:
-            x, y, w, h = (float(v) for v in r['bbox'])
-            r['box_xyxy'] = np.array([x, y, x + w, y + h], np.float32)
-        return records
+        return [_with_xyxy(r) for r in records]
+
+    def box_record(self, box, score, image_id, image=None, image_path=None):
+        """As :meth:`TopDownDataset.box_record` and :meth:`load_records`' detections: the record of
+        ``coco_det_records``' defaults plus the float ``box_xyxy`` this pipeline crops (centre/scale unused)."""
+        return _with_xyxy(box_record(box, score, image_id, self.meta.num_keypoints, image_path, image=image))
 
     def __len__(self):
         n = len(self.records)
@@ -145,7 +153,7 @@ class CPNDataset(TopDownDataset):
         n_rep = int(self.cfg.DATASET.TRAIN.NUM_REPLICAS) if self.train else 1
         rec = self.records[index // n_rep]
         where = '%s #%d (ann id %s)' % (self.split, index, rec.get('ann_id'))
-        img = read_image(rec['image_path'], rgb=True, record=where)
+        img = self.read_record_image(rec, where)
         if not self.train:
             crop, _, (x0, y0, x1, y1) = self._crop(img, rec['box_xyxy'], None, False)
             center = np.array([(x0 + x1) / 2.0, (y0 + y1) / 2.0], np.float32)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from . import transforms as T
-from .coco import coco_det_records, coco_gt_records
+from .coco import box_record, coco_det_records, coco_gt_records
 from .io import read_image
 from .meta import get_dataset_meta
 from .mpii import mpii_records
@@ -83,6 +83,21 @@ class TopDownDataset(torch.utils.data.Dataset):
 
     def __len__(self):
         return len(self.records)
+
+    def box_record(self, box, score, image_id, image=None, image_path=None):
+        """Val record of a person box (xywh image pixels) given at inference time (``cvpack.apis``), made as
+        the detection-file records are (:func:`cvpack.data.coco.box_record`), so the crop is test.py's.
+        ``image``: decoded (H, W, 3) uint8 in this dataset's colour order (``DATASET.COLOR_RGB``)."""
+        d = self.cfg.DATASET
+        return box_record(box, score, image_id, self.meta.num_keypoints, image_path, self.pipeline, self.w_h_ratio,
+                          self.pixel_std, d.get('BBOX_PADDING', 1.25), image=image)
+
+    def read_record_image(self, rec, record):
+        """The record's image in this dataset's colour order: ``rec['image']`` when the record carries the
+        decoded image (inference on arrays), else read from ``rec['image_path']`` (errors name the record)."""
+        if rec.get('image') is not None:
+            return rec['image']
+        return read_image(rec['image_path'], rgb=self.rgb, record=record)
 
     # ---------------------------------------------------------------- randomness
     def seed(self, seed):
@@ -196,7 +211,7 @@ class _Source:
 
     def full(self):
         if self.img is None:
-            self.img = read_image(self.rec['image_path'], rgb=self.ds.rgb, record=self.record)
+            self.img = self.ds.read_record_image(self.rec, self.record)
             w = self.rec.get('width')
             if w is not None and w != self.img.shape[1]:
                 raise ValueError('%s (record %s) is %d px wide, its annotation says %d'

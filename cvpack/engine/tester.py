@@ -14,13 +14,14 @@ import torch
 
 from .. import dist as comm
 from ..data.samplers import shard_indices
+from ..inference.runner import predict_batches
 from ..safe_load import is_url
 from .args import parse_args, test_parser
 from .checkpoint import LAST_NAME
 from .launch import cleanup_distributed, dist_timeout, setup_distributed
 from .logger import setup_logger
 from .trainer import default_collate, default_dataset_builder
-from .utils import amp_dtype, autocast, prepare_model, resolve_cfg, to_device
+from .utils import prepare_model, resolve_cfg
 
 __all__ = ['test_main', 'resolve_test_checkpoint', 'run_inference', 'load_for_test']
 
@@ -93,37 +94,15 @@ def _log_det_stats(dataset, log):
 
 def run_inference(model, dataset, predictor, cfg, ctx, collate_fn):
     """Predict this rank's contiguous shard; returns every rank's instances on rank 0 (None elsewhere)."""
-    from tqdm import tqdm
     indices = shard_indices(len(dataset), ctx.rank, ctx.world_size)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=int(cfg.TEST.get('IMS_PER_GPU', 32)), sampler=indices, collate_fn=collate_fn,
         num_workers=int(cfg.DATALOADER.get('NUM_WORKERS', 0)), pin_memory=ctx.device.type == 'cuda')
-    dtype = amp_dtype(cfg.TEST.get('AMP', 'none'), ctx.device)
-    instances = []
-    with torch.inference_mode():
-        for batch in tqdm(loader, desc='test', disable=not ctx.is_main, dynamic_ncols=True):
-            # Only the images move; the other fields stay on the CPU for the predictor's numpy work.
-            batch = dict(batch, image=to_device(batch['image'], ctx.device, cfg.MODEL.get('CHANNELS_LAST', False)))
-            with autocast(dtype, ctx.device):
-                instances.extend(predictor(model, batch))
+    instances = predict_batches(model, loader, predictor, cfg, ctx.device, progress=ctx.is_main)
     gathered = comm.all_gather_object(instances)
     if not ctx.is_main:
         return None
     return [inst for part in gathered for inst in part]
-
-
-def _maybe_compile(model, cfg, log):
-    """TEST.COMPILE for the fixed-size top-down pipelines (one batch shape); other pipelines (whole-image
-    detection, a project's own TEST.PREDICTOR) stay eager, with a warning, since every new image size would
-    recompile (cvpack.inference.compile)."""
-    from ..inference import PREDICTORS
-    from ..inference.compile import compile_for_inference
-    pipeline = cfg.get('DATASET', {}).get('PIPELINE')
-    if cfg.TEST.get('PREDICTOR') or pipeline not in PREDICTORS:
-        log.warning('TEST.COMPILE ignored: only the top-down pipelines %s compile (this exp: DATASET.PIPELINE '
-                    '%r, TEST.PREDICTOR %r)', sorted(PREDICTORS), pipeline, cfg.TEST.get('PREDICTOR'))
-        return model
-    return compile_for_inference(model, log)
 
 
 def _log_summary(metrics, path, log):
@@ -157,7 +136,8 @@ def test_main(cfg, build_model, argv=None, dataset_builder=None, predictor_build
         cfg, model = load_for_test(cfg, build_model, path, strict=not args.non_strict, log=log)
         model = prepare_model(model, cfg, ctx, log).eval()
         if cfg.TEST.get('COMPILE', False):
-            model = _maybe_compile(model, cfg, log)
+            from ..inference.compile import maybe_compile
+            model = maybe_compile(model, cfg, log)
         if dataset_builder is None:
             dataset_builder = default_dataset_builder
         if predictor_builder is None:

@@ -29,6 +29,14 @@ def _area(inst):
     return float(bbox[2] * bbox[3])
 
 
+def apply_test_nms(cfg, instances):
+    """cfg.TEST.NMS ('none' | 'oks' | 'soft_oks', TEST.NMS_THRESH) per image on predictor instances, with the
+    instance areas OKS uses; the COCO evaluator and ``cvpack.apis`` share it. Returns the kept instances."""
+    insts = [dict(i, area=_area(i)) for i in instances]
+    return nms_per_image(insts, cfg.TEST.get('NMS', 'none'), float(cfg.TEST.get('NMS_THRESH', 0.9)),
+                         oks_sigmas(cfg.DATASET.NAME))
+
+
 class CocoEvaluator:
     """COCO keypoints: cfg.TEST.NMS ('none' | 'oks' | 'soft_oks', NMS_THRESH) per image, results.json, AP/AR.
 
@@ -37,9 +45,8 @@ class CocoEvaluator:
 
     def __init__(self, cfg):
         self.gt_path = osp.join(cfg.DATASET.ROOT, cfg.DATASET.VAL_ANN)
+        self.cfg = cfg
         self.nms = cfg.TEST.get('NMS', 'none')
-        self.nms_thresh = float(cfg.TEST.get('NMS_THRESH', 0.9))
-        self.sigmas = oks_sigmas(cfg.DATASET.NAME)
         self.box_source = 'GT boxes' if cfg.TEST.get('USE_GT_BBOX', False) else 'detected boxes'
 
     def __call__(self, instances, output_dir):
@@ -48,15 +55,14 @@ class CocoEvaluator:
         Writes ``output_dir/results.json`` (COCO results, sorted by image then score) and returns the
         dict AP, AP50, AP75, APm, APl, AR, AR50, AR75, ARm, ARl.
         """
-        insts = [dict(i, area=_area(i)) for i in instances]
-        kept = nms_per_image(insts, self.nms, self.nms_thresh, self.sigmas)
+        kept = apply_test_nms(self.cfg, instances)
         results = instances_to_coco_results(kept)
         results.sort(key=lambda r: (r['image_id'], -r['score']))
         path = osp.join(output_dir, 'results.json')
         _write_json(results, path)
         stats = evaluate_keypoints(self.gt_path, path)
         logger.info(format_table(stats, 'COCO keypoints (%s, NMS %s, %d of %d instances): %s'
-                           % (self.box_source, self.nms, len(kept), len(insts), path)))
+                           % (self.box_source, self.nms, len(kept), len(instances), path)))
         return stats
 
 

@@ -13,7 +13,7 @@ import torch
 import torch._inductor.config as inductor_config
 from torch import nn
 
-__all__ = ['FrozenInference', 'compile_for_inference']
+__all__ = ['FrozenInference', 'compile_for_inference', 'maybe_compile']
 
 
 class FrozenInference(nn.Module):
@@ -47,3 +47,16 @@ def compile_for_inference(model, log=None):
     if log is not None:
         log.info('TEST.COMPILE: torch.compile with inductor freezing; the first batch of each shape compiles')
     return FrozenInference(model.eval()).eval()
+
+
+def maybe_compile(model, cfg, log):
+    """TEST.COMPILE for the fixed-size top-down pipelines (one batch shape; test.py and ``cvpack.apis``); other
+    pipelines (whole-image detection, a project's own TEST.PREDICTOR) stay eager, with a warning, since every
+    new image size would recompile."""
+    from . import PREDICTORS
+    pipeline = cfg.get('DATASET', {}).get('PIPELINE')
+    if cfg.TEST.get('PREDICTOR') or pipeline not in PREDICTORS:
+        log.warning('TEST.COMPILE ignored: only the top-down pipelines %s compile (this exp: DATASET.PIPELINE '
+                    '%r, TEST.PREDICTOR %r)', sorted(PREDICTORS), pipeline, cfg.TEST.get('PREDICTOR'))
+        return model
+    return compile_for_inference(model, log)

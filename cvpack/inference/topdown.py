@@ -10,9 +10,11 @@ from ..utils import to_numpy
 
 
 def _model_device(model):
-    for p in model.parameters():
+    """Device of the model's first parameter/buffer; a callable without any (an ONNX Runtime wrapper, any
+    object with the eval forward contract) gets CPU tensors."""
+    for p in getattr(model, 'parameters', tuple)():
         return p.device
-    for b in model.buffers():
+    for b in getattr(model, 'buffers', tuple)():
         return b.device
     return torch.device('cpu')
 
@@ -51,8 +53,10 @@ class TopDownPredictor:
         The flipped input is the *normalised* batch flipped along W (as the original test.py);
         ``(out + flip_back(out_flipped)) * 0.5``.
         """
-        was_training = model.training
-        model.eval()
+        module = isinstance(model, torch.nn.Module)   # other callables: no train/eval switch
+        was_training = module and model.training
+        if module:
+            model.eval()
         try:
             images = images.to(_model_device(model), non_blocking=True)
             out = _heatmaps_of(model(images)).float()
@@ -60,14 +64,16 @@ class TopDownPredictor:
                 flipped = _heatmaps_of(model(images.flip(3))).float()
                 out = (out + flip_back(flipped, self.flip_pairs, shift=self.flip_shift)) * 0.5
         finally:
-            model.train(was_training)
+            if module:
+                model.train(was_training)
         return out
 
     def __call__(self, model, batch):
         """Predict every crop of a collated val/test batch.
 
         Args:
-            model: top-down model (eval output (N, K, h, w)); put in eval mode for the call.
+            model: top-down model (eval output (N, K, h, w)); put in eval mode for the call. Any callable
+                with that contract works (images (N, 3, H, W) -> heatmaps, e.g. an ONNX Runtime wrapper).
             batch: dict with 'image' (N, 3, H, W) normalised, 'center' (N, 2), 'scale' (N, 2),
                 'score' (N,) detection scores, 'image_id' (N,), optional 'bbox' (N, 4) xywh and 'index'.
 

@@ -25,7 +25,7 @@ from .transforms import drop_outside_keypoints, hflip_instances, resize_instance
 class DetectionDataset(Dataset):
     """COCO person images with boxes and keypoints; train: random short side + flip, val: short side 800."""
 
-    def __init__(self, cfg, split):
+    def __init__(self, cfg, split, records=None):
         if split not in ('train', 'val'):
             raise ValueError("split must be 'train' or 'val', got %r" % (split,))
         d = cfg.DATASET
@@ -34,8 +34,10 @@ class DetectionDataset(Dataset):
         ann = d.TRAIN_ANN if self.train else d.VAL_ANN
         self.ann_file = osp.join(d.ROOT, ann)
         meta = get_dataset_meta(d.NAME)
-        self.records = load_person_records(self.ann_file, osp.join(d.ROOT, images), self.train,
-                                           d.MIN_KEYPOINTS_PER_IMAGE, meta)
+        # records given: images at inference time (``cvpack.apis``), see :meth:`image_record`
+        self.records = records if records is not None else load_person_records(
+            self.ann_file, osp.join(d.ROOT, images), self.train, d.MIN_KEYPOINTS_PER_IMAGE, meta)
+        self.num_keypoints = meta.num_keypoints
         self.flip_perm = meta.flip_permutation()
         i = cfg.INPUT
         self.sizes = list(i.MIN_SIZE_TRAIN) if self.train else [i.MIN_SIZE_TEST]
@@ -52,7 +54,16 @@ class DetectionDataset(Dataset):
         """1 for landscape (w > h) images, 0 otherwise (Detectron2 aspect-ratio grouping)."""
         return [int(r['width'] > r['height']) for r in self.records]
 
+    def image_record(self, image, image_id, name=None):
+        """Val record of a decoded image (H, W, 3) uint8 in this dataset's colour order (``DATASET.COLOR_RGB``),
+        without annotations: the sample is resized and normalised as a val image of the annotation file."""
+        h, w = image.shape[:2]
+        return {'file': name or '<array>', 'image': image, 'image_id': image_id, 'height': h, 'width': w,
+                'boxes': np.zeros((0, 4), np.float32), 'keypoints': np.zeros((0, self.num_keypoints, 3), np.float32)}
+
     def _read(self, rec):
+        if rec.get('image') is not None:
+            return rec['image']
         # the repo's reader: EXIF orientation ignored (annotations are in stored pixels), errors name file + record
         img = read_image(rec['file'], self.rgb, 'image_id %d of %s' % (rec['image_id'], self.ann_file))
         if img.shape[:2] != (rec['height'], rec['width']):

@@ -1,0 +1,261 @@
+"""``PoseEstimator``: any exp of the repo on your own images, with the same predictor code as ``test.py``.
+
+Top-down exps (megvii / simple_baselines / cpn pipelines) crop each person box exactly as test.py crops a
+detection (``box_record`` of the exp's dataset class), run :func:`cvpack.inference.runner.predict_batches`
+with the exp's predictor (flip test, decoder, map back, rescoring), then ``cfg.TEST.NMS`` per image
+(:func:`cvpack.evaluation.build.apply_test_nms`). Whole-image exps (GCPose, Keypoint R-CNN: pipeline
+'detection') are estimators themselves and can also serve as the person detector of a top-down exp.
+Coordinates are COCO results' (pixel indices, the frame of ``results.json``).
+"""
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Optional, Tuple
+
+import numpy as np
+import torch
+
+from ..data import build_dataset, collate
+from ..data.meta import get_dataset_meta
+from ..evaluation.build import apply_test_nms
+from ..evaluation.coco import instances_to_coco_results
+from ..inference import PREDICTORS, build_predictor
+from ..inference.runner import predict_batches
+from .inputs import DetectionFile, load_images, parse_boxes
+
+__all__ = ['PoseEstimator', 'Person', 'WeightsMismatchError', 'resolve_device']
+
+from ..weights import WeightsMismatchError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Person:
+    """One person: ``keypoints`` (K, 3) float64 (x, y image pixels, score), ``score`` (instance score, as in
+    results.json), ``box`` (4,) xywh image pixels (the crop box of a top-down exp: the caller's, detected, or
+    the whole image; the detected box of a whole-image model), ``box_score`` (the box's detection score) and
+    ``keypoint_names`` (the K names of the dataset, in keypoint order)."""
+    keypoints: np.ndarray
+    score: float
+    box: Optional[np.ndarray]
+    box_score: float
+    keypoint_names: Tuple[str, ...] = field(repr=False, default=())
+
+    def to_coco(self, image_id, **extra):
+        """A COCO keypoint results record {image_id, category_id 1, keypoints [x, y, s] * K, score, bbox}
+        (``extra`` items are added, e.g. file_name)."""
+        rec = instances_to_coco_results([{'image_id': image_id, 'keypoints': self.keypoints, 'score': self.score}])[0]
+        if self.box is not None:
+            rec['bbox'] = [float(v) for v in self.box]
+        rec.update(extra)
+        return rec
+
+
+def resolve_device(device):
+    """'auto' -> CUDA when available, else CPU; any torch device string otherwise."""
+    if device in (None, 'auto'):
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    return torch.device(device)
+
+
+def _build_model(exp_dir, weights, opts, device):
+    """The exp's (cfg, model) with ``weights`` loaded strictly, in eval mode on ``device``.
+
+    The ONE place where the API reads weights, through the same path as test.py (``cvpack.weights``): any known
+    format (ours, the authors', mmpose's, an exp's project formats such as Detectron2's), from a path or URL;
+    the settings the weights need (preprocessing, architecture options) are applied to the cfg before the model
+    is built. ``weights`` None: test.py's choice (:func:`cvpack.engine.tester.resolve_test_checkpoint`:
+    OUTPUT_DIR/iter-last.pth, else MODEL.WEIGHT).
+    """
+    from ..engine.tester import resolve_test_checkpoint
+    from ..exp import load_exp
+    from ..weights import build_model_with_weights
+    source = weights if weights else resolve_test_checkpoint(load_exp(exp_dir, opts, build=False)[0], log=logger)
+    try:
+        cfg, model, _ = build_model_with_weights(exp_dir, source, opts, log=logger)
+    except WeightsMismatchError as e:
+        raise WeightsMismatchError(source, 'does not match the exp %s: %s' % (exp_dir, e.reason)) from None
+    return cfg, model.to(device).eval()
+
+
+def _sync(device):
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+class PoseEstimator:
+    """Multi-person keypoints of images with the model of an exp (any project).
+
+    Args:
+        exp_dir: exp folder (config.py + network.py), e.g. 'projects/RSN/exps/RSN18.coco'.
+        weights: checkpoint path or URL (None: what test.py would load).
+        device: 'auto' (CUDA if available), 'cpu', 'cuda', 'cuda:1' ...
+        detector: person boxes for a top-down exp: (exp_dir, weights) or (exp_dir, weights, opts) of a
+            whole-image exp (GCPose, Keypoint R-CNN), or a whole-image PoseEstimator.
+        opts: KEY VALUE config overrides of the exp (as test.py's command line).
+        batch_size: crops per forward (default cfg.TEST.IMS_PER_GPU).
+        box_thresh: detector boxes with a lower score are dropped (0.5, Detectron2 demo's threshold).
+        detector_nms: IoU threshold of the detector's box NMS (MODEL.ROI_HEADS.NMS_THRESH_TEST), None: its cfg.
+        det_score_thresh: detection-json boxes below it are dropped (None: the exp's TEST.DET_SCORE_THRESH,
+            as test.py).
+        model: an already built model object with the eval forward contract (images (N, 3, H, W) ->
+            heatmaps (N, K, h, w); e.g. an ONNX Runtime wrapper) instead of building the exp's; weights unused.
+
+    ``timing`` accumulates seconds spent in the detector and the pose model (``'detector'``, ``'pose'``).
+    """
+
+    def __init__(self, exp_dir, weights=None, device='auto', detector=None, opts=None, batch_size=None,
+                 box_thresh=0.5, detector_nms=None, det_score_thresh=None, model=None):
+        self.device = resolve_device(device)
+        if model is None:
+            self.cfg, self.model = _build_model(exp_dir, weights, opts, self.device)
+            self.model = self._prepare(self.model)
+        else:
+            from ..exp import load_exp
+            self.cfg, _ = load_exp(exp_dir, opts, build=False)
+            self.model = model
+        self.exp_dir = exp_dir
+        # not a top-down pipeline: a whole-image model (GCPose's 'detection'), whose predictor finds the people
+        self.whole_image_model = self.cfg.DATASET.PIPELINE not in PREDICTORS
+        self.predictor = build_predictor(self.cfg)
+        self.meta = get_dataset_meta(self.cfg.DATASET.NAME)
+        self.keypoint_names = tuple(self.meta.keypoint_names)
+        self.rgb = bool(self.cfg.DATASET.get('COLOR_RGB', False))
+        self.batch_size = int(batch_size or self.cfg.TEST.get('IMS_PER_GPU', 32))
+        self.box_thresh = float(box_thresh)
+        self.det_score_thresh = float(self.cfg.TEST.get('DET_SCORE_THRESH', 0.0) if det_score_thresh is None
+                                      else det_score_thresh)
+        self.dataset = build_dataset(self.cfg, 'val', records=[])   # crops exactly as test.py's val set
+        self.detector = self._detector(detector, detector_nms)
+        self.timing = {'detector': 0.0, 'pose': 0.0}
+
+    def _prepare(self, model):
+        """MODEL.CHANNELS_LAST and TEST.COMPILE, as test.py (TEST.AMP is applied per batch)."""
+        if self.cfg.MODEL.get('CHANNELS_LAST', False):
+            model = model.to(memory_format=torch.channels_last)
+        if self.cfg.TEST.get('COMPILE', False):
+            from ..inference.compile import maybe_compile
+            model = maybe_compile(model, self.cfg, logger)
+        return model
+
+    def _detector(self, detector, nms):
+        if detector is None:
+            return None
+        if self.whole_image_model:
+            raise ValueError('%s is a whole-image model: it finds people itself, a detector is not used' % self.exp_dir)
+        if not isinstance(detector, PoseEstimator):
+            if not isinstance(detector, (list, tuple)) or len(detector) not in (2, 3):
+                raise ValueError('detector must be (exp_dir, weights), (exp_dir, weights, opts) or a PoseEstimator, '
+                                 'got %r' % (detector,))
+            opts = list(detector[2]) if len(detector) == 3 else []
+            if nms is not None:
+                opts += ['MODEL.ROI_HEADS.NMS_THRESH_TEST', repr(float(nms))]
+            detector = PoseEstimator(detector[0], detector[1], device=self.device, opts=opts)
+        if not detector.whole_image_model:
+            raise ValueError('detector %s is not a whole-image model (GCPose / Keypoint R-CNN exps are)'
+                             % detector.exp_dir)
+        return detector
+
+    # ------------------------------------------------------------------ running
+    def __call__(self, inputs, boxes=None, det_json=None, whole_image=False, color='bgr', image_ids=None):
+        """People in one image or a list of images.
+
+        Args:
+            inputs: image path, (H, W, 3) uint8 array (channel order ``color``), or a list of them.
+            boxes: person boxes [[x, y, w, h(, score)], ...] (image pixels) for one image, or one such list per
+                image for a list input.
+            det_json: COCO detection-results file (path or :class:`DetectionFile`), matched by file name or
+                image id (``image_ids``, else the numeric file stem).
+            whole_image: one box = the whole image (the single-person fallback, also used when no other box
+                source is given).
+            color: 'bgr' (OpenCV) or 'rgb': the order of array inputs.
+            image_ids: optional ids of the images (det_json matching; ``Person.to_coco``).
+        Returns:
+            a list of :class:`Person` (best score first) for one input, a list of such lists for a list.
+        """
+        images, single = load_images(inputs, color, self.rgb, image_ids)
+        if self.whole_image_model:
+            if boxes is not None or det_json is not None or whole_image:
+                raise ValueError('%s is a whole-image model: boxes, det_json and whole_image do not apply'
+                                 % self.exp_dir)
+            people = self._whole_image_people(images)
+        else:
+            people = self._top_down_people(images, self._boxes(images, boxes, det_json, whole_image, single))
+        return people[0] if single else people
+
+    def _boxes(self, images, boxes, det_json, whole_image, single):
+        """Per image (xywh (B, 4), scores (B,)) from the one box source in use."""
+        given = [n for n, v in (('boxes', boxes), ('det_json', det_json)) if v is not None]
+        if len(given) > 1 or (given and whole_image):
+            raise ValueError('give one box source, got %s' % ', '.join(given + ['whole_image'] * bool(whole_image)))
+        if boxes is not None:
+            per_image = [boxes] if single else list(boxes)
+            if len(per_image) != len(images):
+                raise ValueError('%d box lists for %d images' % (len(per_image), len(images)))
+            return [parse_boxes(b, im.name) for b, im in zip(per_image, images)]
+        if det_json is not None:
+            dets = det_json if isinstance(det_json, DetectionFile) else DetectionFile(det_json)
+            out = []
+            for im in images:
+                found = dets.boxes_for(im)
+                if found is None:
+                    logger.warning('%s: no detections for %s (image id %s)', dets.path, im.name, im.image_id)
+                xywh, scores = parse_boxes(found, '%s (%s)' % (dets.path, im.name))
+                keep = scores >= self.det_score_thresh
+                out.append((xywh[keep], scores[keep]))
+            return out
+        if self.detector is not None and not whole_image:
+            return self._detect(images)
+        return [(np.array([[0.0, 0.0, im.array.shape[1], im.array.shape[0]]]), np.ones(1)) for im in images]
+
+    def _detect(self, images):
+        t = time.perf_counter()
+        det = self.detector
+        arrays = [im.array if det.rgb == self.rgb else np.ascontiguousarray(im.array[..., ::-1]) for im in images]
+        people = det._whole_image_people(
+            [type(im)(a, im.name, im.image_id) for im, a in zip(images, arrays)])
+        out = []
+        for found in people:
+            found = [p for p in found if p.score >= self.box_thresh]
+            out.append((np.array([p.box for p in found], np.float64).reshape(-1, 4),
+                        np.array([p.score for p in found], np.float64)))
+        _sync(self.device)
+        self.timing['detector'] += time.perf_counter() - t
+        return out
+
+    def _run(self, records):
+        """The predictor's instances for dataset records, in batches of ``batch_size`` (test.py's loop)."""
+        self.dataset.records = records
+        loader = torch.utils.data.DataLoader(self.dataset, batch_size=self.batch_size, collate_fn=collate)
+        return predict_batches(self.model, loader, self.predictor, self.cfg, self.device)
+
+    def _top_down_people(self, images, boxes):
+        t = time.perf_counter()
+        records = [self.dataset.box_record(box, score, n, image=im.array)
+                   for n, (im, (xywh, scores)) in enumerate(zip(images, boxes)) for box, score in zip(xywh, scores)]
+        instances = apply_test_nms(self.cfg, self._run(records)) if records else []
+        _sync(self.device)
+        self.timing['pose'] += time.perf_counter() - t
+        return self._group(instances, len(images))
+
+    def _whole_image_people(self, images):
+        t = time.perf_counter()
+        records = [self.dataset.image_record(im.array, n, im.name) for n, im in enumerate(images)]
+        instances = self._run(records)
+        _sync(self.device)
+        self.timing['pose'] += time.perf_counter() - t
+        return self._group(instances, len(images))
+
+    def _group(self, instances, num_images):
+        """Instances (image_id = position in the call) -> per image lists of :class:`Person`, best first."""
+        people = [[] for _ in range(num_images)]
+        for inst in instances:
+            box = inst.get('bbox')
+            people[int(inst['image_id'])].append(Person(
+                keypoints=np.asarray(inst['keypoints'], np.float64), score=float(inst['score']),
+                box=None if box is None else np.asarray(box, np.float64),
+                box_score=float(inst.get('det_score', inst['score'])), keypoint_names=self.keypoint_names))
+        for p in people:
+            p.sort(key=lambda q: -q.score)
+        return people
