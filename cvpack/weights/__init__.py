@@ -175,15 +175,29 @@ def check_state_dict(model, state_dict, source='', strict=True):
               for k, v in state_dict.items() if k in target and tuple(v.shape) != tuple(target[k].shape)]
     problems = []
     if shapes:
-        problems.append('%d shape mismatch(es): %s' % (len(shapes), '; '.join(shapes)))
+        problems.append('%d shape mismatch(es): %s' % (len(shapes), _some(shapes, '; ')))
     if strict and missing:
-        problems.append('%d model key(s) not in the weights: %s' % (len(missing), ', '.join(missing)))
+        problems.append('%d model key(s) not in the weights: %s' % (len(missing), _some(missing)))
     if strict and unexpected:
-        problems.append('%d weight key(s) the model does not have: %s' % (len(unexpected), ', '.join(unexpected)))
+        problems.append('%d weight key(s) the model does not have: %s' % (len(unexpected), _some(unexpected)))
     if problems:
-        raise WeightsMismatchError(source, 'does not fit the model (%s): %s'
-                                   % (type(model).__name__, ' | '.join(problems)))
+        hint = ''
+        if strict and missing and unexpected and len(missing) == len(target) - len(
+                [k for k in target if k.endswith('num_batches_tracked')]):
+            hint = ' -- no tensor of the file fits: weights of another exp or network?'
+        err = WeightsMismatchError(source, 'does not fit the model (%s)%s: %s'
+                                   % (type(model).__name__, hint, ' | '.join(problems)))
+        err.missing, err.unexpected, err.shapes = missing, unexpected, shapes   # the full lists
+        raise err
     return missing, unexpected
+
+
+def _some(names, sep=', ', limit=40):
+    """Up to ``limit`` names; a whole wrong network would otherwise print hundreds of keys (the exception keeps
+    the full lists)."""
+    if len(names) <= limit:
+        return sep.join(names)
+    return sep.join(names[:limit]) + '%s... (+%d more)' % (sep, len(names) - limit)
 
 
 def load_prepared(model, prepared, strict=True, log=None):

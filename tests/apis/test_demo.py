@@ -164,7 +164,7 @@ def test_errors_name_the_input(rsn, kprcnn, repo_root, tmp_path):
     video.write_bytes(b'not a video at all')
     with pytest.raises(SystemExit, match='cannot open video file .*garbage.mp4'):
         demo.main([exp, '--weights', weights, '--input', str(video)] + out)
-    with pytest.raises(SystemExit, match='kprcnn.pth do not match the exp .*RSN18.coco'):
+    with pytest.raises(SystemExit, match='kprcnn.pth: does not match the exp .*RSN18.coco'):
         demo.main([exp, '--weights', det_weights, '--input', str(folder)] + out)
     with pytest.raises(SystemExit, match='input not found: .*nothere'):
         demo.main([exp, '--weights', weights, '--input', str(tmp_path / 'nothere')] + out)
