@@ -14,6 +14,7 @@ import torch
 
 from .. import dist as comm
 from ..data.samplers import shard_indices
+from ..safe_load import is_url
 from .args import parse_args, test_parser
 from .checkpoint import LAST_NAME, load_model_weights
 from .launch import cleanup_distributed, setup_distributed
@@ -44,7 +45,7 @@ def resolve_test_checkpoint(cfg, iteration=None, checkpoint=None, log=None):
         path, how = cfg.MODEL.WEIGHT, 'MODEL.WEIGHT (no -i / --checkpoint, no %s in OUTPUT_DIR)' % LAST_NAME
     if log is not None:
         log.info('test checkpoint: %s (from %s)', path, how)
-    if how.startswith('MODEL.WEIGHT') and str(path).startswith(('http://', 'https://')):
+    if is_url(path):   # --checkpoint or MODEL.WEIGHT by URL: downloaded and read by cvpack.safe_load
         return path
     if not osp.isfile(path):
         found = sorted(osp.basename(p) for p in glob.glob(osp.join(out, 'iter-*.pth')))

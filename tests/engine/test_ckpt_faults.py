@@ -1,0 +1,131 @@
+"""Checkpoint faults a hostile but realistic user meets (issue #12, "Security" and "Checkpoints and resume"), each
+reproduced through the toy exp's real ``train.py`` / ``test.py`` run as a subprocess."""
+import functools
+import glob
+import http.server
+import os
+import os.path as osp
+import subprocess
+import sys
+import threading
+
+import pytest
+import torch
+
+from cvpack.engine import checkpoint as ck
+
+TIMEOUT = 120
+
+
+def run(exp, script, args, env=None, preexec_fn=None):
+    """``python script args`` in the exp folder; returns (exit code, stdout + stderr)."""
+    full = dict(os.environ, PYTHONPATH=os.environ.get('CVPACK_TEST_REPO', _repo()), OMP_NUM_THREADS='1',
+                MKL_NUM_THREADS='1')
+    for key in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT'):
+        full.pop(key, None)
+    full.update(env or {})
+    proc = subprocess.run([sys.executable, script] + [str(a) for a in args], cwd=exp, env=full,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=TIMEOUT,
+                          preexec_fn=preexec_fn)
+    return proc.returncode, proc.stdout
+
+
+def _repo():
+    return osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def ok(exp, script, args, **kw):
+    rc, out = run(exp, script, args, **kw)
+    assert rc == 0, out[-4000:]
+    return out
+
+
+def fails(exp, script, args, **kw):
+    rc, out = run(exp, script, args, **kw)
+    assert rc != 0, out[-4000:]
+    return out
+
+
+@pytest.fixture
+def exp(toy_exp):
+    """(exp folder, OUTPUT_DIR) of a fresh toy exp."""
+    folder, cfg = toy_exp
+    return folder, cfg.OUTPUT_DIR
+
+
+class _Evil:
+    """Unpickling this calls os.system (the attack), which would create the marker file."""
+
+    marker = None
+
+    def __reduce__(self):
+        return (os.system, ('touch %s' % self.marker,))
+
+
+@pytest.fixture
+def http_root(tmp_path):
+    """Serve tmp_path/www on 127.0.0.1 (the subprocesses get TORCH_HOME=tmp_path/hub for the download cache)."""
+    root = tmp_path / 'www'
+    root.mkdir()
+    quiet = type('Quiet', (http.server.SimpleHTTPRequestHandler,), {'log_message': lambda *a, **k: None})
+    handler = functools.partial(quiet, directory=str(root))
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, 'http://127.0.0.1:%d/' % server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+# ------------------------------------------------------------------------------------------------- 1. security
+def test_code_in_weight_files_never_runs_through_the_scripts(exp, tmp_path, http_root):
+    """A .pth whose unpickling calls os.system, from a URL or a path, through every flag that reads weights:
+    refused (non-zero exit, the file named), nothing executed, nothing trained."""
+    folder, out = exp
+    root, base = http_root
+    _Evil.marker = str(tmp_path / 'PWNED')
+    torch.save({'model': {'conv.weight': torch.ones(4, 3, 3, 3)}, 'x': _Evil()}, str(root / 'evil.pth'))
+    torch.save({'model': {'conv.weight': torch.ones(4, 3, 3, 3)}, 'x': _Evil()}, str(tmp_path / 'local_evil.pth'))
+    url = base + 'evil.pth'
+    cases = [('test.py', ['MODEL.WEIGHT', url]), ('test.py', ['--checkpoint', url]),
+             ('test.py', ['--checkpoint', tmp_path / 'local_evil.pth']),
+             ('train.py', ['--weights', url]),
+             ('train.py', ['MODEL.PRETRAINED', url]), ('train.py', ['-c', tmp_path / 'local_evil.pth'])]
+    for i, (script, args) in enumerate(cases):
+        env = {'TORCH_HOME': str(tmp_path / ('hub%d' % i))}   # a fresh cache: every case downloads
+        text = fails(folder, script, args, env=env)
+        named = 'evil.pth' if '-c' in args or str(tmp_path) in str(args[-1]) else url
+        assert 'UnsafeFileError' in text and named in text and 'posix.system' in text, (script, args, text[-3000:])
+        assert 'weights_only=False' not in text
+        assert not osp.exists(_Evil.marker), (script, args)
+    assert not glob.glob(osp.join(out, 'iter-*.pth'))
+
+
+def _unsafe_calls(path):
+    """Calls in a source file that could unpickle a file outside cvpack.safe_load (found in its syntax tree)."""
+    import ast
+    names = {'torch.load', 'pickle.load', 'pickle.loads', 'pickle.Unpickler', 'cPickle.load', 'dill.load',
+             'joblib.load', 'torch.hub.load', 'torch.hub.load_state_dict_from_url', 'hub.load_state_dict_from_url',
+             'load_state_dict_from_url', 'torch.jit.load'}
+    out = []
+    for node in ast.walk(ast.parse(open(path, encoding='utf-8').read())):
+        if isinstance(node, ast.Call):
+            name = ast.unparse(node.func)
+            pickled = name in ('np.load', 'numpy.load') and any(
+                k.arg == 'allow_pickle' and not (isinstance(k.value, ast.Constant) and not k.value.value)
+                for k in node.keywords)
+            if name in names or pickled:
+                out.append('%d: %s' % (node.lineno, ast.unparse(node)))
+    return out
+
+
+def test_no_load_bypasses_safe_load(repo_root):
+    """Every read of a weight/pickle file in the shipped code goes through cvpack.safe_load."""
+    bad = []
+    for top in ('cvpack', 'projects', 'tools'):
+        for path in glob.glob(osp.join(repo_root, top, '**', '*.py'), recursive=True):
+            if path != osp.join(repo_root, 'cvpack', 'safe_load.py'):
+                bad += ['%s:%s' % (osp.relpath(path, repo_root), c) for c in _unsafe_calls(path)]
+    assert not bad, '\n'.join(bad)
+    # the scan itself finds such calls
+    assert _unsafe_calls(osp.join(repo_root, 'cvpack', 'safe_load.py'))
