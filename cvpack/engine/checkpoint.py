@@ -20,13 +20,17 @@ import shutil
 import numpy as np
 import torch
 
-from ..safe_load import load_torch_file
+from ..safe_load import CheckpointError, load_torch_file
 
 __all__ = ['rng_state', 'set_rng_state', 'numpy_state_to_list', 'numpy_state_from_list', 'save_checkpoint', 'link_last', 'load_checkpoint',
-           'strip_prefix', 'load_model_weights', 'LAST_NAME']
+           'strip_prefix', 'load_model_weights', 'match_state', 'ModelMismatchError', 'LAST_NAME']
 
 logger = logging.getLogger(__name__)
 LAST_NAME = 'iter-last.pth'
+
+
+class ModelMismatchError(CheckpointError):
+    """A readable weight file that does not fit the model (shapes, keys, non-tensors); the message lists them."""
 
 
 def numpy_state_to_list(state):
@@ -110,12 +114,51 @@ def strip_prefix(state_dict, prefix='module.'):
     return {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in state_dict.items()}
 
 
+def _examples(keys, n=5):
+    keys = list(keys)
+    return '%s%s' % (', '.join(keys[:n]), ' ... (%d in all)' % len(keys) if len(keys) > n else '')
+
+
+def match_state(model, state, source, strict):
+    """Compare a state dict read from ``source`` with ``model``; raise :class:`ModelMismatchError` naming the
+    file and the differing keys/shapes when it cannot be used.
+
+    Shape mismatches and non-tensor entries are always errors; with ``strict`` so are missing and unexpected
+    keys; without, a file sharing no tensor with the model is still an error (it is another network: loading
+    it would silently train from the random init). Returns ``(loaded, missing, unexpected)`` key lists, where
+    ``loaded`` is what ``model.load_state_dict(state, strict=False)`` will copy.
+    """
+    target = model.state_dict()
+    not_tensors = [k for k, v in state.items() if not torch.is_tensor(v)]
+    if not_tensors:
+        raise ModelMismatchError(source, 'entries that are not tensors: %s' % _examples(not_tensors))
+    loaded = [k for k in state if k in target]
+    missing = [k for k in target if k not in state and not k.endswith('num_batches_tracked')]
+    unexpected = [k for k in state if k not in target]
+    shapes = ['%s: file %s vs model %s' % (k, tuple(state[k].shape), tuple(target[k].shape))
+              for k in loaded if tuple(state[k].shape) != tuple(target[k].shape)]
+    name = type(model).__name__
+    if shapes:
+        raise ModelMismatchError(source, 'does not fit the %s model (another exp\'s network?): %d shape '
+                                 'mismatches: %s' % (name, len(shapes), '; '.join(shapes[:10])))
+    if not [k for k in loaded if not k.endswith('num_batches_tracked')]:
+        raise ModelMismatchError(source, 'none of its %d tensors belongs to the %s model (another network?): '
+                                 'file keys %s; model keys %s' % (len(state), name, _examples(state) or 'none',
+                                                                   _examples(target)))
+    if strict and (missing or unexpected):
+        raise ModelMismatchError(source, 'does not match the %s model (strict loading; --non-strict to allow): '
+                                 '%d model tensors missing from the file: %s; %d file tensors unexpected: %s'
+                                 % (name, len(missing), missing[:10], len(unexpected), unexpected[:10]))
+    return loaded, missing, unexpected
+
+
 def load_model_weights(model, source, strict=True, log=None):
     """Load weights for fine-tuning or testing.
 
     Accepts our checkpoints, the original repos' ``{'model': state_dict}`` (with or without ``module.``
-    prefixes), ``{'state_dict': ...}`` and a bare state dict, from a path or URL. Missing and unexpected keys
-    are listed; with ``strict`` (the default for testing) any of them is an error naming the file.
+    prefixes), ``{'state_dict': ...}`` and a bare state dict, from a path or URL, read by
+    ``cvpack.safe_load`` (weights only). Errors name the file and say what is wrong (:func:`match_state`);
+    missing and unexpected keys are logged, and the logged count is the number of tensors copied.
 
     Returns:
         (missing, unexpected): lists of key names.
@@ -123,17 +166,8 @@ def load_model_weights(model, source, strict=True, log=None):
     from ..modeling.pretrained import load_state_dict
     log = log or logger
     state = strip_prefix(load_state_dict(source))
-    target = model.state_dict()
-    missing = [k for k in target if k not in state and not k.endswith('num_batches_tracked')]
-    unexpected = [k for k in state if k not in target]
-    shapes = ['%s: file %s vs model %s' % (k, tuple(v.shape), tuple(target[k].shape))
-              for k, v in state.items() if k in target and tuple(v.shape) != tuple(target[k].shape)]
-    if shapes:
-        raise ValueError('%s does not fit the model: shape mismatch for %s' % (source, '; '.join(shapes[:10])))
-    msg = '%s: %d tensors loaded, %d missing %s, %d unexpected %s' % (
-        source, len(target) - len(missing), len(missing), missing[:10], len(unexpected), unexpected[:10])
-    if strict and (missing or unexpected):
-        raise KeyError('weights do not match the model (strict): ' + msg)
-    model.load_state_dict(state, strict=False)
-    log.info('loaded weights from ' + msg)
+    loaded, missing, unexpected = match_state(model, state, source, strict)
+    model.load_state_dict({k: state[k] for k in loaded}, strict=False)
+    log.info('loaded weights from %s: %d tensors loaded, %d missing %s, %d unexpected %s', source, len(loaded),
+             len(missing), missing[:10], len(unexpected), unexpected[:10])
     return missing, unexpected

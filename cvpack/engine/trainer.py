@@ -21,6 +21,7 @@ from ..solver import build_lr_scheduler, build_optimizer, load_optimizer_state, 
 from .args import parse_args, train_parser
 from .checkpoint import (LAST_NAME, link_last, load_checkpoint, load_model_weights, numpy_state_from_list,
                          numpy_state_to_list, rng_state, save_checkpoint, set_rng_state, strip_prefix)
+from ..safe_load import CheckpointError
 from .launch import cleanup_distributed, setup_distributed
 from .logger import TensorboardWriter, setup_logger
 from .utils import amp_dtype, autocast, prepare_model, resolve_cfg, to_device, write_run_files
@@ -193,6 +194,9 @@ class Trainer:
             raise RuntimeError('rank 0 failed to load MODEL.PRETRAINED %s (see its log)' % source)
         if not self.ctx.is_main:
             report = fn(source)
+        if hasattr(report, 'loaded') and not report.loaded:   # another network's file: say so, don't train
+            raise CheckpointError(source, 'MODEL.PRETRAINED: no tensor of this file was loaded into %s (%s)'
+                                  % (type(self.model).__name__, report.summary()))
         self.log.info('ImageNet init from %s: %s', source,
                       report.summary() if hasattr(report, 'summary') else report)
 

@@ -87,7 +87,8 @@ def test_strict_load_names_missing_and_unexpected(tmp_path):
     sd.pop('1.weight')
     sd['extra.w'] = torch.zeros(1)
     torch.save({'model': sd}, str(tmp_path / 'bad.pth'))
-    with pytest.raises(KeyError, match=r"1 missing \['1.weight'\].*1 unexpected \['extra.w'\]"):
+    with pytest.raises(ck.ModelMismatchError, match=r"bad.pth: .*1 model tensors missing from the file: "
+                       r"\['1.weight'\]; 1 file tensors unexpected: \['extra.w'\]"):
         ck.load_model_weights(_net(), str(tmp_path / 'bad.pth'))
     missing, unexpected = ck.load_model_weights(_net(), str(tmp_path / 'bad.pth'), strict=False)
     assert missing == ['1.weight'] and unexpected == ['extra.w']

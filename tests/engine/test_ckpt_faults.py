@@ -48,8 +48,10 @@ def fails(exp, script, args, **kw):
 
 @pytest.fixture
 def exp(toy_exp):
-    """(exp folder, OUTPUT_DIR) of a fresh toy exp."""
+    """(exp folder, OUTPUT_DIR) of a fresh toy exp. OUTPUT_DIR exists: the toy train.py writes its parameters
+    there even when a run is pointed elsewhere."""
     folder, cfg = toy_exp
+    os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
     return folder, cfg.OUTPUT_DIR
 
 
@@ -129,3 +131,23 @@ def test_no_load_bypasses_safe_load(repo_root):
     assert not bad, '\n'.join(bad)
     # the scan itself finds such calls
     assert _unsafe_calls(osp.join(repo_root, 'cvpack', 'safe_load.py'))
+
+
+# ---------------------------------------------------------------------------------------- 2. counts that are true
+def test_loaded_tensor_counts_are_what_was_copied(exp, tmp_path):
+    """--weights / MODEL.PRETRAINED log the number of tensors copied (the count was model size minus missing:
+    115 "loaded" from a file with none); a file sharing no tensor with the model is an error, not a run."""
+    folder, out = exp
+    head = {'head.weight': torch.full((2, 4, 1, 1), 0.5), 'head.bias': torch.zeros(2), 'other.w': torch.ones(1)}
+    torch.save({'model': head}, str(tmp_path / 'head.pth'))
+    torch.save({'model': {'other.w': torch.ones(1)}}, str(tmp_path / 'foreign.pth'))
+    short = ['SOLVER.MAX_ITER', '2', 'OUTPUT_DIR']
+    text = ok(folder, 'train.py', ['--weights', tmp_path / 'head.pth'] + short + [tmp_path / 'w'])
+    assert "head.pth: 2 tensors loaded, 6 missing" in text and "1 unexpected ['other.w']" in text
+    text = ok(folder, 'train.py', ['MODEL.PRETRAINED', tmp_path / 'head.pth'] + short + [tmp_path / 'p'])
+    assert 'loaded 2 tensors; 6 model tensors not in the file; 1 file tensors unused' in text
+    for args in (['--weights', tmp_path / 'foreign.pth'], ['MODEL.PRETRAINED', tmp_path / 'foreign.pth']):
+        text = fails(folder, 'train.py', args + short + [tmp_path / 'f'])
+        assert 'foreign.pth' in text and ('none of its 1 tensors belongs to the ToyNet model' in text
+                                          or 'no tensor of this file was loaded into ToyNet' in text), text[-2000:]
+        assert 'Iter: 1/2' not in text

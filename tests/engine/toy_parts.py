@@ -70,10 +70,8 @@ class ToyNet(nn.Module):
 
     def load_pretrained(self, source):
         """Stand-in for an ImageNet init (the trainer's MODEL.PRETRAINED protocol): a local state dict file."""
-        from cvpack.modeling.pretrained import LoadReport, load_state_dict
-        state = load_state_dict(source)
-        self.load_state_dict(state, strict=False)
-        return LoadReport(loaded=sorted(state))
+        from cvpack.modeling.pretrained import load_mapped, load_state_dict
+        return load_mapped(self, load_state_dict(source), lambda key: key)
 
 
 def build_model(cfg):
