@@ -15,6 +15,7 @@ import logging
 import os
 import os.path as osp
 import random
+import re
 import shutil
 
 import numpy as np
@@ -23,7 +24,8 @@ import torch
 from ..safe_load import CheckpointError, load_torch_file
 
 __all__ = ['rng_state', 'set_rng_state', 'numpy_state_to_list', 'numpy_state_from_list', 'save_checkpoint', 'link_last', 'load_checkpoint',
-           'strip_prefix', 'load_model_weights', 'match_state', 'ModelMismatchError', 'LAST_NAME']
+           'strip_prefix', 'load_model_weights', 'match_state', 'ModelMismatchError', 'LAST_NAME',
+           'non_finite_tensors', 'check_training_checkpoint', 'list_checkpoints', 'find_resume_checkpoint']
 
 logger = logging.getLogger(__name__)
 LAST_NAME = 'iter-last.pth'
@@ -104,9 +106,94 @@ def link_last(path, last_name=LAST_NAME):
 def load_checkpoint(path):
     """Read one of our checkpoints on the CPU (``weights_only=True``); clear error when it is missing."""
     if not osp.isfile(path):
-        hint = ' (dangling link)' if osp.lexists(path) else ''
+        hint = ' (a dangling link: its target %s is gone)' % os.readlink(path) if osp.islink(path) else ''
         raise FileNotFoundError('checkpoint not found: %s%s' % (path, hint))
     return load_torch_file(path)
+
+
+def non_finite_tensors(obj, prefix=''):
+    """Names of the floating-point tensors in a (nested) state holding NaN or inf, e.g. ``model.conv.weight``,
+    ``optimizer.state.3.exp_avg``."""
+    if torch.is_tensor(obj):
+        return [prefix] if obj.is_floating_point() and not bool(torch.isfinite(obj).all()) else []
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
+    out = []
+    for k, v in items:
+        out += non_finite_tensors(v, '%s.%s' % (prefix, k) if prefix else str(k))
+    return out
+
+
+def check_training_checkpoint(path, state=None):
+    """Load ``path`` (unless ``state`` is given) and check it is a usable training checkpoint: a dict with a
+    ``model`` state dict and only finite model and optimizer values. Returns the state; raises
+    :class:`CheckpointError` / FileNotFoundError naming the file and what is wrong."""
+    state = load_checkpoint(path) if state is None else state
+    if not isinstance(state, dict) or not isinstance(state.get('model'), dict):
+        what = 'keys %s' % sorted(map(str, state))[:10] if isinstance(state, dict) else type(state).__name__
+        raise CheckpointError(path, 'not a training checkpoint (no "model" state dict; it holds %s)' % what)
+    bad = non_finite_tensors({'model': state['model'], 'optimizer': state.get('optimizer') or {}})
+    if bad:
+        raise CheckpointError(path, 'holds NaN/inf in %d tensors (%s): written after the training diverged'
+                              % (len(bad), _examples(bad)))
+    return state
+
+
+def list_checkpoints(folder):
+    """``iter-N.pth`` files in ``folder`` (links included), newest (largest N) first."""
+    found = []
+    for name in os.listdir(folder) if osp.isdir(folder) else ():
+        m = re.fullmatch(r'iter-(\d+)\.pth', name)
+        if m:
+            found.append((int(m.group(1)), osp.join(folder, name)))
+    return [path for _, path in sorted(found, reverse=True)]
+
+
+def find_resume_checkpoint(folder, log=None):
+    """The checkpoint auto-resume continues from: the newest *loadable* one in ``folder``, never a silent restart.
+
+    Candidates, in order: ``iter-last.pth`` when it is a file that is not one of the ``iter-N.pth`` (a copy made
+    where links are impossible), then ``iter-N.pth`` by decreasing N. The newest iter-N is taken even when
+    ``iter-last.pth`` points to an older one (a run killed between the save and the re-link). Each candidate
+    is loaded and checked (:func:`check_training_checkpoint`): a truncated or corrupt file, a dangling
+    ``iter-last.pth`` link or a checkpoint with NaN/inf is skipped with a warning that names it and says why.
+
+    Returns:
+        (path, state) of the first loadable candidate, or None when ``folder`` holds no checkpoint at all.
+    Raises:
+        CheckpointError naming every file and its fault when checkpoints exist but none loads: starting over
+        would overwrite them (move them away, or use ``--no-auto-resume``, which moves them aside).
+    """
+    log = log or logger
+    last = osp.join(folder, LAST_NAME)
+    candidates = list_checkpoints(folder)
+    real = [osp.realpath(p) for p in candidates]
+    if osp.islink(last) and not osp.exists(last):
+        log.warning('auto-resume: %s is a dangling link (its target %s is gone); looking for the newest loadable '
+                    'iter-N.pth instead', last, os.readlink(last))
+    elif osp.isfile(last):
+        if osp.realpath(last) not in real:
+            candidates.insert(0, last)
+        elif candidates and osp.realpath(last) != real[0]:
+            log.warning('auto-resume: %s points to %s but %s is newer (the link was not updated: a run stopped '
+                        'between the save and the re-link?); trying the newest first', last,
+                        osp.basename(osp.realpath(last)), osp.basename(candidates[0]))
+    errors = []
+    for path in candidates:
+        try:
+            state = check_training_checkpoint(path)
+        except (CheckpointError, FileNotFoundError, OSError) as e:
+            log.warning('auto-resume: skipping %s', e)
+            errors.append(str(e))
+            continue
+        if errors:
+            log.warning('auto-resume: resuming from %s, the newest checkpoint that loads (%d newer skipped, see '
+                        'above)', path, len(errors))
+        return path, state
+    if errors:
+        raise CheckpointError(folder, 'auto-resume: checkpoints exist but none can be loaded, and starting over '
+                              'would overwrite them: %s. Move them away, resume one with -c, or pass '
+                              '--no-auto-resume (the old files are moved aside)' % ' | '.join(errors))
+    return None
 
 
 def strip_prefix(state_dict, prefix='module.'):

@@ -19,7 +19,8 @@ from .. import dist as comm
 from ..data.samplers import IterationBasedSampler
 from ..solver import build_lr_scheduler, build_optimizer, load_optimizer_state, resolve_solver
 from .args import parse_args, train_parser
-from .checkpoint import (LAST_NAME, link_last, load_checkpoint, load_model_weights, numpy_state_from_list,
+from .checkpoint import (LAST_NAME, check_training_checkpoint, find_resume_checkpoint, link_last, load_model_weights,
+                         match_state, numpy_state_from_list,
                          numpy_state_to_list, rng_state, save_checkpoint, set_rng_state, strip_prefix)
 from ..safe_load import CheckpointError
 from .launch import cleanup_distributed, setup_distributed
@@ -47,14 +48,33 @@ def _seed_worker(worker_id):
     random.seed(seed)
 
 
-def auto_resume_path(last, auto, is_main):
-    """OUTPUT_DIR/iter-last.pth when rank 0 finds it (and ``auto``), else None; the same answer on every rank.
+def auto_resume_path(last, auto, is_main, log=None, loaded=None):
+    """The checkpoint auto-resume continues from (the same answer on every rank), or None to start from scratch.
 
-    Rank 0 decides and broadcasts: ranks deciding by themselves diverged on multi-node runs without a shared
-    file system (some resumed, some started over). A rank that lacks the file rank 0 resumes from is an
-    error on every rank together (gathered first, so no rank waits forever in a collective).
+    ``last`` is OUTPUT_DIR/iter-last.pth. Rank 0 picks the newest loadable checkpoint of that folder
+    (:func:`cvpack.engine.checkpoint.find_resume_checkpoint`: a dangling iter-last link or a truncated,
+    corrupt or NaN checkpoint is skipped, with a warning naming it; a folder whose checkpoints all fail is an
+    error naming each, never a silent restart) and broadcasts the path or the error, so every rank resumes or
+    stops together. Ranks deciding by themselves diverged on multi-node runs without a shared file system. A
+    rank that lacks the file rank 0 resumes from is an error on every rank together (gathered first, so no
+    rank waits forever in a collective). ``loaded`` (a dict) receives rank 0's already-read state under 'state'.
     """
-    path = comm.broadcast_object(last if is_main and auto and osp.isfile(last) else None)
+    choice, error = None, None
+    if is_main and auto:
+        try:
+            found = find_resume_checkpoint(osp.dirname(last), log)
+        except Exception as e:  # re-raised below on every rank
+            error = e
+        else:
+            if found is not None:
+                choice = found[0]
+                if loaded is not None:
+                    loaded['state'] = found[1]
+    path, message = comm.broadcast_object((choice, None if error is None else str(error)))
+    if message is not None:
+        if error is not None:
+            raise error
+        raise CheckpointError(osp.dirname(last), 'rank 0 could not choose a checkpoint to resume: ' + message)
     if path:
         missing = [r for r, ok in enumerate(comm.all_gather_object(osp.isfile(path))) if not ok]
         if missing:
@@ -109,10 +129,13 @@ class Trainer:
                 'iteration': int(iteration), 'sampler': self.sampler.state_dict(iteration),
                 'rng': rngs, 'world_size': self.ctx.world_size}
 
-    def resume(self, path):
-        """Restore everything saved by :meth:`state_dict` so the run continues exactly."""
-        ckpt = load_checkpoint(path)
-        self.model.load_state_dict(strip_prefix(ckpt['model']))  # the original's files may keep 'module.'
+    def resume(self, path, ckpt=None):
+        """Restore everything saved by :meth:`state_dict` so the run continues exactly (``ckpt``: its content,
+        when already read). Errors name the file: unreadable, not a checkpoint, NaN/inf, another network."""
+        ckpt = check_training_checkpoint(path, ckpt)
+        state = strip_prefix(ckpt['model'])   # the original's files may keep 'module.'
+        match_state(self.model, state, path, strict=True)
+        self.model.load_state_dict(state)
         base_lrs = [g['initial_lr'] for g in self.optimizer.param_groups]  # the current effective solver
         if 'optimizer' in ckpt:
             load_optimizer_state(self.optimizer, ckpt['optimizer'])
@@ -154,17 +177,24 @@ class Trainer:
         return old
 
     def resume_or_load(self, resume=None, auto=True):
-        """``-c PATH`` > OUTPUT_DIR/iter-last.pth (auto-resume) > MODEL.WEIGHT (weights only, non-strict) >
-        MODEL.PRETRAINED (ImageNet init through the model's ``load_pretrained``, only from scratch)."""
+        """``-c PATH`` > auto-resume > MODEL.WEIGHT (weights only, non-strict) > MODEL.PRETRAINED (ImageNet init
+        through the model's ``load_pretrained``, only from scratch).
+
+        Auto-resume continues from the newest *loadable* checkpoint of OUTPUT_DIR (:func:`auto_resume_path`):
+        a dangling ``iter-last.pth`` or a truncated/corrupt/NaN latest file is skipped with a warning naming it;
+        when OUTPUT_DIR holds checkpoints and none loads, the run stops with an error naming each file (it never
+        quietly starts over and overwrites them, as it did). An explicit ``-c PATH`` never falls back."""
         last = osp.join(self.cfg.OUTPUT_DIR, LAST_NAME)
         if resume:
             if not osp.isfile(resume):
-                raise FileNotFoundError('-c/--continue: checkpoint not found: %s' % resume)
+                hint = ' (a dangling link: its target %s is gone)' % os.readlink(resume) if osp.islink(resume) else ''
+                raise FileNotFoundError('-c/--continue: checkpoint not found: %s%s' % (resume, hint))
             self.resume(resume)
             return
-        last = auto_resume_path(last, auto, self.ctx.is_main)
+        loaded = {}
+        last = auto_resume_path(last, auto, self.ctx.is_main, self.log, loaded)
         if last:
-            self.resume(last)
+            self.resume(last, loaded.get('state'))
         elif self.cfg.MODEL.get('WEIGHT'):
             load_model_weights(self.model, self.cfg.MODEL.WEIGHT, strict=False, log=self.log)
         elif self.cfg.MODEL.get('PRETRAINED'):

@@ -151,3 +151,50 @@ def test_loaded_tensor_counts_are_what_was_copied(exp, tmp_path):
         assert 'foreign.pth' in text and ('none of its 1 tensors belongs to the ToyNet model' in text
                                           or 'no tensor of this file was loaded into ToyNet' in text), text[-2000:]
         assert 'Iter: 1/2' not in text
+
+
+# ------------------------------------------------------------------------- 3. auto-resume never quietly restarts
+def _digests(out):
+    import hashlib
+    return {osp.basename(p): hashlib.md5(open(p, 'rb').read()).hexdigest()
+            for p in glob.glob(osp.join(out, 'iter-[0-9]*.pth'))}
+
+
+def _truncate(path):
+    data = open(path, 'rb').read()
+    os.remove(path)                       # a new inode: a link to it stays a link
+    open(path, 'wb').write(data[:len(data) // 2])
+
+
+def test_auto_resume_takes_newest_loadable_checkpoint(exp):
+    """A dangling iter-last.pth link, then a truncated latest checkpoint: resume from the newest iter-N.pth that
+    loads, saying which and why (it used to start over at iteration 1 and overwrite iter-1..3, exit 0). When no
+    checkpoint loads: stop, naming each file, and touch nothing."""
+    folder, out = exp
+    args = ['SOLVER.MAX_ITER', '4', 'SOLVER.CHECKPOINT_PERIOD', '1']
+    ok(folder, 'train.py', args)
+    before = _digests(out)
+    os.remove(osp.join(out, 'iter-4.pth'))                      # iter-last.pth -> iter-4.pth dangles
+    text = ok(folder, 'train.py', args)
+    assert 'iter-last.pth is a dangling link (its target iter-4.pth is gone)' in text
+    assert 'resumed from %s at iteration 3' % osp.join(out, 'iter-3.pth') in text
+    assert 'Iter: 4/4' in text and 'Iter: 1/4' not in text
+    after = _digests(out)
+    assert {k: after[k] for k in ('iter-1.pth', 'iter-2.pth', 'iter-3.pth')} == \
+        {k: before[k] for k in ('iter-1.pth', 'iter-2.pth', 'iter-3.pth')}
+    assert osp.realpath(osp.join(out, 'iter-last.pth')) == osp.join(osp.realpath(out), 'iter-4.pth')
+
+    _truncate(osp.join(out, 'iter-4.pth'))                      # the latest checkpoint is corrupt
+    text = ok(folder, 'train.py', args)
+    assert 'auto-resume: skipping %s: truncated or corrupt' % osp.join(out, 'iter-4.pth') in text
+    assert 'resuming from %s, the newest checkpoint that loads (1 newer skipped' % osp.join(out, 'iter-3.pth') in text
+    assert 'Iter: 4/4' in text and 'Iter: 1/4' not in text
+
+    for name in ('iter-1.pth', 'iter-2.pth', 'iter-3.pth', 'iter-4.pth'):
+        _truncate(osp.join(out, name))
+    before = _digests(out)
+    text = fails(folder, 'train.py', args)
+    assert 'checkpoints exist but none can be loaded' in text
+    for name in ('iter-1.pth', 'iter-2.pth', 'iter-3.pth', 'iter-4.pth'):
+        assert '%s: truncated or corrupt' % osp.join(out, name) in text
+    assert 'Iter: 1/4' not in text and _digests(out) == before
