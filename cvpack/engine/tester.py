@@ -39,7 +39,7 @@ def resolve_test_checkpoint(cfg, iteration=None, checkpoint=None, log=None):
         path, how = checkpoint, '--checkpoint'
     elif iteration is not None:
         path, how = osp.join(out, 'iter-%d.pth' % iteration), '-i %d' % iteration
-    elif osp.isfile(last) or not cfg.MODEL.get('WEIGHT'):
+    elif osp.lexists(last) or not cfg.MODEL.get('WEIGHT'):   # a dangling link is an error, not MODEL.WEIGHT
         path, how = last, 'OUTPUT_DIR/%s (no -i / --checkpoint given)' % LAST_NAME
     else:
         path, how = cfg.MODEL.WEIGHT, 'MODEL.WEIGHT (no -i / --checkpoint, no %s in OUTPUT_DIR)' % LAST_NAME
@@ -48,9 +48,10 @@ def resolve_test_checkpoint(cfg, iteration=None, checkpoint=None, log=None):
     if is_url(path):   # --checkpoint or MODEL.WEIGHT by URL: downloaded and read by cvpack.safe_load
         return path
     if not osp.isfile(path):
-        found = sorted(osp.basename(p) for p in glob.glob(osp.join(out, 'iter-*.pth')))
-        raise FileNotFoundError('test checkpoint not found: %s (from %s). Checkpoints in %s: %s'
-                                % (path, how, out, ', '.join(found) or 'none'))
+        found = sorted(osp.basename(p) for p in glob.glob(osp.join(out, 'iter-*.pth')) if osp.isfile(p))
+        dangling = ' (a dangling link: its target %s is gone)' % os.readlink(path) if osp.islink(path) else ''
+        raise FileNotFoundError('test checkpoint not found: %s%s (from %s). Checkpoints in %s: %s'
+                                % (path, dangling, how, out, ', '.join(found) or 'none'))
     return path
 
 

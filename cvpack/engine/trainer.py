@@ -137,15 +137,19 @@ class Trainer:
         match_state(self.model, state, path, strict=True)
         self.model.load_state_dict(state)
         base_lrs = [g['initial_lr'] for g in self.optimizer.param_groups]  # the current effective solver
-        if 'optimizer' in ckpt:
-            load_optimizer_state(self.optimizer, ckpt['optimizer'])
-        if 'scheduler' in ckpt:
-            sched = dict(ckpt['scheduler'])
-            sched['lr_lambdas'] = [None] * len(self.scheduler.lr_lambdas)  # shape from the current config
-            self.scheduler.load_state_dict(sched)
+        try:
+            if 'optimizer' in ckpt:
+                load_optimizer_state(self.optimizer, ckpt['optimizer'])
+            if 'scheduler' in ckpt:
+                sched = dict(ckpt['scheduler'])
+                sched['lr_lambdas'] = [None] * len(self.scheduler.lr_lambdas)  # shape from the current config
+                self.scheduler.load_state_dict(sched)
+            if ckpt.get('scaler'):
+                self.scaler.load_state_dict(ckpt['scaler'])
+        except (ValueError, KeyError, TypeError, RuntimeError) as e:   # e.g. another SOLVER's parameter groups
+            raise CheckpointError(path, 'its optimizer/scheduler state does not fit this run\'s solver (%s: %s); '
+                                  'use --weights to start from its weights only' % (type(e).__name__, e)) from None
         old_lrs = self._reset_base_lrs(base_lrs)
-        if ckpt.get('scaler'):
-            self.scaler.load_state_dict(ckpt['scaler'])
         self.start_iter = int(ckpt.get('iteration', 0))
         sampler = ckpt.get('sampler') or {}
         if int(sampler.get('world_size', self.ctx.world_size)) != self.ctx.world_size:

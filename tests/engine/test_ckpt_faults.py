@@ -198,3 +198,34 @@ def test_auto_resume_takes_newest_loadable_checkpoint(exp):
     for name in ('iter-1.pth', 'iter-2.pth', 'iter-3.pth', 'iter-4.pth'):
         assert '%s: truncated or corrupt' % osp.join(out, name) in text
     assert 'Iter: 1/4' not in text and _digests(out) == before
+
+
+# ------------------------------------------------------------------------ 4. load errors name the file and fault
+def test_every_checkpoint_flag_names_the_file_and_the_fault(exp, toy, tmp_path):
+    """-c, --weights, test.py --checkpoint / MODEL.WEIGHT / iter-last.pth: the message names the file and says
+    what is wrong (truncated, not weights, another network with the differing shapes, a dangling link)."""
+    folder, out = exp
+    net = toy.ToyNet().state_dict()
+    good = {'model': net, 'iteration': 2}
+    torch.save(good, str(tmp_path / 'good.pth'))
+    data = open(tmp_path / 'good.pth', 'rb').read()
+    open(tmp_path / 'trunc.pth', 'wb').write(data[:len(data) // 2])
+    open(tmp_path / 'text.pth', 'w').write('{"not": "weights"}')
+    other = dict(net, **{'head.weight': torch.zeros(3, 4, 1, 1), 'head.bias': torch.zeros(3)})  # 3 keypoints
+    torch.save({'model': other, 'iteration': 2}, str(tmp_path / 'other.pth'))
+    shapes = 'head.weight: file (3, 4, 1, 1) vs model (2, 4, 1, 1); head.bias: file (3,) vs model (2,)'
+    cases = [
+        ('train.py', ['-c', tmp_path / 'trunc.pth'], 'trunc.pth: truncated or corrupt'),
+        ('train.py', ['-c', tmp_path / 'other.pth'], 'other.pth: does not fit the ToyNet model (another exp'),
+        ('train.py', ['--weights', tmp_path / 'text.pth'], 'text.pth: not a PyTorch weight file'),
+        ('test.py', ['--checkpoint', tmp_path / 'other.pth'], shapes),
+        ('test.py', ['MODEL.WEIGHT', tmp_path / 'trunc.pth'], 'trunc.pth: truncated or corrupt'),
+    ]
+    for script, args, message in cases:
+        text = fails(folder, script, args + ['SOLVER.MAX_ITER', '2'] * (script == 'train.py'))
+        assert message in text, (script, args, text[-3000:])
+        assert str(tmp_path) in text and 'weights_only' not in text
+    # iter-last.pth dangling: test.py says so instead of quietly scoring the starting MODEL.WEIGHT
+    os.symlink('iter-8.pth', osp.join(out, 'iter-last.pth'))
+    text = fails(folder, 'test.py', ['MODEL.WEIGHT', tmp_path / 'good.pth'])
+    assert 'iter-last.pth (a dangling link: its target iter-8.pth is gone)' in text, text[-3000:]
