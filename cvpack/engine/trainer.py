@@ -20,7 +20,7 @@ from ..data.samplers import IterationBasedSampler
 from ..solver import build_lr_scheduler, build_optimizer, load_optimizer_state, resolve_solver
 from .args import parse_args, train_parser
 from .checkpoint import (LAST_NAME, check_training_checkpoint, find_resume_checkpoint, link_last, load_model_weights,
-                         match_state, numpy_state_from_list,
+                         match_state, non_finite_tensors, numpy_state_from_list,
                          numpy_state_to_list, rng_state, save_checkpoint, set_rng_state, strip_prefix)
 from ..safe_load import CheckpointError
 from .launch import cleanup_distributed, setup_distributed
@@ -289,7 +289,27 @@ class Trainer:
         return {k: float(v) for k, v in reduced.items()}
 
     def save(self, iteration):
+        """Write ``iter-N.pth`` and re-point ``iter-last.pth`` (rank 0; collective).
+
+        Refuses a state with NaN/inf in a parameter, buffer or optimizer tensor (rank 0's, the one saved; the
+        verdict is broadcast so every rank stops together): a finite loss can still produce NaN weights
+        (e.g. ``SOLVER.BASE_LR`` huge, a NaN gradient of a finite loss), and such a checkpoint linked as last
+        made every later resume and test fail again. The previous checkpoint stays the last one.
+        """
         state = self.state_dict(iteration)
+        bad = None
+        if self.ctx.is_main:
+            bad = non_finite_tensors({'model': state['model'], 'optimizer': state['optimizer']})
+        bad = comm.broadcast_object(bad)
+        if bad:
+            last = osp.join(self.cfg.OUTPUT_DIR, LAST_NAME)
+            kept = osp.basename(osp.realpath(last)) if osp.exists(last) else 'no checkpoint'
+            raise FloatingPointError(
+                'iteration %d: NaN/inf in %d tensors of the model/optimizer state (%s), although the loss was '
+                'finite: the training diverged (learning rate too high? a NaN gradient?). iter-%d.pth was NOT '
+                'written; %s still points to %s' % (iteration, len(bad), ', '.join(bad[:8]) + (' ...' if len(bad) > 8
+                                                                                             else ''),
+                                                    iteration, LAST_NAME, kept))
         if self.ctx.is_main:
             path = save_checkpoint(state, osp.join(self.cfg.OUTPUT_DIR, 'iter-%d.pth' % iteration))
             link_last(path)

@@ -229,3 +229,21 @@ def test_every_checkpoint_flag_names_the_file_and_the_fault(exp, toy, tmp_path):
     os.symlink('iter-8.pth', osp.join(out, 'iter-last.pth'))
     text = fails(folder, 'test.py', ['MODEL.WEIGHT', tmp_path / 'good.pth'])
     assert 'iter-last.pth (a dangling link: its target iter-8.pth is gone)' in text, text[-3000:]
+
+
+# ---------------------------------------------------------------------------- 5. no poisoned checkpoint is saved
+def test_non_finite_weights_are_never_saved(exp):
+    """A finite loss whose gradient is NaN (iteration 2) makes the weights NaN: the save of that same iteration
+    refuses (it used to write iter-2.pth with NaN and link it as last; the loss guard fired one iteration
+    later), exit non-zero, iter-last.pth still -> iter-1.pth, and auto-resume / test.py keep working."""
+    folder, out = exp
+    args = ['SOLVER.MAX_ITER', '4', 'SOLVER.CHECKPOINT_PERIOD', '1']
+    text = fails(folder, 'train.py', args + ['MODEL.TOY_NAN_GRAD_AT', '2'])
+    assert 'FloatingPointError: iteration 2: NaN/inf in' in text and 'conv.weight' in text, text[-3000:]
+    assert 'iter-2.pth was NOT written; iter-last.pth still points to iter-1.pth' in text
+    assert 'Iter: 3/4' not in text
+    assert sorted(os.listdir(out)).count('iter-2.pth') == 0 and not glob.glob(osp.join(out, '*.tmp.*'))
+    assert osp.realpath(osp.join(out, 'iter-last.pth')) == osp.join(osp.realpath(out), 'iter-1.pth')
+    assert not ck.non_finite_tensors(ck.load_checkpoint(osp.join(out, 'iter-last.pth')))
+    text = ok(folder, 'train.py', args)                                 # resumes from iter-1 and finishes
+    assert 'resumed from %s at iteration 1' % osp.join(out, 'iter-1.pth') in text and 'Iter: 4/4' in text
