@@ -25,7 +25,8 @@ from ..safe_load import CheckpointError, load_torch_file
 
 __all__ = ['rng_state', 'set_rng_state', 'numpy_state_to_list', 'numpy_state_from_list', 'save_checkpoint', 'link_last', 'load_checkpoint',
            'strip_prefix', 'load_model_weights', 'match_state', 'ModelMismatchError', 'LAST_NAME',
-           'non_finite_tensors', 'check_training_checkpoint', 'list_checkpoints', 'find_resume_checkpoint']
+           'non_finite_tensors', 'check_training_checkpoint', 'list_checkpoints', 'find_resume_checkpoint',
+           'move_checkpoints_aside']
 
 logger = logging.getLogger(__name__)
 LAST_NAME = 'iter-last.pth'
@@ -194,6 +195,33 @@ def find_resume_checkpoint(folder, log=None):
                               'would overwrite them: %s. Move them away, resume one with -c, or pass '
                               '--no-auto-resume (the old files are moved aside)' % ' | '.join(errors))
     return None
+
+
+def move_checkpoints_aside(folder, log=None):
+    """Start-over policy of ``train.py --no-auto-resume``: the previous run's checkpoints are kept, not overwritten.
+
+    Moves ``iter-N.pth`` and ``iter-last.pth`` of ``folder`` into a new ``folder/previous-run-<UTC time>/``
+    (``iter-last.pth`` is a relative link, so it still points to the moved file there) and logs what moved
+    where. Call it on rank 0 only. Returns the new folder, or None when there was nothing to move.
+    """
+    import time
+    log = log or logger
+    names = [osp.basename(p) for p in list_checkpoints(folder)]
+    if osp.lexists(osp.join(folder, LAST_NAME)):
+        names.append(LAST_NAME)
+    if not names:
+        return None
+    stamp = time.strftime('%Y%m%d-%H%M%S', time.gmtime())
+    dest, n = osp.join(folder, 'previous-run-' + stamp), 1
+    while osp.lexists(dest):
+        n += 1
+        dest = osp.join(folder, 'previous-run-%s-%d' % (stamp, n))
+    os.makedirs(dest)
+    for name in names:
+        os.replace(osp.join(folder, name), osp.join(dest, name))
+    log.warning('--no-auto-resume: moved the previous run\'s %d checkpoint files (%s) to %s; training starts '
+                'from scratch', len(names), _examples(names, 8), dest)
+    return dest
 
 
 def strip_prefix(state_dict, prefix='module.'):

@@ -20,7 +20,7 @@ from ..data.samplers import IterationBasedSampler
 from ..solver import build_lr_scheduler, build_optimizer, load_optimizer_state, resolve_solver
 from .args import parse_args, train_parser
 from .checkpoint import (LAST_NAME, check_training_checkpoint, find_resume_checkpoint, link_last, load_model_weights,
-                         match_state, non_finite_tensors, numpy_state_from_list,
+                         match_state, move_checkpoints_aside, non_finite_tensors, numpy_state_from_list,
                          numpy_state_to_list, rng_state, save_checkpoint, set_rng_state, strip_prefix)
 from ..safe_load import CheckpointError
 from .launch import cleanup_distributed, setup_distributed
@@ -187,7 +187,9 @@ class Trainer:
         Auto-resume continues from the newest *loadable* checkpoint of OUTPUT_DIR (:func:`auto_resume_path`):
         a dangling ``iter-last.pth`` or a truncated/corrupt/NaN latest file is skipped with a warning naming it;
         when OUTPUT_DIR holds checkpoints and none loads, the run stops with an error naming each file (it never
-        quietly starts over and overwrites them, as it did). An explicit ``-c PATH`` never falls back."""
+        quietly starts over and overwrites them, as it did). An explicit ``-c PATH`` never falls back.
+        ``--no-auto-resume`` (``auto=False``) starts over after moving the old checkpoints into a timestamped
+        ``previous-run-*`` subfolder (:func:`cvpack.engine.checkpoint.move_checkpoints_aside`, rank 0)."""
         last = osp.join(self.cfg.OUTPUT_DIR, LAST_NAME)
         if resume:
             if not osp.isfile(resume):
@@ -195,6 +197,8 @@ class Trainer:
                 raise FileNotFoundError('-c/--continue: checkpoint not found: %s%s' % (resume, hint))
             self.resume(resume)
             return
+        if not auto and self.ctx.is_main:   # --no-auto-resume: keep the old run's checkpoints, never overwrite
+            move_checkpoints_aside(self.cfg.OUTPUT_DIR, self.log)
         loaded = {}
         last = auto_resume_path(last, auto, self.ctx.is_main, self.log, loaded)
         if last:

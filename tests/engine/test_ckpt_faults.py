@@ -247,3 +247,21 @@ def test_non_finite_weights_are_never_saved(exp):
     assert not ck.non_finite_tensors(ck.load_checkpoint(osp.join(out, 'iter-last.pth')))
     text = ok(folder, 'train.py', args)                                 # resumes from iter-1 and finishes
     assert 'resumed from %s at iteration 1' % osp.join(out, 'iter-1.pth') in text and 'Iter: 4/4' in text
+
+
+# ------------------------------------------------------------------- 6. --no-auto-resume keeps the old checkpoints
+def test_no_auto_resume_moves_old_checkpoints_aside(exp):
+    """--no-auto-resume in a folder with checkpoints used to overwrite them silently: they are moved, unchanged,
+    into OUTPUT_DIR/previous-run-<time>/ (iter-last.pth still resolving there), and the log says so."""
+    folder, out = exp
+    ok(folder, 'train.py', ['SOLVER.MAX_ITER', '2', 'SOLVER.CHECKPOINT_PERIOD', '1'])
+    before = _digests(out)
+    text = ok(folder, 'train.py', ['--no-auto-resume', 'SOLVER.MAX_ITER', '2', 'SOLVER.CHECKPOINT_PERIOD', '2',
+                                   'SOLVER.BASE_LR', '0.02'])   # another run: another iter-2.pth
+    moved = glob.glob(osp.join(out, 'previous-run-*'))
+    assert len(moved) == 1 and "--no-auto-resume: moved the previous run's 3 checkpoint files" in text
+    assert moved[0] in text and 'Iter: 1/2' in text
+    assert _digests(moved[0]) == before
+    assert osp.realpath(osp.join(moved[0], 'iter-last.pth')) == osp.realpath(osp.join(moved[0], 'iter-2.pth'))
+    assert sorted(_digests(out)) == ['iter-2.pth'] and _digests(out)['iter-2.pth'] != before['iter-2.pth']
+    assert 'moved the previous run' in open(osp.join(out, 'log.txt')).read()
