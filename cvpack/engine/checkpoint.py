@@ -26,7 +26,7 @@ from ..safe_load import CheckpointError, load_torch_file
 __all__ = ['rng_state', 'set_rng_state', 'numpy_state_to_list', 'numpy_state_from_list', 'save_checkpoint', 'link_last', 'load_checkpoint',
            'strip_prefix', 'load_model_weights', 'match_state', 'ModelMismatchError', 'LAST_NAME',
            'non_finite_tensors', 'check_training_checkpoint', 'list_checkpoints', 'find_resume_checkpoint',
-           'move_checkpoints_aside']
+           'move_checkpoints_aside', 'remove_stale_temporaries']
 
 logger = logging.getLogger(__name__)
 LAST_NAME = 'iter-last.pth'
@@ -70,16 +70,38 @@ def set_rng_state(state):
         torch.cuda.set_rng_state_all(cuda)
 
 
-def save_checkpoint(state, path):
-    """Write ``state`` to ``path`` atomically: a temporary file in the same folder, then ``os.replace``.
+def _fsync_dir(folder):
+    """Make a rename/creation in ``folder`` durable (POSIX; a no-op where folders cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
-    An interrupted write leaves the previous file untouched (the temporary one is removed).
+
+def save_checkpoint(state, path):
+    """Write ``state`` to ``path`` atomically and durably.
+
+    A temporary ``path.tmp.<PID>`` in the same folder is written and fsynced, then ``os.replace``d onto
+    ``path`` and the folder fsynced: after a crash or power loss ``path`` is either the previous file or the
+    complete new one (without the fsync, a rename could reach the disk before the data). An exception removes the
+    temporary file; a kill -9 leaves it, and :func:`remove_stale_temporaries` removes it at the next start.
     """
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    folder = osp.dirname(osp.abspath(path))
+    os.makedirs(folder, exist_ok=True)
     tmp = '%s.tmp.%d' % (path, os.getpid())
     try:
-        torch.save(state, tmp)
+        with open(tmp, 'wb') as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_dir(folder)
     finally:
         if osp.lexists(tmp):
             os.remove(tmp)
@@ -87,7 +109,7 @@ def save_checkpoint(state, path):
 
 
 def link_last(path, last_name=LAST_NAME):
-    """Point ``<folder>/iter-last.pth`` at ``path`` (relative symlink, swapped in atomically).
+    """Point ``<folder>/iter-last.pth`` at ``path`` (relative symlink, swapped in atomically, folder fsynced).
 
     Where symlinks are impossible (some Windows / network filesystems) the file is copied instead.
     """
@@ -100,8 +122,40 @@ def link_last(path, last_name=LAST_NAME):
         os.symlink(osp.basename(path), tmp)
     except (OSError, NotImplementedError, AttributeError):
         shutil.copyfile(path, tmp)
+        with open(tmp, 'rb+') as f:
+            os.fsync(f.fileno())
     os.replace(tmp, last)
+    _fsync_dir(folder)
     return last
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True   # exists (another user's process), or cannot tell: keep the file
+    return True
+
+
+def remove_stale_temporaries(folder, log=None):
+    """Remove ``*.tmp.<PID>`` files of ``folder`` left by a save that was killed (kill -9, OOM killer): only
+    those whose process is no longer running on this machine (a live PID may be a save in progress). Each
+    removal is logged with its size. Call it on rank 0 at start. Returns the removed paths."""
+    log = log or logger
+    removed = []
+    for name in sorted(os.listdir(folder)) if osp.isdir(folder) else ():
+        m = re.fullmatch(r'.+\.tmp\.(\d+)', name)
+        path = osp.join(folder, name)
+        if not m or not (osp.isfile(path) or osp.islink(path)) or _pid_alive(int(m.group(1))):
+            continue
+        size = osp.getsize(path) if osp.isfile(path) else 0
+        os.remove(path)
+        removed.append(path)
+        log.warning('removed %s (%.1f MB): an unfinished save of process %s, which is no longer running',
+                    path, size / 2 ** 20, m.group(1))
+    return removed
 
 
 def load_checkpoint(path):

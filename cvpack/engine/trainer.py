@@ -18,11 +18,11 @@ import torch
 from .. import dist as comm
 from ..data.samplers import IterationBasedSampler
 from ..solver import build_lr_scheduler, build_optimizer, load_optimizer_state, resolve_solver
-from .args import parse_args, train_parser
-from .checkpoint import (LAST_NAME, check_training_checkpoint, find_resume_checkpoint, link_last, load_model_weights,
-                         match_state, move_checkpoints_aside, non_finite_tensors, numpy_state_from_list,
-                         numpy_state_to_list, rng_state, save_checkpoint, set_rng_state, strip_prefix)
 from ..safe_load import CheckpointError
+from .args import parse_args, train_parser
+from .checkpoint import (LAST_NAME, check_training_checkpoint, find_resume_checkpoint, link_last,
+                         load_model_weights, match_state, move_checkpoints_aside, non_finite_tensors, numpy_state_from_list, numpy_state_to_list,
+                         remove_stale_temporaries, rng_state, save_checkpoint, set_rng_state, strip_prefix)
 from .launch import cleanup_distributed, setup_distributed
 from .logger import TensorboardWriter, setup_logger
 from .utils import amp_dtype, autocast, prepare_model, resolve_cfg, to_device, write_run_files
@@ -197,6 +197,8 @@ class Trainer:
                 raise FileNotFoundError('-c/--continue: checkpoint not found: %s%s' % (resume, hint))
             self.resume(resume)
             return
+        if self.ctx.is_main:   # leftovers of a save killed by kill -9 / the OOM killer
+            remove_stale_temporaries(self.cfg.OUTPUT_DIR, self.log)
         if not auto and self.ctx.is_main:   # --no-auto-resume: keep the old run's checkpoints, never overwrite
             move_checkpoints_aside(self.cfg.OUTPUT_DIR, self.log)
         loaded = {}

@@ -21,8 +21,9 @@ def test_atomic_write_keeps_previous_last(tmp_path, monkeypatch):
     real_save = torch.save
 
     def broken_save(obj, f, *a, **k):  # half a file, then the process "dies"
-        with open(f, 'wb') as fh:
-            fh.write(b'PK\x03\x04 truncated')
+        fh = f if hasattr(f, 'write') else open(f, 'wb')
+        fh.write(b'PK\x03\x04 truncated')
+        fh.flush()
         raise OSError('disk full')
 
     monkeypatch.setattr(torch, 'save', broken_save)

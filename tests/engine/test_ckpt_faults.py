@@ -265,3 +265,48 @@ def test_no_auto_resume_moves_old_checkpoints_aside(exp):
     assert osp.realpath(osp.join(moved[0], 'iter-last.pth')) == osp.realpath(osp.join(moved[0], 'iter-2.pth'))
     assert sorted(_digests(out)) == ['iter-2.pth'] and _digests(out)['iter-2.pth'] != before['iter-2.pth']
     assert 'moved the previous run' in open(osp.join(out, 'log.txt')).read()
+
+
+# ------------------------------------------------------------------ 7. durable saves, no leftovers of a kill -9
+def test_save_fsyncs_file_before_rename_and_folder_after(toy, toy_exp, tmp_path, monkeypatch):
+    """train_main's saves: the temporary file's data is fsynced before os.replace, the folder after it
+    (without, a crash could leave a renamed but empty checkpoint)."""
+    from cvpack.engine import train_main
+    _, cfg = toy_exp
+    events, real_fsync, real_replace = [], os.fsync, os.replace
+
+    def fsync(fd):
+        target = os.readlink('/proc/self/fd/%d' % fd)
+        events.append(('fsync', 'dir' if osp.isdir(target) else osp.basename(target)))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(('replace', osp.basename(src), osp.basename(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, 'fsync', fsync)
+    monkeypatch.setattr(os, 'replace', replace)
+    train_main(cfg, toy.build_model, argv=['SOLVER.MAX_ITER', '2', 'SOLVER.CHECKPOINT_PERIOD', '2',
+                                           'OUTPUT_DIR', str(tmp_path / 'out')],
+               dataset_builder=toy.dataset_builder, collate_fn=toy.collate)
+    pid = os.getpid()
+    i = events.index(('replace', 'iter-2.pth.tmp.%d' % pid, 'iter-2.pth'))
+    assert events[i - 1] == ('fsync', 'iter-2.pth.tmp.%d' % pid) and events[i + 1] == ('fsync', 'dir')
+    j = events.index(('replace', 'iter-last.pth.tmp.%d' % pid, 'iter-last.pth'))
+    assert j > i and events[j + 1] == ('fsync', 'dir')
+
+
+def test_stale_temporaries_of_dead_saves_are_removed(exp):
+    """kill -9 during a save leaves iter-N.pth.tmp.<PID> (157 MB seen) that no run removed: the next run
+    removes those whose process is gone, logging each, and keeps one whose process is alive."""
+    folder, out = exp
+    dead = subprocess.Popen([sys.executable, '-c', 'pass'])
+    dead.wait()
+    stale = osp.join(out, 'iter-8.pth.tmp.%d' % dead.pid)
+    live = osp.join(out, 'iter-8.pth.tmp.%d' % os.getpid())          # this process: alive, maybe saving
+    for path in (stale, live):
+        open(path, 'wb').write(b'PK\x03\x04' + b'\0' * 2 ** 20)
+    text = ok(folder, 'train.py', ['SOLVER.MAX_ITER', '2'])
+    assert 'removed %s (1.0 MB): an unfinished save of process %d, which is no longer running' % (stale, dead.pid) \
+        in text
+    assert not osp.exists(stale) and osp.exists(live) and live not in text
