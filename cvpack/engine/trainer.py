@@ -196,6 +196,7 @@ class Trainer:
                 hint = ' (a dangling link: its target %s is gone)' % os.readlink(resume) if osp.islink(resume) else ''
                 raise FileNotFoundError('-c/--continue: checkpoint not found: %s%s' % (resume, hint))
             self.resume(resume)
+            self._check_start_iter(resume)
             return
         if self.ctx.is_main:   # leftovers of a save killed by kill -9 / the OOM killer
             remove_stale_temporaries(self.cfg.OUTPUT_DIR, self.log)
@@ -205,10 +206,24 @@ class Trainer:
         last = auto_resume_path(last, auto, self.ctx.is_main, self.log, loaded)
         if last:
             self.resume(last, loaded.get('state'))
+            self._check_start_iter(last)
         elif self.cfg.MODEL.get('WEIGHT'):
             load_model_weights(self.model, self.cfg.MODEL.WEIGHT, strict=False, log=self.log)
         elif self.cfg.MODEL.get('PRETRAINED'):
             self.load_pretrained(self.cfg.MODEL.PRETRAINED)
+
+    def _check_start_iter(self, path):
+        """A checkpoint at MAX_ITER: nothing to train, said plainly (exit 0); past it: an error (it used to log
+        "training finished: -2 iterations" and exit 0)."""
+        max_iter = int(self.solver.MAX_ITER)
+        if self.start_iter > max_iter:
+            raise ValueError('%s is at iteration %d, past the effective SOLVER.MAX_ITER %d of this run: nothing to '
+                             'train. Raise SOLVER.MAX_ITER to continue it, resume an earlier iter-N.pth with -c, or '
+                             'start a new run with --no-auto-resume' % (path, self.start_iter, max_iter))
+        if self.start_iter == max_iter:
+            self.log.info('%s is at iteration %d = SOLVER.MAX_ITER: this run has already finished, nothing to '
+                          'train (raise SOLVER.MAX_ITER to train longer, or --no-auto-resume to start over)',
+                          path, max_iter)
 
     def load_pretrained(self, source):
         """ImageNet init from ``source`` (path or URL) via ``model.load_pretrained(source) -> LoadReport``.

@@ -310,3 +310,18 @@ def test_stale_temporaries_of_dead_saves_are_removed(exp):
     assert 'removed %s (1.0 MB): an unfinished save of process %d, which is no longer running' % (stale, dead.pid) \
         in text
     assert not osp.exists(stale) and osp.exists(live) and live not in text
+
+
+# ---------------------------------------------------------------------------------- 8. resume at/past MAX_ITER
+def test_resume_at_or_past_max_iter_says_so(exp):
+    """A checkpoint at MAX_ITER: "already finished", exit 0, nothing rewritten; past MAX_ITER (MAX_ITER lowered):
+    an error naming the checkpoint and both numbers (it printed "training finished: -2 iterations", exit 0)."""
+    folder, out = exp
+    ok(folder, 'train.py', ['SOLVER.MAX_ITER', '4', 'SOLVER.CHECKPOINT_PERIOD', '2'])
+    before = _digests(out)
+    text = ok(folder, 'train.py', ['SOLVER.MAX_ITER', '4', 'SOLVER.CHECKPOINT_PERIOD', '2'])
+    assert 'iter-4.pth is at iteration 4 = SOLVER.MAX_ITER: this run has already finished' in text
+    assert 'Iter:' not in text and _digests(out) == before
+    text = fails(folder, 'train.py', ['SOLVER.MAX_ITER', '2'])
+    assert 'iter-4.pth is at iteration 4, past the effective SOLVER.MAX_ITER 2 of this run' in text
+    assert 'training finished: -2' not in text and _digests(out) == before
