@@ -26,7 +26,7 @@ from ..safe_load import CheckpointError, load_torch_file
 __all__ = ['rng_state', 'set_rng_state', 'numpy_state_to_list', 'numpy_state_from_list', 'save_checkpoint', 'link_last', 'load_checkpoint',
            'strip_prefix', 'load_model_weights', 'match_state', 'ModelMismatchError', 'LAST_NAME',
            'non_finite_tensors', 'check_training_checkpoint', 'list_checkpoints', 'find_resume_checkpoint',
-           'move_checkpoints_aside', 'remove_stale_temporaries']
+           'move_checkpoints_aside', 'remove_stale_temporaries', 'space_note', 'write_error']
 
 logger = logging.getLogger(__name__)
 LAST_NAME = 'iter-last.pth'
@@ -84,6 +84,45 @@ def _fsync_dir(folder):
         os.close(fd)
 
 
+def _os_error(exc):
+    """``exc`` or the OSError behind it (torch wraps the file's write error in a RuntimeError)."""
+    while exc is not None and not isinstance(exc, OSError):
+        exc = exc.__cause__ or exc.__context__
+    return exc
+
+
+def space_note(path):
+    """"free space on the file system of FOLDER: X of Y GiB" (and the file size limit when one is set)."""
+    import shutil as _shutil
+    folder = osp.dirname(osp.abspath(path))
+    while folder and not osp.isdir(folder):
+        folder = osp.dirname(folder)
+    try:
+        usage = _shutil.disk_usage(folder)
+        note = 'free space on the file system of %s: %.3f GiB of %.3f GiB' % (folder, usage.free / 2 ** 30,
+                                                                             usage.total / 2 ** 30)
+    except OSError as e:
+        note = 'free space of %s unknown (%s)' % (folder, e)
+    try:
+        import resource
+        soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if soft != resource.RLIM_INFINITY:
+            note += '; file size limit (ulimit -f): %d bytes' % soft
+    except (ImportError, ValueError, OSError):
+        pass
+    return note
+
+
+def write_error(exc, path, what):
+    """An OSError for a failed write of ``path``: ``what``, the system's reason and :func:`space_note`."""
+    os_err = _os_error(exc)
+    reason = os_err.strerror if os_err is not None and os_err.strerror else str(exc).split('\n')[0]
+    err = OSError(getattr(os_err, 'errno', None) or 0, '%s: %s while writing %s; %s'
+                  % (what, reason, path, space_note(path)))
+    err.written_path = path   # (not .filename: the message already names it)
+    return err
+
+
 def save_checkpoint(state, path):
     """Write ``state`` to ``path`` atomically and durably.
 
@@ -96,10 +135,13 @@ def save_checkpoint(state, path):
     os.makedirs(folder, exist_ok=True)
     tmp = '%s.tmp.%d' % (path, os.getpid())
     try:
-        with open(tmp, 'wb') as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(tmp, 'wb') as f:
+                torch.save(state, f)
+                f.flush()
+                os.fsync(f.fileno())
+        except (OSError, RuntimeError) as e:   # torch reports a full disk as "[enforce fail ...] unexpected pos"
+            raise write_error(e, tmp, 'could not write checkpoint %s' % path) from e
         os.replace(tmp, path)
         _fsync_dir(folder)
     finally:

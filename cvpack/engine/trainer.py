@@ -22,7 +22,8 @@ from ..safe_load import CheckpointError
 from .args import parse_args, train_parser
 from .checkpoint import (LAST_NAME, check_training_checkpoint, find_resume_checkpoint, link_last,
                          load_model_weights, match_state, move_checkpoints_aside, non_finite_tensors, numpy_state_from_list, numpy_state_to_list,
-                         remove_stale_temporaries, rng_state, save_checkpoint, set_rng_state, strip_prefix)
+                         remove_stale_temporaries, rng_state, save_checkpoint, set_rng_state, space_note,
+                         strip_prefix)
 from .launch import cleanup_distributed, setup_distributed
 from .logger import TensorboardWriter, setup_logger
 from .utils import amp_dtype, autocast, prepare_model, resolve_cfg, to_device, write_run_files
@@ -416,5 +417,30 @@ def train_main(cfg, build_model, argv=None, dataset_builder=None, collate_fn=Non
         trainer.resume_or_load(args.resume, auto=not args.no_auto_resume)
         trainer.train()
         return trainer.model
+    except BaseException as exc:
+        _log_fatal(exc)
+        raise
     finally:
         cleanup_distributed()
+
+
+def _log_fatal(exc):
+    """Write the exception that ends training, with its traceback, to log.txt (rank 0's file handler; the
+    console already gets Python's traceback). A failed write (disk full, quota, ``ulimit -f``) also gets the
+    path and the free space of its file system, unless the message already has them (checkpoint saves)."""
+    if isinstance(exc, SystemExit) and exc.code in (0, None):
+        return
+    files = [h for h in logging.getLogger('cvpack').handlers if isinstance(h, logging.FileHandler)]
+    if not files:
+        return
+    note = ''
+    if isinstance(exc, OSError) and exc.filename and not hasattr(exc, 'written_path'):
+        note = ' (writing %s; %s)' % (exc.filename, space_note(exc.filename))
+    log = logging.getLogger('cvpack.train')
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, 'training stopped by %s: %s%s',
+                            (type(exc).__name__, exc, note), (type(exc), exc, exc.__traceback__))
+    for handler in files:
+        try:
+            handler.handle(record)
+        except Exception:  # a full disk may refuse this too; the console still has the traceback
+            pass

@@ -242,6 +242,8 @@ def test_non_finite_weights_are_never_saved(exp):
     assert 'FloatingPointError: iteration 2: NaN/inf in' in text and 'conv.weight' in text, text[-3000:]
     assert 'iter-2.pth was NOT written; iter-last.pth still points to iter-1.pth' in text
     assert 'Iter: 3/4' not in text
+    log = open(osp.join(out, 'log.txt')).read()                        # the crash is in log.txt (item 9)
+    assert 'training stopped by FloatingPointError: iteration 2: NaN/inf' in log and 'Traceback' in log
     assert sorted(os.listdir(out)).count('iter-2.pth') == 0 and not glob.glob(osp.join(out, '*.tmp.*'))
     assert osp.realpath(osp.join(out, 'iter-last.pth')) == osp.join(osp.realpath(out), 'iter-1.pth')
     assert not ck.non_finite_tensors(ck.load_checkpoint(osp.join(out, 'iter-last.pth')))
@@ -325,3 +327,28 @@ def test_resume_at_or_past_max_iter_says_so(exp):
     text = fails(folder, 'train.py', ['SOLVER.MAX_ITER', '2'])
     assert 'iter-4.pth is at iteration 4, past the effective SOLVER.MAX_ITER 2 of this run' in text
     assert 'training finished: -2' not in text and _digests(out) == before
+
+
+# ------------------------------------------------------------------- 9. the crash in log.txt, disk-full messages
+def _file_size_limit(limit):
+    def apply():   # in the child: writes past `limit` bytes fail with EFBIG instead of killing it (SIGXFSZ)
+        import resource
+        import signal
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+def test_failed_save_names_path_and_space_and_reaches_log(exp):
+    """A save that cannot be written (here: the file size limit, as a full disk would) used to end with torch's
+    "[enforce fail at inline_container.cc:672] unexpected pos" and nothing in log.txt: the error names the
+    checkpoint, the reason and the free space, log.txt has the traceback, no file is left behind."""
+    folder, out = exp
+    text = fails(folder, 'train.py', ['SOLVER.MAX_ITER', '2'], preexec_fn=_file_size_limit(16384))
+    path = osp.join(out, 'iter-2.pth')
+    assert 'could not write checkpoint %s: File too large while writing %s.tmp.' % (path, path) in text, text[-3000:]
+    assert 'free space on the file system of %s' % out in text and 'file size limit (ulimit -f): 16384' in text
+    log = open(osp.join(out, 'log.txt')).read()
+    assert 'training stopped by OSError: [Errno 27] could not write checkpoint %s' % path in log
+    assert 'Traceback' in log and 'inline_container' in log                 # torch's error, as the cause
+    assert not glob.glob(osp.join(out, 'iter-*'))
