@@ -23,10 +23,11 @@ import torch
 
 from ..safe_load import CheckpointError, load_torch_file
 
-__all__ = ['rng_state', 'set_rng_state', 'numpy_state_to_list', 'numpy_state_from_list', 'save_checkpoint', 'link_last', 'load_checkpoint',
-           'strip_prefix', 'load_model_weights', 'match_state', 'ModelMismatchError', 'LAST_NAME',
-           'non_finite_tensors', 'check_training_checkpoint', 'list_checkpoints', 'find_resume_checkpoint',
-           'move_checkpoints_aside', 'remove_stale_temporaries', 'space_note', 'write_error']
+__all__ = ['rng_state', 'set_rng_state', 'numpy_state_to_list', 'numpy_state_from_list', 'save_checkpoint',
+           'link_last', 'load_checkpoint', 'strip_prefix', 'load_model_weights', 'match_state', 'ModelMismatchError',
+           'LAST_NAME', 'non_finite_tensors', 'check_training_checkpoint', 'list_checkpoints',
+           'find_resume_checkpoint', 'move_checkpoints_aside', 'remove_stale_temporaries', 'space_note',
+           'write_error']
 
 logger = logging.getLogger(__name__)
 LAST_NAME = 'iter-last.pth'
@@ -182,13 +183,13 @@ def _pid_alive(pid):
 
 
 def remove_stale_temporaries(folder, log=None):
-    """Remove ``*.tmp.<PID>`` files of ``folder`` left by a save that was killed (kill -9, OOM killer): only
+    """Remove ``iter-*.pth.tmp.<PID>`` files of ``folder`` left by a save that was killed (kill -9, OOM killer): only
     those whose process is no longer running on this machine (a live PID may be a save in progress). Each
     removal is logged with its size. Call it on rank 0 at start. Returns the removed paths."""
     log = log or logger
     removed = []
     for name in sorted(os.listdir(folder)) if osp.isdir(folder) else ():
-        m = re.fullmatch(r'.+\.tmp\.(\d+)', name)
+        m = re.fullmatch(r'iter-(?:\d+|last)\.pth\.tmp\.(\d+)', name)   # only our own temporaries
         path = osp.join(folder, name)
         if not m or not (osp.isfile(path) or osp.islink(path)) or _pid_alive(int(m.group(1))):
             continue

@@ -21,9 +21,9 @@ from ..solver import build_lr_scheduler, build_optimizer, load_optimizer_state, 
 from ..safe_load import CheckpointError
 from .args import parse_args, train_parser
 from .checkpoint import (LAST_NAME, check_training_checkpoint, find_resume_checkpoint, link_last,
-                         load_model_weights, match_state, move_checkpoints_aside, non_finite_tensors, numpy_state_from_list, numpy_state_to_list,
-                         remove_stale_temporaries, rng_state, save_checkpoint, set_rng_state, space_note,
-                         strip_prefix)
+                         load_model_weights, match_state, move_checkpoints_aside, non_finite_tensors,
+                         numpy_state_from_list, numpy_state_to_list, remove_stale_temporaries, rng_state,
+                         save_checkpoint, set_rng_state, space_note, strip_prefix)
 from .launch import cleanup_distributed, setup_distributed
 from .logger import TensorboardWriter, setup_logger
 from .utils import amp_dtype, autocast, prepare_model, resolve_cfg, to_device, write_run_files
