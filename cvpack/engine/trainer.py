@@ -404,11 +404,13 @@ def train_main(cfg, build_model, argv=None, dataset_builder=None, collate_fn=Non
     if args.weights:
         cfg.MODEL.WEIGHT = args.weights
     ctx = setup_distributed(cfg.MODEL.get('DEVICE', 'auto'), args.local_rank)
+    log_file = None
     try:
         if ctx.is_main:  # only rank 0 creates folders and files (bug #27)
             os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
         comm.barrier()
         setup_logger('cvpack.train', osp.join(cfg.OUTPUT_DIR, 'log.txt'), ctx.rank)
+        log_file = osp.abspath(osp.join(cfg.OUTPUT_DIR, 'log.txt'))
         trainer = Trainer(cfg, build_model, ctx, dataset_builder, collate_fn)
         _log_setup(trainer, cfg, ctx)
         if ctx.is_main:
@@ -418,19 +420,21 @@ def train_main(cfg, build_model, argv=None, dataset_builder=None, collate_fn=Non
         trainer.train()
         return trainer.model
     except BaseException as exc:
-        _log_fatal(exc)
+        if log_file:   # (not a handler left by an earlier run in this process)
+            _log_fatal(exc, log_file)
         raise
     finally:
         cleanup_distributed()
 
 
-def _log_fatal(exc):
+def _log_fatal(exc, log_file):
     """Write the exception that ends training, with its traceback, to log.txt (rank 0's file handler; the
     console already gets Python's traceback). A failed write (disk full, quota, ``ulimit -f``) also gets the
     path and the free space of its file system, unless the message already has them (checkpoint saves)."""
     if isinstance(exc, SystemExit) and exc.code in (0, None):
         return
-    files = [h for h in logging.getLogger('cvpack').handlers if isinstance(h, logging.FileHandler)]
+    files = [h for h in logging.getLogger('cvpack').handlers
+             if isinstance(h, logging.FileHandler) and osp.abspath(h.baseFilename) == log_file]
     if not files:
         return
     note = ''
