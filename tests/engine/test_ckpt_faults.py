@@ -352,3 +352,32 @@ def test_failed_save_names_path_and_space_and_reaches_log(exp):
     assert 'training stopped by OSError: [Errno 27] could not write checkpoint %s' % path in log
     assert 'Traceback' in log and 'inline_container' in log                 # torch's error, as the cause
     assert not glob.glob(osp.join(out, 'iter-*'))
+
+
+# ------------------------------------------------------------------------------- the same decisions on 2 ranks
+def test_two_ranks_stop_together_and_resume_from_the_same_fallback(exp):
+    """torchrun, 2 gloo processes: the NaN-state verdict (rank 0's) and the auto-resume choice (rank 0's, after
+    skipping a truncated latest file) are broadcast, so both ranks stop, or resume from the same file, with no
+    rank left waiting in a collective."""
+    import socket
+    folder, out = exp
+
+    def torchrun(args):
+        with socket.socket() as s:
+            s.bind(('127.0.0.1', 0))
+            port = s.getsockname()[1]
+        return ['-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_port=%d' % port, 'train.py'] + args
+
+    args = ['SOLVER.MAX_ITER', '4', 'SOLVER.CHECKPOINT_PERIOD', '1']
+    cmd = torchrun(args + ['MODEL.TOY_NAN_GRAD_AT', '3'])
+    text = fails(folder, cmd[0], cmd[1:])
+    assert text.count('FloatingPointError: iteration 3: NaN/inf in') == 2, text[-4000:]   # both ranks
+    assert sorted(_digests(out)) == ['iter-1.pth', 'iter-2.pth']
+    _truncate(osp.join(out, 'iter-2.pth'))
+    cmd = torchrun(args)
+    ok(folder, cmd[0], cmd[1:])
+    log = open(osp.join(out, 'log.txt')).read()
+    assert 'skipping %s: truncated or corrupt' % osp.join(out, 'iter-2.pth') in log
+    assert 'resumed from %s at iteration 1' % osp.join(out, 'iter-1.pth') in log and 'Iter: 4/4' in log
+    p0, p1 = (torch.load(osp.join(out, 'params_rank%d.pt' % r), weights_only=True) for r in (0, 1))
+    assert all(torch.equal(p0[k], p1[k]) for k in p0)                   # both ranks resumed from the same file
