@@ -93,9 +93,10 @@ def _os_error(exc):
 
 
 def space_note(path):
-    """"free space on the file system of FOLDER: X of Y GiB" (and the file size limit when one is set)."""
+    """"free space on the file system of FOLDER: X of Y GiB" (and the file size limit when one is set) for a file
+    or folder ``path``."""
     import shutil as _shutil
-    folder = osp.dirname(osp.abspath(path))
+    folder = osp.abspath(path) if osp.isdir(path) else osp.dirname(osp.abspath(path))
     while folder and not osp.isdir(folder):
         folder = osp.dirname(folder)
     try:

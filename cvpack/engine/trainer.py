@@ -6,6 +6,7 @@ are saved, as the original did), the loss computed inside ``forward``, ``iter-N.
 Changed: single-process and CPU/gloo runs work; the scheduler steps after the optimizer; the sampler,
 RNG, scaler and scheduler state resume exactly; only rank 0 writes files; a non-finite loss stops the run.
 """
+import errno
 import logging
 import os
 import os.path as osp
@@ -325,13 +326,13 @@ class Trainer:
         bad = comm.broadcast_object(bad)
         if bad:
             last = osp.join(self.cfg.OUTPUT_DIR, LAST_NAME)
-            kept = osp.basename(osp.realpath(last)) if osp.exists(last) else 'no checkpoint'
+            kept = ('%s still points to %s' % (LAST_NAME, osp.basename(osp.realpath(last))) if osp.exists(last)
+                    else 'no checkpoint was written by this run')
+            names = ', '.join(bad[:8]) + (' ...' if len(bad) > 8 else '')
             raise FloatingPointError(
                 'iteration %d: NaN/inf in %d tensors of the model/optimizer state (%s), although the loss was '
                 'finite: the training diverged (learning rate too high? a NaN gradient?). iter-%d.pth was NOT '
-                'written; %s still points to %s' % (iteration, len(bad), ', '.join(bad[:8]) + (' ...' if len(bad) > 8
-                                                                                             else ''),
-                                                    iteration, LAST_NAME, kept))
+                'written; %s' % (iteration, len(bad), names, iteration, kept))
         if self.ctx.is_main:
             path = save_checkpoint(state, osp.join(self.cfg.OUTPUT_DIR, 'iter-%d.pth' % iteration))
             link_last(path)
@@ -427,6 +428,9 @@ def train_main(cfg, build_model, argv=None, dataset_builder=None, collate_fn=Non
         cleanup_distributed()
 
 
+_WRITE_ERRNOS = {getattr(errno, n) for n in ('ENOSPC', 'EFBIG', 'EDQUOT', 'EROFS', 'EIO') if hasattr(errno, n)}
+
+
 def _log_fatal(exc, log_file):
     """Write the exception that ends training, with its traceback, to log.txt (rank 0's file handler; the
     console already gets Python's traceback). A failed write (disk full, quota, ``ulimit -f``) also gets the
@@ -438,8 +442,10 @@ def _log_fatal(exc, log_file):
     if not files:
         return
     note = ''
-    if isinstance(exc, OSError) and exc.filename and not hasattr(exc, 'written_path'):
-        note = ' (writing %s; %s)' % (exc.filename, space_note(exc.filename))
+    if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS and not hasattr(exc, 'written_path'):
+        # file.write() errors carry no file name: then say at least which folder and how much space is left
+        where = exc.filename or osp.dirname(log_file)
+        note = ' (writing %s; %s)' % (where, space_note(where))
     log = logging.getLogger('cvpack.train')
     record = log.makeRecord(log.name, logging.ERROR, __file__, 0, 'training stopped by %s: %s%s',
                             (type(exc).__name__, exc, note), (type(exc), exc, exc.__traceback__))

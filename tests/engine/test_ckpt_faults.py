@@ -381,3 +381,27 @@ def test_two_ranks_stop_together_and_resume_from_the_same_fallback(exp):
     assert 'resumed from %s at iteration 1' % osp.join(out, 'iter-1.pth') in log and 'Iter: 4/4' in log
     p0, p1 = (torch.load(osp.join(out, 'params_rank%d.pt' % r), weights_only=True) for r in (0, 1))
     assert all(torch.equal(p0[k], p1[k]) for k in p0)                   # both ranks resumed from the same file
+
+
+def test_fatal_write_error_note_names_folder_and_space(tmp_path):
+    """A write error without a file name (file.write() gives none; e.g. log or config files on a full disk)
+    still gets the folder and its free space in log.txt; other errors get no such note."""
+    import errno
+    import logging
+    from cvpack.engine import trainer
+    log_file = str(tmp_path / 'log.txt')
+    handler = logging.FileHandler(log_file)
+    logging.getLogger('cvpack').addHandler(handler)
+    try:
+        for exc in (OSError(errno.ENOSPC, 'No space left on device'), FileNotFoundError(2, 'gone', 'x.json')):
+            try:
+                raise exc
+            except OSError as e:
+                trainer._log_fatal(e, log_file)
+    finally:
+        logging.getLogger('cvpack').removeHandler(handler)
+        handler.close()
+    text = open(log_file).read()
+    assert ('training stopped by OSError: [Errno 28] No space left on device (writing %s; free space on the file '
+            'system of %s: ' % (tmp_path, tmp_path)) in text
+    assert "training stopped by FileNotFoundError: [Errno 2] gone: 'x.json'\n" in text and text.count('Traceback') == 2
