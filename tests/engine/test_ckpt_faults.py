@@ -101,6 +101,11 @@ def test_code_in_weight_files_never_runs_through_the_scripts(exp, tmp_path, http
         assert 'weights_only=False' not in text
         assert not osp.exists(_Evil.marker), (script, args)
     assert not glob.glob(osp.join(out, 'iter-*.pth'))
+    # auto-resume: such a file as the only checkpoint of OUTPUT_DIR is refused, and the run stops naming it
+    os.replace(str(tmp_path / 'local_evil.pth'), osp.join(out, 'iter-3.pth'))
+    text = fails(folder, 'train.py', [])
+    assert 'skipping %s: refused' % osp.join(out, 'iter-3.pth') in text and 'none can be loaded' in text
+    assert not osp.exists(_Evil.marker)
 
 
 def _unsafe_calls(path):
