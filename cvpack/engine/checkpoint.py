@@ -229,7 +229,8 @@ def check_training_checkpoint(path, state=None):
     state = load_checkpoint(path) if state is None else state
     if not isinstance(state, dict) or not isinstance(state.get('model'), dict):
         what = 'keys %s' % sorted(map(str, state))[:10] if isinstance(state, dict) else type(state).__name__
-        raise CheckpointError(path, 'not a training checkpoint (no "model" state dict; it holds %s)' % what)
+        raise CheckpointError(path, 'not a training checkpoint (no "model" state dict; it holds %s); a file of '
+                              'weights only is given with --weights / MODEL.WEIGHT' % what)
     bad = non_finite_tensors({'model': state['model'], 'optimizer': state.get('optimizer') or {}})
     if bad:
         raise CheckpointError(path, 'holds NaN/inf in %d tensors (%s): written after the training diverged'

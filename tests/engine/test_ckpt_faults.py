@@ -216,6 +216,7 @@ def test_every_checkpoint_flag_names_the_file_and_the_fault(exp, toy, tmp_path):
     data = open(tmp_path / 'good.pth', 'rb').read()
     open(tmp_path / 'trunc.pth', 'wb').write(data[:len(data) // 2])
     open(tmp_path / 'text.pth', 'w').write('{"not": "weights"}')
+    torch.save(net, str(tmp_path / 'bare.pth'))                        # weights only: for --weights, not -c
     other = dict(net, **{'head.weight': torch.zeros(3, 4, 1, 1), 'head.bias': torch.zeros(3)})  # 3 keypoints
     torch.save({'model': other, 'iteration': 2}, str(tmp_path / 'other.pth'))
     shapes = 'head.weight: file (3, 4, 1, 1) vs model (2, 4, 1, 1); head.bias: file (3,) vs model (2,)'
@@ -223,6 +224,7 @@ def test_every_checkpoint_flag_names_the_file_and_the_fault(exp, toy, tmp_path):
         ('train.py', ['-c', tmp_path / 'trunc.pth'], 'trunc.pth: truncated or corrupt'),
         ('train.py', ['-c', tmp_path / 'other.pth'], 'other.pth: does not fit the ToyNet model (another exp'),
         ('train.py', ['--weights', tmp_path / 'text.pth'], 'text.pth: not a PyTorch weight file'),
+        ('train.py', ['-c', tmp_path / 'bare.pth'], 'bare.pth: not a training checkpoint (no "model" state dict'),
         ('test.py', ['--checkpoint', tmp_path / 'other.pth'], shapes),
         ('test.py', ['MODEL.WEIGHT', tmp_path / 'trunc.pth'], 'trunc.pth: truncated or corrupt'),
     ]
