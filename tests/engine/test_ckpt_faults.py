@@ -80,6 +80,7 @@ def http_root(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------- 1. security
+@pytest.mark.slow
 def test_code_in_weight_files_never_runs_through_the_scripts(exp, tmp_path, http_root):
     """A .pth whose unpickling calls os.system, from a URL or a path, through every flag that reads weights:
     refused (non-zero exit, the file named), nothing executed, nothing trained."""
@@ -139,6 +140,7 @@ def test_no_load_bypasses_safe_load(repo_root):
 
 
 # ---------------------------------------------------------------------------------------- 2. counts that are true
+@pytest.mark.slow
 def test_loaded_tensor_counts_are_what_was_copied(exp, tmp_path):
     """--weights / MODEL.PRETRAINED log the number of tensors copied (the count was model size minus missing:
     115 "loaded" from a file with none); a file sharing no tensor with the model is an error, not a run."""
@@ -171,6 +173,7 @@ def _truncate(path):
     open(path, 'wb').write(data[:len(data) // 2])
 
 
+@pytest.mark.slow
 def test_auto_resume_takes_newest_loadable_checkpoint(exp):
     """A dangling iter-last.pth link, then a truncated latest checkpoint: resume from the newest iter-N.pth that
     loads, saying which and why (it used to start over at iteration 1 and overwrite iter-1..3, exit 0). When no
@@ -206,6 +209,7 @@ def test_auto_resume_takes_newest_loadable_checkpoint(exp):
 
 
 # ------------------------------------------------------------------------ 4. load errors name the file and fault
+@pytest.mark.slow
 def test_every_checkpoint_flag_names_the_file_and_the_fault(exp, toy, tmp_path):
     """-c, --weights, test.py --checkpoint / MODEL.WEIGHT / iter-last.pth: the message names the file and says
     what is wrong (truncated, not weights, another network with the differing shapes, a dangling link)."""
@@ -239,6 +243,7 @@ def test_every_checkpoint_flag_names_the_file_and_the_fault(exp, toy, tmp_path):
 
 
 # ---------------------------------------------------------------------------- 5. no poisoned checkpoint is saved
+@pytest.mark.slow
 def test_non_finite_weights_are_never_saved(exp):
     """A finite loss whose gradient is NaN (iteration 2) makes the weights NaN: the save of that same iteration
     refuses (it used to write iter-2.pth with NaN and link it as last; the loss guard fired one iteration
@@ -259,6 +264,7 @@ def test_non_finite_weights_are_never_saved(exp):
 
 
 # ------------------------------------------------------------------- 6. --no-auto-resume keeps the old checkpoints
+@pytest.mark.slow
 def test_no_auto_resume_moves_old_checkpoints_aside(exp):
     """--no-auto-resume in a folder with checkpoints used to overwrite them silently: they are moved, unchanged,
     into OUTPUT_DIR/previous-run-<time>/ (iter-last.pth still resolving there), and the log says so."""
@@ -322,6 +328,7 @@ def test_stale_temporaries_of_dead_saves_are_removed(exp):
 
 
 # ---------------------------------------------------------------------------------- 8. resume at/past MAX_ITER
+@pytest.mark.slow
 def test_resume_at_or_past_max_iter_says_so(exp):
     """A checkpoint at MAX_ITER: "already finished", exit 0, nothing rewritten; past MAX_ITER (MAX_ITER lowered):
     an error naming the checkpoint and both numbers (it printed "training finished: -2 iterations", exit 0)."""
@@ -362,6 +369,7 @@ def test_failed_save_names_path_and_space_and_reaches_log(exp):
 
 
 # ------------------------------------------------------------------------------- the same decisions on 2 ranks
+@pytest.mark.slow
 def test_two_ranks_stop_together_and_resume_from_the_same_fallback(exp):
     """torchrun, 2 gloo processes: the NaN-state verdict (rank 0's) and the auto-resume choice (rank 0's, after
     skipping a truncated latest file) are broadcast, so both ranks stop, or resume from the same file, with no
