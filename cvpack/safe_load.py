@@ -179,6 +179,11 @@ def load_torch_file(source, map_location='cpu'):
     except (EOFError, KeyError, ValueError, AttributeError) as e:
         raise CheckpointError(label, 'not a PyTorch weight file, or truncated (%s: %s)'
                               % (type(e).__name__, e)) from None
+    except OSError as e:  # torch's zip reader: "[Errno 22] Invalid argument" for a truncated archive
+        if _is_zip_head(path):
+            raise CheckpointError(label, 'truncated or corrupt (an incomplete zip archive: interrupted save or '
+                                  'download?)') from None
+        raise CheckpointError(label, 'could not be read (%s: %s)' % (type(e).__name__, e)) from None
 
 
 class ArrayUnpickler(pickle.Unpickler):
@@ -223,6 +228,14 @@ def load_file(source, map_location='cpu'):
             if zipfile.is_zipfile(path) or not _looks_like_pickle(path):
                 raise
     return load_pickle_file(source)
+
+
+def _is_zip_head(path):
+    try:
+        with open(path, 'rb') as f:
+            return f.read(4) == b'PK\x03\x04'
+    except OSError:
+        return False
 
 
 def _looks_like_pickle(path):

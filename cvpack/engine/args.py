@@ -22,7 +22,9 @@ def train_parser(exp_name=''):
     p = argparse.ArgumentParser(description='Train exp %s' % exp_name)
     p.add_argument('-c', '--continue', dest='resume', default=None,
                    help='resume from this checkpoint (default: OUTPUT_DIR/iter-last.pth when present)')
-    p.add_argument('--no-auto-resume', action='store_true', help='start from scratch even if iter-last.pth exists')
+    p.add_argument('--no-auto-resume', action='store_true',
+                   help='start from scratch; the checkpoints already in OUTPUT_DIR are moved into '
+                        'OUTPUT_DIR/previous-run-<time>/ (never overwritten)')
     p.add_argument('--weights', default=None, help='initial weights (overrides MODEL.WEIGHT); no optimizer state')
     return _common(p)
 

@@ -40,18 +40,19 @@ def resolve_test_checkpoint(cfg, iteration=None, checkpoint=None, log=None):
         path, how = checkpoint, '--checkpoint'
     elif iteration is not None:
         path, how = osp.join(out, 'iter-%d.pth' % iteration), '-i %d' % iteration
-    elif osp.isfile(last) or not cfg.MODEL.get('WEIGHT'):
+    elif osp.lexists(last) or not cfg.MODEL.get('WEIGHT'):   # a dangling link is an error, not MODEL.WEIGHT
         path, how = last, 'OUTPUT_DIR/%s (no -i / --checkpoint given)' % LAST_NAME
     else:
         path, how = cfg.MODEL.WEIGHT, 'MODEL.WEIGHT (no -i / --checkpoint, no %s in OUTPUT_DIR)' % LAST_NAME
     if log is not None:
         log.info('test checkpoint: %s (from %s)', path, how)
-    if how.startswith('MODEL.WEIGHT') and str(path).startswith(('http://', 'https://')):
+    if is_url(path):   # --checkpoint or MODEL.WEIGHT by URL: downloaded and read by cvpack.safe_load
         return path
     if not osp.isfile(path):
-        found = sorted(osp.basename(p) for p in glob.glob(osp.join(out, 'iter-*.pth')))
-        raise FileNotFoundError('test checkpoint not found: %s (from %s). Checkpoints in %s: %s'
-                                % (path, how, out, ', '.join(found) or 'none'))
+        found = sorted(osp.basename(p) for p in glob.glob(osp.join(out, 'iter-*.pth')) if osp.isfile(p))
+        dangling = ' (a dangling link: its target %s is gone)' % os.readlink(path) if osp.islink(path) else ''
+        raise FileNotFoundError('test checkpoint not found: %s%s (from %s). Checkpoints in %s: %s'
+                                % (path, dangling, how, out, ', '.join(found) or 'none'))
     return path
 
 
@@ -128,11 +129,7 @@ def test_main(cfg, build_model, argv=None, dataset_builder=None, predictor_build
             os.makedirs(cfg.TEST_DIR, exist_ok=True)
         comm.barrier()
         log = setup_logger('cvpack.test', osp.join(cfg.TEST_DIR, 'test_log.txt'), ctx.rank)
-        if args.checkpoint and is_url(args.checkpoint):   # a model-zoo URL: downloaded once, read safely
-            path = args.checkpoint
-            log.info('test checkpoint: %s (from --checkpoint)', path)
-        else:
-            path = resolve_test_checkpoint(cfg, args.iter, args.checkpoint, log)
+        path = resolve_test_checkpoint(cfg, args.iter, args.checkpoint, log)   # a URL is read by safe_load
         cfg, model = load_for_test(cfg, build_model, path, strict=not args.non_strict, log=log)
         model = prepare_model(model, cfg, ctx, log).eval()
         if cfg.TEST.get('COMPILE', False):

@@ -6,6 +6,7 @@ are saved, as the original did), the loss computed inside ``forward``, ``iter-N.
 Changed: single-process and CPU/gloo runs work; the scheduler steps after the optimizer; the sampler,
 RNG, scaler and scheduler state resume exactly; only rank 0 writes files; a non-finite loss stops the run.
 """
+import errno
 import logging
 import os
 import os.path as osp
@@ -19,9 +20,12 @@ import torch
 from .. import dist as comm
 from ..data.samplers import IterationBasedSampler
 from ..solver import build_lr_scheduler, build_optimizer, load_optimizer_state, resolve_solver
+from ..safe_load import CheckpointError
 from .args import parse_args, train_parser
-from .checkpoint import (LAST_NAME, link_last, load_checkpoint, load_model_weights, numpy_state_from_list,
-                         numpy_state_to_list, rng_state, save_checkpoint, set_rng_state, strip_prefix)
+from .checkpoint import (LAST_NAME, check_training_checkpoint, find_resume_checkpoint, link_last,
+                         load_model_weights, match_state, move_checkpoints_aside, non_finite_tensors,
+                         remove_stale_temporaries, rng_state,
+                         save_checkpoint, set_rng_state, space_note, strip_prefix)
 from .launch import cleanup_distributed, dist_timeout, setup_distributed
 from .logger import TensorboardWriter, setup_logger
 from .preemption import PREEMPTED_EXIT_CODE, Preempted, StopSignal
@@ -52,14 +56,33 @@ def _seed_worker(worker_id):
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
-def auto_resume_path(last, auto, is_main):
-    """OUTPUT_DIR/iter-last.pth when rank 0 finds it (and ``auto``), else None; the same answer on every rank.
+def auto_resume_path(last, auto, is_main, log=None, loaded=None):
+    """The checkpoint auto-resume continues from (the same answer on every rank), or None to start from scratch.
 
-    Rank 0 decides and broadcasts: ranks deciding by themselves diverged on multi-node runs without a shared
-    file system (some resumed, some started over). A rank that lacks the file rank 0 resumes from is an
-    error on every rank together (gathered first, so no rank waits forever in a collective).
+    ``last`` is OUTPUT_DIR/iter-last.pth. Rank 0 picks the newest loadable checkpoint of that folder
+    (:func:`cvpack.engine.checkpoint.find_resume_checkpoint`: a dangling iter-last link or a truncated,
+    corrupt or NaN checkpoint is skipped, with a warning naming it; a folder whose checkpoints all fail is an
+    error naming each, never a silent restart) and broadcasts the path or the error, so every rank resumes or
+    stops together. Ranks deciding by themselves diverged on multi-node runs without a shared file system. A
+    rank that lacks the file rank 0 resumes from is an error on every rank together (gathered first, so no
+    rank waits forever in a collective). ``loaded`` (a dict) receives rank 0's already-read state under 'state'.
     """
-    path = comm.broadcast_object(last if is_main and auto and osp.isfile(last) else None)
+    choice, error = None, None
+    if is_main and auto:
+        try:
+            found = find_resume_checkpoint(osp.dirname(last), log)
+        except Exception as e:  # re-raised below on every rank
+            error = e
+        else:
+            if found is not None:
+                choice = found[0]
+                if loaded is not None:
+                    loaded['state'] = found[1]
+    path, message = comm.broadcast_object((choice, None if error is None else str(error)))
+    if message is not None:
+        if error is not None:
+            raise error
+        raise CheckpointError(osp.dirname(last), 'rank 0 could not choose a checkpoint to resume: ' + message)
     if path:
         missing = [r for r, ok in enumerate(comm.all_gather_object(osp.isfile(path))) if not ok]
         if missing:
@@ -110,20 +133,27 @@ class Trainer:
                 'iteration': int(iteration), 'sampler': self.sampler.state_dict(iteration),
                 'rng': rngs, 'world_size': self.ctx.world_size}
 
-    def resume(self, path):
-        """Restore everything saved by :meth:`state_dict` so the run continues exactly."""
-        ckpt = load_checkpoint(path)
-        self.model.load_state_dict(strip_prefix(ckpt['model']))  # the original's files may keep 'module.'
+    def resume(self, path, ckpt=None):
+        """Restore everything saved by :meth:`state_dict` so the run continues exactly (``ckpt``: its content,
+        when already read). Errors name the file: unreadable, not a checkpoint, NaN/inf, another network."""
+        ckpt = check_training_checkpoint(path, ckpt)
+        state = strip_prefix(ckpt['model'])   # the original's files may keep 'module.'
+        match_state(self.model, state, path, strict=True)
+        self.model.load_state_dict(state)
         base_lrs = [g['initial_lr'] for g in self.optimizer.param_groups]  # the current effective solver
-        if 'optimizer' in ckpt:
-            load_optimizer_state(self.optimizer, ckpt['optimizer'])
-        if 'scheduler' in ckpt:
-            sched = dict(ckpt['scheduler'])
-            sched['lr_lambdas'] = [None] * len(self.scheduler.lr_lambdas)  # shape from the current config
-            self.scheduler.load_state_dict(sched)
+        try:
+            if 'optimizer' in ckpt:
+                load_optimizer_state(self.optimizer, ckpt['optimizer'])
+            if 'scheduler' in ckpt:
+                sched = dict(ckpt['scheduler'])
+                sched['lr_lambdas'] = [None] * len(self.scheduler.lr_lambdas)  # shape from the current config
+                self.scheduler.load_state_dict(sched)
+            if ckpt.get('scaler'):
+                self.scaler.load_state_dict(ckpt['scaler'])
+        except (ValueError, KeyError, TypeError, RuntimeError) as e:   # e.g. another SOLVER's parameter groups
+            raise CheckpointError(path, 'its optimizer/scheduler state does not fit this run\'s solver (%s: %s); '
+                                  'use --weights to start from its weights only' % (type(e).__name__, e)) from None
         old_lrs = self._reset_base_lrs(base_lrs)
-        if ckpt.get('scaler'):
-            self.scaler.load_state_dict(ckpt['scaler'])
         self.start_iter = int(ckpt.get('iteration', 0))
         sampler = ckpt.get('sampler') or {}
         if int(sampler.get('world_size', self.ctx.world_size)) != self.ctx.world_size:
@@ -136,9 +166,7 @@ class Trainer:
                              base_lrs[0], old_lrs[0])
         rngs = ckpt.get('rng') or []
         if len(rngs) == self.ctx.world_size:
-            set_rng_state(rngs[self.ctx.rank])
-            if rngs[self.ctx.rank].get('dataset') is not None and hasattr(self.dataset, 'set_rng_state'):
-                self.dataset.set_rng_state(numpy_state_from_list(rngs[self.ctx.rank]['dataset']))
+            set_rng_state(rngs[self.ctx.rank])   # (augmentations draw from per-sample RNGs: nothing else to restore)
         self.log.info('resumed from %s at iteration %d', path, self.start_iter)
 
     def _reset_base_lrs(self, base_lrs):
@@ -155,21 +183,49 @@ class Trainer:
         return old
 
     def resume_or_load(self, resume=None, auto=True):
-        """``-c PATH`` > OUTPUT_DIR/iter-last.pth (auto-resume) > MODEL.WEIGHT (weights only, non-strict) >
-        MODEL.PRETRAINED (ImageNet init through the model's ``load_pretrained``, only from scratch)."""
+        """``-c PATH`` > auto-resume > MODEL.WEIGHT (weights only, non-strict) > MODEL.PRETRAINED (ImageNet init
+        through the model's ``load_pretrained``, only from scratch).
+
+        Auto-resume continues from the newest *loadable* checkpoint of OUTPUT_DIR (:func:`auto_resume_path`):
+        a dangling ``iter-last.pth`` or a truncated/corrupt/NaN latest file is skipped with a warning naming it;
+        when OUTPUT_DIR holds checkpoints and none loads, the run stops with an error naming each file (it never
+        quietly starts over and overwrites them, as it did). An explicit ``-c PATH`` never falls back.
+        ``--no-auto-resume`` (``auto=False``) starts over after moving the old checkpoints into a timestamped
+        ``previous-run-*`` subfolder (:func:`cvpack.engine.checkpoint.move_checkpoints_aside`, rank 0)."""
         last = osp.join(self.cfg.OUTPUT_DIR, LAST_NAME)
         if resume:
             if not osp.isfile(resume):
-                raise FileNotFoundError('-c/--continue: checkpoint not found: %s' % resume)
+                hint = ' (a dangling link: its target %s is gone)' % os.readlink(resume) if osp.islink(resume) else ''
+                raise FileNotFoundError('-c/--continue: checkpoint not found: %s%s' % (resume, hint))
             self.resume(resume)
+            self._check_start_iter(resume)
             return
-        last = auto_resume_path(last, auto, self.ctx.is_main)
+        if self.ctx.is_main:   # leftovers of a save killed by kill -9 / the OOM killer
+            remove_stale_temporaries(self.cfg.OUTPUT_DIR, self.log)
+        if not auto and self.ctx.is_main:   # --no-auto-resume: keep the old run's checkpoints, never overwrite
+            move_checkpoints_aside(self.cfg.OUTPUT_DIR, self.log)
+        loaded = {}
+        last = auto_resume_path(last, auto, self.ctx.is_main, self.log, loaded)
         if last:
-            self.resume(last)
+            self.resume(last, loaded.get('state'))
+            self._check_start_iter(last)
         elif self.cfg.MODEL.get('WEIGHT'):
             load_model_weights(self.model, self.cfg.MODEL.WEIGHT, strict=False, log=self.log, cfg=self.cfg)
         elif self.cfg.MODEL.get('PRETRAINED'):
             self.load_pretrained(self.cfg.MODEL.PRETRAINED)
+
+    def _check_start_iter(self, path):
+        """A checkpoint at MAX_ITER: nothing to train, said plainly (exit 0); past it: an error (it used to log
+        "training finished: -2 iterations" and exit 0)."""
+        max_iter = int(self.solver.MAX_ITER)
+        if self.start_iter > max_iter:
+            raise ValueError('%s is at iteration %d, past the effective SOLVER.MAX_ITER %d of this run: nothing to '
+                             'train. Raise SOLVER.MAX_ITER to continue it, resume an earlier iter-N.pth with -c, or '
+                             'start a new run with --no-auto-resume' % (path, self.start_iter, max_iter))
+        if self.start_iter == max_iter:
+            self.log.info('%s is at iteration %d = SOLVER.MAX_ITER: this run has already finished, nothing to '
+                          'train (raise SOLVER.MAX_ITER to train longer, or --no-auto-resume to start over)',
+                          path, max_iter)
 
     def load_pretrained(self, source):
         """ImageNet init from ``source`` (path or URL) via ``model.load_pretrained(source) -> LoadReport``.
@@ -195,6 +251,9 @@ class Trainer:
             raise RuntimeError('rank 0 failed to load MODEL.PRETRAINED %s (see its log)' % source)
         if not self.ctx.is_main:
             report = fn(source)
+        if hasattr(report, 'loaded') and not report.loaded:   # another network's file: say so, don't train
+            raise CheckpointError(source, 'MODEL.PRETRAINED: no tensor of this file was loaded into %s (%s)'
+                                  % (type(self.model).__name__, report.summary()))
         self.log.info('ImageNet init from %s: %s', source,
                       report.summary() if hasattr(report, 'summary') else report)
 
@@ -253,7 +312,27 @@ class Trainer:
         return {k: float(v) for k, v in reduced.items()}
 
     def save(self, iteration):
+        """Write ``iter-N.pth`` and re-point ``iter-last.pth`` (rank 0; collective).
+
+        Refuses a state with NaN/inf in a parameter, buffer or optimizer tensor (rank 0's, the one saved; the
+        verdict is broadcast so every rank stops together): a finite loss can still produce NaN weights
+        (e.g. ``SOLVER.BASE_LR`` huge, a NaN gradient of a finite loss), and such a checkpoint linked as last
+        made every later resume and test fail again. The previous checkpoint stays the last one.
+        """
         state = self.state_dict(iteration)
+        bad = None
+        if self.ctx.is_main:
+            bad = non_finite_tensors({'model': state['model'], 'optimizer': state['optimizer']})
+        bad = comm.broadcast_object(bad)
+        if bad:
+            last = osp.join(self.cfg.OUTPUT_DIR, LAST_NAME)
+            kept = ('%s still points to %s' % (LAST_NAME, osp.basename(osp.realpath(last))) if osp.exists(last)
+                    else 'no checkpoint was written by this run')
+            names = ', '.join(bad[:8]) + (' ...' if len(bad) > 8 else '')
+            raise FloatingPointError(
+                'iteration %d: NaN/inf in %d tensors of the model/optimizer state (%s), although the loss was '
+                'finite: the training diverged (learning rate too high? a NaN gradient?). iter-%d.pth was NOT '
+                'written; %s' % (iteration, len(bad), names, iteration, kept))
         if self.ctx.is_main:
             path = save_checkpoint(state, osp.join(self.cfg.OUTPUT_DIR, 'iter-%d.pth' % iteration))
             link_last(path)
@@ -347,11 +426,13 @@ def train_main(cfg, build_model, argv=None, dataset_builder=None, collate_fn=Non
     if args.weights:
         cfg.MODEL.WEIGHT = args.weights
     ctx = setup_distributed(cfg.MODEL.get('DEVICE', 'auto'), args.local_rank, dist_timeout(cfg))
+    log_file = None
     try:
         if ctx.is_main:  # only rank 0 creates folders and files (bug #27)
             os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
         comm.barrier()
         setup_logger('cvpack.train', osp.join(cfg.OUTPUT_DIR, 'log.txt'), ctx.rank)
+        log_file = osp.abspath(osp.join(cfg.OUTPUT_DIR, 'log.txt'))
         trainer = Trainer(cfg, build_model, ctx, dataset_builder, collate_fn)
         _log_setup(trainer, cfg, ctx)
         if ctx.is_main:
@@ -360,5 +441,37 @@ def train_main(cfg, build_model, argv=None, dataset_builder=None, collate_fn=Non
         trainer.resume_or_load(args.resume, auto=not args.no_auto_resume)
         trainer.train()
         return trainer.model
+    except BaseException as exc:
+        if log_file:   # (not a handler left by an earlier run in this process)
+            _log_fatal(exc, log_file)
+        raise
     finally:
         cleanup_distributed()
+
+
+_WRITE_ERRNOS = {getattr(errno, n) for n in ('ENOSPC', 'EFBIG', 'EDQUOT', 'EROFS', 'EIO') if hasattr(errno, n)}
+
+
+def _log_fatal(exc, log_file):
+    """Write the exception that ends training, with its traceback, to log.txt (rank 0's file handler; the
+    console already gets Python's traceback). A failed write (disk full, quota, ``ulimit -f``) also gets the
+    path and the free space of its file system, unless the message already has them (checkpoint saves)."""
+    if isinstance(exc, Preempted) or (isinstance(exc, SystemExit) and exc.code in (0, None)):
+        return   # not a crash: preemption logs its own checkpoint and exit code
+    files = [h for h in logging.getLogger('cvpack').handlers
+             if isinstance(h, logging.FileHandler) and osp.abspath(h.baseFilename) == log_file]
+    if not files:
+        return
+    note = ''
+    if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS and not hasattr(exc, 'written_path'):
+        # file.write() errors carry no file name: then say at least which folder and how much space is left
+        where = exc.filename or osp.dirname(log_file)
+        note = ' (writing %s; %s)' % (where, space_note(where))
+    log = logging.getLogger('cvpack.train')
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, 'training stopped by %s: %s%s',
+                            (type(exc).__name__, exc, note), (type(exc), exc, exc.__traceback__))
+    for handler in files:
+        try:
+            handler.handle(record)
+        except Exception:  # a full disk may refuse this too; the console still has the traceback
+            pass

@@ -21,8 +21,9 @@ def test_atomic_write_keeps_previous_last(tmp_path, monkeypatch):
     real_save = torch.save
 
     def broken_save(obj, f, *a, **k):  # half a file, then the process "dies"
-        with open(f, 'wb') as fh:
-            fh.write(b'PK\x03\x04 truncated')
+        fh = f if hasattr(f, 'write') else open(f, 'wb')
+        fh.write(b'PK\x03\x04 truncated')
+        fh.flush()
         raise OSError('disk full')
 
     monkeypatch.setattr(torch, 'save', broken_save)
@@ -87,7 +88,8 @@ def test_strict_load_names_missing_and_unexpected(tmp_path):
     sd.pop('1.weight')
     sd['extra.w'] = torch.zeros(1)
     torch.save({'model': sd}, str(tmp_path / 'bad.pth'))
-    with pytest.raises(KeyError, match=r"1 missing \['1.weight'\].*1 unexpected \['extra.w'\]"):
+    with pytest.raises(ck.ModelMismatchError, match=r"bad.pth: .*1 model tensors missing from the file: "
+                       r"\['1.weight'\]; 1 file tensors unexpected: \['extra.w'\]"):
         ck.load_model_weights(_net(), str(tmp_path / 'bad.pth'))
     missing, unexpected = ck.load_model_weights(_net(), str(tmp_path / 'bad.pth'), strict=False)
     assert missing == ['1.weight'] and unexpected == ['extra.w']

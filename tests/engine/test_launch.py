@@ -135,15 +135,20 @@ def test_auto_resume_is_decided_by_rank0(tmp_path, monkeypatch):
     """Other ranks follow rank 0's decision (broadcast), whatever their own file system shows."""
     import cvpack.dist as comm
     from cvpack.engine.trainer import auto_resume_path
+    from cvpack.safe_load import CheckpointError
     last = tmp_path / 'iter-last.pth'
-    last.write_bytes(b'x')
+    torch.save({'model': {'w': torch.ones(1)}, 'iteration': 1}, str(last))
     assert auto_resume_path(str(last), True, True) == str(last)
     assert auto_resume_path(str(last), False, True) is None
     # a rank > 0 that sees a file rank 0 does not: rank 0 broadcast None, so it starts over too
-    monkeypatch.setattr(comm, 'broadcast_object', lambda obj, src=0: None)
+    monkeypatch.setattr(comm, 'broadcast_object', lambda obj, src=0: (None, None))
     assert auto_resume_path(str(last), True, False) is None
+    # rank 0 could not choose (no checkpoint loads): every rank stops with its message
+    monkeypatch.setattr(comm, 'broadcast_object', lambda obj, src=0: (None, 'iter-3.pth: truncated'))
+    with pytest.raises(CheckpointError, match='rank 0 could not choose.*iter-3.pth: truncated'):
+        auto_resume_path(str(last), True, False)
     # rank 0 resumes from a file this rank lacks: every rank raises together, naming the ranks
-    monkeypatch.setattr(comm, 'broadcast_object', lambda obj, src=0: '/rank0/only/iter-last.pth')
+    monkeypatch.setattr(comm, 'broadcast_object', lambda obj, src=0: ('/rank0/only/iter-last.pth', None))
     monkeypatch.setattr(comm, 'all_gather_object', lambda obj: [True, obj])
     with pytest.raises(FileNotFoundError, match=r'/rank0/only/iter-last.pth.*rank\(s\) \[1\]'):
         auto_resume_path(str(last), True, False)

@@ -47,12 +47,12 @@ class ToyVal(Dataset):
 
 
 class ToyNet(nn.Module):
-    def __init__(self, nan_at=0):
+    def __init__(self, nan_at=0, nan_grad_at=0):
         super().__init__()
         self.conv = nn.Conv2d(3, 4, 3, stride=2, padding=1)
         self.bn = nn.BatchNorm2d(4)
         self.head = nn.Conv2d(4, 2, 1)
-        self.nan_at, self.calls = int(nan_at), 0
+        self.nan_at, self.nan_grad_at, self.calls = int(nan_at), int(nan_grad_at), 0
 
     def forward(self, images, targets=None):
         """images (N, 3, 8, 8) -> eval: heatmaps (N, 2, 4, 4); train: {'loss_hm', 'loss_aux'} scalars."""
@@ -66,18 +66,20 @@ class ToyNet(nn.Module):
         aux = 1e-3 * out.abs().mean()
         if self.nan_at and self.calls == self.nan_at:
             aux = aux * float('nan')
+        if self.nan_grad_at and self.calls == self.nan_grad_at:
+            # a finite loss (0) whose gradient is NaN (0 * d sqrt(u)/du at u = 0 = 0 * inf), as sqrt/norm of a
+            # zero vector does in real models: the loss guard cannot see it, the weights become NaN
+            aux = aux + 0 * torch.sqrt(out.sum() * 0)
         return {'loss_hm': loss, 'loss_aux': aux}
 
     def load_pretrained(self, source):
         """Stand-in for an ImageNet init (the trainer's MODEL.PRETRAINED protocol): a local state dict file."""
-        from cvpack.modeling.pretrained import LoadReport, load_state_dict
-        state = load_state_dict(source)
-        self.load_state_dict(state, strict=False)
-        return LoadReport(loaded=sorted(state))
+        from cvpack.modeling.pretrained import load_mapped, load_state_dict
+        return load_mapped(self, load_state_dict(source), lambda key: key)
 
 
 def build_model(cfg):
-    return ToyNet(cfg.MODEL.get('TOY_NAN_AT', 0))
+    return ToyNet(cfg.MODEL.get('TOY_NAN_AT', 0), cfg.MODEL.get('TOY_NAN_GRAD_AT', 0))
 
 
 def dataset_builder(cfg, split):
@@ -122,6 +124,7 @@ cfg.DATALOADER.NUM_WORKERS = 0
 cfg.TEST.IMS_PER_GPU = 2
 cfg.TEST.USE_GT_BBOX = True
 cfg.MODEL.TOY_NAN_AT = 0
+cfg.MODEL.TOY_NAN_GRAD_AT = 0
 if __name__ == '__main__':
     config_main(cfg)
 '''
