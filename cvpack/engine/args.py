@@ -57,3 +57,18 @@ def parse_args(parser, argv=None):
     args = parser.parse_args(argv)
     args.opts = _strip_local_rank(list(args.opts or []), args)
     return args
+
+
+def parse_with_config(parser, cfg, argv=None):
+    """``(args, resolved cfg)``: the command line parsed and the exp's cfg resolved with its KEY VALUE overrides.
+
+    A bad key or value (``cvpack.config.ConfigError``, an unknown key) ends the program as any usage error does:
+    exit code 2 and one line naming the key and the value, no traceback.
+    """
+    from ..config import ConfigError
+    from .utils import resolve_cfg
+    args = parse_args(parser, argv)
+    try:
+        return args, resolve_cfg(cfg, args.opts)
+    except (ConfigError, KeyError) as e:
+        parser.error(str(e.args[0]) if e.args else str(e))

@@ -16,12 +16,12 @@ from .. import dist as comm
 from ..data.samplers import shard_indices
 from ..inference.runner import predict_batches
 from ..safe_load import is_url
-from .args import parse_args, test_parser
+from .args import parse_with_config, test_parser
 from .checkpoint import LAST_NAME
 from .launch import cleanup_distributed, dist_timeout, setup_distributed
 from .logger import setup_logger
 from .trainer import default_collate, default_dataset_builder
-from .utils import prepare_model, resolve_cfg
+from .utils import prepare_model
 
 __all__ = ['test_main', 'resolve_test_checkpoint', 'run_inference', 'load_for_test']
 
@@ -121,8 +121,7 @@ def test_main(cfg, build_model, argv=None, dataset_builder=None, predictor_build
     (None on other ranks). Writes TEST_DIR/test_log.txt, TEST_DIR/results.json (the evaluator) and
     TEST_DIR/metrics.json.
     """
-    args = parse_args(test_parser(cfg.get('EXP_NAME', '')), argv)
-    cfg = resolve_cfg(cfg, args.opts)
+    args, cfg = parse_with_config(test_parser(cfg.get('EXP_NAME', '')), cfg, argv)
     ctx = setup_distributed(cfg.MODEL.get('DEVICE', 'auto'), args.local_rank, dist_timeout(cfg))
     try:
         if ctx.is_main:

@@ -21,7 +21,7 @@ from .. import dist as comm
 from ..data.samplers import IterationBasedSampler
 from ..solver import build_lr_scheduler, build_optimizer, load_optimizer_state, resolve_solver
 from ..safe_load import CheckpointError
-from .args import parse_args, train_parser
+from .args import parse_with_config, train_parser
 from .checkpoint import (LAST_NAME, check_training_checkpoint, find_resume_checkpoint, link_last,
                          load_model_weights, match_state, move_checkpoints_aside, non_finite_tensors,
                          remove_stale_temporaries, rng_state,
@@ -29,7 +29,7 @@ from .checkpoint import (LAST_NAME, check_training_checkpoint, find_resume_check
 from .launch import cleanup_distributed, dist_timeout, setup_distributed
 from .logger import TensorboardWriter, setup_logger
 from .preemption import PREEMPTED_EXIT_CODE, Preempted, StopSignal
-from .utils import amp_dtype, autocast, prepare_model, resolve_cfg, to_device, write_run_files
+from .utils import amp_dtype, autocast, prepare_model, to_device, write_run_files
 
 __all__ = ['Trainer', 'train_main', 'auto_resume_path', 'default_dataset_builder', 'default_collate']
 
@@ -421,8 +421,7 @@ def train_main(cfg, build_model, argv=None, dataset_builder=None, collate_fn=Non
     Returns:
         The trained model (unwrapped from DDP), on its device.
     """
-    args = parse_args(train_parser(cfg.get('EXP_NAME', '')), argv)
-    cfg = resolve_cfg(cfg, args.opts)
+    args, cfg = parse_with_config(train_parser(cfg.get('EXP_NAME', '')), cfg, argv)
     if args.weights:
         cfg.MODEL.WEIGHT = args.weights
     ctx = setup_distributed(cfg.MODEL.get('DEVICE', 'auto'), args.local_rank, dist_timeout(cfg))

@@ -2,6 +2,7 @@
 entry points (train_main / test_main, one real subprocess) fail at start-up naming the key and the value, before any
 folder is created (docs/RELIABILITY.md, issue #12 "Inputs")."""
 import os.path as osp
+import re
 import subprocess
 import sys
 
@@ -29,21 +30,25 @@ from cvpack.engine.utils import resolve_cfg
     ('DATALOADER.NUM_WORKERS', '-2', r'DATALOADER.NUM_WORKERS: -2 is out of range'),
     ('SEED', '1.5', r'SEED: 1.5 is not an integer'),
 ])
-def test_bad_train_override_names_key_and_value(toy, toy_exp, tmp_path, key, text, message):
+def test_bad_train_override_names_key_and_value(toy, toy_exp, tmp_path, capsys, key, text, message):
+    """A usage error: exit 2 and one line naming key and value on stderr (argparse's parser.error)."""
     exp, cfg = toy_exp
     out = tmp_path / 'out'
-    with pytest.raises(ConfigError, match='config key ' + message):
+    with pytest.raises(SystemExit) as info:
         train_main(cfg, toy.build_model, argv=[key, text, 'OUTPUT_DIR', str(out)],
                    dataset_builder=toy.dataset_builder, collate_fn=toy.collate)
+    assert info.value.code == 2
+    assert re.search('error: config key ' + message, capsys.readouterr().err)
     assert not out.exists()          # failed at resolution, before any folder or file was written
 
 
-def test_bad_test_override(toy, toy_exp, tmp_path):
+def test_bad_test_override(toy, toy_exp, tmp_path, capsys):
     exp, cfg = toy_exp
-    with pytest.raises(ConfigError, match=r'config key TEST.IMS_PER_GPU: 0 is out of range'):
+    with pytest.raises(SystemExit):
         run_test_main(cfg, toy.build_model, argv=['TEST.IMS_PER_GPU', '0', 'OUTPUT_DIR', str(tmp_path / 'o')],
                       dataset_builder=toy.dataset_builder, predictor_builder=toy.predictor_builder,
                       evaluator_builder=toy.evaluator_builder, collate_fn=toy.collate)
+    assert 'error: config key TEST.IMS_PER_GPU: 0 is out of range' in capsys.readouterr().err
 
 
 def test_good_values_keep_their_types(tmp_path):
@@ -81,6 +86,7 @@ def test_real_train_script_rejects_bad_override(toy, tmp_path, sub_env):
     out = tmp_path / 'out'
     proc = subprocess.run([sys.executable, 'train.py', 'SOLVER.MAX_ITER', '2.5', 'OUTPUT_DIR', str(out)], cwd=exp,
                           env=sub_env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode != 0 and not out.exists()
-    assert proc.stderr.strip().splitlines()[-1] == ('cvpack.config.schema.ConfigError: config key SOLVER.MAX_ITER: '
-                                                    '2.5 is not an integer (expected a finite integer >= 1)')
+    assert proc.returncode == 2 and not out.exists()
+    assert 'Traceback' not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].endswith('error: config key SOLVER.MAX_ITER: 2.5 is not an integer '
+                                                         '(expected a finite integer >= 1)')
