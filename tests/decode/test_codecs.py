@@ -130,3 +130,10 @@ def test_config_errors_name_the_key():
     assert codec.decode(np.zeros((1, 1, 64, 48), np.float32))[1][0, 0] == 0.5
     with pytest.raises(ValueError, match=r'DATASET\.TRAIN\.GAUSSIAN_KERNELS'):
         codec.encode(np.zeros((1, 2)), [1])
+
+
+def test_every_decoder_states_its_conventions():
+    from cvpack.codecs import CODECS, DECODER_CONVENTIONS
+    from cvpack.decode.heatmap import DECODERS
+    assert set(DECODER_CONVENTIONS) == set(DECODERS)
+    assert set().union(*(c.DECODERS for c in CODECS.values())) == set(DECODERS)
