@@ -137,3 +137,29 @@ def test_every_decoder_states_its_conventions():
     from cvpack.decode.heatmap import DECODERS
     assert set(DECODER_CONVENTIONS) == set(DECODERS)
     assert set().union(*(c.DECODERS for c in CODECS.values())) == set(DECODERS)
+
+
+@pytest.mark.parametrize('kind', ['megvii', 'simple_baselines', 'cpn'])
+def test_datasets_encode_with_the_codec(kind, coco_subset, tmp_path):
+    """Training targets come from ``dataset.codec.encode`` (the codec of cfg.CODEC); an unfit TEST.DECODER
+    already fails when the dataset is built."""
+    from cvpack.config.cpn import cpn_config
+    from cvpack.config.megvii import megvii_config
+    from cvpack.config.simple_baselines import simple_baselines_config
+    from cvpack.data import build_dataset
+    make = {'megvii': megvii_config, 'simple_baselines': simple_baselines_config, 'cpn': cpn_config}[kind]
+    cfg = make(str(tmp_path))
+    cfg.DATASET.ROOT = coco_subset
+    ds = build_dataset(cfg, 'train')
+    assert type(ds.codec) is {'megvii': MegviiHeatmap, 'simple_baselines': MSRAHeatmap, 'cpn': CPNHeatmap}[kind]
+    calls, encode = [], ds.codec.encode
+    ds.codec.encode = lambda kps, vis: calls.append(encode(kps, vis)) or calls[-1]
+    ds.seed(0)
+    sample = ds[0]
+    assert len(calls) == 1 and np.shares_memory(sample['target'].numpy(), calls[0]['heatmaps'])
+    assert sample['target'].max().item() == ds.codec.PEAK
+    np.testing.assert_array_equal(sample['target_weight'].numpy(), calls[0]['keypoint_weights'])
+    if kind == 'simple_baselines':
+        cfg.TEST.DECODER = 'mmpose_megvii'
+        with pytest.raises(ValueError, match=r"TEST\.DECODER 'mmpose_megvii' does not fit CODEC 'msra'"):
+            build_dataset(cfg, 'train')
