@@ -67,6 +67,7 @@ def cpn_config(exp_dir, dataset='COCO', input_shape=(256, 192), backbone='resnes
     t.IMS_PER_GPU = 32
     t.FLIP, t.FLIP_SHIFT = True, False     # flipped maps averaged back without the one-pixel shift
     t.X_EXTENTION, t.Y_EXTENTION = 0.1, 0.15
+    cfg.CODEC = 'cpn'                      # Megvii-style targets with CPN's kernels: cvpack.codecs.CPNHeatmap
     t.DECODER, t.GAUSSIAN_KERNEL, t.SHIFT_RATIOS = 'megvii', 21, [0.25]
     t.DARK_KERNEL = dark_kernel(cfg.OUTPUT_SHAPE)  # used with TEST.DECODER 'dark'
     t.USE_GT_BBOX = True                   # the original's default (val with GT boxes, score 1)

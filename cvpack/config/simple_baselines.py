@@ -63,7 +63,8 @@ def simple_baselines_config(exp_dir, input_shape=(256, 192)):
 
     cfg.TEST.FLIP = True
     cfg.TEST.FLIP_SHIFT = True            # flipped heatmap shifted right by one column
-    cfg.TEST.DECODER = 'quarter'
+    cfg.CODEC = 'msra'                    # unit Gaussian targets: cvpack.codecs.MSRAHeatmap
+    cfg.TEST.DECODER = 'quarter'          # within the codec: 'quarter' | 'dark' | 'argmax'
     cfg.TEST.DARK_KERNEL = dark_kernel(cfg.OUTPUT_SHAPE)  # used with TEST.DECODER 'dark'
     cfg.TEST.USE_GT_BBOX = False
     cfg.TEST.DET_FILE = 'det_json/COCO_val2017_detections_AP_H_56_person.json'

@@ -19,7 +19,6 @@ import torch
 
 from .coco import box_record, coco_det_records, coco_gt_records
 from .meta import flip_permutation
-from .targets import blurred_peak_targets
 from .topdown import TopDownDataset
 
 __all__ = ['CPNDataset', 'cpn_crop_box', 'cpn_zoom', 'cpn_flip', 'cpn_rotate']
@@ -180,6 +179,6 @@ class CPNDataset(TopDownDataset):
         img = (img - np.asarray(self.cfg.INPUT.MEANS, np.float32)) / np.asarray(self.cfg.INPUT.STDS, np.float32)
         vis = joints[:, 2].astype(np.float32)
         xy = np.where(vis[:, None] > 0, joints[:, :2], 0.0)
-        target = blurred_peak_targets(xy, vis, self.input_hw, self.output_hw, tr.GAUSSIAN_KERNELS)
+        enc = self.codec.encode(xy, vis)
         return dict(image=torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))),
-                    target=torch.from_numpy(target), target_weight=torch.from_numpy(vis))
+                    target=torch.from_numpy(enc['heatmaps']), target_weight=torch.from_numpy(enc['keypoint_weights']))

@@ -19,13 +19,13 @@ import cv2
 import numpy as np
 import torch
 
+from ..codecs import build_codec
 from . import transforms as T
 from .coco import box_record, coco_det_records, coco_gt_records
 from .io import read_image
 from .meta import get_dataset_meta
 from .mpii import mpii_records
 from .samplers import sample_rng
-from .targets import blurred_peak_targets, gaussian_targets
 
 __all__ = ['TopDownDataset', 'normalize_lut']
 
@@ -58,6 +58,7 @@ class TopDownDataset(torch.utils.data.Dataset):
         self.flip_pairs = [tuple(p) for p in cfg.DATASET.KEYPOINT.FLIP_PAIRS]
         self.rgb = bool(cfg.DATASET.COLOR_RGB)
         self.lut = normalize_lut(cfg.INPUT.MEANS, cfg.INPUT.STDS)
+        self.codec = build_codec(cfg)   # target encoder (cfg.CODEC); checks TEST.DECODER against it early
         if self.pipeline == 'megvii' and cfg.DATASET.TRAIN.HALF_BODY_DRAW not in ('megvii', 'uniform'):
             raise ValueError("DATASET.TRAIN.HALF_BODY_DRAW must be 'megvii' or 'uniform', got %r"
                              % (cfg.DATASET.TRAIN.HALF_BODY_DRAW,))
@@ -172,9 +173,9 @@ class TopDownDataset(torch.utils.data.Dataset):
         h, w = self.input_hw
         out = (joints[:, 0] < 0) | (joints[:, 0] > w - 1) | (joints[:, 1] < 0) | (joints[:, 1] > h - 1)
         vis = np.where((vis > 0) & out, 0, vis).astype(np.float32)
-        target = blurred_peak_targets(joints, vis, self.input_hw, self.output_hw, tr.GAUSSIAN_KERNELS)
-        return dict(image=self._to_tensor(crop), target=torch.from_numpy(target),
-                    target_weight=torch.from_numpy(vis))
+        enc = self.codec.encode(joints, vis)
+        return dict(image=self._to_tensor(crop), target=torch.from_numpy(enc['heatmaps']),
+                    target_weight=torch.from_numpy(enc['keypoint_weights']))
 
     def _simple_baselines(self, rec, src, index):
         """Simple Baselines ``JointsDataset.__getitem__`` (``reference_mlpe_hsrnet_gcpose.md`` §2.6)."""
@@ -194,9 +195,9 @@ class TopDownDataset(torch.utils.data.Dataset):
             center = T.flip_center_x(center, src.width)
         crop, trans = src.crop(center, scale, rot, flip)
         joints[vis > 0] = T.affine_points(joints[vis > 0], trans)
-        target, weight = gaussian_targets(joints, vis, self.input_hw, self.output_hw, tr.SIGMA)
-        return dict(image=self._to_tensor(crop), target=torch.from_numpy(target),
-                    target_weight=torch.from_numpy(weight))
+        enc = self.codec.encode(joints, vis)
+        return dict(image=self._to_tensor(crop), target=torch.from_numpy(enc['heatmaps']),
+                    target_weight=torch.from_numpy(enc['keypoint_weights']))
 
     def subset(self, indices):
         """A dataset over ``records[indices]`` sharing this one's config (tests, quick runs)."""

@@ -1,5 +1,8 @@
 """Heatmap decoders, batched over images and joints (no Python loop per joint).
 
+Top-down code decodes through a codec (:mod:`cvpack.codecs`), which states each decoder's frame and score rule
+(``DECODER_CONVENTIONS``) and checks ``TEST.DECODER`` against the targets.
+
 Every decoder takes heatmaps (N, K, h, w) as a torch tensor (any device) or a numpy array and returns
 ``(coords, scores)`` as numpy arrays: coords (N, K, 2) float64 (x, y) in **input-crop pixels**, scores
 (N, K) float64. Map them to image pixels with :func:`cvpack.decode.coords.to_image_coords`.

@@ -2,9 +2,9 @@
 import numpy as np
 import torch
 
+from ..codecs import build_codec
 from ..decode.coords import to_image_coords
 from ..decode.flip import flip_back
-from ..decode.heatmap import decode_heatmaps
 from ..evaluation.rescore import rescore
 from ..utils import to_numpy
 
@@ -32,8 +32,8 @@ def _heatmaps_of(output):
 class TopDownPredictor:
     """``(model, batch) -> list of instance dicts`` for the top-down pipelines (megvii, simple_baselines, cpn).
 
-    Per cfg.TEST: FLIP / FLIP_SHIFT (flip test, Simple Baselines' one-column shift), DECODER (+ its
-    parameters, see :func:`cvpack.decode.heatmap.decoder_kwargs`), RESCORE / KEYPOINT_THRESH.
+    Per cfg.TEST: FLIP / FLIP_SHIFT (flip test, Simple Baselines' one-column shift), RESCORE / KEYPOINT_THRESH;
+    decoding by the codec of cfg.CODEC with cfg.TEST.DECODER (:func:`cvpack.codecs.build_codec`).
     """
 
     def __init__(self, cfg):
@@ -45,6 +45,7 @@ class TopDownPredictor:
         self.pixel_std = float(cfg.DATASET.get('PIXEL_STD', 200))
         self.rescore = cfg.TEST.get('RESCORE', 'megvii')
         self.keypoint_thresh = float(cfg.TEST.get('KEYPOINT_THRESH', 0.2))
+        self.codec = build_codec(cfg)
 
     @torch.no_grad()
     def heatmaps(self, model, images):
@@ -84,7 +85,7 @@ class TopDownPredictor:
             when the batch has it.
         """
         heatmaps = self.heatmaps(model, batch['image'])
-        coords, kp_scores = decode_heatmaps(self.cfg, heatmaps)
+        coords, kp_scores = self.codec.decode(heatmaps)
         center = to_numpy(batch['center'], np.float64).reshape(-1, 2)
         scale = to_numpy(batch['scale'], np.float64).reshape(-1, 2)
         num = coords.shape[0]

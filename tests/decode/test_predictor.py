@@ -21,9 +21,9 @@ class PoolModel(torch.nn.Module):
         return torch.cat([pooled, torch.zeros_like(pooled)], dim=1) + self.dummy
 
 
-def _cfg(flip, decoder='megvii', rescore='megvii'):
+def _cfg(flip, decoder='megvii', rescore='megvii', codec='megvii'):
     return edict(DATASET=edict(PIPELINE='megvii', PIXEL_STD=200, KEYPOINT=edict(FLIP_PAIRS=[[0, 1]])),
-                 INPUT_SHAPE=[64, 48], OUTPUT_SHAPE=[16, 12],
+                 INPUT_SHAPE=[64, 48], OUTPUT_SHAPE=[16, 12], CODEC=codec,
                  TEST=edict(FLIP=flip, FLIP_SHIFT=False, DECODER=decoder, GAUSSIAN_KERNEL=5, SHIFT_RATIOS=[0.25],
                             RESCORE=rescore, KEYPOINT_THRESH=0.2))
 
@@ -59,7 +59,7 @@ def test_flip_test_averages_and_swaps_pairs():
 
 
 def test_simple_baselines_rescore_and_quarter_decoder():
-    out = build_predictor(_cfg(flip=False, decoder='quarter', rescore='simple_baselines'))(PoolModel(), _batch(1))
+    out = build_predictor(_cfg(flip=False, decoder='quarter', rescore='simple_baselines', codec='msra'))(PoolModel(), _batch(1))
     kps = out[0]['keypoints']
     np.testing.assert_allclose(kps[0, :2], [100 - 24 + 28, 200 - 32 + 20])   # x * 4, no offset (flat neighbours)
     assert out[0]['score'] == pytest.approx(0.8 * 255)           # channel 1 (0) is below the threshold

@@ -45,7 +45,7 @@ def test_gt_through_predictor_and_evaluator(tmp_path, coco_subset):
     cfg = edict(DATASET=edict(NAME='COCO', PIPELINE='megvii', ROOT=coco_subset, PIXEL_STD=200,
                               VAL_ANN='annotations/person_keypoints_val2017.json',
                               KEYPOINT=edict(FLIP_PAIRS=[[1, 2]])),
-                INPUT_SHAPE=[256, 192], OUTPUT_SHAPE=[64, 48],
+                INPUT_SHAPE=[256, 192], OUTPUT_SHAPE=[64, 48], CODEC='megvii',
                 TEST=edict(FLIP=False, DECODER='megvii', GAUSSIAN_KERNEL=5, SHIFT_RATIOS=[0.25],
                            RESCORE='megvii', NMS='none', USE_GT_BBOX=True))
     x, y, w, h = np.array([a['bbox'] for a in anns], np.float64).T
