@@ -171,6 +171,7 @@ SCHEMA = {
     'SOLVER.LOG_PERIOD': Int(ge=1),
     'SOLVER.CLIP_GRAD_NORM': Float(gt=0, none=True),
     # test loop
+    'CODEC': Choice('megvii', 'cpn', 'msra'),   # cvpack.codecs.CODECS (a test keeps the two in sync)
     'TEST.IMS_PER_GPU': Int(ge=1),
     'TEST.AMP': _AMP,
     'TEST.COMPILE': Bool(),

@@ -163,3 +163,10 @@ def test_datasets_encode_with_the_codec(kind, coco_subset, tmp_path):
         cfg.TEST.DECODER = 'mmpose_megvii'
         with pytest.raises(ValueError, match=r"TEST\.DECODER 'mmpose_megvii' does not fit CODEC 'msra'"):
             build_dataset(cfg, 'train')
+
+
+def test_config_schema_knows_every_codec():
+    """CODEC is validated at config resolution (cvpack/config/schema.py) against the same names as CODECS."""
+    from cvpack.codecs import CODECS
+    from cvpack.config.schema import SCHEMA
+    assert {c.lower() for c in SCHEMA['CODEC'].choices} == set(CODECS)
