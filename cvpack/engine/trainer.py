@@ -32,7 +32,7 @@ __all__ = ['Trainer', 'train_main', 'auto_resume_path', 'default_dataset_builder
 
 
 def default_dataset_builder(cfg, split):
-    from ..data import build_dataset  # built by the data engineer; imported late so tests can inject
+    from ..data import build_dataset
     return build_dataset(cfg, split)
 
 

@@ -7,7 +7,7 @@ import os.path as osp
 import numpy as np
 
 from .coco import evaluate_keypoints, format_table, instances_to_coco_results
-from ..data.meta import oks_sigmas
+from ..data.meta import get_dataset_meta, oks_sigmas
 from .nms import nms_per_image
 from .pckh import evaluate_pckh, format_pckh
 
@@ -67,10 +67,13 @@ class CocoEvaluator:
 
 
 class MpiiEvaluator:
-    """MPII PCKh: one instance per annotation record, ordered by the dataset 'index' of each sample."""
+    """MPII PCKh: one instance per annotation record, ordered by the dataset 'index' of each sample; each
+    instance has cfg.DATASET.KEYPOINT.NUM joints (the dataset's metadata when the key is absent)."""
 
     def __init__(self, cfg):
         self.gt_path = osp.join(cfg.DATASET.ROOT, cfg.DATASET.VAL_ANN)
+        self.num_joints = int(cfg.DATASET.get('KEYPOINT', {}).get('NUM')
+                              or get_dataset_meta(cfg.DATASET.NAME).num_keypoints)
 
     def __call__(self, instances, output_dir):
         missing = [n for n, i in enumerate(instances) if 'index' not in i]
@@ -82,7 +85,12 @@ class MpiiEvaluator:
         if indices != list(range(len(insts))):
             raise ValueError('MPII evaluation needs exactly one prediction per record 0..N-1; got indices %s...'
                              % indices[:10])
-        preds = np.zeros((0, 16, 3))
+        preds = np.zeros((0, self.num_joints, 3))
+        for n, i in zip(indices, insts):
+            shape = np.shape(i['keypoints'])
+            if len(shape) != 2 or shape[0] != self.num_joints or shape[1] < 2:
+                raise ValueError('MPII evaluation: instance of record %d has keypoints of shape %s, expected (%d, 3) '
+                                 '(DATASET.KEYPOINT.NUM)' % (n, shape, self.num_joints))
         if insts:
             preds = np.stack([np.asarray(i['keypoints'], dtype=np.float64) for i in insts])
         _write_json([{'index': idx, 'image_id': str(i['image_id']), 'keypoints': preds[n].tolist()}
