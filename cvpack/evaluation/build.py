@@ -14,12 +14,18 @@ from .pckh import evaluate_pckh, format_pckh
 logger = logging.getLogger(__name__)  # reaches the test log (console + TEST_DIR/test_log.txt)
 
 
-def _write_json(obj, path):
+def write_json(obj, path):
+    """Write ``obj`` as JSON atomically (a temporary file, then ``os.replace``): a reader never sees half a file."""
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(obj, f)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, 'w') as f:
+            json.dump(obj, f)
+        os.replace(tmp, path)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def _area(inst):
@@ -59,7 +65,7 @@ class CocoEvaluator:
         results = instances_to_coco_results(kept)
         results.sort(key=lambda r: (r['image_id'], -r['score']))
         path = osp.join(output_dir, 'results.json')
-        _write_json(results, path)
+        write_json(results, path)
         stats = evaluate_keypoints(self.gt_path, path)
         logger.info(format_table(stats, 'COCO keypoints (%s, NMS %s, %d of %d instances): %s'
                            % (self.box_source, self.nms, len(kept), len(instances), path)))
@@ -93,7 +99,7 @@ class MpiiEvaluator:
                                  '(DATASET.KEYPOINT.NUM)' % (n, shape, self.num_joints))
         if insts:
             preds = np.stack([np.asarray(i['keypoints'], dtype=np.float64) for i in insts])
-        _write_json([{'index': idx, 'image_id': str(i['image_id']), 'keypoints': preds[n].tolist()}
+        write_json([{'index': idx, 'image_id': str(i['image_id']), 'keypoints': preds[n].tolist()}
                      for n, (idx, i) in enumerate(zip(indices, insts))], osp.join(output_dir, 'results.json'))
         table = evaluate_pckh(preds, self.gt_path)
         logger.info(format_pckh(table, 'MPII PCKh@0.5 (head size: %s): %s' % (table['head_source'], self.gt_path)))
