@@ -73,9 +73,9 @@ def _parts_complexity(model, cfg):
 def complexity(exp_dir, opts=None, meta=True):
     """Return ``{'params': int, 'gmacs': float}`` for the exp's model at cfg.INPUT_SHAPE (batch 1).
 
-    Whole-image models (``model.complexity_parts``, :class:`cvpack.protocols.ComplexityParts`) also get ``parts`` {name: {gmacs per call, calls per
-    image}}; ``gmacs`` is then the per-image upper bound. With ``meta`` (default) the model is built and run on
-    the meta device: exact counts, no compute.
+    Whole-image models (``model.complexity_parts``, :class:`cvpack.protocols.ComplexityParts`) also get
+    ``parts`` {name: {gmacs per call, calls per image}}; ``gmacs`` is then the per-image upper bound. With
+    ``meta`` (default) the model is built and run on the meta device: exact counts, no compute.
     """
     # '' (not None): a str key keeps str type under merge_from_list, and '' is falsy for the builders
     opts = ['MODEL.PRETRAINED', '', 'MODEL.WEIGHT', ''] + list(opts or [])

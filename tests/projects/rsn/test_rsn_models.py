@@ -1,4 +1,5 @@
-"""RSN exps: original names/shapes/order, params and MACs (spec §1.2-1.6, §8), train/eval of every exp: tests/projects/test_all_exps.py."""
+"""RSN exps: original names/shapes/order, params and MACs (spec §1.2-1.6, §8); every exp's train/eval in
+tests/projects/test_all_exps.py."""
 import pytest
 import torch
 
