@@ -85,7 +85,8 @@ def _box_source(cfg):
 
 def _log_det_stats(dataset, log):
     """Detections dropped while building the val set from TEST.DET_FILE (``dataset.det_stats``,
-    :class:`cvpack.protocols.DetectionStats`, filled by ``cvpack.data.coco.coco_det_records``), so a low instance count is explained in the log."""
+    :class:`cvpack.protocols.DetectionStats`, filled by ``cvpack.data.coco.coco_det_records``), so a low instance
+    count is explained in the log."""
     stats = dataset.det_stats if isinstance(dataset, DetectionStats) else None
     if stats:
         log.info('detections skipped: %d below TEST.DET_SCORE_THRESH, %d of another category, %d on images '
