@@ -15,6 +15,7 @@ import torch
 from .. import dist as comm
 from ..data.samplers import shard_indices
 from ..inference.runner import predict_batches
+from ..protocols import DetectionStats
 from ..safe_load import is_url
 from .args import parse_with_config, test_parser
 from .checkpoint import LAST_NAME
@@ -84,9 +85,10 @@ def _box_source(cfg):
 
 
 def _log_det_stats(dataset, log):
-    """Detections dropped while building the val set from TEST.DET_FILE (``dataset.det_stats``, filled by
-    ``cvpack.data.coco.coco_det_records``), so a low instance count is explained in the log."""
-    stats = getattr(dataset, 'det_stats', None)
+    """Detections dropped while building the val set from TEST.DET_FILE (``dataset.det_stats``,
+    :class:`cvpack.protocols.DetectionStats`, filled by ``cvpack.data.coco.coco_det_records``), so a low instance
+    count is explained in the log."""
+    stats = dataset.det_stats if isinstance(dataset, DetectionStats) else None
     if stats:
         log.info('detections skipped: %d below TEST.DET_SCORE_THRESH, %d of another category, %d on images '
                  'not in the annotation file', stats.get('low_score', 0), stats.get('other_category', 0),

@@ -19,6 +19,7 @@ import torch
 
 from .. import dist as comm
 from ..data.samplers import IterationBasedSampler
+from ..protocols import AspectRatioGrouped, PretrainedInit
 from ..solver import build_lr_scheduler, build_optimizer, load_optimizer_state, resolve_solver
 from ..safe_load import CheckpointError
 from .args import parse_with_config, train_parser
@@ -35,7 +36,7 @@ __all__ = ['Trainer', 'train_main', 'auto_resume_path', 'default_dataset_builder
 
 
 def default_dataset_builder(cfg, split):
-    from ..data import build_dataset  # built by the data engineer; imported late so tests can inject
+    from ..data import build_dataset
     return build_dataset(cfg, split)
 
 
@@ -228,17 +229,18 @@ class Trainer:
                           path, max_iter)
 
     def load_pretrained(self, source):
-        """ImageNet init from ``source`` (path or URL) via ``model.load_pretrained(source) -> LoadReport``.
+        """ImageNet init from ``source`` (path or URL) via ``model.load_pretrained(source) -> LoadReport``
+        (:class:`cvpack.protocols.PretrainedInit`).
 
         build_model never reads MODEL.PRETRAINED (test.py, resumes and MODEL.WEIGHT runs needed no download).
         Rank 0 loads first (a URL lands in the torch hub cache), then the other ranks read the cache; a
         failure on rank 0 stops every rank (the outcome is broadcast, nobody waits in a barrier).
         """
-        fn = getattr(self.model, 'load_pretrained', None)
-        if not callable(fn):
+        if not isinstance(self.model, PretrainedInit):
             raise ValueError('%s: MODEL.PRETRAINED is set (%s) but %s has no ImageNet initialisation '
                              '(no load_pretrained); set MODEL.PRETRAINED None, or MODEL.WEIGHT for a full checkpoint'
                              % (self.cfg.get('EXP_NAME', 'exp'), source, type(self.model).__name__))
+        fn = self.model.load_pretrained
         report, error = None, None
         if self.ctx.is_main:
             try:
@@ -262,7 +264,7 @@ class Trainer:
         s, ctx = self.solver, self.ctx
         sampler = IterationBasedSampler(len(self.dataset), s.IMS_PER_GPU, s.MAX_ITER, self.start_iter,
                                         ctx.rank, ctx.world_size, seed=int(self.cfg.get('SEED', 0)))
-        if self.cfg.DATALOADER.get('ASPECT_RATIO_GROUPING') and hasattr(self.dataset, 'aspect_ratio_flags'):
+        if self.cfg.DATALOADER.get('ASPECT_RATIO_GROUPING') and isinstance(self.dataset, AspectRatioGrouped):
             # Detection (GCPose): one aspect-ratio group per batch, still resumable (see GroupedIterationSampler).
             from ..data.detection import GroupedIterationSampler
             sampler = GroupedIterationSampler(sampler, self.dataset.aspect_ratio_flags())

@@ -7,6 +7,7 @@ import shutil
 import torch
 
 from ..config import dump_config, merge_from_list
+from .env import collect_env
 
 __all__ = ['resolve_cfg', 'to_device', 'autocast', 'prepare_model', 'write_run_files']
 
@@ -82,11 +83,13 @@ def prepare_model(model, cfg, ctx, log):
 
 
 def write_run_files(cfg, extra=None):
-    """OUTPUT_DIR/config.json (the resolved config, plus ``extra`` under '_RUNTIME') and copies of the
-    exp's config.py / network.py, so a log folder says exactly what produced it."""
+    """OUTPUT_DIR/config.json (the resolved config, ``extra`` under '_RUNTIME', the code's git commit, versions
+    and command line under '_ENV', see :func:`cvpack.engine.env.collect_env`) and copies of the exp's
+    config.py / network.py, so a log folder says exactly what produced it."""
     data = dict(cfg)
     if extra:
         data['_RUNTIME'] = extra
+    data['_ENV'] = collect_env(cfg.get('EXP_DIR'))
     dump_config(data, osp.join(cfg.OUTPUT_DIR, 'config.json'))
     for name in ('config.py', 'network.py'):
         src = osp.join(cfg.EXP_DIR, name)

@@ -7,19 +7,25 @@ import os.path as osp
 import numpy as np
 
 from .coco import evaluate_keypoints, format_table, instances_to_coco_results
-from ..data.meta import oks_sigmas
+from ..data.meta import get_dataset_meta, oks_sigmas
 from .nms import nms_per_image
 from .pckh import evaluate_pckh, format_pckh
 
 logger = logging.getLogger(__name__)  # reaches the test log (console + TEST_DIR/test_log.txt)
 
 
-def _write_json(obj, path):
+def write_json(obj, path):
+    """Write ``obj`` as JSON atomically (a temporary file, then ``os.replace``): a reader never sees half a file."""
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(obj, f)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, 'w') as f:
+            json.dump(obj, f)
+        os.replace(tmp, path)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def _area(inst):
@@ -59,7 +65,7 @@ class CocoEvaluator:
         results = instances_to_coco_results(kept)
         results.sort(key=lambda r: (r['image_id'], -r['score']))
         path = osp.join(output_dir, 'results.json')
-        _write_json(results, path)
+        write_json(results, path)
         stats = evaluate_keypoints(self.gt_path, path)
         logger.info(format_table(stats, 'COCO keypoints (%s, NMS %s, %d of %d instances): %s'
                            % (self.box_source, self.nms, len(kept), len(instances), path)))
@@ -67,10 +73,13 @@ class CocoEvaluator:
 
 
 class MpiiEvaluator:
-    """MPII PCKh: one instance per annotation record, ordered by the dataset 'index' of each sample."""
+    """MPII PCKh: one instance per annotation record, ordered by the dataset 'index' of each sample; each
+    instance has cfg.DATASET.KEYPOINT.NUM joints (the dataset's metadata when the key is absent)."""
 
     def __init__(self, cfg):
         self.gt_path = osp.join(cfg.DATASET.ROOT, cfg.DATASET.VAL_ANN)
+        self.num_joints = int(cfg.DATASET.get('KEYPOINT', {}).get('NUM')
+                              or get_dataset_meta(cfg.DATASET.NAME).num_keypoints)
 
     def __call__(self, instances, output_dir):
         missing = [n for n, i in enumerate(instances) if 'index' not in i]
@@ -82,10 +91,15 @@ class MpiiEvaluator:
         if indices != list(range(len(insts))):
             raise ValueError('MPII evaluation needs exactly one prediction per record 0..N-1; got indices %s...'
                              % indices[:10])
-        preds = np.zeros((0, 16, 3))
+        preds = np.zeros((0, self.num_joints, 3))
+        for n, i in zip(indices, insts):
+            shape = np.shape(i['keypoints'])
+            if len(shape) != 2 or shape[0] != self.num_joints or shape[1] < 2:
+                raise ValueError('MPII evaluation: instance of record %d has keypoints of shape %s, expected (%d, 3) '
+                                 '(DATASET.KEYPOINT.NUM)' % (n, shape, self.num_joints))
         if insts:
             preds = np.stack([np.asarray(i['keypoints'], dtype=np.float64) for i in insts])
-        _write_json([{'index': idx, 'image_id': str(i['image_id']), 'keypoints': preds[n].tolist()}
+        write_json([{'index': idx, 'image_id': str(i['image_id']), 'keypoints': preds[n].tolist()}
                      for n, (idx, i) in enumerate(zip(indices, insts))], osp.join(output_dir, 'results.json'))
         table = evaluate_pckh(preds, self.gt_path)
         logger.info(format_pckh(table, 'MPII PCKh@0.5 (head size: %s): %s' % (table['head_source'], self.gt_path)))

@@ -252,10 +252,11 @@ class MultiStageNet(nn.Module):
         return outputs[-1][-1]
 
 
-def build_multistage(cfg) -> MultiStageNet:
+def build_multistage(cfg, cls=MultiStageNet, **kwargs) -> MultiStageNet:
     """Build from an exp config: MODEL.BACKBONE (see :data:`BACKBONES`), MODEL.BLOCKS (None = the backbone's),
     MODEL.STAGE_NUM, MODEL.UPSAMPLE_CHANNEL_NUM, MODEL.PRM, MODEL.ZERO_INIT_RESIDUAL, MODEL.CONV_BIAS (default True),
-    RUN_EFFICIENT, LOSS.*."""
+    RUN_EFFICIENT, LOSS.*. ``cls``: a :class:`MultiStageNet` subclass (MSPN adds its ImageNet init), built with
+    these arguments plus ``kwargs``."""
     m = cfg.MODEL
     if m.BACKBONE not in BACKBONES:
         raise KeyError('MODEL.BACKBONE %r unknown; known: %s' % (m.BACKBONE, sorted(BACKBONES)))
@@ -268,7 +269,8 @@ def build_multistage(cfg) -> MultiStageNet:
                          % (cfg.get('EXP_NAME', 'config'), list(cfg.INPUT_SHAPE), list(cfg.OUTPUT_SHAPE)))
     loss = dict(ohkm=cfg.LOSS.OHKM, topk=cfg.LOSS.TOPK, coarse_to_fine=cfg.LOSS.COARSE_TO_FINE,
                 mask=cfg.LOSS.get('MASK', 'megvii'))
-    return MultiStageNet(cfg.DATASET.KEYPOINT.NUM, cfg.OUTPUT_SHAPE, block, blocks, m.STAGE_NUM,
-                         m.UPSAMPLE_CHANNEL_NUM, efficient=bool(cfg.get('RUN_EFFICIENT', False)),
-                         zero_init_residual=bool(m.get('ZERO_INIT_RESIDUAL', False)), prm=bool(m.get('PRM', False)),
-                         loss=loss, conv_bias=bool(m.get('CONV_BIAS', True)))
+    return cls(num_keypoints=cfg.DATASET.KEYPOINT.NUM, output_shape=cfg.OUTPUT_SHAPE, block=block, blocks=blocks,
+               stage_num=m.STAGE_NUM, up_channels=m.UPSAMPLE_CHANNEL_NUM,
+               efficient=bool(cfg.get('RUN_EFFICIENT', False)),
+               zero_init_residual=bool(m.get('ZERO_INIT_RESIDUAL', False)), prm=bool(m.get('PRM', False)),
+               loss=loss, conv_bias=bool(m.get('CONV_BIAS', True)), **kwargs)

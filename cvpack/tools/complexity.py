@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..exp import load_exp
+from ..protocols import ComplexityParts
 
 
 def count_macs(model: nn.Module, inputs: torch.Tensor) -> int:
@@ -72,16 +73,16 @@ def _parts_complexity(model, cfg):
 def complexity(exp_dir, opts=None, meta=True):
     """Return ``{'params': int, 'gmacs': float}`` for the exp's model at cfg.INPUT_SHAPE (batch 1).
 
-    Whole-image models (``model.complexity_parts``) also get ``parts`` {name: {gmacs per call, calls per
-    image}}; ``gmacs`` is then the per-image upper bound. With ``meta`` (default) the model is built and run on
-    the meta device: exact counts, no compute.
+    Whole-image models (``model.complexity_parts``, :class:`cvpack.protocols.ComplexityParts`) also get
+    ``parts`` {name: {gmacs per call, calls per image}}; ``gmacs`` is then the per-image upper bound. With
+    ``meta`` (default) the model is built and run on the meta device: exact counts, no compute.
     """
     # '' (not None): a str key keeps str type under merge_from_list, and '' is falsy for the builders
     opts = ['MODEL.PRETRAINED', '', 'MODEL.WEIGHT', ''] + list(opts or [])
     with torch.device('meta' if meta else 'cpu'):   # meta: shapes only, no memory, no arithmetic
         cfg, model = load_exp(exp_dir, opts)
     params = int(sum(p.numel() for p in model.parameters()))
-    if hasattr(model, 'complexity_parts'):
+    if isinstance(model, ComplexityParts):
         gmacs, parts = _parts_complexity(model, cfg)
         return {'params': params, 'gmacs': gmacs, 'parts': parts}
     if not cfg.get('INPUT_SHAPE'):

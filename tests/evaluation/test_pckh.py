@@ -81,3 +81,10 @@ def test_mpii_evaluator_orders_by_index(tmp_path, mpii_subset, valid_json):
     assert len(json.loads((tmp_path / 'results.json').read_text())) == 5
     with pytest.raises(ValueError, match='one prediction per record'):
         build_evaluator(cfg)(instances[:4], str(tmp_path))
+    # the joint count comes from the config (MPII's 16 when absent), checked per instance
+    bad = [dict(i, keypoints=i['keypoints'][:15]) if i['index'] == 2 else i for i in instances]
+    with pytest.raises(ValueError, match=r'record 2 has keypoints of shape \(15, 3\), expected \(16, 3\)'):
+        build_evaluator(cfg)(bad, str(tmp_path))
+    cfg.DATASET.KEYPOINT = edict(NUM=15)    # e.g. an MPII-format set without one joint
+    with pytest.raises(ValueError, match=r'record 0 has keypoints of shape \(16, 3\), expected \(15, 3\)'):
+        build_evaluator(cfg)(instances, str(tmp_path))

@@ -1,4 +1,4 @@
-"""Shared helpers of the RSN / MSPN tests: exp loading, reference state-dict lists, a small train step."""
+"""Shared helpers of the RSN / MSPN tests: exp loading, reference state-dict lists, random targets."""
 import contextlib
 import gzip
 import json
@@ -63,29 +63,3 @@ def random_targets(cfg, n, seed=0):
     h, w = cfg.OUTPUT_SHAPE
     return {'target': torch.rand(n, 5, k, h, w, generator=g) * 255,
             'target_weight': torch.randint(0, 3, (n, k), generator=g).float()}
-
-
-def check_train_and_eval(project, exp):
-    """One forward/backward at a small input (batch 2) and one eval forward: shapes and a finite loss."""
-    with one_thread():
-        return _check_train_and_eval(project, exp)
-
-
-def _check_train_and_eval(project, exp):
-    dataset = 'MPII' if exp.endswith('mpii') else 'COCO'
-    cfg, model = build(project, exp, SMALL[dataset])
-    torch.manual_seed(0)
-    images = torch.randn(2, 3, *cfg.INPUT_SHAPE)
-    model.train()
-    losses = model(images, random_targets(cfg, 2))
-    assert sorted(losses) == sorted('loss_s%d_l%d' % (s, j) for s in range(cfg.MODEL.STAGE_NUM) for j in range(4))
-    total = sum(losses.values())
-    assert total.dim() == 0 and torch.isfinite(total) and total.item() > 0
-    total.backward()
-    grads = [p.grad for p in model.parameters()]
-    assert all(g is not None and torch.isfinite(g).all() for g in grads)
-    model.eval()
-    with torch.no_grad():
-        out = model(images)
-    assert out.shape == (2, cfg.DATASET.KEYPOINT.NUM, *cfg.OUTPUT_SHAPE)
-    return cfg, model

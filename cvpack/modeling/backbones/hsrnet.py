@@ -93,7 +93,7 @@ class SplitSEBottleneck(nn.Module):
     """
     expansion = 4
 
-    def __init__(self, inplanes, planes, stride=1, downsample=None, norm='BN', **_):
+    def __init__(self, inplanes, planes, stride=1, downsample=None, norm='BN'):
         super().__init__()
         Norm = norm_layer(norm)
         self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)

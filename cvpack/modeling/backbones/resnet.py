@@ -37,7 +37,7 @@ def norm_layer(kind):
 class BasicBlock(nn.Module):
     expansion = 1
 
-    def __init__(self, inplanes, planes, stride=1, downsample=None, norm='BN', **_):
+    def __init__(self, inplanes, planes, stride=1, downsample=None, norm='BN'):
         super().__init__()
         Norm = norm_layer(norm)
         self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
@@ -120,7 +120,8 @@ class ResNet(nn.Module):
         depth_name: a key of :data:`RESNET_VARIANTS`.
         num_layers: keep ``layer1..layer{num_layers}`` (HSRNet uses 3).
         norm: 'BN' or 'FrozenBN'.
-        stride_in_1x1: MSRA/Detectron2 bottleneck variant.
+        stride_in_1x1: MSRA/Detectron2 bottleneck variant (Bottleneck only; basic blocks have no 1x1 conv, as in
+            Detectron2).
         freeze_at: 0 = train everything; 1 = freeze the stem; k>1 = also freeze layer1..layer{k-1} (Detectron2).
         block: optional block class replacing the variant's (same ``make_layer`` signature and
             ``expansion``), e.g. HSR-MSNet's split+SE bottleneck; the depth table stays the variant's.

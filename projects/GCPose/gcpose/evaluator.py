@@ -3,15 +3,20 @@
 The keypoint part is the shared :class:`cvpack.evaluation.build.CocoEvaluator` (TEST.NMS, results.json);
 the box part scores the predictor's ``bbox`` (xywh, continuous pixels) and box score with pycocotools.
 """
-import json
+import contextlib
+import io
+import logging
 import os.path as osp
 
-from cvpack.evaluation.build import CocoEvaluator
+from cvpack.evaluation.build import CocoEvaluator, write_json
 from cvpack.evaluation.coco import load_coco_gt
+
+logger = logging.getLogger(__name__)   # 'projects.GCPose...': the engine routes it to the test log
 
 
 def evaluate_boxes(gt_file, instances, output_dir=None):
-    """Person box AP with pycocotools (``iouType='bbox'``); writes ``bbox_results.json`` when output_dir is given.
+    """Person box AP with pycocotools (``iouType='bbox'``); writes ``bbox_results.json`` (atomically) when
+    output_dir is given. pycocotools' printed progress and summary table go to this module's logger, not stdout.
 
     Returns a dict with AP, AP50, AP75, APs, APm, APl (empty when there are no detections).
     """
@@ -19,16 +24,21 @@ def evaluate_boxes(gt_file, instances, output_dir=None):
     dets = [{'image_id': i['image_id'], 'category_id': 1, 'bbox': [float(v) for v in i['bbox']],
              'score': float(i['score'])} for i in instances]
     if output_dir:
-        with open(osp.join(output_dir, 'bbox_results.json'), 'w') as f:
-            json.dump(dets, f)
+        write_json(dets, osp.join(output_dir, 'bbox_results.json'))
     if not dets:
         return {}
     gt = load_coco_gt(gt_file)   # validated (file, annotation id, field named on bad values), read quietly
-    ev = COCOeval(gt, gt.loadRes(dets), 'bbox')
-    ev.params.catIds = [1]
-    ev.evaluate()
-    ev.accumulate()
-    ev.summarize()
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            ev = COCOeval(gt, gt.loadRes(dets), 'bbox')
+            ev.params.catIds = [1]
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
+    finally:   # also when pycocotools fails: what it printed explains where
+        if printed.getvalue().strip():
+            logger.info('person box AP (pycocotools, %s):\n%s', gt_file, printed.getvalue().rstrip())
     return dict(zip(['AP', 'AP50', 'AP75', 'APs', 'APm', 'APl'], [float(v) for v in ev.stats[:6]]))
 
 

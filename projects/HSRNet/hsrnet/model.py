@@ -89,7 +89,11 @@ def build_model(cfg) -> HSRNetPose:
     from scratch, so test.py and resumed runs never download anything.
     """
     m = cfg.MODEL
-    h, w = cfg.INPUT_SHAPE if 'INPUT_SHAPE' in cfg else (256, 192)
+    if not cfg.get('INPUT_SHAPE') or len(cfg.INPUT_SHAPE) != 2:
+        # no silent default: the heatmap size, the targets and the test-time crop all follow INPUT_SHAPE
+        raise ValueError('%s: HSRNet needs INPUT_SHAPE (h, w) in the config (e.g. [256, 192]), got %r'
+                         % (cfg.get('EXP_NAME', 'config'), cfg.get('INPUT_SHAPE')))
+    h, w = cfg.INPUT_SHAPE
     # Stride-16 backbone + two x2 deconvolutions: heatmaps are exactly input / 4 only for multiples of 16.
     if h % 16 or w % 16:
         raise ValueError('%s: HSRNet needs INPUT_SHAPE divisible by 16, got %s'

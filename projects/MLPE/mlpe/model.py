@@ -18,9 +18,20 @@ logger = logging.getLogger(__name__)
 
 
 class MLPE(nn.Module):
-    """Args mirror the ``cfg.MODEL`` keys (see :func:`build_model`); ``loss`` is ``cfg.LOSS``-like."""
+    """MLPE pose network; keyword arguments only (eight settings, easily swapped by position).
 
-    def __init__(self, backbone='resnest50', num_joints=17, feature_retention=True, pred_kernel=3,
+    Args (the ``cfg`` key each comes from, see :func:`build_model`):
+        backbone: 'resnest50' | 'resnest101' (MODEL.BACKBONE).
+        num_joints: K, heatmap channels (MODEL.OUTPUT_NUM).
+        feature_retention: keep each level's features for the next (MODEL.FEATURE_RETENTION).
+        pred_kernel: 1 or 3, the prediction conv's kernel (MODEL.PRED_KERNEL).
+        upsample: 'bilinear' | 'deconv' (MODEL.UPSAMPLE).
+        lateral_skips: CPN-style lateral skips (MODEL.LATERAL_SKIPS).
+        topk: joints kept by online hard keypoint mining in the refine loss (LOSS.TOPK).
+        use_ohkm: apply that mining (LOSS.OHKM).
+    """
+
+    def __init__(self, *, backbone='resnest50', num_joints=17, feature_retention=True, pred_kernel=3,
                  upsample='deconv', lateral_skips=False, topk=8, use_ohkm=True):
         super().__init__()
         self.backbone = build_resnest(backbone)
@@ -67,6 +78,6 @@ def build_model(cfg) -> MLPE:
     OUTPUT_NUM) and ``cfg.LOSS`` (OHKM, TOPK). MODEL.PRETRAINED (official ResNeSt ImageNet weights, path/URL)
     is not read here: the trainer calls :meth:`MLPE.load_pretrained` when a run starts from scratch."""
     m = cfg.MODEL
-    model = MLPE(m.BACKBONE, m.OUTPUT_NUM, m.FEATURE_RETENTION, m.PRED_KERNEL, m.UPSAMPLE, m.LATERAL_SKIPS,
-                 cfg.LOSS.TOPK, cfg.LOSS.OHKM)
-    return model
+    return MLPE(backbone=m.BACKBONE, num_joints=m.OUTPUT_NUM, feature_retention=m.FEATURE_RETENTION,
+                pred_kernel=m.PRED_KERNEL, upsample=m.UPSAMPLE, lateral_skips=m.LATERAL_SKIPS,
+                topk=cfg.LOSS.TOPK, use_ohkm=cfg.LOSS.OHKM)

@@ -13,7 +13,8 @@ from projects.HSRNet.hsrnet import HSRNetPose, add_hsrnet_config, build_model
 
 
 def _cfg(backbone, pretrained=None):
-    cfg = edict(MODEL=edict(), LOSS=edict(), SOLVER=edict(IMS_PER_GPU=32), DATASET=edict(KEYPOINT=edict(NUM=17)))
+    cfg = edict(MODEL=edict(), LOSS=edict(), SOLVER=edict(IMS_PER_GPU=32), DATASET=edict(KEYPOINT=edict(NUM=17)),
+                INPUT_SHAPE=[256, 192], OUTPUT_SHAPE=[64, 48])
     cfg = add_hsrnet_config(cfg, backbone)
     depth = {'59': 'resnet50-', '110': 'resnet101-', '161': 'resnet152-'}[cfg.MODEL.BACKBONE.split('net')[-1]]
     assert cfg.MODEL.PRETRAINED.startswith('https://download.pytorch.org/models/' + depth)
@@ -225,6 +226,9 @@ def test_build_model_checks_shapes():
         build_model(cfg)
     cfg.INPUT_SHAPE = [96, 64]
     with pytest.raises(ValueError, match=r'OUTPUT_SHAPE \[24, 18\] must be INPUT_SHAPE / 4 = \[24, 16\]'):
+        build_model(cfg)
+    del cfg['INPUT_SHAPE']          # was silently (256, 192)
+    with pytest.raises(ValueError, match=r'toy: HSRNet needs INPUT_SHAPE \(h, w\) in the config.*got None'):
         build_model(cfg)
 
 

@@ -1,5 +1,5 @@
-"""Every MLPE exp: config values (ablation columns, preset) and a forward/backward at 64x64, batch 2
-(any multiple of 32 works)."""
+"""Every MLPE exp: config values (ablation columns, preset); the forward/backward of every exp is in
+tests/projects/test_all_exps.py."""
 import importlib.util
 import os
 
@@ -60,28 +60,6 @@ def test_exp_config(repo_root, name):
     t = cfg.TEST
     assert (t.DECODER, t.GAUSSIAN_KERNEL, t.FLIP, t.FLIP_SHIFT, t.RESCORE, t.USE_GT_BBOX) == \
         ('megvii', 21, True, False, 'megvii', True)
-
-
-@pytest.mark.parametrize('name', sorted(EXPS))
-def test_exp_forward_backward_small(repo_root, name):
-    torch.manual_seed(0)
-    _, cfg, net = _exp(repo_root, name)
-    model = net.build_model(cfg)
-    model.train()
-    images = torch.randn(2, 3, 64, 64)
-    target = torch.zeros(2, 4, 17, 16, 16)
-    target[:, :, :, 5, 7] = 255.0
-    weight = torch.full((2, 17), 2.0)
-    weight[0, :3] = 0
-    losses = model(images, {'target': target, 'target_weight': weight})
-    assert sorted(losses) == ['global_loss', 'refine_loss'] and all(v.dim() == 0 for v in losses.values())
-    sum(losses.values()).backward()
-    no_grad = [n for n, p in model.named_parameters() if p.grad is None]
-    assert no_grad == []
-    model.eval()
-    with torch.no_grad():
-        out = model(images[:1])
-    assert tuple(out.shape) == (1, 17, 16, 16)
 
 
 def test_build_never_reads_pretrained(repo_root, tmp_path):

@@ -21,17 +21,17 @@ def _feats(h5, w5, n=1, seed=0):
 @pytest.fixture(scope='module')
 def mlpe50():
     torch.manual_seed(0)
-    return MLPE('resnest50')
+    return MLPE(backbone='resnest50')
 
 
 def test_parameter_counts(mlpe50):
     # §1.5: MLPE-50 39.9 M / MLPE-101 60.7 M without the fc and the dead laterals; multi-level net 6.33 M
     # as built (with the laterals), HR fine-tune net 8.59 M
     assert round(_params(mlpe50) / 1e6, 1) == 39.9
-    assert round(_params(MLPE('resnest101')) / 1e6, 1) == 60.7
+    assert round(_params(MLPE(backbone='resnest101')) / 1e6, 1) == 60.7
     assert round(_params(MultiLevelNet(lateral_skips=True)) / 1e6, 2) == 6.33
     assert round(_params(mlpe50.refine_net) / 1e6, 2) == 8.59
-    assert round((_params(MLPE('resnest50', lateral_skips=True)) + 2048 * 1000 + 1000) / 1e6, 1) == 42.4
+    assert round((_params(MLPE(backbone='resnest50', lateral_skips=True)) + 2048 * 1000 + 1000) / 1e6, 1) == 42.4
 
 
 def test_laterals_option_not_built_when_off():
@@ -70,7 +70,7 @@ def test_input_size_must_divide_by_32(mlpe50):
 
 
 def test_pred_kernel_switch():
-    k3, k1 = MLPE('resnest50', pred_kernel=3), MLPE('resnest50', pred_kernel=1)
+    k3, k1 = MLPE(backbone='resnest50', pred_kernel=3), MLPE(backbone='resnest50', pred_kernel=1)
     # 4 level heads + the final predictor: 256 -> 17 convs, k x k, no bias
     assert _params(k3) - _params(k1) == 5 * C * 17 * (9 - 1)
     assert k1.refine_net.pred.kernel_size == (1, 1) and k1.multilevel_net.heads[0].pred.kernel_size == (1, 1)

@@ -1,14 +1,11 @@
-"""RSN exps: original names/shapes/order, params and MACs (spec §1.2-1.6, §8), train/eval at a small input."""
+"""RSN exps: original names/shapes/order, params and MACs (spec §1.2-1.6, §8); every exp's train/eval in
+tests/projects/test_all_exps.py."""
 import pytest
 import torch
 
 from cvpack.modeling.megvii_blocks import PRM, RSB
 from cvpack.tools.complexity import complexity
-from tests.projects.megvii_helpers import (SMALL, assert_matches_ref, build, check_train_and_eval, exp_dir, load_ref,
-                                          one_thread)
-
-RSN_EXPS = ['Res18.coco', 'RSN18.coco', 'RSN50.coco', '2xRSN50.coco', '3xRSN50.coco', '4xRSN50.coco',
-            '4XRSN18.coco', 'RSN18.mpii', '4xRSN50.384x288.coco']
+from tests.projects.megvii_helpers import SMALL, assert_matches_ref, build, exp_dir, load_ref, one_thread
 
 
 @pytest.mark.parametrize('exp,ref', [('Res18.coco', 'Res18'), ('RSN18.coco', 'RSN18'), ('4XRSN18.coco', '4xRSN18'),
@@ -47,12 +44,6 @@ def test_384x288_exp_output_size():
     cfg, model = build('RSN', '4xRSN50.384x288.coco', device='meta')
     assert (cfg.INPUT_SHAPE, cfg.OUTPUT_SHAPE) == ([384, 288], [96, 72])
     assert model.eval()(torch.zeros(1, 3, 384, 288, device='meta')).shape == (1, 17, 96, 72)
-
-
-@pytest.mark.parametrize('exp', RSN_EXPS)
-def test_train_step_and_eval_small_input(exp):
-    cfg, _ = check_train_and_eval('RSN', exp)
-    assert cfg.DATASET.KEYPOINT.NUM == (16 if exp.endswith('mpii') else 17)
 
 
 def _rsb_reference(block, x):

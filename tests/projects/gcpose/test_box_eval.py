@@ -1,0 +1,52 @@
+"""GCPose's person box AP: pycocotools' printing goes to the log (stdout stays clean), results are written
+atomically."""
+import json
+import logging
+
+import pytest
+
+from projects.GCPose.gcpose.evaluator import evaluate_boxes
+
+
+@pytest.fixture
+def gt_and_dets(tmp_path, coco_subset):
+    with open('%s/annotations/person_keypoints_val2017.json' % coco_subset) as f:
+        data = json.load(f)
+    data['images'] = data['images'][:3]
+    ids = {i['id'] for i in data['images']}
+    data['annotations'] = [a for a in data['annotations'] if a['image_id'] in ids and not a['iscrowd']]
+    gt = tmp_path / 'gt.json'
+    gt.write_text(json.dumps(data))
+    dets = [{'image_id': a['image_id'], 'bbox': a['bbox'], 'score': 0.9} for a in data['annotations']]
+    return str(gt), dets
+
+
+def test_box_ap_logged_not_printed(gt_and_dets, tmp_path, capsys, log_capture):
+    gt, dets = gt_and_dets
+    with log_capture.at_level(logging.INFO, logger='projects.GCPose'):
+        metrics = evaluate_boxes(gt, dets, str(tmp_path))
+    assert metrics['AP'] == pytest.approx(1.0)
+    assert capsys.readouterr().out == ''
+    text = '\n'.join(r.getMessage() for r in log_capture.records if r.name.startswith('projects.GCPose'))
+    assert 'person box AP (pycocotools, %s)' % gt in text
+    assert 'Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ] = 1.000' in text
+    written = json.loads((tmp_path / 'bbox_results.json').read_text())
+    assert len(written) == len(dets) and written[0]['category_id'] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['bbox_results.json', 'gt.json']   # no temporary left
+
+
+def test_box_results_written_atomically(gt_and_dets, tmp_path, monkeypatch):
+    """A write that fails half-way leaves the previous bbox_results.json whole (it was truncated before)."""
+    gt, dets = gt_and_dets
+    evaluate_boxes(gt, dets, str(tmp_path))
+    before = (tmp_path / 'bbox_results.json').read_text()
+    import cvpack.evaluation.build as build
+
+    def dump_then_fail(obj, f):
+        f.write('[{"image_id": ')
+        raise OSError('disk full')
+    monkeypatch.setattr(build.json, 'dump', dump_then_fail)
+    with pytest.raises(OSError, match='disk full'):
+        evaluate_boxes(gt, dets[:1], str(tmp_path))
+    assert (tmp_path / 'bbox_results.json').read_text() == before
+    assert not (tmp_path / 'bbox_results.json.tmp').exists()
