@@ -52,6 +52,18 @@ class OnnxHeatmapModel:
         """No-op (the graph is an eval forward); returns self, like nn.Module.eval."""
         return self
 
+    def train(self, mode=True):
+        """Only eval mode exists: ``train(False)`` is a no-op (predictors restore the mode they found)."""
+        if mode:
+            raise RuntimeError('%s: an exported ONNX model cannot train' % self.path)
+        return self
+
+    def parameters(self):
+        """None on the torch side (predictors then put inputs on the CPU)."""
+        return iter(())
+
+    buffers = parameters
+
     def to(self, *args, **kwargs):
         """No-op: the session runs where its providers run; returns self."""
         return self

@@ -104,3 +104,25 @@ def test_gcpose_keypoint_head_export(tmp_path):
     out = OnnxHeatmapModel(path)(feats)
     assert out.shape == ref.shape == (2, 17, 56, 56)   # R RoIs, K, 4P x 4P logits
     assert float((out - ref).abs().max()) <= 1e-4 * max(1.0, float(ref.abs().max()))
+
+
+def test_onnx_model_in_the_topdown_predictor(tmp_path, coco_subset):
+    """The same predictor (flip test, Megvii decode, mapping back, rescoring) runs either backend."""
+    from cvpack.data import build_dataset, collate
+    from cvpack.inference import build_predictor
+    opts = SMALL[:2] + ['INPUT_SHAPE', '[64, 48]', 'OUTPUT_SHAPE', '[16, 12]', 'DATASET.ROOT', coco_subset,
+                        'TEST.USE_GT_BBOX', 'True']
+    cfg, model = load_exp(_exp('RSN', 'RSN18.coco'), opts)
+    model = _randomise_bn(model, seed=5)
+    path = export.export_onnx(model, str(tmp_path / 'rsn.onnx'), (64, 48), dynamic_batch=True)
+    dataset = build_dataset(cfg, 'val')
+    batch = collate([dataset[i] for i in range(4)])
+    predictor = build_predictor(cfg)
+    with torch.no_grad():
+        eager = predictor(model, batch)
+    onnx_out = predictor(OnnxHeatmapModel(path), batch)
+    assert len(eager) == len(onnx_out) == 4
+    for a, b in zip(eager, onnx_out):
+        assert a['image_id'] == b['image_id']
+        assert abs(a['score'] - b['score']) < 1e-4
+        assert abs(a['keypoints'] - b['keypoints']).max() < 1e-2   # image pixels; same argmax, sub-pixel shift

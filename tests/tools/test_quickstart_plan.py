@@ -60,6 +60,7 @@ def test_bf16_only_where_native(qs):
 
 def test_toy_overrides_scale_the_blurs(qs):
     exp = dict(zip(*[iter(qs.toy_overrides([256, 192]))] * 2))
+    assert exp['DATASET.TRAIN.PROB_ROTATION'] == 0.0 and exp['DATASET.TRAIN.RANDOM_EXTENTION'] is False
     assert exp['OUTPUT_SHAPE'] == [64, 48] and exp['TEST.GAUSSIAN_KERNEL'] == 5
     assert [k[0] for k in exp['DATASET.TRAIN.GAUSSIAN_KERNELS']] == [15, 11, 9, 7, 5]   # the exp's own
     toy = dict(zip(*[iter(qs.toy_overrides([128, 96]))] * 2))
