@@ -1,7 +1,7 @@
 """Time RSN-18, 4xRSN-18 and MSPN-2stg on CPU: one training step and batched inference, per precision mode.
 
     PYTHONPATH=$PWD python tools/bench_models.py [--models RSN18 4xRSN18 MSPN2stg] [--runs 3] [--threads 2]
-                                                 [--compile]
+                                                 [--compile] [--onnx]
 
 Training step = forward with loss, backward, Adam step (lr 5e-4, wd 1e-5; fused kernel except in 'orig-like'),
 batch 8 at 256x192, model.train(). Inference = model.eval(), no_grad, batch 8, one forward (no flip).
@@ -85,7 +85,23 @@ def check_loss(model, cfg, images, targets):
     return ours.item(), ref.item(), rel
 
 
-def bench_model(name, runs, modes=tuple(MODES), compiled=False):
+def bench_onnxruntime(model, x, runs, threads):
+    """Median seconds of one onnxruntime forward of ``x`` through ``model`` exported with BN folded
+    (cvpack.tools.export, fixed batch); None when onnx / onnxruntime are not installed."""
+    import tempfile
+    try:
+        from cvpack.inference.onnx import OnnxHeatmapModel
+        from cvpack.tools.export import export_onnx
+        with tempfile.TemporaryDirectory() as tmp:
+            path = export_onnx(model.eval(), os.path.join(tmp, 'm.onnx'), x.shape[-2:], batch=x.shape[0])
+            net = OnnxHeatmapModel(path, threads=threads)
+            return _median_time(lambda: net(x), runs)
+    except ImportError as e:
+        print('  onnxruntime skipped: %s' % e, flush=True)
+        return None
+
+
+def bench_model(name, runs, modes=tuple(MODES), compiled=False, onnx=False):
     """Rows (mode, train step s or None, inference s) for one model; also returns its forward GMACs per batch."""
     cfg, model = load_exp(EXPS[name], ['MODEL.PRETRAINED', ''])
     images, targets = _batch(cfg)
@@ -125,6 +141,11 @@ def bench_model(name, runs, modes=tuple(MODES), compiled=False):
             t = _median_time(lambda: infer(fused), runs)
             rows.append((mode + '+fold', None, t))
             print('  %-8s infer %.3f s (BN folded)' % (mode + '+fold', t), flush=True)
+        if onnx and mode == 'fp32-cl':
+            t = bench_onnxruntime(m, images, runs, torch.get_num_threads())
+            if t is not None:
+                rows.append(('fp32+onnxruntime', None, t))
+                print('  %-8s infer %.3f s (onnxruntime, BN folded)' % ('fp32+onnxruntime', t), flush=True)
         if compiled and cl:
             with torch.no_grad(), amp():
                 net = compile_for_inference(m)
@@ -179,11 +200,13 @@ def main(argv=None):
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--modes', nargs='+', default=list(MODES), choices=list(MODES))
     parser.add_argument('--compile', action='store_true', help='also time TEST.COMPILE inference')
+    parser.add_argument('--onnx', action='store_true',
+                        help='also time onnxruntime inference of the exported model (pip install .[export])')
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     peaks = {'fp32': gemm_peak_gmacs(torch.float32), 'bf16': gemm_peak_gmacs(torch.bfloat16)}
-    table = {name: bench_model(name, args.runs, args.modes, args.compile) for name in args.models}
+    table = {name: bench_model(name, args.runs, args.modes, args.compile, args.onnx) for name in args.models}
     print_table(table)
     print_goals(table, peaks)
 

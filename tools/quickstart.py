@@ -48,7 +48,7 @@ def parse_args(argv=None):
                         help='the planner stops here on fast CPUs (default: 600, where the toy schedule has '
                              'learned the 86 training people well)')
     parser.add_argument('--batch', type=int, default=8, help='images per iteration (default: 8)')
-    parser.add_argument('--lr', type=float, default=2e-3, help='Adam learning rate (default: 2e-3)')
+    parser.add_argument('--lr', type=float, default=4e-3, help='Adam learning rate (default: 4e-3)')
     parser.add_argument('--input-size', type=int, nargs=2, default=[128, 96], metavar=('H', 'W'),
                         help='network input (default: 128 96; the exp itself uses 256 192)')
     parser.add_argument('--output', default=osp.join(REPO, 'model_logs', 'quickstart', 'RSN18.coco'),
@@ -176,6 +176,42 @@ def run(script, args, env):
     subprocess.run(cmd, cwd=EXP_DIR, env=env, check=True)
 
 
+def last_checkpoint(out):
+    """The highest N of the ``iter-N.pth`` files in ``out`` (written atomically by the trainer), or 0."""
+    done = [int(f[5:-4]) for f in os.listdir(out) if f.startswith('iter-') and f[5:-4].isdigit()] \
+        if osp.isdir(out) else []
+    return max(done, default=0)
+
+
+def run_training(args, env, out, deadline=None, poll_s=1.0, script='train.py', cwd=EXP_DIR):
+    """Run train.py; past ``deadline`` (time.perf_counter()), stop it at its latest checkpoint.
+
+    The schedule was sized to the speed measured before training; when the CPU gets busier afterwards
+    (a shared machine), the run stops at the last checkpoint once the deadline has passed, so the quick
+    start still ends near its budget. Returns the iteration of the checkpoint to test.
+    """
+    cmd = [sys.executable, script] + [str(a) for a in args]
+    print('\n$ (cd %s && %s)' % (osp.relpath(cwd, REPO), ' '.join(cmd[1:])), flush=True)
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env)
+    try:
+        while proc.poll() is None:
+            time.sleep(poll_s)
+            if deadline is not None and time.perf_counter() > deadline and last_checkpoint(out):
+                proc.terminate()
+                proc.wait()
+                done = last_checkpoint(out)
+                print('\nthe time budget is up: training stopped at its checkpoint of iteration %d (this CPU got '
+                      'slower than when it was timed; is it shared?)' % done, flush=True)
+                return done
+    finally:
+        if proc.poll() is None:   # interrupted (Ctrl-C): do not leave the training running
+            proc.kill()
+            proc.wait()
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, cmd)
+    return last_checkpoint(out)
+
+
 def draw_predictions(test_dir, data_root, split, out_dir, num_images, score_thresh=0.5):
     """Draw the instances of ``test_dir/results.json`` on the ``num_images`` images of ``split`` with most people."""
     from cvpack.data.io import read_image
@@ -188,6 +224,9 @@ def draw_predictions(test_dir, data_root, split, out_dir, num_images, score_thre
     with open(osp.join(data_root, 'annotations', 'person_keypoints_%s.json' % split)) as f:
         files = {im['id']: im['file_name'] for im in json.load(f)['images']}
     by_image = {}
+    if results and max(r['score'] for r in results) < score_thresh:
+        print('no person scored %.2f or more (too little training): drawing every prediction' % score_thresh)
+        score_thresh = -np.inf
     for r in results:
         if r['score'] >= score_thresh:
             by_image.setdefault(r['image_id'], []).append(np.asarray(r['keypoints'], np.float32).reshape(-1, 3))
@@ -232,6 +271,7 @@ def main(argv=None):
         plan = plan_schedule(m['step'], 60.0 * args.minutes, spent, estimate_after(m, args.batch), args.batch,
                              max_iters=args.max_iters)
         iters = plan.iters
+        deadline = t_start + 60.0 * args.minutes - (plan.total_s - plan.train_s - spent)
         print('plan: %d iterations of batch %d at %s in %s, about %.1f minutes of training on this CPU '
               '(%.2f s per iteration measured); the whole quick start about %.1f minutes (budget %.1f)'
               % (iters, args.batch, size, precision, plan.train_s / 60, m['step'], plan.total_s / 60,
@@ -240,21 +280,24 @@ def main(argv=None):
             print('warning: even %d iterations overrun the %.1f-minute budget on this CPU (is it busy?); '
                   'the network will learn little' % (iters, args.minutes), flush=True)
     else:
-        iters = args.iters
+        iters, deadline = args.iters, None
         print('fixed schedule: %d iterations of batch %d at %s in %s' % (iters, args.batch, size, precision))
-    train = solver + ['SOLVER.MAX_ITER', iters, 'SOLVER.CHECKPOINT_PERIOD', iters,
+    # Checkpoints every tenth of the schedule: where training stops if the budget runs out before it ends.
+    period = max(1, iters // 10) if deadline else iters
+    train = solver + ['SOLVER.MAX_ITER', iters, 'SOLVER.CHECKPOINT_PERIOD', period,
                       'SOLVER.WARMUP_ITERS', max(1, iters // 10)]
-    run('train.py', ['--no-auto-resume'] + common + train, env)
-    run('test.py', ['-i', iters] + common, env)
+    trained = run_training(['--no-auto-resume'] + common + train, env, out, deadline)
+    run('test.py', ['-i', trained] + common, env)
     val_metrics = json.load(open(osp.join(out, 'test_dir', 'metrics.json')))
     train_dir = osp.join(out, 'test_on_train')
-    run('test.py', ['-i', iters] + common + [
+    run('test.py', ['-i', trained] + common + [
         'TEST_DIR', train_dir, 'DATASET.VAL_ANN', 'annotations/person_keypoints_train2017.json',
         'DATASET.VAL_IMAGES', 'images/train2017'], env)
     train_metrics = json.load(open(osp.join(train_dir, 'metrics.json')))
     images = draw_predictions(train_dir, args.data, 'train2017', osp.join(out, 'vis'), args.num_vis)
-    print('\nquick start finished in %.1f minutes (%d iterations of batch %d at %s, %s)'
-          % ((time.perf_counter() - t_start) / 60, iters, args.batch, size, precision))
+    print('\nquick start finished in %.1f minutes (%d%s iterations of batch %d at %s, %s)'
+          % ((time.perf_counter() - t_start) / 60, trained, '' if trained == iters else ' of %d' % iters,
+             args.batch, size, precision))
     print('AP on the val subset:   %.3f' % val_metrics['metrics']['AP'])
     print('AP on the train subset: %.3f' % train_metrics['metrics']['AP'])
     print('skeleton images: %s' % ', '.join(osp.relpath(p, REPO) for p in images))

@@ -68,3 +68,36 @@ def test_toy_overrides_scale_the_blurs(qs):
     assert [k[0] for k in toy['DATASET.TRAIN.GAUSSIAN_KERNELS']] == [9, 7, 5, 5, 3] and toy['TEST.GAUSSIAN_KERNEL'] == 3
     with pytest.raises(ValueError, match='multiples of 32'):
         qs.toy_overrides([100, 96])
+
+
+FAKE_TRAIN = '''import os, sys, time
+out = sys.argv[1]
+for i in (1, 2):
+    open(os.path.join(out, 'iter-%d.pth' % i), 'w').close()
+open(os.path.join(out, 'started'), 'w').close()
+time.sleep(120)                       # a training that would overrun the budget
+open(os.path.join(out, 'iter-3.pth'), 'w').close()
+'''
+
+
+def test_training_stops_at_its_last_checkpoint_past_the_deadline(qs, tmp_path):
+    script = tmp_path / 'fake_train.py'
+    script.write_text(FAKE_TRAIN)
+    out = tmp_path / 'out'
+    out.mkdir()
+    # the deadline has passed already: the run is stopped as soon as a checkpoint exists
+    done = qs.run_training([out], dict(qs.os.environ), str(out), deadline=0.0, poll_s=0.05,
+                           script=str(script), cwd=str(tmp_path))
+    assert done in (1, 2) and not (out / 'iter-3.pth').exists()
+    assert qs.last_checkpoint(str(out)) == 2 and qs.last_checkpoint(str(tmp_path / 'none')) == 0
+
+
+def test_training_without_deadline_runs_to_the_end_and_fails_loudly(qs, tmp_path):
+    script = tmp_path / 'quick.py'
+    script.write_text("import os, sys\nopen(os.path.join(sys.argv[1], 'iter-7.pth'), 'w').close()\n")
+    assert qs.run_training([tmp_path], dict(qs.os.environ), str(tmp_path), script=str(script),
+                           cwd=str(tmp_path)) == 7
+    bad = tmp_path / 'bad.py'
+    bad.write_text('raise SystemExit(3)\n')
+    with pytest.raises(qs.subprocess.CalledProcessError):
+        qs.run_training([], dict(qs.os.environ), str(tmp_path), script=str(bad), cwd=str(tmp_path))
