@@ -193,12 +193,12 @@ def print_goals(table, peaks):
                       'yes' if best <= goal else 'no', gmacs * passes / peaks[prec]))
 
 
-def run_mmpose(python, models, runs, threads):
+def run_mmpose(python, models, runs, threads, side=None):
     """mmpose 1.3.2's inference times {model: seconds}, run in its own environment (``python``) by
     tools/bench_mmpose_side.py in the same benchmark run (same machine, same moment)."""
     import json
     import subprocess
-    side = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'bench_mmpose_side.py')
+    side = side or os.path.join(os.path.dirname(os.path.abspath(__file__)), 'bench_mmpose_side.py')
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     env.pop('PYTHONPATH', None)     # the side environment must not see this checkout's packages
     res = subprocess.run([python, side, '--models'] + list(models) + ['--runs', str(runs), '--threads', str(threads)],
