@@ -11,7 +11,8 @@ BatchNorm is folded before export, in a copy of the model: the ConvBnRelu units 
 :func:`cvpack.modeling.layers.fuse_conv_bn`, (transposed) conv -> BN pairs of nn.Sequential containers by
 :func:`fold_sequential_bn`; the exporter's constant folding takes any other conv -> BN pair; a BN that
 follows no conv (GCPose's pre-activation norms) becomes one constant multiply-add
-(:func:`bn_nodes_to_affine`). The export fails if a BatchNormalization node is left. ``onnx`` and ``onnxruntime`` are an optional extra (``pip install
+(:func:`bn_nodes_to_affine`). The export fails if a BatchNormalization node is left.
+``onnx`` and ``onnxruntime`` are an optional extra (``pip install
 .[export]``); the core stays torch-only.
 
 Exporters: 'torchscript' (default for the top-down networks: the same graph as 'dynamo' for these static
@@ -26,7 +27,8 @@ import sys
 import numpy as np
 import torch
 
-__all__ = ['export_onnx', 'fold_sequential_bn', 'bn_nodes_to_affine', 'verify_onnx', 'load_for_export', 'onnx_op_counts', 'main']
+__all__ = ['export_onnx', 'fold_sequential_bn', 'bn_nodes_to_affine', 'verify_onnx', 'load_for_export',
+           'onnx_op_counts', 'main']
 
 INPUT_NAME, OUTPUT_NAME = 'images', 'heatmaps'
 TOLERANCE = 1e-4   # max |onnx - eager|, relative to the eager heatmaps' peak (at least 1)
@@ -207,7 +209,8 @@ def main(argv=None):
     cfg, model = load_for_export(args.exp_dir, args.weights, args.opts)
     if cfg.DATASET.get('PIPELINE') not in ('megvii', 'simple_baselines', 'cpn'):
         sys.exit('%s: not a top-down exp (DATASET.PIPELINE %r); a whole-image detector exports its own parts '
-                 '(GCPose: projects/GCPose/tools/export_keypoint_head.py)' % (args.exp_dir, cfg.DATASET.get('PIPELINE')))
+                 '(GCPose: python -m projects.GCPose.gcpose.export EXP_DIR, docs/EXPORT.md)'
+                 % (args.exp_dir, cfg.DATASET.get('PIPELINE')))
     name = osp.basename(osp.normpath(args.exp_dir))
     out = args.out or osp.join(args.exp_dir, name + '.onnx')
     h, w = cfg.INPUT_SHAPE

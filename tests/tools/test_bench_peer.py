@@ -19,8 +19,8 @@ def bench():
 
 def test_run_mmpose_reads_the_side_json(bench, tmp_path):
     side = tmp_path / 'side.py'
-    side.write_text('import json, sys\nprint("log line")\n'
-                    'print(json.dumps({m: {"infer": 0.5 + i} for i, m in enumerate(sys.argv[2:sys.argv.index("--runs")])}))\n')
+    side.write_text('import json, sys\nprint("log line")\nmodels = sys.argv[2:sys.argv.index("--runs")]\n'
+                    'print(json.dumps({m: {"infer": 0.5 + i} for i, m in enumerate(models)}))\n')
     assert bench.run_mmpose(sys.executable, ['RSN18', 'MSPN2stg'], 3, 2, side=str(side)) == \
         {'RSN18': 0.5, 'MSPN2stg': 1.5}
     bad = tmp_path / 'bad.py'

@@ -43,7 +43,8 @@ def main(argv=None):
     out = args.out or osp.join(args.exp_dir, osp.basename(osp.normpath(args.exp_dir)) + '.keypoint_head.onnx')
     path, chw = export_keypoint_head(model, cfg, out, args.dynamic_batch)
     n = 3 if args.dynamic_batch else 1
-    diff = verify_onnx(path, model.roi_heads.keypoint_head, torch.randn((n,) + chw, generator=torch.Generator().manual_seed(0)))
+    features = torch.randn((n,) + chw, generator=torch.Generator().manual_seed(0))
+    diff = verify_onnx(path, model.roi_heads.keypoint_head, features)
     print('wrote %s (%d nodes, Conv %d); onnxruntime vs eager: max |difference| %.2e'
           % (path, sum(onnx_op_counts(path).values()), onnx_op_counts(path).get('Conv', 0), diff))
     return path
