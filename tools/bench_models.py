@@ -1,7 +1,7 @@
 """Time RSN-18, 4xRSN-18 and MSPN-2stg on CPU: one training step and batched inference, per precision mode.
 
     PYTHONPATH=$PWD python tools/bench_models.py [--models RSN18 4xRSN18 MSPN2stg] [--runs 3] [--threads 2]
-                                                 [--compile]
+                                                 [--compile] [--onnx] [--mmpose-python PY]
 
 Training step = forward with loss, backward, Adam step (lr 5e-4, wd 1e-5; fused kernel except in 'orig-like'),
 batch 8 at 256x192, model.train(). Inference = model.eval(), no_grad, batch 8, one forward (no flip).
@@ -85,7 +85,23 @@ def check_loss(model, cfg, images, targets):
     return ours.item(), ref.item(), rel
 
 
-def bench_model(name, runs, modes=tuple(MODES), compiled=False):
+def bench_onnxruntime(model, x, runs, threads):
+    """Median seconds of one onnxruntime forward of ``x`` through ``model`` exported with BN folded
+    (cvpack.tools.export, fixed batch); None when onnx / onnxruntime are not installed."""
+    import tempfile
+    try:
+        from cvpack.inference.onnx import OnnxHeatmapModel
+        from cvpack.tools.export import export_onnx
+        with tempfile.TemporaryDirectory() as tmp:
+            path = export_onnx(model.eval(), os.path.join(tmp, 'm.onnx'), x.shape[-2:], batch=x.shape[0])
+            net = OnnxHeatmapModel(path, threads=threads)
+            return _median_time(lambda: net(x), runs)
+    except ImportError as e:
+        print('  onnxruntime skipped: %s' % e, flush=True)
+        return None
+
+
+def bench_model(name, runs, modes=tuple(MODES), compiled=False, onnx=False):
     """Rows (mode, train step s or None, inference s) for one model; also returns its forward GMACs per batch."""
     cfg, model = load_exp(EXPS[name], ['MODEL.PRETRAINED', ''])
     images, targets = _batch(cfg)
@@ -125,6 +141,11 @@ def bench_model(name, runs, modes=tuple(MODES), compiled=False):
             t = _median_time(lambda: infer(fused), runs)
             rows.append((mode + '+fold', None, t))
             print('  %-8s infer %.3f s (BN folded)' % (mode + '+fold', t), flush=True)
+        if onnx and mode == 'fp32-cl':
+            t = bench_onnxruntime(m, images, runs, torch.get_num_threads())
+            if t is not None:
+                rows.append(('fp32+onnxruntime', None, t))
+                print('  %-8s infer %.3f s (onnxruntime, BN folded)' % ('fp32+onnxruntime', t), flush=True)
         if compiled and cl:
             with torch.no_grad(), amp():
                 net = compile_for_inference(m)
@@ -172,6 +193,35 @@ def print_goals(table, peaks):
                       'yes' if best <= goal else 'no', gmacs * passes / peaks[prec]))
 
 
+def run_mmpose(python, models, runs, threads, side=None):
+    """mmpose 1.3.2's inference times {model: seconds}, run in its own environment (``python``) by
+    tools/bench_mmpose_side.py in the same benchmark run (same machine, same moment)."""
+    import json
+    import subprocess
+    side = side or os.path.join(os.path.dirname(os.path.abspath(__file__)), 'bench_mmpose_side.py')
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    env.pop('PYTHONPATH', None)     # the side environment must not see this checkout's packages
+    res = subprocess.run([python, side, '--models'] + list(models) + ['--runs', str(runs), '--threads', str(threads)],
+                         capture_output=True, text=True, env=env)
+    if res.returncode:
+        raise RuntimeError('%s %s failed:\n%s' % (python, side, res.stderr[-2000:]))
+    return {k: v['infer'] for k, v in json.loads(res.stdout.strip().splitlines()[-1]).items()}
+
+
+def print_peer(table, mmpose, peaks):
+    """Inference against mmpose's eager model (goal: 2x) and the fp32 MAC floor (goal: within 1.3x of it)."""
+    print('\n| model | mmpose 1.3.2 eager (s) | ours, fastest fp32 (s) | path | vs mmpose | floor (s) | vs floor |')
+    print('|---|---|---|---|---|---|---|')
+    for name, (rows, gmacs) in table.items():
+        fp32 = [(r[2], r[0]) for r in rows if r[0].startswith('fp32') and r[2]]
+        if name not in mmpose or not fp32:
+            continue
+        best, path = min(fp32)
+        floor = gmacs / peaks['fp32']
+        print('| %s | %.3f | %.3f | %s | %.2fx | %.3f | %.2fx |' % (name, mmpose[name], best, path,
+                                                                  mmpose[name] / best, floor, best / floor))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--models', nargs='+', default=list(EXPS), choices=list(EXPS))
@@ -179,13 +229,31 @@ def main(argv=None):
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--modes', nargs='+', default=list(MODES), choices=list(MODES))
     parser.add_argument('--compile', action='store_true', help='also time TEST.COMPILE inference')
+    parser.add_argument('--onnx', action='store_true',
+                        help='also time onnxruntime inference of the exported model (pip install .[export])')
+    parser.add_argument('--mmpose-python', help="python of a side environment with mmpose 1.3.2: also time its "
+                        "eager inference in this run (tools/bench_mmpose_side.py)")
+    parser.add_argument('--mmpose-times', nargs='+', metavar='MODEL=SECONDS', default=[],
+                        help='or give mmpose inference times measured elsewhere')
     args = parser.parse_args(argv)
+    os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')   # see docs/SPEED.md "Quick start": shared 2-core machines
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    peaks = {'fp32': gemm_peak_gmacs(torch.float32), 'bf16': gemm_peak_gmacs(torch.bfloat16)}
-    table = {name: bench_model(name, args.runs, args.modes, args.compile) for name in args.models}
+    caps = torch.cpu.get_capabilities()
+    native_bf16 = bool(caps.get('amx_bf16') or caps.get('avx512_bf16') or caps.get('bf16'))
+    # Without native bf16 the 2048^3 bf16 product is emulated and takes minutes: no bf16 peak (nor floor) then.
+    peaks = {'fp32': gemm_peak_gmacs(torch.float32),
+             'bf16': gemm_peak_gmacs(torch.bfloat16) if native_bf16 else float('nan')}
+    print('CPU: %s, %s; fp32 GEMM peak %.0f GMAC/s on %d threads' % (caps.get('cpu_name', '?'),
+          torch.backends.cpu.get_cpu_capability(), peaks['fp32'], args.threads), flush=True)
+    table = {name: bench_model(name, args.runs, args.modes, args.compile, args.onnx) for name in args.models}
     print_table(table)
     print_goals(table, peaks)
+    mmpose = {k: float(v) for k, v in (t.split('=', 1) for t in args.mmpose_times)}
+    if args.mmpose_python:
+        mmpose.update(run_mmpose(args.mmpose_python, args.models, args.runs, args.threads))
+    if mmpose:
+        print_peer(table, mmpose, peaks)
 
 
 if __name__ == '__main__':

@@ -1,52 +1,215 @@
-"""Quick start: train RSN-18 on the shipped COCO subset, test it, and draw its predictions.
+"""Quick start: train RSN-18 on the shipped COCO subset, test it, and draw its predictions, in a time budget.
 
 Runs the real exp scripts of ``projects/RSN/exps/RSN18.coco`` (the exp is not changed: only command-line
-overrides for the data root, the output folder and a CPU-sized schedule), then:
+overrides for the data root, the output folder and a CPU-sized toy schedule), then:
 
 1. tests on the shipped val2017 subset (ground-truth boxes) and prints the COCO AP table;
 2. tests on the shipped train2017 subset, to show the network learned what it saw (AP well above zero);
-3. draws the predicted skeletons on a few training images into ``<output>/vis/*.png`` (a few minutes of
-   CPU training from scratch fit the 86 training people; on val images the network is still unsure).
+3. draws the predicted skeletons on a few training images into ``<output>/vis/*.png``.
+
+The schedule is sized to the CPU it runs on (docs/SPEED.md, "Quick start"): it picks the precision
+(bf16 autocast only where the CPU has native bf16: AMX or AVX512-BF16, else fp32), times a few real
+training steps and one test forward, then plans as many iterations as fit ``--minutes`` for the whole run
+and says so before training. The toy schedule trains at 128x96 (a quarter of the exp's 256x192 MACs, so
+four times the images in the same time; the target blurs scale with the heatmap).
 
 On full COCO the same exp trains with ``python train.py DATASET.ROOT /path/to/coco`` (see the README).
 
-    python tools/quickstart.py                 # ~7 minutes on 2 CPU cores (bf16, channels-last)
-    python tools/quickstart.py --iters 20      # a smoke run (CI uses a version of this)
+    python tools/quickstart.py                 # under 10 minutes on any 2-core x86 CPU (--minutes 8)
+    python tools/quickstart.py --iters 20      # a fixed schedule, no planning (CI uses a version of this)
 """
 import argparse
 import json
+import math
 import os
 import os.path as osp
 import shutil
+import statistics
 import subprocess
 import sys
 import time
+from collections import namedtuple
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if REPO not in sys.path:   # the drawing step imports cvpack here too, also from a checkout not pip-installed
+if REPO not in sys.path:   # the planning and drawing steps import cvpack, also from a checkout not pip-installed
     sys.path.insert(0, REPO)
 EXP_DIR = osp.join(REPO, 'projects', 'RSN', 'exps', 'RSN18.coco')
+NUM_TEST_PEOPLE = 125 + 86   # the shipped val and train subsets, both tested at the end
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--iters', type=int, default=400, help='training iterations (default: 400)')
-    parser.add_argument('--batch', type=int, default=16, help='images per iteration (default: 16)')
-    parser.add_argument('--lr', type=float, default=2e-3, help='Adam learning rate (default: 2e-3)')
+    parser.add_argument('--minutes', type=float, default=8.0,
+                        help='time budget of the whole run, planning, training, both tests and drawing included '
+                             '(default: 8, so the run stays under 10 minutes on a busy machine)')
+    parser.add_argument('--iters', type=int, default=None,
+                        help='a fixed number of training iterations instead of planning them from --minutes')
+    parser.add_argument('--max-iters', type=int, default=600,
+                        help='the planner stops here on fast CPUs (default: 600, where the toy schedule has '
+                             'learned the 86 training people well)')
+    parser.add_argument('--batch', type=int, default=8, help='images per iteration (default: 8)')
+    parser.add_argument('--lr', type=float, default=4e-3, help='Adam learning rate (default: 4e-3)')
+    parser.add_argument('--input-size', type=int, nargs=2, default=[128, 96], metavar=('H', 'W'),
+                        help='network input (default: 128 96; the exp itself uses 256 192)')
     parser.add_argument('--output', default=osp.join(REPO, 'model_logs', 'quickstart', 'RSN18.coco'),
                         help='output folder (emptied first)')
     parser.add_argument('--data', default=osp.join(REPO, 'dataset', 'coco_subset'), help='COCO root')
     parser.add_argument('--num-vis', type=int, default=4, help='training images to draw (default: 4)')
     parser.add_argument('--amp', default='auto', choices=['auto', 'bf16', 'none'],
                         help='autocast for training and testing; auto (default) = bf16 where the CPU has native '
-                             'bf16 (AVX512-BF16/AMX: ~2x faster here), else fp32')
+                             'bf16 (AMX or AVX512-BF16: about 2x faster, docs/SPEED.md), else fp32')
     return parser.parse_args(argv)
+
+
+def native_bf16(caps=None):
+    """True when the CPU computes bf16 natively (x86 AMX-BF16 or AVX512-BF16; ARM BF16 dot products).
+
+    ``caps`` is ``torch.cpu.get_capabilities()`` (public since torch 2.9): without these instructions
+    oneDNN emulates bf16 through fp32 and autocast is slower than plain fp32.
+    """
+    if caps is None:
+        import torch
+        caps = torch.cpu.get_capabilities()
+    return bool(caps.get('amx_bf16') or caps.get('avx512_bf16') or caps.get('bf16'))
+
+
+def toy_overrides(input_size):
+    """Command-line overrides of the toy schedule at ``input_size`` (h, w): the heatmap is a quarter of the
+    input, the target and test blurs shrink with it (the exp's kernels are for a 64x48 heatmap), and the
+    augmentation is mild."""
+    h, w = int(input_size[0]), int(input_size[1])
+    if h % 32 or w % 32:
+        raise ValueError('--input-size %d %d: both sides must be multiples of 32 (RSN downsamples 32x)' % (h, w))
+    scale = h / 256.0
+    odd = lambda k: max(3, int(round(k * scale)) // 2 * 2 + 1)   # noqa: E731 (the next odd size, at least 3)
+    kernels = [[odd(k), odd(k)] for k in (15, 11, 9, 7, 5)]
+    # Mild augmentation: the demo shows the network fitting the 86 training people within minutes, so the
+    # training crops match the test crops (the test's box extension, no random extension, half-body or
+    # rotation; +-10 % scale, flips kept). The exp's own augmentation is for full COCO.
+    augment = ['DATASET.TRAIN.BASIC_EXTENTION', 0.0, 'DATASET.TRAIN.RANDOM_EXTENTION', False,
+               'DATASET.TRAIN.X_EXTENTION', 0.09, 'DATASET.TRAIN.Y_EXTENTION', 0.135,
+               'DATASET.TRAIN.SCALE_SHRINK_RATIO', 1.0, 'DATASET.TRAIN.SCALE_FACTOR_LOW', -0.1,
+               'DATASET.TRAIN.SCALE_FACTOR_HIGH', 0.1, 'DATASET.TRAIN.PROB_ROTATION', 0.0,
+               'DATASET.TRAIN.PROB_HALF_BODY', 0.0]
+    return ['INPUT_SHAPE', [h, w], 'OUTPUT_SHAPE', [h // 4, w // 4], 'DATASET.TRAIN.GAUSSIAN_KERNELS', kernels,
+            'TEST.GAUSSIAN_KERNEL', odd(5)] + augment
+
+
+Plan = namedtuple('Plan', 'iters batch train_s total_s fits')
+
+
+def plan_schedule(step_s, budget_s, spent_s, after_s, batch, min_iters=20, max_iters=600):
+    """The number of training iterations that fits a time budget.
+
+    Args:
+        step_s: measured seconds per training iteration (data included) at ``batch``.
+        budget_s: seconds for the whole quick start.
+        spent_s: seconds already used (planning).
+        after_s: estimated seconds of everything but the iterations still to come (starting the training
+            process, both tests, drawing).
+    Returns:
+        Plan(iters, batch, train_s, total_s, fits): ``iters`` is the most that fit, within
+        [min_iters, max_iters]; ``fits`` is False when even ``min_iters`` overrun the budget.
+    """
+    if step_s <= 0 or batch <= 0:
+        raise ValueError('plan_schedule: step_s (%r) and batch (%r) must be positive' % (step_s, batch))
+    left = budget_s - spent_s - after_s
+    iters = min(max_iters, max(min_iters, int(math.floor(left / step_s))))
+    train_s = iters * step_s
+    total_s = spent_s + after_s + train_s
+    return Plan(iters, batch, train_s, total_s, total_s <= budget_s)
+
+
+def measure(opts, batch, steps=3):
+    """Time the real training step and a test forward of the exp under ``opts``, in this process.
+
+    Builds the exp's trainer (dataset, model, optimizer) exactly as ``train.py`` will, runs one warm-up step
+    (oneDNN picks its kernels there) and ``steps`` timed ones on real batches, then one eval forward.
+    Returns a dict of seconds: ``setup`` (importing torch and building), ``step`` (median),
+    ``first_step``, ``infer`` (one eval forward of ``batch`` images, no flip).
+    """
+    t0 = time.perf_counter()
+    import torch
+    from cvpack.engine.launch import setup_distributed
+    from cvpack.engine.trainer import Trainer
+    from cvpack.engine.utils import autocast, resolve_cfg, to_device
+    from cvpack.exp import import_exp_module
+    config = import_exp_module(EXP_DIR, 'config')
+    network = import_exp_module(EXP_DIR, 'network', aliases={'config': config})
+    cfg = resolve_cfg(config.cfg, opts + ['SOLVER.MAX_ITER', steps + 2, 'SOLVER.WARMUP_ITERS', 1])
+    trainer = Trainer(cfg, network.build_model, setup_distributed('cpu'))
+    loader = iter(trainer.build_loader())
+    setup = time.perf_counter() - t0
+    times = []
+    for i in range(steps + 1):
+        t = time.perf_counter()
+        batch_data = next(loader)
+        trainer.step(batch_data, i + 1)
+        times.append(time.perf_counter() - t)
+    model = trainer.model.eval()
+    images = to_device(batch_data, torch.device('cpu'), cfg.MODEL.get('CHANNELS_LAST', False))['image']
+    with torch.no_grad(), autocast(trainer.amp, torch.device('cpu')):
+        t = time.perf_counter()
+        model(images)
+        infer = time.perf_counter() - t
+    del loader, trainer, model
+    return {'setup': setup, 'first_step': times[0], 'step': statistics.median(times[1:]), 'infer': infer}
+
+
+def estimate_after(m, batch):
+    """Seconds the run needs besides its planned iterations: three processes start and build (train, two
+    tests), the first training step is slower, and both tests forward every person twice (flip)."""
+    tests = NUM_TEST_PEOPLE * 2 * m['infer'] / batch
+    return 3 * m['setup'] + (m['first_step'] - m['step']) + tests + 10.0   # + evaluation, checkpoint, drawing
+
+
+def cpu_name():
+    import torch
+    caps = torch.cpu.get_capabilities()
+    return '%s, %s%s' % (caps.get('cpu_name') or caps.get('architecture', '?'), torch.backends.cpu.get_cpu_capability(),
+                         ', native bf16' if native_bf16(caps) else '')
 
 
 def run(script, args, env):
     cmd = [sys.executable, script] + [str(a) for a in args]
     print('\n$ (cd %s && %s)' % (osp.relpath(EXP_DIR, REPO), ' '.join(cmd[1:])), flush=True)
     subprocess.run(cmd, cwd=EXP_DIR, env=env, check=True)
+
+
+def last_checkpoint(out):
+    """The highest N of the ``iter-N.pth`` files in ``out`` (written atomically by the trainer), or 0."""
+    done = [int(f[5:-4]) for f in os.listdir(out) if f.startswith('iter-') and f[5:-4].isdigit()] \
+        if osp.isdir(out) else []
+    return max(done, default=0)
+
+
+def run_training(args, env, out, deadline=None, poll_s=1.0, script='train.py', cwd=EXP_DIR):
+    """Run train.py; past ``deadline`` (time.perf_counter()), stop it at its latest checkpoint.
+
+    The schedule was sized to the speed measured before training; when the CPU gets busier afterwards
+    (a shared machine), the run stops at the last checkpoint once the deadline has passed, so the quick
+    start still ends near its budget. Returns the iteration of the checkpoint to test.
+    """
+    cmd = [sys.executable, script] + [str(a) for a in args]
+    print('\n$ (cd %s && %s)' % (osp.relpath(cwd, REPO), ' '.join(cmd[1:])), flush=True)
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env)
+    try:
+        while proc.poll() is None:
+            time.sleep(poll_s)
+            if deadline is not None and time.perf_counter() > deadline and last_checkpoint(out):
+                proc.terminate()
+                proc.wait()
+                done = last_checkpoint(out)
+                print('\nthe time budget is up: training stopped at its checkpoint of iteration %d (this CPU got '
+                      'slower than when it was timed; is it shared?)' % done, flush=True)
+                return done
+    finally:
+        if proc.poll() is None:   # interrupted (Ctrl-C): do not leave the training running
+            proc.kill()
+            proc.wait()
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, cmd)
+    return last_checkpoint(out)
 
 
 def draw_predictions(test_dir, data_root, split, out_dir, num_images, score_thresh=0.5):
@@ -61,6 +224,9 @@ def draw_predictions(test_dir, data_root, split, out_dir, num_images, score_thre
     with open(osp.join(data_root, 'annotations', 'person_keypoints_%s.json' % split)) as f:
         files = {im['id']: im['file_name'] for im in json.load(f)['images']}
     by_image = {}
+    if results and max(r['score'] for r in results) < score_thresh:
+        print('no person scored %.2f or more (too little training): drawing every prediction' % score_thresh)
+        score_thresh = -np.inf
     for r in results:
         if r['score'] >= score_thresh:
             by_image.setdefault(r['image_id'], []).append(np.asarray(r['keypoints'], np.float32).reshape(-1, 3))
@@ -78,32 +244,60 @@ def draw_predictions(test_dir, data_root, split, out_dir, num_images, score_thre
 
 
 def main(argv=None):
+    t_start = time.perf_counter()
     args = parse_args(argv)
+    # Idle OpenMP threads sleep instead of spinning (read when torch loads, so set first; the subprocesses
+    # inherit it). With the data worker and any other process sharing 2 cores, spinning threads made a
+    # training step 5-8x slower (docs/SPEED.md, "Quick start").
+    os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
     if args.amp == 'auto':
-        import torch
-        args.amp = 'bf16' if torch.ops.mkldnn._is_mkldnn_bf16_supported() else 'none'
+        args.amp = 'bf16' if native_bf16() else 'none'
+    precision = 'bf16 autocast' if args.amp == 'bf16' else 'fp32'
     out = osp.abspath(args.output)
     if osp.isdir(out):
         shutil.rmtree(out)
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
-    common = ['DATASET.ROOT', osp.abspath(args.data), 'OUTPUT_DIR', out,
-              'TEST.USE_GT_BBOX', 'True', 'DATALOADER.NUM_WORKERS', '1', 'TEST.AMP', args.amp]
-    # A CPU-sized schedule: the original's linear warm-up then linear decay, over a few hundred iterations.
-    train = ['SOLVER.MAX_ITER', args.iters, 'SOLVER.CHECKPOINT_PERIOD', args.iters,
-             'SOLVER.IMS_PER_GPU', args.batch, 'SOLVER.BASE_LR', args.lr,
-             'SOLVER.WARMUP_ITERS', max(1, args.iters // 10), 'SOLVER.REFERENCE_WORLD_SIZE', 'None',
-             'SOLVER.LOG_PERIOD', 20, 'SOLVER.AMP', args.amp]
-    start = time.time()
-    run('train.py', ['--no-auto-resume'] + common + train, env)
-    run('test.py', ['-i', args.iters] + common, env)
+    common = ['DATASET.ROOT', osp.abspath(args.data), 'OUTPUT_DIR', out, 'TEST.USE_GT_BBOX', 'True',
+              'DATALOADER.NUM_WORKERS', '1', 'TEST.AMP', args.amp] + toy_overrides(args.input_size)
+    # The original's linear warm-up then linear decay, over however many iterations the budget allows.
+    solver = ['SOLVER.IMS_PER_GPU', args.batch, 'SOLVER.BASE_LR', args.lr, 'SOLVER.REFERENCE_WORLD_SIZE', 'None',
+              'SOLVER.LOG_PERIOD', 20, 'SOLVER.AMP', args.amp]
+    size = '%dx%d' % tuple(args.input_size)
+    if args.iters is None:
+        print('planning: timing RSN-18 training steps of batch %d at %s in %s on this CPU (%s) ...'
+              % (args.batch, size, precision, cpu_name()), flush=True)
+        m = measure(common + solver + ['TENSORBOARD_DIR', ''], args.batch)
+        spent = time.perf_counter() - t_start
+        plan = plan_schedule(m['step'], 60.0 * args.minutes, spent, estimate_after(m, args.batch), args.batch,
+                             max_iters=args.max_iters)
+        iters = plan.iters
+        deadline = t_start + 60.0 * args.minutes - (plan.total_s - plan.train_s - spent)
+        print('plan: %d iterations of batch %d at %s in %s, about %.1f minutes of training on this CPU '
+              '(%.2f s per iteration measured); the whole quick start about %.1f minutes (budget %.1f)'
+              % (iters, args.batch, size, precision, plan.train_s / 60, m['step'], plan.total_s / 60,
+                 args.minutes), flush=True)
+        if not plan.fits:
+            print('warning: even %d iterations overrun the %.1f-minute budget on this CPU (is it busy?); '
+                  'the network will learn little' % (iters, args.minutes), flush=True)
+    else:
+        iters, deadline = args.iters, None
+        print('fixed schedule: %d iterations of batch %d at %s in %s' % (iters, args.batch, size, precision))
+    # Checkpoints every tenth of the schedule: where training stops if the budget runs out before it ends.
+    period = max(1, iters // 10) if deadline else iters
+    train = solver + ['SOLVER.MAX_ITER', iters, 'SOLVER.CHECKPOINT_PERIOD', period,
+                      'SOLVER.WARMUP_ITERS', max(1, iters // 10)]
+    trained = run_training(['--no-auto-resume'] + common + train, env, out, deadline)
+    run('test.py', ['-i', trained] + common, env)
     val_metrics = json.load(open(osp.join(out, 'test_dir', 'metrics.json')))
     train_dir = osp.join(out, 'test_on_train')
-    run('test.py', ['-i', args.iters] + common + [
+    run('test.py', ['-i', trained] + common + [
         'TEST_DIR', train_dir, 'DATASET.VAL_ANN', 'annotations/person_keypoints_train2017.json',
         'DATASET.VAL_IMAGES', 'images/train2017'], env)
     train_metrics = json.load(open(osp.join(train_dir, 'metrics.json')))
     images = draw_predictions(train_dir, args.data, 'train2017', osp.join(out, 'vis'), args.num_vis)
-    print('\nquick start finished in %.0f s' % (time.time() - start))
+    print('\nquick start finished in %.1f minutes (%d%s iterations of batch %d at %s, %s)'
+          % ((time.perf_counter() - t_start) / 60, trained, '' if trained == iters else ' of %d' % iters,
+             args.batch, size, precision))
     print('AP on the val subset:   %.3f' % val_metrics['metrics']['AP'])
     print('AP on the train subset: %.3f' % train_metrics['metrics']['AP'])
     print('skeleton images: %s' % ', '.join(osp.relpath(p, REPO) for p in images))

@@ -1,0 +1,99 @@
+"""Run an exported pose network (``python -m cvpack.tools.export``) with onnxruntime behind the eval
+forward contract of the torch models, so the same pre- and post-processing (flip test, decode, mapping
+back, rescoring) drive either backend (docs/EXPORT.md).
+
+    model = OnnxHeatmapModel('RSN18.coco.onnx')
+    heatmaps = model(images)        # (N, 3, H, W) float tensor -> (N, K, H/4, W/4) float32 tensor
+
+``onnxruntime`` is optional (``pip install .[export]``); importing this module does not need it.
+"""
+import numpy as np
+import torch
+
+__all__ = ['OnnxHeatmapModel']
+
+
+class OnnxHeatmapModel:
+    """An onnxruntime session with the call contract of a top-down network in eval mode.
+
+    Args:
+        path: ONNX file with one input (N, 3, H, W) and one output (N, K, H/4, W/4), as written by
+            cvpack.tools.export (names 'images' and 'heatmaps', but any single input/output works).
+        threads: intra-op threads (default: torch.get_num_threads(), as the torch path uses).
+        providers: onnxruntime execution providers (default: CPU).
+    """
+
+    def __init__(self, path, threads=None, providers=None):
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            raise ImportError('%s: running an ONNX model needs the optional package onnxruntime '
+                              '(pip install onnxruntime, or pip install .[export])' % path) from e
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = int(threads or torch.get_num_threads())
+        opts.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=providers or ['CPUExecutionProvider'])
+        except Exception as e:   # onnxruntime raises its own types for missing / corrupt files
+            raise RuntimeError('%s: onnxruntime cannot load it: %s' % (path, e)) from e
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ValueError('%s: expected one input and one output, got %d and %d'
+                             % (path, len(inputs), len(outputs)))
+        self.path = str(path)
+        self.input_name, self.output_name = inputs[0].name, outputs[0].name
+        shape = inputs[0].shape
+        self.fixed_batch = shape[0] if isinstance(shape[0], int) else None
+        self.channels = shape[1] if isinstance(shape[1], int) else None
+        self.input_hw = tuple(s if isinstance(s, int) else None for s in shape[2:])
+        self.training = False
+
+    def eval(self):
+        """No-op (the graph is an eval forward); returns self, like nn.Module.eval."""
+        return self
+
+    def train(self, mode=True):
+        """Only eval mode exists: ``train(False)`` is a no-op (predictors restore the mode they found)."""
+        if mode:
+            raise RuntimeError('%s: an exported ONNX model cannot train' % self.path)
+        return self
+
+    def parameters(self):
+        """None on the torch side (predictors then put inputs on the CPU)."""
+        return iter(())
+
+    buffers = parameters
+
+    def to(self, *args, **kwargs):
+        """No-op: the session runs where its providers run; returns self."""
+        return self
+
+    def __call__(self, images):
+        return self.forward(images)
+
+    def forward(self, images):
+        """images: (N, 3, H, W) float tensor or array, normalised as the exp's pipeline does, any memory format.
+
+        Returns: heatmaps (N, K, H/4, W/4) float32 CPU tensor on the crop's stride-4 grid, as the torch model.
+        A graph exported with a fixed batch B runs N in chunks of B (the last one zero-padded).
+        """
+        x = images.detach().float().cpu().contiguous().numpy() if torch.is_tensor(images) else \
+            np.ascontiguousarray(images, dtype=np.float32)
+        if x.ndim != 4 or x.shape[1] != (self.channels or x.shape[1]):
+            raise ValueError('%s: input must be (N, %s, H, W), got %s' % (self.path, self.channels, tuple(x.shape)))
+        hw = tuple(x.shape[2:])
+        if any(e is not None and e != g for e, g in zip(self.input_hw, hw)):
+            raise ValueError('%s: exported for input %s, got %s (cfg.INPUT_SHAPE must match the export)'
+                             % (self.path, self.input_hw, hw))
+        if self.fixed_batch is None or x.shape[0] == self.fixed_batch:
+            out = self.session.run([self.output_name], {self.input_name: x})[0]
+        else:
+            b, n, parts = self.fixed_batch, x.shape[0], []
+            for i in range(0, n, b):
+                chunk = x[i:i + b]
+                pad = b - len(chunk)
+                if pad:
+                    chunk = np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:], np.float32)])
+                parts.append(self.session.run([self.output_name], {self.input_name: chunk})[0][:b - pad])
+            out = np.concatenate(parts)
+        return torch.from_numpy(np.ascontiguousarray(out, dtype=np.float32))

@@ -1,0 +1,128 @@
+"""ONNX export of the top-down pose networks (cvpack.tools.export) and the onnxruntime model
+(cvpack.inference.onnx): BatchNorm folded, heatmaps within 1e-4 of the eager model (relative to the peak),
+the CLI with a weights file, a dynamic and a fixed batch. Small inputs keep each export to seconds."""
+import os.path as osp
+
+import pytest
+import torch
+
+pytest.importorskip('onnx')
+pytest.importorskip('onnxruntime')
+
+from cvpack.exp import load_exp  # noqa: E402
+from cvpack.inference.onnx import OnnxHeatmapModel  # noqa: E402
+from cvpack.tools import export  # noqa: E402
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+SMALL = ['MODEL.PRETRAINED', '', 'INPUT_SHAPE', '[64, 64]', 'OUTPUT_SHAPE', '[16, 16]']
+
+
+def _exp(project, name):
+    return osp.join(REPO, 'projects', project, 'exps', name)
+
+
+def _randomise_bn(model, seed=0):
+    """Non-trivial BN statistics and affine terms, so that folding them is actually exercised."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                n = m.num_features
+                m.running_mean.copy_(torch.randn(n, generator=gen) * 0.2)
+                m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+                m.weight.copy_(torch.rand(n, generator=gen) + 0.5)
+                m.bias.copy_(torch.randn(n, generator=gen) * 0.1)
+    return model.eval()
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(one_thread):
+    yield
+
+
+@pytest.mark.parametrize('project, name', [
+    ('RSN', 'RSN18.coco'),
+    ('MSPN', 'mspn.2xstg.coco'),
+    ('MLPE', 'mlpe_rs50_256x192_a'),
+    ('HSRNet', 'hsrnet59.256x192.coco'),
+])
+def test_export_matches_eager(tmp_path, project, name):
+    cfg, model = load_exp(_exp(project, name), SMALL)
+    model = _randomise_bn(model.eval())
+    path = export.export_onnx(model, str(tmp_path / 'm.onnx'), (64, 64), dynamic_batch=True)
+    ops = export.onnx_op_counts(path)
+    assert 'BatchNormalization' not in ops and ops['Conv'] > 10
+    images = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    diff = export.verify_onnx(path, model, images)
+    with torch.no_grad():
+        ref = model(images)
+    out = OnnxHeatmapModel(path)(images)
+    assert out.shape == ref.shape == (3, cfg.DATASET.KEYPOINT.NUM, 16, 16) and out.dtype == torch.float32
+    assert float((out - ref).abs().max()) == diff <= 1e-4 * max(1.0, float(ref.abs().max()))
+    assert diff > 0 or float(ref.abs().max()) == 0     # a real comparison, not the same tensor
+
+
+def test_cli_with_weights_fixed_batch_and_chunking(tmp_path):
+    exp_dir = _exp('RSN', 'RSN18.coco')
+    _, model = load_exp(exp_dir, SMALL)
+    model = _randomise_bn(model, seed=3)
+    weights = tmp_path / 'w.pth'
+    torch.save({'model': model.state_dict()}, weights)
+    out = tmp_path / 'rsn.onnx'
+    written = export.main([exp_dir, '--weights', str(weights), '--format', 'onnx', '--batch', '2',
+                           '--out', str(out)] + SMALL)
+    assert written == str(out) and out.is_file()
+    onnx_model = OnnxHeatmapModel(out)
+    assert onnx_model.fixed_batch == 2 and onnx_model.input_hw == (64, 64)
+    images = torch.randn(3, 3, 64, 64).contiguous(memory_format=torch.channels_last)   # 3 = 2 + padded 1
+    with torch.no_grad():
+        ref = model(images)
+    assert torch.allclose(onnx_model(images), ref, rtol=0, atol=1e-4 * max(1.0, float(ref.abs().max())))
+    with pytest.raises(ValueError, match='rsn.onnx: exported for input'):
+        onnx_model(torch.zeros(1, 3, 64, 48))
+
+
+def test_cli_rejects_bad_weights_and_missing_files(tmp_path):
+    bad = tmp_path / 'bad.pth'
+    bad.write_bytes(b'not a checkpoint')
+    with pytest.raises(Exception, match='bad.pth'):
+        export.main([_exp('RSN', 'RSN18.coco'), '--weights', str(bad), '--out', str(tmp_path / 'x.onnx')] + SMALL)
+    with pytest.raises(RuntimeError, match='missing.onnx'):
+        OnnxHeatmapModel(tmp_path / 'missing.onnx')
+
+
+def test_gcpose_keypoint_head_export(tmp_path):
+    from projects.GCPose.gcpose.export import export_keypoint_head
+    cfg, model = load_exp(_exp('GCPose', 'gcpose.R50.coco'), ['MODEL.PRETRAINED', ''])
+    head = model.roi_heads.keypoint_head.eval()
+    path, chw = export_keypoint_head(model, cfg, str(tmp_path / 'head.onnx'), dynamic_batch=True)
+    assert chw == (256, 14, 14)
+    assert 'BatchNormalization' not in export.onnx_op_counts(path)
+    feats = torch.randn(2, 256, 14, 14, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        ref = head(feats)
+    out = OnnxHeatmapModel(path)(feats)
+    assert out.shape == ref.shape == (2, 17, 56, 56)   # R RoIs, K, 4P x 4P logits
+    assert float((out - ref).abs().max()) <= 1e-4 * max(1.0, float(ref.abs().max()))
+
+
+def test_onnx_model_in_the_topdown_predictor(tmp_path, coco_subset):
+    """The same predictor (flip test, Megvii decode, mapping back, rescoring) runs either backend."""
+    from cvpack.data import build_dataset, collate
+    from cvpack.inference import build_predictor
+    opts = SMALL[:2] + ['INPUT_SHAPE', '[64, 48]', 'OUTPUT_SHAPE', '[16, 12]', 'DATASET.ROOT', coco_subset,
+                        'TEST.USE_GT_BBOX', 'True']
+    cfg, model = load_exp(_exp('RSN', 'RSN18.coco'), opts)
+    model = _randomise_bn(model, seed=5)
+    path = export.export_onnx(model, str(tmp_path / 'rsn.onnx'), (64, 48), dynamic_batch=True)
+    dataset = build_dataset(cfg, 'val')
+    batch = collate([dataset[i] for i in range(4)])
+    predictor = build_predictor(cfg)
+    with torch.no_grad():
+        eager = predictor(model, batch)
+    onnx_out = predictor(OnnxHeatmapModel(path), batch)
+    assert len(eager) == len(onnx_out) == 4
+    for a, b in zip(eager, onnx_out):
+        assert a['image_id'] == b['image_id']
+        assert abs(a['score'] - b['score']) < 1e-4
+        assert abs(a['keypoints'] - b['keypoints']).max() < 1e-2   # image pixels; same argmax, sub-pixel shift
