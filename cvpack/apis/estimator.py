@@ -101,14 +101,29 @@ class PoseEstimator:
             as test.py).
         model: an already built model object with the eval forward contract (images (N, 3, H, W) ->
             heatmaps (N, K, h, w); e.g. an ONNX Runtime wrapper) instead of building the exp's; weights unused.
+        backend: 'torch' (default) or 'onnxruntime': ``weights`` is then an ONNX file written by
+            ``python -m cvpack.tools.export`` (top-down exps; needs the optional onnxruntime), run by
+            :class:`cvpack.inference.onnx.OnnxHeatmapModel` with the same pre- and post-processing; the config
+            settings of the weights it was exported from (stored in the file) are applied.
 
     ``timing`` accumulates seconds spent in the detector and the pose model (``'detector'``, ``'pose'``).
     """
 
     def __init__(self, exp_dir, weights=None, device='auto', detector=None, opts=None, batch_size=None,
-                 box_thresh=0.5, detector_nms=None, det_score_thresh=None, model=None):
+                 box_thresh=0.5, detector_nms=None, det_score_thresh=None, model=None, backend='torch'):
         self.device = resolve_device(device)
-        if model is None:
+        if backend not in ('torch', 'onnxruntime'):
+            raise ValueError("backend must be 'torch' or 'onnxruntime', got %r" % (backend,))
+        if backend == 'onnxruntime':
+            from ..exp import load_exp
+            from ..inference.onnx import OnnxHeatmapModel
+            from ..weights import apply_overrides
+            if not weights or model is not None:
+                raise ValueError("backend='onnxruntime' needs weights=<the exported .onnx file> (and no model=)")
+            self.model = OnnxHeatmapModel(weights)
+            self.cfg = apply_overrides(load_exp(exp_dir, opts, build=False)[0], self.model.cfg_overrides, weights,
+                                       logger)
+        elif model is None:
             self.cfg, self.model = _build_model(exp_dir, weights, opts, self.device)
             self.model = self._prepare(self.model)
         else:

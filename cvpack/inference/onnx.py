@@ -7,6 +7,8 @@ back, rescoring) drive either backend (docs/EXPORT.md).
 
 ``onnxruntime`` is optional (``pip install .[export]``); importing this module does not need it.
 """
+import json
+
 import numpy as np
 import torch
 
@@ -47,6 +49,12 @@ class OnnxHeatmapModel:
         self.channels = shape[1] if isinstance(shape[1], int) else None
         self.input_hw = tuple(s if isinstance(s, int) else None for s in shape[2:])
         self.training = False
+        # the config overrides of the weights it was exported from (cvpack.tools.export.write_metadata)
+        meta = self.session.get_modelmeta().custom_metadata_map
+        try:
+            self.cfg_overrides = json.loads(meta.get('cvpack.cfg_overrides', '{}'))
+        except ValueError:
+            raise ValueError('%s: its cvpack.cfg_overrides metadata is not valid JSON' % path) from None
 
     def eval(self):
         """No-op (the graph is an eval forward); returns self, like nn.Module.eval."""

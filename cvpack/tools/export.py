@@ -20,6 +20,7 @@ CNNs, measured 8 s against 170 s to export RSN-18 on the shared 2-core machine) 
 (torch.export; ``onnxscript`` needed).
 """
 import argparse
+import json
 import os
 import os.path as osp
 import sys
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 
 __all__ = ['export_onnx', 'fold_sequential_bn', 'bn_nodes_to_affine', 'verify_onnx', 'load_for_export',
-           'onnx_op_counts', 'main']
+           'onnx_op_counts', 'write_metadata', 'main']
 
 INPUT_NAME, OUTPUT_NAME = 'images', 'heatmaps'
 TOLERANCE = 1e-4   # max |onnx - eager|, relative to the eager heatmaps' peak (at least 1)
@@ -43,14 +44,38 @@ def _require(module):
 
 
 def load_for_export(exp_dir, weights=None, opts=None):
-    """The exp's ``(cfg, model)``: model in eval mode, on the CPU, with ``weights`` loaded strictly when given
-    (through cvpack.safe_load; errors name the file)."""
-    from ..engine.checkpoint import load_model_weights
+    """The exp's ``(cfg, model)``: model in eval mode, on the CPU, with ``weights`` loaded strictly when given.
+
+    Weights go through :func:`cvpack.weights.build_model_with_weights` (any known format, path or URL, read by
+    cvpack.safe_load): the settings they need (e.g. mmpose's ``MODEL.CONV_BIAS False``, RGB mean/std) are
+    applied before the model is built, and ``cfg.WEIGHT_OVERRIDES`` lists them, so the export can carry them.
+    """
     from ..exp import load_exp
-    cfg, model = load_exp(exp_dir, opts)
-    if weights:
-        load_model_weights(model, weights, strict=True)
+    from ..weights import build_model_with_weights
+    if not weights:
+        cfg, model = load_exp(exp_dir, opts)
+        cfg.WEIGHT_OVERRIDES = {}
+        return cfg, model.eval()
+    cfg, model, prepared = build_model_with_weights(exp_dir, weights, opts)
+    cfg.WEIGHT_OVERRIDES = dict(prepared.cfg_overrides)
     return cfg, model.eval()
+
+
+def write_metadata(path, cfg, exp_dir):
+    """Store in the ONNX file what the torch side knows from the checkpoint: the exp and the config overrides
+    the weights need (preprocessing, decoder), as JSON under 'cvpack.cfg_overrides' (read back by
+    :class:`cvpack.inference.onnx.OnnxHeatmapModel`, so the inference API preprocesses as the weights expect)."""
+    onnx = _require('onnx')
+    model = onnx.load(path)
+    entries = {'cvpack.exp': osp.basename(osp.normpath(exp_dir)),
+               'cvpack.cfg_overrides': json.dumps(cfg.get('WEIGHT_OVERRIDES') or {}, sort_keys=True)}
+    for prop in list(model.metadata_props):
+        if prop.key in entries:
+            model.metadata_props.remove(prop)
+    for key, value in entries.items():
+        prop = model.metadata_props.add()
+        prop.key, prop.value = key, value
+    onnx.save(model, path)
 
 
 def onnx_op_counts(path):
@@ -215,6 +240,7 @@ def main(argv=None):
     out = args.out or osp.join(args.exp_dir, name + '.onnx')
     h, w = cfg.INPUT_SHAPE
     export_onnx(model, out, (h, w), args.dynamic_batch, args.exporter, args.batch)
+    write_metadata(out, cfg, args.exp_dir)
     ops = onnx_op_counts(out)
     print('wrote %s (%s, %dx%d, batch %s; %d nodes, BatchNormalization 0, Conv %d)'
           % (out, args.exporter, h, w, 'N' if args.dynamic_batch else args.batch, sum(ops.values()),
