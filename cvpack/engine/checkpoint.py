@@ -299,7 +299,7 @@ def find_resume_checkpoint(folder, log=None):
 def move_checkpoints_aside(folder, log=None):
     """Start-over policy of ``train.py --no-auto-resume``: the previous run's checkpoints are kept, not overwritten.
 
-    Moves ``iter-N.pth`` and ``iter-last.pth`` of ``folder`` into a new ``folder/previous-run-<UTC time>/``
+    Moves ``iter-N.pth``, ``iter-last.pth``, ``best.pth`` and ``metrics.jsonl`` of ``folder`` into a new ``folder/previous-run-<UTC time>/``
     (``iter-last.pth`` is a relative link, so it still points to the moved file there) and logs what moved
     where. Call it on rank 0 only. Returns the new folder, or None when there was nothing to move.
     """
@@ -310,6 +310,8 @@ def move_checkpoints_aside(folder, log=None):
         names.append(LAST_NAME)
     if not names:
         return None
+    # the evaluation during training's best checkpoint and metrics log belong to that run too
+    names += [n for n in ('best.pth', 'metrics.jsonl') if osp.lexists(osp.join(folder, n))]
     stamp = time.strftime('%Y%m%d-%H%M%S', time.gmtime())
     dest, n = osp.join(folder, 'previous-run-' + stamp), 1
     while osp.lexists(dest):

@@ -27,6 +27,7 @@ from .checkpoint import (LAST_NAME, check_training_checkpoint, find_resume_check
                          remove_stale_temporaries, rng_state,
                          save_checkpoint, set_rng_state, space_note, strip_prefix)
 from .launch import cleanup_distributed, dist_timeout, setup_distributed
+from .periodic_eval import BEST_NAME, METRICS_NAME, PeriodicEvaluator, trim_metrics_log
 from .logger import TensorboardWriter, setup_logger
 from .preemption import PREEMPTED_EXIT_CODE, Preempted, StopSignal
 from .utils import amp_dtype, autocast, prepare_model, to_device, write_run_files
@@ -95,7 +96,8 @@ def auto_resume_path(last, auto, is_main, log=None, loaded=None):
 class Trainer:
     """Holds the model, optimizer, scheduler and data of one training run (built by :func:`train_main`)."""
 
-    def __init__(self, cfg, build_model, ctx, dataset_builder=None, collate_fn=None):
+    def __init__(self, cfg, build_model, ctx, dataset_builder=None, collate_fn=None, predictor_builder=None,
+                 evaluator_builder=None):
         self.cfg, self.ctx = cfg, ctx
         self.log = logging.getLogger('cvpack.train')
         seed = int(cfg.get('SEED', 0)) + ctx.rank
@@ -121,6 +123,8 @@ class Trainer:
         self.start_iter = 0
         self.sampler = None    # set by build_loader
         self.tb = TensorboardWriter(cfg.get('TENSORBOARD_DIR'), enabled=ctx.is_main)
+        self.evaluator = PeriodicEvaluator(cfg, ctx, dataset_builder or default_dataset_builder,
+                                           self.collate_fn, predictor_builder, evaluator_builder)
 
     # ----------------------------------------------------------------- state
     def state_dict(self, iteration):
@@ -131,7 +135,7 @@ class Trainer:
         return {'model': self.model.state_dict(), 'optimizer': self.optimizer.state_dict(),
                 'scheduler': self.scheduler.state_dict(), 'scaler': self.scaler.state_dict(),
                 'iteration': int(iteration), 'sampler': self.sampler.state_dict(iteration),
-                'rng': rngs, 'world_size': self.ctx.world_size}
+                'rng': rngs, 'world_size': self.ctx.world_size, 'best': self.evaluator.best}
 
     def resume(self, path, ckpt=None):
         """Restore everything saved by :meth:`state_dict` so the run continues exactly (``ckpt``: its content,
@@ -167,6 +171,10 @@ class Trainer:
         rngs = ckpt.get('rng') or []
         if len(rngs) == self.ctx.world_size:
             set_rng_state(rngs[self.ctx.rank])   # (augmentations draw from per-sample RNGs: nothing else to restore)
+        self.evaluator.load_best(ckpt.get('best'), path)
+        if self.ctx.is_main and trim_metrics_log(osp.join(self.cfg.OUTPUT_DIR, METRICS_NAME), self.start_iter):
+            self.log.info('%s: dropped the evaluations after iteration %d (done again)', METRICS_NAME,
+                          self.start_iter)
         self.log.info('resumed from %s at iteration %d', path, self.start_iter)
 
     def _reset_base_lrs(self, base_lrs):
@@ -339,6 +347,20 @@ class Trainer:
             self.log.info('saved %s', path)
         comm.barrier()
 
+    def evaluate(self, done):
+        """Evaluation during training (TEST.EVAL_PERIOD, cvpack/engine/periodic_eval.py): metrics to the log,
+        tensorboard (``val/<name>``) and metrics.jsonl; a new best value of TEST.BEST_METRIC rewrites
+        OUTPUT_DIR/best.pth (a full training checkpoint of this iteration, written atomically). Collective."""
+        metrics, improved = self.evaluator.run(self.model, done)
+        self.tb.scalars({'val/' + k: v for k, v in metrics.items()}, done)
+        if improved:
+            state = self.state_dict(done)   # collective (RNG gather); the RNG is the training one again
+            if self.ctx.is_main:
+                path = save_checkpoint(state, osp.join(self.cfg.OUTPUT_DIR, BEST_NAME))
+                self.log.info('new best %s %.4f: saved %s', self.evaluator.best['metric'],
+                              self.evaluator.best['value'], path)
+            comm.barrier()
+
     def train(self):
         s = self.solver
         self.ddp.train()
@@ -357,6 +379,9 @@ class Trainer:
             done = it + 1
             if done % log_period == 0 or done == s.MAX_ITER or done == self.start_iter + 1:
                 self._log(done, lr, losses, t_data, t_iter, imgs_per_iter, sum(times) / len(times))
+            if self.evaluator.due(done, s.MAX_ITER):   # before the save: the checkpoint holds this best
+                self.evaluate(done)
+                t_end = time.perf_counter()   # the evaluation is not data-loading time
             if done % period == 0 or done == s.MAX_ITER:
                 self.save(done)
         self.log.info('training finished: %d iterations in %.1f s', s.MAX_ITER - self.start_iter,
@@ -408,7 +433,8 @@ def _log_setup(trainer, cfg, ctx):
                      s.WARMUP_ITERS, list(s.get('STEPS', ())), s.LR_SCHEDULER, s.IMS_PER_GPU)
 
 
-def train_main(cfg, build_model, argv=None, dataset_builder=None, collate_fn=None):
+def train_main(cfg, build_model, argv=None, dataset_builder=None, collate_fn=None, predictor_builder=None,
+               evaluator_builder=None):
     """Entry point of an exp's ``train.py`` (see docs/DESIGN.md "Engine").
 
     Args:
@@ -417,6 +443,8 @@ def train_main(cfg, build_model, argv=None, dataset_builder=None, collate_fn=Non
         argv: command line (default ``sys.argv[1:]``).
         dataset_builder: ``(cfg, split) -> Dataset``; default ``cvpack.data.build_dataset``.
         collate_fn: default ``cvpack.data.collate``.
+        predictor_builder, evaluator_builder: for the evaluation during training (``TEST.EVAL_PERIOD``), as
+            ``test_main``'s; default ``cvpack.inference.build_predictor`` / ``cvpack.evaluation.build_evaluator``.
 
     Returns:
         The trained model (unwrapped from DDP), on its device.
@@ -432,7 +460,7 @@ def train_main(cfg, build_model, argv=None, dataset_builder=None, collate_fn=Non
         comm.barrier()
         setup_logger('cvpack.train', osp.join(cfg.OUTPUT_DIR, 'log.txt'), ctx.rank)
         log_file = osp.abspath(osp.join(cfg.OUTPUT_DIR, 'log.txt'))
-        trainer = Trainer(cfg, build_model, ctx, dataset_builder, collate_fn)
+        trainer = Trainer(cfg, build_model, ctx, dataset_builder, collate_fn, predictor_builder, evaluator_builder)
         _log_setup(trainer, cfg, ctx)
         if ctx.is_main:
             write_run_files(cfg, {'WORLD_SIZE': ctx.world_size, 'DEVICE': str(ctx.device),
