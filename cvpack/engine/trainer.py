@@ -6,6 +6,7 @@ are saved, as the original did), the loss computed inside ``forward``, ``iter-N.
 Changed: single-process and CPU/gloo runs work; the scheduler steps after the optimizer; the sampler,
 RNG, scaler and scheduler state resume exactly; only rank 0 writes files; a non-finite loss stops the run.
 """
+import contextlib
 import errno
 import logging
 import os
@@ -121,6 +122,8 @@ class Trainer:
         self.amp = amp_dtype(cfg.SOLVER.get('AMP', 'none'), ctx.device)
         self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=self.amp == torch.float16)
         self.start_iter = 0
+        # SOLVER.ACCUMULATE: micro-batches of IMS_PER_GPU per optimizer step; iterations count optimizer steps
+        self.accumulate = int(cfg.SOLVER.get('ACCUMULATE', 1) or 1)
         self.sampler = None    # set by build_loader
         self.tb = TensorboardWriter(cfg.get('TENSORBOARD_DIR'), enabled=ctx.is_main)
         self.evaluator = PeriodicEvaluator(cfg, ctx, dataset_builder or default_dataset_builder,
@@ -134,7 +137,7 @@ class Trainer:
         rngs = comm.all_gather_object(rng_state())
         return {'model': self.model.state_dict(), 'optimizer': self.optimizer.state_dict(),
                 'scheduler': self.scheduler.state_dict(), 'scaler': self.scaler.state_dict(),
-                'iteration': int(iteration), 'sampler': self.sampler.state_dict(iteration),
+                'iteration': int(iteration), 'sampler': self.sampler.state_dict(iteration * self.accumulate),
                 'rng': rngs, 'world_size': self.ctx.world_size, 'best': self.evaluator.best}
 
     def resume(self, path, ckpt=None):
@@ -268,7 +271,8 @@ class Trainer:
     # ------------------------------------------------------------------ data
     def build_loader(self):
         s, ctx = self.solver, self.ctx
-        sampler = IterationBasedSampler(len(self.dataset), s.IMS_PER_GPU, s.MAX_ITER, self.start_iter,
+        n = self.accumulate   # the sampler counts micro-batches: the same index stream for any ACCUMULATE
+        sampler = IterationBasedSampler(len(self.dataset), s.IMS_PER_GPU, s.MAX_ITER * n, self.start_iter * n,
                                         ctx.rank, ctx.world_size, seed=int(self.cfg.get('SEED', 0)))
         if self.cfg.DATALOADER.get('ASPECT_RATIO_GROUPING') and hasattr(self.dataset, 'aspect_ratio_flags'):
             # Detection (GCPose): one aspect-ratio group per batch, still resumable (see GroupedIterationSampler).
@@ -290,8 +294,36 @@ class Trainer:
             persistent_workers=False)
 
     # ------------------------------------------------------------------ loop
-    def step(self, batch, iteration):
-        """One optimisation step; returns the rank-averaged loss terms (floats)."""
+    def step(self, batches, iteration):
+        """One optimizer step over the micro-batches ``batches`` (a list of SOLVER.ACCUMULATE collated batches,
+        or one batch); returns the rank-averaged loss terms (floats, the mean over the micro-batches).
+
+        Each micro-batch's loss is scaled by 1/N, so N micro-batches of B/N samples give the gradient of one
+        batch of B (the losses are means over samples); DDP all-reduces only on the last one (``no_sync``).
+        """
+        if isinstance(batches, dict):
+            batches = [batches]
+        n = len(batches)
+        self.optimizer.zero_grad(set_to_none=True)
+        terms = {}
+        for i, batch in enumerate(batches):
+            skip_sync = i < n - 1 and self.ddp is not self.model
+            with self.ddp.no_sync() if skip_sync else contextlib.nullcontext():
+                total, reduced = self._forward(batch, iteration)
+                self.scaler.scale(total / n).backward()
+            for k, v in reduced.items():
+                terms[k] = terms.get(k, 0.0) + float(v) / n
+        clip = self.cfg.SOLVER.get('CLIP_GRAD_NORM')
+        if clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(clip))
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()  # after optimizer.step (bug #7): iteration i trains with factor(i)
+        return terms
+
+    def _forward(self, batch, iteration):
+        """Training forward of one (micro-)batch: (total loss, rank-averaged loss terms); stops on NaN/inf."""
         batch = to_device(batch, self.ctx.device, self.cfg.MODEL.get('CHANNELS_LAST', False))
         with autocast(self.amp, self.ctx.device):
             losses = self.ddp(batch['image'], batch)
@@ -308,16 +340,7 @@ class Trainer:
             local = {k: float(v) for k, v in losses.items() if not torch.isfinite(v)}
             raise FloatingPointError('non-finite loss at iteration %d: %s (on this rank: %s); stopping.'
                                      % (iteration, bad, local or 'finite'))
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(total).backward()
-        clip = self.cfg.SOLVER.get('CLIP_GRAD_NORM')
-        if clip:
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(clip))
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.scheduler.step()  # after optimizer.step (bug #7): iteration i trains with factor(i)
-        return {k: float(v) for k, v in reduced.items()}
+        return total, reduced
 
     def save(self, iteration):
         """Write ``iter-N.pth`` and re-point ``iter-last.pth`` (rank 0; collective).
@@ -365,14 +388,14 @@ class Trainer:
         s = self.solver
         self.ddp.train()
         period, log_period = int(s.CHECKPOINT_PERIOD), int(s.get('LOG_PERIOD', 20) or 20)
-        imgs_per_iter = int(s.IMS_PER_GPU) * self.ctx.world_size
+        imgs_per_iter = int(s.IMS_PER_GPU) * self.ctx.world_size * self.accumulate
         loader_iter = iter(self.build_loader())
         t_end, t_start, times = time.perf_counter(), time.perf_counter(), []
         for it in self._iterations(period):   # stops on SIGTERM (preemption.py)
-            batch = next(loader_iter)
+            batches = [next(loader_iter) for _ in range(self.accumulate)]
             t_data = time.perf_counter() - t_end
             lr = self.optimizer.param_groups[0]['lr']
-            losses = self.step(batch, it + 1)
+            losses = self.step(batches, it + 1)
             now = time.perf_counter()
             t_iter, t_end = now - t_end, now
             times = (times + [t_iter])[-log_period:]
@@ -428,9 +451,11 @@ def _log_setup(trainer, cfg, ctx):
     trainer.log.info('world size %d (rank %d, local rank %d), device %s, backend %s', ctx.world_size, ctx.rank,
                      ctx.local_rank, ctx.device, ctx.backend or 'none (single process)')
     trainer.log.info('effective solver: LR %.3e (BASE_LR %.3e, REFERENCE_WORLD_SIZE %s), MAX_ITER %d, '
-                     'CHECKPOINT_PERIOD %d, WARMUP_ITERS %d, STEPS %s, %s, batch %d per process',
+                     'CHECKPOINT_PERIOD %d, WARMUP_ITERS %d, STEPS %s, %s, batch %d per process x %d accumulated '
+                     '(SOLVER.ACCUMULATE) = %d per optimizer step',
                      s.LR, s.BASE_LR, s.get('REFERENCE_WORLD_SIZE'), s.MAX_ITER, s.CHECKPOINT_PERIOD,
-                     s.WARMUP_ITERS, list(s.get('STEPS', ())), s.LR_SCHEDULER, s.IMS_PER_GPU)
+                     s.WARMUP_ITERS, list(s.get('STEPS', ())), s.LR_SCHEDULER, s.IMS_PER_GPU, trainer.accumulate,
+                     s.IMS_PER_GPU * ctx.world_size * trainer.accumulate)
 
 
 def train_main(cfg, build_model, argv=None, dataset_builder=None, collate_fn=None, predictor_builder=None,
