@@ -14,6 +14,7 @@ import os.path as osp
 import random
 import signal
 import time
+from urllib.parse import urlparse
 
 import numpy as np
 import torch
@@ -21,7 +22,7 @@ import torch
 from .. import dist as comm
 from ..data.samplers import IterationBasedSampler
 from ..solver import build_lr_scheduler, build_optimizer, load_optimizer_state, resolve_solver
-from ..safe_load import CheckpointError
+from ..safe_load import CheckpointError, is_url, resolve_source
 from .args import parse_with_config, train_parser
 from .checkpoint import (LAST_NAME, check_training_checkpoint, find_resume_checkpoint, link_last,
                          load_model_weights, match_state, move_checkpoints_aside, non_finite_tensors,
@@ -253,6 +254,7 @@ class Trainer:
         report, error = None, None
         if self.ctx.is_main:
             try:
+                self._fetch_pretrained(source)
                 report = fn(source)
             except Exception as exc:  # re-raised below, after the other ranks know
                 error = exc
@@ -267,6 +269,24 @@ class Trainer:
                                   % (type(self.model).__name__, report.summary()))
         self.log.info('ImageNet init from %s: %s', source,
                       report.summary() if hasattr(report, 'summary') else report)
+
+    def _fetch_pretrained(self, source):
+        """Download a MODEL.PRETRAINED URL into the torch hub cache (rank 0, before the model reads it), so
+        that a failed download (offline, firewall) says which weights, and what to do instead of a URLError."""
+        if not is_url(source):
+            return
+        name = osp.basename(urlparse(str(source)).path) or 'download'
+        cache = osp.join(torch.hub.get_dir(), 'checkpoints', name)
+        if not osp.isfile(cache):
+            self.log.info('downloading the ImageNet weights of MODEL.PRETRAINED %s to %s', source, cache)
+        try:
+            resolve_source(source)
+        except CheckpointError as e:
+            why = e.reason.split('; download it by hand')[0]   # (resolve_source's own hint is replaced below)
+            raise CheckpointError(source, 'MODEL.PRETRAINED: the ImageNet weights could not be fetched (%s). '
+                                  'Offline? Download the file on a machine with internet and pass its local '
+                                  'path (MODEL.PRETRAINED /path/to/%s) or copy it to %s; or train from a random '
+                                  "initialisation with MODEL.PRETRAINED ''" % (why, name, cache)) from None
 
     # ------------------------------------------------------------------ data
     def build_loader(self):
