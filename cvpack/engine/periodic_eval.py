@@ -104,7 +104,7 @@ class PeriodicEvaluator:
                           self.best['iteration'])
 
     def _build(self):
-        from .tester import describe_box_source, limit_images
+        from .tester import describe_box_source, limit_images, restrict_evaluator
         dataset_builder, collate_fn, predictor_builder, evaluator_builder = self._builders
         if predictor_builder is None:
             from ..inference import build_predictor as predictor_builder
@@ -113,7 +113,7 @@ class PeriodicEvaluator:
         dataset = limit_images(dataset_builder(self.cfg, 'val'), self.cfg, self.log)
         self.log.info('evaluation every %d iterations on %d val samples over %d process(es); %s', self.period,
                       len(dataset), self.ctx.world_size, describe_box_source(self.cfg, dataset))
-        evaluator = evaluator_builder(self.cfg) if self.ctx.is_main else None
+        evaluator = restrict_evaluator(evaluator_builder(self.cfg), dataset) if self.ctx.is_main else None
         self._parts = (dataset, collate_fn, predictor_builder(self.cfg), evaluator)
 
     def run(self, model, done):

@@ -24,7 +24,7 @@ from .trainer import default_collate, default_dataset_builder
 from .utils import prepare_model
 
 __all__ = ['test_main', 'resolve_test_checkpoint', 'run_inference', 'load_for_test', 'describe_box_source',
-           'limit_images']
+           'limit_images', 'restrict_evaluator']
 
 
 def resolve_test_checkpoint(cfg, iteration=None, checkpoint=None, log=None):
@@ -171,6 +171,19 @@ def limit_images(dataset, cfg, log=None):
     return subset
 
 
+def restrict_evaluator(evaluator, dataset):
+    """Tell ``evaluator`` to score only the images of a TEST.MAX_IMAGES subset (its ``restrict_to``); the
+    evaluators score the whole annotation file otherwise, counting the images left out as missed."""
+    image_ids = getattr(dataset, 'image_ids', None)
+    if image_ids is None:
+        return evaluator
+    if not callable(getattr(evaluator, 'restrict_to', None)):
+        raise ValueError('TEST.MAX_IMAGES: the evaluator %s cannot score a subset of the images (it has no '
+                         'restrict_to(image_ids, indices)); set TEST.MAX_IMAGES 0' % type(evaluator).__name__)
+    evaluator.restrict_to(image_ids, dataset.indices)
+    return evaluator
+
+
 def _log_summary(metrics, path, log):
     """One line with every numeric metric (the evaluator logs its own table) and where they were written."""
     nums = ', '.join('%s %.4f' % (k, v) for k, v in metrics.items() if isinstance(v, (int, float)))
@@ -203,7 +216,7 @@ def test_main(cfg, build_model, argv=None, dataset_builder=None, predictor_build
             dataset_builder = default_dataset_builder
         if predictor_builder is None:
             from ..inference import build_predictor as predictor_builder
-        dataset = dataset_builder(cfg, 'val')
+        dataset = limit_images(dataset_builder(cfg, 'val'), cfg, log)
         log.info('testing %s on %d samples over %d process(es); %s', path, len(dataset), ctx.world_size,
                  describe_box_source(cfg, dataset))
         _log_det_stats(dataset, log)
@@ -214,7 +227,7 @@ def test_main(cfg, build_model, argv=None, dataset_builder=None, predictor_build
             if evaluator_builder is None:
                 from ..evaluation import build_evaluator as evaluator_builder
             log.info('evaluating %d instances', len(instances))
-            metrics = evaluator_builder(cfg)(instances, cfg.TEST_DIR)
+            metrics = restrict_evaluator(evaluator_builder(cfg), dataset)(instances, cfg.TEST_DIR)
             record = {'checkpoint': osp.abspath(path), 'num_instances': len(instances), 'metrics': metrics}
             metrics_path = osp.join(cfg.TEST_DIR, 'metrics.json')
             with open(metrics_path, 'w') as f:
