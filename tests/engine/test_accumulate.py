@@ -60,7 +60,7 @@ def test_accumulate_equals_full_batch(toy, tmp_path, sub_env, nproc):
     else:   # evaluation after iteration 3 (the period) and 4 (the last): 7 val samples over 2 ranks, each once
         run = tmp_path / 'acc' / 'run'
         lines = [json.loads(line) for line in open(run / 'metrics.jsonl')]
-        assert lines == [{'iteration': 3, 'count': 7.0, 'unique': 7.0}, {'iteration': 4, 'count': 7.0, 'unique': 7.0}]
+        assert [(r['iteration'], r['count'], r['unique']) for r in lines] == [(3, 7.0, 7.0), (4, 7.0, 7.0)]
         best = ck.load_checkpoint(str(run / 'best.pth'))
         assert best['best'] == {'metric': 'unique', 'value': 7.0, 'iteration': 3} and best['iteration'] == 3
 

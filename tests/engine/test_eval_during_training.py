@@ -5,6 +5,8 @@ import os
 import os.path as osp
 import shutil
 
+import pytest
+
 from cvpack.engine import checkpoint as ck
 from tests.engine.real_runs import launcher, model_diff, res18_opts, run_train
 
@@ -64,7 +66,6 @@ def test_no_auto_resume_moves_best_and_metrics(tmp_path):
 
 
 def test_choose_best_metric_and_trim(tmp_path):
-    import pytest
     from cvpack.engine.periodic_eval import choose_best_metric, trim_metrics_log
     assert choose_best_metric('', {'AP': 0.1, 'AR': 0.2}) == 'AP'
     assert choose_best_metric('', {'Head': 0.1, 'Mean': 0.2}) == 'Mean'   # MPII PCKh table
@@ -76,3 +77,23 @@ def test_choose_best_metric_and_trim(tmp_path):
     assert trim_metrics_log(str(path), 4) == 1
     assert path.read_text() == '{"iteration": 2, "AP": 0.1}\n{"iteration": 4, "AP": 0.2}\n'
     shutil.rmtree(tmp_path)
+
+
+@pytest.mark.parametrize('metric', ['score', 'neg_score'])
+def test_best_checkpoint_is_the_best_evaluation(toy, toy_exp, metric):
+    """Toy exp in-process, an evaluation and a checkpoint every iteration: best.pth is iter-K.pth of the K with the
+    highest metric (score and -score: one of them improves after the first evaluation)."""
+    from cvpack.engine import train_main
+    exp, cfg = toy_exp
+    out = osp.join(exp, 'out-' + metric)
+    train_main(cfg, toy.build_model, argv=['OUTPUT_DIR', out, 'TENSORBOARD_DIR', 'None', 'SOLVER.CHECKPOINT_PERIOD',
+                                           '1', 'TEST.EVAL_PERIOD', '1', 'TEST.BEST_METRIC', metric],
+               dataset_builder=toy.dataset_builder, collate_fn=toy.collate, predictor_builder=toy.predictor_builder,
+               evaluator_builder=toy.evaluator_builder)
+    lines = _jsonl(osp.join(out, 'metrics.jsonl'))
+    values = [r[metric] for r in lines]
+    assert [r['iteration'] for r in lines] == [1, 2, 3, 4] and len(set(values)) == 4
+    k = lines[values.index(max(values))]['iteration']
+    best = ck.load_checkpoint(osp.join(out, 'best.pth'))
+    assert best['iteration'] == k and best['best'] == {'metric': metric, 'value': max(values), 'iteration': k}
+    assert model_diff(osp.join(out, 'best.pth'), osp.join(out, 'iter-%d.pth' % k)) == 0

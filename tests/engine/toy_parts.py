@@ -107,7 +107,9 @@ def evaluator_builder(cfg):
         ids = [inst['image_id'] for inst in instances]
         with open(osp.join(output_dir, 'results.json'), 'w') as f:
             json.dump([{'image_id': i, 'score': inst['score']} for i, inst in zip(ids, instances)], f)
-        return {'count': len(ids), 'unique': len(set(ids)), 'ids': sorted(ids)}
+        score = float(np.mean([inst['score'] for inst in instances])) if instances else 0.0
+        # score / neg_score: metrics that change as the toy trains (best-checkpoint tests, either direction)
+        return {'count': len(ids), 'unique': len(set(ids)), 'ids': sorted(ids), 'score': score, 'neg_score': -score}
     return evaluate
 
 
