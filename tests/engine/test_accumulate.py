@@ -1,4 +1,4 @@
-"""SOLVER.ACCUMULATE through the toy exp's real train.py (1 process, and 2 gloo processes under torchrun):
+"""SOLVER.ACCUMULATE with the toy exp (1 process in-process, and its train.py in 2 gloo processes under torchrun):
 N micro-batches of B/N per optimizer step train the same weights as one batch of B (a model without BatchNorm
 or dropout), iterations/checkpoints/LR count optimizer steps, and a resumed accumulating run is exact.
 The 2-process run also evaluates during training (toy evaluator: every val sample exactly once)."""
@@ -15,12 +15,19 @@ from tests.engine.real_runs import launcher, run_train
 
 def _run(toy, env, nproc, out, *opts):
     """Train a toy exp written in ``out`` (OUTPUT_DIR ``out/run``); returns rank 0's final parameters.
+    1 process: train_main in this process (fast); 2: the exp's train.py under torchrun (gloo).
     Toy: ToyTrain of 10 samples, 4 optimizer steps, Adam, warm-up 1; TOY_PLAIN: no BatchNorm, no dropout."""
     exp = toy.write_exp(out)
-    run = osp.join(str(out), 'run')
+    opts = ['MODEL.TOY_PLAIN', 'True', 'TENSORBOARD_DIR', 'None', 'SOLVER.CHECKPOINT_PERIOD', '2',
+            'OUTPUT_DIR', osp.join(str(out), 'run')] + list(opts)
+    if nproc == 1:
+        from cvpack.engine import train_main
+        from cvpack.exp import load_exp
+        model = train_main(load_exp(exp, build=False)[0], toy.build_model, argv=opts,
+                           dataset_builder=toy.dataset_builder, collate_fn=toy.collate)
+        return {k: v.detach().clone() for k, v in model.named_parameters()}
     os.makedirs(_default_out(exp), exist_ok=True)   # (the toy train.py writes its parameters there)
-    run_train(exp, env, launcher(nproc), ['MODEL.TOY_PLAIN', 'True', 'TENSORBOARD_DIR', 'None',
-                                          'SOLVER.CHECKPOINT_PERIOD', '2', 'OUTPUT_DIR', run] + list(opts))
+    run_train(exp, env, launcher(nproc), opts)
     return torch.load(osp.join(_default_out(exp), 'params_rank0.pt'), weights_only=True)
 
 
