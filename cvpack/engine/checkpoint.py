@@ -301,7 +301,8 @@ def move_checkpoints_aside(folder, log=None):
 
     Moves ``iter-N.pth``, ``iter-last.pth`` (and the evaluation's ``best.pth`` and ``metrics.jsonl``) of
     ``folder`` into a new ``folder/previous-run-<UTC time>/`` (``iter-last.pth`` is a relative link, so it
-    still points to the moved file there) and logs what moved where. Call it on rank 0 only. Returns the new folder, or None when there was nothing to move.
+    still points to the moved file there) and logs what moved where. Call it on rank 0 only. Returns the new
+    folder, or None when there was nothing to move.
     """
     import time
     log = log or logger
