@@ -5,8 +5,9 @@ A checkpoint is a dict of tensors, dicts, lists, strings and numbers only, so ``
 weights_only=True)`` reads it::
 
     {'model': state_dict without 'module.', 'optimizer': ..., 'scheduler': ..., 'iteration': N,
-     'sampler': {'iteration': N, 'seed': ...}, 'rng': {'python': ..., 'numpy': ..., 'torch': ..., 'cuda': [...]},
-     'scaler': GradScaler state or {}, 'world_size': W}
+     'sampler': {'iteration': N * SOLVER.ACCUMULATE (micro-batches drawn), 'seed': ...},
+     'rng': {'python': ..., 'numpy': ..., 'torch': ..., 'cuda': [...]}, 'scaler': GradScaler state or {},
+     'world_size': W, 'best': {'metric': 'AP', 'value': v, 'iteration': K} or None (TEST.EVAL_PERIOD)}
 
 The original stored the same first four keys (so its files load here) and re-pointed ``iter-last.pth``
 with a shell ``ln -s`` (POSIX only, silent failure); here ``os.symlink`` with a copy as fallback.
