@@ -102,6 +102,7 @@ def base_config(exp_dir):
     cfg.SOLVER.AMP = 'none'            # 'none' | 'fp16' (CUDA) | 'bf16' (CUDA or CPU autocast)
     cfg.SOLVER.LOG_PERIOD = 20
     cfg.SOLVER.CLIP_GRAD_NORM = None
+    cfg.SOLVER.ACCUMULATE = 1          # micro-batches per optimizer step (gradient accumulation, docs/ENGINE.md)
 
     cfg.LOSS = edict()
     cfg.RUN_EFFICIENT = False          # activation checkpointing (non-reentrant: no double BN update)
@@ -113,6 +114,11 @@ def base_config(exp_dir):
     cfg.TEST.EVALUATOR = ''
     cfg.TEST.AMP = 'none'              # autocast for the test forward: 'none' | 'fp16' (CUDA) | 'bf16'
     cfg.TEST.COMPILE = False           # torch.compile + freezing for the test forward (cvpack.inference.compile)
+    cfg.TEST.MAX_IMAGES = 0            # test (and evaluate during training) on the first N val images; 0 = all
+    # evaluation during training (docs/ENGINE.md): every EVAL_PERIOD optimizer steps (0 = off) the test pipeline
+    # runs on the val split; OUTPUT_DIR/best.pth keeps the best BEST_METRIC ('' = 'AP' (COCO), else 'Mean' (MPII))
+    cfg.TEST.EVAL_PERIOD = 0
+    cfg.TEST.BEST_METRIC = ''
     return cfg
 
 

@@ -170,6 +170,7 @@ SCHEMA = {
     'SOLVER.AMP': _AMP,
     'SOLVER.LOG_PERIOD': Int(ge=1),
     'SOLVER.CLIP_GRAD_NORM': Float(gt=0, none=True),
+    'SOLVER.ACCUMULATE': Int(ge=1),
     # test loop
     'CODEC': Choice('megvii', 'cpn', 'msra'),   # cvpack.codecs.CODECS (a test keeps the two in sync)
     'TEST.IMS_PER_GPU': Int(ge=1),
@@ -180,6 +181,8 @@ SCHEMA = {
     'TEST.DET_SCORE_THRESH': Float(ge=0),
     'TEST.NMS_THRESH': Float(gt=0, le=1),
     'TEST.KEYPOINT_THRESH': _PROB,
+    'TEST.MAX_IMAGES': Int(ge=0),
+    'TEST.EVAL_PERIOD': Int(ge=0),
     # data presets (cvpack.config.datasets and the pipelines' presets)
     'INPUT_SHAPE': Seq(Int(ge=1), length=2),
     'OUTPUT_SHAPE': Seq(Int(ge=1), length=2),

@@ -5,8 +5,9 @@ A checkpoint is a dict of tensors, dicts, lists, strings and numbers only, so ``
 weights_only=True)`` reads it::
 
     {'model': state_dict without 'module.', 'optimizer': ..., 'scheduler': ..., 'iteration': N,
-     'sampler': {'iteration': N, 'seed': ...}, 'rng': {'python': ..., 'numpy': ..., 'torch': ..., 'cuda': [...]},
-     'scaler': GradScaler state or {}, 'world_size': W}
+     'sampler': {'iteration': N * SOLVER.ACCUMULATE (micro-batches drawn), 'seed': ...},
+     'rng': {'python': ..., 'numpy': ..., 'torch': ..., 'cuda': [...]}, 'scaler': GradScaler state or {},
+     'world_size': W, 'best': {'metric': 'AP', 'value': v, 'iteration': K} or None (TEST.EVAL_PERIOD)}
 
 The original stored the same first four keys (so its files load here) and re-pointed ``iter-last.pth``
 with a shell ``ln -s`` (POSIX only, silent failure); here ``os.symlink`` with a copy as fallback.
@@ -299,9 +300,10 @@ def find_resume_checkpoint(folder, log=None):
 def move_checkpoints_aside(folder, log=None):
     """Start-over policy of ``train.py --no-auto-resume``: the previous run's checkpoints are kept, not overwritten.
 
-    Moves ``iter-N.pth`` and ``iter-last.pth`` of ``folder`` into a new ``folder/previous-run-<UTC time>/``
-    (``iter-last.pth`` is a relative link, so it still points to the moved file there) and logs what moved
-    where. Call it on rank 0 only. Returns the new folder, or None when there was nothing to move.
+    Moves ``iter-N.pth``, ``iter-last.pth`` (and the evaluation's ``best.pth`` and ``metrics.jsonl``) of
+    ``folder`` into a new ``folder/previous-run-<UTC time>/`` (``iter-last.pth`` is a relative link, so it
+    still points to the moved file there) and logs what moved where. Call it on rank 0 only. Returns the new
+    folder, or None when there was nothing to move.
     """
     import time
     log = log or logger
@@ -310,6 +312,8 @@ def move_checkpoints_aside(folder, log=None):
         names.append(LAST_NAME)
     if not names:
         return None
+    # the evaluation during training's best checkpoint and metrics log belong to that run too
+    names += [n for n in ('best.pth', 'metrics.jsonl') if osp.lexists(osp.join(folder, n))]
     stamp = time.strftime('%Y%m%d-%H%M%S', time.gmtime())
     dest, n = osp.join(folder, 'previous-run-' + stamp), 1
     while osp.lexists(dest):

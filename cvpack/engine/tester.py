@@ -24,7 +24,8 @@ from .logger import setup_logger
 from .trainer import default_collate, default_dataset_builder
 from .utils import prepare_model
 
-__all__ = ['test_main', 'resolve_test_checkpoint', 'run_inference', 'load_for_test']
+__all__ = ['test_main', 'resolve_test_checkpoint', 'run_inference', 'load_for_test', 'describe_box_source',
+           'limit_images', 'restrict_evaluator']
 
 
 def resolve_test_checkpoint(cfg, iteration=None, checkpoint=None, log=None):
@@ -84,6 +85,46 @@ def _box_source(cfg):
     return 'not stated by the config'
 
 
+def _dataset_image_ids(dataset):
+    """The image id of each sample (``records`` of the top-down datasets, through a Subset), or None."""
+    if isinstance(dataset, torch.utils.data.Subset):
+        ids = _dataset_image_ids(dataset.dataset)
+        return None if ids is None else [ids[i] for i in dataset.indices]
+    records = getattr(dataset, 'records', None)
+    if not isinstance(records, (list, tuple)) or not all(isinstance(r, dict) and 'image_id' in r for r in records):
+        return None
+    return [r['image_id'] for r in records]
+
+
+def _annotated_image_count(cfg):
+    """Images in the val annotation file (``DATASET.ROOT/VAL_ANN``, COCO-style json), or None when unknown."""
+    d = cfg.get('DATASET', {})
+    path = osp.join(d.get('ROOT', ''), d.get('VAL_ANN', '') or '')
+    if not path.endswith('.json') or not osp.isfile(path):
+        return None
+    try:
+        with open(path) as f:
+            images = json.load(f).get('images')
+    except (OSError, ValueError, AttributeError):
+        return None
+    return len(images) if isinstance(images, list) else None
+
+
+def describe_box_source(cfg, dataset):
+    """'boxes: <source>; N samples (people) on M images[ of the annotation file's T]' for the logs: a detection
+    file covering a few images of the val set (the shipped subset's) is then plain to see."""
+    text = 'boxes: %s' % _box_source(cfg)
+    ids = _dataset_image_ids(dataset)
+    if ids is not None:
+        total = _annotated_image_count(cfg)
+        text += '; %d people on %d images%s' % (len(ids), len(set(ids)),
+                                                 ' of the %d annotated' % total if total else '')
+        test = cfg.get('TEST', {})
+        if total and len(set(ids)) < total and not test.get('USE_GT_BBOX', False) and not test.get('MAX_IMAGES'):
+            text += ' (the detections cover only these; TEST.USE_GT_BBOX True tests every annotated person)'
+    return text
+
+
 def _log_det_stats(dataset, log):
     """Detections dropped while building the val set from TEST.DET_FILE (``dataset.det_stats``,
     :class:`cvpack.protocols.DetectionStats`, filled by ``cvpack.data.coco.coco_det_records``), so a low instance
@@ -95,17 +136,54 @@ def _log_det_stats(dataset, log):
                  stats.get('unknown_image', 0))
 
 
-def run_inference(model, dataset, predictor, cfg, ctx, collate_fn):
-    """Predict this rank's contiguous shard; returns every rank's instances on rank 0 (None elsewhere)."""
+def run_inference(model, dataset, predictor, cfg, ctx, collate_fn, progress=True):
+    """Predict this rank's contiguous shard; returns every rank's instances on rank 0 (None elsewhere).
+    Used by test.py and by the evaluation during training (cvpack/engine/periodic_eval.py)."""
     indices = shard_indices(len(dataset), ctx.rank, ctx.world_size)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=int(cfg.TEST.get('IMS_PER_GPU', 32)), sampler=indices, collate_fn=collate_fn,
         num_workers=int(cfg.DATALOADER.get('NUM_WORKERS', 0)), pin_memory=ctx.device.type == 'cuda')
-    instances = predict_batches(model, loader, predictor, cfg, ctx.device, progress=ctx.is_main)
+    instances = predict_batches(model, loader, predictor, cfg, ctx.device, progress=progress and ctx.is_main)
     gathered = comm.all_gather_object(instances)
     if not ctx.is_main:
         return None
     return [inst for part in gathered for inst in part]
+
+
+def limit_images(dataset, cfg, log=None):
+    """``TEST.MAX_IMAGES`` N > 0: the samples of the first N images (in dataset order); 0 = the whole dataset."""
+    limit = int(cfg.get('TEST', {}).get('MAX_IMAGES', 0) or 0)
+    if limit <= 0:
+        return dataset
+    ids = _dataset_image_ids(dataset)
+    if ids is None:
+        raise ValueError('TEST.MAX_IMAGES %d: the val dataset (%s) has no records with image ids to select from; '
+                         'set TEST.MAX_IMAGES 0' % (limit, type(dataset).__name__))
+    first = []
+    for i in ids:
+        if i not in first:
+            first.append(i)
+        if len(first) == limit:
+            break
+    keep = set(first)
+    subset = torch.utils.data.Subset(dataset, [n for n, i in enumerate(ids) if i in keep])
+    subset.image_ids = first
+    if log is not None:
+        log.info('TEST.MAX_IMAGES %d: %d samples of the first %d images', limit, len(subset), len(first))
+    return subset
+
+
+def restrict_evaluator(evaluator, dataset):
+    """Tell ``evaluator`` to score only the images of a TEST.MAX_IMAGES subset (its ``restrict_to``); the
+    evaluators score the whole annotation file otherwise, counting the images left out as missed."""
+    image_ids = getattr(dataset, 'image_ids', None)
+    if image_ids is None:
+        return evaluator
+    if not callable(getattr(evaluator, 'restrict_to', None)):
+        raise ValueError('TEST.MAX_IMAGES: the evaluator %s cannot score a subset of the images (it has no '
+                         'restrict_to(image_ids, indices)); set TEST.MAX_IMAGES 0' % type(evaluator).__name__)
+    evaluator.restrict_to(image_ids, dataset.indices)
+    return evaluator
 
 
 def _log_summary(metrics, path, log):
@@ -140,9 +218,9 @@ def test_main(cfg, build_model, argv=None, dataset_builder=None, predictor_build
             dataset_builder = default_dataset_builder
         if predictor_builder is None:
             from ..inference import build_predictor as predictor_builder
-        dataset = dataset_builder(cfg, 'val')
-        log.info('testing %s on %d samples over %d process(es); boxes: %s', path, len(dataset), ctx.world_size,
-                 _box_source(cfg))
+        dataset = limit_images(dataset_builder(cfg, 'val'), cfg, log)
+        log.info('testing %s on %d samples over %d process(es); %s', path, len(dataset), ctx.world_size,
+                 describe_box_source(cfg, dataset))
         _log_det_stats(dataset, log)
         instances = run_inference(model, dataset, predictor_builder(cfg), cfg, ctx,
                                   collate_fn if collate_fn is not None else default_collate())
@@ -151,7 +229,7 @@ def test_main(cfg, build_model, argv=None, dataset_builder=None, predictor_build
             if evaluator_builder is None:
                 from ..evaluation import build_evaluator as evaluator_builder
             log.info('evaluating %d instances', len(instances))
-            metrics = evaluator_builder(cfg)(instances, cfg.TEST_DIR)
+            metrics = restrict_evaluator(evaluator_builder(cfg), dataset)(instances, cfg.TEST_DIR)
             record = {'checkpoint': osp.abspath(path), 'num_instances': len(instances), 'metrics': metrics}
             metrics_path = osp.join(cfg.TEST_DIR, 'metrics.json')
             with open(metrics_path, 'w') as f:

@@ -6,6 +6,7 @@ are saved, as the original did), the loss computed inside ``forward``, ``iter-N.
 Changed: single-process and CPU/gloo runs work; the scheduler steps after the optimizer; the sampler,
 RNG, scaler and scheduler state resume exactly; only rank 0 writes files; a non-finite loss stops the run.
 """
+import contextlib
 import errno
 import logging
 import os
@@ -13,6 +14,7 @@ import os.path as osp
 import random
 import signal
 import time
+from urllib.parse import urlparse
 
 import numpy as np
 import torch
@@ -21,13 +23,14 @@ from .. import dist as comm
 from ..data.samplers import IterationBasedSampler
 from ..protocols import AspectRatioGrouped, PretrainedInit
 from ..solver import build_lr_scheduler, build_optimizer, load_optimizer_state, resolve_solver
-from ..safe_load import CheckpointError
+from ..safe_load import CheckpointError, is_url, resolve_source
 from .args import parse_with_config, train_parser
 from .checkpoint import (LAST_NAME, check_training_checkpoint, find_resume_checkpoint, link_last,
                          load_model_weights, match_state, move_checkpoints_aside, non_finite_tensors,
                          remove_stale_temporaries, rng_state,
                          save_checkpoint, set_rng_state, space_note, strip_prefix)
 from .launch import cleanup_distributed, dist_timeout, setup_distributed
+from .periodic_eval import BEST_NAME, METRICS_NAME, PeriodicEvaluator, trim_metrics_log
 from .logger import TensorboardWriter, setup_logger
 from .preemption import PREEMPTED_EXIT_CODE, Preempted, StopSignal
 from .utils import amp_dtype, autocast, prepare_model, to_device, write_run_files
@@ -96,7 +99,8 @@ def auto_resume_path(last, auto, is_main, log=None, loaded=None):
 class Trainer:
     """Holds the model, optimizer, scheduler and data of one training run (built by :func:`train_main`)."""
 
-    def __init__(self, cfg, build_model, ctx, dataset_builder=None, collate_fn=None):
+    def __init__(self, cfg, build_model, ctx, dataset_builder=None, collate_fn=None, predictor_builder=None,
+                 evaluator_builder=None):
         self.cfg, self.ctx = cfg, ctx
         self.log = logging.getLogger('cvpack.train')
         seed = int(cfg.get('SEED', 0)) + ctx.rank
@@ -120,8 +124,12 @@ class Trainer:
         self.amp = amp_dtype(cfg.SOLVER.get('AMP', 'none'), ctx.device)
         self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=self.amp == torch.float16)
         self.start_iter = 0
+        # SOLVER.ACCUMULATE: micro-batches of IMS_PER_GPU per optimizer step; iterations count optimizer steps
+        self.accumulate = int(cfg.SOLVER.get('ACCUMULATE', 1) or 1)
         self.sampler = None    # set by build_loader
         self.tb = TensorboardWriter(cfg.get('TENSORBOARD_DIR'), enabled=ctx.is_main)
+        self.evaluator = PeriodicEvaluator(cfg, ctx, dataset_builder or default_dataset_builder,
+                                           self.collate_fn, predictor_builder, evaluator_builder)
 
     # ----------------------------------------------------------------- state
     def state_dict(self, iteration):
@@ -131,8 +139,8 @@ class Trainer:
         rngs = comm.all_gather_object(rng_state())
         return {'model': self.model.state_dict(), 'optimizer': self.optimizer.state_dict(),
                 'scheduler': self.scheduler.state_dict(), 'scaler': self.scaler.state_dict(),
-                'iteration': int(iteration), 'sampler': self.sampler.state_dict(iteration),
-                'rng': rngs, 'world_size': self.ctx.world_size}
+                'iteration': int(iteration), 'sampler': self.sampler.state_dict(iteration * self.accumulate),
+                'rng': rngs, 'world_size': self.ctx.world_size, 'best': self.evaluator.best}
 
     def resume(self, path, ckpt=None):
         """Restore everything saved by :meth:`state_dict` so the run continues exactly (``ckpt``: its content,
@@ -168,6 +176,10 @@ class Trainer:
         rngs = ckpt.get('rng') or []
         if len(rngs) == self.ctx.world_size:
             set_rng_state(rngs[self.ctx.rank])   # (augmentations draw from per-sample RNGs: nothing else to restore)
+        self.evaluator.load_best(ckpt.get('best'), path)
+        if self.ctx.is_main and trim_metrics_log(osp.join(self.cfg.OUTPUT_DIR, METRICS_NAME), self.start_iter):
+            self.log.info('%s: dropped the evaluations after iteration %d (done again)', METRICS_NAME,
+                          self.start_iter)
         self.log.info('resumed from %s at iteration %d', path, self.start_iter)
 
     def _reset_base_lrs(self, base_lrs):
@@ -244,6 +256,7 @@ class Trainer:
         report, error = None, None
         if self.ctx.is_main:
             try:
+                self._fetch_pretrained(source)
                 report = fn(source)
             except Exception as exc:  # re-raised below, after the other ranks know
                 error = exc
@@ -259,10 +272,29 @@ class Trainer:
         self.log.info('ImageNet init from %s: %s', source,
                       report.summary() if hasattr(report, 'summary') else report)
 
+    def _fetch_pretrained(self, source):
+        """Download a MODEL.PRETRAINED URL into the torch hub cache (rank 0, before the model reads it), so
+        that a failed download (offline, firewall) says which weights, and what to do instead of a URLError."""
+        if not is_url(source):
+            return
+        name = osp.basename(urlparse(str(source)).path) or 'download'
+        cache = osp.join(torch.hub.get_dir(), 'checkpoints', name)
+        if not osp.isfile(cache):
+            self.log.info('downloading the ImageNet weights of MODEL.PRETRAINED %s to %s', source, cache)
+        try:
+            resolve_source(source)
+        except CheckpointError as e:
+            why = e.reason.split('; download it by hand')[0]   # (resolve_source's own hint is replaced below)
+            raise CheckpointError(source, 'MODEL.PRETRAINED: the ImageNet weights could not be fetched (%s). '
+                                  'Offline? Download the file on a machine with internet and pass its local '
+                                  'path (MODEL.PRETRAINED /path/to/%s) or copy it to %s; or train from a random '
+                                  "initialisation with MODEL.PRETRAINED ''" % (why, name, cache)) from None
+
     # ------------------------------------------------------------------ data
     def build_loader(self):
         s, ctx = self.solver, self.ctx
-        sampler = IterationBasedSampler(len(self.dataset), s.IMS_PER_GPU, s.MAX_ITER, self.start_iter,
+        n = self.accumulate   # the sampler counts micro-batches: the same index stream for any ACCUMULATE
+        sampler = IterationBasedSampler(len(self.dataset), s.IMS_PER_GPU, s.MAX_ITER * n, self.start_iter * n,
                                         ctx.rank, ctx.world_size, seed=int(self.cfg.get('SEED', 0)))
         if self.cfg.DATALOADER.get('ASPECT_RATIO_GROUPING') and isinstance(self.dataset, AspectRatioGrouped):
             # Detection (GCPose): one aspect-ratio group per batch, still resumable (see GroupedIterationSampler).
@@ -284,8 +316,36 @@ class Trainer:
             persistent_workers=False)
 
     # ------------------------------------------------------------------ loop
-    def step(self, batch, iteration):
-        """One optimisation step; returns the rank-averaged loss terms (floats)."""
+    def step(self, batches, iteration):
+        """One optimizer step over the micro-batches ``batches`` (a list of SOLVER.ACCUMULATE collated batches,
+        or one batch); returns the rank-averaged loss terms (floats, the mean over the micro-batches).
+
+        Each micro-batch's loss is scaled by 1/N, so N micro-batches of B/N samples give the gradient of one
+        batch of B (the losses are means over samples); DDP all-reduces only on the last one (``no_sync``).
+        """
+        if isinstance(batches, dict):
+            batches = [batches]
+        n = len(batches)
+        self.optimizer.zero_grad(set_to_none=True)
+        terms = {}
+        for i, batch in enumerate(batches):
+            skip_sync = i < n - 1 and self.ddp is not self.model
+            with self.ddp.no_sync() if skip_sync else contextlib.nullcontext():
+                total, reduced = self._forward(batch, iteration)
+                self.scaler.scale(total / n).backward()
+            for k, v in reduced.items():
+                terms[k] = terms.get(k, 0.0) + float(v) / n
+        clip = self.cfg.SOLVER.get('CLIP_GRAD_NORM')
+        if clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(clip))
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()  # after optimizer.step (bug #7): iteration i trains with factor(i)
+        return terms
+
+    def _forward(self, batch, iteration):
+        """Training forward of one (micro-)batch: (total loss, rank-averaged loss terms); stops on NaN/inf."""
         batch = to_device(batch, self.ctx.device, self.cfg.MODEL.get('CHANNELS_LAST', False))
         with autocast(self.amp, self.ctx.device):
             losses = self.ddp(batch['image'], batch)
@@ -302,16 +362,7 @@ class Trainer:
             local = {k: float(v) for k, v in losses.items() if not torch.isfinite(v)}
             raise FloatingPointError('non-finite loss at iteration %d: %s (on this rank: %s); stopping.'
                                      % (iteration, bad, local or 'finite'))
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(total).backward()
-        clip = self.cfg.SOLVER.get('CLIP_GRAD_NORM')
-        if clip:
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(clip))
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.scheduler.step()  # after optimizer.step (bug #7): iteration i trains with factor(i)
-        return {k: float(v) for k, v in reduced.items()}
+        return total, reduced
 
     def save(self, iteration):
         """Write ``iter-N.pth`` and re-point ``iter-last.pth`` (rank 0; collective).
@@ -341,24 +392,41 @@ class Trainer:
             self.log.info('saved %s', path)
         comm.barrier()
 
+    def evaluate(self, done):
+        """Evaluation during training (TEST.EVAL_PERIOD, cvpack/engine/periodic_eval.py): metrics to the log,
+        tensorboard (``val/<name>``) and metrics.jsonl; a new best value of TEST.BEST_METRIC rewrites
+        OUTPUT_DIR/best.pth (a full training checkpoint of this iteration, written atomically). Collective."""
+        metrics, improved = self.evaluator.run(self.model, done)
+        self.tb.scalars({'val/' + k: v for k, v in metrics.items()}, done)
+        if improved:
+            state = self.state_dict(done)   # collective (RNG gather); the RNG is the training one again
+            if self.ctx.is_main:
+                path = save_checkpoint(state, osp.join(self.cfg.OUTPUT_DIR, BEST_NAME))
+                self.log.info('new best %s %.4f: saved %s', self.evaluator.best['metric'],
+                              self.evaluator.best['value'], path)
+            comm.barrier()
+
     def train(self):
         s = self.solver
         self.ddp.train()
         period, log_period = int(s.CHECKPOINT_PERIOD), int(s.get('LOG_PERIOD', 20) or 20)
-        imgs_per_iter = int(s.IMS_PER_GPU) * self.ctx.world_size
+        imgs_per_iter = int(s.IMS_PER_GPU) * self.ctx.world_size * self.accumulate
         loader_iter = iter(self.build_loader())
         t_end, t_start, times = time.perf_counter(), time.perf_counter(), []
         for it in self._iterations(period):   # stops on SIGTERM (preemption.py)
-            batch = next(loader_iter)
+            batches = [next(loader_iter) for _ in range(self.accumulate)]
             t_data = time.perf_counter() - t_end
             lr = self.optimizer.param_groups[0]['lr']
-            losses = self.step(batch, it + 1)
+            losses = self.step(batches, it + 1)
             now = time.perf_counter()
             t_iter, t_end = now - t_end, now
             times = (times + [t_iter])[-log_period:]
             done = it + 1
             if done % log_period == 0 or done == s.MAX_ITER or done == self.start_iter + 1:
                 self._log(done, lr, losses, t_data, t_iter, imgs_per_iter, sum(times) / len(times))
+            if self.evaluator.due(done, s.MAX_ITER):   # before the save: the checkpoint holds this best
+                self.evaluate(done)
+                t_end = time.perf_counter()   # the evaluation is not data-loading time
             if done % period == 0 or done == s.MAX_ITER:
                 self.save(done)
         self.log.info('training finished: %d iterations in %.1f s', s.MAX_ITER - self.start_iter,
@@ -405,12 +473,15 @@ def _log_setup(trainer, cfg, ctx):
     trainer.log.info('world size %d (rank %d, local rank %d), device %s, backend %s', ctx.world_size, ctx.rank,
                      ctx.local_rank, ctx.device, ctx.backend or 'none (single process)')
     trainer.log.info('effective solver: LR %.3e (BASE_LR %.3e, REFERENCE_WORLD_SIZE %s), MAX_ITER %d, '
-                     'CHECKPOINT_PERIOD %d, WARMUP_ITERS %d, STEPS %s, %s, batch %d per process',
+                     'CHECKPOINT_PERIOD %d, WARMUP_ITERS %d, STEPS %s, %s, batch %d per process x %d accumulated '
+                     '(SOLVER.ACCUMULATE) = %d per optimizer step',
                      s.LR, s.BASE_LR, s.get('REFERENCE_WORLD_SIZE'), s.MAX_ITER, s.CHECKPOINT_PERIOD,
-                     s.WARMUP_ITERS, list(s.get('STEPS', ())), s.LR_SCHEDULER, s.IMS_PER_GPU)
+                     s.WARMUP_ITERS, list(s.get('STEPS', ())), s.LR_SCHEDULER, s.IMS_PER_GPU, trainer.accumulate,
+                     s.IMS_PER_GPU * ctx.world_size * trainer.accumulate)
 
 
-def train_main(cfg, build_model, argv=None, dataset_builder=None, collate_fn=None):
+def train_main(cfg, build_model, argv=None, dataset_builder=None, collate_fn=None, predictor_builder=None,
+               evaluator_builder=None):
     """Entry point of an exp's ``train.py`` (see docs/DESIGN.md "Engine").
 
     Args:
@@ -419,6 +490,8 @@ def train_main(cfg, build_model, argv=None, dataset_builder=None, collate_fn=Non
         argv: command line (default ``sys.argv[1:]``).
         dataset_builder: ``(cfg, split) -> Dataset``; default ``cvpack.data.build_dataset``.
         collate_fn: default ``cvpack.data.collate``.
+        predictor_builder, evaluator_builder: for the evaluation during training (``TEST.EVAL_PERIOD``), as
+            ``test_main``'s; default ``cvpack.inference.build_predictor`` / ``cvpack.evaluation.build_evaluator``.
 
     Returns:
         The trained model (unwrapped from DDP), on its device.
@@ -434,7 +507,7 @@ def train_main(cfg, build_model, argv=None, dataset_builder=None, collate_fn=Non
         comm.barrier()
         setup_logger('cvpack.train', osp.join(cfg.OUTPUT_DIR, 'log.txt'), ctx.rank)
         log_file = osp.abspath(osp.join(cfg.OUTPUT_DIR, 'log.txt'))
-        trainer = Trainer(cfg, build_model, ctx, dataset_builder, collate_fn)
+        trainer = Trainer(cfg, build_model, ctx, dataset_builder, collate_fn, predictor_builder, evaluator_builder)
         _log_setup(trainer, cfg, ctx)
         if ctx.is_main:
             write_run_files(cfg, {'WORLD_SIZE': ctx.world_size, 'DEVICE': str(ctx.device),

@@ -54,6 +54,11 @@ class CocoEvaluator:
         self.cfg = cfg
         self.nms = cfg.TEST.get('NMS', 'none')
         self.box_source = 'GT boxes' if cfg.TEST.get('USE_GT_BBOX', False) else 'detected boxes'
+        self.image_ids = None   # restrict_to (TEST.MAX_IMAGES)
+
+    def restrict_to(self, image_ids, indices):
+        """Score only the images ``image_ids`` (the val samples ``indices`` were predicted: TEST.MAX_IMAGES)."""
+        self.image_ids = list(image_ids)
 
     def __call__(self, instances, output_dir):
         """instances: predictor dicts (image_id, keypoints (K, 3) image px, score, area/bbox).
@@ -66,9 +71,10 @@ class CocoEvaluator:
         results.sort(key=lambda r: (r['image_id'], -r['score']))
         path = osp.join(output_dir, 'results.json')
         write_json(results, path)
-        stats = evaluate_keypoints(self.gt_path, path)
-        logger.info(format_table(stats, 'COCO keypoints (%s, NMS %s, %d of %d instances): %s'
-                           % (self.box_source, self.nms, len(kept), len(instances), path)))
+        stats = evaluate_keypoints(self.gt_path, path, image_ids=self.image_ids)
+        where = ' on the first %d images (TEST.MAX_IMAGES)' % len(self.image_ids) if self.image_ids else ''
+        logger.info(format_table(stats, 'COCO keypoints (%s, NMS %s, %d of %d instances%s): %s'
+                           % (self.box_source, self.nms, len(kept), len(instances), where, path)))
         return stats
 
 
@@ -80,6 +86,11 @@ class MpiiEvaluator:
         self.gt_path = osp.join(cfg.DATASET.ROOT, cfg.DATASET.VAL_ANN)
         self.num_joints = int(cfg.DATASET.get('KEYPOINT', {}).get('NUM')
                               or get_dataset_meta(cfg.DATASET.NAME).num_keypoints)
+        self.records = None   # restrict_to (TEST.MAX_IMAGES)
+
+    def restrict_to(self, image_ids, indices):
+        """Score only the annotation records ``indices`` (the samples of the first images: TEST.MAX_IMAGES)."""
+        self.records = sorted(int(i) for i in indices)
 
     def __call__(self, instances, output_dir):
         missing = [n for n, i in enumerate(instances) if 'index' not in i]
@@ -88,9 +99,10 @@ class MpiiEvaluator:
                              % missing[0])
         insts = sorted(instances, key=lambda i: int(i['index']))
         indices = [int(i['index']) for i in insts]
-        if indices != list(range(len(insts))):
-            raise ValueError('MPII evaluation needs exactly one prediction per record 0..N-1; got indices %s...'
-                             % indices[:10])
+        expected = self.records if self.records is not None else list(range(len(insts)))
+        if indices != expected:
+            raise ValueError('MPII evaluation needs exactly one prediction per record %s; got indices %s...'
+                             % ('0..N-1' if self.records is None else 'of TEST.MAX_IMAGES', indices[:10]))
         preds = np.zeros((0, self.num_joints, 3))
         for n, i in zip(indices, insts):
             shape = np.shape(i['keypoints'])
@@ -101,7 +113,7 @@ class MpiiEvaluator:
             preds = np.stack([np.asarray(i['keypoints'], dtype=np.float64) for i in insts])
         write_json([{'index': idx, 'image_id': str(i['image_id']), 'keypoints': preds[n].tolist()}
                      for n, (idx, i) in enumerate(zip(indices, insts))], osp.join(output_dir, 'results.json'))
-        table = evaluate_pckh(preds, self.gt_path)
+        table = evaluate_pckh(preds, self.gt_path, records=self.records)
         logger.info(format_pckh(table, 'MPII PCKh@0.5 (head size: %s): %s' % (table['head_source'], self.gt_path)))
         return table
 

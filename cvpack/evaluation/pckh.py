@@ -121,9 +121,12 @@ def format_pckh(table, title=None):
     return '\n'.join(([title] if title else []) + [head, vals])
 
 
-def evaluate_pckh(preds, gt_path):
-    """PCKh@0.5 of predictions (N, 16, >=2), 0-based image pixels in annotation order, against ``gt_path``."""
+def evaluate_pckh(preds, gt_path, records=None):
+    """PCKh@0.5 of predictions (N, 16, >=2), 0-based image pixels in annotation order, against ``gt_path``
+    (``records``: the indices of the annotation records predicted, e.g. TEST.MAX_IMAGES; None = all)."""
     gt = load_mpii_gt(gt_path)
+    if records is not None:
+        gt = dict(gt, **{k: gt[k][np.asarray(records, dtype=np.int64)] for k in ('joints', 'visible', 'head_sizes')})
     preds = np.asarray(preds, dtype=np.float64)
     if preds.shape[0] != gt['joints'].shape[0]:
         raise ValueError('PCKh: %d predictions for %d records in %s' % (preds.shape[0], gt['joints'].shape[0], gt_path))

@@ -59,10 +59,11 @@ def build_lr_scheduler(solver, optimizer):
 
 def _epoch_based(solver, world_size, dataset_len):
     """Iteration counts from SOLVER.EPOCHS / STEP_EPOCHS / WARMUP_EPOCHS / CHECKPOINT_EPOCHS (Simple Baselines
-    style presets): one epoch = ceil(len(dataset) / (IMS_PER_GPU * world_size)) iterations."""
+    style presets): one epoch = ceil(len(dataset) / (IMS_PER_GPU * world_size * ACCUMULATE)) optimizer steps."""
     if dataset_len is None:
         raise ValueError('SOLVER.EPOCHS is set: the train dataset length is needed to convert epochs to iterations')
-    per_epoch = max(1, math.ceil(dataset_len / (int(solver.IMS_PER_GPU) * world_size)))
+    batch = int(solver.IMS_PER_GPU) * world_size * int(solver.get('ACCUMULATE', 1) or 1)
+    per_epoch = max(1, math.ceil(dataset_len / batch))
     out = {'ITERS_PER_EPOCH': per_epoch, 'MAX_ITER': int(solver.EPOCHS) * per_epoch}
     if solver.get('STEP_EPOCHS') is not None:
         out['STEPS'] = [int(round(e * per_epoch)) for e in solver.STEP_EPOCHS]

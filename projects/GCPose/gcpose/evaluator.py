@@ -14,9 +14,10 @@ from cvpack.evaluation.coco import load_coco_gt
 logger = logging.getLogger(__name__)   # 'projects.GCPose...': the engine routes it to the test log
 
 
-def evaluate_boxes(gt_file, instances, output_dir=None):
+def evaluate_boxes(gt_file, instances, output_dir=None, image_ids=None):
     """Person box AP with pycocotools (``iouType='bbox'``); writes ``bbox_results.json`` (atomically) when
     output_dir is given. pycocotools' printed progress and summary table go to this module's logger, not stdout.
+    ``image_ids``: score these images only (TEST.MAX_IMAGES); None = all.
 
     Returns a dict with AP, AP50, AP75, APs, APm, APl (empty when there are no detections).
     """
@@ -33,6 +34,8 @@ def evaluate_boxes(gt_file, instances, output_dir=None):
         with contextlib.redirect_stdout(printed):
             ev = COCOeval(gt, gt.loadRes(dets), 'bbox')
             ev.params.catIds = [1]
+            if image_ids is not None:
+                ev.params.imgIds = sorted(image_ids)
             ev.evaluate()
             ev.accumulate()
             ev.summarize()
@@ -54,8 +57,15 @@ class DetectionEvaluator:
     def __init__(self, cfg):
         self.keypoints = CocoEvaluator(cfg)
         self.gt_path = osp.join(cfg.DATASET.ROOT, cfg.DATASET.VAL_ANN)
+        self.image_ids = None
+
+    def restrict_to(self, image_ids, indices):
+        """TEST.MAX_IMAGES: score only the images ``image_ids`` (keypoints and boxes)."""
+        self.keypoints.restrict_to(image_ids, indices)
+        self.image_ids = list(image_ids)
 
     def __call__(self, instances, output_dir):
         metrics = dict(self.keypoints(instances, output_dir))
-        metrics.update({'box_' + k: v for k, v in evaluate_boxes(self.gt_path, instances, output_dir).items()})
+        boxes = evaluate_boxes(self.gt_path, instances, output_dir, image_ids=self.image_ids)
+        metrics.update({'box_' + k: v for k, v in boxes.items()})
         return metrics

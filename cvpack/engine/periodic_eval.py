@@ -1,0 +1,163 @@
+"""Evaluation during training: ``TEST.EVAL_PERIOD``, ``metrics.jsonl`` and ``best.pth`` (docs/ENGINE.md
+"Evaluation during training").
+
+Every ``TEST.EVAL_PERIOD`` optimizer steps (and after the last one) the trainer runs the exp's own test pipeline,
+the one ``test.py`` runs (:func:`cvpack.engine.tester.run_inference` + the exp's predictor and evaluator, the val
+split with the config's box source, ``TEST.IMS_PER_GPU``, no augmentation, ``TEST.MAX_IMAGES``), sharded over the
+training processes. The evaluation draws no training randomness: the global RNG states are saved before and put
+back after (the val DataLoader alone draws a seed), so a run with evaluation resumes exactly as one without.
+"""
+import json
+import logging
+import os
+import os.path as osp
+
+from .. import dist as comm
+from .checkpoint import rng_state, set_rng_state
+
+__all__ = ['PeriodicEvaluator', 'BEST_NAME', 'METRICS_NAME', 'choose_best_metric', 'trim_metrics_log']
+
+BEST_NAME = 'best.pth'
+METRICS_NAME = 'metrics.jsonl'
+EVAL_DIR = 'eval'
+# The evaluators' headline metric, in order of preference: COCO-style keypoint AP, then MPII PCKh@0.5 'Mean'.
+DEFAULT_BEST = ('AP', 'Mean')
+
+
+def numeric_metrics(metrics):
+    """The scalar numbers of an evaluator's result (tables may also hold strings or lists)."""
+    return {k: float(v) for k, v in (metrics or {}).items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def choose_best_metric(name, metrics):
+    """``TEST.BEST_METRIC`` (``name``; '' = 'AP' when the evaluator gives it, else 'Mean') among ``metrics``.
+    Raises KeyError naming the metrics the evaluator gives when the name is not one of them."""
+    if name:
+        if name not in metrics:
+            raise KeyError('TEST.BEST_METRIC %r is not a metric of this evaluator; it gives %s'
+                           % (name, sorted(metrics)))
+        return name
+    for candidate in DEFAULT_BEST:
+        if candidate in metrics:
+            return candidate
+    raise KeyError('TEST.BEST_METRIC is not set and the evaluator gives neither %s; set it to one of %s'
+                   % (' nor '.join(DEFAULT_BEST), sorted(metrics)))
+
+
+def trim_metrics_log(path, last_iteration):
+    """Drop the lines of ``metrics.jsonl`` after ``last_iteration`` (a run resumed from an earlier checkpoint
+    evaluates those iterations again). Returns the number of lines dropped."""
+    if not osp.isfile(path):
+        return 0
+    with open(path) as f:
+        lines = [line for line in f if line.strip()]
+    keep = []
+    for n, line in enumerate(lines):
+        try:
+            record = json.loads(line)
+        except ValueError:   # a line cut by a kill -9: dropped
+            continue
+        if int(record.get('iteration', 0)) <= last_iteration:
+            keep.append(line if line.endswith('\n') else line + '\n')
+    if len(keep) != len(lines):
+        tmp = path + '.tmp.%d' % os.getpid()
+        with open(tmp, 'w') as f:
+            f.writelines(keep)
+        os.replace(tmp, path)
+    return len(lines) - len(keep)
+
+
+class PeriodicEvaluator:
+    """Runs the test pipeline on the val split for the trainer; keeps the best value of ``TEST.BEST_METRIC``.
+
+    Builders are the exp's (``train_main``'s arguments): ``dataset_builder(cfg, 'val')``,
+    ``predictor_builder(cfg)``, ``evaluator_builder(cfg)``; the dataset and the callables are built at the first
+    evaluation. ``best`` (``{'metric', 'value', 'iteration'}`` or None) goes into every checkpoint.
+    """
+
+    def __init__(self, cfg, ctx, dataset_builder, collate_fn, predictor_builder=None, evaluator_builder=None):
+        self.cfg, self.ctx = cfg, ctx
+        self.period = int(cfg.get('TEST', {}).get('EVAL_PERIOD', 0) or 0)
+        self.metric = cfg.get('TEST', {}).get('BEST_METRIC', '') or ''
+        self.log = logging.getLogger('cvpack.train')
+        self._builders = (dataset_builder, collate_fn, predictor_builder, evaluator_builder)
+        self._parts = None
+        self.best = None
+
+    @property
+    def enabled(self):
+        return self.period > 0
+
+    def due(self, done, max_iter):
+        return self.enabled and (done % self.period == 0 or done == max_iter)
+
+    def load_best(self, best, path):
+        """The best-so-far stored in a resumed checkpoint (``path``; kept unless TEST.BEST_METRIC changed)."""
+        if best and self.metric and best.get('metric') != self.metric:
+            self.log.warning('%s tracked the best %s; this run tracks TEST.BEST_METRIC %s: best.pth restarts',
+                             path, best.get('metric'), self.metric)
+            best = None
+        self.best = dict(best) if best else None
+        if self.best:
+            self.log.info('best so far: %s %.4f at iteration %d', self.best['metric'], self.best['value'],
+                          self.best['iteration'])
+
+    def _build(self):
+        from .tester import describe_box_source, limit_images, restrict_evaluator
+        dataset_builder, collate_fn, predictor_builder, evaluator_builder = self._builders
+        if predictor_builder is None:
+            from ..inference import build_predictor as predictor_builder
+        if evaluator_builder is None:
+            from ..evaluation import build_evaluator as evaluator_builder
+        dataset = limit_images(dataset_builder(self.cfg, 'val'), self.cfg, self.log)
+        self.log.info('evaluation every %d iterations on %d val samples over %d process(es); %s', self.period,
+                      len(dataset), self.ctx.world_size, describe_box_source(self.cfg, dataset))
+        evaluator = restrict_evaluator(evaluator_builder(self.cfg), dataset) if self.ctx.is_main else None
+        self._parts = (dataset, collate_fn, predictor_builder(self.cfg), evaluator)
+
+    def run(self, model, done):
+        """Evaluate ``model`` (the unwrapped training model) after iteration ``done``; collective.
+
+        Returns ``(metrics, improved)`` on every rank: the evaluator's numeric metrics and whether ``best``
+        improved (higher is better). The model goes back to its mode and the RNG states to their values.
+        """
+        from .tester import run_inference
+        saved, was_training = rng_state(), model.training
+        out_dir = osp.join(self.cfg.OUTPUT_DIR, EVAL_DIR)
+        model.eval()
+        try:
+            if self._parts is None:
+                self._build()
+            dataset, collate_fn, predictor, evaluator = self._parts
+            instances = run_inference(model, dataset, predictor, self.cfg, self.ctx, collate_fn, progress=False)
+            result, error = None, None
+            if self.ctx.is_main:
+                try:
+                    os.makedirs(out_dir, exist_ok=True)
+                    result = numeric_metrics(evaluator(instances, out_dir))
+                    metric = choose_best_metric(self.metric, result)
+                except Exception as exc:   # raised below on every rank together
+                    error = exc
+                else:
+                    result = (result, metric)
+            shared = comm.broadcast_object(None if error else result)
+            if shared is None:
+                if error is not None:
+                    raise error
+                raise RuntimeError('evaluation at iteration %d failed on rank 0 (see its log)' % done)
+        finally:
+            model.train(was_training)
+            set_rng_state(saved)
+        metrics, metric = shared
+        value = metrics[metric]
+        improved = self.best is None or value > self.best['value']
+        if improved:
+            self.best = {'metric': metric, 'value': value, 'iteration': int(done)}
+        if self.ctx.is_main:
+            with open(osp.join(self.cfg.OUTPUT_DIR, METRICS_NAME), 'a') as f:
+                f.write(json.dumps(dict({'iteration': int(done)}, **metrics)) + '\n')
+        self.log.info('eval at iteration %d: %s; best %s %.4f (iteration %d)', done,
+                      ', '.join('%s %.4f' % kv for kv in metrics.items()), metric, self.best['value'],
+                      self.best['iteration'])
+        return metrics, improved

@@ -1,0 +1,99 @@
+"""Evaluation during training (TEST.EVAL_PERIOD) through RSN's real Res18.coco train.py on the shipped COCO subset:
+metrics.jsonl, best.pth, resume keeping the best-so-far, and exact resume with the evaluation on."""
+import json
+import os
+import os.path as osp
+import shutil
+
+import pytest
+
+from cvpack.engine import checkpoint as ck
+from tests.engine.real_runs import launcher, model_diff, res18_opts, run_train
+
+
+def _opts(coco_subset, out, *extra):
+    # the default box source: the shipped detection file (4 val images), so each evaluation is a few crops
+    return res18_opts(coco_subset, out, 'DATALOADER.NUM_WORKERS', '0', 'TEST.EVAL_PERIOD', '2',
+                      'TEST.IMS_PER_GPU', '8', 'TEST.FLIP', 'False', *extra)
+
+
+def _jsonl(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_eval_best_and_exact_resume(repo_root, coco_subset, sub_env, tmp_path):
+    exp = osp.join(repo_root, 'projects', 'RSN', 'exps', 'Res18.coco')
+    a = tmp_path / 'A'
+    out = run_train(exp, sub_env, launcher(1), _opts(coco_subset, a))
+    lines = _jsonl(a / 'metrics.jsonl')
+    assert [r['iteration'] for r in lines] == [2, 4]
+    assert {'AP', 'AP50', 'AR'} <= set(lines[0])
+    assert 'eval at iteration 2: AP ' in out and 'people on 4 images of the 96 annotated' in out
+    # best.pth: a full checkpoint of the first iteration with the highest AP, identical to that iter-N.pth
+    best_it = max(lines, key=lambda r: (r['AP'], -r['iteration']))['iteration']
+    best = ck.load_checkpoint(str(a / 'best.pth'))
+    assert best['iteration'] == best_it
+    assert best['best'] == {'metric': 'AP', 'value': max(r['AP'] for r in lines), 'iteration': best_it}
+    assert model_diff(str(a / 'best.pth'), str(a / ('iter-%d.pth' % best_it))) == 0
+    assert ck.load_checkpoint(str(a / 'iter-4.pth'))['best'] == best['best']
+
+    # Interrupted at 2 and resumed, with a best-so-far no evaluation can beat (AP 2.0): the resumed run keeps it
+    # (no best.pth written), drops nothing of iteration 2's metrics line, evaluates 4 again, and trains exactly.
+    b = tmp_path / 'B'
+    os.makedirs(b)
+    state = ck.load_checkpoint(str(a / 'iter-2.pth'))
+    assert state['best']['iteration'] == 2
+    state['best'] = {'metric': 'AP', 'value': 2.0, 'iteration': 2}
+    ck.save_checkpoint(state, str(b / 'iter-2.pth'))
+    ck.link_last(str(b / 'iter-2.pth'))
+    with open(b / 'metrics.jsonl', 'w') as f:   # a line of iteration 4 left by a run killed before its save
+        f.write(json.dumps(lines[0]) + '\n' + json.dumps(dict(lines[1], AP=-1)) + '\n')
+    out = run_train(exp, sub_env, launcher(1), _opts(coco_subset, b))
+    assert 'best so far: AP 2.0000 at iteration 2' in out
+    assert not osp.exists(b / 'best.pth')
+    assert ck.load_checkpoint(str(b / 'iter-4.pth'))['best'] == {'metric': 'AP', 'value': 2.0, 'iteration': 2}
+    assert _jsonl(b / 'metrics.jsonl') == lines
+    assert model_diff(str(a / 'iter-4.pth'), str(b / 'iter-4.pth')) == 0
+
+
+def test_no_auto_resume_moves_best_and_metrics(tmp_path):
+    for name in ('iter-2.pth', 'best.pth', 'metrics.jsonl'):
+        (tmp_path / name).write_text('x')
+    dest = ck.move_checkpoints_aside(str(tmp_path))
+    assert sorted(os.listdir(dest)) == ['best.pth', 'iter-2.pth', 'metrics.jsonl']
+    assert not any(osp.exists(tmp_path / n) for n in ('best.pth', 'metrics.jsonl'))
+
+
+def test_choose_best_metric_and_trim(tmp_path):
+    from cvpack.engine.periodic_eval import choose_best_metric, trim_metrics_log
+    assert choose_best_metric('', {'AP': 0.1, 'AR': 0.2}) == 'AP'
+    assert choose_best_metric('', {'Head': 0.1, 'Mean': 0.2}) == 'Mean'   # MPII PCKh table
+    assert choose_best_metric('AR', {'AP': 0.1, 'AR': 0.2}) == 'AR'
+    with pytest.raises(KeyError, match="'APx' is not a metric of this evaluator; it gives \\['AP', 'AR'\\]"):
+        choose_best_metric('APx', {'AP': 0.1, 'AR': 0.2})
+    path = tmp_path / 'metrics.jsonl'
+    path.write_text('{"iteration": 2, "AP": 0.1}\n{"iteration": 4, "AP": 0.2}\n{"iteration": 6, "A')
+    assert trim_metrics_log(str(path), 4) == 1
+    assert path.read_text() == '{"iteration": 2, "AP": 0.1}\n{"iteration": 4, "AP": 0.2}\n'
+    shutil.rmtree(tmp_path)
+
+
+@pytest.mark.parametrize('metric', ['score', 'neg_score'])
+def test_best_checkpoint_is_the_best_evaluation(toy, toy_exp, metric):
+    """Toy exp in-process, an evaluation and a checkpoint every iteration: best.pth is iter-K.pth of the K with the
+    highest metric (score and -score: one of them improves after the first evaluation)."""
+    from cvpack.engine import train_main
+    exp, cfg = toy_exp
+    out = osp.join(exp, 'out-' + metric)
+    train_main(cfg, toy.build_model, argv=['OUTPUT_DIR', out, 'TENSORBOARD_DIR', 'None', 'SOLVER.CHECKPOINT_PERIOD',
+                                           '1', 'TEST.EVAL_PERIOD', '1', 'TEST.BEST_METRIC', metric],
+               dataset_builder=toy.dataset_builder, collate_fn=toy.collate, predictor_builder=toy.predictor_builder,
+               evaluator_builder=toy.evaluator_builder)
+    lines = _jsonl(osp.join(out, 'metrics.jsonl'))
+    values = [r[metric] for r in lines]
+    assert [r['iteration'] for r in lines] == [1, 2, 3, 4] and len(set(values)) == 4
+    k = lines[values.index(max(values))]['iteration']
+    best = ck.load_checkpoint(osp.join(out, 'best.pth'))
+    assert best['iteration'] == k and best['best'] == {'metric': metric, 'value': max(values), 'iteration': k}
+    assert model_diff(osp.join(out, 'best.pth'), osp.join(out, 'iter-%d.pth' % k)) == 0
