@@ -407,6 +407,6 @@ def load_model_weights(model, source, strict=True, log=None, cfg=None):
     state = prepared.state_dict
     loaded, missing, unexpected = match_state(model, state, source, strict)
     model.load_state_dict({k: state[k] for k in loaded}, strict=False)
-    log.info('loaded weights from %s (format %s): %d tensors loaded, %d missing %s, %d unexpected %s', source,
-             prepared.format, len(loaded), len(missing), missing[:10], len(unexpected), unexpected[:10])
+    log.info('loaded weights from %s: %d tensors loaded, %d missing %s, %d unexpected %s (format %s)', source,
+             len(loaded), len(missing), missing[:10], len(unexpected), unexpected[:10], prepared.format)
     return missing, unexpected

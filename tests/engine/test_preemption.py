@@ -55,7 +55,7 @@ def test_sigterm_saves_and_resumes_exactly(nproc, repo_root, coco_subset, tmp_pa
 
     # the next run (same folder, auto-resume) continues to K + 2; a straight run to K + 2 ends identically
     run_train(exp, sub_env, launcher(nproc), res18_opts(coco_subset, out) + _constant_lr(k + 2))
-    assert 'resumed from %s at iteration %d' % (out / 'iter-last.pth', k) in open(out / 'log.txt').read()
+    assert 'resumed from %s at iteration %d' % (out / ('iter-%d.pth' % k), k) in open(out / 'log.txt').read()
     straight = tmp_path / 'straight'
     run_train(exp, sub_env, launcher(nproc), res18_opts(coco_subset, straight) + _constant_lr(k + 2))
     assert model_diff(str(out / ('iter-%d.pth' % (k + 2))), str(straight / ('iter-%d.pth' % (k + 2)))) == 0
