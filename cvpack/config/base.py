@@ -10,6 +10,7 @@ import os.path as osp
 
 from easydict import EasyDict as edict
 
+from .datasets import refresh_dataset_keys
 from .schema import ConfigError, validate_config
 
 
@@ -179,6 +180,8 @@ def merge_from_list(cfg, opts):
     opts = list(opts or [])
     if len(opts) % 2:
         raise ValueError('config overrides come in KEY VALUE pairs, got an odd number: %s' % opts)
+    dataset = cfg.get('DATASET', {})
+    old_name, old_meta_file = dataset.get('NAME'), dataset.get('META_FILE', '')
     for key, text in zip(opts[0::2], opts[1::2]):
         node = cfg
         parts = key.split('.')
@@ -189,6 +192,8 @@ def merge_from_list(cfg, opts):
         if parts[-1] not in node:
             raise KeyError('unknown config key %r' % key)
         node[parts[-1]] = _parse_value(text, node[parts[-1]], key)
+    # a new DATASET.NAME / META_FILE brings its keypoint keys and file layout (cvpack/config/datasets.py)
+    refresh_dataset_keys(cfg, old_name, old_meta_file, set(opts[0::2]))
     return validate_config(cfg)
 
 

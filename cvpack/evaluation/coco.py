@@ -73,7 +73,7 @@ def validate_results(records, coco_gt, name='<results list>'):
                               _num_keypoints(coco_gt))
 
 
-def evaluate_keypoints(gt, results, sigmas=None, verbose=False):
+def evaluate_keypoints(gt, results, sigmas=None, verbose=False, img_ids=None):
     """COCO keypoint evaluation (pycocotools ``COCOeval(..., 'keypoints')``).
 
     Args:
@@ -81,6 +81,7 @@ def evaluate_keypoints(gt, results, sigmas=None, verbose=False):
         results: list of ``{image_id, category_id, keypoints: [x, y, s] * K, score}`` or a JSON path.
         sigmas: per-keypoint OKS sigmas (real scale, e.g. 0.026 for the COCO nose); None = COCO's.
         verbose: let pycocotools print its summary.
+        img_ids: evaluate on these image ids only (e.g. CrowdPose's easy / medium / hard images); None = all.
 
     Returns:
         dict with float values for AP, AP50, AP75, APm, APl, AR, AR50, AR75, ARm, ARl. An empty result
@@ -100,6 +101,8 @@ def evaluate_keypoints(gt, results, sigmas=None, verbose=False):
             stack.enter_context(_quiet())
         coco_dt = coco_gt.loadRes(records)
         coco_eval = COCOeval(coco_gt, coco_dt, 'keypoints')
+        if img_ids is not None:
+            coco_eval.params.imgIds = sorted(img_ids)
         if sigmas is not None:
             sigmas = np.asarray(sigmas, dtype=np.float64).ravel()
             num_kp = _num_keypoints(coco_gt)
