@@ -37,8 +37,7 @@ def load_coco_gt(ann_file, meta):
     """
     data = read_json(ann_file, 'COCO annotation')
     if isinstance(data, dict) and isinstance(data.get('categories'), list):
-        check_meta_against_annotations(meta, data, ann_file)   # keypoint count / names vs the metadata
-        meta.validate_coco_categories(data['categories'], ann_file)
+        check_meta_against_annotations(meta, data, ann_file)   # keypoint count, then the names
     images = validate_coco_gt(data, ann_file, meta.num_keypoints)
     return images, data['annotations']
 

@@ -51,8 +51,9 @@ class DatasetMeta:
             raise ValueError('%s: no category with id 1 (person)' % path)
         names = persons[0].get('keypoints')
         if names is not None and tuple(names) != self.keypoint_names:
-            raise ValueError('%s: person keypoints %s do not match %s metadata %s'
-                             % (path, names, self.name, list(self.keypoint_names)))
+            raise ValueError('%s: person keypoints %s do not match %s metadata %s%s'
+                             % (path, names, self.name, list(self.keypoint_names),
+                                ' (%s)' % self.extra['meta_file'] if 'meta_file' in self.extra else ''))
 
 
 _LEFT, _RIGHT, _MID = (0, 255, 0), (255, 128, 0), (51, 153, 255)  # BGR: green left, blue right, orange middle

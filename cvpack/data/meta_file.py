@@ -116,17 +116,15 @@ def load_meta_file(path):
 
 
 def check_meta_against_annotations(meta, data, ann_path):
-    """The person category of a COCO-style annotation dict must have ``meta``'s keypoint count (and names, when
-    the file lists them). Raises ValueError naming the annotation file, the metadata source and the field."""
+    """The person category of a COCO-style annotation dict must have ``meta``'s keypoint count. Raises
+    ValueError naming the annotation file, the metadata source (its file for a user's) and the field."""
     source = meta.extra.get('meta_file', '%s metadata' % meta.name)
     cats = [c for c in data.get('categories', []) if isinstance(c, dict) and c.get('id') == 1]
     names = cats[0].get('keypoints') if cats else None
-    if names is not None and len(names) != meta.num_keypoints:
+    if names is not None and len(names) != meta.num_keypoints and 'meta_file' in meta.extra:
         raise ValueError('%s: categories[id=1].keypoints has %d keypoints, %s has %d (keypoint_names)'
                          % (ann_path, len(names), source, meta.num_keypoints))
-    if names is not None and tuple(names) != meta.keypoint_names:
-        raise ValueError('%s: categories[id=1].keypoints %s differ from keypoint_names %s of %s'
-                         % (ann_path, list(names), list(meta.keypoint_names), source))
+    meta.validate_coco_categories(data['categories'], ann_path)
 
 
 def dataset_meta(cfg):
