@@ -52,6 +52,7 @@ def dataset_block(name, root_dir, pipeline):
     name = name.upper()
     meta = get_dataset_meta(name)
     d = edict(NAME=name, PIPELINE=pipeline, ROOT=osp.join(root_dir, 'dataset', name), META_FILE='',
+              COMBINE=[],   # combined training on several datasets: cvpack/data/combined.py
               **_FILES[name])
     d.KEYPOINT = keypoint_block(meta)
     d.PIXEL_STD = 200
