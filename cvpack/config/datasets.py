@@ -74,7 +74,7 @@ def refresh_dataset_keys(cfg, old_name, old_meta_file, given):
     from ..data.meta_file import dataset_meta
     meta = dataset_meta(cfg)
     d.NAME = meta.name
-    if name != str(old_name).upper():
+    if meta.name != str(old_name).upper():     # another dataset (by name, or a user file's own name)
         for key, value in _FILES.get(meta.name, _USER_FILES).items():
             if 'DATASET.' + key not in given:
                 d[key] = value

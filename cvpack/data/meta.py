@@ -112,7 +112,7 @@ CROWDPOSE = DatasetMeta(
     upper_body_ids=(0, 1, 2, 3, 4, 5, 12, 13),
     lower_body_ids=(6, 7, 8, 9, 10, 11),
     # AP on the easy / medium / hard images, split by the image's crowdIndex (crowdposetools' thresholds)
-    extra={'crowd_index_split': (0.1, 0.8)},
+    extra={'crowd_index_split': (0.1, 0.8), 'fill_area': True},   # its files have no 'area'
 )
 
 # OCHuman (Zhang et al. 2019): COCO's 17 keypoints and sigmas; shipped as val/test only (no train split)
@@ -134,6 +134,7 @@ AIC = DatasetMeta(
             0.01981803, 0.03843971, 0.03412318, 0.02415081, 0.01291456, 0.01236173),
     upper_body_ids=(0, 1, 2, 3, 4, 5, 12, 13),
     lower_body_ids=(6, 7, 8, 9, 10, 11),
+    extra={'fill_area': True},     # its COCO-style files have no 'area' / 'iscrowd'
 )
 
 # PoseTrack18: COCO's layout with the eyes replaced by head_bottom / head_top; COCO's sigmas (mmpose)
@@ -142,7 +143,7 @@ POSETRACK18 = DatasetMeta(**dict(
     keypoint_names=('nose', 'head_bottom', 'head_top') + COCO.keypoint_names[3:],
     flip_pairs=COCO.flip_pairs[1:],
     # predictions inside the images' ignore_regions_x/_y polygons are dropped before evaluation
-    extra={'ignore_regions': True}))
+    extra={'ignore_regions': True, 'fill_area': True}))   # no 'area' in its files either
 
 _REGISTRY = {m.name: m for m in (COCO, MPII, CROWDPOSE, OCHUMAN, AIC, POSETRACK18)}
 

@@ -61,7 +61,7 @@ class CocoEvaluator:
         Writes ``output_dir/results.json`` (COCO results, sorted by image then score) and returns the
         dict AP, AP50, AP75, APm, APl, AR, AR50, AR75, ARm, ARl.
         """
-        gt = load_coco_gt_for(self.gt_path)
+        gt = load_coco_gt_for(self.gt_path, self.meta)
         kept = apply_test_nms(self.cfg, instances)
         if self.meta.extra.get('ignore_regions'):
             kept, dropped = drop_in_ignore_regions(kept, gt.imgs)
@@ -81,9 +81,11 @@ class CocoEvaluator:
         return stats
 
 
-def load_coco_gt_for(path):
-    """The GT as a validated pycocotools COCO, with missing ``area`` / ``num_keypoints`` filled in first."""
-    return load_coco_gt(_GtCoco(prepare_gt(read_json(path, 'COCO ground truth')), path))
+def load_coco_gt_for(path, meta=None):
+    """The GT as a validated pycocotools COCO, after :func:`prepare_gt` (area filled in for ``meta``'s with
+    ``extra['fill_area']``)."""
+    fill = bool(meta is not None and meta.extra.get('fill_area'))
+    return load_coco_gt(_GtCoco(prepare_gt(read_json(path, 'COCO ground truth'), fill), path))
 
 
 def _GtCoco(data, path):

@@ -103,9 +103,12 @@ def evaluate_keypoints(gt, results, sigmas=None, verbose=False, img_ids=None):
         coco_eval = COCOeval(coco_gt, coco_dt, 'keypoints')
         if img_ids is not None:
             coco_eval.params.imgIds = sorted(img_ids)
+        num_kp = _num_keypoints(coco_gt)
+        if sigmas is None and num_kp not in (None, 17):
+            raise ValueError('%d keypoints in the ground truth: give the OKS sigmas of its dataset (COCO has 17)'
+                             % num_kp)
         if sigmas is not None:
             sigmas = np.asarray(sigmas, dtype=np.float64).ravel()
-            num_kp = _num_keypoints(coco_gt)
             if num_kp is not None and sigmas.size != num_kp:
                 raise ValueError('%d OKS sigmas for %d keypoints' % (sigmas.size, num_kp))
             coco_eval.params.kpt_oks_sigmas = sigmas

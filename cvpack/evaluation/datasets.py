@@ -7,20 +7,23 @@ import numpy as np
 __all__ = ['prepare_gt', 'drop_in_ignore_regions', 'crowd_index_split']
 
 
-def prepare_gt(data):
-    """GT dict -> the same dict with ``area`` (bbox w * h), ``num_keypoints`` (labelled joints) and ``iscrowd``
-    (0; AIC files have none) filled in where an annotation lacks them, and a JSON-boolean iscrowd (PoseTrack18)
-    made 0/1. pycocotools needs all three; the area is only used by APm/APl (CrowdPose, which has no area,
-    reports AP over all sizes, as crowdposetools does)."""
+def prepare_gt(data, fill_area=False):
+    """GT dict -> the same dict with ``iscrowd`` 0 where an annotation has none (AIC) and a JSON-boolean iscrowd
+    (PoseTrack18) made 0/1; with ``fill_area`` (datasets whose files carry no area: metadata
+    ``extra['fill_area']``: CrowdPose, AIC, PoseTrack18) also ``area`` (bbox w * h) and ``num_keypoints``
+    (labelled joints). pycocotools needs all three; the area only matters for APm/APl (CrowdPose reports AP
+    over all sizes, as crowdposetools does). A COCO file without area stays an error (validation)."""
     for ann in data.get('annotations', []):
         if isinstance(ann, dict):
             ann['iscrowd'] = int(ann.get('iscrowd', 0)) if isinstance(ann.get('iscrowd', 0), bool) \
                 else ann.get('iscrowd', 0)
-        if isinstance(ann, dict) and 'bbox' in ann and 'area' not in ann:
+        if not (fill_area and isinstance(ann, dict)):
+            continue
+        if 'bbox' in ann and 'area' not in ann:
             box = ann['bbox']
             if isinstance(box, list) and len(box) == 4:
                 ann['area'] = float(box[2]) * float(box[3])
-        if isinstance(ann, dict) and 'keypoints' in ann and 'num_keypoints' not in ann:
+        if 'keypoints' in ann and 'num_keypoints' not in ann:
             ann['num_keypoints'] = int(np.sum(np.asarray(ann['keypoints'], np.float64).reshape(-1, 3)[:, 2] > 0))
     return data
 

@@ -131,3 +131,24 @@ def test_posetrack_ignore_regions(tmp_path, repo_root):
     assert evaluator([_inst(ann, 0.0), fp_in], str(tmp_path / 'a'))['AP'] == pytest.approx(1.0)
     far = dict(fp_in, keypoints=np.concatenate([ghost[:, :2] * 0 + [[-500.0, -500.0]], ghost[:, 2:]], 1))
     assert evaluator([_inst(ann, 0.0), far], str(tmp_path / 'b'))['AP'] == pytest.approx(0.5)
+
+
+def test_cli_uses_the_dataset_sigmas(tmp_path, repo_root, capsys):
+    from cvpack.evaluation.__main__ import main
+    data, ann = _one_person(_gt(repo_root, 'AIC'))
+    gt = tmp_path / 'gt.json'
+    gt.write_text(json.dumps(data))
+    area = ann['bbox'][2] * ann['bbox'][3]
+    inst = _inst(ann, 0.02 * np.sqrt(area))
+    res = tmp_path / 'res.json'
+    res.write_text(json.dumps([dict(image_id=ann['image_id'], category_id=1, score=1.0,
+                                    keypoints=[float(v) for v in inst['keypoints'].ravel()])]))
+    assert main([str(gt), str(res), '--dataset', 'AIC', '--json']) == 0
+    oks = _hand_oks(ann['keypoints'], inst['keypoints'], area, get_dataset_meta('AIC').sigmas)
+    assert json.loads(capsys.readouterr().out)['AP'] == pytest.approx(float(np.mean(oks >= THRESHOLDS)))
+    assert main([str(gt), str(res), '--json']) == 2          # no --dataset: AIC's missing area is not filled
+    assert 'annotation id %d has no area' % ann['id'] in capsys.readouterr().err
+    data['annotations'][0]['area'] = area
+    gt.write_text(json.dumps(data))
+    assert main([str(gt), str(res), '--json']) == 2          # COCO's 17 sigmas for 14 keypoints: named error
+    assert '14 keypoints in the ground truth: give the OKS sigmas' in capsys.readouterr().err

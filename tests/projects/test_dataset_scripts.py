@@ -42,3 +42,37 @@ def test_train_then_test_on_subset(tmp_path, name):
     assert 0.0 <= metrics['AP'] <= 1.0
     if name == 'CROWDPOSE':
         assert metrics['AP_easy'] == metrics['AP_hard'] == -1.0 and 0.0 <= metrics['AP_medium'] <= 1.0
+
+
+@pytest.mark.slow
+def test_user_metadata_file_trains_and_tests(tmp_path):
+    """A keypoint set of one's own (here AIC's, under another name, from a JSON file) through DATASET.META_FILE."""
+    from cvpack.data.meta import AIC
+    meta = dict(name='MY_AIC', keypoint_names=list(AIC.keypoint_names), flip_pairs=[list(p) for p in AIC.flip_pairs],
+                skeleton=[list(p) for p in AIC.skeleton], sigmas=list(AIC.sigmas),
+                upper_body_ids=list(AIC.upper_body_ids), lower_body_ids=list(AIC.lower_body_ids),
+                extra={'fill_area': True})
+    meta_file = tmp_path / 'my_aic.json'
+    meta_file.write_text(json.dumps(meta))
+    out = tmp_path / 'out'
+    root = osp.join(REPO, 'dataset', 'aic_subset')
+    common = ['DATASET.META_FILE', meta_file, 'DATASET.ROOT', root, 'DATASET.TRAIN_ANN', 'annotations/test_aic.json',
+              'DATASET.VAL_ANN', 'annotations/test_aic.json', 'OUTPUT_DIR', out, 'MODEL.PRETRAINED', 'None',
+              'DATALOADER.NUM_WORKERS', 0, 'TEST.USE_GT_BBOX', 'True'] + SMALL['COCO']
+    run_script(EXP, 'train.py', ['SOLVER.MAX_ITER', 2, 'SOLVER.IMS_PER_GPU', 2, 'SOLVER.WARMUP_ITERS', 1,
+                                 'SOLVER.CHECKPOINT_PERIOD', 2, 'SOLVER.REFERENCE_WORLD_SIZE', 'None'] + common)
+    config = json.loads((out / 'config.json').read_text())
+    assert config['DATASET']['NAME'] == 'MY_AIC' and config['DATASET']['KEYPOINT']['NUM'] == 14
+    assert config['DATASET']['TRAIN_IMAGES'] == 'images'        # a user dataset's default layout
+    run_script(EXP, 'test.py', ['-i', 2] + common)
+    results = json.loads((out / 'test_dir' / 'results.json').read_text())
+    assert len(results) == 9 and all(len(r['keypoints']) == 42 for r in results)
+
+
+def test_ochuman_has_no_train_split(tmp_path):
+    from cvpack.config import merge_from_list
+    from cvpack.config.megvii import megvii_config
+    from cvpack.data import build_dataset
+    cfg = merge_from_list(megvii_config(str(tmp_path), dataset='COCO'), ['DATASET.NAME', 'OCHUMAN'])
+    with pytest.raises(ValueError, match='OCHUMAN has no train split: set DATASET.TRAIN_ANN'):
+        build_dataset(cfg, 'train')
