@@ -97,14 +97,14 @@ def test_crowdpose_split_by_crowd_index(tmp_path, repo_root):
     (tmp_path / 'gt.json').write_text(json.dumps(data))
     easy, hard = keep[106848], keep[103319]
     meta = get_dataset_meta('CROWDPOSE')
-    shift = 0.05 * np.sqrt(hard['bbox'][2] * hard['bbox'][3])
+    shift = 0.1 * np.sqrt(hard['bbox'][2] * hard['bbox'][3])
     oks = _hand_oks(hard['keypoints'], _inst(hard, shift)['keypoints'], hard['bbox'][2] * hard['bbox'][3],
                     meta.sigmas)
     stats = build_evaluator(_cfg('CROWDPOSE', tmp_path, 'gt.json'))(
         [_inst(easy, 0.0), _inst(hard, shift)], str(tmp_path / 'out'))
     assert stats['AP_easy'] == pytest.approx(1.0)
     assert stats['AP_hard'] == pytest.approx(float(np.mean(oks >= THRESHOLDS)), abs=1e-9)
-    assert 0.0 < stats['AP_hard'] < 1.0
+    assert 0.0 < stats['AP_hard'] < 0.99             # the shift costs some thresholds
     assert stats['AP_medium'] == -1.0          # no image in that split
 
 
