@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..data import build_dataset, collate
-from ..data.meta import get_dataset_meta
+from ..data.meta_file import dataset_meta
 from ..evaluation.build import apply_test_nms
 from ..evaluation.coco import instances_to_coco_results
 from ..inference import PREDICTORS, build_predictor
@@ -134,7 +134,7 @@ class PoseEstimator:
         # not a top-down pipeline: a whole-image model (GCPose's 'detection'), whose predictor finds the people
         self.whole_image_model = self.cfg.DATASET.PIPELINE not in PREDICTORS
         self.predictor = build_predictor(self.cfg)
-        self.meta = get_dataset_meta(self.cfg.DATASET.NAME)
+        self.meta = dataset_meta(self.cfg)
         self.keypoint_names = tuple(self.meta.keypoint_names)
         self.rgb = bool(self.cfg.DATASET.get('COLOR_RGB', False))
         self.batch_size = int(batch_size or self.cfg.TEST.get('IMS_PER_GPU', 32))

@@ -7,9 +7,11 @@ import json
 import math
 import os
 import os.path as osp
+import sys
 
 from easydict import EasyDict as edict
 
+from .datasets import refresh_dataset_keys
 from .schema import ConfigError, validate_config
 
 
@@ -185,6 +187,8 @@ def merge_from_list(cfg, opts):
     opts = list(opts or [])
     if len(opts) % 2:
         raise ValueError('config overrides come in KEY VALUE pairs, got an odd number: %s' % opts)
+    dataset = cfg.get('DATASET', {})
+    old_name, old_meta_file = dataset.get('NAME'), dataset.get('META_FILE', '')
     for key, text in zip(opts[0::2], opts[1::2]):
         node = cfg
         parts = key.split('.')
@@ -195,6 +199,8 @@ def merge_from_list(cfg, opts):
         if parts[-1] not in node:
             raise KeyError('unknown config key %r' % key)
         node[parts[-1]] = _parse_value(text, node[parts[-1]], key)
+    # a new DATASET.NAME / META_FILE brings its keypoint keys and file layout (cvpack/config/datasets.py)
+    refresh_dataset_keys(cfg, old_name, old_meta_file, set(opts[0::2]))
     return validate_config(cfg)
 
 
@@ -217,25 +223,46 @@ def dump_config(cfg, path):
 
 
 def link_log(cfg):
-    """Create OUTPUT_DIR and link it as ``log`` inside the exp folder (the original ``-log``)."""
-    os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+    """Create OUTPUT_DIR and link it as ``log`` inside the exp folder (the original ``-log``).
+
+    Returns ``(link, lines)``: ``lines`` say what was done, one per action (created, already there, left)."""
+    lines = []
+    if osp.isdir(cfg.OUTPUT_DIR):
+        lines.append('output folder %s exists' % cfg.OUTPUT_DIR)
+    else:
+        os.makedirs(cfg.OUTPUT_DIR)
+        lines.append('created output folder %s' % cfg.OUTPUT_DIR)
     link = osp.join(cfg.EXP_DIR, 'log')
     if not osp.lexists(link):
         os.symlink(cfg.OUTPUT_DIR, link)
+        lines.append('created link %s -> %s' % (link, cfg.OUTPUT_DIR))
     elif osp.realpath(link) != osp.realpath(cfg.OUTPUT_DIR):
-        print('note: %s already points to %s, left as it is' % (link, osp.realpath(link)))
-    return link
+        lines.append('note: %s already points to %s, left as it is' % (link, osp.realpath(link)))
+    else:
+        lines.append('link %s -> %s exists' % (link, cfg.OUTPUT_DIR))
+    return link, lines
+
+
+def _print(text):
+    """Print to stdout; a reader that stops early (``python config.py | head``) ends the output quietly
+    instead of with a BrokenPipeError traceback (the recipe of the Python docs, "Note on SIGPIPE")."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())   # the interpreter's final flush would raise again
 
 
 def config_main(cfg, argv=None):
-    """``python config.py [-log] [KEY VALUE ...]``: print the resolved config, and with ``-log`` link the logs."""
+    """``python config.py [-log] [KEY VALUE ...]``: print the resolved config, and with ``-log`` create OUTPUT_DIR,
+    link it as ``./log`` and print what was created."""
     parser = argparse.ArgumentParser(description='Show the resolved config of exp %s' % cfg.EXP_NAME)
     parser.add_argument('-log', '--linklog', action='store_true', help='create OUTPUT_DIR and link it as ./log')
     parser.add_argument('opts', nargs=argparse.REMAINDER, help='KEY VALUE overrides')
     args = parser.parse_args(argv)
     cfg = merge_from_list(copy.deepcopy(cfg), args.opts)
     if args.linklog:
-        print('log folder: %s -> %s' % (link_log(cfg), cfg.OUTPUT_DIR))
+        _print('\n'.join(link_log(cfg)[1]))
     else:
-        print(json.dumps(to_plain(cfg), indent=2, sort_keys=True))
+        _print(json.dumps(to_plain(cfg), indent=2, sort_keys=True))
     return cfg

@@ -1,6 +1,11 @@
 """The dataset part of every preset: where the files are and the keypoint metadata.
 
 Pipelines add their own ``DATASET.TRAIN`` (augmentation) and colour keys on top of this block.
+
+Switching dataset from the command line needs only ``DATASET.*`` overrides: when ``DATASET.NAME`` or
+``DATASET.META_FILE`` is overridden, :func:`refresh_dataset_keys` (called by ``merge_from_list``) re-derives
+the keys that follow from the metadata (``DATASET.KEYPOINT.*``, ``MODEL.OUTPUT_NUM``) and, for a new name,
+the default file layout and ROOT; keys given explicitly on the same command line are kept.
 """
 import os.path as osp
 
@@ -8,25 +13,80 @@ from easydict import EasyDict as edict
 
 from ..data.meta import get_dataset_meta
 
-# Files below DATASET.ROOT: the official COCO 2017 layout, and the HRNet/mmpose MPII json layout.
+# Files below DATASET.ROOT: the official COCO 2017 layout, the HRNet/mmpose json layouts of the others
+# (mmpose's docs/en/dataset_zoo/2d_body_keypoint.md). OCHuman has no train split: TRAIN_ANN is '' and the
+# dataset refuses to train until DATASET.TRAIN_ANN names a file.
 _FILES = {
     'COCO': dict(TRAIN_IMAGES='images/train2017', TRAIN_ANN='annotations/person_keypoints_train2017.json',
                  VAL_IMAGES='images/val2017', VAL_ANN='annotations/person_keypoints_val2017.json'),
     'MPII': dict(TRAIN_IMAGES='images', TRAIN_ANN='annotations/train.json',
                  VAL_IMAGES='images', VAL_ANN='annotations/valid.json'),
+    'CROWDPOSE': dict(TRAIN_IMAGES='images', TRAIN_ANN='annotations/mmpose_crowdpose_trainval.json',
+                      VAL_IMAGES='images', VAL_ANN='annotations/mmpose_crowdpose_test.json'),
+    'OCHUMAN': dict(TRAIN_IMAGES='images', TRAIN_ANN='',
+                    VAL_IMAGES='images', VAL_ANN='annotations/ochuman_coco_format_val_range_0.00_1.00.json'),
+    'AIC': dict(TRAIN_IMAGES='ai_challenger_keypoint_train_20170902/keypoint_train_images_20170902',
+                TRAIN_ANN='annotations/aic_train.json',
+                VAL_IMAGES='ai_challenger_keypoint_validation_20170911/keypoint_validation_images_20170911',
+                VAL_ANN='annotations/aic_val.json'),
+    # PoseTrack18 file names already start with images/<split>/...
+    'POSETRACK18': dict(TRAIN_IMAGES='', TRAIN_ANN='annotations/posetrack18_train.json',
+                        VAL_IMAGES='', VAL_ANN='annotations/posetrack18_val.json'),
 }
+_USER_FILES = dict(TRAIN_IMAGES='images', TRAIN_ANN='annotations/train.json', VAL_IMAGES='images',
+                   VAL_ANN='annotations/val.json')
+
+
+def keypoint_block(meta, load_min_num=1):
+    return edict(NUM=meta.num_keypoints, FLIP_PAIRS=[list(p) for p in meta.flip_pairs],
+                 UPPER_BODY_IDS=list(meta.upper_body_ids), LOWER_BODY_IDS=list(meta.lower_body_ids),
+                 LOAD_MIN_NUM=load_min_num)
 
 
 def dataset_block(name, root_dir, pipeline):
-    """``cfg.DATASET`` for ``name`` ('COCO' or 'MPII') read by ``pipeline``.
+    """``cfg.DATASET`` for ``name`` (a built-in dataset, :mod:`cvpack.data.meta`) read by ``pipeline``.
 
-    ROOT defaults to ``<repo>/dataset/<NAME>``; KEYPOINT comes from :mod:`cvpack.data.meta`.
+    ROOT defaults to ``<repo>/dataset/<NAME>``; KEYPOINT comes from :mod:`cvpack.data.meta`. META_FILE ('' = the
+    built-in metadata of NAME) names a user's metadata file (:mod:`cvpack.data.meta_file`).
     """
     name = name.upper()
     meta = get_dataset_meta(name)
-    d = edict(NAME=name, PIPELINE=pipeline, ROOT=osp.join(root_dir, 'dataset', name), **_FILES[name])
-    d.KEYPOINT = edict(NUM=meta.num_keypoints, FLIP_PAIRS=[list(p) for p in meta.flip_pairs],
-                       UPPER_BODY_IDS=list(meta.upper_body_ids), LOWER_BODY_IDS=list(meta.lower_body_ids),
-                       LOAD_MIN_NUM=1)
+    d = edict(NAME=name, PIPELINE=pipeline, ROOT=osp.join(root_dir, 'dataset', name), META_FILE='',
+              COMBINE=[],   # combined training on several datasets: cvpack/data/combined.py
+              **_FILES[name])
+    d.KEYPOINT = keypoint_block(meta)
     d.PIXEL_STD = 200
     return d
+
+
+def refresh_dataset_keys(cfg, old_name, old_meta_file, given):
+    """After command-line overrides: if DATASET.NAME / META_FILE changed, re-derive what follows from them.
+
+    ``given``: the keys overridden on the command line (they win). Raises ValueError when a user metadata file
+    names another dataset than DATASET.NAME, or when DATASET.KEYPOINT.NUM disagrees with the metadata.
+    """
+    d = cfg.get('DATASET')
+    if not isinstance(d, dict) or 'NAME' not in d or 'KEYPOINT' not in d:
+        return cfg
+    name, meta_file = d.NAME.upper(), d.get('META_FILE', '')
+    if name == str(old_name).upper() and meta_file == old_meta_file:
+        return cfg
+    from ..data.meta_file import dataset_meta
+    meta = dataset_meta(cfg)
+    d.NAME = meta.name
+    if meta.name != str(old_name).upper():     # another dataset (by name, or a user file's own name)
+        for key, value in _FILES.get(meta.name, _USER_FILES).items():
+            if 'DATASET.' + key not in given:
+                d[key] = value
+        if 'DATASET.ROOT' not in given:
+            d.ROOT = osp.join(osp.dirname(d.ROOT), meta.name)
+    fresh = keypoint_block(meta, d.KEYPOINT.get('LOAD_MIN_NUM', 1))
+    for key, value in fresh.items():
+        if 'DATASET.KEYPOINT.' + key not in given:
+            d.KEYPOINT[key] = value
+    if d.KEYPOINT.NUM != meta.num_keypoints:
+        raise ValueError('DATASET.KEYPOINT.NUM is %s but the %s metadata has %d keypoints'
+                         % (d.KEYPOINT.NUM, meta.name, meta.num_keypoints))
+    if 'MODEL' in cfg and 'OUTPUT_NUM' in cfg.MODEL and 'MODEL.OUTPUT_NUM' not in given:
+        cfg.MODEL.OUTPUT_NUM = meta.num_keypoints
+    return cfg

@@ -26,8 +26,12 @@ def _resolve(spec):
 def build_dataset(cfg, split, records=None):
     """Dataset of ``cfg.DATASET.PIPELINE`` for ``split`` ('train' or 'val').
 
+    ``cfg.DATASET.COMBINE`` (a non-empty list) trains on several datasets (:mod:`cvpack.data.combined`).
     ``records``: use these records instead of reading the annotation files (inference on the caller's images,
     ``cvpack.apis``; the classes build them with ``box_record`` / ``image_record``)."""
+    if split == 'train' and records is None and cfg.DATASET.get('COMBINE'):
+        from .combined import CombinedDataset     # several datasets mapped onto the exp's keypoints
+        return CombinedDataset(cfg, split)
     pipeline = cfg.DATASET.PIPELINE
     if pipeline not in DATASET_TABLE:
         raise KeyError('unknown DATASET.PIPELINE %r; known: %s' % (pipeline, sorted(DATASET_TABLE)))

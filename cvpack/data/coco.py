@@ -16,6 +16,7 @@ import os.path as osp
 
 import numpy as np
 
+from .meta_file import check_meta_against_annotations
 from .transforms import xywh_to_cs_megvii, xywh_to_cs_simple_baselines
 from .validate import box_is_degenerate, check_box, number, read_json, validate_coco_gt, warn_skipped
 
@@ -36,7 +37,7 @@ def load_coco_gt(ann_file, meta):
     """
     data = read_json(ann_file, 'COCO annotation')
     if isinstance(data, dict) and isinstance(data.get('categories'), list):
-        meta.validate_coco_categories(data['categories'], ann_file)
+        check_meta_against_annotations(meta, data, ann_file)   # keypoint count, then the names
     images = validate_coco_gt(data, ann_file, meta.num_keypoints)
     return images, data['annotations']
 

@@ -51,8 +51,9 @@ class DatasetMeta:
             raise ValueError('%s: no category with id 1 (person)' % path)
         names = persons[0].get('keypoints')
         if names is not None and tuple(names) != self.keypoint_names:
-            raise ValueError('%s: person keypoints %s do not match %s metadata %s'
-                             % (path, names, self.name, list(self.keypoint_names)))
+            raise ValueError('%s: person keypoints %s do not match %s metadata %s%s'
+                             % (path, names, self.name, list(self.keypoint_names),
+                                ' (%s)' % self.extra['meta_file'] if 'meta_file' in self.extra else ''))
 
 
 _LEFT, _RIGHT, _MID = (0, 255, 0), (255, 128, 0), (51, 153, 255)  # BGR: green left, blue right, orange middle
@@ -95,15 +96,76 @@ MPII = DatasetMeta(
     lower_body_ids=tuple(range(0, 7)),
 )
 
-_REGISTRY = {'COCO': COCO, 'MPII': MPII}
+_HEAD = ('head', 'neck')
+# CrowdPose (Li et al. 2019), 14 joints; sigmas as in crowdposetools / mmpose's crowdpose.py
+CROWDPOSE = DatasetMeta(
+    name='CROWDPOSE',
+    keypoint_names=('left_shoulder', 'right_shoulder', 'left_elbow', 'right_elbow', 'left_wrist', 'right_wrist',
+                    'left_hip', 'right_hip', 'left_knee', 'right_knee', 'left_ankle', 'right_ankle') + _HEAD,
+    flip_pairs=((0, 1), (2, 3), (4, 5), (6, 7), (8, 9), (10, 11)),
+    skeleton=((0, 2), (2, 4), (1, 3), (3, 5), (0, 1), (0, 6), (1, 7), (6, 7), (6, 8), (8, 10), (7, 9), (9, 11),
+              (12, 13), (13, 0), (13, 1)),
+    skeleton_colors=(_LEFT, _LEFT, _RIGHT, _RIGHT, _MID, _LEFT, _RIGHT, _MID, _LEFT, _LEFT, _RIGHT, _RIGHT,
+                     _MID, _LEFT, _RIGHT),
+    keypoint_colors=(_LEFT, _RIGHT) * 6 + (_MID, _MID),
+    sigmas=(.079, .079, .072, .072, .062, .062, .107, .107, .087, .087, .089, .089, .079, .079),
+    upper_body_ids=(0, 1, 2, 3, 4, 5, 12, 13),
+    lower_body_ids=(6, 7, 8, 9, 10, 11),
+    # AP on the easy / medium / hard images, split by the image's crowdIndex (crowdposetools' thresholds)
+    extra={'crowd_index_split': (0.1, 0.8), 'fill_area': True},   # its files have no 'area'
+)
+
+# OCHuman (Zhang et al. 2019): COCO's 17 keypoints and sigmas; shipped as val/test only (no train split)
+OCHUMAN = DatasetMeta(**dict(COCO.__dict__, name='OCHUMAN', extra={'splits': ('val', 'test')}))
+
+# AI Challenger (Wu et al. 2017), 14 joints, names as in its COCO-style files; sigmas as in mmpose's aic.py
+AIC = DatasetMeta(
+    name='AIC',
+    keypoint_names=('Right Shoulder', 'Right Elbow', 'Right Wrist', 'Left Shoulder', 'Left Elbow', 'Left Wrist',
+                    'Right Hip', 'Right Knee', 'Right Ankle', 'Left Hip', 'Left Knee', 'Left Ankle', 'Head top',
+                    'Neck'),
+    flip_pairs=((0, 3), (1, 4), (2, 5), (6, 9), (7, 10), (8, 11)),
+    skeleton=((2, 1), (1, 0), (0, 13), (13, 3), (3, 4), (4, 5), (8, 7), (7, 6), (6, 9), (9, 10), (10, 11),
+              (12, 13), (0, 6), (3, 9)),
+    skeleton_colors=(_RIGHT, _RIGHT, _RIGHT, _LEFT, _LEFT, _LEFT, _RIGHT, _RIGHT, _MID, _LEFT, _LEFT, _MID,
+                     _RIGHT, _LEFT),
+    keypoint_colors=(_RIGHT,) * 3 + (_LEFT,) * 3 + (_RIGHT,) * 3 + (_LEFT,) * 3 + (_MID, _MID),
+    sigmas=(0.01388152, 0.01515228, 0.01057665, 0.01417709, 0.01497891, 0.01402144, 0.03909642, 0.03686941,
+            0.01981803, 0.03843971, 0.03412318, 0.02415081, 0.01291456, 0.01236173),
+    upper_body_ids=(0, 1, 2, 3, 4, 5, 12, 13),
+    lower_body_ids=(6, 7, 8, 9, 10, 11),
+    extra={'fill_area': True},     # its COCO-style files have no 'area' / 'iscrowd'
+)
+
+# PoseTrack18: COCO's layout with the eyes replaced by head_bottom / head_top; COCO's sigmas (mmpose)
+POSETRACK18 = DatasetMeta(**dict(
+    COCO.__dict__, name='POSETRACK18',
+    keypoint_names=('nose', 'head_bottom', 'head_top') + COCO.keypoint_names[3:],
+    flip_pairs=COCO.flip_pairs[1:],
+    # predictions inside the images' ignore_regions_x/_y polygons are dropped before evaluation
+    extra={'ignore_regions': True, 'fill_area': True}))   # no 'area' in its files either
+
+_REGISTRY = {m.name: m for m in (COCO, MPII, CROWDPOSE, OCHUMAN, AIC, POSETRACK18)}
 
 
 def get_dataset_meta(name: str) -> DatasetMeta:
-    """Return the metadata of ``name`` ('COCO' or 'MPII', case-insensitive)."""
+    """Return the metadata of ``name`` (case-insensitive): a built-in one or one added by :func:`register_meta`."""
     try:
         return _REGISTRY[name.upper()]
     except KeyError:
         raise KeyError('unknown dataset %r; known: %s' % (name, sorted(_REGISTRY))) from None
+
+
+def register_meta(meta: DatasetMeta) -> DatasetMeta:
+    """Make ``meta`` known by its (upper-case) name; a built-in name cannot be replaced."""
+    name = meta.name.upper()
+    if name in _BUILTIN and _REGISTRY[name] is not meta:
+        raise ValueError('dataset name %r is built in; give the user metadata another name' % meta.name)
+    _REGISTRY[name] = meta
+    return meta
+
+
+_BUILTIN = frozenset(_REGISTRY)
 
 
 def oks_sigmas(name: str) -> np.ndarray:

@@ -128,3 +128,41 @@ def shard_indices(n, rank, world_size):
     base, extra = divmod(n, world_size)
     start = rank * base + min(rank, extra)
     return list(range(start, start + base + (1 if rank < extra else 0)))
+
+
+class WeightedSourceDraw:
+    """Which dataset, and which of its samples, a training position draws in combined training
+    (:class:`cvpack.data.combined.CombinedDataset`): dataset ``d`` with probability ``weights[d] / sum``, then a
+    uniform sample of it.
+
+    A pure function of the position's key ``(seed, pass, position)`` (:class:`SampleIndex`, from the engine's
+    :class:`IterationBasedSampler`), drawn from a Philox stream of its own (tag differs from the augmentations'),
+    so the mix is reproducible and a resumed run (the sampler's ``start_iter`` from the checkpoint) continues
+    it exactly; nothing but the sampler state needs saving. ``state_dict()`` describes the mix (weights,
+    dataset sizes) for logs / checks.
+    """
+
+    _TAG = 0x6D6978   # 'mix'
+
+    def __init__(self, sizes, weights):
+        if len(sizes) != len(weights) or not sizes:
+            raise ValueError('WeightedSourceDraw: %d dataset sizes for %d weights' % (len(sizes), len(weights)))
+        if any(int(n) <= 0 for n in sizes):
+            raise ValueError('WeightedSourceDraw: every combined dataset needs samples, sizes %s' % (list(sizes),))
+        w = np.asarray(weights, np.float64)
+        if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+            raise ValueError('WeightedSourceDraw: weights must be finite, >= 0 and not all 0, got %s'
+                             % (list(weights),))
+        self.sizes, self.weights = [int(n) for n in sizes], [float(v) for v in w]
+        self.cdf = np.cumsum(w / w.sum())
+
+    def __call__(self, key):
+        """``key`` (seed, pass, position) -> (dataset id, sample index in that dataset)."""
+        seed, p, position = key
+        bits = np.random.Philox(counter=[0, 0, position % 2 ** 64, p % 2 ** 64], key=[seed % 2 ** 64, self._TAG])
+        u = np.random.Generator(bits).random(2)
+        d = min(int(np.searchsorted(self.cdf, u[0], side='right')), len(self.sizes) - 1)
+        return d, min(int(u[1] * self.sizes[d]), self.sizes[d] - 1)
+
+    def state_dict(self):
+        return {'sizes': list(self.sizes), 'weights': list(self.weights)}

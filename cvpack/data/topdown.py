@@ -23,7 +23,7 @@ from ..codecs import build_codec
 from . import transforms as T
 from .coco import box_record, coco_det_records, coco_gt_records
 from .io import read_image
-from .meta import get_dataset_meta
+from .meta_file import dataset_meta
 from .mpii import mpii_records
 from .samplers import sample_rng
 
@@ -50,7 +50,7 @@ class TopDownDataset(torch.utils.data.Dataset):
         if self.pipeline not in self.PIPELINES:
             raise ValueError('TopDownDataset handles pipelines %s, not %r' % (self.PIPELINES, self.pipeline))
         self.cfg, self.split, self.train = cfg, split, split == 'train'
-        self.meta = get_dataset_meta(cfg.DATASET.NAME)
+        self.meta = dataset_meta(cfg)   # built-in or DATASET.META_FILE
         self.input_hw = tuple(int(v) for v in cfg.INPUT_SHAPE)
         self.output_hw = tuple(int(v) for v in cfg.OUTPUT_SHAPE)
         self.w_h_ratio = self.input_hw[1] / self.input_hw[0]
@@ -71,6 +71,9 @@ class TopDownDataset(torch.utils.data.Dataset):
         d, t = self.cfg.DATASET, self.cfg.TEST
         root = d.ROOT
         images = osp.join(root, d.TRAIN_IMAGES if self.train else d.VAL_IMAGES)
+        if not (d.TRAIN_ANN if self.train else d.VAL_ANN):
+            raise ValueError('%s has no %s split: set DATASET.%s to an annotation file'
+                             % (self.meta.name, self.split, 'TRAIN_ANN' if self.train else 'VAL_ANN'))
         ann = osp.join(root, d.TRAIN_ANN if self.train else d.VAL_ANN)
         if self.meta.name == 'MPII':
             pad = 1.0 if self.pipeline == 'megvii' else d.get('BBOX_PADDING', 1.25)

@@ -178,7 +178,9 @@ def validate_coco_gt(data, path, num_keypoints, required=()):
         for key in ('area', 'num_keypoints'):
             if key in ann:
                 number(ann[key], where, key, minimum=0)
-        if 'iscrowd' in ann and number(ann['iscrowd'], where, 'iscrowd') not in (0, 1):
+        # PoseTrack18's files write iscrowd as a JSON boolean (false/true); pycocotools reads it as 0/1
+        if 'iscrowd' in ann and not isinstance(ann['iscrowd'], bool) and \
+                number(ann['iscrowd'], where, 'iscrowd') not in (0, 1):
             raise ValueError('%s: iscrowd is %r, expected 0 or 1' % (where, ann['iscrowd']))
     return index
 

@@ -6,8 +6,11 @@ import os.path as osp
 
 import numpy as np
 
-from .coco import evaluate_keypoints, format_table, instances_to_coco_results
-from ..data.meta import get_dataset_meta, oks_sigmas
+from .coco import evaluate_keypoints, format_table, instances_to_coco_results, load_coco_gt
+from ..data.meta import get_dataset_meta
+from ..data.meta_file import dataset_meta
+from ..data.validate import read_json
+from .datasets import crowd_index_split, drop_in_ignore_regions, prepare_gt
 from .nms import nms_per_image
 from .pckh import evaluate_pckh, format_pckh
 
@@ -40,18 +43,22 @@ def apply_test_nms(cfg, instances):
     instance areas OKS uses; the COCO evaluator and ``cvpack.apis`` share it. Returns the kept instances."""
     insts = [dict(i, area=_area(i)) for i in instances]
     return nms_per_image(insts, cfg.TEST.get('NMS', 'none'), float(cfg.TEST.get('NMS_THRESH', 0.9)),
-                         oks_sigmas(cfg.DATASET.NAME))
+                         np.asarray(dataset_meta(cfg).sigmas, np.float64))
 
 
 class CocoEvaluator:
-    """COCO keypoints: cfg.TEST.NMS ('none' | 'oks' | 'soft_oks', NMS_THRESH) per image, results.json, AP/AR.
+    """COCO-style keypoints (COCO, CrowdPose, OCHuman, AIC, PoseTrack18, user metadata): cfg.TEST.NMS ('none' |
+    'oks' | 'soft_oks', NMS_THRESH) per image, results.json, AP/AR with the dataset's OKS sigmas.
 
-    The instance scores come from the predictor (cfg.TEST.RESCORE is applied there).
+    The instance scores come from the predictor (cfg.TEST.RESCORE is applied there). Per dataset
+    (:mod:`cvpack.evaluation.datasets`): predictions in PoseTrack18's ignore regions are dropped; CrowdPose adds
+    AP_easy / AP_medium / AP_hard (images split by crowdIndex; -1.0 when a split has no image).
     """
 
     def __init__(self, cfg):
         self.gt_path = osp.join(cfg.DATASET.ROOT, cfg.DATASET.VAL_ANN)
         self.cfg = cfg
+        self.meta = dataset_meta(cfg)
         self.nms = cfg.TEST.get('NMS', 'none')
         self.box_source = 'GT boxes' if cfg.TEST.get('USE_GT_BBOX', False) else 'detected boxes'
         self.image_ids = None   # restrict_to (TEST.MAX_IMAGES)
@@ -66,16 +73,48 @@ class CocoEvaluator:
         Writes ``output_dir/results.json`` (COCO results, sorted by image then score) and returns the
         dict AP, AP50, AP75, APm, APl, AR, AR50, AR75, ARm, ARl.
         """
+        gt = load_coco_gt_for(self.gt_path, self.meta)
         kept = apply_test_nms(self.cfg, instances)
+        if self.meta.extra.get('ignore_regions'):
+            kept, dropped = drop_in_ignore_regions(kept, gt.imgs)
+            logger.info('%d predictions in ignore regions dropped', dropped)
         results = instances_to_coco_results(kept)
         results.sort(key=lambda r: (r['image_id'], -r['score']))
         path = osp.join(output_dir, 'results.json')
         write_json(results, path)
-        stats = evaluate_keypoints(self.gt_path, path, image_ids=self.image_ids)
+        sigmas = np.asarray(self.meta.sigmas, np.float64)
+        stats = evaluate_keypoints(gt, path, sigmas=sigmas, image_ids=self.image_ids)
+        split = self.meta.extra.get('crowd_index_split')
+        if split:
+            images = gt.dataset['images']
+            if self.image_ids is not None:
+                keep = set(self.image_ids)
+                images = [im for im in images if im['id'] in keep]
+            for level, ids in crowd_index_split(images, split).items():
+                stats['AP_' + level] = (evaluate_keypoints(gt, path, sigmas=sigmas, image_ids=ids)['AP'] if ids
+                                        else -1.0)
         where = ' on the first %d images (TEST.MAX_IMAGES)' % len(self.image_ids) if self.image_ids else ''
         logger.info(format_table(stats, 'COCO keypoints (%s, NMS %s, %d of %d instances%s): %s'
                            % (self.box_source, self.nms, len(kept), len(instances), where, path)))
         return stats
+
+
+def load_coco_gt_for(path, meta=None):
+    """The GT as a validated pycocotools COCO, after :func:`prepare_gt` (area filled in for ``meta``'s with
+    ``extra['fill_area']``)."""
+    fill = bool(meta is not None and meta.extra.get('fill_area'))
+    return load_coco_gt(_GtCoco(prepare_gt(read_json(path, 'COCO ground truth'), fill), path))
+
+
+def _GtCoco(data, path):
+    from pycocotools.coco import COCO
+    from .coco import _quiet, _validate_gt
+    _validate_gt(data, path)     # errors name the file (load_coco_gt would say '<COCO object>')
+    coco = COCO()
+    coco.dataset = data
+    with _quiet():
+        coco.createIndex()
+    return coco
 
 
 class MpiiEvaluator:
@@ -123,13 +162,11 @@ _EVALUATORS = {'COCO': CocoEvaluator, 'MPII': MpiiEvaluator}
 
 def build_evaluator(cfg):
     """Callable ``(instances, output_dir) -> metrics dict``: ``cfg.TEST.EVALUATOR`` ('module:Class', built as
-    ``Class(cfg)``) when set (GCPose's exps: keypoint + person box AP), else by cfg.DATASET.NAME ('COCO' or 'MPII').
+    ``Class(cfg)``) when set (GCPose's exps: keypoint + person box AP), else by cfg.DATASET.NAME (MPII: PCKh; any other: COCO-style AP).
     """
     spec = cfg.get('TEST', {}).get('EVALUATOR')
     if spec:
         from ..inference import import_target
         return import_target(spec, 'TEST.EVALUATOR')(cfg)
-    name = cfg.DATASET.NAME.upper()
-    if name not in _EVALUATORS:
-        raise KeyError('no evaluator for dataset %r; known: %s' % (cfg.DATASET.NAME, sorted(_EVALUATORS)))
-    return _EVALUATORS[name](cfg)
+    name = dataset_meta(cfg).name       # raises naming the known datasets for an unknown name
+    return _EVALUATORS.get(name, CocoEvaluator)(cfg)   # every dataset but MPII is COCO-style

@@ -81,7 +81,8 @@ def evaluate_keypoints(gt, results, sigmas=None, verbose=False, image_ids=None):
         results: list of ``{image_id, category_id, keypoints: [x, y, s] * K, score}`` or a JSON path.
         sigmas: per-keypoint OKS sigmas (real scale, e.g. 0.026 for the COCO nose); None = COCO's.
         verbose: let pycocotools print its summary.
-        image_ids: evaluate these images only (TEST.MAX_IMAGES); None = every image of ``gt``.
+        image_ids: evaluate these images only (TEST.MAX_IMAGES, CrowdPose's easy / medium / hard images); None =
+            every image of ``gt``.
 
     Returns:
         dict with float values for AP, AP50, AP75, APm, APl, AR, AR50, AR75, ARm, ARl. An empty result
@@ -103,9 +104,12 @@ def evaluate_keypoints(gt, results, sigmas=None, verbose=False, image_ids=None):
         coco_eval = COCOeval(coco_gt, coco_dt, 'keypoints')
         if image_ids is not None:
             coco_eval.params.imgIds = sorted(image_ids)
+        num_kp = _num_keypoints(coco_gt)
+        if sigmas is None and num_kp not in (None, 17):
+            raise ValueError('%d keypoints in the ground truth: give the OKS sigmas of its dataset (COCO has 17)'
+                             % num_kp)
         if sigmas is not None:
             sigmas = np.asarray(sigmas, dtype=np.float64).ravel()
-            num_kp = _num_keypoints(coco_gt)
             if num_kp is not None and sigmas.size != num_kp:
                 raise ValueError('%d OKS sigmas for %d keypoints' % (sigmas.size, num_kp))
             coco_eval.params.kpt_oks_sigmas = sigmas

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..data import build_dataset
 from ..data.io import read_image
-from ..data.meta import get_dataset_meta
+from ..data.meta_file import dataset_meta
 from ..exp import load_exp
 from ..vis import draw_skeleton, save_png
 
@@ -112,7 +112,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     cfg, _ = load_exp(args.exp_dir, args.opts, build=False)
     out = args.out or 'browse_%s' % args.split
-    meta = get_dataset_meta(cfg.DATASET.NAME)
+    meta = dataset_meta(cfg)
     if not args.augmented and args.split == 'val' and 'USE_GT_BBOX' in cfg.TEST:
         cfg = copy.deepcopy(cfg)
         cfg.TEST.USE_GT_BBOX = True   # the val GT, not the detections test.py crops

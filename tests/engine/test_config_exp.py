@@ -116,3 +116,29 @@ def test_preset_keys_read_by_the_code_are_defined(tmp_path, repo_root):
         assert decoder_kwargs(cfg) == ('dark', {'stride': (4.0, 4.0), 'kernel': 17})
     cfg = merge_from_list(megvii_config(str(tmp_path)), ['TEST.DARK_KERNEL', '7', 'SOLVER.NESTEROV', 'true'])
     assert cfg.TEST.DARK_KERNEL == 7 and cfg.SOLVER.NESTEROV is True
+
+
+def test_config_main_log_prints_what_it_created(toy_exp, capsys):
+    exp, cfg = toy_exp
+    config_main(cfg, ['-log'])
+    out = capsys.readouterr().out
+    assert 'created output folder %s' % cfg.OUTPUT_DIR in out
+    assert 'created link %s -> %s' % (osp.join(exp, 'log'), cfg.OUTPUT_DIR) in out
+    config_main(cfg, ['-log'])
+    out = capsys.readouterr().out
+    assert 'output folder %s exists' % cfg.OUTPUT_DIR in out and 'created' not in out
+
+
+def test_config_main_into_closed_pipe_is_quiet(toy_exp, monkeypatch):
+    """``python config.py | head``: the reader has gone; printing must end quietly, not in BrokenPipeError."""
+    import os
+    import sys
+    _, cfg = toy_exp
+    read_fd, write_fd = os.pipe()
+    os.close(read_fd)                                   # the reader (head) has exited
+    out = os.fdopen(write_fd, 'w')
+    monkeypatch.setattr(sys, 'stdout', out)
+    assert config_main(cfg, []) is not None             # raised BrokenPipeError before the fix
+    out.write('x' * 100000)
+    out.flush()                                         # stdout now goes to /dev/null: no second error
+    out.close()
