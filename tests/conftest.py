@@ -48,3 +48,13 @@ def log_capture(caplog):
     yield caplog
     for lg in attached:
         lg.removeHandler(caplog.handler)
+
+
+@pytest.fixture(autouse=True)
+def _autograd_left_enabled():
+    """A test (or code it calls in-process) that switches autograd off globally breaks every later test's backward
+    ("element 0 of tensors does not require grad"): fail the culprit instead, and restore the mode."""
+    yield
+    if not torch.is_grad_enabled():
+        torch.set_grad_enabled(True)
+        pytest.fail('the test left autograd disabled (torch.set_grad_enabled(False) without restoring it)')

@@ -230,11 +230,15 @@ def main(argv=None):
     if bad:
         parser.error('unknown option(s): %s' % ' '.join(bad))
     args.opts = list(args.opts) + extra
-    torch.set_grad_enabled(False)
+    with torch.no_grad():   # (not torch.set_grad_enabled(False): main() is also called in-process)
+        return _export_main(args)
+
+
+def _export_main(args):
     cfg, model = load_for_export(args.exp_dir, args.weights, args.opts)
     if cfg.DATASET.get('PIPELINE') not in ('megvii', 'simple_baselines', 'cpn'):
         sys.exit('%s: not a top-down exp (DATASET.PIPELINE %r); a whole-image detector exports its own parts '
-                 '(GCPose: python -m projects.GCPose.gcpose.export EXP_DIR, docs/EXPORT.md)'
+                 '(GCPose: the export module of its project package, docs/EXPORT.md)'
                  % (args.exp_dir, cfg.DATASET.get('PIPELINE')))
     name = osp.basename(osp.normpath(args.exp_dir))
     out = args.out or osp.join(args.exp_dir, name + '.onnx')

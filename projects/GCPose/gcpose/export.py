@@ -38,7 +38,11 @@ def main(argv=None):
     parser.add_argument('--dynamic-batch', action='store_true', help='symbolic number of RoIs R')
     parser.add_argument('--out', help='default: EXP_DIR/<exp>.keypoint_head.onnx')
     args, opts = parser.parse_known_args(argv)
-    torch.set_grad_enabled(False)
+    with torch.no_grad():   # (not torch.set_grad_enabled(False): main() is also called in-process)
+        return _export_head(args, opts)
+
+
+def _export_head(args, opts):
     cfg, model = load_for_export(args.exp_dir, args.weights, ['MODEL.PRETRAINED', ''] + opts)
     out = args.out or osp.join(args.exp_dir, osp.basename(osp.normpath(args.exp_dir)) + '.keypoint_head.onnx')
     path, chw = export_keypoint_head(model, cfg, out, args.dynamic_batch)
