@@ -9,8 +9,8 @@ Modes: fp32 (default memory format), fp32 channels-last, CPU bf16 autocast (chan
 with BN folded into the convs and, with --compile, through TEST.COMPILE (torch.compile with freezing;
 30-90 s of compiling per model and precision).
 The fp32 loss is checked against the original per-sample loss (:func:`reference_loss_per_sample`) to 1e-4.
-Originals measured on this machine (spec §8, medians): RSN-18 1.52 s / 443 ms, 4xRSN-18 5.61 s / 1.51 s,
-MSPN-2stg 4.41 s / 1.06 s. The CPU is shared: report medians and treat them as +-25 %.
+Originals measured on this machine (docs/reference/rsn_mspn.md §8, medians): RSN-18 1.52 s / 443 ms, 4xRSN-18 5.61 s /
+1.51 s, MSPN-2stg 4.41 s / 1.06 s. The CPU is shared: report medians and treat them as +-25 %.
 
 The summary also prints each goal of issues #4/#5 (2.5x the original in fp32, 5x in bf16) and a floor: the
 time the model's multiply-accumulates alone take at this machine's measured matrix-multiply peak (a 2048^3
@@ -167,7 +167,7 @@ def print_table(table):
     print('|---|---|---|---|---|---|---|---|')
     for name, (rows, _) in table.items():
         orig_train, orig_infer = ORIGINAL[name]
-        print('| %s | original (spec §8) | %.2f | - | - | %.3f | - | - |' % (name, orig_train, orig_infer))
+        print('| %s | original (docs/reference/rsn_mspn.md §8) | %.2f | - | - | %.3f | - | - |' % (name, orig_train, orig_infer))
         base = {r[0]: r for r in rows}.get('orig-like', (None, None, None))
         for mode, tr, inf in rows:
             tr_s = '%.2f' % tr if tr else '-'

@@ -94,7 +94,8 @@ def base_config(exp_dir):
     # 8/num_gpu, silently. Here the same rule is explicit: with REFERENCE_WORLD_SIZE = R and W
     # processes, LR = BASE_LR * W and the iteration counts are scaled by R / W. None disables scaling.
     cfg.SOLVER.REFERENCE_WORLD_SIZE = None
-    cfg.SOLVER.SCALE_WARMUP = True     # scale WARMUP_ITERS with R / W too (the original did not: bug #22)
+    cfg.SOLVER.SCALE_WARMUP = True     # scale WARMUP_ITERS with R / W too (the original did not:
+                                       # docs/reference/defects.md R#22)
     # Epoch-based presets (Simple Baselines) set EPOCHS: MAX_ITER, STEPS, WARMUP_ITERS and CHECKPOINT_PERIOD
     # are then derived from len(train set), IMS_PER_GPU and the world size (cvpack.solver.resolve_solver).
     cfg.SOLVER.EPOCHS = None

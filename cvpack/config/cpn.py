@@ -1,6 +1,6 @@
 """The CPN-style preset (MLPE): pytorch-cpn's crop, targets, losses, schedule and decoding.
 
-Values from ``reference_mlpe_hsrnet_gcpose.md`` §1.6-1.9 (MLPE's ``config.py`` / ``test_config.py``);
+Values from ``docs/reference/mlpe_hsrnet_gcpose.md`` §1.6-1.9 (MLPE's ``config.py`` / ``test_config.py``);
 exps override only what differs (input size, backbone, the ablation switches).
 
 Schedule: the original halves the lr at the start of epochs 6, 12, ..., 48 and trains 50 epochs. The preset
@@ -39,7 +39,8 @@ def cpn_config(exp_dir, dataset='COCO', input_shape=(256, 192), backbone='resnes
     cfg = base_config(exp_dir)
     cfg.DATASET = _cpn_dataset(cfg.ROOT_DIR)
 
-    # RGB in [0, 1] minus mean / 255, no std division (§1.7); STDS kept as ones for a uniform key set
+    # RGB in [0, 1] minus mean / 255, no std division (docs/reference/mlpe_hsrnet_gcpose.md §1.7); STDS kept as ones for
+    # a uniform key set
     cfg.INPUT = edict(NORMALIZE=True, MEANS=[m / 255.0 for m in CPN_MEAN_RGB], STDS=[1.0, 1.0, 1.0])
     cfg.INPUT_SHAPE = list(input_shape)
     cfg.OUTPUT_SHAPE = [input_shape[0] // 4, input_shape[1] // 4]

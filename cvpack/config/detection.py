@@ -1,6 +1,6 @@
 """The detection preset (GCPose / Keypoint R-CNN): Detectron2 v0.5 ``keypoint_rcnn_R_50_FPN_3x`` defaults.
 
-Numbers are from reference_mlpe_hsrnet_gcpose.md §4.1 (Detectron2) and §3 (GCPose changes); exps override
+Numbers are from docs/reference/mlpe_hsrnet_gcpose.md §4.1 (Detectron2) and §3 (GCPose changes); exps override
 only what differs (``MODEL.ROI_KEYPOINT_HEAD.GCM_POSITIONS = []`` etc. for the stock baseline).
 
 Weights / input convention: ``MODEL.PRETRAINED`` takes torchvision-format ResNet state dicts, which are
@@ -42,7 +42,8 @@ def _model():
     m.ROI_KEYPOINT_HEAD = edict(
         POOLER_RESOLUTION=14,   # keypoint count: DATASET.KEYPOINT.NUM
         NUM_CONVS=8, CONV_DIM=512, LOSS_WEIGHT=1.0, GCM_HEADS=4,
-        # GCPose (§3.1): GCMs before convs 0 and 4, P2-only pooling, x1.3 boxes, zeros outside the map.
+        # GCPose (docs/reference/mlpe_hsrnet_gcpose.md §3.1): GCMs before convs 0 and 4, P2-only pooling, x1.3 boxes,
+        # zeros outside the map.
         GCM_POSITIONS=[0, 4], P2_ONLY=True, BOX_ENLARGE=1.3, ZERO_PAD_OUTSIDE=True)
     return m
 
@@ -81,7 +82,8 @@ def detection_config(exp_dir):
     cfg.SOLVER.CHECKPOINT_PERIOD = 5000
 
     cfg.TEST.IMS_PER_GPU = 1
-    # No flip TTA, no OKS-NMS, no rescoring (§3.4): the detection predictor has no such options, COCO score =
+    # No flip TTA, no OKS-NMS, no rescoring (docs/reference/mlpe_hsrnet_gcpose.md §3.4): the detection predictor has no
+    # such options, COCO score =
     # box score; TEST.NMS is read by the shared COCO evaluator.
     cfg.TEST.NMS = 'none'
     cfg.TEST.USE_GT_BBOX = False

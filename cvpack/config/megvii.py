@@ -1,6 +1,6 @@
 """The Megvii top-down preset (RSN, MSPN): the original ``config.py`` + ``dataset/attribute.py`` values.
 
-Every number below is the original's (``reference_rsn_mspn.md`` §2); exps override only what differs.
+Every number below is the original's (``docs/reference/rsn_mspn.md`` §2); exps override only what differs.
 """
 from easydict import EasyDict as edict
 
@@ -43,10 +43,12 @@ def megvii_config(exp_dir, dataset='COCO'):
     cfg.INPUT_SHAPE = [256, 192] if coco else [256, 256]   # (h, w)
     cfg.OUTPUT_SHAPE = [64, 48] if coco else [64, 64]
 
-    cfg.MODEL.BACKBONE = 'Res-50'          # used now (bug #20): encoder type, see cvpack.modeling.multistage.BACKBONES
+    cfg.MODEL.BACKBONE = 'Res-50'          # used now (docs/reference/defects.md R#20): encoder type, see
+                                           # cvpack.modeling.multistage.BACKBONES
     cfg.MODEL.BLOCKS = None                # blocks per layer, e.g. [3, 4, 6, 3]; None = the backbone's own
     cfg.MODEL.PRM = False                  # Pose Refine Machine on each stage's finest heatmap (no released exp used it)
-    cfg.MODEL.ZERO_INIT_RESIDUAL = False   # zero the last BN of each residual branch (bug #10: crashed in the original)
+    cfg.MODEL.ZERO_INIT_RESIDUAL = False   # zero the last BN of each residual branch (docs/reference/defects.md R#10:
+                                           # crashed in the original)
     cfg.MODEL.CONV_BIAS = True             # conv bias before every BN (original); False = mmpose's layout (imported weights)
     cfg.MODEL.UPSAMPLE_CHANNEL_NUM = 256
     cfg.MODEL.STAGE_NUM = 1

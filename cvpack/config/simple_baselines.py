@@ -1,6 +1,6 @@
 """The Simple Baselines preset (HSRNet / HSR-MSNet): the original yaml + library values.
 
-Values from ``reference_mlpe_hsrnet_gcpose.md`` §2.6-2.7 (HSRNet yamls, Simple Baselines library).
+Values from ``docs/reference/mlpe_hsrnet_gcpose.md`` §2.6-2.7 (HSRNet yamls, Simple Baselines library).
 Differences from the Megvii preset: RGB input with ImageNet mean/std in RGB order, centre/scale with the
 x1.25 box padding and aspect fit at load time (``_box2cs``), Gaussian targets with peak 1, no half body,
 Adam 1e-3 without weight decay, x0.1 at epochs 90 and 120 of 140.

@@ -45,7 +45,7 @@ def collate(batch):
     Tensors of different shapes (whole-image detection samples: images of different sizes, per-image box
     counts) are kept as a list too; the detection model pads the images itself.
 
-    Module level (picklable under spawn/forkserver, unlike the original's nested class, spec §7 #24).
+    Module level (picklable under spawn/forkserver, unlike the original's nested class, docs/reference/defects.md R#24).
     """
     if not batch:
         raise ValueError('collate: empty batch')

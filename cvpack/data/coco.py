@@ -1,4 +1,4 @@
-"""COCO person-keypoint records for the top-down pipelines (``reference_rsn_mspn.md`` §3.2).
+"""COCO person-keypoint records for the top-down pipelines (``docs/reference/rsn_mspn.md`` §3.2).
 
 A record is a dict::
 
@@ -85,8 +85,8 @@ def coco_gt_records(ann_file, image_dir, meta, cs_mode='megvii', aspect_ratio=0.
     """One record per usable person annotation.
 
     Kept: category 1, not crowd, ``num_keypoints > 0`` and at least ``load_min_num`` joints with v > 0
-    (Megvii §3.2; Simple Baselines keeps the same set), with an existing image file (missing images are
-    skipped, counted and logged with the file names). 'simple_baselines' also applies its box clean-up
+    (Megvii docs/reference/rsn_mspn.md §3.2; Simple Baselines keeps the same set), with an existing image file (missing
+    images are skipped, counted and logged with the file names). 'simple_baselines' also applies its box clean-up
     (clip to the image, ``area > 0``) and uses the cleaned box.
 
     Degenerate boxes (w or h <= 0, after the clean-up for 'simple_baselines') give no crop: those annotations

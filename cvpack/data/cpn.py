@@ -1,7 +1,7 @@
-"""The CPN top-down pipeline (MLPE; pytorch-cpn's harness), ``reference_mlpe_hsrnet_gcpose.md`` §1.7.
+"""The CPN top-down pipeline (MLPE; pytorch-cpn's harness), ``docs/reference/mlpe_hsrnet_gcpose.md`` §1.7.
 
-Differs from the Megvii / Simple Baselines pipelines on purpose (§5: separate presets, not one blob):
-the image is padded by max(H, W) with the pixel mean, the GT box (x1, y1, x2, y2) is extended by
+Differs from the Megvii / Simple Baselines pipelines on purpose (docs/reference/mlpe_hsrnet_gcpose.md §5: separate
+presets, not one blob): the image is padded by max(H, W) with the pixel mean, the GT box (x1, y1, x2, y2) is extended by
 (1 + 2 * 0.1) x (1 + 2 * 0.15) (x 1.25 more at train), fitted to the input aspect by its binding side,
 clamped inside the padded image and resized (no affine warp). Training records are replicated 4x with an
 ``operation`` 0..3: all get a random central zoom, op 1 a horizontal flip, ops 2 and 3 a rotation.

@@ -2,7 +2,7 @@
 
 ``cv2.imread`` returns ``None`` for a missing, unreadable or corrupt file and says nothing about which;
 the original loaders then failed later with an unrelated ``NoneType`` error. Here every failure raises
-:class:`ImageReadError` naming the file and, when given, the record (``reference_rsn_mspn.md`` §3.4 step 1).
+:class:`ImageReadError` naming the file and, when given, the record (``docs/reference/rsn_mspn.md`` §3.4 step 1).
 """
 import cv2
 import numpy as np

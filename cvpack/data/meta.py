@@ -2,7 +2,7 @@
 
 One :class:`DatasetMeta` per dataset. The values are the published ones (COCO keypoint task, MPII
 Human Pose); the upper/lower ids keep the original Megvii split (COCO hips count as upper body,
-because the original tests "upper" first; ``reference_rsn_mspn.md`` §2.2).
+because the original tests "upper" first; ``docs/reference/rsn_mspn.md`` §2.2).
 """
 from dataclasses import dataclass, field
 from typing import List, Tuple

@@ -1,4 +1,4 @@
-"""MPII records from the HRNet/mmpose JSON (``reference_rsn_mspn.md`` §3.3).
+"""MPII records from the HRNet/mmpose JSON (``docs/reference/rsn_mspn.md`` §3.3).
 
 Each entry is ``{image, center [x, y], scale, joints [[x, y]] * 16, joints_vis [0/1] * 16}`` with 1-based
 (Matlab) coordinates and optionally ``headbox`` [[x1, y1], [x2, y2]] (kept for PCKh when present).
@@ -46,9 +46,9 @@ def _entry_arrays(entry, ann_file, i, num_joints):
 def mpii_records(ann_file, image_dir, meta, scale_padding=1.0, check_images=True):
     """Records of an MPII JSON file.
 
-    Megvii loading (§3.3): ``scale = (s, s)``; if ``center.x != -1`` then ``center.y += 15 s`` (pixels, s in
-    units of 200 px); centre and joints -1 (1-based -> 0-based); visibility ``joints_vis * 2`` (0 or 2).
-    ``scale_padding``: 1.0 for Megvii (its 0.25 extension does the job), 1.25 for HRNet/Simple Baselines.
+    Megvii loading (docs/reference/rsn_mspn.md §3.3): ``scale = (s, s)``; if ``center.x != -1`` then ``center.y += 15
+    s`` (pixels, s in units of 200 px); centre and joints -1 (1-based -> 0-based); visibility ``joints_vis * 2`` (0 or
+    2). ``scale_padding``: 1.0 for Megvii (its 0.25 extension does the job), 1.25 for HRNet/Simple Baselines.
     Missing image files are skipped, counted and logged (with ``check_images``).
 
     Validation (:mod:`cvpack.data.validate`): joints (16 [x, y]), joints_vis, center, scale and headbox must be

@@ -3,8 +3,9 @@
 They are slow on purpose (one ``GaussianBlur`` per joint and kernel, strided ``img[:, ::-1]`` flips, per-joint
 affine loops, ToTensor + Normalize in torch): ``tests/data`` checks that the fast pipeline in
 :mod:`cvpack.data.topdown` / :mod:`cvpack.data.targets` gives the same bits, and ``tools/bench_data.py`` times
-them as the baseline. Megvii: ``reference_rsn_mspn.md`` §3.4; Simple Baselines: ``reference_mlpe_hsrnet_gcpose.md``
-§2.6. The random draws are taken from ``rng`` in the same order as :class:`~cvpack.data.topdown.TopDownDataset`.
+them as the baseline. Megvii: ``docs/reference/rsn_mspn.md`` §3.4; Simple Baselines:
+``docs/reference/mlpe_hsrnet_gcpose.md`` §2.6. The random draws are taken from ``rng`` in the same order as
+:class:`~cvpack.data.topdown.TopDownDataset`.
 """
 import cv2
 import numpy as np

@@ -1,5 +1,5 @@
 """Samplers: the resumable, distributed, iteration-based batch sampler for training and the contiguous
-shard for testing (spec §6 "Other modules", bug #23).
+shard for testing (docs/reference/rsn_mspn.md §6 "Other modules", docs/reference/defects.md R#23).
 
 The original wrapped a DistributedSampler in an IterationBasedBatchSampler whose ``start_iter`` was
 never passed on resume, so the data order replayed from the first batch. Here the order is a pure
@@ -45,8 +45,8 @@ def sample_rng(index, fallback=None):
     """The augmentation RNG of one sample when ``index`` is a :class:`SampleIndex`, else ``fallback`` (plain
     ints: direct ``dataset[i]`` calls, tests).
 
-    A fresh ``np.random.RandomState`` (the legacy API the pipelines draw from, spec §3.4) over a Philox
-    bit generator, a counter-based RNG made for keyed streams: key (seed, tag), counter (0, 0, position,
+    A fresh ``np.random.RandomState`` (the legacy API the pipelines draw from, docs/reference/rsn_mspn.md §3.4) over a
+    Philox bit generator, a counter-based RNG made for keyed streams: key (seed, tag), counter (0, 0, position,
     pass); the stream advances in the low counter words, so samples' streams never overlap. About 50 us per
     sample (a MT19937 RandomState costs ~300 us to construct)."""
     key = getattr(index, 'key', None)

@@ -49,7 +49,7 @@ def _blurred_patch(h, w, r, c, ksize):
 
 
 def blurred_peak_targets(joints, valid, input_hw, output_hw, kernels):
-    """Megvii / CPN targets (``reference_rsn_mspn.md`` §3.4 step 7).
+    """Megvii / CPN targets (``docs/reference/rsn_mspn.md`` §3.4 step 7).
 
     For every joint with ``valid >= 1`` a one-hot at ``(int(y * h / H), int(x * w / W))`` is blurred by
     ``cv2.GaussianBlur(img, (k, k), 0)`` (BORDER_REFLECT_101, OpenCV's sigma for k) and rescaled so the
@@ -88,7 +88,7 @@ def blurred_peak_targets(joints, valid, input_hw, output_hw, kernels):
 
 
 def gaussian_targets(joints, visible, input_hw, output_hw, sigma):
-    """Simple Baselines ``generate_target`` (gaussian type), ``reference_mlpe_hsrnet_gcpose.md`` §2.6.
+    """Simple Baselines ``generate_target`` (gaussian type), ``docs/reference/mlpe_hsrnet_gcpose.md`` §2.6.
 
     Unnormalised ``exp(-d^2 / 2 sigma^2)`` (peak 1) centred at ``mu = int(x / stride + 0.5)`` (stride =
     input / output per axis), truncated to the (2 * 3sigma + 1)^2 window; the weight is the visibility

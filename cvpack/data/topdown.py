@@ -9,7 +9,7 @@ Randomness: a training sample drawn by the engine's sampler has its own RNG, :fu
 of its key (seed, pass, position), so its augmentations do not depend on the DataLoader worker, the number of
 workers, prefetching or a resume (docs/ENGINE.md "Data order"). A plain int index (direct ``ds[i]``, tests)
 draws from a numpy ``RandomState`` per process instead, seeded lazily from ``torch.initial_seed()`` (distinct
-per DataLoader worker, spec §7 #25) or explicitly by :meth:`TopDownDataset.seed`.
+per DataLoader worker, docs/reference/defects.md R#25) or explicitly by :meth:`TopDownDataset.seed`.
 """
 import copy
 import os
@@ -110,7 +110,8 @@ class TopDownDataset(torch.utils.data.Dataset):
 
     @property
     def rng(self):
-        # re-seed in each new process: forked workers must not replay the parent's stream (spec §7 #25)
+        # re-seed in each new process: forked workers must not replay the parent's stream (docs/reference/defects.md
+        # R#25)
         if self._rng is None or self._rng_pid != os.getpid():
             self.seed(torch.initial_seed())
         return self._rng
@@ -143,7 +144,7 @@ class TopDownDataset(torch.utils.data.Dataset):
                     index=index)
 
     def _megvii(self, rec, src, index):
-        """``reference_rsn_mspn.md`` §3.4, steps 1-8, in the original order."""
+        """``docs/reference/rsn_mspn.md`` §3.4, steps 1-8, in the original order."""
         tr = self.cfg.DATASET.TRAIN
         joints, vis = rec['joints'][:, :2].astype(np.float64), rec['joints'][:, 2].copy()
         center, scale = rec['center'].copy(), rec['scale'].copy()
@@ -157,7 +158,8 @@ class TopDownDataset(torch.utils.data.Dataset):
         scale = T.extend_scale(scale, tr.X_EXTENTION, tr.Y_EXTENTION, tr.BASIC_EXTENTION, rx, ry)
         scale = T.fit_aspect(scale, self.w_h_ratio)
         if np.sum(vis > 0) > tr.NUM_KEYPOINTS_HALF_BODY and rng.rand() < tr.PROB_HALF_BODY:
-            # 'megvii': randn() < 0.5 picks the upper body ~69 % of the time (spec §7 #15); 'uniform': 50 %
+            # 'megvii': randn() < 0.5 picks the upper body ~69 % of the time (docs/reference/defects.md R#15);
+            # 'uniform': 50 %
             draw = rng.randn() if tr.HALF_BODY_DRAW == 'megvii' else rng.rand()
             c, s = T.half_body_box(joints, vis, self.cfg.DATASET.KEYPOINT.UPPER_BODY_IDS, draw < 0.5,
                                    rng.rand(), rng.rand(), tr.X_EXTENTION_HALF_BODY, tr.Y_EXTENTION_HALF_BODY,
@@ -181,7 +183,7 @@ class TopDownDataset(torch.utils.data.Dataset):
                     target_weight=torch.from_numpy(enc['keypoint_weights']))
 
     def _simple_baselines(self, rec, src, index):
-        """Simple Baselines ``JointsDataset.__getitem__`` (``reference_mlpe_hsrnet_gcpose.md`` §2.6)."""
+        """Simple Baselines ``JointsDataset.__getitem__`` (``docs/reference/mlpe_hsrnet_gcpose.md`` §2.6)."""
         center, scale = rec['center'].copy(), rec['scale'].copy()
         if not self.train:
             crop, _ = src.crop(center, scale, 0, False)
@@ -231,7 +233,7 @@ class _Source:
 
         ``center`` is in the frame of the mirrored image when ``flip`` (as the originals). The mirror is
         ``cv2.flip`` (the same pixels as the originals' ``img[:, ::-1]``, without its slow strided copy), then one
-        ``cv2.warpAffine`` (bilinear, constant 0 border, spec §3.4 step 5).
+        ``cv2.warpAffine`` (bilinear, constant 0 border, docs/reference/rsn_mspn.md §3.4 step 5).
         Returns (uint8 crop (H, W, 3), the 2x3 image -> input affine, also used for the joints).
         """
         out_wh = (self.ds.input_hw[1], self.ds.input_hw[0])

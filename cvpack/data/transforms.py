@@ -3,7 +3,7 @@
 Conventions. A box is ``center`` (x, y) in image pixels plus ``scale`` (sx, sy) in units of
 ``pixel_std`` (200) pixels, as in Megvii and Simple Baselines. The crop affine maps the box of
 ``scale * pixel_std`` pixels around ``center`` onto the network input (W, H), centre to (W/2, H/2),
-with rotation about the centre (HRNet three-point construction; ``reference_rsn_mspn.md`` §3.4 step 5).
+with rotation about the centre (HRNet three-point construction; ``docs/reference/rsn_mspn.md`` §3.4 step 5).
 All joint functions are vectorised over joints: ``joints`` is (K, 2) or (K, 3) float.
 """
 import cv2
@@ -64,11 +64,12 @@ def half_body_box(joints, vis, upper_ids, choose_upper, rx, ry, x_ext, y_ext, w_
     Args:
         joints: (K, 2+) joints in image pixels; vis: (K,) visibility, joints with vis > 0 count.
         upper_ids: ids of the upper body; a visible joint not in it is lower body (upper is tested first,
-            so COCO hips are upper; ``reference_rsn_mspn.md`` §2.2).
+            so COCO hips are upper; ``docs/reference/rsn_mspn.md`` §2.2).
         choose_upper: the caller's draw (Megvii: ``randn() < 0.5``); the upper body is taken only if it has
             more than 3 joints, else the lower one if it has more than 3, else the upper one.
         rx, ry: U[0, 1) draws for the width/height extension by ``(1 + r * ext)``.
-    The new centre is the selected joints' bounding-box centre (§3.4 step 4); the box is aspect fitted.
+    The new centre is the selected joints' bounding-box centre (docs/reference/rsn_mspn.md §3.4 step 4); the box is
+    aspect fitted.
     """
     vis = np.asarray(vis).reshape(-1) > 0
     is_upper = np.zeros(len(vis), bool)

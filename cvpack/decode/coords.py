@@ -34,7 +34,7 @@ def to_image_coords(coords, center, scale, input_hw, pixel_std=200):
 
     Returns:
         (N, K, 2) float64 image pixels: ``center + (u / W - 0.5, v / H - 0.5) * scale * pixel_std``
-        (the Megvii ``get_results`` formula, ``reference_rsn_mspn.md`` §5.3; equal to Simple Baselines'
+        (the Megvii ``get_results`` formula, ``docs/reference/rsn_mspn.md`` §5.3; equal to Simple Baselines'
         ``transform_preds`` for a rotation-free crop).
     """
     coords, center, box, size = _frames(coords, center, scale, input_hw, pixel_std)

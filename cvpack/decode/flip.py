@@ -12,8 +12,8 @@ def flip_back(heatmaps, flip_pairs, shift=False):
         heatmaps: (N, K, h, w) torch tensor or numpy array, predicted on W-flipped inputs.
         flip_pairs: iterable of (left, right) joint index pairs whose channels swap.
         shift: Simple Baselines' one-column shift right after flipping (``out[..., 1:] = out[..., :-1]``,
-            column 0 keeps its value; ``reference_mlpe_hsrnet_gcpose.md`` §2.7). The Megvii and MLPE
-            code do not shift (``reference_rsn_mspn.md`` §5.2).
+            column 0 keeps its value; ``docs/reference/mlpe_hsrnet_gcpose.md`` §2.7). The Megvii and MLPE
+            code do not shift (``docs/reference/rsn_mspn.md`` §5.2).
 
     Returns:
         Heatmaps of the same type, shape and device, in the un-flipped frame. The input is not modified.

@@ -9,10 +9,11 @@ Every decoder takes heatmaps (N, K, h, w) as a torch tensor (any device) or a nu
 ``stride`` is the input/heatmap size ratio, a number or an (sx, sy) pair.
 
 Decoders:
-  * :func:`decode_megvii` - RSN/MSPN ``get_results`` (``reference_rsn_mspn.md`` §5.3) and MLPE
-    (kernel 21, ``reference_mlpe_hsrnet_gcpose.md`` §1.9), bit-for-bit including ties (the two maxima
+  * :func:`decode_megvii` - RSN/MSPN ``get_results`` (``docs/reference/rsn_mspn.md`` §5.3) and MLPE
+    (kernel 21, ``docs/reference/mlpe_hsrnet_gcpose.md`` §1.9), bit-for-bit including ties (the two maxima
     come from :mod:`cvpack.decode.megvii`).
-  * :func:`decode_quarter` - Simple Baselines ``get_final_preds`` (argmax + quarter offset, §2.7).
+  * :func:`decode_quarter` - Simple Baselines ``get_final_preds`` (argmax + quarter offset,
+    docs/reference/mlpe_hsrnet_gcpose.md §2.7).
   * :func:`decode_argmax` - plain argmax.
   * :func:`decode_dark` - DARK (Zhang et al. 2020; mmpose ``refine_keypoints_dark``).
 """
@@ -41,7 +42,7 @@ def _stride_xy(stride):
 def decode_megvii(heatmaps, kernel=5, shift_ratio=0.25, stride=4):
     """Megvii decoder: blur, argmax, 0.25 px toward the second maximum, ``x * stride + stride / 2``.
 
-    Exactly the original ``get_results`` per joint (``reference_rsn_mspn.md`` §5.3), batched: zero-pad
+    Exactly the original ``get_results`` per joint (``docs/reference/rsn_mspn.md`` §5.3), batched: zero-pad
     the map by 10 px, ``cv2.GaussianBlur((k, k), 0)`` in float64, take the first argmax (raster order),
     set it to 0, take the next argmax; if the vector between them is longer than 1e-3 move the first
     by ``shift_ratio`` heatmap px along it; clip to the map; x_in = x * sx + sx / 2.

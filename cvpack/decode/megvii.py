@@ -1,6 +1,6 @@
 """The two maxima of the Megvii decoder (blurred, 10-px zero-padded maps), batched and bit-exact.
 
-The original (``reference_rsn_mspn.md`` §5.3) pads each map with 10 zeros, blurs it in float64 with
+The original (``docs/reference/rsn_mspn.md`` §5.3) pads each map with 10 zeros, blurs it in float64 with
 ``cv2.GaussianBlur((k, k), 0)`` (reflect-101 border), takes the first argmax in raster order, zeroes
 it and takes the next argmax. :func:`megvii_peaks` returns the same two positions for many maps:
 

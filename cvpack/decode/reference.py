@@ -1,6 +1,6 @@
 """Straightforward per-image, per-joint re-implementation of the original Megvii ``get_results``.
 
-Written from ``reference_rsn_mspn.md`` §5.3 as the reference the batched decoder must match (tests), and
+Written from ``docs/reference/rsn_mspn.md`` §5.3 as the reference the batched decoder must match (tests), and
 used as the baseline by ``tools/bench_decode.py``; like ``cvpack/data/reference.py``, not used at run time. It returns input-crop pixels (before the image mapping).
 """
 import cv2

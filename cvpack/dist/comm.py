@@ -1,4 +1,5 @@
-"""Rank/world queries, CPU-side gathering and loss reduction (spec §6 ``lib/utils/comm.py``, bugs #3, #6).
+"""Rank/world queries, CPU-side gathering and loss reduction (docs/reference/rsn_mspn.md §6 ``lib/utils/comm.py``,
+docs/reference/defects.md R#3, R#6).
 
 The original pickled objects into a byte tensor moved to ``cuda`` (no CPU path, deprecated storage API);
 here ``dist.all_gather_object`` does the pickling and works on gloo and nccl alike.

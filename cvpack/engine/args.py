@@ -1,4 +1,4 @@
-"""Command-line parsing of train.py / test.py (spec §6, bug #1).
+"""Command-line parsing of train.py / test.py (docs/reference/rsn_mspn.md §6, docs/reference/defects.md R#1).
 
 Both spellings of the launcher flag are accepted (``--local-rank`` from torch >= 2.0's
 ``torch.distributed.launch``, ``--local_rank`` from older ones); torchrun passes none. Trailing

@@ -1,5 +1,5 @@
 """Checkpoints: atomic save, ``iter-last.pth`` link, exact resume state, and weight loading
-(spec §6 "Checkpoint"/"Resume", bugs #8, #12, #21, #23).
+(docs/reference/rsn_mspn.md §6 "Checkpoint"/"Resume", docs/reference/defects.md R#8, R#12, R#21, R#23).
 
 A checkpoint is a dict of tensors, dicts, lists, strings and numbers only, so ``torch.load(path,
 weights_only=True)`` reads it::

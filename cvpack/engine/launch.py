@@ -1,4 +1,5 @@
-"""Process-group setup for the three launch forms (spec §6 "Engine", bugs #1, #2, #3).
+"""Process-group setup for the three launch forms (docs/reference/rsn_mspn.md §6 "Engine", docs/reference/defects.md
+R#1, R#2, R#3).
 
 * ``python train.py``: one process, no process group (WORLD_SIZE unset or 1) — a first-class path.
 * ``torchrun [--nnodes ... --node_rank ... --master_addr ...] --nproc_per_node=N train.py``: LOCAL_RANK,

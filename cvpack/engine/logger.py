@@ -1,4 +1,4 @@
-"""Text logging and tensorboardX scalars (spec §6 "Logger", bug #27).
+"""Text logging and tensorboardX scalars (docs/reference/rsn_mspn.md §6 "Logger", docs/reference/defects.md R#27).
 
 Rank 0 logs to the console and to a file (``OUTPUT_DIR/log.txt`` for training, ``TEST_DIR/test_log.txt``
 for testing) in the original format; other ranks only print warnings. The tensorboard writer is

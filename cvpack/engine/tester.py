@@ -1,4 +1,4 @@
-"""The test loop and ``test_main`` (spec §5, §6, bugs #3, #12).
+"""The test loop and ``test_main`` (docs/reference/rsn_mspn.md §5, §6, docs/reference/defects.md R#3, R#12).
 
 The original ``test.py -i N`` silently evaluated random weights when ``iter-N.pth`` was missing and gathered
 results through CUDA. Here a missing checkpoint is an error naming the path (and the checkpoints that do

@@ -1,4 +1,5 @@
-"""The iteration-based training loop and ``train_main`` (spec §6, bugs #1-#3, #7, #9, #12, #21-#25, #27).
+"""The iteration-based training loop and ``train_main`` (docs/reference/rsn_mspn.md §6, docs/reference/defects.md
+R#1-R#3, R#7, R#9, R#12, R#21-R#25, R#27).
 
 Behaviour kept from the original: iteration-based schedule (MAX_ITER, CHECKPOINT_PERIOD, IMS_PER_GPU per
 process), DDP with ``broadcast_buffers=False`` (each rank keeps its own BN running statistics and rank 0's
@@ -49,8 +50,8 @@ def default_collate():
 
 
 def _seed_worker(worker_id):
-    """Per-worker numpy / random seeds from the worker's torch seed (bug #25: augmentations drawn from the
-    global RNGs must not be correlated across workers, whatever the torch version); SIGTERM ignored."""
+    """Per-worker numpy / random seeds from the worker's torch seed (docs/reference/defects.md R#25: augmentations drawn
+    from the global RNGs must not be correlated across workers, whatever the torch version); SIGTERM ignored."""
     seed = torch.initial_seed() % 2 ** 32
     np.random.seed(seed)
     random.seed(seed)
@@ -341,7 +342,7 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(clip))
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        self.scheduler.step()  # after optimizer.step (bug #7): iteration i trains with factor(i)
+        self.scheduler.step()  # after optimizer.step (docs/reference/defects.md R#7): iteration i trains with factor(i)
         return terms
 
     def _forward(self, batch, iteration):
@@ -502,7 +503,7 @@ def train_main(cfg, build_model, argv=None, dataset_builder=None, collate_fn=Non
     ctx = setup_distributed(cfg.MODEL.get('DEVICE', 'auto'), args.local_rank, dist_timeout(cfg))
     log_file = None
     try:
-        if ctx.is_main:  # only rank 0 creates folders and files (bug #27)
+        if ctx.is_main:  # only rank 0 creates folders and files (docs/reference/defects.md R#27)
             os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
         comm.barrier()
         setup_logger('cvpack.train', osp.join(cfg.OUTPUT_DIR, 'log.txt'), ctx.rank)

@@ -1,4 +1,4 @@
-"""MPII PCKh (HRNet / Megvii ``MPIIDataset.evaluate``, ``reference_rsn_mspn.md`` §3.3), with the 0.1 fix.
+"""MPII PCKh (HRNet / Megvii ``MPIIDataset.evaluate``, ``docs/reference/rsn_mspn.md`` §3.3), with the 0.1 fix.
 
 Joint order is MPII's (``cvpack.data.meta.MPII``): 0 r-ankle, 1 r-knee, 2 r-hip, 3 l-hip, 4 l-knee,
 5 l-ankle, 6 pelvis, 7 thorax, 8 upper neck, 9 head top, 10 r-wrist, 11 r-elbow, 12 r-shoulder,
@@ -90,7 +90,7 @@ def pckh_table(preds, joints, visible, head_sizes, thresh=0.5):
     Returns:
         dict Head, Shoulder, Elbow, Wrist, Hip, Knee, Ankle (mean of left/right), Mean (joint-count
         weighted over the 14 non-excluded joints, as the original), Mean@0.1 (threshold 0.1; the
-        original used 0.11, bug #17), and 'per_joint' (16,) PCKh at ``thresh``.
+        original used 0.11, docs/reference/defects.md R#17), and 'per_joint' (16,) PCKh at ``thresh``.
     """
     preds = np.asarray(preds, dtype=np.float64)[..., :2]
     joints = np.asarray(joints, dtype=np.float64)[..., :2]

@@ -3,10 +3,10 @@ import numpy as np
 
 
 def rescore_megvii(det_scores, keypoint_scores):
-    """RSN/MSPN/MLPE: det score x mean of all K keypoint scores, no threshold (``reference_rsn_mspn.md`` §5.4).
+    """RSN/MSPN/MLPE: det score x mean of all K keypoint scores, no threshold (``docs/reference/rsn_mspn.md`` §5.4).
 
     Args: det_scores (N,), keypoint_scores (N, K). Returns (N,) float64. Works for N = 1, where the
-    original's ``maxvals.squeeze().mean(axis=1)`` raised AxisError (bug #13).
+    original's ``maxvals.squeeze().mean(axis=1)`` raised AxisError (docs/reference/defects.md R#13).
     """
     det = np.asarray(det_scores, dtype=np.float64).reshape(-1)
     kp = np.asarray(keypoint_scores, dtype=np.float64).reshape(det.shape[0], -1)

@@ -1,7 +1,7 @@
 """Simple Baselines deconvolution head (Xiao et al. 2018), shared by HSRNet and any SB-style model.
 
 N x [ConvTranspose2d (stride 2, no bias) -> BN -> ReLU] then a final conv to the joint channels
-(reference_mlpe_hsrnet_gcpose.md §2.3). Kernel 2/3/4 use Simple Baselines' ``_get_deconv_cfg`` padding,
+(docs/reference/mlpe_hsrnet_gcpose.md §2.3). Kernel 2/3/4 use Simple Baselines' ``_get_deconv_cfg`` padding,
 so each deconvolution exactly doubles the feature size.
 """
 from typing import Sequence, Tuple

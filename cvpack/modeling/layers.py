@@ -12,10 +12,10 @@ class ConvBnRelu(nn.Module):
     BN only shifts the BN input, so both compute the same functions, but their weights differ in keys).
 
     Children are named ``conv`` and ``bn`` so each unit has the original's 7 state_dict entries
-    (reference_rsn_mspn.md §1.1). ``efficient=True`` wraps the unit in non-reentrant activation
-    checkpointing while training. Fix of bug #5 (§7): the original's reentrant checkpoint re-ran BN in
-    training mode during backward and updated the running statistics twice per step (and torch's
-    non-reentrant mode does the same); here the recomputation normalises with the batch statistics but
+    (docs/reference/rsn_mspn.md §1.1). ``efficient=True`` wraps the unit in non-reentrant activation
+    checkpointing while training. Fix of docs/reference/defects.md R#5 (docs/reference/rsn_mspn.md §7): the original's
+    reentrant checkpoint re-ran BN in training mode during backward and updated the running statistics twice per step
+    (and torch's non-reentrant mode does the same); here the recomputation normalises with the batch statistics but
     leaves the running statistics alone, so one step updates them exactly once.
     """
 

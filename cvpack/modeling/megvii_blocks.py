@@ -1,4 +1,4 @@
-"""Encoder blocks of the Megvii multi-stage networks, with the original child names (reference_rsn_mspn.md §1).
+"""Encoder blocks of the Megvii multi-stage networks, with the original child names (docs/reference/rsn_mspn.md §1).
 
 Every block takes ``(in_planes, planes, stride=1, downsample=None, efficient=False, bias=True)``
 (``bias``: conv biases, see :class:`ConvBnRelu`), registers its conv units
@@ -22,7 +22,8 @@ class _Residual(nn.Module):
 
 
 class Res18Block(_Residual):
-    """RSN repo's "Res18" block (§1.2): 1x1 in->p, 3x3 p->p with the stride, 1x1 p->p (no ReLU), + shortcut, ReLU.
+    """RSN repo's "Res18" block (docs/reference/rsn_mspn.md §1.2): 1x1 in->p, 3x3 p->p with the stride, 1x1 p->p (no
+    ReLU), + shortcut, ReLU.
 
     Not torchvision's BasicBlock: ImageNet ResNet-18 weights do not fit it.
     """
@@ -43,12 +44,14 @@ class Res18Block(_Residual):
 
 
 class Bottleneck(Res18Block):
-    """MSPN's ResNet-50 v1.5 bottleneck (§1.5): as :class:`Res18Block` with expansion 4 (1x1 p -> 4p last)."""
+    """MSPN's ResNet-50 v1.5 bottleneck (docs/reference/rsn_mspn.md §1.5): as :class:`Res18Block` with expansion 4 (1x1
+    p -> 4p last)."""
     expansion = 4
 
 
 class RSB(_Residual):
-    """Residual Steps Block (RSN, §1.3): four steps of 1..4 chained 3x3 units over channel chunks.
+    """Residual Steps Block (RSN, docs/reference/rsn_mspn.md §1.3): four steps of 1..4 chained 3x3 units over channel
+    chunks.
 
     Branch width b = in_planes * 26 // 64 (from the *input* width, as the original). ``conv_bn_relu1`` (1x1,
     carries the stride) makes 4 chunks of b; unit (i, j) takes unit (i, j-1) (or chunk i when j = 1) plus, for
@@ -86,7 +89,8 @@ class RSB(_Residual):
 
 
 class PRM(nn.Module):
-    """Pose Refine Machine, Megvii version (the unused class of RSN's 4XRSN18 network.py, §1.4).
+    """Pose Refine Machine, Megvii version (the unused class of RSN's 4XRSN18 network.py, docs/reference/rsn_mspn.md
+    §1.4).
 
     out = a * (1 + g * h), a = CBR3x3(x); g = sigmoid(CBR1x1(CBR1x1(avgpool(a)))) (N, K, 1, 1);
     h = sigmoid(CBR_dw9x9(CBR1x1(a))) (N, K, H, W). Both gates follow a ReLU, so they lie in [0.5, 1).

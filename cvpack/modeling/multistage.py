@@ -1,15 +1,15 @@
 """The Megvii multi-stage pose network (MSPN, Li et al. 2019; RSN, Cai et al. 2020) with a pluggable encoder block.
 
-Module tree and names follow the originals exactly (reference_rsn_mspn.md §1.1, §1.7), so their checkpoints
+Module tree and names follow the originals exactly (docs/reference/rsn_mspn.md §1.1, §1.7), so their checkpoints
 load strictly: ``top`` (stem), ``stage{s}.downsample.layer{1-4}.{b}`` (encoder), ``stage{s}.upsample.up{1-4}``
 (decoder: ``u_skip``, ``up_conv``, ``skip1``, ``skip2``, ``cross_conv``, ``res_conv1``, ``res_conv2``).
 Differences from the original, all behaviour-preserving at the original's shapes:
 
-* block type, block counts and stage count come from the config (bug #20: they were hard-coded);
+* block type, block counts and stage count come from the config (docs/reference/defects.md R#20: they were hard-coded);
 * decoder level sizes are taken from the encoder feature maps instead of ``OUTPUT_SHAPE // 8 ...``, and the
-  input/output ratio is validated with a clear error (bug #19);
-* ``zero_init_residual`` works (bug #10: it referenced a missing ``bn3``);
-* activation checkpointing does not update BN statistics twice (bug #5, see :class:`ConvBnRelu`);
+  input/output ratio is validated with a clear error (docs/reference/defects.md R#19);
+* ``zero_init_residual`` works (docs/reference/defects.md R#10: it referenced a missing ``bn3``);
+* activation checkpointing does not update BN statistics twice (docs/reference/defects.md R#5, see :class:`ConvBnRelu`);
 * the loss is computed batched (:mod:`cvpack.modeling.losses.megvii`), same value as the per-sample original.
 
 Blocks live in :mod:`cvpack.modeling.megvii_blocks`.
@@ -25,11 +25,12 @@ from .megvii_blocks import BLOCKS, PRM
 
 # MODEL.BACKBONE -> (block type, blocks per layer). 'Res-50' is the original config value (MSPN's encoder).
 BACKBONES = {
-    'Res-18': ('res18', (2, 2, 2, 2)),      # RSN repo's Res18 baseline: 3-conv blocks, expansion 1 (§1.2)
-    'RSN-18': ('rsb', (2, 2, 2, 2)),        # §1.3
-    'RSN-50': ('rsb', (3, 4, 6, 3)),        # the author's recipe, issue #21 (§1.6)
+    'Res-18': ('res18', (2, 2, 2, 2)),      # RSN repo's Res18 baseline: 3-conv blocks, expansion 1
+                                            # (docs/reference/rsn_mspn.md §1.2)
+    'RSN-18': ('rsb', (2, 2, 2, 2)),        # docs/reference/rsn_mspn.md §1.3
+    'RSN-50': ('rsb', (3, 4, 6, 3)),        # the author's recipe, issue #21 (docs/reference/rsn_mspn.md §1.6)
     'RSN-101': ('rsb', (3, 4, 23, 3)),
-    'Res-50': ('bottleneck', (3, 4, 6, 3)),  # MSPN (§1.5)
+    'Res-50': ('bottleneck', (3, 4, 6, 3)),  # MSPN (docs/reference/rsn_mspn.md §1.5)
     'Res-101': ('bottleneck', (3, 4, 23, 3)),
 }
 
@@ -56,14 +57,15 @@ class Encoder(nn.Module):
         self.bias = bias
         for k, (planes, count) in enumerate(zip((64, 128, 256, 512), blocks)):
             setattr(self, 'layer%d' % (k + 1), self._make_layer(block, planes, count, 1 if k == 0 else 2, efficient))
-        # Original init (§1.1): Kaiming fan_out for the encoder convs, BN 1/0; conv biases keep torch's default.
+        # Original init (docs/reference/rsn_mspn.md §1.1): Kaiming fan_out for the encoder convs, BN 1/0; conv biases
+        # keep torch's default.
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.constant_(m.weight, 1)
                 nn.init.constant_(m.bias, 0)
-        if zero_init_residual:  # bug #10 fixed: zero the last BN of each residual branch
+        if zero_init_residual:  # docs/reference/defects.md R#10 fixed: zero the last BN of each residual branch
             for m in self.modules():
                 if isinstance(m, tuple(BLOCKS.values())):
                     nn.init.constant_(m.conv_bn_relu3.bn.weight, 0)

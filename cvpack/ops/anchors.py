@@ -1,4 +1,4 @@
-"""Anchor generation (Detectron2 ``DefaultAnchorGenerator`` semantics, reference_mlpe_hsrnet_gcpose.md §4.1).
+"""Anchor generation (Detectron2 ``DefaultAnchorGenerator`` semantics, docs/reference/mlpe_hsrnet_gcpose.md §4.1).
 
 One size per FPN level, aspect ratios (0.5, 1, 2); for size s and ratio a: w = sqrt(s^2 / a), h = a * w,
 cell anchor (-w/2, -h/2, w/2, h/2) with no rounding; centres at (x * stride + offset * stride, ...),

@@ -1,14 +1,14 @@
 """Box utilities for the detection stack (GCPose): areas, pairwise IoU, clipping, the box coder.
 
 Boxes are (x1, y1, x2, y2) in continuous pixel coordinates, areas are (x2 - x1) * (y2 - y1) with no
-"+1" (Detectron2 v0.5 convention, reference_mlpe_hsrnet_gcpose.md §4.1 / §4.5).
+"+1" (Detectron2 v0.5 convention, docs/reference/mlpe_hsrnet_gcpose.md §4.1 / §4.5).
 """
 import math
 from typing import Sequence
 
 import torch
 
-# Detectron2's default clamp of dw/dh before exp(): log(1000 / 16) (§4.1 RPN).
+# Detectron2's default clamp of dw/dh before exp(): log(1000 / 16) (docs/reference/mlpe_hsrnet_gcpose.md §4.1 RPN).
 DEFAULT_SCALE_CLAMP = math.log(1000.0 / 16)
 
 
@@ -43,7 +43,8 @@ def nonempty(boxes, threshold=0.0):
 
 
 def scale_boxes(boxes, factor):
-    """Enlarge (N, 4) xyxy boxes by ``factor`` about their centres (GCPose x1.3, §3.1 item 2: not squared)."""
+    """Enlarge (N, 4) xyxy boxes by ``factor`` about their centres (GCPose x1.3, docs/reference/mlpe_hsrnet_gcpose.md
+    §3.1 item 2: not squared)."""
     ctr = (boxes[:, :2] + boxes[:, 2:]) / 2
     half = (boxes[:, 2:] - boxes[:, :2]) * (factor / 2)
     return torch.cat([ctr - half, ctr + half], dim=1)

@@ -1,12 +1,12 @@
 """Exact greedy NMS in plain torch + numpy (replaces torchvision's compiled ``nms`` / ``batched_nms``).
 
-Semantics (reference_mlpe_hsrnet_gcpose.md §4.5): sort by score, descending (stable, so ties keep the
+Semantics (docs/reference/mlpe_hsrnet_gcpose.md §4.5): sort by score, descending (stable, so ties keep the
 input order); a box is suppressed when its IoU with an already *kept* higher-scored box is strictly
 greater than the threshold. IoU uses areas without "+1".
 
 The pairwise IoU of the sorted boxes is computed once and thresholded to an upper-triangular
-"suppresses" matrix; the greedy scan then does one vectorised OR per *kept* box (§4.5), in numpy on
-the CPU (a few ms for 1000 boxes; a tensor-op loop would pay torch's per-op overhead per kept box).
+"suppresses" matrix; the greedy scan then does one vectorised OR per *kept* box (docs/reference/mlpe_hsrnet_gcpose.md
+§4.5), in numpy on the CPU (a few ms for 1000 boxes; a tensor-op loop would pay torch's per-op overhead per kept box).
 """
 import numpy as np
 import torch

@@ -1,6 +1,6 @@
 """RoIAlign in plain torch (replaces torchvision's / Detectron2's compiled ROIAlign), plus FPN level assignment.
 
-Semantics follow the compiled kernel (reference_mlpe_hsrnet_gcpose.md §4.4):
+Semantics follow the compiled kernel (docs/reference/mlpe_hsrnet_gcpose.md §4.4):
 start = x1 * s - 0.5 (aligned) or x1 * s; roi_w = (x2 - x1) * s (not aligned: at least 1);
 bin = roi_w / out_w; grid g = sampling_ratio if > 0 else ceil(roi_w / out_w); samples at
 start + p * bin + (i + 0.5) * bin / g; the output is the mean of the g_y * g_x bilinear samples.
@@ -9,8 +9,8 @@ Border rules:
 * ``'kernel'``: the compiled kernel's rule: a sample with y < -1 or y > H (likewise x) contributes 0,
   negative coordinates clamp to 0, and a sample at or beyond row H - 1 reads row H - 1 only.
 * ``'zeros'``: every pixel outside the map is 0 and interpolation is ordinary bilinear. This is what
-  GCPose gets by zero-padding P2 before aligning its x1.3-enlarged boxes (§3.1 item 3), without
-  allocating the padded map.
+  GCPose gets by zero-padding P2 before aligning its x1.3-enlarged boxes (docs/reference/mlpe_hsrnet_gcpose.md §3.1 item
+  3), without allocating the padded map.
 
 Vectorisation: RoIs are grouped by (g_y, g_x, image) (a loop over distinct grid sizes, not over
 boxes) and chunked to bound memory; each chunk's sample points go through one ``F.grid_sample`` call

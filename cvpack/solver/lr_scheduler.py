@@ -1,4 +1,5 @@
-"""LR schedules and the explicit world-size scaling of the solver (spec §2.1 "Scaling", §6, bugs #7, #22).
+"""LR schedules and the explicit world-size scaling of the solver (docs/reference/rsn_mspn.md §2.1 "Scaling", §6,
+docs/reference/defects.md R#7, R#22).
 
 Schedules are a per-iteration factor on the base LR, applied with ``LambdaLR`` stepped **after**
 ``optimizer.step()`` (the original stepped before it, so its first update already used factor(1)).
@@ -78,8 +79,8 @@ def resolve_solver(solver, world_size, dataset_len=None):
 
     * Iteration-based (the Megvii presets): with ``REFERENCE_WORLD_SIZE = R`` and W processes the LR is
       ``BASE_LR * W`` and MAX_ITER, CHECKPOINT_PERIOD, WARMUP_ITERS and STEPS are multiplied by ``R / W``
-      (the original scaled all but the warm-up, bug #22; ``SCALE_WARMUP=False`` restores that). ``R = None``
-      disables scaling.
+      (the original scaled all but the warm-up, docs/reference/defects.md R#22; ``SCALE_WARMUP=False`` restores that).
+      ``R = None`` disables scaling.
     * Epoch-based (``SOLVER.EPOCHS`` set and not None): iteration counts come from epochs and the dataset
       length, which already accounts for W; the LR is ``BASE_LR * W`` only when R is set.
     """

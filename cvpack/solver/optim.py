@@ -1,4 +1,4 @@
-"""Optimizer construction (spec §6 "Optimizer", bug #9).
+"""Optimizer construction (docs/reference/rsn_mspn.md §6 "Optimizer", docs/reference/defects.md R#9).
 
 The original built ``Adam(all params, lr=BASE_LR * num_gpu, weight_decay=1e-5)`` with one parameter group
 (L2 decay also on biases and BN), and its SGD branch read a missing ``cfg.OPTIMIZER``. Here both

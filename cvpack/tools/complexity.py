@@ -1,7 +1,7 @@
 """Parameter and MAC counts of an exp's model at its input size.
 
 ``python -m cvpack.tools.complexity EXP_DIR [--json] [KEY VALUE ...]`` prints params and GMACs; ``--json``
-prints ``{"params": int, "gmacs": float}``. MACs are counted like reference_rsn_mspn.md §8: multiply-adds of
+prints ``{"params": int, "gmacs": float}``. MACs are counted like docs/reference/rsn_mspn.md §8: multiply-adds of
 Conv2d, ConvTranspose2d and Linear layers only (no bias, BN, activation, add or interpolation), measured by
 forward hooks on one image in eval mode. The model is built with MODEL.PRETRAINED and MODEL.WEIGHT cleared, so
 no weights are read or downloaded.

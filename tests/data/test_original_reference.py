@@ -1,5 +1,6 @@
 """Train samples equal the loop-by-loop re-statements of the originals (:mod:`cvpack.data.reference`) fed the
-same random draws (megvii: spec §3.4; simple_baselines: §2.6): same pixels, same targets, same weights."""
+same random draws (megvii: docs/reference/rsn_mspn.md §3.4; simple_baselines: docs/reference/mlpe_hsrnet_gcpose.md
+§2.6): same pixels, same targets, same weights."""
 import numpy as np
 import torch
 

@@ -12,7 +12,7 @@ from cvpack.decode.reference import megvii_reference
 
 
 def _megvii_target(x_in, y_in, hw=(64, 48), input_hw=(256, 192), kernel=7):
-    """One-hot at the floored heatmap position, blurred, peak 255 (reference_rsn_mspn.md §3.4.7)."""
+    """One-hot at the floored heatmap position, blurred, peak 255 (docs/reference/rsn_mspn.md §3.4.7)."""
     hm = np.zeros(hw, np.float32)
     hm[int(y_in * hw[0] / input_hw[0]), int(x_in * hw[1] / input_hw[1])] = 1
     hm = cv2.GaussianBlur(hm, (kernel, kernel), 0)
@@ -29,7 +29,7 @@ def _random_peaked(rng, n, k, h, w, offset=0.0):
 
 
 def test_megvii_symmetric_peak_bias():
-    # spec §5.3 [RUN]: GT input (101, 62.9) -> heatmap (25, 15) -> decoded input (102, 61)
+    # docs/reference/rsn_mspn.md §5.3 [RUN]: GT input (101, 62.9) -> heatmap (25, 15) -> decoded input (102, 61)
     hm = _megvii_target(101, 62.9)[None, None]
     coords, scores = decode_megvii(hm, kernel=5)
     np.testing.assert_allclose(coords[0, 0], [102.0, 61.0], atol=1e-9)

@@ -2,7 +2,7 @@
 
 Checks that the conventions compose: floor placement + ``x * 4 + 2`` is unbiased in x, the decoder's
 symmetric-peak rule gives the documented -0.25 heatmap px (= -1 input px) bias in y
-(reference_rsn_mspn.md §5.3), and the image mapping inverts the crop.
+(docs/reference/rsn_mspn.md §5.3), and the image mapping inverts the crop.
 """
 import json
 import os

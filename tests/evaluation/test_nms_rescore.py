@@ -52,7 +52,8 @@ def test_oks_sigmas_real_scale():
 
 def test_rescoring():
     kp = np.array([[1.5, 0.5, 1.0]])
-    assert rescore_megvii([0.8], kp)[0] == pytest.approx(0.8)          # batch of one (original bug #13)
+    assert rescore_megvii([0.8], kp)[0] == pytest.approx(0.8)          # batch of one (original
+                                                                       # docs/reference/defects.md R#13)
     np.testing.assert_allclose(rescore_megvii([1.0, 0.5], [[1.0, 0.5], [1.5, 1.5]]), [0.75, 0.75])
     np.testing.assert_allclose(rescore_simple_baselines([0.5, 0.5], [[0.1, 0.3, 0.5], [0.1, 0.2, 0.0]], 0.2),
                                [0.5 * 0.4, 0.0])                        # none above: 0, as the original

@@ -44,7 +44,8 @@ def test_shifted_predictions_known_values(valid_json):
     assert table['Mean'] == pytest.approx(expected)
     assert table['Head'] == pytest.approx(60.0)          # head top visible in all 5
     assert table['Mean@0.1'] == pytest.approx(0.0)
-    # 0.105 head sizes: inside the original's 0.11 "Mean@0.1" but outside the true 0.1 (bug #17 fixed)
+    # 0.105 head sizes: inside the original's 0.11 "Mean@0.1" but outside the true 0.1 (docs/reference/defects.md R#17
+    # fixed)
     table = evaluate_pckh(_shifted(gt, [0.105] * 5), valid_json)
     assert table['Mean'] == pytest.approx(100.0) and table['Mean@0.1'] == pytest.approx(0.0)
 

@@ -1,4 +1,4 @@
-"""cvpack.tools.complexity: hand-counted MACs, and the CLI on an exp folder (spec §8 numbers)."""
+"""cvpack.tools.complexity: hand-counted MACs, and the CLI on an exp folder (docs/reference/rsn_mspn.md §8 numbers)."""
 import json
 import os
 
@@ -29,9 +29,10 @@ def test_count_macs_by_hand(device):
 def test_cli_json_on_exp(repo_root, capsys):
     main([os.path.join(repo_root, 'projects', 'RSN', 'exps', 'Res18.coco'), '--json'])
     out = json.loads(capsys.readouterr().out)
-    assert out['params'] == 8558924                       # spec §8, Res18
+    assert out['params'] == 8558924                       # docs/reference/rsn_mspn.md §8, Res18
     assert out['gmacs'] == pytest.approx(2.065, abs=1e-3)
     # KEY VALUE overrides after the folder
     main([os.path.join(repo_root, 'projects', 'RSN', 'exps', 'RSN18.coco'), 'MODEL.BLOCKS', '[3, 4, 6, 3]'])
     text = capsys.readouterr().out
-    assert '19,355,132' in text and '4.068 GMACs' in text   # RSN-18 exp with RSN-50 block counts (spec §1.6)
+    assert '19,355,132' in text and '4.068 GMACs' in text   # RSN-18 exp with RSN-50 block counts
+                                                            # (docs/reference/rsn_mspn.md §1.6)

@@ -9,7 +9,8 @@ from cvpack.modeling.megvii_blocks import RSB
 def test_unit_layout():
     unit = ConvBnRelu(4, 6, 3, 1, 1)
     assert list(unit.state_dict()) == ['conv.weight', 'conv.bias', 'bn.weight', 'bn.bias', 'bn.running_mean',
-                                       'bn.running_var', 'bn.num_batches_tracked']   # spec §1.1: 7 entries
+                                       'bn.running_var', 'bn.num_batches_tracked']   # docs/reference/rsn_mspn.md §1.1:
+                                                                                     # 7 entries
     grouped = ConvBnRelu(6, 6, 9, 1, 4, groups=6, has_relu=False)
     assert grouped.conv.weight.shape == (6, 1, 9, 9)
     assert (grouped(torch.randn(1, 6, 5, 5)) < 0).any()   # no ReLU
@@ -24,7 +25,8 @@ def test_efficient_unit_updates_bn_once_with_equal_grads():
     xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
     (a(xa) ** 2).sum().backward()
     (b(xb) ** 2).sum().backward()
-    assert a.bn.num_batches_tracked.item() == 1   # the original reentrant checkpoint gave 2 (bug #5)
+    assert a.bn.num_batches_tracked.item() == 1   # the original reentrant checkpoint gave 2 (docs/reference/defects.md
+                                                  # R#5)
     assert torch.allclose(a.bn.running_mean, b.bn.running_mean) and torch.allclose(a.bn.running_var, b.bn.running_var)
     assert torch.allclose(xa.grad, xb.grad, atol=1e-6) and torch.allclose(a.conv.weight.grad, b.conv.weight.grad,
                                                                           atol=1e-5)

@@ -1,4 +1,5 @@
-"""The batched RSN/MSPN loss vs the original per-sample loop and hand-computed values (spec §4)."""
+"""The batched RSN/MSPN loss vs the original per-sample loop and hand-computed values (docs/reference/rsn_mspn.md
+§4)."""
 import pytest
 import torch
 

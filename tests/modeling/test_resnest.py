@@ -1,4 +1,5 @@
-"""ResNeSt trunk: shapes, parameter counts (spec §1.2), split attention by hand, official key map."""
+"""ResNeSt trunk: shapes, parameter counts (docs/reference/mlpe_hsrnet_gcpose.md §1.2), split attention by hand,
+official key map."""
 import pytest
 import torch
 
@@ -33,7 +34,8 @@ def test_shapes_and_strides(r50):
 
 
 def test_parameter_counts(r50):
-    # spec §1.2 [VERIFIED]: ResNeSt-50 trunk 25.4 M (27.5 M with the 2048x1000 fc), ResNeSt-101 46.2 M
+    # docs/reference/mlpe_hsrnet_gcpose.md §1.2 [VERIFIED]: ResNeSt-50 trunk 25.4 M (27.5 M with the 2048x1000 fc),
+    # ResNeSt-101 46.2 M
     n50 = _params(r50)
     assert round(n50 / 1e6, 1) == 25.4
     assert round((n50 + 2048 * 1000 + 1000) / 1e6, 1) == 27.5

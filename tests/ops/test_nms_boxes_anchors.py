@@ -1,4 +1,4 @@
-"""NMS, IoU, box coder and anchors against hand-computed values (reference_mlpe_hsrnet_gcpose.md §4.1, §4.5)."""
+"""NMS, IoU, box coder and anchors against hand-computed values (docs/reference/mlpe_hsrnet_gcpose.md §4.1, §4.5)."""
 import math
 
 import pytest

@@ -1,4 +1,4 @@
-"""RoIAlign against hand-computed values and a per-sample reference loop (reference_mlpe_hsrnet_gcpose.md §4.4)."""
+"""RoIAlign against hand-computed values and a per-sample reference loop (docs/reference/mlpe_hsrnet_gcpose.md §4.4)."""
 import math
 
 import pytest

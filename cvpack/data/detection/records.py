@@ -1,6 +1,6 @@
 """COCO person records for whole-image detection training.
 
-Detectron2 dataset rules (reference_mlpe_hsrnet_gcpose.md §4.1).
+Detectron2 dataset rules (docs/reference/mlpe_hsrnet_gcpose.md §4.1).
 
 Train: crowd annotations dropped, images without annotations dropped, images with fewer than
 ``min_keypoints`` labelled keypoints (v > 0) in total dropped. Val: every image of the file is kept

@@ -41,7 +41,7 @@ def hflip_instances(image, boxes, keypoints, flip_perm):
 
 
 def drop_outside_keypoints(keypoints, hw):
-    """Keypoints outside [0, W] x [0, H] get v = 0 and x = y = 0 (§4.1)."""
+    """Keypoints outside [0, W] x [0, H] get v = 0 and x = y = 0 (docs/reference/mlpe_hsrnet_gcpose.md §4.1)."""
     h, w = hw
     k = keypoints.copy()
     out = (k[..., 0] < 0) | (k[..., 1] < 0) | (k[..., 0] > w) | (k[..., 1] > h)

@@ -1,4 +1,4 @@
-"""HSRNet and HSR-MSNet backbones (reference_mlpe_hsrnet_gcpose.md §2.2, §2.4).
+"""HSRNet and HSR-MSNet backbones (docs/reference/mlpe_hsrnet_gcpose.md §2.2, §2.4).
 
 HSRNet = ResNet stem + layer1-3 (torchvision names, output stride 16) followed by two DetNet stages
 (``new_layer4``, ``new_layer5``: 3 stride-1 bottlenecks each, 3x3 convs with dilation 2, 1024 channels),
@@ -33,7 +33,8 @@ class SEModule(nn.Module):
 
 
 class HierarchicalConv(nn.Module):
-    """Res2Net-style split of a 3x3 conv into ``scale`` groups with hierarchical sums (§2.4).
+    """Res2Net-style split of a 3x3 conv into ``scale`` groups with hierarchical sums
+    (docs/reference/mlpe_hsrnet_gcpose.md §2.4).
 
     Groups x0..x3: y1 = BN(conv(x1)), y_i = BN(conv(x_i + y_{i-1})) for i >= 2 (pre-ReLU sums), and
     y0 = x0 (ResNet blocks) or y0 = BN(conv(x0)) with no sum (DetNet blocks, ``convolve_first``).
@@ -85,7 +86,8 @@ class HierarchicalConv(nn.Module):
 
 
 class SplitSEBottleneck(nn.Module):
-    """HSR-MSNet's ResNet bottleneck (§2.4), a drop-in block for :func:`resnet.make_layer`.
+    """HSR-MSNet's ResNet bottleneck (docs/reference/mlpe_hsrnet_gcpose.md §2.4), a drop-in block for
+    :func:`resnet.make_layer`.
 
     stride 1: 1x1 reduce + BN + ReLU -> hierarchical split (4 groups, y0 passed through) -> 1x1 expand + BN
     -> SE -> + shortcut -> ReLU. stride 2: the plain torchvision 3x3 stride-2 ``conv2``/``bn2`` instead of
@@ -122,7 +124,8 @@ class SplitSEBottleneck(nn.Module):
 
 
 class DetNetBottleneck(nn.Module):
-    """DetNet stage block (§2.2): stride 1, dilation-2 3x3, width 256, 1024 channels in and out.
+    """DetNet stage block (docs/reference/mlpe_hsrnet_gcpose.md §2.2): stride 1, dilation-2 3x3, width 256, 1024
+    channels in and out.
 
     ``projection`` (the first, "B" block) adds a 1x1 conv + BN shortcut although the shapes match, as
     the original. ``multiscale`` (HSR-MSNet) replaces the dilated 3x3 with a 4-group split convolving all
@@ -135,7 +138,8 @@ class DetNetBottleneck(nn.Module):
         self.conv1 = nn.Conv2d(channels, width, 1, bias=False)
         self.bn1 = Norm(width)
         if multiscale:
-            # Original init: N(0, 0.001) split convs in B blocks, PyTorch default in A blocks (§2.4).
+            # Original init: N(0, 0.001) split convs in B blocks, PyTorch default in A blocks
+            # (docs/reference/mlpe_hsrnet_gcpose.md §2.4).
             self.split = HierarchicalConv(width, dilation=dilation, convolve_first=True, norm=norm,
                                           init_std=0.001 if projection else None)
         else:
@@ -167,7 +171,7 @@ def make_detnet_stage(blocks=3, multiscale=False, norm='BN'):
 
 
 # Variant table (timm style): name -> (ResNet depth for the stem + layer1-3, multi-scale blocks).
-# 59/110/161 = 1 + 3 * (layer1-3 blocks + 3 + 3) + 1 conv layers (§2.2).
+# 59/110/161 = 1 + 3 * (layer1-3 blocks + 3 + 3) + 1 conv layers (docs/reference/mlpe_hsrnet_gcpose.md §2.2).
 HSRNET_VARIANTS = {
     'hsrnet59': ('resnet50', False),
     'hsrnet110': ('resnet101', False),
@@ -202,7 +206,7 @@ class HSRNet(ResNet):
         self.new_layer5 = make_detnet_stage(detnet_blocks, multiscale, norm)
         self.out_channels: List[int] = [1024]     # forward returns the stride-16 map only
         # ResNet's kaiming init touched every conv of layer1-3; the original left the SE convs at
-        # PyTorch's default and drew the split convs from N(0, 0.001) (§2.4).
+        # PyTorch's default and drew the split convs from N(0, 0.001) (docs/reference/mlpe_hsrnet_gcpose.md §2.4).
         for m in self.modules():
             if isinstance(m, HierarchicalConv):
                 m.reset_parameters()

@@ -1,6 +1,6 @@
 """ResNeSt (Zhang et al. 2020) trunk: split-attention bottlenecks, deep stem, avd and avg_down.
 
-The variant is the one MLPE uses (``reference_mlpe_hsrnet_gcpose.md`` §1.2): radix 2, cardinality 1,
+The variant is the one MLPE uses (``docs/reference/mlpe_hsrnet_gcpose.md`` §1.2): radix 2, cardinality 1,
 bottleneck width 64, deep stem (width 32 for ResNeSt-50, 64 for ResNeSt-101), average-pool
 downsampling after the split-attention conv (avd, not avd_first) in the first block of stages 2-4,
 and an average-pool + 1x1 conv shortcut (avg_down). No classifier.
@@ -61,7 +61,8 @@ class SplitAttentionBottleneck(nn.Module):
 
     def __init__(self, inplanes, planes, stride=1, downsample=None, radix=2, avd=False):
         super().__init__()
-        width = planes  # bottleneck width 64, cardinality 1 -> group width = planes (§1.2)
+        width = planes  # bottleneck width 64, cardinality 1 -> group width = planes
+                        # (docs/reference/mlpe_hsrnet_gcpose.md §1.2)
         self.conv1 = nn.Conv2d(inplanes, width, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
         self.conv2 = SplitAttentionConv(width, radix=radix)
@@ -98,7 +99,7 @@ RESNEST_VARIANTS = {
 
 
 class ResNeSt(nn.Module):
-    """ResNeSt trunk without the classifier (§1.2).
+    """ResNeSt trunk without the classifier (docs/reference/mlpe_hsrnet_gcpose.md §1.2).
 
     Args:
         name: a key of :data:`RESNEST_VARIANTS`.
@@ -126,7 +127,8 @@ class ResNeSt(nn.Module):
             planes, stride = 64 * 2 ** i, (1 if i == 0 else 2)
             # avg_down shortcut; stage 1 keeps a kernel-1 pool (shape changes only in channels)
             downsample = _avg_down(inplanes, planes * 4, stride)
-            # avd only where the block downsamples: stage 1 is not "is_first" in this variant (§1.2)
+            # avd only where the block downsamples: stage 1 is not "is_first" in this variant
+            # (docs/reference/mlpe_hsrnet_gcpose.md §1.2)
             layer = [SplitAttentionBottleneck(inplanes, planes, stride, downsample, radix, avd=stride > 1)]
             inplanes = planes * 4
             layer += [SplitAttentionBottleneck(inplanes, planes, 1, None, radix) for _ in range(1, blocks)]

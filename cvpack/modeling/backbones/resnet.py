@@ -96,7 +96,7 @@ def make_layer(block, inplanes, planes, blocks, stride=1, norm='BN', **block_kw)
 
 # torchvision's ImageNet weights (IMAGENET1K_V1) for MODEL.PRETRAINED, one table for every project; read only
 # when a training run starts from scratch. ResNet-101/152: the exact files of the original HSRNet yamls
-# (reference_mlpe_hsrnet_gcpose.md §2.5). Offline: set MODEL.PRETRAINED to a local copy's path.
+# (docs/reference/mlpe_hsrnet_gcpose.md §2.5). Offline: set MODEL.PRETRAINED to a local copy's path.
 TORCHVISION_URLS = {
     'resnet50': 'https://download.pytorch.org/models/resnet50-0676ba61.pth',
     'resnet101': 'https://download.pytorch.org/models/resnet101-5d3b4d8f.pth',

@@ -1,14 +1,15 @@
-"""The RSN/MSPN training loss (reference_rsn_mspn.md §4), batched.
+"""The RSN/MSPN training loss (docs/reference/rsn_mspn.md §4), batched.
 
 Per stage s and level j (j = 0 coarsest from 1/32 ... j = 3 finest from 1/4):
 * target map index j, or j + 1 in the last stage when ``coarse_to_fine`` (kernels 15/11/9/7 -> 11/9/7/5);
 * levels j < 3: plain MSE over all N*K*h*w elements, weight 0.25;
 * level 3: OHKM (mean of each sample's ``topk`` largest per-joint MSEs, joints with v > 0) when ``ohkm``.
 
-Masks (bug #18, kept as the default and documented): ``mask='megvii'`` multiplies only the *target* of the coarse
-levels by [v > 1] (COCO v = 1 joints are pushed toward 0, predictions are not masked); ``mask='mmpose'`` multiplies
-prediction and target by [v > 0] on every level (mmpose's use_target_weight). The original looped over samples in
-Python; equal-sized samples make the batched mean identical (tests compare against the per-sample loop).
+Masks (docs/reference/defects.md R#18, kept as the default and documented): ``mask='megvii'`` multiplies only the
+*target* of the coarse levels by [v > 1] (COCO v = 1 joints are pushed toward 0, predictions are not masked);
+``mask='mmpose'`` multiplies prediction and target by [v > 0] on every level (mmpose's use_target_weight). The original
+looped over samples in Python; equal-sized samples make the batched mean identical (tests compare against the per-sample
+loop).
 """
 from typing import Dict, Sequence
 

@@ -1,4 +1,4 @@
-"""ResNet + FPN backbone (Detectron2 flavour, reference_mlpe_hsrnet_gcpose.md §4.1 "Backbone", "FPN")."""
+"""ResNet + FPN backbone (Detectron2 flavour, docs/reference/mlpe_hsrnet_gcpose.md §4.1 "Backbone", "FPN")."""
 import torch.nn.functional as F
 from torch import nn
 

@@ -1,6 +1,6 @@
 """Global Context Module (GCM) of GCPose: a pre-activation BoTNet-style MHSA block with 2-D relative positions.
 
-reference_mlpe_hsrnet_gcpose.md §3.3. For x (C = 512, 14 x 14):
+docs/reference/mlpe_hsrnet_gcpose.md §3.3. For x (C = 512, 14 x 14):
     y = x + MHSA(ReLU(BN1(x)));  out = y + Conv3x3(ReLU(BN2(y)))
 MHSA: 4 heads, d_qk = d_v = 128; q, k from one bias-free 1x1 conv C -> 2 * 4 * 128, v from C -> 4 * 128;
 logit(i -> j) = q_i . k_j + q_i . r^w[x_j - x_i] + q_i . r^h[y_j - y_i] with q scaled by 128^-1/2.
@@ -68,7 +68,8 @@ class RelPosMHSA(nn.Module):
 
 
 class GCM(nn.Module):
-    """y = x + MHSA(ReLU(BN1(x))); out = y + Conv3x3(ReLU(BN2(y))) (pre-activation, §3.3)."""
+    """y = x + MHSA(ReLU(BN1(x))); out = y + Conv3x3(ReLU(BN2(y))) (pre-activation, docs/reference/mlpe_hsrnet_gcpose.md
+    §3.3)."""
 
     def __init__(self, channels=512, size=(14, 14), heads=4, dim=128):
         super().__init__()

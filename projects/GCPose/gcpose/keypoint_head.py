@@ -1,6 +1,6 @@
 """Keypoint R-CNN keypoint head (stock Detectron2 and GCPose), its targets, loss and heatmap decoding.
 
-reference_mlpe_hsrnet_gcpose.md §3.2 (GCPose head), §4.1 "Keypoint pooler / head" (stock head, target
+docs/reference/mlpe_hsrnet_gcpose.md §3.2 (GCPose head), §4.1 "Keypoint pooler / head" (stock head, target
 encoding, loss, decoding).
 """
 import math
@@ -19,7 +19,7 @@ class KeypointHead(nn.Module):
         in_channels: pooled feature channels (256 from FPN).
         num_keypoints: K (17).
         gcm_positions: conv indices (0-based) preceded by a GCM; GCPose uses (0, 4) ("index = 1 mod 4"
-            in the original numbering, §3.2); () gives the stock Detectron2 head.
+            in the original numbering, docs/reference/mlpe_hsrnet_gcpose.md §3.2); () gives the stock Detectron2 head.
         pool_size: RoI feature size (14); the GCM relative tables are tied to it.
     With GCMs the input first goes through a 1x1 conv in_channels -> 512 + ReLU (the original adds it
     because the GCM residual needs 512 channels), and all 8 convs are 512 -> 512.
@@ -42,7 +42,8 @@ class KeypointHead(nn.Module):
         self._init_weights()
 
     def _init_weights(self):
-        # §3.3 init: norm weights U(0, 1), every bias 0, other weights Kaiming-normal fan_out;
+        # docs/reference/mlpe_hsrnet_gcpose.md §3.3 init: norm weights U(0, 1), every bias 0, other weights
+        # Kaiming-normal fan_out;
         # the relative-position tables keep their N(0, 1) / sqrt(d) init.
         for name, p in self.named_parameters():
             if name.endswith('bias'):
@@ -94,7 +95,8 @@ def keypoint_targets(keypoints, rois, size):
 
 
 def keypoint_loss(logits, labels, valid):
-    """Spatial-softmax cross-entropy summed over valid keypoints / number of valid keypoints (§4.1).
+    """Spatial-softmax cross-entropy summed over valid keypoints / number of valid keypoints
+    (docs/reference/mlpe_hsrnet_gcpose.md §4.1).
 
     Args: logits (R, K, S, S); labels, valid (R, K). Returns a scalar (0 * sum(logits) when none is valid).
     """
@@ -107,7 +109,8 @@ def keypoint_loss(logits, labels, valid):
 
 
 def heatmaps_to_keypoints(maps, rois):
-    """Detectron2 decoding (§4.1): bicubic-resize each RoI's logits to ceil(h) x ceil(w), argmax, centre +0.5.
+    """Detectron2 decoding (docs/reference/mlpe_hsrnet_gcpose.md §4.1): bicubic-resize each RoI's logits to ceil(h) x
+    ceil(w), argmax, centre +0.5.
 
     Args:
         maps: (R, K, S, S) logits; rois: (R, 4) xyxy continuous image pixels (GCPose: enlarged boxes).

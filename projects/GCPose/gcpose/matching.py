@@ -1,4 +1,5 @@
-"""Matcher and balanced sampler (Detectron2 ``Matcher`` / ``subsample_labels``, spec §4.1)."""
+"""Matcher and balanced sampler (Detectron2 ``Matcher`` / ``subsample_labels``, docs/reference/mlpe_hsrnet_gcpose.md
+§4.1)."""
 import torch
 
 

@@ -1,4 +1,5 @@
-"""Keypoint R-CNN / GCPose model: ResNet-FPN -> RPN -> box + keypoint ROI heads (spec §4.2)."""
+"""Keypoint R-CNN / GCPose model: ResNet-FPN -> RPN -> box + keypoint ROI heads (docs/reference/mlpe_hsrnet_gcpose.md
+§4.2)."""
 import logging
 
 import torch

@@ -2,9 +2,9 @@
 
 :class:`DetectionPredictor` follows the engine's predictor contract (docs/DESIGN.md): a callable
 ``(model, batch) -> list of instance dicts`` with ``image_id``, ``keypoints`` np (K, 3) in original-image
-pixel-index coordinates (x, y, score), ``score`` (the box score, §3.4: no rescoring), ``bbox`` xywh,
-``category_id`` 1. Detectron2's COCO export subtracts 0.5 from the continuous keypoint coordinates (§4.1);
-boxes stay continuous, as Detectron2 writes them.
+pixel-index coordinates (x, y, score), ``score`` (the box score, docs/reference/mlpe_hsrnet_gcpose.md §3.4: no
+rescoring), ``bbox`` xywh, ``category_id`` 1. Detectron2's COCO export subtracts 0.5 from the continuous keypoint
+coordinates (docs/reference/mlpe_hsrnet_gcpose.md §4.1); boxes stay continuous, as Detectron2 writes them.
 """
 import numpy as np
 import torch

@@ -1,7 +1,8 @@
-"""ROI heads: box head (2 FC) and the keypoint branch, stock or GCPose (reference_mlpe_hsrnet_gcpose.md §3.1, §4.1).
+"""ROI heads: box head (2 FC) and the keypoint branch, stock or GCPose (docs/reference/mlpe_hsrnet_gcpose.md §3.1,
+§4.1).
 
-GCPose keypoint branch (§3.1 items 1-3): keypoint RoIs are enlarged x1.3 about their centre, pooled
-from P2 only, with zeros outside the feature map (the original's pad-P2-and-shift, done as
+GCPose keypoint branch (docs/reference/mlpe_hsrnet_gcpose.md §3.1 items 1-3): keypoint RoIs are enlarged x1.3 about
+their centre, pooled from P2 only, with zeros outside the feature map (the original's pad-P2-and-shift, done as
 ``border='zeros'`` RoIAlign); targets are built in the enlarged box; decoded keypoints stay in image
 pixels and the returned boxes are the original, un-enlarged detections.
 """

@@ -1,4 +1,5 @@
-"""Region Proposal Network (Detectron2 ``StandardRPNHead`` + ``RPN``, reference_mlpe_hsrnet_gcpose.md §4.1 "RPN")."""
+"""Region Proposal Network (Detectron2 ``StandardRPNHead`` + ``RPN``, docs/reference/mlpe_hsrnet_gcpose.md §4.1
+"RPN")."""
 from typing import Dict, List
 
 import torch

@@ -8,14 +8,15 @@ from easydict import EasyDict as edict
 from cvpack.modeling.backbones import HSRNET_VARIANTS, TORCHVISION_URLS
 from cvpack.modeling.backbones.hsrnet import canonical_name
 
-# torchvision ImageNet weights for the stem and layer1-3 (§2.5, cvpack's TORCHVISION_URLS): the 110/161 originals
+# torchvision ImageNet weights for the stem and layer1-3 (docs/reference/mlpe_hsrnet_gcpose.md §2.5, cvpack's
+# TORCHVISION_URLS): the 110/161 originals
 # used exactly these files; the 59-layer one used a DetNet-59 checkpoint nobody publishes, whose stem/layer1-3
 # are a ResNet-50. Set MODEL.PRETRAINED to a local copy (or '' for none) on machines without network access.
 IMAGENET_URLS = TORCHVISION_URLS
 
 
 def add_hsrnet_config(cfg, backbone='hsrnet59'):
-    """Set the HSRNet model keys (§2.3) on ``cfg`` and return it.
+    """Set the HSRNet model keys (docs/reference/mlpe_hsrnet_gcpose.md §2.3) on ``cfg`` and return it.
 
     MODEL.PRETRAINED: the torchvision ImageNet ResNet of the backbone's depth (:data:`IMAGENET_URLS`).
     MODEL.BACKBONE: a key of ``cvpack.modeling.backbones.HSRNET_VARIANTS`` (or an alias like 'HSR-MSNet-59').
@@ -35,6 +36,7 @@ def add_hsrnet_config(cfg, backbone='hsrnet59'):
     if 'USE_TARGET_WEIGHT' not in cfg.LOSS:   # the preset's value wins
         cfg.LOSS.USE_TARGET_WEIGHT = True
     if list(cfg.get('INPUT_SHAPE', ())) == [384, 288] and HSRNET_VARIANTS[backbone][0] != 'resnet101':
-        # the 59- and 161-layer 384x288 yamls train 160 epochs, x0.1 at 110 and 140 (§2.6); 110 keeps 140/90/120
+        # the 59- and 161-layer 384x288 yamls train 160 epochs, x0.1 at 110 and 140
+        # (docs/reference/mlpe_hsrnet_gcpose.md §2.6); 110 keeps 140/90/120
         cfg.SOLVER.EPOCHS, cfg.SOLVER.STEP_EPOCHS = 160, [110, 140]
     return cfg

@@ -1,6 +1,6 @@
 """HSRNet / HSR-MSNet pose network: stride-16 backbone + 2-deconvolution Simple Baselines head.
 
-reference_mlpe_hsrnet_gcpose.md §2.1-2.5: the backbone keeps output stride 16 with DetNet stages, so
+docs/reference/mlpe_hsrnet_gcpose.md §2.1-2.5: the backbone keeps output stride 16 with DetNet stages, so
 two stride-2 deconvolutions reach the stride-4 heatmaps (64x48 at 256x192). Loss: JointsMSELoss with
 target weights. Heatmaps are on Simple Baselines' unit-peak scale.
 """

@@ -1,4 +1,4 @@
-"""MLPE's high-resolution fine-tuning network (``reference_mlpe_hsrnet_gcpose.md`` §1.4).
+"""MLPE's high-resolution fine-tuning network (``docs/reference/mlpe_hsrnet_gcpose.md`` §1.4).
 
 CPN's RefineNet analogue: level i (strides 32/16/8/4) gets 3 - i refine bottlenecks and is brought
 to stride 4 by 3 - i deconvs (released) or one bilinear resize (CPN, the "BI" ablation); the four

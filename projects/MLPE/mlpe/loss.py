@@ -1,4 +1,4 @@
-"""CPN / MLPE training losses (``reference_mlpe_hsrnet_gcpose.md`` §1.6), OHKM from the shared core."""
+"""CPN / MLPE training losses (``docs/reference/mlpe_hsrnet_gcpose.md`` §1.6), OHKM from the shared core."""
 import torch.nn.functional as F
 
 from cvpack.modeling.losses import ohkm

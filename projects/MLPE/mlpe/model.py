@@ -1,7 +1,8 @@
-"""MLPE = ResNeSt trunk + multi-level prediction net + high-resolution fine-tuning net (§1.1).
+"""MLPE = ResNeSt trunk + multi-level prediction net + high-resolution fine-tuning net
+(docs/reference/mlpe_hsrnet_gcpose.md §1.1).
 
-Fixes of the released code (§1.11): the forward uses the multi-level net by its real name (the
-original called a non-existent ``global_net``), the context branch works at any input size, and the
+Fixes of the released code (docs/reference/mlpe_hsrnet_gcpose.md §1.11): the forward uses the multi-level net by its
+real name (the original called a non-existent ``global_net``), the context branch works at any input size, and the
 unused C4-C2 laterals are an option that is not built when off.
 """
 import logging

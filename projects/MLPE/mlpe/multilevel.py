@@ -1,9 +1,10 @@
-"""MLPE's multi-level prediction network (``reference_mlpe_hsrnet_gcpose.md`` §1.3).
+"""MLPE's multi-level prediction network (``docs/reference/mlpe_hsrnet_gcpose.md`` §1.3).
 
 CPN's GlobalNet analogue: C5 lateral + a C5 context ("feature retention") branch, upsampled three
-times to strides 16/8/4, one supervised heatmap head per level. Fixes of the released code (§1.11):
-the context branch uses the actual C5 size (the original hard-coded 12x9, i.e. 384x288 only), and the
-C4-C2 laterals the original built but never called are an option (``lateral_skips``), not built when off.
+times to strides 16/8/4, one supervised heatmap head per level. Fixes of the released code
+(docs/reference/mlpe_hsrnet_gcpose.md §1.11): the context branch uses the actual C5 size (the original hard-coded 12x9,
+i.e. 384x288 only), and the C4-C2 laterals the original built but never called are an option (``lateral_skips``), not
+built when off.
 """
 import math
 
@@ -17,7 +18,8 @@ def _conv_bn_relu(cin, cout):
 
 
 class ContextFusion(nn.Module):
-    """Ratio-invariant adaptive pooling of C5 + adaptive spatial fusion (AugFPN-style, §1.3-1).
+    """Ratio-invariant adaptive pooling of C5 + adaptive spatial fusion (AugFPN-style,
+    docs/reference/mlpe_hsrnet_gcpose.md §1.3-1).
 
     Works at any C5 size: each ratio r pools C5 to (max(1, floor(h r)), max(1, floor(w r))).
     """
@@ -45,8 +47,9 @@ class ContextFusion(nn.Module):
 
 
 class Upsample2x(nn.Module):
-    """x2 upsampling of a 256-ch level: 'deconv' = ConvTranspose 4x4/2 + BN, no ReLU (MLPE, §1.3-3);
-    'bilinear' = bilinear x2 (align_corners) + 1x1 conv (bias) + BN (CPN GlobalNet, the "BI" ablation)."""
+    """x2 upsampling of a 256-ch level: 'deconv' = ConvTranspose 4x4/2 + BN, no ReLU (MLPE,
+    docs/reference/mlpe_hsrnet_gcpose.md §1.3-3); 'bilinear' = bilinear x2 (align_corners) + 1x1 conv (bias) + BN (CPN
+    GlobalNet, the "BI" ablation)."""
 
     def __init__(self, channels=256, mode='deconv'):
         super().__init__()
@@ -67,7 +70,8 @@ class Upsample2x(nn.Module):
 
 
 class PredictHead(nn.Module):
-    """1x1 conv + BN + ReLU -> kxk conv to K -> bilinear to the output size -> BN(K) (§1.3-4)."""
+    """1x1 conv + BN + ReLU -> kxk conv to K -> bilinear to the output size -> BN(K)
+    (docs/reference/mlpe_hsrnet_gcpose.md §1.3-4)."""
 
     def __init__(self, channels, num_joints, kernel=3):
         super().__init__()

@@ -1,8 +1,8 @@
-"""ImageNet initialisation of MSPN from torchvision ResNet-50 weights (reference_rsn_mspn.md §1.8, §9.5).
+"""ImageNet initialisation of MSPN from torchvision ResNet-50 weights (docs/reference/rsn_mspn.md §1.8, §9.5).
 
-The original loaded a renamed file by suffix matching, which crashed for 2+ stages (bug #11) and, per the
-maintainer, only reached the first stage's conv1. Here an explicit key map sends every torchvision key to the stem
-(conv1/bn1 -> ``top.conv``) and to the encoder of **every** stage, as mmpose does:
+The original loaded a renamed file by suffix matching, which crashed for 2+ stages (docs/reference/defects.md R#11) and,
+per the maintainer, only reached the first stage's conv1. Here an explicit key map sends every torchvision key to the
+stem (conv1/bn1 -> ``top.conv``) and to the encoder of **every** stage, as mmpose does:
 
     conv1.weight, bn1.*                 -> top.conv.conv.weight, top.conv.bn.*
     layerX.Y.convN.weight, layerX.Y.bnN.* -> stage{s}.downsample.layerX.Y.conv_bn_relu{N}.{conv,bn}.*

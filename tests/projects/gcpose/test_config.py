@@ -1,4 +1,5 @@
-"""Detection preset: the Detectron2 3x schedule at 8 processes is the GCPose README schedule at 1 (§3.4, §4.1)."""
+"""Detection preset: the Detectron2 3x schedule at 8 processes is the GCPose README schedule at 1
+(docs/reference/mlpe_hsrnet_gcpose.md §3.4, §4.1)."""
 import pytest
 
 from cvpack.config.detection import detection_config

@@ -1,4 +1,4 @@
-"""GCM relative-position logits, head shapes and parameter counts (reference_mlpe_hsrnet_gcpose.md §3.2-3.3)."""
+"""GCM relative-position logits, head shapes and parameter counts (docs/reference/mlpe_hsrnet_gcpose.md §3.2-3.3)."""
 import math
 
 import pytest
@@ -56,7 +56,7 @@ def test_mhsa_matches_explicit_formula():
 def test_parameter_counts():
     gc = KeypointHead(256, 17, gcm_positions=(0, 4))
     stock = KeypointHead(256, 17)
-    assert _count(stock) == 17838097                 # 17.84 M (§3.2)
+    assert _count(stock) == 17838097                 # 17.84 M (docs/reference/mlpe_hsrnet_gcpose.md §3.2)
     assert _count(gc) == 25459729                    # 25.46 M
     assert sum(_count(g) for g in gc.gcms.values()) == 6310400   # 6.31 M in the two GCMs
     assert list(gc.gcms) == ['0', '4']

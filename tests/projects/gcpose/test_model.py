@@ -149,7 +149,8 @@ def test_outputs_rescale_to_original_image(tmp_path):
 
 
 def test_keypoint_rois_enlarged_and_selected(tmp_path, monkeypatch):
-    """§3.4: proposals need >= 1 visible keypoint inside the original box; targets use the x1.3 box."""
+    """docs/reference/mlpe_hsrnet_gcpose.md §3.4: proposals need >= 1 visible keypoint inside the original box; targets
+    use the x1.3 box."""
     from projects.GCPose.gcpose import roi_heads as rh
     from projects.GCPose.gcpose.roi_heads import KeypointROIHeads
     cfg = _cfg(tmp_path)

@@ -1,7 +1,8 @@
 """Detection predictor + evaluator: an oracle model returning the GT gives keypoint AP 1 and box AP 1.
 
-Checks the coordinate conventions end to end: the model works in continuous pixels (GT + 0.5, §4.1), the
-predictor exports pixel indices (-0.5) and xywh boxes, the shared COCO evaluator scores them.
+Checks the coordinate conventions end to end: the model works in continuous pixels (GT + 0.5,
+docs/reference/mlpe_hsrnet_gcpose.md §4.1), the predictor exports pixel indices (-0.5) and xywh boxes, the shared COCO
+evaluator scores them.
 """
 import json
 

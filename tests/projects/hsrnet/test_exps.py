@@ -43,7 +43,8 @@ def test_exp_config(repo_root, exp):
     assert tuple(cfg.INPUT_SHAPE) == hw and tuple(cfg.OUTPUT_SHAPE) == (hw[0] // 4, hw[1] // 4)
     assert cfg.DATASET.TRAIN.SIGMA == (3 if hw[0] == 384 else 2)
     assert cfg.SOLVER.EPOCHS == epochs and list(cfg.SOLVER.STEP_EPOCHS) == steps
-    # Simple Baselines test time (§2.7): flip with the one-pixel shift, quarter offset, OKS-NMS 0.9, rescoring.
+    # Simple Baselines test time (docs/reference/mlpe_hsrnet_gcpose.md §2.7): flip with the one-pixel shift, quarter
+    # offset, OKS-NMS 0.9, rescoring.
     t = cfg.TEST
     assert (t.FLIP, t.FLIP_SHIFT, t.DECODER, t.NMS, t.NMS_THRESH, t.RESCORE, t.KEYPOINT_THRESH) == \
         (True, True, 'quarter', 'oks', 0.9, 'simple_baselines', 0.2)

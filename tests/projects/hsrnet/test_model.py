@@ -1,4 +1,5 @@
-"""HSRNet / HSR-MSNet: shapes, parameter counts (spec §2.3-2.4), block semantics, ImageNet key map, loss, head."""
+"""HSRNet / HSR-MSNet: shapes, parameter counts (docs/reference/mlpe_hsrnet_gcpose.md §2.3-2.4), block semantics,
+ImageNet key map, loss, head."""
 import pytest
 import torch
 from easydict import EasyDict as edict
@@ -26,7 +27,8 @@ def _params(module):
     return sum(p.numel() for p in module.parameters())
 
 
-# Whole pose net (backbone + 2-deconv head + final conv, 17 joints), spec §2.3/§2.4 [VERIFIED] in millions.
+# Whole pose net (backbone + 2-deconv head + final conv, 17 joints), docs/reference/mlpe_hsrnet_gcpose.md §2.3/§2.4
+# [VERIFIED] in millions.
 SPEC_PARAMS_M = {'hsrnet59': 22.6, 'hsrnet110': 41.6, 'hsrnet161': 57.2, 'hsr_msnet59': 18.8}
 
 
@@ -48,11 +50,12 @@ def test_param_counts_and_meta_shapes(name):
     if name in SPEC_PARAMS_M:
         assert round(total / 1e6, 1) == SPEC_PARAMS_M[name]
     if name == 'hsrnet59':
-        assert round(_params(model.backbone) / 1e6, 2) == 17.35   # spec §2.3 backbone
+        assert round(_params(model.backbone) / 1e6, 2) == 17.35   # docs/reference/mlpe_hsrnet_gcpose.md §2.3 backbone
 
 
 def test_msnet_has_no_dead_layers_and_110_161_build():
-    """Every HSR-MSNet parameter gets a gradient (the original built 7.2 M unused ones, §2.4)."""
+    """Every HSR-MSNet parameter gets a gradient (the original built 7.2 M unused ones,
+    docs/reference/mlpe_hsrnet_gcpose.md §2.4)."""
     torch.manual_seed(0)
     model = HSRNetPose('hsr_msnet59').train()
     x = torch.randn(2, 3, 64, 48)

@@ -1,4 +1,5 @@
-"""The 'cpn' data pipeline (spec §1.7): crop rule and augmentations by hand, sample contract on the COCO subset."""
+"""The 'cpn' data pipeline (docs/reference/mlpe_hsrnet_gcpose.md §1.7): crop rule and augmentations by hand, sample
+contract on the COCO subset."""
 import copy
 import json
 import os

@@ -1,4 +1,5 @@
-"""MLPE model: parameter counts (spec §1.5), each ablation switch, context branch sizes, losses by hand."""
+"""MLPE model: parameter counts (docs/reference/mlpe_hsrnet_gcpose.md §1.5), each ablation switch, context branch sizes,
+losses by hand."""
 import os
 import pytest
 import torch
@@ -25,7 +26,8 @@ def mlpe50():
 
 
 def test_parameter_counts(mlpe50):
-    # §1.5: MLPE-50 39.9 M / MLPE-101 60.7 M without the fc and the dead laterals; multi-level net 6.33 M
+    # docs/reference/mlpe_hsrnet_gcpose.md §1.5: MLPE-50 39.9 M / MLPE-101 60.7 M without the fc and the dead laterals;
+    # multi-level net 6.33 M
     # as built (with the laterals), HR fine-tune net 8.59 M
     assert round(_params(mlpe50) / 1e6, 1) == 39.9
     assert round(_params(MLPE(backbone='resnest101')) / 1e6, 1) == 60.7
@@ -150,7 +152,8 @@ def test_refine_loss_ohkm_by_hand():
 
 
 @pytest.mark.parametrize('exp, params, gmacs', [
-    ('mlpe_rs50_256x192_d', 39_893_805, 11.893),    # spec §1.5: MLPE-50 39.9 M without the unused parts
+    ('mlpe_rs50_256x192_d', 39_893_805, 11.893),    # docs/reference/mlpe_hsrnet_gcpose.md §1.5: MLPE-50 39.9 M without
+                                                    # the unused parts
     ('mlpe_rs101_384x288', 60_685_581, 37.398),     # MLPE-101 60.7 M
 ])
 def test_exp_complexity_tool(repo_root, exp, params, gmacs):

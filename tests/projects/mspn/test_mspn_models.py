@@ -1,5 +1,5 @@
-"""MSPN exps: original names/shapes/order, params/MACs (spec §1.5, §8), ImageNet key map (§1.8, §9.5);
-every exp's train/eval in tests/projects/test_all_exps.py."""
+"""MSPN exps: original names/shapes/order, params/MACs (docs/reference/rsn_mspn.md §1.5, §8), ImageNet key map (§1.8,
+§9.5); every exp's train/eval in tests/projects/test_all_exps.py."""
 import glob
 
 import pytest

@@ -1,5 +1,5 @@
-"""RSN exps: original names/shapes/order, params and MACs (spec §1.2-1.6, §8); every exp's train/eval in
-tests/projects/test_all_exps.py."""
+"""RSN exps: original names/shapes/order, params and MACs (docs/reference/rsn_mspn.md §1.2-1.6, §8); every exp's
+train/eval in tests/projects/test_all_exps.py."""
 import pytest
 import torch
 
@@ -29,7 +29,7 @@ def test_original_checkpoint_loads_strictly(project, exp, ref_name):
         assert torch.equal(v, state[k]), k
 
 
-# params / GMACs at 256x192 (384x288 for the last), from the original code (spec §8)
+# params / GMACs at 256x192 (384x288 for the last), from the original code (docs/reference/rsn_mspn.md §8)
 @pytest.mark.parametrize('exp,params,gmacs', [
     ('Res18.coco', 8558924, 2.065), ('RSN18.coco', 9159072, 2.245), ('4XRSN18.coco', 38456256, 9.220),
     ('RSN50.coco', 19355132, 4.068), ('2xRSN50.coco', 39.32e6, 8.22), ('3xRSN50.coco', 59.28e6, 12.36),
@@ -47,7 +47,7 @@ def test_384x288_exp_output_size():
 
 
 def _rsb_reference(block, x):
-    """RSB wiring written out unit by unit as the original forward (spec §1.3)."""
+    """RSB wiring written out unit by unit as the original forward (docs/reference/rsn_mspn.md §1.3)."""
     u = {n: getattr(block, 'conv_bn_relu2_' + n) for n in
          ['1_1', '2_1', '2_2', '3_1', '3_2', '3_3', '4_1', '4_2', '4_3', '4_4']}
     s = torch.split(block.conv_bn_relu1(x), block.branch_ch, 1)
@@ -85,7 +85,7 @@ def test_prm_option():
     cfg, model = build('RSN', 'RSN18.coco', ['MODEL.PRM', 'True', 'INPUT_SHAPE', '[64, 48]', 'OUTPUT_SHAPE', '[16, 12]'])
     prm = model.stage0.upsample.up4.prm
     assert isinstance(prm, PRM) and not hasattr(model.stage0.upsample.up3, 'prm')
-    assert sum(p.numel() for p in prm.parameters()) == 5100          # spec §1.4, K = 17
+    assert sum(p.numel() for p in prm.parameters()) == 5100          # docs/reference/rsn_mspn.md §1.4, K = 17
     assert sum(p.numel() for p in model.parameters()) == 9159072 + 5100
     x = torch.randn(2, 3, 64, 48)
     model.train()
@@ -108,7 +108,8 @@ def test_input_output_ratio_is_validated():
 
 
 def test_efficient_mode_same_gradients_and_single_bn_update():
-    """RUN_EFFICIENT (MPII exps): checkpointed units give the same loss/grads and update BN stats once (bug #5)."""
+    """RUN_EFFICIENT (MPII exps): checkpointed units give the same loss/grads and update BN stats once
+    (docs/reference/defects.md R#5)."""
     from cvpack.modeling.multistage import build_multistage
     from tests.projects.megvii_helpers import random_targets
     with one_thread():
@@ -128,7 +129,8 @@ def test_efficient_mode_same_gradients_and_single_bn_update():
 
 
 def test_zero_init_residual_option():
-    """Bug #10 fixed: the option zeroes the last BN of every residual branch, so each block starts as ReLU(shortcut)."""
+    """docs/reference/defects.md R#10 fixed: the option zeroes the last BN of every residual branch, so each block
+    starts as ReLU(shortcut)."""
     _, model = build('RSN', 'Res18.coco', SMALL['COCO'] + ['MODEL.ZERO_INIT_RESIDUAL', 'True'])
     blocks = [b for k in range(1, 5) for b in getattr(model.stage0.downsample, 'layer%d' % k)]
     assert len(blocks) == 8 and all(not b.conv_bn_relu3.bn.weight.any() for b in blocks)
@@ -141,7 +143,8 @@ def test_zero_init_residual_option():
 
 
 def test_decoder_level_sizes_equal_originals_fixed_sizes():
-    """Sizes from feature maps = the original's (h/8, w/8) ... (h, w) from OUTPUT_SHAPE (spec §1.1), per stage."""
+    """Sizes from feature maps = the original's (h/8, w/8) ... (h, w) from OUTPUT_SHAPE (docs/reference/rsn_mspn.md
+    §1.1), per stage."""
     _, model = build('RSN', '4XRSN18.coco', device='meta')
     sizes = []
     for s in range(4):
