@@ -58,3 +58,41 @@ def _autograd_left_enabled():
     if not torch.is_grad_enabled():
         torch.set_grad_enabled(True)
         pytest.fail('the test left autograd disabled (torch.set_grad_enabled(False) without restoring it)')
+
+
+class Evil:
+    """A pickle payload: unpickling it calls os.system, which would create ``marker`` (the attack a weight file
+    must never be able to make)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, ('touch %s' % self.marker,))
+
+
+@pytest.fixture
+def evil(tmp_path):
+    """An :class:`Evil` whose marker is tmp_path/PWNED (assert it never appears)."""
+    return Evil(str(tmp_path / 'PWNED'))
+
+
+@pytest.fixture
+def http_root(tmp_path, monkeypatch):
+    """Serve tmp_path/www on 127.0.0.1: yields (folder, base URL). The torch hub cache (downloads) goes to
+    tmp_path/hub, for this process (restored after) and for subprocesses (TORCH_HOME)."""
+    import functools
+    import http.server
+    import threading
+    root = tmp_path / 'www'
+    root.mkdir()
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'hub'))
+    old_hub = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path / 'hub'))
+    quiet = type('Quiet', (http.server.SimpleHTTPRequestHandler,), {'log_message': lambda *a, **k: None})
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), functools.partial(quiet, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield root, 'http://127.0.0.1:%d/' % server.server_address[1]
+    server.shutdown()
+    server.server_close()
+    torch.hub.set_dir(old_hub)

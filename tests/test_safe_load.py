@@ -1,9 +1,6 @@
 """cvpack.safe_load: weight files from paths and URLs (served from 127.0.0.1 here) never run code."""
-import functools
-import http.server
 import os
 import pickle
-import threading
 
 import numpy as np
 import pytest
@@ -13,45 +10,13 @@ from cvpack import safe_load
 from cvpack.modeling.pretrained import load_state_dict
 
 
-class _Evil:
-    """Unpickling this calls os.system (the attack), which would create the marker file."""
-
-    marker = None
-
-    def __reduce__(self):
-        return (os.system, ('touch %s' % self.marker,))
-
-
-@pytest.fixture
-def evil(tmp_path):
-    _Evil.marker = str(tmp_path / 'PWNED')
-    return _Evil()
-
-
-@pytest.fixture
-def http_root(tmp_path, monkeypatch):
-    """Serve tmp_path/www on 127.0.0.1; the torch hub cache goes to tmp_path/hub."""
-    root = tmp_path / 'www'
-    root.mkdir()
-    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'hub'))
-    torch.hub.set_dir(str(tmp_path / 'hub'))
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *a, **k: None
-    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield root, 'http://127.0.0.1:%d/' % server.server_address[1]
-    server.shutdown()
-    server.server_close()
-
-
 def test_torch_file_with_code_is_refused_from_path_and_url(tmp_path, evil, http_root):
     root, base = http_root
     torch.save({'model': {'w': torch.ones(2)}, 'x': evil}, root / 'evil.pth')
     for source in (str(root / 'evil.pth'), base + 'evil.pth'):
         with pytest.raises(safe_load.UnsafeFileError, match=r'evil\.pth.*posix\.system'):
             load_state_dict(source)
-    assert not os.path.exists(_Evil.marker)
+    assert not os.path.exists(evil.marker)
 
 
 def test_pickle_with_code_is_refused_and_arrays_load(tmp_path, evil, http_root):
@@ -63,7 +28,7 @@ def test_pickle_with_code_is_refused_and_arrays_load(tmp_path, evil, http_root):
     for source in (str(root / 'evil.pkl'), base + 'evil.pkl'):
         with pytest.raises(safe_load.UnsafeFileError, match=r'evil\.pkl.*posix\.system'):
             safe_load.load_file(source)
-    assert not os.path.exists(_Evil.marker)
+    assert not os.path.exists(evil.marker)
     obj = safe_load.load_file(base + 'good.pkl')
     np.testing.assert_array_equal(obj['model']['w'], np.arange(6, dtype=np.float32).reshape(2, 3))
     assert obj['__author__'] == 'me'

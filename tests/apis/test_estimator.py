@@ -214,29 +214,12 @@ def test_batches_precision_and_layout(rsn, astronaut, one_thread):
     assert rec.calls == [(3, torch.bfloat16, False)]           # TEST.IMS_PER_GPU (32) by default
 
 
-def test_weights_from_url(rsn, astronaut, tmp_path, monkeypatch, one_thread):
+def test_weights_from_url(rsn, astronaut, http_root, one_thread):
     """Weights from a URL (served from 127.0.0.1 by the test; the download cache goes to tmp_path)."""
-    import functools
-    import http.server
     import shutil
-    import threading
     exp, weights, est = rsn
-    root = tmp_path / 'www'
-    root.mkdir()
+    root, base = http_root
     shutil.copy(weights, root / 'rsn18.pth')
-    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'hub'))
-    old_hub = torch.hub.get_dir()
-    torch.hub.set_dir(str(tmp_path / 'hub'))
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *a, **k: None
-    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = 'http://127.0.0.1:%d/rsn18.pth' % server.server_address[1]
-        remote = PoseEstimator(exp, url, device='cpu', opts=FAST)
-        boxes = [[100, 20, 250, 480]]
-        _same(remote(astronaut, boxes=boxes), est(astronaut, boxes=boxes))
-    finally:
-        server.shutdown()
-        server.server_close()
-        torch.hub.set_dir(old_hub)
+    remote = PoseEstimator(exp, base + 'rsn18.pth', device='cpu', opts=FAST)
+    boxes = [[100, 20, 250, 480]]
+    _same(remote(astronaut, boxes=boxes), est(astronaut, boxes=boxes))

@@ -1,13 +1,10 @@
 """Checkpoint faults a hostile but realistic user meets (issue #12, "Security" and "Checkpoints and resume"), each
 reproduced through the toy exp's real ``train.py`` / ``test.py`` run as a subprocess."""
-import functools
 import glob
-import http.server
 import os
 import os.path as osp
 import subprocess
 import sys
-import threading
 
 import pytest
 import torch
@@ -55,40 +52,15 @@ def exp(toy_exp):
     return folder, cfg.OUTPUT_DIR
 
 
-class _Evil:
-    """Unpickling this calls os.system (the attack), which would create the marker file."""
-
-    marker = None
-
-    def __reduce__(self):
-        return (os.system, ('touch %s' % self.marker,))
-
-
-@pytest.fixture
-def http_root(tmp_path):
-    """Serve tmp_path/www on 127.0.0.1 (the subprocesses get TORCH_HOME=tmp_path/hub for the download cache)."""
-    root = tmp_path / 'www'
-    root.mkdir()
-    quiet = type('Quiet', (http.server.SimpleHTTPRequestHandler,), {'log_message': lambda *a, **k: None})
-    handler = functools.partial(quiet, directory=str(root))
-    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield root, 'http://127.0.0.1:%d/' % server.server_address[1]
-    server.shutdown()
-    server.server_close()
-
-
 # ------------------------------------------------------------------------------------------------- 1. security
 @pytest.mark.slow
-def test_code_in_weight_files_never_runs_through_the_scripts(exp, tmp_path, http_root):
+def test_code_in_weight_files_never_runs_through_the_scripts(exp, tmp_path, http_root, evil):
     """A .pth whose unpickling calls os.system, from a URL or a path, through every flag that reads weights:
     refused (non-zero exit, the file named), nothing executed, nothing trained."""
     folder, out = exp
     root, base = http_root
-    _Evil.marker = str(tmp_path / 'PWNED')
-    torch.save({'model': {'conv.weight': torch.ones(4, 3, 3, 3)}, 'x': _Evil()}, str(root / 'evil.pth'))
-    torch.save({'model': {'conv.weight': torch.ones(4, 3, 3, 3)}, 'x': _Evil()}, str(tmp_path / 'local_evil.pth'))
+    torch.save({'model': {'conv.weight': torch.ones(4, 3, 3, 3)}, 'x': evil}, str(root / 'evil.pth'))
+    torch.save({'model': {'conv.weight': torch.ones(4, 3, 3, 3)}, 'x': evil}, str(tmp_path / 'local_evil.pth'))
     url = base + 'evil.pth'
     cases = [('test.py', ['MODEL.WEIGHT', url]), ('test.py', ['--checkpoint', url]),
              ('test.py', ['--checkpoint', tmp_path / 'local_evil.pth']),
@@ -100,13 +72,13 @@ def test_code_in_weight_files_never_runs_through_the_scripts(exp, tmp_path, http
         named = 'evil.pth' if '-c' in args or str(tmp_path) in str(args[-1]) else url
         assert 'UnsafeFileError' in text and named in text and 'posix.system' in text, (script, args, text[-3000:])
         assert 'weights_only=False' not in text
-        assert not osp.exists(_Evil.marker), (script, args)
+        assert not osp.exists(evil.marker), (script, args)
     assert not glob.glob(osp.join(out, 'iter-*.pth'))
     # auto-resume: such a file as the only checkpoint of OUTPUT_DIR is refused, and the run stops naming it
     os.replace(str(tmp_path / 'local_evil.pth'), osp.join(out, 'iter-3.pth'))
     text = fails(folder, 'train.py', [])
     assert 'skipping %s: refused' % osp.join(out, 'iter-3.pth') in text and 'none can be loaded' in text
-    assert not osp.exists(_Evil.marker)
+    assert not osp.exists(evil.marker)
 
 
 def _unsafe_calls(path):

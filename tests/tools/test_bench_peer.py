@@ -1,6 +1,5 @@
 """tools/bench_models.py's peer comparison plumbing (no timing): the side environment's JSON is read back,
 a failing side run is an error with its stderr, and the table compares the fastest fp32 path."""
-import importlib.util
 import os.path as osp
 import sys
 
@@ -10,11 +9,8 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 @pytest.fixture(scope='module')
-def bench():
-    spec = importlib.util.spec_from_file_location('bench_models_under_test', osp.join(REPO, 'tools', 'bench_models.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_tool):
+    return load_tool('bench_models')
 
 
 def test_run_mmpose_reads_the_side_json(bench, tmp_path):

@@ -1,7 +1,6 @@
 """The quick start's planner (tools/quickstart.py): the schedule it picks fits the time budget for a given
 measured step time, the precision comes from the CPU's public capability flags, and the toy schedule's
 overrides scale the exp's blurs. No timing here: step times are given."""
-import importlib.util
 import os.path as osp
 
 import pytest
@@ -10,11 +9,8 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 @pytest.fixture(scope='module')
-def qs():
-    spec = importlib.util.spec_from_file_location('quickstart_under_test', osp.join(REPO, 'tools', 'quickstart.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def qs(load_tool):
+    return load_tool('quickstart')
 
 
 @pytest.mark.parametrize('step_s', [0.12, 0.35, 1.0, 1.7, 4.1])

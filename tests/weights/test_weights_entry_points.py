@@ -9,7 +9,6 @@ import logging
 import os
 import os.path as osp
 import pickle
-import sys
 import time
 
 import numpy as np
@@ -28,8 +27,6 @@ from cvpack.weights import apply_overrides, build_model_with_weights, prepare
 from cvpack.weights.fill import fill_state_dict
 
 HERE = osp.dirname(osp.abspath(__file__))
-sys.path.insert(0, osp.dirname(HERE))
-from test_safe_load import _Evil, evil, http_root  # noqa: E402,F401  (fixtures)
 
 RSN18 = 'projects/RSN/exps/RSN18.coco'
 
@@ -271,7 +268,7 @@ def test_code_running_pickles_are_refused_everywhere(rsn18, tmp_path, evil, http
                  ['MODEL.WEIGHT', base + 'evil.pth'], ['MODEL.WEIGHT', str(root / 'evil.pkl')]):
         with pytest.raises(UnsafeFileError, match='evil'):
             run_test_main(cfg, build_model, argv=argv + ['MODEL.DEVICE', 'cpu', 'OUTPUT_DIR', str(tmp_path / 't')])
-    assert not osp.exists(_Evil.marker) and not osp.exists(tmp_path / 'o.pth')
+    assert not osp.exists(evil.marker) and not osp.exists(tmp_path / 'o.pth')
 
 
 def test_fine_tuning_weights_check_the_config(rsn18, tmp_path):

@@ -254,55 +254,23 @@ def test_r101_baseline_exp_matches_r50(repo_root):
     assert r50.TEST == r101.TEST and r50.DATASET == r101.DATASET
 
 
-class _Evil:
-    """Unpickling this calls os.system, which would create the marker file."""
-
-    marker = None
-
-    def __reduce__(self):
-        import os
-        return (os.system, ('touch %s' % self.marker,))
-
-
-@pytest.fixture
-def served(tmp_path, monkeypatch):
-    """tmp_path/www served on 127.0.0.1 (torch hub cache in tmp_path/hub)."""
-    import functools
-    import http.server
-    import threading
-    root = tmp_path / 'www'
-    root.mkdir()
-    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'hub'))
-    old_hub = torch.hub.get_dir()
-    torch.hub.set_dir(str(tmp_path / 'hub'))
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *a, **k: None
-    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield root, 'http://127.0.0.1:%d/' % server.server_address[1]
-    server.shutdown()
-    server.server_close()
-    torch.hub.set_dir(old_hub)
-
-
-def test_code_in_a_detectron2_checkpoint_never_runs(repo_root, tmp_path, served):
+def test_code_in_a_detectron2_checkpoint_never_runs(repo_root, tmp_path, http_root, evil):
     """A zoo-style .pkl / authors'-style .pth whose model dict hides a __reduce__ calling os.system is refused by
     the converter's entry (convert_file -> cvpack.safe_load), from a path or a 127.0.0.1 URL, naming the file."""
     from cvpack.safe_load import CheckpointError, UnsafeFileError
     from projects.GCPose.gcpose.detectron2_format import convert_file
-    root, base = served
-    _Evil.marker = str(tmp_path / 'PWNED')
-    model = {'backbone.bottom_up.stem.conv1.weight': np.zeros((64, 3, 7, 7), np.float32), 'pixel_mean': _Evil()}
+    root, base = http_root
+    model = {'backbone.bottom_up.stem.conv1.weight': np.zeros((64, 3, 7, 7), np.float32), 'pixel_mean': evil}
     with open(root / 'model_final_evil.pkl', 'wb') as f:
         pickle.dump({'model': model, '__author__': 'Detectron2 Model Zoo'}, f, protocol=2)
-    torch.save({'model': {'backbone.bottom_up.stem.conv1.weight': torch.zeros(1)}, 'iteration': _Evil()},
+    torch.save({'model': {'backbone.bottom_up.stem.conv1.weight': torch.zeros(1)}, 'iteration': evil},
                str(root / 'model_final_evil.pth'))
     cfg = _exp_cfg(repo_root, 'keypoint_rcnn.R50.coco')
     for name in ('model_final_evil.pkl', 'model_final_evil.pth'):
         for source in (str(root / name), base + name):
             with pytest.raises(UnsafeFileError, match=r'%s.*(posix|os)\.system' % name.replace('.', r'\.')):
                 convert_file(source, cfg)
-    assert not osp.exists(_Evil.marker)
+    assert not osp.exists(evil.marker)
     # a safe file that is not Detectron2's, and one that does not fit: both name the file
     torch.save({'state_dict': {'backbone.conv1.weight': torch.zeros(1)}}, str(root / 'mmpose.pth'))
     with pytest.raises(CheckpointError, match=r'mmpose\.pth: not a Detectron2 checkpoint'):
