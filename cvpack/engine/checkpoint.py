@@ -1,8 +1,8 @@
 """Checkpoints: atomic save, ``iter-last.pth`` link, exact resume state, and weight loading
 (docs/reference/rsn_mspn.md §6 "Checkpoint"/"Resume", docs/reference/defects.md R#8, R#12, R#21, R#23).
 
-A checkpoint is a dict of tensors, dicts, lists, strings and numbers only, so ``torch.load(path,
-weights_only=True)`` reads it::
+A checkpoint is a dict of tensors, dicts, lists, strings and numbers only, so the weights-only reader
+(``cvpack.safe_load.load_torch_file``) reads it::
 
     {'model': state_dict without 'module.', 'optimizer': ..., 'scheduler': ..., 'iteration': N,
      'sampler': {'iteration': N * SOLVER.ACCUMULATE (micro-batches drawn), 'seed': ...},
