@@ -14,3 +14,12 @@ def to_numpy(value, dtype=None):
             value = value.float()
         value = value.cpu().numpy()
     return np.asarray(value, dtype=dtype)
+
+
+def some_names(names, limit=40, sep=', '):
+    """At most ``limit`` of ``names`` joined by ``sep``, then '... (+N more)': error messages about a whole
+    wrong network would otherwise list hundreds of keys."""
+    names = [str(n) for n in names]
+    if len(names) <= limit:
+        return sep.join(names)
+    return sep.join(names[:limit]) + '%s... (+%d more)' % (sep, len(names) - limit)

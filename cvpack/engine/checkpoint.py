@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..safe_load import CheckpointError, load_torch_file
+from ..utils import some_names
 
 __all__ = ['rng_state', 'set_rng_state', 'numpy_state_to_list', 'numpy_state_from_list', 'save_checkpoint',
            'link_last', 'load_checkpoint', 'strip_prefix', 'load_model_weights', 'match_state', 'ModelMismatchError',
@@ -235,7 +236,7 @@ def check_training_checkpoint(path, state=None):
     bad = non_finite_tensors({'model': state['model'], 'optimizer': state.get('optimizer') or {}})
     if bad:
         raise CheckpointError(path, 'holds NaN/inf in %d tensors (%s): written after the training diverged'
-                              % (len(bad), _examples(bad)))
+                              % (len(bad), some_names(bad, 5)))
     return state
 
 
@@ -323,7 +324,7 @@ def move_checkpoints_aside(folder, log=None):
     for name in names:
         os.replace(osp.join(folder, name), osp.join(dest, name))
     log.warning('--no-auto-resume: moved the previous run\'s %d checkpoint files (%s) to %s; training starts '
-                'from scratch', len(names), _examples(names, 8), dest)
+                'from scratch', len(names), some_names(names, 8), dest)
     return dest
 
 
@@ -341,11 +342,6 @@ def _cfg_value(cfg, key):
     return list(node) if isinstance(node, tuple) else node
 
 
-def _examples(keys, n=5):
-    keys = list(keys)
-    return '%s%s' % (', '.join(keys[:n]), ' ... (%d in all)' % len(keys) if len(keys) > n else '')
-
-
 def match_state(model, state, source, strict):
     """Compare a state dict read from ``source`` with ``model``; raise :class:`ModelMismatchError` naming the
     file and the differing keys/shapes when it cannot be used.
@@ -358,7 +354,7 @@ def match_state(model, state, source, strict):
     target = model.state_dict()
     not_tensors = [k for k, v in state.items() if not torch.is_tensor(v)]
     if not_tensors:
-        raise ModelMismatchError(source, 'entries that are not tensors: %s' % _examples(not_tensors))
+        raise ModelMismatchError(source, 'entries that are not tensors: %s' % some_names(not_tensors, 5))
     loaded = [k for k in state if k in target]
     missing = [k for k in target if k not in state and not k.endswith('num_batches_tracked')]
     unexpected = [k for k in state if k not in target]
@@ -370,8 +366,8 @@ def match_state(model, state, source, strict):
                                  'mismatches: %s' % (name, len(shapes), '; '.join(shapes[:10])))
     if not [k for k in loaded if not k.endswith('num_batches_tracked')]:
         raise ModelMismatchError(source, 'none of its %d tensors belongs to the %s model (another network?): '
-                                 'file keys %s; model keys %s' % (len(state), name, _examples(state) or 'none',
-                                                                   _examples(target)))
+                                 'file keys %s; model keys %s' % (len(state), name, some_names(state, 5) or 'none',
+                                                                   some_names(target, 5)))
     if strict and (missing or unexpected):
         raise ModelMismatchError(source, 'does not match the %s model (strict loading; --non-strict to allow): '
                                  '%d model tensors missing from the file: %s; %d file tensors unexpected: %s'

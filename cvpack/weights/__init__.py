@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from ..safe_load import CheckpointError, is_url, load_file
+from ..utils import some_names
 
 __all__ = ['CORE_FORMATS', 'Prepared', 'WeightsMismatchError', 'available_formats', 'get_format', 'detect_format',
            'prepare', 'apply_overrides', 'check_state_dict', 'load_prepared', 'build_model_with_weights',
@@ -175,11 +176,11 @@ def check_state_dict(model, state_dict, source='', strict=True):
               for k, v in state_dict.items() if k in target and tuple(v.shape) != tuple(target[k].shape)]
     problems = []
     if shapes:
-        problems.append('%d shape mismatch(es): %s' % (len(shapes), _some(shapes, '; ')))
+        problems.append('%d shape mismatch(es): %s' % (len(shapes), some_names(shapes, sep='; ')))
     if strict and missing:
-        problems.append('%d model key(s) not in the weights: %s' % (len(missing), _some(missing)))
+        problems.append('%d model key(s) not in the weights: %s' % (len(missing), some_names(missing)))
     if strict and unexpected:
-        problems.append('%d weight key(s) the model does not have: %s' % (len(unexpected), _some(unexpected)))
+        problems.append('%d weight key(s) the model does not have: %s' % (len(unexpected), some_names(unexpected)))
     if problems:
         hint = ''
         if strict and missing and unexpected and len(missing) == len(target) - len(
@@ -190,14 +191,6 @@ def check_state_dict(model, state_dict, source='', strict=True):
         err.missing, err.unexpected, err.shapes = missing, unexpected, shapes   # the full lists
         raise err
     return missing, unexpected
-
-
-def _some(names, sep=', ', limit=40):
-    """Up to ``limit`` names; a whole wrong network would otherwise print hundreds of keys (the exception keeps
-    the full lists)."""
-    if len(names) <= limit:
-        return sep.join(names)
-    return sep.join(names[:limit]) + '%s... (+%d more)' % (sep, len(names) - limit)
 
 
 def load_prepared(model, prepared, strict=True, log=None):
