@@ -190,7 +190,8 @@ def decode_mmpose_megvii(heatmaps, kernel=5, stride=4):
     rescaled to the raw maximum, the first argmax is taken (set to -1 when the maximum is <= 0), and only when
     ``1 < x < w - 1`` and ``1 < y < h - 1`` it moves by ``sign(neighbour difference) * 0.25 + 0.5`` per axis (so
     border peaks get no half-pixel centring, as in mmpose). Coordinates are then multiplied by the stride;
-    score = blurred maximum / 255 + 0.5.
+    score = blurred maximum / 255 + 0.5. A map whose blurred maximum is 0 (all zeros; zeros and negatives) decodes
+    to mmpose 1.3.2's cell (0, 0), with score 0.5 where mmpose's 0 / 0 rescaling gives NaN.
 
     Args:
         heatmaps: (N, K, h, w) torch or numpy. kernel: odd blur size (cfg.TEST.GAUSSIAN_KERNEL, 5 in mmpose).
@@ -211,6 +212,9 @@ def decode_mmpose_megvii(heatmaps, kernel=5, stride=4):
         padded = np.zeros((h + 2 * border, w + 2 * border), np.float32)
         padded[border:border + h, border:border + w] = raw
         blur = cv2.GaussianBlur(padded, (kernel, kernel), 0)[border:border + h, border:border + w].copy()
+        if blur.max() == 0:   # mmpose rescales by 0 / 0 here: NaN map, argmax cell (0, 0), NaN score
+            coords[m], scores[m] = (0, 0), 0.5          # its cell, and the finite score of a value 0
+            continue
         blur *= raw.max() / blur.max()
         idx = int(np.argmax(blur))
         val = blur.reshape(-1)[idx]
