@@ -7,8 +7,12 @@ import cv2
 import numpy as np
 
 
-def megvii_reference(outputs, kernel=5, shift=0.25, stride=4):
-    """outputs: (N, K, h, w) float32 numpy. Returns coords (N, K, 2) input px and scores (N, K)."""
+def megvii_reference(outputs, kernel=5, shift=0.25, stride=4, divide_by_max=False):
+    """outputs: (N, K, h, w) float32 numpy. Returns coords (N, K, 2) input px and scores (N, K).
+
+    ``divide_by_max``: MLPE's original test, which divides each map by its maximum before padding and blurring
+    (docs/reference/mlpe_hsrnet_gcpose.md §1.9); a negative maximum flips the map (docs/reference/defects.md F#3).
+    """
     num, joints, h, w = outputs.shape
     border = 10
     coords = np.zeros((num, joints, 2))
@@ -17,6 +21,8 @@ def megvii_reference(outputs, kernel=5, shift=0.25, stride=4):
         score_map = outputs[i].copy() / 255 + 0.5
         dr = np.zeros((joints, h + 2 * border, w + 2 * border))
         dr[:, border:-border, border:-border] = outputs[i].copy()
+        if divide_by_max:
+            dr[:, border:-border, border:-border] /= outputs[i].max(axis=(1, 2))[:, None, None]
         for j in range(joints):
             dr[j] = cv2.GaussianBlur(dr[j], (kernel, kernel), 0)
         for j in range(joints):
