@@ -3,7 +3,8 @@
 They are slow on purpose (one ``GaussianBlur`` per joint and kernel, strided ``img[:, ::-1]`` flips, per-joint
 affine loops, ToTensor + Normalize in torch): ``tests/data`` checks that the fast pipeline in
 :mod:`cvpack.data.topdown` / :mod:`cvpack.data.targets` gives the same bits, and ``tools/bench_data.py`` times
-them as the baseline. Megvii: ``docs/reference/rsn_mspn.md`` §3.4; Simple Baselines:
+them as the baseline, which is why they stay in the package rather than under ``tests/``; nothing imports them at
+run time. Megvii: ``docs/reference/rsn_mspn.md`` §3.4; Simple Baselines:
 ``docs/reference/mlpe_hsrnet_gcpose.md`` §2.6. The random draws are taken from ``rng`` in the same order as
 :class:`~cvpack.data.topdown.TopDownDataset`.
 """

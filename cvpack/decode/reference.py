@@ -1,7 +1,8 @@
 """Straightforward per-image, per-joint re-implementation of the original Megvii ``get_results``.
 
-Written from ``docs/reference/rsn_mspn.md`` §5.3 as the reference the batched decoder must match (tests), and
-used as the baseline by ``tools/bench_decode.py``; like ``cvpack/data/reference.py``, not used at run time. It returns input-crop pixels (before the image mapping).
+Written from ``docs/reference/rsn_mspn.md`` §5.3 as the reference the batched decoder must match (tests). It stays
+in the package, not under ``tests/``, because ``tools/bench_decode.py`` times it as the baseline; nothing imports it
+at run time. It returns input-crop pixels (before the image mapping).
 """
 import cv2
 import numpy as np
