@@ -52,15 +52,15 @@ def _blurred_patch(h, w, r, c, ksize):
 _STACKS = {}
 
 
-def _blurred_stack(h, w, r, c, ksizes):
+def _blurred_stack(h, w, r, c, ksizes, hy, hx):
     """All levels' maps of a one-hot at (r, c), as one (L, wy, wx) window of the (L, h, w) maps at (row 0, col 0).
 
     The window is the largest kernel's (clipped to the map); levels with a smaller kernel are zero outside their
     own :func:`_blurred_patch`, as a blur's support is its kernel. The window's content depends on (r, c) only
     through the distances to the four edges capped at the largest half kernel + 1 (the class of every level's
     patch), so it is cached per such class and translated, exact by the same argument as the patches.
+    ``hy``, ``hx``: the largest half kernel per axis (``max(k) // 2`` over ``ksizes``).
     """
-    hx, hy = max(k[0] for k in ksizes) // 2, max(k[1] for k in ksizes) // 2
     top, bottom, left, right = min(r, hy + 1), min(h - 1 - r, hy + 1), min(c, hx + 1), min(w - 1 - c, hx + 1)
     key = (h, w, ksizes, top, bottom, left, right)
     hit = _STACKS.get(key)
@@ -109,8 +109,9 @@ def blurred_peak_targets(joints, valid, input_hw, output_hw, kernels):
         raise ValueError('blurred_peak_targets: valid joints %s fall outside the %dx%d heatmap; '
                          'set their visibility to 0 first' % (bad.tolist(), h, w))
     ksizes = tuple((int(k), int(k)) if np.isscalar(k) else (int(k[0]), int(k[1])) for k in kernels)
+    hy, hx = max(k[1] for k in ksizes) // 2, max(k[0] for k in ksizes) // 2
     for i, r, c in zip(ids.tolist(), rows.tolist(), cols.tolist()):
-        stack, y0, x0 = _blurred_stack(h, w, r, c, ksizes)
+        stack, y0, x0 = _blurred_stack(h, w, r, c, ksizes, hy, hx)
         out[:, i, y0:y0 + stack.shape[1], x0:x0 + stack.shape[2]] = stack
     return out
 
