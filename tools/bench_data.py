@@ -36,6 +36,7 @@ from cvpack.config.megvii import megvii_config  # noqa: E402
 from cvpack.config.simple_baselines import simple_baselines_config  # noqa: E402
 from cvpack.data import build_dataset  # noqa: E402
 from cvpack.data import reference  # noqa: E402
+from cvpack.data.io import read_image  # noqa: E402
 
 
 def _local(fn):
@@ -131,11 +132,49 @@ def _report(results, mmpose_version):
             ours = results[name]
             print('%s speed-up vs its original loop: %.2fx best chunk, %.2fx median, %.2fx per CPU-s'
                   % (name, ours[0] / base[0], ours[1] / base[1], ours[2] / base[2]))
+    floor = results.get('jpeg decode only (floor)')
+    if floor and 'megvii original loop' in results:
+        print('decode floor: no pipeline decoding the whole JPEG can beat the megvii original loop by more than '
+              '%.2fx per CPU-s (ours: %.2fx)' % (floor[2] / results['megvii original loop'][2],
+                                                   results['megvii'][2] / results['megvii original loop'][2]))
     peer = results.get('megvii mmpose')
     if peer:
         ours = results['megvii']
         print('megvii vs mmpose %s top-down pipeline: %.2fx best chunk, %.2fx median, %.2fx per CPU-s'
               % (mmpose_version, ours[0] / peer[0], ours[1] / peer[1], ours[2] / peer[2]))
+
+
+def test_split(exp_dir, root, threads, workers):
+    """test.py's work on the val people of ``root`` (``TEST.USE_GT_BBOX True``): the val loader (read, crop,
+    normalise, collate with ``workers`` DataLoader workers) timed alone, then the predictor (network with the
+    exp's flip test, decode) on the collated batches, with ``threads`` torch threads and random weights (the
+    time does not depend on their values). Prints both and the data share."""
+    from cvpack.data import collate
+    from cvpack.exp import load_exp
+    from cvpack.inference import build_predictor
+    from cvpack.inference.runner import predict_batches
+    torch.set_num_threads(threads)
+    cfg, model = load_exp(exp_dir, ['MODEL.PRETRAINED', '', 'TEST.USE_GT_BBOX', True,
+                                    'DATASET.ROOT', osp.abspath(root)])
+    if cfg.MODEL.get('CHANNELS_LAST', False):   # as test.py (cvpack.engine.utils.prepare_model)
+        model = model.to(memory_format=torch.channels_last)
+    model = model.eval()
+    ds = build_dataset(cfg, 'val')
+    loader = torch.utils.data.DataLoader(ds, batch_size=int(cfg.TEST.IMS_PER_GPU), collate_fn=collate,
+                                         num_workers=workers)
+    t0, c0 = time.perf_counter(), time.process_time()
+    batches = list(loader)
+    data, data_cpu = time.perf_counter() - t0, time.process_time() - c0
+    t0 = time.perf_counter()
+    predict_batches(model, batches, build_predictor(cfg), cfg, torch.device('cpu'))
+    net = time.perf_counter() - t0
+    print('test.py work on %d val people of %s (%s, batch %d, flip test %s, %d threads, %d loader workers):'
+          % (len(ds), root, osp.basename(osp.normpath(exp_dir)), int(cfg.TEST.IMS_PER_GPU), cfg.TEST.FLIP,
+             threads, workers))
+    print('  data (read + crop + normalise + collate): %.2f s wall (%.2f s CPU of this process), %.1f ms a person'
+          % (data, data_cpu, 1e3 * data / len(ds)))
+    print('  network + heatmap decode: %.2f s, %.1f ms a person; data share %.1f %%'
+          % (net, 1e3 * net / len(ds), 100 * data / (data + net)))
 
 
 def main(argv=None):
@@ -148,8 +187,14 @@ def main(argv=None):
                         choices=['megvii', 'simple_baselines'])
     parser.add_argument('--mmpose-python', help='python of a side environment with mmpose 1.3.2: also time its '
                         'top-down pipeline for the megvii targets in this run (tools/bench_mmpose_data_side.py)')
+    parser.add_argument('--test-exp', metavar='EXP_DIR', help="instead: time test.py's val loader against its "
+                        'network on the val people of --root (e.g. projects/RSN/exps/RSN18.coco)')
+    parser.add_argument('--threads', type=int, default=2, help='torch threads of the --test-exp network')
+    parser.add_argument('--workers', type=int, default=0, help='DataLoader workers of the --test-exp loader')
     args = parser.parse_args(argv)
     cv2.setNumThreads(1)
+    if args.test_exp:
+        return test_split(args.test_exp, args.root, args.threads, args.workers)
     torch.set_num_threads(1)
     exp = osp.join(os.getcwd(), 'bench_exp')
     runners, side = {}, None
@@ -164,6 +209,10 @@ def main(argv=None):
             ref = reference.megvii_train_sample if name == 'megvii' else reference.simple_baselines_train_sample
             runners[name + ' original loop'] = _local(
                 (lambda d, f: lambda i: f(d, copy.deepcopy(d.records[i % len(d)]), d.rng))(ds, ref))
+        if name == 'megvii':
+            # the floor of every variant here: each decodes the whole JPEG once per sample (1 thread)
+            runners['jpeg decode only (floor)'] = _local(
+                (lambda d: lambda i: read_image(d.records[i % len(d)]['image_path']))(ds))
         if name == 'megvii' and args.mmpose_python:
             kernels = [int(np.resize(k, 2)[0]) for k in cfg.DATASET.TRAIN.GAUSSIAN_KERNELS]
             side = runners['megvii mmpose'] = MMPoseSide(args.mmpose_python, ds, kernels)
