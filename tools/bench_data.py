@@ -15,6 +15,10 @@ mmpose) mmpose's top-down train pipeline for the same targets (``LoadImage`` ...
 ``MegviiHeatmap`` per kernel of the megvii config) runs on the same records in a child process,
 tools/bench_mmpose_data_side.py, whose chunks are interleaved with ours: the child waits on its pipe while the
 other pipelines run, so all variants see the same load and the per-CPU-second rates compare directly.
+A "jpeg decode only" row times the decode every variant does, the floor of any full-image pipeline.
+
+``--test-exp EXP_DIR [--workers N] [--threads T]`` instead times test.py's work on the val people of ``--root``
+(ground-truth boxes): the val loader alone, then the exp's network with its flip test and decode (docs/SPEED.md).
 """
 import argparse
 import copy
