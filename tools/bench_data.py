@@ -104,7 +104,11 @@ class MMPoseSide:
         self.proc = subprocess.Popen([python, side, self.tmp.name, '--kernels'] + [str(k) for k in kernels],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                      env=dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=''))
-        self.version = self._line().split()[-1]
+        try:
+            self.version = self._line().split()[-1]   # 'ready mmpose X.Y.Z'
+        except RuntimeError:
+            os.unlink(self.tmp.name)
+            raise
 
     def _line(self):
         line = self.proc.stdout.readline()
