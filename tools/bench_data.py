@@ -75,12 +75,8 @@ def _rates(runners, n, rounds):
 
 def _mmpose_records(ds):
     """The dataset's training records as mmpose's CocoDataset would hand them to its pipeline (bbox clipped to
-    the image as xyxy, visibility min(v, 1)), plus the flip and body-part ids, for bench_mmpose_data_side.py."""
-    k = ds.meta.num_keypoints
-    flip = list(range(k))
-    for a, b in ds.flip_pairs:
-        flip[a], flip[b] = b, a
-    upper = [int(i) for i in ds.cfg.DATASET.KEYPOINT.UPPER_BODY_IDS]
+    the image as xyxy, visibility min(v, 1)), for bench_mmpose_data_side.py (which adds mmpose's own COCO
+    meta-information: flip indices, body parts)."""
     recs = []
     for r in ds.records:
         x, y, w, h = (float(v) for v in r['bbox'][:4])
@@ -89,18 +85,17 @@ def _mmpose_records(ds):
                          visible=np.minimum(r['joints'][:, 2], 1).tolist(),
                          bbox=[min(max(x, 0), iw), min(max(y, 0), ih), min(max(x + w, 0), iw),
                                min(max(y + h, 0), ih)]))
-    return dict(records=recs, flip_indices=flip, upper_body_ids=upper,
-                lower_body_ids=[i for i in range(k) if i not in upper])
+    return dict(records=recs)
 
 
 class MMPoseSide:
     """mmpose's pipeline in its own environment (tools/bench_mmpose_data_side.py), driven chunk by chunk."""
 
-    def __init__(self, python, ds, kernels):
+    def __init__(self, python, ds, kernels, side=None):
         self.tmp = tempfile.NamedTemporaryFile('w', suffix='.json', delete=False)
         json.dump(_mmpose_records(ds), self.tmp)
         self.tmp.close()
-        side = osp.join(osp.dirname(osp.abspath(__file__)), 'bench_mmpose_data_side.py')
+        side = side or osp.join(osp.dirname(osp.abspath(__file__)), 'bench_mmpose_data_side.py')
         self.proc = subprocess.Popen([python, side, self.tmp.name, '--kernels'] + [str(k) for k in kernels],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                      env=dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=''))

@@ -4,8 +4,10 @@
 
 Started by tools/bench_data.py ``--mmpose-python`` as a long-lived child, so that its chunks interleave with
 the other pipelines' chunks in the same run. ``RECORDS.json`` holds the training records that bench_data uses for
-its own pipelines: ``{"records": [{"img_path", "bbox" (xyxy), "keypoints" (K, 2), "visible" (K,)}, ...],
-"flip_indices", "upper_body_ids", "lower_body_ids"}``. The pipeline is mmpose's RSN/MSPN COCO train pipeline:
+its own pipelines: ``{"records": [{"img_path", "bbox" (xyxy), "keypoints" (K, 2), "visible" (K,)}, ...]}``;
+each sample is a deep copy of its record plus deep copies of mmpose's own COCO meta-information (flip indices,
+upper/lower body ids, ...), as mmpose's ``CocoDataset.get_data_info`` gives it. The pipeline is mmpose's RSN/MSPN
+COCO train pipeline:
 ``LoadImage``, ``GetBBoxCenterScale``, ``RandomFlip``, ``RandomHalfBody``, ``RandomBBoxTransform``,
 ``TopdownAffine`` (192x256) and ``GenerateTarget(multilevel=True)`` with one ``MegviiHeatmap`` per kernel size
 (``PackPoseInputs`` is added with ``--pack``). Protocol: after the line ``ready``, each stdin line ``START STOP``
@@ -44,16 +46,24 @@ def build_pipeline(kernels, pack):
 
 
 def data_infos(spec):
-    """mmpose's per-instance ``data_info`` dicts (what its CocoDataset hands the pipeline) from the records."""
+    """mmpose's per-instance ``data_info`` dicts (what its CocoDataset parses from the annotations) from the
+    records, and the meta-information its ``get_data_info`` adds to each sample (mmpose's COCO meta file)."""
+    import warnings
+
     import numpy as np
-    meta = dict(flip_indices=spec['flip_indices'], upper_body_ids=spec['upper_body_ids'],
-                lower_body_ids=spec['lower_body_ids'])
+    from mmpose.datasets import CocoDataset
+    from mmpose.datasets.datasets.utils import parse_pose_metainfo
+    with warnings.catch_warnings():   # the meta file is found in mmpose's package, with a warning
+        warnings.simplefilter('ignore')
+        meta = parse_pose_metainfo(CocoDataset.METAINFO)
+    meta = {k: meta[k] for k in ('upper_body_ids', 'lower_body_ids', 'flip_pairs', 'dataset_keypoint_weights',
+                                 'flip_indices', 'skeleton_links')}
     out = []
     for i, r in enumerate(spec['records']):
         out.append(dict(img_path=r['img_path'], id=i, img_id=i, bbox=np.array([r['bbox']], np.float32),
                         bbox_score=np.ones(1, np.float32), keypoints=np.array([r['keypoints']], np.float32),
-                        keypoints_visible=np.array([r['visible']], np.float32), **meta))
-    return out
+                        keypoints_visible=np.array([r['visible']], np.float32)))
+    return out, meta
 
 
 def main(argv=None):
@@ -74,7 +84,7 @@ def main(argv=None):
     np.random.seed(args.seed)
     random.seed(args.seed)
     with open(args.records) as f:
-        infos = data_infos(json.load(f))
+        infos, meta = data_infos(json.load(f))
     pipeline = build_pipeline(args.kernels, args.pack)
     print('ready mmpose %s' % mmpose.__version__, flush=True)
     for line in sys.stdin:
@@ -83,7 +93,9 @@ def main(argv=None):
         start, stop = (int(v) for v in line.split())
         t0, c0 = time.perf_counter(), time.process_time()
         for i in range(start, stop):
-            out = pipeline(copy.deepcopy(infos[i % len(infos)]))   # mmengine's BaseDataset deep-copies too
+            info = copy.deepcopy(infos[i % len(infos)])   # as mmengine's BaseDataset.get_data_info
+            info.update(copy.deepcopy(meta))                # as mmpose's BaseCocoStyleDataset.get_data_info
+            out = pipeline(info)
             if out is None:
                 raise RuntimeError('mmpose pipeline dropped sample %d' % i)
         print(json.dumps(dict(wall=time.perf_counter() - t0, cpu=time.process_time() - c0)), flush=True)
