@@ -60,6 +60,27 @@ def test_blurred_every_cell_every_kernel_equals_per_joint_blur():
         np.testing.assert_array_equal(fast[li], megvii_heatmaps(joints, valid, k, (256, 192), (64, 48)))
 
 
+def test_blurred_levels_of_mixed_kernels_equal_cv2_each():
+    """Levels whose kernels differ in size and shape (the largest half kernel per axis from different levels, a
+    small kernel first) are pasted together per joint: each level must still equal its own cv2.GaussianBlur of the
+    one-hot, at every cell of a 32 x 24 map (interior, edges, corners), other joints' maps untouched."""
+    import cv2
+    kernels = [(5, 5), (15, 3), (3, 13), (7, 7)]   # largest half kernel: x 7 from (15, 3), y 6 from (3, 13)
+    h, w = 32, 24
+    rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing='ij')
+    joints = np.stack([cols.ravel() * 8 + 0.5, rows.ravel() * 8 + 7.9], 1)      # input 256 x 192 -> cells
+    valid = np.ones(len(joints))
+    fast = blurred_peak_targets(joints, valid, (256, 192), (h, w), kernels)
+    assert fast.shape == (len(kernels), h * w, h, w)
+    for li, k in enumerate(kernels):
+        for j, (r, c) in enumerate(zip(rows.ravel(), cols.ravel())):
+            onehot = np.zeros((h, w), np.float32)
+            onehot[r, c] = 1
+            want = cv2.GaussianBlur(onehot, k, 0)
+            want /= want.max() / 255
+            np.testing.assert_array_equal(fast[li, j], want, err_msg='kernel %s cell %d,%d' % (k, r, c))
+
+
 def test_blurred_rejects_valid_joint_outside():
     with pytest.raises(ValueError, match='outside'):
         blurred_peak_targets(np.array([[300., 10.]]), [2], (256, 192), (64, 48), [5])
