@@ -2,7 +2,7 @@
 
 Values from ``docs/reference/mlpe_hsrnet_gcpose.md`` §1.6-1.9 (MLPE's ``config.py`` / ``test_config.py``);
 exps override only what differs (input size, the ablation switches). The model keys of a network on this
-pipeline are its project's (MLPE: ``projects.MLPE.mlpe.config.add_mlpe_config``).
+pipeline are its project's (MLPE: ``add_mlpe_config`` in projects/MLPE/mlpe/config.py).
 
 Schedule: the original halves the lr at the start of epochs 6, 12, ..., 48 and trains 50 epochs. The preset
 sets ``SOLVER.EPOCHS`` / ``SOLVER.STEP_EPOCHS`` / ``CHECKPOINT_EPOCHS``; the engine
