@@ -23,8 +23,9 @@ TOP_DOWN_PIPELINES = tuple(_CORE_DATASETS)   # person crops in, heatmaps out: th
 
 def dataset_class(cfg):
     """The class ``cfg.DATASET.CLASS`` names, or the core default of ``cfg.DATASET.PIPELINE`` when it is ''."""
-    if cfg.DATASET.CLASS:
-        return import_target(cfg.DATASET.CLASS, 'DATASET.CLASS')
+    spec = cfg.DATASET.get('CLASS')
+    if spec:
+        return import_target(spec, 'DATASET.CLASS')
     pipeline = cfg.DATASET.PIPELINE
     if pipeline not in _CORE_DATASETS:
         raise KeyError("DATASET.PIPELINE %r has no core dataset (core pipelines: %s); set DATASET.CLASS "

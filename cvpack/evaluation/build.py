@@ -161,8 +161,9 @@ class MpiiEvaluator:
 def evaluator_class(cfg):
     """The class ``cfg.TEST.EVALUATOR`` names ('module:Class', e.g. GCPose's keypoint + person box AP), else the
     core one of the dataset: MPII -> :class:`MpiiEvaluator` (PCKh), any other -> :class:`CocoEvaluator`."""
-    if cfg.TEST.EVALUATOR:
-        return import_target(cfg.TEST.EVALUATOR, 'TEST.EVALUATOR')
+    spec = cfg.get('TEST', {}).get('EVALUATOR')
+    if spec:
+        return import_target(spec, 'TEST.EVALUATOR')
     name = dataset_meta(cfg).name       # raises naming the known datasets for an unknown name
     return MpiiEvaluator if name == 'MPII' else CocoEvaluator   # every dataset but MPII is COCO-style
 

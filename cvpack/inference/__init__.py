@@ -9,8 +9,9 @@ def predictor_class(cfg):
     """The class ``cfg.TEST.PREDICTOR`` names ('module:Class': a project's own predictor, e.g. GCPose's
     whole-image one; the core never imports a project), else the core's top-down predictor (flip test + decode +
     map back + rescore) for the top-down pipelines (``cvpack.data.TOP_DOWN_PIPELINES``)."""
-    if cfg.TEST.PREDICTOR:
-        return import_target(cfg.TEST.PREDICTOR, 'TEST.PREDICTOR')
+    spec = cfg.get('TEST', {}).get('PREDICTOR')
+    if spec:
+        return import_target(spec, 'TEST.PREDICTOR')
     pipeline = cfg.DATASET.PIPELINE
     if pipeline not in TOP_DOWN_PIPELINES:
         raise KeyError("no core predictor for DATASET.PIPELINE %r (top-down pipelines: %s); set TEST.PREDICTOR "
