@@ -14,6 +14,8 @@ import subprocess
 import sys
 import textwrap
 
+from cvpack.modeling.megvii_blocks import RSB
+
 PARTS = '''
 """Toy pipeline: 8x8 images with one bright dot; 1 keypoint; metric = mean pixel error of the dot."""
 import json
@@ -184,3 +186,41 @@ def test_config_strings_reach_the_project_classes(tmp_path, monkeypatch):
     cfg.DATASET.CLASS = ''
     with pytest.raises(KeyError, match="DATASET.PIPELINE 'toy' has no core dataset.*DATASET.CLASS"):
         build_dataset(cfg, 'val')
+
+
+class HalfRSB(RSB):
+    """A project's encoder block: the RSB with its output halved (same parameters)."""
+
+    def forward(self, x):
+        return super().forward(x) * 0.5
+
+
+def test_project_block_by_model_backbone(tmp_path):
+    """The multi-stage network's encoder block comes from MODEL.BACKBONE 'module:Class' (blocks per layer from
+    MODEL.BLOCKS): same parameters as the core 'rsb' block, its own forward."""
+    import pytest
+    import torch
+
+    from cvpack.config.megvii import megvii_config
+    from cvpack.modeling.multistage import build_multistage
+    cfg = megvii_config(str(tmp_path))
+    cfg.INPUT_SHAPE, cfg.OUTPUT_SHAPE = [64, 48], [16, 12]
+    cfg.MODEL.UPSAMPLE_CHANNEL_NUM, cfg.MODEL.BLOCKS, cfg.MODEL.BACKBONE = 32, [1, 1, 1, 1], 'RSN-18'
+    torch.manual_seed(0)
+    core = build_multistage(cfg).eval()
+    cfg.MODEL.BACKBONE = '%s:HalfRSB' % __name__
+    torch.manual_seed(0)
+    ours = build_multistage(cfg).eval()
+    layers = [getattr(ours.stage0.downsample, 'layer%d' % k) for k in (1, 2, 3, 4)]
+    assert [len(layer) for layer in layers] == [1, 1, 1, 1] and all(type(b) is HalfRSB for b in layers[0])
+    assert [(k, v.shape) for k, v in ours.state_dict().items()] == [(k, v.shape) for k, v in core.state_dict().items()]
+    ours.load_state_dict(core.state_dict())
+    x = torch.randn(1, 3, 64, 48)
+    with torch.no_grad():
+        assert not torch.allclose(ours(x), core(x))      # same weights, the project's forward
+    cfg.MODEL.BLOCKS = None
+    with pytest.raises(ValueError, match='needs MODEL.BLOCKS'):
+        build_multistage(cfg)
+    cfg.MODEL.BLOCKS, cfg.MODEL.BACKBONE = [1, 1, 1, 1], '%s:Nope' % __name__
+    with pytest.raises(ImportError, match='MODEL.BACKBONE'):
+        build_multistage(cfg)

@@ -1,8 +1,8 @@
 """The detection preset (GCPose / Keypoint R-CNN): Detectron2 v0.5 ``keypoint_rcnn_R_50_FPN_3x`` defaults.
 
 Numbers are from docs/reference/mlpe_hsrnet_gcpose.md §4.1 (Detectron2); GCPose's own keys (§3: ``GCM_*``,
-``P2_ONLY``, ``BOX_ENLARGE``, ``ZERO_PAD_OUTSIDE``) are added by :func:`projects.GCPose.gcpose.config.add_gcpose_config`,
-which every exp calls (``gcm=False`` for the stock Keypoint R-CNN baseline). The preset names this project's
+``P2_ONLY``, ``BOX_ENLARGE``, ``ZERO_PAD_OUTSIDE``) are added by
+:func:`projects.GCPose.gcpose.config.add_gcpose_config`, which every exp calls (``gcm=False`` for the stock Keypoint R-CNN baseline). The preset names this project's
 dataset, predictor and evaluator as 'module:Class' strings (``DATASET.CLASS``, ``TEST.PREDICTOR``,
 ``TEST.EVALUATOR``): the core has no default for whole-image models and never imports this package.
 
