@@ -2,9 +2,10 @@
 
 Numbers are from docs/reference/mlpe_hsrnet_gcpose.md §4.1 (Detectron2); GCPose's own keys (§3: ``GCM_*``,
 ``P2_ONLY``, ``BOX_ENLARGE``, ``ZERO_PAD_OUTSIDE``) are added by
-:func:`projects.GCPose.gcpose.config.add_gcpose_config`, which every exp calls (``gcm=False`` for the stock Keypoint R-CNN baseline). The preset names this project's
-dataset, predictor and evaluator as 'module:Class' strings (``DATASET.CLASS``, ``TEST.PREDICTOR``,
-``TEST.EVALUATOR``): the core has no default for whole-image models and never imports this package.
+:func:`projects.GCPose.gcpose.config.add_gcpose_config`, which every exp calls (``gcm=False`` for the stock
+Keypoint R-CNN baseline). The preset names this project's dataset, predictor and evaluator as 'module:Class'
+strings (``DATASET.CLASS``, ``TEST.PREDICTOR``, ``TEST.EVALUATOR``): the core has no default for whole-image
+models and never imports this package.
 
 Weights / input convention: ``MODEL.PRETRAINED`` takes torchvision-format ResNet state dicts, which are
 stride-in-3x3 and expect RGB input normalised with the ImageNet mean/std (in 0-255 units). The preset
