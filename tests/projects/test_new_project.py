@@ -224,3 +224,24 @@ def test_project_block_by_model_backbone(tmp_path):
     cfg.MODEL.BLOCKS, cfg.MODEL.BACKBONE = [1, 1, 1, 1], '%s:Nope' % __name__
     with pytest.raises(ImportError, match='MODEL.BACKBONE'):
         build_multistage(cfg)
+
+
+def test_inference_and_evaluation_do_not_import_each_other(repo_root):
+    """Rescoring lives in cvpack.inference and import_target in cvpack.utils: no import between the two packages
+    (neither absolute nor relative, at module level or inside functions)."""
+    import ast
+    found = []
+    for pkg, other in (('inference', 'evaluation'), ('evaluation', 'inference')):
+        folder = osp.join(repo_root, 'cvpack', pkg)
+        for name in sorted(os.listdir(folder)):
+            if not name.endswith('.py'):
+                continue
+            with open(osp.join(folder, name)) as f:
+                tree = ast.parse(f.read())
+            for node in ast.walk(tree):
+                mods = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                        ['.' * node.level + (node.module or '')] if isinstance(node, ast.ImportFrom) else [])
+                prefixes = ('..%s.' % other, 'cvpack.%s.' % other)
+                found += ['%s/%s: %s' % (pkg, name, m) for m in mods
+                          if m in ('..' + other, 'cvpack.' + other) or m.startswith(prefixes)]
+    assert found == []
