@@ -29,7 +29,8 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from cvpack.modeling.layers import fuse_conv_bn  # noqa: E402
 from cvpack.inference.compile import compile_for_inference  # noqa: E402
-from cvpack.modeling.losses.megvii import megvii_loss, reference_loss_per_sample  # noqa: E402
+from cvpack.modeling.losses.megvii import megvii_loss  # noqa: E402
+from cvpack.modeling.losses.reference import reference_loss_per_sample  # noqa: E402
 from cvpack.tools.complexity import count_macs, load_exp  # noqa: E402
 
 EXPS = {'RSN18': 'projects/RSN/exps/RSN18.coco', '4xRSN18': 'projects/RSN/exps/4XRSN18.coco',

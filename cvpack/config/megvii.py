@@ -17,6 +17,9 @@ def _coco_dataset(root_dir):
         ROTATION_FACTOR=45, PROB_ROTATION=0.5, PROB_FLIP=0.5,
         NUM_KEYPOINTS_HALF_BODY=3, PROB_HALF_BODY=0.3, X_EXTENTION_HALF_BODY=0.6, Y_EXTENTION_HALF_BODY=0.8,
         HALF_BODY_DRAW='megvii',   # 'megvii' = np.random.randn() < 0.5 (~69 % upper, the original); 'uniform' = 50 %
+        # True = the original's int64 COCO joints: transformed joints truncated toward zero, so one landing in
+        # (-1, 0) or (W-1, W) stays valid at the border cell; False = float joints (docs/reference/defects.md F#2)
+        INTEGER_JOINTS=True,
         GAUSSIAN_KERNELS=[[15, 15], [11, 11], [9, 9], [7, 7], [5, 5]],
     )
     return d
@@ -29,6 +32,7 @@ def _mpii_dataset(root_dir):
         BASIC_EXTENTION=0.0, RANDOM_EXTENTION=False, X_EXTENTION=0.25, Y_EXTENTION=0.25,
         SCALE_SHRINK_RATIO=1.0, ROTATION_FACTOR=60, NUM_KEYPOINTS_HALF_BODY=8, PROB_HALF_BODY=0.5,
         X_EXTENTION_HALF_BODY=0.6, Y_EXTENTION_HALF_BODY=0.6,
+        INTEGER_JOINTS=False,   # the original's MPII joints come from float JSON values: nothing truncated
     )
     return d
 

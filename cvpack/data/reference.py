@@ -3,7 +3,8 @@
 They are slow on purpose (one ``GaussianBlur`` per joint and kernel, strided ``img[:, ::-1]`` flips, per-joint
 affine loops, ToTensor + Normalize in torch): ``tests/data`` checks that the fast pipeline in
 :mod:`cvpack.data.topdown` / :mod:`cvpack.data.targets` gives the same bits, and ``tools/bench_data.py`` times
-them as the baseline. Megvii: ``docs/reference/rsn_mspn.md`` §3.4; Simple Baselines:
+them as the baseline, which is why they stay in the package rather than under ``tests/``; nothing imports them at
+run time. Megvii: ``docs/reference/rsn_mspn.md`` §3.4; Simple Baselines:
 ``docs/reference/mlpe_hsrnet_gcpose.md`` §2.6. The random draws are taken from ``rng`` in the same order as
 :class:`~cvpack.data.topdown.TopDownDataset`.
 """
@@ -95,12 +96,18 @@ def _half_body(joints, vis, upper_ids, rng, ratio):
     return (lt + rb) / 2, np.array([w / 200, h / 200], np.float32)
 
 
-def megvii_train_sample(ds, rec, rng):
-    """The original Megvii COCO train ``__getitem__`` -> (image (3, H, W), valid (K,), labels (L, K, h, w))."""
+def megvii_train_sample(ds, rec, rng, integer_joints=True):
+    """The original Megvii COCO train ``__getitem__`` -> (image (3, H, W), valid (K,), labels (L, K, h, w)).
+
+    ``integer_joints``: the original's joints are ``np.array(ann['keypoints'])``, int64 for COCO's integer
+    keypoints, so assigning the transformed joint truncates it toward zero (docs/reference/defects.md F#2);
+    False re-states our ``DATASET.TRAIN.INTEGER_JOINTS False`` (float joints).
+    """
     tr, kp = ds.cfg.DATASET.TRAIN, ds.cfg.DATASET.KEYPOINT
     (H, W), ratio = ds.input_hw, ds.w_h_ratio
     img = cv2.imread(rec['image_path'], cv2.IMREAD_COLOR)
-    joints, vis = rec['joints'][:, :2].astype(np.float64), rec['joints'][:, 2:].copy()
+    joints = rec['joints'][:, :2].astype(np.int64 if integer_joints else np.float64)
+    vis = rec['joints'][:, 2:].copy()
     center, scale = rec['center'].copy(), rec['scale'] * (1 + tr.BASIC_EXTENTION)
     scale[0] *= 1 + rng.rand() * tr.X_EXTENTION
     scale[1] *= 1 + rng.rand() * tr.Y_EXTENTION

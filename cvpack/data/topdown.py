@@ -175,6 +175,8 @@ class TopDownDataset(torch.utils.data.Dataset):
         crop, trans = src.crop(center, scale, rot, flip)
         # step 6: joints with v > 0 are moved into the crop; those landing outside it become invalid
         joints[vis > 0] = T.affine_points(joints[vis > 0], trans)
+        if tr.INTEGER_JOINTS:   # the original's int64 joints truncate toward zero (docs/reference/defects.md F#2)
+            joints = np.trunc(joints)
         h, w = self.input_hw
         out = (joints[:, 0] < 0) | (joints[:, 0] > w - 1) | (joints[:, 1] < 0) | (joints[:, 1] > h - 1)
         vis = np.where((vis > 0) & out, 0, vis).astype(np.float32)

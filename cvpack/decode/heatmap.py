@@ -15,7 +15,8 @@ Decoders:
   * :func:`decode_quarter` - Simple Baselines ``get_final_preds`` (argmax + quarter offset,
     docs/reference/mlpe_hsrnet_gcpose.md §2.7).
   * :func:`decode_argmax` - plain argmax.
-  * :func:`decode_dark` - DARK (Zhang et al. 2020; mmpose ``refine_keypoints_dark``).
+  * :func:`decode_dark` - DARK (Zhang et al. 2020; mmpose ``refine_keypoints_dark``, in its ``x * stride`` frame,
+    not DarkPose's (w-1)-aligned one: docs/reference/defects.md F#4).
 """
 import cv2
 import numpy as np
@@ -47,7 +48,10 @@ def decode_megvii(heatmaps, kernel=5, shift_ratio=0.25, stride=4):
     set it to 0, take the next argmax; if the vector between them is longer than 1e-3 move the first
     by ``shift_ratio`` heatmap px along it; clip to the map; x_in = x * sx + sx / 2.
     Score = the *unblurred* heatmap at the rounded position / 255 + 0.5 (computed in the heatmap dtype).
-    MLPE uses the same logic with kernel 21 (its divide-by-max before blurring does not move the argmax).
+    MLPE uses the same logic with kernel 21. Its test also divides each map by its maximum before blurring; we
+    do not (docs/reference/defects.md F#3, a deliberate fix): for a positive maximum the result is the same bit
+    for bit, but a negative maximum flips the map and the original decodes its *minimum*, where ours decodes the
+    undivided map (an all-negative map gives the zero padding's maximum: cell (0, 0), score below 0.5).
 
     Args:
         heatmaps: (N, K, h, w) torch or numpy, peak ~255 (megvii/cpn targets).
@@ -155,6 +159,9 @@ def decode_dark(heatmaps, kernel=11, stride=4):
     to the original max, log; at the integer argmax (x, y) with ``1 < x < w - 2`` and ``1 < y < h - 2``,
     offset = -H^-1 g with central differences (g with step 1, H with step 2), skipped when det(H) = 0.
 
+    Frame: ``x * stride`` as mmpose's DARK refinement, not DarkPose's ``get_final_preds``, which maps through its
+    (w - 1)-aligned affine: results differ from DarkPose's by up to 16 image px (docs/reference/defects.md F#4).
+
     Returns coords (N, K, 2) input-crop pixels (x * stride), scores = raw heatmap max (N, K).
     """
     if kernel % 2 != 1:
@@ -190,7 +197,8 @@ def decode_mmpose_megvii(heatmaps, kernel=5, stride=4):
     rescaled to the raw maximum, the first argmax is taken (set to -1 when the maximum is <= 0), and only when
     ``1 < x < w - 1`` and ``1 < y < h - 1`` it moves by ``sign(neighbour difference) * 0.25 + 0.5`` per axis (so
     border peaks get no half-pixel centring, as in mmpose). Coordinates are then multiplied by the stride;
-    score = blurred maximum / 255 + 0.5.
+    score = blurred maximum / 255 + 0.5. A map whose blurred maximum is 0 (all zeros; zeros and negatives) decodes
+    to mmpose 1.3.2's cell (0, 0), with score 0.5 where mmpose's 0 / 0 rescaling gives NaN.
 
     Args:
         heatmaps: (N, K, h, w) torch or numpy. kernel: odd blur size (cfg.TEST.GAUSSIAN_KERNEL, 5 in mmpose).
@@ -211,6 +219,9 @@ def decode_mmpose_megvii(heatmaps, kernel=5, stride=4):
         padded = np.zeros((h + 2 * border, w + 2 * border), np.float32)
         padded[border:border + h, border:border + w] = raw
         blur = cv2.GaussianBlur(padded, (kernel, kernel), 0)[border:border + h, border:border + w].copy()
+        if blur.max() == 0:   # mmpose rescales by 0 / 0 here: NaN map, argmax cell (0, 0), NaN score
+            coords[m], scores[m] = (0, 0), 0.5          # its cell, and the finite score of a value 0
+            continue
         blur *= raw.max() / blur.max()
         idx = int(np.argmax(blur))
         val = blur.reshape(-1)[idx]

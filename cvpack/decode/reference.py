@@ -1,14 +1,19 @@
 """Straightforward per-image, per-joint re-implementation of the original Megvii ``get_results``.
 
-Written from ``docs/reference/rsn_mspn.md`` §5.3 as the reference the batched decoder must match (tests), and
-used as the baseline by ``tools/bench_decode.py``; like ``cvpack/data/reference.py``, not used at run time. It returns input-crop pixels (before the image mapping).
+Written from ``docs/reference/rsn_mspn.md`` §5.3 as the reference the batched decoder must match (tests). It stays
+in the package, not under ``tests/``, because ``tools/bench_decode.py`` times it as the baseline; nothing imports it
+at run time. It returns input-crop pixels (before the image mapping).
 """
 import cv2
 import numpy as np
 
 
-def megvii_reference(outputs, kernel=5, shift=0.25, stride=4):
-    """outputs: (N, K, h, w) float32 numpy. Returns coords (N, K, 2) input px and scores (N, K)."""
+def megvii_reference(outputs, kernel=5, shift=0.25, stride=4, divide_by_max=False):
+    """outputs: (N, K, h, w) float32 numpy. Returns coords (N, K, 2) input px and scores (N, K).
+
+    ``divide_by_max``: MLPE's original test, which divides each map by its maximum before padding and blurring
+    (docs/reference/mlpe_hsrnet_gcpose.md §1.9); a negative maximum flips the map (docs/reference/defects.md F#3).
+    """
     num, joints, h, w = outputs.shape
     border = 10
     coords = np.zeros((num, joints, 2))
@@ -17,6 +22,8 @@ def megvii_reference(outputs, kernel=5, shift=0.25, stride=4):
         score_map = outputs[i].copy() / 255 + 0.5
         dr = np.zeros((joints, h + 2 * border, w + 2 * border))
         dr[:, border:-border, border:-border] = outputs[i].copy()
+        if divide_by_max:
+            dr[:, border:-border, border:-border] /= outputs[i].max(axis=(1, 2))[:, None, None]
         for j in range(joints):
             dr[j] = cv2.GaussianBlur(dr[j], (kernel, kernel), 0)
         for j in range(joints):

@@ -24,6 +24,43 @@ def test_megvii_sample_matches_original_loop(coco_subset, tmp_path):
         assert torch.equal(ours['target'], labels), i
 
 
+# People of the shipped COCO train subset whose joints differ between the original's int64 joints and float joints
+# with the default preset and sample i drawn from RandomState(i): in each, a joint lands in (-1, 0) or (W-1, W)
+# (or the same in y), which the original truncates onto the border and keeps (docs/reference/defects.md F#2).
+INTEGER_JOINT_PEOPLE = [2, 15, 16, 17, 41, 46, 65, 76]
+
+
+def _megvii_all(ds):
+    out = []
+    for i in range(len(ds)):
+        ds.seed(i)
+        out.append(ds[i])
+    return out
+
+
+def test_megvii_integer_joints_default_and_float_option(coco_subset, tmp_path):
+    cfg = megvii_config(str(tmp_path))
+    cfg.DATASET.ROOT = coco_subset
+    assert cfg.DATASET.TRAIN.INTEGER_JOINTS is True     # the original by default
+    ds = build_dataset(cfg, 'train')
+    ints = _megvii_all(ds)
+    cfg.DATASET.TRAIN.INTEGER_JOINTS = False
+    floats = _megvii_all(build_dataset(cfg, 'train'))
+    assert len(ints) == 86
+    differ = [i for i, (a, b) in enumerate(zip(ints, floats)) if not torch.equal(a['target'], b['target'])]
+    assert differ == INTEGER_JOINT_PEOPLE
+    for i in differ:          # both settings equal their re-statement of the original loop
+        _, v_int, l_int = R.megvii_train_sample(ds, ds.records[i], np.random.RandomState(i), integer_joints=True)
+        _, v_flt, l_flt = R.megvii_train_sample(ds, ds.records[i], np.random.RandomState(i), integer_joints=False)
+        assert torch.equal(ints[i]['target_weight'], v_int) and torch.equal(ints[i]['target'], l_int), i
+        assert torch.equal(floats[i]['target_weight'], v_flt) and torch.equal(floats[i]['target'], l_flt), i
+        kept = (v_int != v_flt).nonzero()[:, 0]
+        assert len(kept) and (v_int[kept] > 0).all() and (v_flt[kept] == 0).all(), i   # kept by the original only
+        for k in kept.tolist():   # ... with its peak on the border of the map
+            y, x = divmod(int(l_int[-1, k].argmax()), l_int.shape[-1])
+            assert y in (0, l_int.shape[-2] - 1) or x in (0, l_int.shape[-1] - 1), (i, k, y, x)
+
+
 def test_simple_baselines_sample_matches_original_loop(coco_subset, tmp_path):
     cfg = simple_baselines_config(str(tmp_path))
     cfg.DATASET.ROOT = coco_subset

@@ -163,3 +163,26 @@ def test_megvii_local_path_matches_reference_on_ties():
 def test_empty_batch(decoder):
     coords, scores = decode_heatmaps(decoder, np.zeros((0, 17, 64, 48), np.float32))
     assert coords.shape == (0, 17, 2) and scores.shape == (0, 17)
+
+
+def test_mlpe_divide_by_max_flips_a_negative_map_ours_does_not():
+    """docs/reference/defects.md F#3: MLPE's test divides each map by its maximum before blurring. For a positive
+    maximum that changes nothing (ours = the MLPE re-statement, bit for bit); for a negative maximum the division
+    flips the map and the original decodes the *minimum*, while ours (the undivided map, as Megvii's decoder)
+    finds the zero padding's maximum: cell (0, 0), with the low score of the raw value there."""
+    rng = np.random.default_rng(21)
+    pos = _random_peaked(rng, 2, 5, 64, 48, offset=-1.0)
+    for mine, ref in zip(decode_megvii(pos, kernel=21), megvii_reference(pos, kernel=21, divide_by_max=True)):
+        np.testing.assert_array_equal(mine, ref)
+    hm = np.full((1, 1, 64, 48), -10.0, np.float32)
+    dip = np.zeros((64, 48), np.float32)
+    dip[40, 30] = 1
+    dip = cv2.GaussianBlur(dip, (11, 11), 0)
+    hm[0, 0] -= dip * (200 / dip.max())                   # minimum -210 at cell (x 30, y 40)
+    hm[0, 0, 10, 12] = -1.0                               # maximum -1 at cell (x 12, y 10)
+    orig, orig_score = megvii_reference(hm, kernel=21, divide_by_max=True)
+    np.testing.assert_array_equal(np.round((orig[0, 0] - 2) / 4), [30, 40])          # the original: argmin
+    assert orig_score[0, 0] == pytest.approx(-210 / 255 + 0.5)
+    coords, scores = decode_megvii(hm, kernel=21)
+    np.testing.assert_array_equal(coords[0, 0], [2.0, 2.0])                           # ours: cell (0, 0)
+    assert scores[0, 0] == pytest.approx(-10 / 255 + 0.5)

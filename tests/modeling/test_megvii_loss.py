@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from cvpack.modeling.losses.megvii import level_loss, megvii_loss, reference_loss_per_sample
+from cvpack.modeling.losses.megvii import level_loss, megvii_loss
+from cvpack.modeling.losses.reference import reference_loss_per_sample
 
 
 def _random_case(stages, n=3, k=17, h=8, w=6, seed=0):

@@ -1,4 +1,5 @@
 """Units of the mmpose import: the bias-free conv option (MODEL.CONV_BIAS) and mmpose's Megvii decoder."""
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -22,6 +23,35 @@ def test_decoder_follows_mmpose_megvii_heatmap_rules():
     # the Megvii original decodes the same interior peak differently (x * 4 + 2 after a 0.25 step toward the
     # second maximum): the override matters
     assert not np.allclose(decode_heatmaps('megvii', hm)[0][0, 0], coords[0, 0])
+
+
+def _mmpose_decode(hm, kernel):
+    """mmpose 1.3.2 ``MegviiHeatmap.decode`` re-stated (``gaussian_blur``, ``get_heatmap_maximum``), stride 1."""
+    out = []
+    for raw in hm:
+        padded = np.zeros((raw.shape[0] + kernel - 1, raw.shape[1] + kernel - 1), np.float32)
+        padded[kernel // 2:-(kernel // 2), kernel // 2:-(kernel // 2)] = raw
+        blur = cv2.GaussianBlur(padded, (kernel, kernel), 0)[kernel // 2:-(kernel // 2), kernel // 2:-(kernel // 2)]
+        with np.errstate(invalid='ignore', divide='ignore'):
+            blur = blur * (raw.max() / blur.max())
+        py, px = np.unravel_index(np.argmax(blur), blur.shape)
+        val = np.amax(blur)
+        out.append(([-1.0, -1.0] if val <= 0 else [float(px), float(py)], val / 255 + 0.5))
+    return out
+
+
+def test_mmpose_decoder_on_an_all_zero_map_is_finite_at_mmposes_cell():
+    hm = np.zeros((3, 6, 5), np.float32)
+    hm[1, 0, 0] = -3.0                          # max 0 and a negative corner: the blurred max is still 0
+    hm[2] = -1.0                                # blurred max < 0: rescaled, location -1 (no 0 / 0)
+    ref = _mmpose_decode(hm, 5)
+    for xy, score in ref[:2]:                   # mmpose: 0 / 0 -> NaN map, argmax cell (0, 0), NaN score
+        assert xy == [0.0, 0.0] and np.isnan(score)
+    assert ref[2][0] == [-1.0, -1.0]
+    coords, scores = decode_mmpose_megvii(hm[None], kernel=5, stride=4)
+    np.testing.assert_array_equal(coords[0], [[0, 0], [0, 0], [-4, -4]])   # mmpose's cells, times the stride
+    np.testing.assert_array_equal(scores[0, :2], [0.5, 0.5])               # finite: the score of a value 0
+    np.testing.assert_allclose(scores[0, 2], ref[2][1], rtol=1e-6)
 
 
 @pytest.mark.parametrize('bias', [True, False])

@@ -8,8 +8,8 @@ Per stage s and level j (j = 0 coarsest from 1/32 ... j = 3 finest from 1/4):
 Masks (docs/reference/defects.md R#18, kept as the default and documented): ``mask='megvii'`` multiplies only the
 *target* of the coarse levels by [v > 1] (COCO v = 1 joints are pushed toward 0, predictions are not masked);
 ``mask='mmpose'`` multiplies prediction and target by [v > 0] on every level (mmpose's use_target_weight). The original
-looped over samples in Python; equal-sized samples make the batched mean identical (tests compare against the per-sample
-loop).
+looped over samples in Python; equal-sized samples make the batched mean identical (tests compare against that loop,
+:mod:`cvpack.modeling.losses.reference`).
 """
 from typing import Dict, Sequence
 
@@ -65,36 +65,3 @@ def megvii_loss(outputs: Sequence[Sequence[torch.Tensor]], valid, labels, ohkm=T
             term = level_loss(pred, valid, labels[:, j + shift], ohkm and finest, topk, mask)
             losses['loss_s%d_l%d' % (s, j)] = term if finest else term * 0.25
     return losses
-
-
-# --- the original, sample by sample: reference for tests and tools/bench_models.py (not used in training) ---
-
-def _reference_level(output, valid, label, has_ohkm, topk=8):
-    """The original JointsL2Loss, sample by sample (thresholds 1 for plain mode, 0 for OHKM)."""
-    n, k = output.shape[:2]
-    loss = 0
-    for i in range(n):
-        pred = output[i].reshape(k, -1)
-        gt = label[i].reshape(k, -1)
-        if not has_ohkm:
-            gt = gt * torch.gt(valid[i], 1).float()
-        tmp = (pred - gt) ** 2
-        if has_ohkm:
-            tmp = tmp.mean(dim=1) * torch.gt(valid[i].squeeze(), 0).float()
-            val, _ = torch.topk(tmp, k=topk, dim=0, sorted=False)
-            loss = loss + val.mean(dim=0)
-        else:
-            loss = loss + tmp.mean()
-    return loss / n
-
-
-def reference_loss_per_sample(outputs, valids, labels, ohkm=True, topk=8, ctf=True):
-    """The original _calculate_loss: valids (N, K, 1), labels (N, 5, K, h, w)."""
-    total = 0
-    for i, levels in enumerate(outputs):
-        for j in range(4):
-            ind = j + 1 if (i == len(outputs) - 1 and ctf) else j
-            use = j == 3 and ohkm
-            tmp = _reference_level(levels[j], valids, labels[:, ind], use, topk)
-            total = total + (tmp / 4 if j < 3 else tmp)
-    return total
