@@ -1,4 +1,6 @@
 """Small helpers shared across the core."""
+import importlib
+
 import numpy as np
 import torch
 
@@ -23,3 +25,18 @@ def some_names(names, limit=40, sep=', '):
     if len(names) <= limit:
         return sep.join(names)
     return sep.join(names[:limit]) + '%s... (+%d more)' % (sep, len(names) - limit)
+
+
+def import_target(spec, key):
+    """Import ``'module:attr'`` and return the attribute; errors name the config ``key`` that gave ``spec``.
+
+    The one extension path of the core: a project names its dataset, predictor and evaluator classes in its
+    config (``DATASET.CLASS``, ``TEST.PREDICTOR``, ``TEST.EVALUATOR``), so the core never imports a project.
+    """
+    module, sep, attr = str(spec).partition(':')
+    if not (sep and module and attr):
+        raise ValueError("%s must be a 'module:Class' string, got %r" % (key, spec))
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        raise ImportError('%s = %r cannot be imported: %s' % (key, spec, e)) from e

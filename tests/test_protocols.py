@@ -15,7 +15,7 @@ def _params(fn):
 
 
 def _implementations():
-    from cvpack.data.detection.dataset import DetectionDataset
+    from projects.GCPose.gcpose.data.dataset import DetectionDataset
     from projects.GCPose.gcpose.model import KeypointRCNN
     from projects.HSRNet.hsrnet.model import HSRNetPose
     from projects.MLPE.mlpe.model import MLPE

@@ -15,11 +15,11 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
-from ..data import build_dataset, collate
+from ..data import TOP_DOWN_PIPELINES, build_dataset, collate
 from ..data.meta_file import dataset_meta
 from ..evaluation.build import apply_test_nms
 from ..evaluation.coco import instances_to_coco_results
-from ..inference import PREDICTORS, build_predictor
+from ..inference import build_predictor
 from ..inference.runner import predict_batches
 from .inputs import DetectionFile, load_images, parse_boxes
 
@@ -132,7 +132,7 @@ class PoseEstimator:
             self.model = model
         self.exp_dir = exp_dir
         # not a top-down pipeline: a whole-image model (GCPose's 'detection'), whose predictor finds the people
-        self.whole_image_model = self.cfg.DATASET.PIPELINE not in PREDICTORS
+        self.whole_image_model = self.cfg.DATASET.PIPELINE not in TOP_DOWN_PIPELINES
         self.predictor = build_predictor(self.cfg)
         self.meta = dataset_meta(self.cfg)
         self.keypoint_names = tuple(self.meta.keypoint_names)

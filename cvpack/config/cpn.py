@@ -1,7 +1,8 @@
 """The CPN-style preset (MLPE): pytorch-cpn's crop, targets, losses, schedule and decoding.
 
 Values from ``docs/reference/mlpe_hsrnet_gcpose.md`` §1.6-1.9 (MLPE's ``config.py`` / ``test_config.py``);
-exps override only what differs (input size, backbone, the ablation switches).
+exps override only what differs (input size, the ablation switches). The model keys of a network on this
+pipeline are its project's (MLPE: ``add_mlpe_config`` in projects/MLPE/mlpe/config.py).
 
 Schedule: the original halves the lr at the start of epochs 6, 12, ..., 48 and trains 50 epochs. The preset
 sets ``SOLVER.EPOCHS`` / ``SOLVER.STEP_EPOCHS`` / ``CHECKPOINT_EPOCHS``; the engine
@@ -32,8 +33,8 @@ def _cpn_dataset(root_dir):
     return d
 
 
-def cpn_config(exp_dir, dataset='COCO', input_shape=(256, 192), backbone='resnest50', ims_per_gpu=32):
-    """Defaults of the MLPE exps (COCO only, as the original)."""
+def cpn_config(exp_dir, dataset='COCO', input_shape=(256, 192), ims_per_gpu=32):
+    """Data, loss, schedule and test defaults of the MLPE exps (COCO only, as the original); no model keys."""
     if dataset.upper() != 'COCO':
         raise ValueError('the cpn preset covers COCO only (MLPE trained on COCO), got %r' % dataset)
     cfg = base_config(exp_dir)
@@ -45,12 +46,7 @@ def cpn_config(exp_dir, dataset='COCO', input_shape=(256, 192), backbone='resnes
     cfg.INPUT_SHAPE = list(input_shape)
     cfg.OUTPUT_SHAPE = [input_shape[0] // 4, input_shape[1] // 4]
 
-    cfg.MODEL.BACKBONE = backbone      # 'resnest50' | 'resnest101'
     cfg.MODEL.OUTPUT_NUM = cfg.DATASET.KEYPOINT.NUM
-    cfg.MODEL.FEATURE_RETENTION = True  # C5 context fusion (released code: on)
-    cfg.MODEL.PRED_KERNEL = 3           # "receptive field" ablation: kernel of the heatmap convs
-    cfg.MODEL.UPSAMPLE = 'deconv'       # 'deconv' (released) | 'bilinear' (CPN, "BI")
-    cfg.MODEL.LATERAL_SKIPS = False     # C4-C2 laterals: built but unused in the released code
 
     s = cfg.SOLVER
     s.OPTIMIZER, s.BASE_LR, s.WEIGHT_DECAY = 'Adam', 5e-4, 1e-5

@@ -52,6 +52,7 @@ def dataset_block(name, root_dir, pipeline):
     name = name.upper()
     meta = get_dataset_meta(name)
     d = edict(NAME=name, PIPELINE=pipeline, ROOT=osp.join(root_dir, 'dataset', name), META_FILE='',
+              CLASS='',     # 'module:Class' of a project's dataset; '' = the core one of PIPELINE (data/build.py)
               COMBINE=[],   # combined training on several datasets: cvpack/data/combined.py
               **_FILES[name])
     d.KEYPOINT = keypoint_block(meta)

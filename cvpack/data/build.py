@@ -1,30 +1,40 @@
 """``build_dataset(cfg, split)`` and the module-level ``collate``.
 
-Pipelines are looked up lazily in :data:`DATASET_TABLE` ('module:Class' strings), so importing this module
-imports no dataset code and another pipeline is added with one line (e.g. ``'cpn': 'cvpack.data.cpn:CPNDataset'``).
-Every class is constructed as ``Class(cfg, split)``.
+The dataset class is ``cfg.DATASET.CLASS`` ('module:Class', the one extension path: a project names its own
+class there and the core never imports it); '' picks the core default of the top-down pipeline
+``cfg.DATASET.PIPELINE`` (:data:`TOP_DOWN_PIPELINES`). Classes are imported lazily, so importing this module
+imports no dataset code. Every class is constructed as ``Class(cfg, split)`` (``records=`` added by
+``cvpack.apis``).
 """
-import importlib
-
 import torch
 
-__all__ = ['DATASET_TABLE', 'build_dataset', 'collate']
+from ..utils import import_target
 
-DATASET_TABLE = {
+__all__ = ['TOP_DOWN_PIPELINES', 'build_dataset', 'collate', 'dataset_class']
+
+# The core's own pipelines and their default dataset classes (not an extension point: use DATASET.CLASS)
+_CORE_DATASETS = {
     'megvii': 'cvpack.data.topdown:TopDownDataset',
     'simple_baselines': 'cvpack.data.topdown:TopDownDataset',
-    'cpn': 'cvpack.data.cpn:CPNDataset',            # MLPE (pytorch-cpn's crop and 4-way augmentation)
-    'detection': 'cvpack.data.detection:DetectionDataset',   # GCPose whole-image path
+    'cpn': 'cvpack.data.cpn:CPNDataset',            # pytorch-cpn's crop and 4-way augmentation (MLPE)
 }
+TOP_DOWN_PIPELINES = tuple(_CORE_DATASETS)   # person crops in, heatmaps out: the core predictor's pipelines
 
 
-def _resolve(spec):
-    module, _, name = spec.partition(':')
-    return getattr(importlib.import_module(module), name)
+def dataset_class(cfg):
+    """The class ``cfg.DATASET.CLASS`` names, or the core default of ``cfg.DATASET.PIPELINE`` when it is ''."""
+    spec = cfg.DATASET.get('CLASS')
+    if spec:
+        return import_target(spec, 'DATASET.CLASS')
+    pipeline = cfg.DATASET.PIPELINE
+    if pipeline not in _CORE_DATASETS:
+        raise KeyError("DATASET.PIPELINE %r has no core dataset (core pipelines: %s); set DATASET.CLASS "
+                       "'module:Class'" % (pipeline, ', '.join(TOP_DOWN_PIPELINES)))
+    return import_target(_CORE_DATASETS[pipeline], 'DATASET.PIPELINE %r' % pipeline)
 
 
 def build_dataset(cfg, split, records=None):
-    """Dataset of ``cfg.DATASET.PIPELINE`` for ``split`` ('train' or 'val').
+    """Dataset of :func:`dataset_class` for ``split`` ('train' or 'val').
 
     ``cfg.DATASET.COMBINE`` (a non-empty list) trains on several datasets (:mod:`cvpack.data.combined`).
     ``records``: use these records instead of reading the annotation files (inference on the caller's images,
@@ -32,10 +42,7 @@ def build_dataset(cfg, split, records=None):
     if split == 'train' and records is None and cfg.DATASET.get('COMBINE'):
         from .combined import CombinedDataset     # several datasets mapped onto the exp's keypoints
         return CombinedDataset(cfg, split)
-    pipeline = cfg.DATASET.PIPELINE
-    if pipeline not in DATASET_TABLE:
-        raise KeyError('unknown DATASET.PIPELINE %r; known: %s' % (pipeline, sorted(DATASET_TABLE)))
-    cls = _resolve(DATASET_TABLE[pipeline])
+    cls = dataset_class(cfg)
     return cls(cfg, split) if records is None else cls(cfg, split, records=records)
 
 

@@ -21,7 +21,8 @@ import math
 import numpy as np
 import torch
 
-__all__ = ['IterationBasedSampler', 'SampleIndex', 'sample_rng', 'shard_indices']
+__all__ = ['GroupedBatchSampler', 'GroupedIterationSampler', 'IterationBasedSampler', 'SampleIndex', 'sample_rng',
+           'shard_indices']
 
 # Mixed into every augmentation key, so these streams never coincide with other SeedSequence uses of SEED
 # (e.g. the DataLoader's worker base seed in cvpack.engine.trainer.build_loader).
@@ -166,3 +167,62 @@ class WeightedSourceDraw:
 
     def state_dict(self):
         return {'sizes': list(self.sizes), 'weights': list(self.weights)}
+
+
+class GroupedBatchSampler(torch.utils.data.Sampler):
+    """Batches of indices with one aspect-ratio group per batch (Detectron2 ``AspectRatioGroupedDataset``).
+
+    Wraps any index sampler: indices are buffered per group and a batch is emitted as soon as a group
+    holds ``batch_size`` of them.
+    """
+
+    def __init__(self, sampler, group_ids, batch_size):
+        self.sampler, self.group_ids, self.batch_size = sampler, list(group_ids), batch_size
+
+    def __iter__(self):
+        buckets = {}
+        for idx in self.sampler:
+            b = buckets.setdefault(self.group_ids[idx], [])
+            b.append(idx)
+            if len(b) == self.batch_size:
+                yield list(b)
+                b.clear()
+
+    def __len__(self):
+        return len(self.sampler) // self.batch_size
+
+
+class GroupedIterationSampler(torch.utils.data.Sampler):
+    """Aspect-ratio grouping on top of the engine's resumable ``IterationBasedSampler``.
+
+    The grouped stream is a pure function of the wrapped sampler's (seed, rank, world size): it is
+    replayed from iteration 0 (index arithmetic only, no data) and the first ``start_iter`` grouped
+    batches are skipped, so a resumed run continues exactly. With G groups, M grouped batches consume
+    at most M + G source batches, hence the source runs ``len(groups)`` iterations longer.
+    """
+
+    def __init__(self, sampler, group_ids):
+        self.start_iter, self.num_iters = sampler.start_iter, sampler.num_iters
+        self.group_ids = list(group_ids)
+        extra = len(set(self.group_ids)) + 1
+        self.source = IterationBasedSampler(sampler.dataset_len, sampler.batch_size, sampler.num_iters + extra, 0,
+                                            sampler.rank, sampler.world_size, sampler.seed, sampler.shuffle)
+        self.batch_size = sampler.batch_size
+        self.wrapped = sampler
+
+    def _flat(self):
+        for batch in self.source:
+            yield from batch
+
+    def __iter__(self):
+        for i, batch in enumerate(GroupedBatchSampler(self._flat(), self.group_ids, self.batch_size)):
+            if i >= self.num_iters:
+                return
+            if i >= self.start_iter:
+                yield batch
+
+    def state_dict(self, iteration=None):
+        return self.wrapped.state_dict(iteration)
+
+    def __len__(self):
+        return max(0, self.num_iters - self.start_iter)

@@ -299,7 +299,7 @@ class Trainer:
                                         ctx.rank, ctx.world_size, seed=int(self.cfg.get('SEED', 0)))
         if self.cfg.DATALOADER.get('ASPECT_RATIO_GROUPING') and isinstance(self.dataset, AspectRatioGrouped):
             # Detection (GCPose): one aspect-ratio group per batch, still resumable (see GroupedIterationSampler).
-            from ..data.detection import GroupedIterationSampler
+            from ..data.samplers import GroupedIterationSampler
             sampler = GroupedIterationSampler(sampler, self.dataset.aspect_ratio_flags())
         self.sampler = sampler   # its state_dict goes into the checkpoints
         # A private generator: the DataLoader draws its worker base seed from it, not from the global torch

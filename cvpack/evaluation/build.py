@@ -10,6 +10,7 @@ from .coco import evaluate_keypoints, format_table, instances_to_coco_results, l
 from ..data.meta import get_dataset_meta
 from ..data.meta_file import dataset_meta
 from ..data.validate import read_json
+from ..utils import import_target
 from .datasets import crowd_index_split, drop_in_ignore_regions, prepare_gt
 from .nms import nms_per_image
 from .pckh import evaluate_pckh, format_pckh
@@ -157,16 +158,16 @@ class MpiiEvaluator:
         return table
 
 
-_EVALUATORS = {'COCO': CocoEvaluator, 'MPII': MpiiEvaluator}
+def evaluator_class(cfg):
+    """The class ``cfg.TEST.EVALUATOR`` names ('module:Class', e.g. GCPose's keypoint + person box AP), else the
+    core one of the dataset: MPII -> :class:`MpiiEvaluator` (PCKh), any other -> :class:`CocoEvaluator`."""
+    spec = cfg.get('TEST', {}).get('EVALUATOR')
+    if spec:
+        return import_target(spec, 'TEST.EVALUATOR')
+    name = dataset_meta(cfg).name       # raises naming the known datasets for an unknown name
+    return MpiiEvaluator if name == 'MPII' else CocoEvaluator   # every dataset but MPII is COCO-style
 
 
 def build_evaluator(cfg):
-    """Callable ``(instances, output_dir) -> metrics dict``: ``cfg.TEST.EVALUATOR`` ('module:Class', built as
-    ``Class(cfg)``) when set (GCPose's exps: keypoint + person box AP), else by cfg.DATASET.NAME (MPII: PCKh; any other: COCO-style AP).
-    """
-    spec = cfg.get('TEST', {}).get('EVALUATOR')
-    if spec:
-        from ..inference import import_target
-        return import_target(spec, 'TEST.EVALUATOR')(cfg)
-    name = dataset_meta(cfg).name       # raises naming the known datasets for an unknown name
-    return _EVALUATORS.get(name, CocoEvaluator)(cfg)   # every dataset but MPII is COCO-style
+    """Callable ``(instances, output_dir) -> metrics dict``: ``evaluator_class(cfg)(cfg)``."""
+    return evaluator_class(cfg)(cfg)

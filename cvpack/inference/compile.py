@@ -53,10 +53,10 @@ def maybe_compile(model, cfg, log):
     """TEST.COMPILE for the fixed-size top-down pipelines (one batch shape; test.py and ``cvpack.apis``); other
     pipelines (whole-image detection, a project's own TEST.PREDICTOR) stay eager, with a warning, since every
     new image size would recompile."""
-    from . import PREDICTORS
+    from ..data.build import TOP_DOWN_PIPELINES
     pipeline = cfg.get('DATASET', {}).get('PIPELINE')
-    if cfg.TEST.get('PREDICTOR') or pipeline not in PREDICTORS:
+    if cfg.TEST.get('PREDICTOR') or pipeline not in TOP_DOWN_PIPELINES:
         log.warning('TEST.COMPILE ignored: only the top-down pipelines %s compile (this exp: DATASET.PIPELINE '
-                    '%r, TEST.PREDICTOR %r)', sorted(PREDICTORS), pipeline, cfg.TEST.get('PREDICTOR'))
+                    '%r, TEST.PREDICTOR %r)', list(TOP_DOWN_PIPELINES), pipeline, cfg.TEST.get('PREDICTOR'))
         return model
     return compile_for_inference(model, log)

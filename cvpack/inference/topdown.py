@@ -5,7 +5,7 @@ import torch
 from ..codecs import build_codec
 from ..decode.coords import to_image_coords
 from ..decode.flip import flip_back
-from ..evaluation.rescore import rescore
+from .rescore import rescore
 from ..utils import to_numpy
 
 

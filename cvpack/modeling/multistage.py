@@ -19,11 +19,13 @@ from typing import List, Optional, Sequence
 import torch.nn.functional as F
 from torch import nn
 
+from ..utils import import_target
 from .layers import ConvBnRelu
 from .losses.megvii import megvii_loss
 from .megvii_blocks import BLOCKS, PRM
 
 # MODEL.BACKBONE -> (block type, blocks per layer). 'Res-50' is the original config value (MSPN's encoder).
+# A project's own block is named instead by MODEL.BACKBONE 'module:Class' with MODEL.BLOCKS (build_multistage).
 BACKBONES = {
     'Res-18': ('res18', (2, 2, 2, 2)),      # RSN repo's Res18 baseline: 3-conv blocks, expansion 1
                                             # (docs/reference/rsn_mspn.md §1.2)
@@ -67,7 +69,7 @@ class Encoder(nn.Module):
                 nn.init.constant_(m.bias, 0)
         if zero_init_residual:  # docs/reference/defects.md R#10 fixed: zero the last BN of each residual branch
             for m in self.modules():
-                if isinstance(m, tuple(BLOCKS.values())):
+                if isinstance(m, block):
                     nn.init.constant_(m.conv_bn_relu3.bn.weight, 0)
 
     @property
@@ -195,7 +197,9 @@ class MultiStageNet(nn.Module):
     Args:
         num_keypoints: K.
         output_shape: (h, w) of the heatmaps; the input must be exactly (4h, 4w).
-        block: 'res18' | 'rsb' | 'bottleneck' (see :data:`BLOCKS`); blocks: blocks per layer, e.g. (2, 2, 2, 2).
+        block: 'res18' | 'rsb' | 'bottleneck' (see :data:`BLOCKS`) or a project's block as 'module:Class' (the
+            constructor and ``expansion`` of :class:`~cvpack.modeling.megvii_blocks.RSB`; ``conv_bn_relu3`` for
+            ``zero_init_residual``); blocks: blocks per layer, e.g. (2, 2, 2, 2).
         stage_num: number of stages; stage s < stage_num-1 feeds skip1/skip2/cross_conv to stage s+1.
         up_channels: decoder width (MODEL.UPSAMPLE_CHANNEL_NUM).
         efficient: activation checkpointing per conv unit (RUN_EFFICIENT).
@@ -212,8 +216,7 @@ class MultiStageNet(nn.Module):
     def __init__(self, num_keypoints, output_shape, block='rsb', blocks=(2, 2, 2, 2), stage_num=1, up_channels=256,
                  efficient=False, zero_init_residual=False, prm=False, loss: Optional[dict] = None, conv_bias=True):
         super().__init__()
-        if block not in BLOCKS:
-            raise KeyError('unknown encoder block %r; known: %s' % (block, sorted(BLOCKS)))
+        block = block_class(block)
         if len(blocks) != 4 or stage_num < 1:
             raise ValueError('need 4 block counts and >= 1 stage, got blocks=%s stage_num=%s' % (blocks, stage_num))
         self.output_shape = tuple(int(v) for v in output_shape)
@@ -222,7 +225,7 @@ class MultiStageNet(nn.Module):
         self.top = Stem(efficient, conv_bias)
         for s in range(stage_num):
             last = s == stage_num - 1
-            setattr(self, 'stage%d' % s, SingleStage(BLOCKS[block], blocks, num_keypoints, up_channels, has_skip=s > 0,
+            setattr(self, 'stage%d' % s, SingleStage(block, blocks, num_keypoints, up_channels, has_skip=s > 0,
                                                      gen_skip=not last, gen_cross_conv=not last, efficient=efficient,
                                                      zero_init_residual=zero_init_residual, prm=prm, bias=conv_bias))
 
@@ -254,15 +257,33 @@ class MultiStageNet(nn.Module):
         return outputs[-1][-1]
 
 
+def block_class(block):
+    """Encoder block class of ``block``: a class, a key of :data:`BLOCKS` or a 'module:Class' string."""
+    if isinstance(block, type):
+        return block
+    if block in BLOCKS:
+        return BLOCKS[block]
+    if ':' in str(block):
+        return import_target(block, 'encoder block')
+    raise KeyError("unknown encoder block %r; known: %s, or a 'module:Class'" % (block, sorted(BLOCKS)))
+
+
 def build_multistage(cfg, cls=MultiStageNet, **kwargs) -> MultiStageNet:
-    """Build from an exp config: MODEL.BACKBONE (see :data:`BACKBONES`), MODEL.BLOCKS (None = the backbone's),
+    """Build from an exp config: MODEL.BACKBONE (see :data:`BACKBONES`; or a project's block as 'module:Class',
+    then MODEL.BLOCKS gives the blocks per layer), MODEL.BLOCKS (None = the backbone's),
     MODEL.STAGE_NUM, MODEL.UPSAMPLE_CHANNEL_NUM, MODEL.PRM, MODEL.ZERO_INIT_RESIDUAL, MODEL.CONV_BIAS (default True),
     RUN_EFFICIENT, LOSS.*. ``cls``: a :class:`MultiStageNet` subclass (MSPN adds its ImageNet init), built with
     these arguments plus ``kwargs``."""
     m = cfg.MODEL
-    if m.BACKBONE not in BACKBONES:
-        raise KeyError('MODEL.BACKBONE %r unknown; known: %s' % (m.BACKBONE, sorted(BACKBONES)))
-    block, blocks = BACKBONES[m.BACKBONE]
+    if ':' in str(m.BACKBONE):          # a project's block: 'module:Class' (import errors name MODEL.BACKBONE)
+        if not m.get('BLOCKS'):
+            raise ValueError('MODEL.BACKBONE %r (a block class) needs MODEL.BLOCKS, e.g. [2, 2, 2, 2]' % m.BACKBONE)
+        block, blocks = import_target(m.BACKBONE, 'MODEL.BACKBONE'), None
+    elif m.BACKBONE not in BACKBONES:
+        raise KeyError("MODEL.BACKBONE %r unknown; known: %s, or a block 'module:Class'"
+                       % (m.BACKBONE, sorted(BACKBONES)))
+    else:
+        block, blocks = BACKBONES[m.BACKBONE]
     blocks = tuple(m.get('BLOCKS') or blocks)
     in_h, in_w = cfg.INPUT_SHAPE
     out_h, out_w = cfg.OUTPUT_SHAPE

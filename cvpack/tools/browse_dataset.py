@@ -60,7 +60,7 @@ def draw_ground_truth(dataset, meta, n):
 def denormalize(tensor, cfg):
     """A normalised (3, H, W) sample image -> uint8 BGR (H, W, 3), undoing the exp's normalisation."""
     img = np.asarray(tensor, np.float32).transpose(1, 2, 0)
-    if cfg.DATASET.PIPELINE == 'detection':   # 0-255 units
+    if 'PIXEL_MEAN' in cfg.INPUT:             # 0-255 units (GCPose's whole-image preset)
         img = img * np.asarray(cfg.INPUT.PIXEL_STD, np.float32) + np.asarray(cfg.INPUT.PIXEL_MEAN, np.float32)
     else:                                     # 0-1 units
         img = (img * np.asarray(cfg.INPUT.STDS, np.float32) + np.asarray(cfg.INPUT.MEANS, np.float32)) * 255.0

@@ -236,7 +236,8 @@ def main(argv=None):
 
 def _export_main(args):
     cfg, model = load_for_export(args.exp_dir, args.weights, args.opts)
-    if cfg.DATASET.get('PIPELINE') not in ('megvii', 'simple_baselines', 'cpn'):
+    from ..data.build import TOP_DOWN_PIPELINES
+    if cfg.DATASET.get('PIPELINE') not in TOP_DOWN_PIPELINES:
         sys.exit('%s: not a top-down exp (DATASET.PIPELINE %r); a whole-image detector exports its own parts '
                  '(GCPose: the export module of its project package, docs/EXPORT.md)'
                  % (args.exp_dir, cfg.DATASET.get('PIPELINE')))

@@ -9,7 +9,7 @@ import os.path as osp
 import numpy as np
 import pytest
 
-from cvpack.config.detection import detection_config
+from projects.GCPose.gcpose.preset import detection_config
 from cvpack.config.megvii import megvii_config
 from cvpack.config.simple_baselines import simple_baselines_config
 from cvpack.data import build_dataset

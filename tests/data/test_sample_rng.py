@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cvpack.config.cpn import cpn_config
-from cvpack.config.detection import detection_config
+from projects.GCPose.gcpose.preset import detection_config
 from cvpack.config.megvii import megvii_config
 from cvpack.config.simple_baselines import simple_baselines_config
 from cvpack.data import build_dataset, collate

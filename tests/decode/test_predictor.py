@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from easydict import EasyDict as edict
 
-from cvpack.inference import build_predictor, register_predictor
+from cvpack.inference import build_predictor
 
 
 class PoolModel(torch.nn.Module):
@@ -65,16 +65,25 @@ def test_simple_baselines_rescore_and_quarter_decoder():
     assert out[0]['score'] == pytest.approx(0.8 * 255)           # channel 1 (0) is below the threshold
 
 
-def test_dispatch_table():
+class EchoPredictor:
+    """A project's predictor, named by TEST.PREDICTOR."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+
+
+def test_dispatch():
+    """TEST.PREDICTOR '' gives the core top-down predictor for the core pipelines, an error naming the key for
+    any other pipeline; a 'module:Class' is built as Class(cfg) whatever the pipeline."""
     cfg = _cfg(flip=False)
     cfg.DATASET.PIPELINE = 'cpn'
     assert type(build_predictor(cfg)).__name__ == 'TopDownPredictor'
     cfg.DATASET.PIPELINE = 'nope'
-    with pytest.raises(KeyError, match='no predictor'):
+    with pytest.raises(KeyError, match="no core predictor for DATASET.PIPELINE 'nope'.*TEST.PREDICTOR"):
         build_predictor(cfg)
-    from cvpack.inference import PREDICTORS
-    register_predictor('nope', lambda c: 'custom')
-    try:
-        assert build_predictor(cfg) == 'custom'
-    finally:
-        PREDICTORS.pop('nope')
+    cfg.TEST.PREDICTOR = '%s:EchoPredictor' % __name__
+    predictor = build_predictor(cfg)
+    assert type(predictor).__name__ == 'EchoPredictor' and predictor.cfg is cfg
+    cfg.TEST.PREDICTOR = '%s:Nope' % __name__
+    with pytest.raises(ImportError, match='TEST.PREDICTOR'):
+        build_predictor(cfg)

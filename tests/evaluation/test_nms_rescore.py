@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from cvpack.evaluation import oks_iou, oks_matrix, oks_nms, rescore_megvii, rescore_simple_baselines, soft_oks_nms
+from cvpack.evaluation import oks_iou, oks_matrix, oks_nms, soft_oks_nms
+from cvpack.inference.rescore import rescore_megvii, rescore_simple_baselines
 
 SIG = np.array([0.1, 0.1])
 

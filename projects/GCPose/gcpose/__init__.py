@@ -4,3 +4,4 @@ docs/reference/mlpe_hsrnet_gcpose.md §3.
 """
 from .model import KeypointRCNN, build_model  # noqa: F401
 from .config import add_gcpose_config  # noqa: F401
+from .preset import detection_config  # noqa: F401

@@ -5,9 +5,9 @@ import logging
 import torch
 from torch import nn
 
-from cvpack.data.detection.transforms import pad_batch, shortest_edge_size
 from cvpack.modeling.pretrained import LoadReport, load_mapped, load_state_dict
 
+from .data.transforms import pad_batch, shortest_edge_size
 from .fpn import FPN, ResNetFPN
 from .roi_heads import KeypointROIHeads
 from .rpn import RPN
@@ -24,7 +24,8 @@ def _mark_checkpoint_loaded(model, incompatible):
 class KeypointRCNN(nn.Module):
     """Two-stage top-down-in-one-network pose estimator (Detectron2 Keypoint R-CNN, optionally GCPose's head).
 
-    Built from ``cfg.MODEL`` (see :func:`cvpack.config.detection.detection_config`).
+    Built from ``cfg.MODEL`` (see :func:`projects.GCPose.gcpose.preset.detection_config` and
+    :func:`projects.GCPose.gcpose.config.add_gcpose_config`).
     """
 
     def __init__(self, cfg):

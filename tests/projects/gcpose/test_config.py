@@ -2,7 +2,7 @@
 (docs/reference/mlpe_hsrnet_gcpose.md §3.4, §4.1)."""
 import pytest
 
-from cvpack.config.detection import detection_config
+from projects.GCPose.gcpose.preset import detection_config
 from cvpack.exp import load_exp
 from cvpack.solver.lr_scheduler import resolve_solver
 
@@ -37,8 +37,8 @@ def test_exps(repo_root):
 def test_preset_keys_are_all_read(tmp_path):
     """No key the detection path ignores: flip/decoder/rescore belong to the top-down predictor, the padding
     multiple is INPUT.SIZE_DIVISIBILITY (read by the model), the keypoint count is DATASET.KEYPOINT.NUM."""
-    from projects.GCPose.gcpose import build_model
-    cfg = detection_config(str(tmp_path / 'exp'))
+    from projects.GCPose.gcpose import add_gcpose_config, build_model
+    cfg = add_gcpose_config(detection_config(str(tmp_path / 'exp')))
     assert not {'FLIP', 'RESCORE', 'DECODER'} & set(cfg.TEST)
     assert 'NUM_KEYPOINTS' not in cfg.MODEL.ROI_KEYPOINT_HEAD and 'SIZE_DIVISIBILITY' not in cfg.DATALOADER
     cfg.MODEL.BACKBONE = 'resnet18'

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from cvpack.config.detection import detection_config
-from cvpack.data.detection import (DetectionDataset, GroupedBatchSampler, drop_outside_keypoints, hflip_instances,
-                                   pad_batch, shortest_edge_size)
+from projects.GCPose.gcpose.preset import detection_config
+from cvpack.data.samplers import GroupedBatchSampler
+from projects.GCPose.gcpose.data import (DetectionDataset, drop_outside_keypoints, hflip_instances, pad_batch,
+                                        shortest_edge_size)
 from cvpack.data.meta import get_dataset_meta
 
 
@@ -101,7 +102,7 @@ def test_registered_pipeline_and_generic_collate(coco_subset):
 
 
 def test_grouped_iteration_sampler_resumes_exactly():
-    from cvpack.data.detection import GroupedIterationSampler
+    from cvpack.data.samplers import GroupedIterationSampler
     from cvpack.data.samplers import IterationBasedSampler
     groups = [0, 1, 1, 0, 1, 0, 0, 1, 1, 1, 0]
     full = list(GroupedIterationSampler(IterationBasedSampler(11, 2, 20, 0, 0, 1, seed=3), groups))
@@ -161,7 +162,7 @@ def test_exif_orientation_ignored_and_read_errors_name_record(tmp_path):
 def test_records_validated_by_shared_coco_loader(tmp_path):
     """The detection records go through cvpack.data.coco.load_coco_gt: a dangling image id or a bad box is an
     error naming the file and annotation (the old private reader ignored the first and crashed on the second)."""
-    from cvpack.data.detection import load_person_records
+    from projects.GCPose.gcpose.data import load_person_records
     _tiny_coco(tmp_path, {'a.jpg': (20, 30), 'b.jpg': (40, 10)})
     ann = tmp_path / 'annotations' / 'train.json'
     recs = load_person_records(str(ann), 'img', True)
@@ -184,5 +185,7 @@ def test_preset_dataset_block_is_the_shared_one(tmp_path):
     cfg = detection_config(str(tmp_path / 'exp'))
     shared = dataset_block('COCO', cfg.ROOT_DIR, 'detection')
     extra = {k: v for k, v in cfg.DATASET.items() if k not in shared}
+    assert cfg.DATASET.CLASS == 'projects.GCPose.gcpose.data:DetectionDataset'     # the project's own dataset
+    shared.CLASS = cfg.DATASET.CLASS
     assert {k: cfg.DATASET[k] for k in shared} == shared
     assert extra == {'COLOR_RGB': True, 'MIN_KEYPOINTS_PER_IMAGE': 1}

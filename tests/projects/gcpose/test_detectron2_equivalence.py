@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cvpack.config.detection import detection_config
-from cvpack.data.detection import DetectionDataset
+from projects.GCPose.gcpose.preset import detection_config
+from projects.GCPose.gcpose.data import DetectionDataset
 from cvpack.modeling.backbones.resnet import Bottleneck, FrozenBatchNorm2d, build_resnet
 from projects.GCPose.gcpose import add_gcpose_config, build_model
 from projects.GCPose.gcpose.detectron2_format import apply_overrides, config_overrides, convert

@@ -229,7 +229,7 @@ def test_errors_name_every_key(repo_root, manifest):
 def test_registered_in_every_exp_config(repo_root, tmp_path):
     """add_gcpose_config names this module under MODEL.WEIGHT_FORMATS, keeping formats the core registered."""
     import importlib
-    from cvpack.config.detection import detection_config
+    from projects.GCPose.gcpose.preset import detection_config
     from projects.GCPose.gcpose import add_gcpose_config
     for exp in ('gcpose.R50.coco', 'gcpose.R101.coco', 'keypoint_rcnn.R50.coco', 'keypoint_rcnn.R101.coco'):
         formats = _exp_cfg(repo_root, exp).MODEL.WEIGHT_FORMATS

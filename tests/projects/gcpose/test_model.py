@@ -4,12 +4,12 @@ import logging
 import pytest
 import torch
 
-from cvpack.config.detection import detection_config
-from projects.GCPose.gcpose import build_model
+from projects.GCPose.gcpose.preset import detection_config
+from projects.GCPose.gcpose import add_gcpose_config, build_model
 
 
 def _cfg(tmp_path):
-    cfg = detection_config(str(tmp_path / 'exp'))
+    cfg = add_gcpose_config(detection_config(str(tmp_path / 'exp')))
     r = cfg.MODEL.RPN
     r.PRE_NMS_TOPK_TRAIN = r.PRE_NMS_TOPK_TEST = 40
     r.POST_NMS_TOPK_TRAIN = r.POST_NMS_TOPK_TEST = 10

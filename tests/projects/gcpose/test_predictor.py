@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from cvpack.config.detection import detection_config
+from projects.GCPose.gcpose.preset import detection_config
 from projects.GCPose.gcpose.evaluator import DetectionEvaluator
 from projects.GCPose.gcpose.predictor import DetectionPredictor
 
@@ -74,7 +74,9 @@ def test_exps_name_predictor_and_evaluator_core_imports_no_project(tmp_path, rep
     cfg, _ = load_exp(osp.join(repo_root, 'projects', 'GCPose', 'exps', 'gcpose.R50.coco'), build=False)
     assert type(build_predictor(cfg)) is DetectionPredictor
     assert type(build_evaluator(cfg)) is DetectionEvaluator
-    bare = detection_config(str(tmp_path / 'exp'))          # the preset alone: no core default for 'detection'
+    bare = detection_config(str(tmp_path / 'exp'))          # the preset names them (no core default for 'detection')
+    assert (type(build_predictor(bare)), type(build_evaluator(bare))) == (DetectionPredictor, DetectionEvaluator)
+    bare.TEST.PREDICTOR = ''
     with pytest.raises(KeyError, match='TEST.PREDICTOR'):
         build_predictor(bare)
     bare.TEST.PREDICTOR = 'projects.GCPose.gcpose.predictor.DetectionPredictor'

@@ -2,8 +2,7 @@
 import os.path as osp
 
 from cvpack.config import config_main
-from cvpack.config.detection import detection_config
-from projects.GCPose.gcpose import add_gcpose_config
+from projects.GCPose.gcpose import add_gcpose_config, detection_config
 
 cfg = detection_config(osp.dirname(osp.abspath(__file__)))
 add_gcpose_config(cfg, 'resnet101', gcm=False)

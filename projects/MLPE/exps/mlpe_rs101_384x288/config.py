@@ -6,8 +6,9 @@ import os.path as osp
 
 from cvpack.config import config_main
 from cvpack.config.cpn import cpn_config
+from projects.MLPE.mlpe.config import add_mlpe_config
 
-cfg = cpn_config(osp.dirname(osp.abspath(__file__)), input_shape=(384, 288), backbone='resnest101')
+cfg = add_mlpe_config(cpn_config(osp.dirname(osp.abspath(__file__)), input_shape=(384, 288)), 'resnest101')
 
 if __name__ == '__main__':
     config_main(cfg)

@@ -6,8 +6,9 @@ import os.path as osp
 
 from cvpack.config import config_main
 from cvpack.config.cpn import cpn_config
+from projects.MLPE.mlpe.config import add_mlpe_config
 
-cfg = cpn_config(osp.dirname(osp.abspath(__file__)), input_shape=(256, 192), backbone='resnest50')
+cfg = add_mlpe_config(cpn_config(osp.dirname(osp.abspath(__file__)), input_shape=(256, 192)), 'resnest50')
 cfg.MODEL.PRED_KERNEL = 1
 cfg.MODEL.UPSAMPLE = 'bilinear'
 

@@ -17,9 +17,9 @@ from collections import defaultdict
 
 import numpy as np
 
-from ..coco import load_coco_gt
-from ..meta import get_dataset_meta
-from ..validate import box_is_degenerate, warn_skipped
+from cvpack.data.coco import load_coco_gt
+from cvpack.data.meta import get_dataset_meta
+from cvpack.data.validate import box_is_degenerate, warn_skipped
 
 logger = logging.getLogger(__name__)
 

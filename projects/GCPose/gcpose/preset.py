@@ -1,7 +1,11 @@
 """The detection preset (GCPose / Keypoint R-CNN): Detectron2 v0.5 ``keypoint_rcnn_R_50_FPN_3x`` defaults.
 
-Numbers are from docs/reference/mlpe_hsrnet_gcpose.md §4.1 (Detectron2) and §3 (GCPose changes); exps override
-only what differs (``MODEL.ROI_KEYPOINT_HEAD.GCM_POSITIONS = []`` etc. for the stock baseline).
+Numbers are from docs/reference/mlpe_hsrnet_gcpose.md §4.1 (Detectron2); GCPose's own keys (§3: ``GCM_*``,
+``P2_ONLY``, ``BOX_ENLARGE``, ``ZERO_PAD_OUTSIDE``) are added by
+:func:`projects.GCPose.gcpose.config.add_gcpose_config`, which every exp calls (``gcm=False`` for the stock
+Keypoint R-CNN baseline). The preset names this project's dataset, predictor and evaluator as 'module:Class'
+strings (``DATASET.CLASS``, ``TEST.PREDICTOR``, ``TEST.EVALUATOR``): the core has no default for whole-image
+models and never imports this package.
 
 Weights / input convention: ``MODEL.PRETRAINED`` takes torchvision-format ResNet state dicts, which are
 stride-in-3x3 and expect RGB input normalised with the ImageNet mean/std (in 0-255 units). The preset
@@ -13,14 +17,15 @@ FREEZE_AT 2 and FrozenBN a run without it trains on a random frozen stem: the mo
 """
 from easydict import EasyDict as edict
 
-from .base import base_config
-from .datasets import dataset_block
+from cvpack.config.base import base_config
+from cvpack.config.datasets import dataset_block
 
 
 def _dataset(root_dir):
     d = dataset_block('COCO', root_dir, 'detection')   # files + keypoint metadata shared by every preset
     d.COLOR_RGB = True                 # torchvision ImageNet weights (see above)
     d.MIN_KEYPOINTS_PER_IMAGE = 1      # images with fewer labelled keypoints are dropped (train)
+    d.CLASS = 'projects.GCPose.gcpose.data:DetectionDataset'
     return d
 
 
@@ -41,10 +46,7 @@ def _model():
         SCORE_THRESH_TEST=0.05, NMS_THRESH_TEST=0.5, DETECTIONS_PER_IMAGE=100)
     m.ROI_KEYPOINT_HEAD = edict(
         POOLER_RESOLUTION=14,   # keypoint count: DATASET.KEYPOINT.NUM
-        NUM_CONVS=8, CONV_DIM=512, LOSS_WEIGHT=1.0, GCM_HEADS=4,
-        # GCPose (docs/reference/mlpe_hsrnet_gcpose.md §3.1): GCMs before convs 0 and 4, P2-only pooling, x1.3 boxes,
-        # zeros outside the map.
-        GCM_POSITIONS=[0, 4], P2_ONLY=True, BOX_ENLARGE=1.3, ZERO_PAD_OUTSIDE=True)
+        NUM_CONVS=8, CONV_DIM=512, LOSS_WEIGHT=1.0)   # GCPose's keys: add_gcpose_config
     return m
 
 
@@ -87,6 +89,7 @@ def detection_config(exp_dir):
     # box score; TEST.NMS is read by the shared COCO evaluator.
     cfg.TEST.NMS = 'none'
     cfg.TEST.USE_GT_BBOX = False
-    # TEST.PREDICTOR / TEST.EVALUATOR (base keys): the core has no default for whole-image models, so the
-    # exps name their project's classes (GCPose: keypoint + person box AP).
+    # the core has no default for whole-image models: this project's classes (keypoint + person box AP)
+    cfg.TEST.PREDICTOR = 'projects.GCPose.gcpose.predictor:DetectionPredictor'
+    cfg.TEST.EVALUATOR = 'projects.GCPose.gcpose.evaluator:DetectionEvaluator'
     return cfg
