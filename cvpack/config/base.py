@@ -118,7 +118,8 @@ def base_config(exp_dir):
     cfg.TEST.AMP = 'none'              # autocast for the test forward: 'none' | 'fp16' (CUDA) | 'bf16'
     cfg.TEST.COMPILE = False           # torch.compile + freezing for the test forward (cvpack.inference.compile)
     cfg.TEST.MAX_IMAGES = 0            # test (and evaluate during training) on the first N val images; 0 = all
-    # evaluation during training (docs/ENGINE.md): every EVAL_PERIOD optimizer steps (0 = off) the test pipeline
+    # evaluation during training (docs/ENGINE.md): every EVAL_PERIOD optimizer steps, or epochs when SOLVER.EPOCHS
+    # is set (0 = off), the test pipeline
     # runs on the val split; OUTPUT_DIR/best.pth keeps the best BEST_METRIC ('' = 'AP' (COCO), else 'Mean' (MPII))
     cfg.TEST.EVAL_PERIOD = 0
     cfg.TEST.BEST_METRIC = ''

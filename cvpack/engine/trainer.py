@@ -129,7 +129,7 @@ class Trainer:
         self.accumulate = int(cfg.SOLVER.get('ACCUMULATE', 1) or 1)
         self.sampler = None    # set by build_loader
         self.tb = TensorboardWriter(cfg.get('TENSORBOARD_DIR'), enabled=ctx.is_main)
-        self.evaluator = PeriodicEvaluator(cfg, ctx, dataset_builder or default_dataset_builder,
+        self.evaluator = PeriodicEvaluator(cfg, ctx, self.solver, dataset_builder or default_dataset_builder,
                                            self.collate_fn, predictor_builder, evaluator_builder)
 
     # ----------------------------------------------------------------- state
@@ -479,6 +479,10 @@ def _log_setup(trainer, cfg, ctx):
                      s.LR, s.BASE_LR, s.get('REFERENCE_WORLD_SIZE'), s.MAX_ITER, s.CHECKPOINT_PERIOD,
                      s.WARMUP_ITERS, list(s.get('STEPS', ())), s.LR_SCHEDULER, s.IMS_PER_GPU, trainer.accumulate,
                      s.IMS_PER_GPU * ctx.world_size * trainer.accumulate)
+    if trainer.evaluator.enabled:
+        trainer.log.info('evaluation during training every %s (TEST.EVAL_PERIOD %d, in %ss: SOLVER.EPOCHS is %s)',
+                         trainer.evaluator.describe(), trainer.evaluator.given, trainer.evaluator.unit,
+                         'set' if trainer.evaluator.unit == 'epoch' else 'not set')
 
 
 def train_main(cfg, build_model, argv=None, dataset_builder=None, collate_fn=None, predictor_builder=None,
@@ -512,7 +516,7 @@ def train_main(cfg, build_model, argv=None, dataset_builder=None, collate_fn=Non
         _log_setup(trainer, cfg, ctx)
         if ctx.is_main:
             write_run_files(cfg, {'WORLD_SIZE': ctx.world_size, 'DEVICE': str(ctx.device),
-                                  'SOLVER': dict(trainer.solver)})
+                                  'SOLVER': dict(trainer.solver), 'EVAL_PERIOD_ITERS': trainer.evaluator.period})
         trainer.resume_or_load(args.resume, auto=not args.no_auto_resume)
         trainer.train()
         return trainer.model
