@@ -61,16 +61,13 @@ def resolve_test_checkpoint(cfg, iteration=None, checkpoint=None, log=None):
 def load_for_test(cfg, build_model, path, strict=True, log=None):
     """Read ``path`` (ours, the authors', mmpose's or an exp's project format; path or URL), apply the config
     overrides the weights carry (architecture options, preprocessing, decoder) *before* building the model, and
-    load strictly. The same path as ``python -m cvpack.tools.convert`` and the inference API
-    (:mod:`cvpack.weights`). Returns (cfg with the overrides, model)."""
-    from ..weights import apply_overrides, load_prepared, prepare
-    prepared = prepare(cfg, path)
+    load strictly: :func:`cvpack.weights.build_model_with_weights`, the path of ``python -m cvpack.tools.convert``
+    and the inference API. Returns (cfg with the overrides (a copy), model in eval mode)."""
+    from ..weights import build_model_with_weights
+    cfg, model, prepared = build_model_with_weights((cfg, build_model), path, strict=strict, log=log)
     if log is not None and prepared.format != 'megvii':
-        log.info('converting %s weights on the fly (format %s; %d source entries dropped)', path, prepared.format,
+        log.info('converted %s weights on the fly (format %s; %d source entries dropped)', path, prepared.format,
                  len(prepared.dropped))
-    cfg = apply_overrides(cfg, prepared.cfg_overrides, prepared.source, log)
-    model = build_model(cfg)
-    load_prepared(model, prepared, strict=strict, log=log)
     return cfg, model
 
 
