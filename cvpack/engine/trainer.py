@@ -531,9 +531,10 @@ def train_main(cfg, build_model, argv=None, dataset_builder=None, collate_fn=Non
 _WRITE_ERRNOS = {getattr(errno, n) for n in ('ENOSPC', 'EFBIG', 'EDQUOT', 'EROFS', 'EIO') if hasattr(errno, n)}
 
 
-def _log_fatal(exc, log_file):
-    """Write the exception that ends training, with its traceback, to log.txt (rank 0's file handler; the
-    console already gets Python's traceback). A failed write (disk full, quota, ``ulimit -f``) also gets the
+def _log_fatal(exc, log_file, logger='cvpack.train', what='training'):
+    """Write the exception that ends training (test.py: ``logger`` 'cvpack.test', ``what`` 'test'), with its
+    traceback, to log.txt / test_log.txt (rank 0's file handler; the console already gets Python's traceback) as
+    '<what> stopped by <type>: <message>'. A failed write (disk full, quota, ``ulimit -f``) also gets the
     path and the free space of its file system, unless the message already has them (checkpoint saves)."""
     if isinstance(exc, Preempted) or (isinstance(exc, SystemExit) and exc.code in (0, None)):
         return   # not a crash: preemption logs its own checkpoint and exit code
@@ -546,9 +547,9 @@ def _log_fatal(exc, log_file):
         # file.write() errors carry no file name: then say at least which folder and how much space is left
         where = exc.filename or osp.dirname(log_file)
         note = ' (writing %s; %s)' % (where, space_note(where))
-    log = logging.getLogger('cvpack.train')
-    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, 'training stopped by %s: %s%s',
-                            (type(exc).__name__, exc, note), (type(exc), exc, exc.__traceback__))
+    log = logging.getLogger(logger)
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, '%s stopped by %s: %s%s',
+                            (what, type(exc).__name__, exc, note), (type(exc), exc, exc.__traceback__))
     for handler in files:
         try:
             handler.handle(record)
