@@ -349,8 +349,8 @@ def load_model_weights(model, source, strict=True, log=None, cfg=None):
     Any format :mod:`cvpack.weights` knows (our checkpoints, the original repos' ``{'model': state_dict}`` with or
     without ``module.`` prefixes, ``{'state_dict': ...}``, a bare state dict, mmpose's files, an exp's project
     formats), from a path or URL, read by ``cvpack.safe_load`` (weights only). Errors name the file and say what
-    is wrong (:func:`cvpack.weights.match_state`): with ``strict`` (the default for testing) missing and unexpected keys are
-    errors; non-strict loading that fits *no* tensor is an error too (it would silently train from random
+    is wrong (:func:`cvpack.weights.match_state`): with ``strict`` (the default for testing) missing and unexpected
+    keys are errors; non-strict loading that fits *no* tensor is an error too (it would silently train from random
     weights). The logged count is the number of tensors copied. With ``cfg``, weights that need config
     overrides the model was not built with (e.g. mmpose's ``MODEL.CONV_BIAS False``) are refused with the
     KEY VALUE pairs to add.

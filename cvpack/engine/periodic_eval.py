@@ -2,11 +2,11 @@
 "Evaluation during training").
 
 Every ``TEST.EVAL_PERIOD`` optimizer steps, or epochs when ``SOLVER.EPOCHS`` is set (:func:`eval_period_iters`),
-and after the last step, the trainer runs the exp's own test pipeline,
-the one ``test.py`` runs (:func:`cvpack.engine.tester.run_inference` + the exp's predictor and evaluator, the val
-split with the config's box source, ``TEST.IMS_PER_GPU``, no augmentation, ``TEST.MAX_IMAGES``), sharded over the
-training processes. The evaluation draws no training randomness: the global RNG states are saved before and put
-back after (the val DataLoader alone draws a seed), so a run with evaluation resumes exactly as one without.
+and after the last step, the trainer runs the exp's own test pipeline, the one ``test.py`` runs
+(:func:`cvpack.engine.tester.run_inference` + the exp's predictor and evaluator, the val split with the config's
+box source, ``TEST.IMS_PER_GPU``, no augmentation, ``TEST.MAX_IMAGES``), sharded over the training processes.
+The evaluation draws no training randomness: the global RNG states are saved before and put back after (the val
+DataLoader alone draws a seed), so a run with evaluation resumes exactly as one without.
 """
 import json
 import logging
@@ -86,7 +86,8 @@ class PeriodicEvaluator:
 
     Builders are the exp's (``train_main``'s arguments): ``dataset_builder(cfg, 'val')``,
     ``predictor_builder(cfg)``, ``evaluator_builder(cfg)``; the dataset and the callables are built at the first
-    evaluation. ``solver``: the resolved solver, whose epochs ``TEST.EVAL_PERIOD`` counts when SOLVER.EPOCHS is set. ``best`` (``{'metric', 'value', 'iteration'}`` or None) goes into every checkpoint.
+    evaluation. ``solver``: the resolved solver, whose epochs ``TEST.EVAL_PERIOD`` counts when SOLVER.EPOCHS is
+    set. ``best`` (``{'metric', 'value', 'iteration'}`` or None) goes into every checkpoint.
     """
 
     def __init__(self, cfg, ctx, solver, dataset_builder, collate_fn, predictor_builder=None,
