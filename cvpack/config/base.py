@@ -11,6 +11,7 @@ import sys
 
 from easydict import EasyDict as edict
 
+from .argv import split_argv
 from .datasets import refresh_dataset_keys
 from .schema import ConfigError, validate_config
 
@@ -260,8 +261,10 @@ def config_main(cfg, argv=None):
     link it as ``./log`` and print what was created."""
     parser = argparse.ArgumentParser(description='Show the resolved config of exp %s' % cfg.EXP_NAME)
     parser.add_argument('-log', '--linklog', action='store_true', help='create OUTPUT_DIR and link it as ./log')
-    parser.add_argument('opts', nargs=argparse.REMAINDER, help='KEY VALUE overrides')
-    args = parser.parse_args(argv)
+    parser.add_argument('opts', nargs='*', metavar='KEY VALUE', help='overrides; -log may come anywhere')
+    flags, opts = split_argv(parser, sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(flags)
+    args.opts = opts
     cfg = merge_from_list(copy.deepcopy(cfg), args.opts)
     if args.linklog:
         _print('\n'.join(link_log(cfg)[1]))

@@ -1,5 +1,5 @@
-"""train.py / test.py command lines through the toy exp's real scripts: flags anywhere between the KEY VALUE
-overrides, and a test.py crash written into test_log.txt as train.py writes its own into log.txt."""
+"""train.py / test.py / config.py command lines through the toy exp's real scripts: flags anywhere between the
+KEY VALUE overrides, and a test.py crash written into test_log.txt as train.py writes its own into log.txt."""
 import json
 import os
 import os.path as osp
@@ -60,3 +60,11 @@ def test_flags_anywhere_and_test_crash_in_test_log(toy_exp, sub_env):
         log = f.read()
     assert 'cvpack.test ERROR: test stopped by FileNotFoundError: ' + message in log
     assert 'Traceback (most recent call last)' in log and 'resolve_test_checkpoint' in log
+
+
+def test_config_py_log_after_an_override(toy_exp, sub_env, tmp_path):
+    exp, _ = toy_exp
+    out = tmp_path / 'elsewhere'
+    rc, text = _run(exp, 'config.py', ['OUTPUT_DIR', out, '-log'], sub_env)
+    assert rc == 0 and 'created output folder %s' % out in text, text[-2000:]
+    assert osp.realpath(osp.join(exp, 'log')) == osp.realpath(str(out))
