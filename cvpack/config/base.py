@@ -11,6 +11,7 @@ import sys
 
 from easydict import EasyDict as edict
 
+from .argv import split_argv
 from .datasets import refresh_dataset_keys
 from .schema import ConfigError, validate_config
 
@@ -118,7 +119,8 @@ def base_config(exp_dir):
     cfg.TEST.AMP = 'none'              # autocast for the test forward: 'none' | 'fp16' (CUDA) | 'bf16'
     cfg.TEST.COMPILE = False           # torch.compile + freezing for the test forward (cvpack.inference.compile)
     cfg.TEST.MAX_IMAGES = 0            # test (and evaluate during training) on the first N val images; 0 = all
-    # evaluation during training (docs/ENGINE.md): every EVAL_PERIOD optimizer steps (0 = off) the test pipeline
+    # evaluation during training (docs/ENGINE.md): every EVAL_PERIOD optimizer steps, or epochs when SOLVER.EPOCHS
+    # is set (0 = off), the test pipeline
     # runs on the val split; OUTPUT_DIR/best.pth keeps the best BEST_METRIC ('' = 'AP' (COCO), else 'Mean' (MPII))
     cfg.TEST.EVAL_PERIOD = 0
     cfg.TEST.BEST_METRIC = ''
@@ -259,8 +261,10 @@ def config_main(cfg, argv=None):
     link it as ``./log`` and print what was created."""
     parser = argparse.ArgumentParser(description='Show the resolved config of exp %s' % cfg.EXP_NAME)
     parser.add_argument('-log', '--linklog', action='store_true', help='create OUTPUT_DIR and link it as ./log')
-    parser.add_argument('opts', nargs=argparse.REMAINDER, help='KEY VALUE overrides')
-    args = parser.parse_args(argv)
+    parser.add_argument('opts', nargs='*', metavar='KEY VALUE', help='overrides; -log may come anywhere')
+    flags, opts = split_argv(parser, sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(flags)
+    args.opts = opts
     cfg = merge_from_list(copy.deepcopy(cfg), args.opts)
     if args.linklog:
         _print('\n'.join(link_log(cfg)[1]))

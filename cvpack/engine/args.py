@@ -1,12 +1,15 @@
 """Command-line parsing of train.py / test.py (docs/reference/rsn_mspn.md §6, docs/reference/defects.md R#1).
 
 Both spellings of the launcher flag are accepted (``--local-rank`` from torch >= 2.0's
-``torch.distributed.launch``, ``--local_rank`` from older ones); torchrun passes none. Trailing
-``KEY VALUE`` pairs override the config (``cvpack.config.merge_from_list``).
+``torch.distributed.launch``, ``--local_rank`` from older ones); torchrun passes none. ``KEY VALUE`` pairs
+override the config (``cvpack.config.merge_from_list``); flags may come anywhere between the pairs
+(:func:`split_argv`: ``train.py SOLVER.MAX_ITER 10 --no-auto-resume`` is a flag, not an override).
 """
 import argparse
 
-__all__ = ['train_parser', 'test_parser', 'parse_args']
+from ..config.argv import split_argv
+
+__all__ = ['train_parser', 'test_parser', 'parse_args', 'split_argv']
 
 
 def _common(parser):
@@ -14,7 +17,8 @@ def _common(parser):
                         help='set by torch.distributed.launch; torchrun uses the LOCAL_RANK env instead')
     parser.add_argument('-d', '--devices', default=None,
                         help='ignored, kept for the original command lines (use CUDA_VISIBLE_DEVICES)')
-    parser.add_argument('opts', nargs=argparse.REMAINDER, help='config overrides: KEY VALUE ...')
+    parser.add_argument('opts', nargs='*', metavar='KEY VALUE',
+                        help='config overrides; flags may come before, between or after them')
     return parser
 
 
@@ -37,25 +41,12 @@ def test_parser(exp_name=''):
     return _common(p)
 
 
-def _strip_local_rank(opts, args):
-    """Remove launcher flags that landed after the first override (argparse REMAINDER swallows them)."""
-    out, i = [], 0
-    while i < len(opts):
-        tok = opts[i]
-        if tok.startswith(('--local-rank=', '--local_rank=')):
-            args.local_rank = int(tok.split('=', 1)[1])
-        elif tok in ('--local-rank', '--local_rank') and i + 1 < len(opts):
-            args.local_rank = int(opts[i + 1])
-            i += 1
-        else:
-            out.append(tok)
-        i += 1
-    return out
-
-
 def parse_args(parser, argv=None):
-    args = parser.parse_args(argv)
-    args.opts = _strip_local_rank(list(args.opts or []), args)
+    """The flags of ``argv`` (default ``sys.argv[1:]``) parsed by ``parser``, the overrides in ``args.opts``."""
+    import sys
+    flags, opts = split_argv(parser, sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(flags)
+    args.opts = opts
     return args
 
 

@@ -24,6 +24,7 @@ import torch
 
 from ..safe_load import CheckpointError, load_torch_file
 from ..utils import some_names
+from ..weights import WeightsMismatchError, match_state
 
 __all__ = ['rng_state', 'set_rng_state', 'numpy_state_to_list', 'numpy_state_from_list', 'save_checkpoint',
            'link_last', 'load_checkpoint', 'strip_prefix', 'load_model_weights', 'match_state', 'ModelMismatchError',
@@ -35,8 +36,8 @@ logger = logging.getLogger(__name__)
 LAST_NAME = 'iter-last.pth'
 
 
-class ModelMismatchError(CheckpointError):
-    """A readable weight file that does not fit the model (shapes, keys, non-tensors); the message lists them."""
+# One check for every loader: cvpack.weights.match_state; its error class under the name this module always had.
+ModelMismatchError = WeightsMismatchError
 
 
 def numpy_state_to_list(state):
@@ -342,47 +343,14 @@ def _cfg_value(cfg, key):
     return list(node) if isinstance(node, tuple) else node
 
 
-def match_state(model, state, source, strict):
-    """Compare a state dict read from ``source`` with ``model``; raise :class:`ModelMismatchError` naming the
-    file and the differing keys/shapes when it cannot be used.
-
-    Shape mismatches and non-tensor entries are always errors; with ``strict`` so are missing and unexpected
-    keys; without, a file sharing no tensor with the model is still an error (it is another network: loading
-    it would silently train from the random init). Returns ``(loaded, missing, unexpected)`` key lists, where
-    ``loaded`` is what ``model.load_state_dict(state, strict=False)`` will copy.
-    """
-    target = model.state_dict()
-    not_tensors = [k for k, v in state.items() if not torch.is_tensor(v)]
-    if not_tensors:
-        raise ModelMismatchError(source, 'entries that are not tensors: %s' % some_names(not_tensors, 5))
-    loaded = [k for k in state if k in target]
-    missing = [k for k in target if k not in state and not k.endswith('num_batches_tracked')]
-    unexpected = [k for k in state if k not in target]
-    shapes = ['%s: file %s vs model %s' % (k, tuple(state[k].shape), tuple(target[k].shape))
-              for k in loaded if tuple(state[k].shape) != tuple(target[k].shape)]
-    name = type(model).__name__
-    if shapes:
-        raise ModelMismatchError(source, 'does not fit the %s model (another exp\'s network?): %d shape '
-                                 'mismatches: %s' % (name, len(shapes), '; '.join(shapes[:10])))
-    if not [k for k in loaded if not k.endswith('num_batches_tracked')]:
-        raise ModelMismatchError(source, 'none of its %d tensors belongs to the %s model (another network?): '
-                                 'file keys %s; model keys %s' % (len(state), name, some_names(state, 5) or 'none',
-                                                                   some_names(target, 5)))
-    if strict and (missing or unexpected):
-        raise ModelMismatchError(source, 'does not match the %s model (strict loading; --non-strict to allow): '
-                                 '%d model tensors missing from the file: %s; %d file tensors unexpected: %s'
-                                 % (name, len(missing), missing[:10], len(unexpected), unexpected[:10]))
-    return loaded, missing, unexpected
-
-
 def load_model_weights(model, source, strict=True, log=None, cfg=None):
     """Load weights for fine-tuning or testing into an already built model.
 
     Any format :mod:`cvpack.weights` knows (our checkpoints, the original repos' ``{'model': state_dict}`` with or
     without ``module.`` prefixes, ``{'state_dict': ...}``, a bare state dict, mmpose's files, an exp's project
     formats), from a path or URL, read by ``cvpack.safe_load`` (weights only). Errors name the file and say what
-    is wrong (:func:`match_state`): with ``strict`` (the default for testing) missing and unexpected keys are
-    errors; non-strict loading that fits *no* tensor is an error too (it would silently train from random
+    is wrong (:func:`cvpack.weights.match_state`): with ``strict`` (the default for testing) missing and unexpected
+    keys are errors; non-strict loading that fits *no* tensor is an error too (it would silently train from random
     weights). The logged count is the number of tensors copied. With ``cfg``, weights that need config
     overrides the model was not built with (e.g. mmpose's ``MODEL.CONV_BIAS False``) are refused with the
     KEY VALUE pairs to add.

@@ -1,11 +1,12 @@
 """Evaluation during training: ``TEST.EVAL_PERIOD``, ``metrics.jsonl`` and ``best.pth`` (docs/ENGINE.md
 "Evaluation during training").
 
-Every ``TEST.EVAL_PERIOD`` optimizer steps (and after the last one) the trainer runs the exp's own test pipeline,
-the one ``test.py`` runs (:func:`cvpack.engine.tester.run_inference` + the exp's predictor and evaluator, the val
-split with the config's box source, ``TEST.IMS_PER_GPU``, no augmentation, ``TEST.MAX_IMAGES``), sharded over the
-training processes. The evaluation draws no training randomness: the global RNG states are saved before and put
-back after (the val DataLoader alone draws a seed), so a run with evaluation resumes exactly as one without.
+Every ``TEST.EVAL_PERIOD`` optimizer steps, or epochs when ``SOLVER.EPOCHS`` is set (:func:`eval_period_iters`),
+and after the last step, the trainer runs the exp's own test pipeline, the one ``test.py`` runs
+(:func:`cvpack.engine.tester.run_inference` + the exp's predictor and evaluator, the val split with the config's
+box source, ``TEST.IMS_PER_GPU``, no augmentation, ``TEST.MAX_IMAGES``), sharded over the training processes.
+The evaluation draws no training randomness: the global RNG states are saved before and put back after (the val
+DataLoader alone draws a seed), so a run with evaluation resumes exactly as one without.
 """
 import json
 import logging
@@ -15,7 +16,8 @@ import os.path as osp
 from .. import dist as comm
 from .checkpoint import rng_state, set_rng_state
 
-__all__ = ['PeriodicEvaluator', 'BEST_NAME', 'METRICS_NAME', 'choose_best_metric', 'trim_metrics_log']
+__all__ = ['PeriodicEvaluator', 'BEST_NAME', 'METRICS_NAME', 'choose_best_metric', 'eval_period_iters',
+           'trim_metrics_log']
 
 BEST_NAME = 'best.pth'
 METRICS_NAME = 'metrics.jsonl'
@@ -28,6 +30,17 @@ def numeric_metrics(metrics):
     """The scalar numbers of an evaluator's result (tables may also hold strings or lists)."""
     return {k: float(v) for k, v in (metrics or {}).items()
             if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def eval_period_iters(period, solver):
+    """``TEST.EVAL_PERIOD`` (``period``; 0 = off) in optimizer steps, for the resolved ``solver``
+    (:func:`cvpack.solver.resolve_solver`). The period counts the schedule's unit, as ``SOLVER.CHECKPOINT_EPOCHS``
+    does for the checkpoints: epochs when ``SOLVER.EPOCHS`` is set (``period * ITERS_PER_EPOCH`` steps), optimizer
+    steps otherwise. Returns ``(iterations, unit)`` with unit 'epoch' or 'iteration'."""
+    period = int(period or 0)
+    if solver.get('EPOCHS') is not None:
+        return period * int(solver.ITERS_PER_EPOCH), 'epoch'
+    return period, 'iteration'
 
 
 def choose_best_metric(name, metrics):
@@ -73,12 +86,15 @@ class PeriodicEvaluator:
 
     Builders are the exp's (``train_main``'s arguments): ``dataset_builder(cfg, 'val')``,
     ``predictor_builder(cfg)``, ``evaluator_builder(cfg)``; the dataset and the callables are built at the first
-    evaluation. ``best`` (``{'metric', 'value', 'iteration'}`` or None) goes into every checkpoint.
+    evaluation. ``solver``: the resolved solver, whose epochs ``TEST.EVAL_PERIOD`` counts when SOLVER.EPOCHS is
+    set. ``best`` (``{'metric', 'value', 'iteration'}`` or None) goes into every checkpoint.
     """
 
-    def __init__(self, cfg, ctx, dataset_builder, collate_fn, predictor_builder=None, evaluator_builder=None):
+    def __init__(self, cfg, ctx, solver, dataset_builder, collate_fn, predictor_builder=None,
+                 evaluator_builder=None):
         self.cfg, self.ctx = cfg, ctx
-        self.period = int(cfg.get('TEST', {}).get('EVAL_PERIOD', 0) or 0)
+        self.given = int(cfg.get('TEST', {}).get('EVAL_PERIOD', 0) or 0)
+        self.period, self.unit = eval_period_iters(self.given, solver)
         self.metric = cfg.get('TEST', {}).get('BEST_METRIC', '') or ''
         self.log = logging.getLogger('cvpack.train')
         self._builders = (dataset_builder, collate_fn, predictor_builder, evaluator_builder)
@@ -88,6 +104,12 @@ class PeriodicEvaluator:
     @property
     def enabled(self):
         return self.period > 0
+
+    def describe(self):
+        """'3 iterations' or '1 epoch(s) = 3 iterations' (TEST.EVAL_PERIOD in its unit and in steps)."""
+        if self.unit == 'epoch':
+            return '%d epoch(s) = %d iterations' % (self.given, self.period)
+        return '%d iterations' % self.period
 
     def due(self, done, max_iter):
         return self.enabled and (done % self.period == 0 or done == max_iter)
@@ -111,7 +133,7 @@ class PeriodicEvaluator:
         if evaluator_builder is None:
             from ..evaluation import build_evaluator as evaluator_builder
         dataset = limit_images(dataset_builder(self.cfg, 'val'), self.cfg, self.log)
-        self.log.info('evaluation every %d iterations on %d val samples over %d process(es); %s', self.period,
+        self.log.info('evaluation every %s on %d val samples over %d process(es); %s', self.describe(),
                       len(dataset), self.ctx.world_size, describe_box_source(self.cfg, dataset))
         evaluator = restrict_evaluator(evaluator_builder(self.cfg), dataset) if self.ctx.is_main else None
         self._parts = (dataset, collate_fn, predictor_builder(self.cfg), evaluator)

@@ -21,7 +21,7 @@ from .args import parse_with_config, test_parser
 from .checkpoint import LAST_NAME
 from .launch import cleanup_distributed, dist_timeout, setup_distributed
 from .logger import setup_logger
-from .trainer import default_collate, default_dataset_builder
+from .trainer import _log_fatal, default_collate, default_dataset_builder
 from .utils import prepare_model
 
 __all__ = ['test_main', 'resolve_test_checkpoint', 'run_inference', 'load_for_test', 'describe_box_source',
@@ -61,16 +61,13 @@ def resolve_test_checkpoint(cfg, iteration=None, checkpoint=None, log=None):
 def load_for_test(cfg, build_model, path, strict=True, log=None):
     """Read ``path`` (ours, the authors', mmpose's or an exp's project format; path or URL), apply the config
     overrides the weights carry (architecture options, preprocessing, decoder) *before* building the model, and
-    load strictly. The same path as ``python -m cvpack.tools.convert`` and the inference API
-    (:mod:`cvpack.weights`). Returns (cfg with the overrides, model)."""
-    from ..weights import apply_overrides, load_prepared, prepare
-    prepared = prepare(cfg, path)
+    load strictly: :func:`cvpack.weights.build_model_with_weights`, the path of ``python -m cvpack.tools.convert``
+    and the inference API. Returns (cfg with the overrides (a copy), model in eval mode)."""
+    from ..weights import build_model_with_weights
+    cfg, model, prepared = build_model_with_weights((cfg, build_model), path, strict=strict, log=log)
     if log is not None and prepared.format != 'megvii':
-        log.info('converting %s weights on the fly (format %s; %d source entries dropped)', path, prepared.format,
+        log.info('converted %s weights on the fly (format %s; %d source entries dropped)', path, prepared.format,
                  len(prepared.dropped))
-    cfg = apply_overrides(cfg, prepared.cfg_overrides, prepared.source, log)
-    model = build_model(cfg)
-    load_prepared(model, prepared, strict=strict, log=log)
     return cfg, model
 
 
@@ -203,11 +200,13 @@ def test_main(cfg, build_model, argv=None, dataset_builder=None, predictor_build
     """
     args, cfg = parse_with_config(test_parser(cfg.get('EXP_NAME', '')), cfg, argv)
     ctx = setup_distributed(cfg.MODEL.get('DEVICE', 'auto'), args.local_rank, dist_timeout(cfg))
+    log_file = None
     try:
         if ctx.is_main:
             os.makedirs(cfg.TEST_DIR, exist_ok=True)
         comm.barrier()
         log = setup_logger('cvpack.test', osp.join(cfg.TEST_DIR, 'test_log.txt'), ctx.rank)
+        log_file = osp.abspath(osp.join(cfg.TEST_DIR, 'test_log.txt'))
         path = resolve_test_checkpoint(cfg, args.iter, args.checkpoint, log)   # a URL is read by safe_load
         cfg, model = load_for_test(cfg, build_model, path, strict=not args.non_strict, log=log)
         model = prepare_model(model, cfg, ctx, log).eval()
@@ -237,6 +236,10 @@ def test_main(cfg, build_model, argv=None, dataset_builder=None, predictor_build
             _log_summary(metrics, metrics_path, log)
         comm.barrier()
         return metrics
+    except BaseException as exc:
+        if log_file:   # the crash in test_log.txt too, as train.py writes its own into log.txt
+            _log_fatal(exc, log_file, 'cvpack.test', 'test')
+        raise
     finally:
         cleanup_distributed()
 

@@ -129,7 +129,7 @@ class Trainer:
         self.accumulate = int(cfg.SOLVER.get('ACCUMULATE', 1) or 1)
         self.sampler = None    # set by build_loader
         self.tb = TensorboardWriter(cfg.get('TENSORBOARD_DIR'), enabled=ctx.is_main)
-        self.evaluator = PeriodicEvaluator(cfg, ctx, dataset_builder or default_dataset_builder,
+        self.evaluator = PeriodicEvaluator(cfg, ctx, self.solver, dataset_builder or default_dataset_builder,
                                            self.collate_fn, predictor_builder, evaluator_builder)
 
     # ----------------------------------------------------------------- state
@@ -479,6 +479,10 @@ def _log_setup(trainer, cfg, ctx):
                      s.LR, s.BASE_LR, s.get('REFERENCE_WORLD_SIZE'), s.MAX_ITER, s.CHECKPOINT_PERIOD,
                      s.WARMUP_ITERS, list(s.get('STEPS', ())), s.LR_SCHEDULER, s.IMS_PER_GPU, trainer.accumulate,
                      s.IMS_PER_GPU * ctx.world_size * trainer.accumulate)
+    if trainer.evaluator.enabled:
+        trainer.log.info('evaluation during training every %s (TEST.EVAL_PERIOD %d, in %ss: SOLVER.EPOCHS is %s)',
+                         trainer.evaluator.describe(), trainer.evaluator.given, trainer.evaluator.unit,
+                         'set' if trainer.evaluator.unit == 'epoch' else 'not set')
 
 
 def train_main(cfg, build_model, argv=None, dataset_builder=None, collate_fn=None, predictor_builder=None,
@@ -512,7 +516,7 @@ def train_main(cfg, build_model, argv=None, dataset_builder=None, collate_fn=Non
         _log_setup(trainer, cfg, ctx)
         if ctx.is_main:
             write_run_files(cfg, {'WORLD_SIZE': ctx.world_size, 'DEVICE': str(ctx.device),
-                                  'SOLVER': dict(trainer.solver)})
+                                  'SOLVER': dict(trainer.solver), 'EVAL_PERIOD_ITERS': trainer.evaluator.period})
         trainer.resume_or_load(args.resume, auto=not args.no_auto_resume)
         trainer.train()
         return trainer.model
@@ -527,9 +531,10 @@ def train_main(cfg, build_model, argv=None, dataset_builder=None, collate_fn=Non
 _WRITE_ERRNOS = {getattr(errno, n) for n in ('ENOSPC', 'EFBIG', 'EDQUOT', 'EROFS', 'EIO') if hasattr(errno, n)}
 
 
-def _log_fatal(exc, log_file):
-    """Write the exception that ends training, with its traceback, to log.txt (rank 0's file handler; the
-    console already gets Python's traceback). A failed write (disk full, quota, ``ulimit -f``) also gets the
+def _log_fatal(exc, log_file, logger='cvpack.train', what='training'):
+    """Write the exception that ends training (test.py: ``logger`` 'cvpack.test', ``what`` 'test'), with its
+    traceback, to log.txt / test_log.txt (rank 0's file handler; the console already gets Python's traceback) as
+    '<what> stopped by <type>: <message>'. A failed write (disk full, quota, ``ulimit -f``) also gets the
     path and the free space of its file system, unless the message already has them (checkpoint saves)."""
     if isinstance(exc, Preempted) or (isinstance(exc, SystemExit) and exc.code in (0, None)):
         return   # not a crash: preemption logs its own checkpoint and exit code
@@ -542,9 +547,9 @@ def _log_fatal(exc, log_file):
         # file.write() errors carry no file name: then say at least which folder and how much space is left
         where = exc.filename or osp.dirname(log_file)
         note = ' (writing %s; %s)' % (where, space_note(where))
-    log = logging.getLogger('cvpack.train')
-    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, 'training stopped by %s: %s%s',
-                            (type(exc).__name__, exc, note), (type(exc), exc, exc.__traceback__))
+    log = logging.getLogger(logger)
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, '%s stopped by %s: %s%s',
+                            (what, type(exc).__name__, exc, note), (type(exc), exc, exc.__traceback__))
     for handler in files:
         try:
             handler.handle(record)

@@ -33,15 +33,19 @@ def load_state_dict(source, map_location='cpu'):
 
 @dataclass
 class LoadReport:
-    """What :func:`load_mapped` did: which target keys got weights, which were left, which source keys were unused."""
+    """What :func:`load_mapped` did: which target keys got weights (``loaded``: copied from the file), which were
+    left (``missing``), which source keys were unused; ``initialised``: model tensors not in the file that a loader
+    set to fixed values (e.g. conv biases zeroed next to bias-free ImageNet convs), neither loaded nor missing."""
     loaded: List[str] = field(default_factory=list)
     missing: List[str] = field(default_factory=list)
     unused: List[str] = field(default_factory=list)
     shape_mismatch: List[str] = field(default_factory=list)
+    initialised: List[str] = field(default_factory=list)
 
     def summary(self):
-        return ('loaded %d tensors; %d model tensors not in the file; %d file tensors unused; %d shape mismatches'
+        text = ('loaded %d tensors; %d model tensors not in the file; %d file tensors unused; %d shape mismatches'
                 % (len(self.loaded), len(self.missing), len(self.unused), len(self.shape_mismatch)))
+        return text + ('; %d set by the loader (not in the file)' % len(self.initialised) if self.initialised else '')
 
 
 def load_mapped(module: torch.nn.Module, state: Dict[str, torch.Tensor],

@@ -31,14 +31,14 @@ def _dropped_summary(dropped):
 def convert(src, exp_dir, out, fmt='auto', opts=None, log=print):
     """Convert ``src`` for the exp in ``exp_dir`` and write ``out``; returns the :class:`cvpack.weights.Prepared`."""
     from ..exp import import_exp_module, load_exp
-    from ..weights import apply_overrides, check_state_dict, prepare, save_converted
+    from ..weights import apply_overrides, match_state, prepare, save_converted
     start = time.perf_counter()
     cfg, _ = load_exp(exp_dir, opts, build=False)
     network = import_exp_module(exp_dir, 'network', aliases={'config': import_exp_module(exp_dir, 'config')})
     prepared = prepare(cfg, src, fmt)
     model_cfg = apply_overrides(cfg, prepared.cfg_overrides, prepared.source, log=_Quiet())
     model = network.build_model(model_cfg)   # (meta-device building is slower: it imports torch's prims)
-    check_state_dict(model, prepared.state_dict, prepared.source, strict=True)
+    match_state(model, prepared.state_dict, prepared.source, strict=True)
     save_converted(prepared, out)
     log('format: %s' % prepared.format)
     log('converted %d tensors (%d values) for %s' % (len(prepared.state_dict),

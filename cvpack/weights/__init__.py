@@ -34,7 +34,7 @@ from ..safe_load import CheckpointError, is_url, load_file
 from ..utils import some_names
 
 __all__ = ['CORE_FORMATS', 'Prepared', 'WeightsMismatchError', 'available_formats', 'get_format', 'detect_format',
-           'prepare', 'apply_overrides', 'check_state_dict', 'load_prepared', 'build_model_with_weights',
+           'prepare', 'apply_overrides', 'match_state', 'load_prepared', 'build_model_with_weights',
            'save_converted']
 
 logger = logging.getLogger(__name__)
@@ -163,43 +163,60 @@ def apply_overrides(cfg, overrides, source='', log=None):
     return cfg
 
 
-def check_state_dict(model, state_dict, source='', strict=True):
-    """Compare ``state_dict`` with ``model``'s: returns (missing, unexpected) key lists.
+def _quoted(names):
+    """``['a', 'b', ... (+N more)]``: a capped list of key names for the messages."""
+    return '[%s]' % some_names([repr(str(n)) for n in names])
 
-    Shape mismatches always raise; with ``strict`` so do missing and unexpected keys (``num_batches_tracked``
-    counters may be missing: formats drop them, eval never reads them). The error lists every offending key.
+
+def match_state(model, state_dict, source='', strict=True):
+    """Compare ``state_dict`` (read from ``source``, named in errors) with ``model``'s; the one check of every
+    loader (``test.py``, fine-tuning weights, resume, the convert tool, the inference API).
+
+    Raises :class:`WeightsMismatchError` naming the file and every offending key (capped lists):
+    entries that are not tensors; a file none of whose tensors belongs to the model (another network:
+    also without ``strict``, as loading it would silently keep the random init); shape mismatches; with
+    ``strict`` missing and unexpected keys (``num_batches_tracked`` counters may be missing: formats drop
+    them, eval never reads them). The error carries the full lists as ``missing``, ``unexpected``, ``shapes``.
+
+    Returns:
+        (loaded, missing, unexpected) key lists; ``loaded`` is what ``model.load_state_dict(state_dict,
+        strict=False)`` copies.
     """
-    target = model.state_dict()
+    name, target = type(model).__name__, model.state_dict()
+    not_tensors = [k for k, v in state_dict.items() if not torch.is_tensor(v)]
+    if not_tensors:
+        raise WeightsMismatchError(source, 'entries that are not tensors: %s' % some_names(not_tensors, 5))
+    loaded = [k for k in state_dict if k in target]
     missing = [k for k in target if k not in state_dict and not k.endswith('num_batches_tracked')]
     unexpected = [k for k in state_dict if k not in target]
-    shapes = ['%s: file %s vs model %s' % (k, tuple(v.shape), tuple(target[k].shape))
-              for k, v in state_dict.items() if k in target and tuple(v.shape) != tuple(target[k].shape)]
-    problems = []
-    if shapes:
-        problems.append('%d shape mismatch(es): %s' % (len(shapes), some_names(shapes, sep='; ')))
-    if strict and missing:
-        problems.append('%d model key(s) not in the weights: %s' % (len(missing), some_names(missing)))
-    if strict and unexpected:
-        problems.append('%d weight key(s) the model does not have: %s' % (len(unexpected), some_names(unexpected)))
-    if problems:
-        hint = ''
-        if strict and missing and unexpected and len(missing) == len(target) - len(
-                [k for k in target if k.endswith('num_batches_tracked')]):
-            hint = ' -- no tensor of the file fits: weights of another exp or network?'
-        err = WeightsMismatchError(source, 'does not fit the model (%s)%s: %s'
-                                   % (type(model).__name__, hint, ' | '.join(problems)))
-        err.missing, err.unexpected, err.shapes = missing, unexpected, shapes   # the full lists
-        raise err
-    return missing, unexpected
+    shapes = ['%s: file %s vs model %s' % (k, tuple(state_dict[k].shape), tuple(target[k].shape))
+              for k in loaded if tuple(state_dict[k].shape) != tuple(target[k].shape)]
+    if not [k for k in loaded if not k.endswith('num_batches_tracked')]:
+        reason = ('none of its %d tensors belongs to the %s model (another network?): file keys %s; model keys %s'
+                  % (len(state_dict), name, some_names(state_dict, 5) or 'none', some_names(target, 5)))
+    else:
+        problems = ['%d shape mismatches: %s' % (len(shapes), some_names(shapes, sep='; '))] if shapes else []
+        if strict and missing:
+            problems.append('%d model tensors missing from the file: %s' % (len(missing), _quoted(missing)))
+        if strict and unexpected:
+            problems.append('%d file tensors unexpected: %s' % (len(unexpected), _quoted(unexpected)))
+        if not problems:
+            return loaded, missing, unexpected
+        head = ("does not fit the %s model (another exp's network?)" % name if shapes else
+                'does not match the %s model (strict loading; test.py --non-strict allows it)' % name)
+        reason = '%s: %s' % (head, '; '.join(problems))
+    err = WeightsMismatchError(source, reason)
+    err.missing, err.unexpected, err.shapes = missing, unexpected, shapes   # the full lists
+    raise err
 
 
 def load_prepared(model, prepared, strict=True, log=None):
     """Load a :class:`Prepared` into ``model`` (built with its overrides applied); returns (missing, unexpected)."""
     log = log or logger
-    missing, unexpected = check_state_dict(model, prepared.state_dict, prepared.source, strict)
+    loaded, missing, unexpected = match_state(model, prepared.state_dict, prepared.source, strict)
     model.load_state_dict(prepared.state_dict, strict=False)
     log.info('loaded %d tensors from %s (format %s; %d source entries dropped; %d missing %s; %d unexpected %s)',
-             len(prepared.state_dict) - len(unexpected), prepared.source, prepared.format, len(prepared.dropped),
+             len(loaded), prepared.source, prepared.format, len(prepared.dropped),
              len(missing), missing[:10], len(unexpected), unexpected[:10])
     return missing, unexpected
 

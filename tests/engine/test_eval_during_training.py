@@ -97,3 +97,33 @@ def test_best_checkpoint_is_the_best_evaluation(toy, toy_exp, metric):
     best = ck.load_checkpoint(osp.join(out, 'best.pth'))
     assert best['iteration'] == k and best['best'] == {'metric': metric, 'value': max(values), 'iteration': k}
     assert model_diff(osp.join(out, 'best.pth'), osp.join(out, 'iter-%d.pth' % k)) == 0
+
+
+def test_eval_period_counts_epochs_in_epoch_based_presets(repo_root, coco_subset, sub_env, tmp_path):
+    """HSRNet (Simple Baselines preset, SOLVER.EPOCHS set) through its real train.py: TEST.EVAL_PERIOD 2 means every
+    2 epochs. 86 annotated train people at batch 48 = 2 steps per epoch; 3 epochs = 6 steps: evaluations after step 4
+    (epoch 2) and step 6 (the last), not after every second step."""
+    exp = osp.join(repo_root, 'projects', 'HSRNet', 'exps', 'hsrnet59.256x192.coco')
+    out = tmp_path / 'out'
+    opts = ['DATASET.ROOT', coco_subset, 'OUTPUT_DIR', str(out), 'MODEL.PRETRAINED', '', 'DATALOADER.NUM_WORKERS',
+            '0', 'INPUT_SHAPE', '[64, 48]', 'OUTPUT_SHAPE', '[16, 12]', 'SOLVER.IMS_PER_GPU', '48', 'SOLVER.EPOCHS',
+            '3', 'SOLVER.STEP_EPOCHS', '[2]', 'SOLVER.CHECKPOINT_EPOCHS', '3', 'TEST.EVAL_PERIOD', '2', 'TEST.FLIP',
+            'False', 'TEST.IMS_PER_GPU', '64', 'TENSORBOARD_DIR', 'None']
+    log = run_train(exp, sub_env, launcher(1), opts)
+    assert 'MAX_ITER 6, CHECKPOINT_PERIOD 6,' in log
+    assert 'evaluation during training every 2 epoch(s) = 4 iterations (TEST.EVAL_PERIOD 2, in epochs' in log
+    assert [r['iteration'] for r in _jsonl(out / 'metrics.jsonl')] == [4, 6]
+    with open(out / 'config.json') as f:
+        assert json.load(f)['_RUNTIME']['EVAL_PERIOD_ITERS'] == 4
+
+
+def test_eval_period_iters_follows_the_schedule_unit():
+    from cvpack.engine.periodic_eval import eval_period_iters
+    from cvpack.solver import resolve_solver
+    from easydict import EasyDict as edict
+    base = dict(BASE_LR=1e-3, IMS_PER_GPU=8, MAX_ITER=100, CHECKPOINT_PERIOD=10, WARMUP_ITERS=0, STEPS=[50],
+                REFERENCE_WORLD_SIZE=None)
+    epochs = resolve_solver(edict(base, EPOCHS=4, ACCUMULATE=2), world_size=2, dataset_len=100)  # 4 steps/epoch
+    assert eval_period_iters(3, epochs) == (12, 'epoch')
+    assert eval_period_iters(3, resolve_solver(edict(base, EPOCHS=None), 2, 100)) == (3, 'iteration')
+    assert eval_period_iters(0, epochs) == (0, 'epoch')

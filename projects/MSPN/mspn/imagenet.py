@@ -52,7 +52,8 @@ def resnet_key_map(stage_num):
 def load_imagenet_resnet(model, state, bgr_input=True):
     """Copy a torchvision ResNet-50 state dict into ``model`` (a bottleneck :class:`MultiStageNet`), every stage.
 
-    Returns the :class:`cvpack.modeling.pretrained.LoadReport`; conv biases zeroed here count as loaded.
+    Returns the :class:`cvpack.modeling.pretrained.LoadReport`: ``loaded`` lists the tensors copied from ``state``;
+    the conv biases zeroed here are not in the file and are listed as ``initialised`` (not as missing).
     """
     state = dict(state)
     if bgr_input and 'conv1.weight' in state:
@@ -63,6 +64,6 @@ def load_imagenet_resnet(model, state, bgr_input=True):
     with torch.no_grad():
         for key in zeroed:
             params[key].zero_()
-    report.loaded = sorted(report.loaded + zeroed)
+    report.initialised = sorted(zeroed)
     report.missing = [k for k in report.missing if k not in set(zeroed)]
     return report

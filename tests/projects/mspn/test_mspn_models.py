@@ -90,6 +90,14 @@ def test_imagenet_init_loads_every_stage(tmp_path):
     assert not [k for k in report.missing if '.downsample.layer' in k or k.startswith('top.')]
     assert all('.upsample.' in k for k in report.missing)
     assert {k.split('.')[0] for k in report.loaded} == {'top', 'stage0', 'stage1'}
+    # loaded = the tensors copied from the file (the zeroed conv biases were counted too: 53 more "loaded")
+    copied = sorted(dst for src in state for dst in key_map(src) or [])
+    assert report.loaded == copied and len(copied) == n_loaded
+    biases = sorted(k[:-len('weight')] + 'bias' for k in copied if k.endswith('conv.weight'))
+    assert report.initialised == biases and len(biases) == 1 + 2 * 52   # the stem once, 52 encoder convs a stage
+    assert not set(biases) & (set(report.loaded) | set(report.missing))
+    assert report.summary().startswith('loaded %d tensors;' % n_loaded)
+    assert report.summary().endswith('; %d set by the loader (not in the file)' % len(biases))
     # the RGB flip is optional (COLOR_RGB pipelines)
     rgb = load_imagenet_resnet(fresh, state, bgr_input=False)
     assert torch.equal(fresh.top.conv.conv.weight, state['conv1.weight']) and rgb.summary() == report.summary()
