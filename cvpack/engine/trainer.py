@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .. import dist as comm
+from ..config import clone, freeze
 from ..data.samplers import IterationBasedSampler
 from ..protocols import AspectRatioGrouped, PretrainedInit
 from ..solver import build_lr_scheduler, build_optimizer, load_optimizer_state, resolve_solver
@@ -497,9 +498,11 @@ def train_main(cfg, build_model, argv=None, dataset_builder=None, collate_fn=Non
     Returns:
         The trained model (unwrapped from DDP), on its device.
     """
-    args, cfg = parse_with_config(train_parser(cfg.get('EXP_NAME', '')), cfg, argv)
-    if args.weights:
+    args, cfg = parse_with_config(train_parser(cfg.EXP_NAME), cfg, argv)
+    if args.weights:   # --weights is MODEL.WEIGHT given another way: part of the resolution, before freezing
+        cfg = clone(cfg)
         cfg.MODEL.WEIGHT = args.weights
+        cfg = freeze(cfg)
     ctx = setup_distributed(cfg.MODEL.get('DEVICE', 'auto'), args.local_rank, dist_timeout(cfg))
     log_file = None
     try:

@@ -6,14 +6,15 @@ import shutil
 
 import torch
 
-from ..config import dump_config, merge_from_list
+from ..config import dump_config, freeze, merge_from_list
 from .env import collect_env
 
 __all__ = ['resolve_cfg', 'to_device', 'autocast', 'prepare_model', 'write_run_files']
 
 
 def resolve_cfg(cfg, opts):
-    """A copy of ``cfg`` with the command-line ``KEY VALUE`` overrides applied (the exp's cfg is not mutated).
+    """A frozen copy of ``cfg`` with the command-line ``KEY VALUE`` overrides applied (the exp's cfg is not
+    mutated); writing to it raises, naming the key (:mod:`cvpack.config.frozen`; ``clone(cfg)`` to change a copy).
 
     When OUTPUT_DIR is overridden, TEST_DIR and TENSORBOARD_DIR that lived below the old OUTPUT_DIR (and were
     not overridden themselves) move with it, so ``OUTPUT_DIR /elsewhere`` keeps every output together.
@@ -27,7 +28,7 @@ def resolve_cfg(cfg, opts):
             val = cfg.get(key)
             if key not in opts[0::2] and isinstance(val, str) and val.startswith(old_out + osp.sep):
                 cfg[key] = osp.join(new_out, osp.relpath(val, old_out))
-    return cfg
+    return freeze(cfg)
 
 
 def to_device(batch, device, channels_last=False):

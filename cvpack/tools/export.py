@@ -50,15 +50,18 @@ def load_for_export(exp_dir, weights=None, opts=None):
     cvpack.safe_load): the settings they need (e.g. mmpose's ``MODEL.CONV_BIAS False``, RGB mean/std) are
     applied before the model is built, and ``cfg.WEIGHT_OVERRIDES`` lists them, so the export can carry them.
     """
+    from ..config import clone, freeze
     from ..exp import load_exp
     from ..weights import build_model_with_weights
     if not weights:
         cfg, model = load_exp(exp_dir, opts)
-        cfg.WEIGHT_OVERRIDES = {}
-        return cfg, model.eval()
-    cfg, model, prepared = build_model_with_weights(exp_dir, weights, opts)
-    cfg.WEIGHT_OVERRIDES = dict(prepared.cfg_overrides)
-    return cfg, model.eval()
+        overrides = {}
+    else:
+        cfg, model, prepared = build_model_with_weights(exp_dir, weights, opts)
+        overrides = dict(prepared.cfg_overrides)
+    cfg = clone(cfg)   # the resolved cfg is frozen: the export's own key goes on a copy
+    cfg.WEIGHT_OVERRIDES = overrides
+    return freeze(cfg), model.eval()
 
 
 def write_metadata(path, cfg, exp_dir):

@@ -144,9 +144,10 @@ def _plain(value):
 
 
 def apply_overrides(cfg, overrides, source='', log=None):
-    """A copy of ``cfg`` with ``overrides`` ({'DOTTED.KEY': value}) set. Every key must exist in ``cfg``
-    (an override nobody reads would be a silent no-op); changed values are logged."""
-    cfg = copy.deepcopy(cfg)
+    """A copy of ``cfg`` with ``overrides`` ({'DOTTED.KEY': value}) set, frozen when ``cfg`` was. Every key must
+    exist in ``cfg`` (an override nobody reads would be a silent no-op); changed values are logged."""
+    from ..config import freeze, is_frozen
+    frozen, cfg = is_frozen(cfg), copy.deepcopy(cfg)
     log = log or logger
     for key, value in (overrides or {}).items():
         node, parts = cfg, key.split('.')
@@ -160,7 +161,7 @@ def apply_overrides(cfg, overrides, source='', log=None):
         node[parts[-1]] = _plain(value)
         if _plain(old) != _plain(value):
             log.info('weights %s set %s = %r (exp had %r)', osp.basename(source) or source, key, value, old)
-    return cfg
+    return freeze(cfg) if frozen else cfg
 
 
 def check_state_dict(model, state_dict, source='', strict=True):
@@ -215,10 +216,10 @@ def build_model_with_weights(exp, source, opts=None, fmt='auto', strict=True, lo
     Returns:
         (cfg with the overrides applied, model in eval mode, :class:`Prepared`).
     """
-    from ..config import merge_from_list
+    from ..config import freeze, merge_from_list
     if isinstance(exp, (tuple, list)):
         cfg, build_model = exp
-        cfg = merge_from_list(copy.deepcopy(cfg), list(opts or []))
+        cfg = freeze(merge_from_list(copy.deepcopy(cfg), list(opts or [])))
     else:
         from ..exp import import_exp_module, load_exp
         cfg, _ = load_exp(exp, opts, build=False)
