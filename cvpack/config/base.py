@@ -117,6 +117,7 @@ def base_config(exp_dir):
     cfg.TEST.EVALUATOR = ''
     cfg.TEST.AMP = 'none'              # autocast for the test forward: 'none' | 'fp16' (CUDA) | 'bf16'
     cfg.TEST.COMPILE = False           # torch.compile + freezing for the test forward (cvpack.inference.compile)
+    cfg.TEST.DET_FILE = ''             # person detections below DATASET.ROOT (top-down pipelines); '' = none
     cfg.TEST.MAX_IMAGES = 0            # test (and evaluate during training) on the first N val images; 0 = all
     # evaluation during training (docs/ENGINE.md): every EVAL_PERIOD optimizer steps (0 = off) the test pipeline
     # runs on the val split; OUTPUT_DIR/best.pth keeps the best BEST_METRIC ('' = 'AP' (COCO), else 'Mean' (MPII))

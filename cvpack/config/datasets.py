@@ -56,6 +56,9 @@ def dataset_block(name, root_dir, pipeline):
               **_FILES[name])
     d.KEYPOINT = keypoint_block(meta)
     d.PIXEL_STD = 200
+    # box scale x padding at load time (MPII, and COCO's _box2cs in Simple Baselines): Megvii's crops are extended
+    # later by their own ratios, so 1.0 there; 1.25 for the HRNet / Simple Baselines / CPN pipelines
+    d.BBOX_PADDING = 1.0 if pipeline == 'megvii' else 1.25
     return d
 
 

@@ -29,7 +29,7 @@ def build_dataset(cfg, split, records=None):
     ``cfg.DATASET.COMBINE`` (a non-empty list) trains on several datasets (:mod:`cvpack.data.combined`).
     ``records``: use these records instead of reading the annotation files (inference on the caller's images,
     ``cvpack.apis``; the classes build them with ``box_record`` / ``image_record``)."""
-    if split == 'train' and records is None and cfg.DATASET.get('COMBINE'):
+    if split == 'train' and records is None and cfg.DATASET.COMBINE:
         from .combined import CombinedDataset     # several datasets mapped onto the exp's keypoints
         return CombinedDataset(cfg, split)
     pipeline = cfg.DATASET.PIPELINE

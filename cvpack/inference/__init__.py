@@ -32,7 +32,7 @@ def register_predictor(pipeline, target):
 def build_predictor(cfg):
     """Predictor of ``cfg.TEST.PREDICTOR`` ('module:Class', built as ``Class(cfg)``) when set, else the
     DATASET.PIPELINE default (top-down: flip test + decode + map back + rescore)."""
-    spec = cfg.get('TEST', {}).get('PREDICTOR')
+    spec = cfg.TEST.PREDICTOR
     if spec:
         return import_target(spec, 'TEST.PREDICTOR')(cfg)
     pipeline = cfg.DATASET.PIPELINE

@@ -54,9 +54,9 @@ def maybe_compile(model, cfg, log):
     pipelines (whole-image detection, a project's own TEST.PREDICTOR) stay eager, with a warning, since every
     new image size would recompile."""
     from . import PREDICTORS
-    pipeline = cfg.get('DATASET', {}).get('PIPELINE')
-    if cfg.TEST.get('PREDICTOR') or pipeline not in PREDICTORS:
+    pipeline = cfg.DATASET.PIPELINE
+    if cfg.TEST.PREDICTOR or pipeline not in PREDICTORS:
         log.warning('TEST.COMPILE ignored: only the top-down pipelines %s compile (this exp: DATASET.PIPELINE '
-                    '%r, TEST.PREDICTOR %r)', sorted(PREDICTORS), pipeline, cfg.TEST.get('PREDICTOR'))
+                    '%r, TEST.PREDICTOR %r)', sorted(PREDICTORS), pipeline, cfg.TEST.PREDICTOR)
         return model
     return compile_for_inference(model, log)

@@ -71,7 +71,7 @@ def write_metadata(path, cfg, exp_dir):
     onnx = _require('onnx')
     model = onnx.load(path)
     entries = {'cvpack.exp': osp.basename(osp.normpath(exp_dir)),
-               'cvpack.cfg_overrides': json.dumps(cfg.get('WEIGHT_OVERRIDES') or {}, sort_keys=True)}
+               'cvpack.cfg_overrides': json.dumps(cfg.WEIGHT_OVERRIDES, sort_keys=True)}
     for prop in list(model.metadata_props):
         if prop.key in entries:
             model.metadata_props.remove(prop)
@@ -239,10 +239,10 @@ def main(argv=None):
 
 def _export_main(args):
     cfg, model = load_for_export(args.exp_dir, args.weights, args.opts)
-    if cfg.DATASET.get('PIPELINE') not in ('megvii', 'simple_baselines', 'cpn'):
+    if cfg.DATASET.PIPELINE not in ('megvii', 'simple_baselines', 'cpn'):
         sys.exit('%s: not a top-down exp (DATASET.PIPELINE %r); a whole-image detector exports its own parts '
                  '(GCPose: the export module of its project package, docs/EXPORT.md)'
-                 % (args.exp_dir, cfg.DATASET.get('PIPELINE')))
+                 % (args.exp_dir, cfg.DATASET.PIPELINE))
     name = osp.basename(osp.normpath(args.exp_dir))
     out = args.out or osp.join(args.exp_dir, name + '.onnx')
     h, w = cfg.INPUT_SHAPE

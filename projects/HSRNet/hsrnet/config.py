@@ -35,7 +35,7 @@ def add_hsrnet_config(cfg, backbone='hsrnet59'):
         cfg.LOSS = edict()
     if 'USE_TARGET_WEIGHT' not in cfg.LOSS:   # the preset's value wins
         cfg.LOSS.USE_TARGET_WEIGHT = True
-    if list(cfg.get('INPUT_SHAPE', ())) == [384, 288] and HSRNET_VARIANTS[backbone][0] != 'resnet101':
+    if list(cfg.INPUT_SHAPE) == [384, 288] and HSRNET_VARIANTS[backbone][0] != 'resnet101':
         # the 59- and 161-layer 384x288 yamls train 160 epochs, x0.1 at 110 and 140
         # (docs/reference/mlpe_hsrnet_gcpose.md §2.6); 110 keeps 140/90/120
         cfg.SOLVER.EPOCHS, cfg.SOLVER.STEP_EPOCHS = 160, [110, 140]
