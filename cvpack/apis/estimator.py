@@ -139,8 +139,9 @@ class PoseEstimator:
         self.rgb = bool(self.cfg.DATASET.COLOR_RGB)
         self.batch_size = int(batch_size or self.cfg.TEST.IMS_PER_GPU)
         self.box_thresh = float(box_thresh)
-        self.det_score_thresh = float(self.cfg.TEST.DET_SCORE_THRESH if det_score_thresh is None
-                                      else det_score_thresh)
+        if det_score_thresh is None and not self.whole_image_model:   # (whole-image models take no det_json)
+            det_score_thresh = self.cfg.TEST.DET_SCORE_THRESH
+        self.det_score_thresh = None if det_score_thresh is None else float(det_score_thresh)
         self.dataset = build_dataset(self.cfg, 'val', records=[])   # crops exactly as test.py's val set
         self.detector = self._detector(detector, detector_nms)
         self.timing = {'detector': 0.0, 'pose': 0.0}
