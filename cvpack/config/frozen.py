@@ -23,17 +23,23 @@ class FrozenConfigError(AttributeError):
 class FrozenConfig(edict):
     """A read-only config node. Made only by :func:`freeze` (its class is swapped in; ``__init__`` never runs)."""
 
-    def _refuse(self, name, *_):
+    def _refuse(self, name=None, *_):
         path = vars(self).get('_frozen_path', '')
-        key = '%s.%s' % (path, name) if path else str(name)
+        key = '.'.join(str(p) for p in (path, name) if p not in ('', None)) or '(the whole config)'
         raise FrozenConfigError('config is frozen: %s (change a copy: cvpack.config.clone(cfg))' % key)
 
     __setattr__ = __setitem__ = __delattr__ = __delitem__ = _refuse
 
-    def _refuse_all(self, *args, **kwargs):
-        self._refuse('*')
+    def update(self, *args, **kwargs):
+        self._refuse(next(iter(dict(*args, **kwargs)), None))
 
-    update = pop = popitem = clear = __ior__ = _refuse_all
+    def pop(self, key, *default):
+        self._refuse(key)
+
+    def _refuse_node(self, *args):
+        self._refuse()
+
+    popitem = clear = __ior__ = _refuse_node
 
     def setdefault(self, key, default=None):
         if key in self:
