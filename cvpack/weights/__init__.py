@@ -59,7 +59,8 @@ class Prepared:
 
 def available_formats(cfg=None):
     """``{name: module path}``: the exp's ``MODEL.WEIGHT_FORMATS`` first, then the core formats."""
-    project = dict((cfg or {}).get('MODEL', {}).get('WEIGHT_FORMATS') or {})
+    # cfg None: a call without an exp (load_model_weights(model, path)) knows only the core formats
+    project = dict(cfg.MODEL.WEIGHT_FORMATS or {}) if cfg is not None else {}
     out = dict(project)
     for name, path in CORE_FORMATS.items():
         out.setdefault(name, path)
