@@ -30,6 +30,13 @@ class FrozenConfig(edict):
 
     __setattr__ = __setitem__ = __delattr__ = __delitem__ = _refuse
 
+    def __getattr__(self, name):   # only called for a name that is not there: say which key is missing
+        path = vars(self).get('_frozen_path', '')
+        if name.startswith('__') or name == '_frozen_path':
+            raise AttributeError(name)
+        raise AttributeError('config has no key %s (keys get their defaults in cvpack/config/ presets or the '
+                             'project\'s config)' % ('%s.%s' % (path, name) if path else name))
+
     def update(self, *args, **kwargs):
         self._refuse(next(iter(dict(*args, **kwargs)), None))
 

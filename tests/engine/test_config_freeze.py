@@ -40,6 +40,13 @@ def test_writes_raise_naming_the_key(cfg, write, key):
     assert frozen.INPUT.setdefault('NORMALIZE') is True  # setdefault of an existing key only reads
 
 
+def test_a_missing_key_is_named_in_full(cfg):
+    frozen = freeze(cfg)
+    with pytest.raises(AttributeError, match=r'^config has no key DATASET\.KEYPOINT\.NOPE '):
+        frozen.DATASET.KEYPOINT.NOPE
+    assert not hasattr(frozen.MODEL, 'NOPE') and hasattr(frozen.MODEL, 'CHANNELS_LAST')
+
+
 def test_clone_is_mutable_and_independent(cfg):
     frozen = freeze(cfg)
     copy_ = clone(frozen)
