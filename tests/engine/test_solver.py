@@ -4,7 +4,6 @@ import warnings
 
 import pytest
 import torch
-from easydict import EasyDict as edict
 
 from cvpack.config import base_config
 from cvpack.solver import LRFactor, build_lr_scheduler, build_optimizer, load_optimizer_state, resolve_solver
