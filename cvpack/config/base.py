@@ -117,7 +117,7 @@ def base_config(exp_dir):
     cfg.TEST.EVALUATOR = ''
     cfg.TEST.AMP = 'none'              # autocast for the test forward: 'none' | 'fp16' (CUDA) | 'bf16'
     cfg.TEST.COMPILE = False           # torch.compile + freezing for the test forward (cvpack.inference.compile)
-    cfg.TEST.NMS = 'none'              # per-image NMS before the COCO evaluation: 'none' (original) | 'oks' | 'soft_oks'
+    cfg.TEST.NMS = 'none'              # per-image NMS before COCO evaluation: 'none' (original) | 'oks' | 'soft_oks'
     cfg.TEST.NMS_THRESH = 0.9
     cfg.TEST.DET_FILE = ''             # person detections below DATASET.ROOT (top-down pipelines); '' = none
     cfg.TEST.MAX_IMAGES = 0            # test (and evaluate during training) on the first N val images; 0 = all
