@@ -11,7 +11,7 @@ import importlib.util
 import os.path as osp
 import sys
 
-from .config import merge_from_list
+from .config import freeze, merge_from_list
 
 __all__ = ['load_exp', 'import_exp_module']
 
@@ -55,12 +55,14 @@ def load_exp(exp_dir, opts=None, build=True):
     Args:
         exp_dir: folder holding config.py (defines ``cfg``) and network.py (defines ``build_model(cfg)``).
         opts: ``KEY VALUE`` overrides, as a flat list, applied to a copy of the exp's cfg.
+
+    The cfg is frozen (:mod:`cvpack.config.frozen`): change ``cvpack.config.clone(cfg)`` when a tool needs to.
     """
     import copy
     config = import_exp_module(exp_dir, 'config')
     if not hasattr(config, 'cfg'):
         raise AttributeError('%s/config.py defines no `cfg`' % exp_dir)
-    cfg = merge_from_list(copy.deepcopy(config.cfg), opts or [])
+    cfg = freeze(merge_from_list(copy.deepcopy(config.cfg), opts or []))
     if not build:
         return cfg, None
     network = import_exp_module(exp_dir, 'network', aliases={'config': config})

@@ -147,7 +147,7 @@ def measure(opts, batch, steps=3):
         trainer.step(batch_data, i + 1)
         times.append(time.perf_counter() - t)
     model = trainer.model.eval()
-    images = to_device(batch_data, torch.device('cpu'), cfg.MODEL.get('CHANNELS_LAST', False))['image']
+    images = to_device(batch_data, torch.device('cpu'), cfg.MODEL.CHANNELS_LAST)['image']
     with torch.no_grad(), autocast(trainer.amp, torch.device('cpu')):
         t = time.perf_counter()
         model(images)

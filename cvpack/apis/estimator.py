@@ -136,20 +136,21 @@ class PoseEstimator:
         self.predictor = build_predictor(self.cfg)
         self.meta = dataset_meta(self.cfg)
         self.keypoint_names = tuple(self.meta.keypoint_names)
-        self.rgb = bool(self.cfg.DATASET.get('COLOR_RGB', False))
-        self.batch_size = int(batch_size or self.cfg.TEST.get('IMS_PER_GPU', 32))
+        self.rgb = bool(self.cfg.DATASET.COLOR_RGB)
+        self.batch_size = int(batch_size or self.cfg.TEST.IMS_PER_GPU)
         self.box_thresh = float(box_thresh)
-        self.det_score_thresh = float(self.cfg.TEST.get('DET_SCORE_THRESH', 0.0) if det_score_thresh is None
-                                      else det_score_thresh)
+        if det_score_thresh is None and not self.whole_image_model:   # (whole-image models take no det_json)
+            det_score_thresh = self.cfg.TEST.DET_SCORE_THRESH
+        self.det_score_thresh = None if det_score_thresh is None else float(det_score_thresh)
         self.dataset = build_dataset(self.cfg, 'val', records=[])   # crops exactly as test.py's val set
         self.detector = self._detector(detector, detector_nms)
         self.timing = {'detector': 0.0, 'pose': 0.0}
 
     def _prepare(self, model):
         """MODEL.CHANNELS_LAST and TEST.COMPILE, as test.py (TEST.AMP is applied per batch)."""
-        if self.cfg.MODEL.get('CHANNELS_LAST', False):
+        if self.cfg.MODEL.CHANNELS_LAST:
             model = model.to(memory_format=torch.channels_last)
-        if self.cfg.TEST.get('COMPILE', False):
+        if self.cfg.TEST.COMPILE:
             from ..inference.compile import maybe_compile
             model = maybe_compile(model, self.cfg, logger)
         return model

@@ -192,7 +192,7 @@ CODECS = {'megvii': MegviiHeatmap, 'cpn': CPNHeatmap, 'msra': MSRAHeatmap}
 def build_codec(cfg):
     """The codec named by ``cfg.CODEC``, with TEST.DECODER and its parameters (``decoder_kwargs``) and, when the
     config has a training block, the encoder's DATASET.TRAIN.GAUSSIAN_KERNELS (megvii, cpn) or SIGMA (msra)."""
-    name = cfg.get('CODEC')
+    name = cfg.CODEC
     if name not in CODECS:
         raise KeyError('CODEC %r is not a heatmap codec; known: %s (set by the preset)' % (name, sorted(CODECS)))
     cls = CODECS[name]

@@ -9,5 +9,6 @@ creates the log folder and links it into the exp folder, as the original repos d
 from .base import (  # noqa: F401
     base_config, config_main, dark_kernel, dump_config, find_repo_root, merge_from_list, to_plain,
 )
+from .frozen import FrozenConfig, FrozenConfigError, clone, freeze, is_frozen  # noqa: F401
 from .schema import SCHEMA, ConfigError, validate_config  # noqa: F401
 

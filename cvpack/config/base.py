@@ -118,6 +118,9 @@ def base_config(exp_dir):
     cfg.TEST.EVALUATOR = ''
     cfg.TEST.AMP = 'none'              # autocast for the test forward: 'none' | 'fp16' (CUDA) | 'bf16'
     cfg.TEST.COMPILE = False           # torch.compile + freezing for the test forward (cvpack.inference.compile)
+    cfg.TEST.NMS = 'none'              # per-image NMS before COCO evaluation: 'none' (original) | 'oks' | 'soft_oks'
+    cfg.TEST.NMS_THRESH = 0.9
+    cfg.TEST.DET_FILE = ''             # person detections below DATASET.ROOT (top-down pipelines); '' = none
     cfg.TEST.MAX_IMAGES = 0            # test (and evaluate during training) on the first N val images; 0 = all
     # evaluation during training (docs/ENGINE.md): every EVAL_PERIOD optimizer steps, or epochs when SOLVER.EPOCHS
     # is set (0 = off), the test pipeline
@@ -190,6 +193,7 @@ def merge_from_list(cfg, opts):
     opts = list(opts or [])
     if len(opts) % 2:
         raise ValueError('config overrides come in KEY VALUE pairs, got an odd number: %s' % opts)
+    # the values refresh_dataset_keys compares with; a project's own DATASET block may have neither key
     dataset = cfg.get('DATASET', {})
     old_name, old_meta_file = dataset.get('NAME'), dataset.get('META_FILE', '')
     for key, text in zip(opts[0::2], opts[1::2]):

@@ -57,6 +57,9 @@ def dataset_block(name, root_dir, pipeline):
               **_FILES[name])
     d.KEYPOINT = keypoint_block(meta)
     d.PIXEL_STD = 200
+    # box scale x padding at load time (MPII, and COCO's _box2cs in Simple Baselines): Megvii's crops are extended
+    # later by their own ratios, so 1.0 there; 1.25 for the HRNet / Simple Baselines / CPN pipelines
+    d.BBOX_PADDING = 1.0 if pipeline == 'megvii' else 1.25
     return d
 
 
@@ -68,8 +71,8 @@ def refresh_dataset_keys(cfg, old_name, old_meta_file, given):
     """
     d = cfg.get('DATASET')
     if not isinstance(d, dict) or 'NAME' not in d or 'KEYPOINT' not in d:
-        return cfg
-    name, meta_file = d.NAME.upper(), d.get('META_FILE', '')
+        return cfg     # a project's own dataset block (no built-in metadata behind it): nothing to re-derive
+    name, meta_file = d.NAME.upper(), d.META_FILE
     if name == str(old_name).upper() and meta_file == old_meta_file:
         return cfg
     from ..data.meta_file import dataset_meta
@@ -81,7 +84,7 @@ def refresh_dataset_keys(cfg, old_name, old_meta_file, given):
                 d[key] = value
         if 'DATASET.ROOT' not in given:
             d.ROOT = osp.join(osp.dirname(d.ROOT), meta.name)
-    fresh = keypoint_block(meta, d.KEYPOINT.get('LOAD_MIN_NUM', 1))
+    fresh = keypoint_block(meta, d.KEYPOINT.LOAD_MIN_NUM)
     for key, value in fresh.items():
         if 'DATASET.KEYPOINT.' + key not in given:
             d.KEYPOINT[key] = value

@@ -81,8 +81,6 @@ def megvii_config(exp_dir, dataset='COCO'):
     cfg.TEST.USE_GT_BBOX = not coco        # COCO: person detections, as the original
     cfg.TEST.DET_FILE = 'det_json/COCO_val2017_detections_AP_H_56_person.json' if coco else ''
     cfg.TEST.DET_SCORE_THRESH = 0.0
-    cfg.TEST.NMS = 'none'                  # 'none' (original) | 'oks' | 'soft_oks'
-    cfg.TEST.NMS_THRESH = 0.9
     cfg.TEST.RESCORE = 'megvii'            # 'megvii' = det score x mean keypoint score; 'simple_baselines'
     cfg.TEST.KEYPOINT_THRESH = 0.2         # used by 'simple_baselines' rescoring
     return cfg

@@ -23,7 +23,7 @@ TOP_DOWN_PIPELINES = tuple(_CORE_DATASETS)   # person crops in, heatmaps out: th
 
 def dataset_class(cfg):
     """The class ``cfg.DATASET.CLASS`` names, or the core default of ``cfg.DATASET.PIPELINE`` when it is ''."""
-    spec = cfg.DATASET.get('CLASS')
+    spec = cfg.DATASET.CLASS
     if spec:
         return import_target(spec, 'DATASET.CLASS')
     pipeline = cfg.DATASET.PIPELINE
@@ -39,7 +39,7 @@ def build_dataset(cfg, split, records=None):
     ``cfg.DATASET.COMBINE`` (a non-empty list) trains on several datasets (:mod:`cvpack.data.combined`).
     ``records``: use these records instead of reading the annotation files (inference on the caller's images,
     ``cvpack.apis``; the classes build them with ``box_record`` / ``image_record``)."""
-    if split == 'train' and records is None and cfg.DATASET.get('COMBINE'):
+    if split == 'train' and records is None and cfg.DATASET.COMBINE:
         from .combined import CombinedDataset     # several datasets mapped onto the exp's keypoints
         return CombinedDataset(cfg, split)
     cls = dataset_class(cfg)

@@ -95,7 +95,7 @@ class CombinedDataset(TopDownDataset):
         h, w = (int(v) for v in cfg.INPUT_SHAPE)
         recs = coco_gt_records(osp.join(src['ROOT'], src['ANN']), osp.join(src['ROOT'], src['IMAGES']), meta,
                                cs_mode=d.PIPELINE, aspect_ratio=w / h, pixel_std=float(d.PIXEL_STD),
-                               padding=d.get('BBOX_PADDING', 1.25), load_min_num=d.KEYPOINT.LOAD_MIN_NUM)
+                               padding=d.BBOX_PADDING, load_min_num=d.KEYPOINT.LOAD_MIN_NUM)
         idx = np.asarray(mapping)
         out = []
         for rec in recs:

@@ -131,7 +131,7 @@ def dataset_meta(cfg):
     """The metadata of ``cfg.DATASET``: the file DATASET.META_FILE when set (read, validated and registered under
     its own name, which may not be a built-in one), else the built-in dataset DATASET.NAME."""
     d = cfg.DATASET
-    path = d.get('META_FILE', '')
+    path = d.META_FILE
     if not path:
         return get_dataset_meta(d.NAME)
     return register_meta(meta_from_dict(_read(path), path))   # a built-in name is refused there

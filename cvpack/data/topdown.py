@@ -77,10 +77,10 @@ class TopDownDataset(torch.utils.data.Dataset):
                              % (self.meta.name, self.split, 'TRAIN_ANN' if self.train else 'VAL_ANN'))
         ann = osp.join(root, d.TRAIN_ANN if self.train else d.VAL_ANN)
         if self.meta.name == 'MPII':
-            pad = 1.0 if self.pipeline == 'megvii' else d.get('BBOX_PADDING', 1.25)
+            pad = d.BBOX_PADDING
             return mpii_records(ann, images, self.meta, scale_padding=pad)
         kw = dict(cs_mode=self.pipeline, aspect_ratio=self.w_h_ratio, pixel_std=self.pixel_std,
-                  padding=d.get('BBOX_PADDING', 1.25))
+                  padding=d.BBOX_PADDING)
         if self.train or t.USE_GT_BBOX:
             return coco_gt_records(ann, images, self.meta, load_min_num=d.KEYPOINT.LOAD_MIN_NUM, **kw)
         return coco_det_records(osp.join(root, t.DET_FILE), ann, images, self.meta,
@@ -95,7 +95,7 @@ class TopDownDataset(torch.utils.data.Dataset):
         ``image``: decoded (H, W, 3) uint8 in this dataset's colour order (``DATASET.COLOR_RGB``)."""
         d = self.cfg.DATASET
         return box_record(box, score, image_id, self.meta.num_keypoints, image_path, self.pipeline, self.w_h_ratio,
-                          self.pixel_std, d.get('BBOX_PADDING', 1.25), image=image)
+                          self.pixel_std, d.BBOX_PADDING, image=image)
 
     def read_record_image(self, rec, record):
         """The record's image in this dataset's colour order: ``rec['image']`` when the record carries the

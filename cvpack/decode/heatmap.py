@@ -248,7 +248,7 @@ def decoder_kwargs(cfg):
     if name == 'megvii':
         kwargs.update(kernel=int(cfg.TEST.GAUSSIAN_KERNEL), shift_ratio=float(cfg.TEST.SHIFT_RATIOS[0]))
     elif name == 'dark':
-        kwargs.update(kernel=int(cfg.TEST.get('DARK_KERNEL', 11)))
+        kwargs.update(kernel=int(cfg.TEST.DARK_KERNEL))
     elif name == 'mmpose_megvii':
         kwargs.update(kernel=int(cfg.TEST.GAUSSIAN_KERNEL))  # optional preset key; 11 = sigma 2
     return name, kwargs

@@ -334,11 +334,13 @@ def strip_prefix(state_dict, prefix='module.'):
     return {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in state_dict.items()}
 
 
-def _cfg_value(cfg, key):
+def _cfg_value(cfg, key, source):
+    """The value of the dotted ``key`` in ``cfg`` (tuples as lists). A key the exp does not have is an error, as in
+    :func:`cvpack.weights.apply_overrides`: no command-line override could add it."""
     node = cfg
     for part in key.split('.'):
         if not isinstance(node, dict) or part not in node:
-            return '<missing>'
+            raise KeyError('%s: the weights need config key %r, which this exp does not have' % (source, key))
         node = node[part]
     return list(node) if isinstance(node, tuple) else node
 
@@ -362,7 +364,7 @@ def load_model_weights(model, source, strict=True, log=None, cfg=None):
     log = log or logger
     prepared = prepare(cfg, source)
     if cfg is not None:
-        differ = {k: v for k, v in prepared.cfg_overrides.items() if _cfg_value(cfg, k) != v}
+        differ = {k: v for k, v in prepared.cfg_overrides.items() if _cfg_value(cfg, k, source) != v}
         if differ:
             pairs = ' '.join('%s %s' % (k, str(v).replace(' ', '')) for k, v in differ.items())
             raise ValueError('%s (format %s) needs config settings this model was not built with: %s. Add them to '

@@ -61,8 +61,8 @@ def resolve_device(name):
 
 
 def dist_timeout(cfg):
-    """``cfg.DIST.TIMEOUT_S`` (seconds, a finite number > 0; configs without the key get the default)."""
-    value = (cfg.get('DIST') or {}).get('TIMEOUT_S', DEFAULT_TIMEOUT_S)
+    """``cfg.DIST.TIMEOUT_S`` (seconds, a finite number > 0; default in ``cvpack/config/base.py``)."""
+    value = cfg.DIST.TIMEOUT_S
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float('inf'):
         raise ValueError('DIST.TIMEOUT_S must be a number of seconds > 0, got %r' % (value,))
     return value

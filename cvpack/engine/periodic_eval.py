@@ -93,9 +93,9 @@ class PeriodicEvaluator:
     def __init__(self, cfg, ctx, solver, dataset_builder, collate_fn, predictor_builder=None,
                  evaluator_builder=None):
         self.cfg, self.ctx = cfg, ctx
-        self.given = int(cfg.get('TEST', {}).get('EVAL_PERIOD', 0) or 0)
+        self.given = int(cfg.TEST.EVAL_PERIOD)
         self.period, self.unit = eval_period_iters(self.given, solver)
-        self.metric = cfg.get('TEST', {}).get('BEST_METRIC', '') or ''
+        self.metric = cfg.TEST.BEST_METRIC
         self.log = logging.getLogger('cvpack.train')
         self._builders = (dataset_builder, collate_fn, predictor_builder, evaluator_builder)
         self._parts = None

@@ -42,7 +42,7 @@ def resolve_test_checkpoint(cfg, iteration=None, checkpoint=None, log=None):
         path, how = checkpoint, '--checkpoint'
     elif iteration is not None:
         path, how = osp.join(out, 'iter-%d.pth' % iteration), '-i %d' % iteration
-    elif osp.lexists(last) or not cfg.MODEL.get('WEIGHT'):   # a dangling link is an error, not MODEL.WEIGHT
+    elif osp.lexists(last) or not cfg.MODEL.WEIGHT:   # a dangling link is an error, not MODEL.WEIGHT
         path, how = last, 'OUTPUT_DIR/%s (no -i / --checkpoint given)' % LAST_NAME
     else:
         path, how = cfg.MODEL.WEIGHT, 'MODEL.WEIGHT (no -i / --checkpoint, no %s in OUTPUT_DIR)' % LAST_NAME
@@ -72,12 +72,11 @@ def load_for_test(cfg, build_model, path, strict=True, log=None):
 
 
 def _box_source(cfg):
-    test = cfg.get('TEST', {})
-    if test.get('USE_GT_BBOX', False):
+    if cfg.TEST.USE_GT_BBOX:
         return 'ground-truth boxes (TEST.USE_GT_BBOX)'
-    det = test.get('DET_FILE')
+    det = cfg.TEST.DET_FILE
     if det:
-        root = cfg.get('DATASET', {}).get('ROOT', '')
+        root = cfg.DATASET.ROOT
         return 'detections from %s (TEST.DET_FILE)' % (det if osp.isabs(det) else osp.join(root, det))
     return 'not stated by the config'
 
@@ -94,8 +93,11 @@ def _dataset_image_ids(dataset):
 
 
 def _annotated_image_count(cfg):
-    """Images in the val annotation file (``DATASET.ROOT/VAL_ANN``, COCO-style json), or None when unknown."""
-    d = cfg.get('DATASET', {})
+    """Images in the val annotation file (``DATASET.ROOT/VAL_ANN``, COCO-style json), or None when unknown.
+
+    A project's own dataset (``TEST.EVALUATOR`` / its dataset builder, e.g. the engine tests' toy one) may have no
+    annotation file, so this is the one place that accepts a DATASET block without ROOT / VAL_ANN."""
+    d = cfg.DATASET
     path = osp.join(d.get('ROOT', ''), d.get('VAL_ANN', '') or '')
     if not path.endswith('.json') or not osp.isfile(path):
         return None
@@ -116,8 +118,7 @@ def describe_box_source(cfg, dataset):
         total = _annotated_image_count(cfg)
         text += '; %d people on %d images%s' % (len(ids), len(set(ids)),
                                                  ' of the %d annotated' % total if total else '')
-        test = cfg.get('TEST', {})
-        if total and len(set(ids)) < total and not test.get('USE_GT_BBOX', False) and not test.get('MAX_IMAGES'):
+        if total and len(set(ids)) < total and not cfg.TEST.USE_GT_BBOX and not cfg.TEST.MAX_IMAGES:
             text += ' (the detections cover only these; TEST.USE_GT_BBOX True tests every annotated person)'
     return text
 
@@ -138,8 +139,8 @@ def run_inference(model, dataset, predictor, cfg, ctx, collate_fn, progress=True
     Used by test.py and by the evaluation during training (cvpack/engine/periodic_eval.py)."""
     indices = shard_indices(len(dataset), ctx.rank, ctx.world_size)
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=int(cfg.TEST.get('IMS_PER_GPU', 32)), sampler=indices, collate_fn=collate_fn,
-        num_workers=int(cfg.DATALOADER.get('NUM_WORKERS', 0)), pin_memory=ctx.device.type == 'cuda')
+        dataset, batch_size=int(cfg.TEST.IMS_PER_GPU), sampler=indices, collate_fn=collate_fn,
+        num_workers=int(cfg.DATALOADER.NUM_WORKERS), pin_memory=ctx.device.type == 'cuda')
     instances = predict_batches(model, loader, predictor, cfg, ctx.device, progress=progress and ctx.is_main)
     gathered = comm.all_gather_object(instances)
     if not ctx.is_main:
@@ -149,7 +150,7 @@ def run_inference(model, dataset, predictor, cfg, ctx, collate_fn, progress=True
 
 def limit_images(dataset, cfg, log=None):
     """``TEST.MAX_IMAGES`` N > 0: the samples of the first N images (in dataset order); 0 = the whole dataset."""
-    limit = int(cfg.get('TEST', {}).get('MAX_IMAGES', 0) or 0)
+    limit = int(cfg.TEST.MAX_IMAGES)
     if limit <= 0:
         return dataset
     ids = _dataset_image_ids(dataset)
@@ -198,8 +199,8 @@ def test_main(cfg, build_model, argv=None, dataset_builder=None, predictor_build
     (None on other ranks). Writes TEST_DIR/test_log.txt, TEST_DIR/results.json (the evaluator) and
     TEST_DIR/metrics.json.
     """
-    args, cfg = parse_with_config(test_parser(cfg.get('EXP_NAME', '')), cfg, argv)
-    ctx = setup_distributed(cfg.MODEL.get('DEVICE', 'auto'), args.local_rank, dist_timeout(cfg))
+    args, cfg = parse_with_config(test_parser(cfg.EXP_NAME), cfg, argv)
+    ctx = setup_distributed(cfg.MODEL.DEVICE, args.local_rank, dist_timeout(cfg))
     log_file = None
     try:
         if ctx.is_main:
@@ -210,7 +211,7 @@ def test_main(cfg, build_model, argv=None, dataset_builder=None, predictor_build
         path = resolve_test_checkpoint(cfg, args.iter, args.checkpoint, log)   # a URL is read by safe_load
         cfg, model = load_for_test(cfg, build_model, path, strict=not args.non_strict, log=log)
         model = prepare_model(model, cfg, ctx, log).eval()
-        if cfg.TEST.get('COMPILE', False):
+        if cfg.TEST.COMPILE:
             from ..inference.compile import maybe_compile
             model = maybe_compile(model, cfg, log)
         if dataset_builder is None:

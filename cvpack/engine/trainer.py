@@ -21,9 +21,10 @@ import numpy as np
 import torch
 
 from .. import dist as comm
+from ..config import clone, freeze
 from ..data.samplers import IterationBasedSampler
 from ..protocols import AspectRatioGrouped, PretrainedInit
-from ..solver import build_lr_scheduler, build_optimizer, load_optimizer_state, resolve_solver
+from ..solver import build_lr_scheduler, build_optimizer, describe_scaling, load_optimizer_state, resolve_solver
 from ..safe_load import CheckpointError, is_url, resolve_source
 from .args import parse_with_config, train_parser
 from .checkpoint import (LAST_NAME, check_training_checkpoint, find_resume_checkpoint, link_last,
@@ -104,7 +105,7 @@ class Trainer:
                  evaluator_builder=None):
         self.cfg, self.ctx = cfg, ctx
         self.log = logging.getLogger('cvpack.train')
-        seed = int(cfg.get('SEED', 0)) + ctx.rank
+        seed = int(cfg.SEED) + ctx.rank
         random.seed(seed)
         np.random.seed(seed)
         torch.manual_seed(seed)
@@ -119,16 +120,16 @@ class Trainer:
             # (no SyncBN by default) and rank 0's are the ones saved.
             self.ddp = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=ids, broadcast_buffers=False,
-                find_unused_parameters=bool(cfg.MODEL.get('FIND_UNUSED_PARAMETERS', False)))
+                find_unused_parameters=bool(cfg.MODEL.FIND_UNUSED_PARAMETERS))
         self.optimizer = build_optimizer(self.solver, self.model, self.solver.LR)
         self.scheduler = build_lr_scheduler(self.solver, self.optimizer)
-        self.amp = amp_dtype(cfg.SOLVER.get('AMP', 'none'), ctx.device)
+        self.amp = amp_dtype(cfg.SOLVER.AMP, ctx.device)
         self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=self.amp == torch.float16)
         self.start_iter = 0
         # SOLVER.ACCUMULATE: micro-batches of IMS_PER_GPU per optimizer step; iterations count optimizer steps
-        self.accumulate = int(cfg.SOLVER.get('ACCUMULATE', 1) or 1)
+        self.accumulate = int(cfg.SOLVER.ACCUMULATE)
         self.sampler = None    # set by build_loader
-        self.tb = TensorboardWriter(cfg.get('TENSORBOARD_DIR'), enabled=ctx.is_main)
+        self.tb = TensorboardWriter(cfg.TENSORBOARD_DIR, enabled=ctx.is_main)
         self.evaluator = PeriodicEvaluator(cfg, ctx, self.solver, dataset_builder or default_dataset_builder,
                                            self.collate_fn, predictor_builder, evaluator_builder)
 
@@ -223,9 +224,9 @@ class Trainer:
         if last:
             self.resume(last, loaded.get('state'))
             self._check_start_iter(last)
-        elif self.cfg.MODEL.get('WEIGHT'):
+        elif self.cfg.MODEL.WEIGHT:
             load_model_weights(self.model, self.cfg.MODEL.WEIGHT, strict=False, log=self.log, cfg=self.cfg)
-        elif self.cfg.MODEL.get('PRETRAINED'):
+        elif self.cfg.MODEL.PRETRAINED:
             self.load_pretrained(self.cfg.MODEL.PRETRAINED)
 
     def _check_start_iter(self, path):
@@ -252,7 +253,7 @@ class Trainer:
         if not isinstance(self.model, PretrainedInit):
             raise ValueError('%s: MODEL.PRETRAINED is set (%s) but %s has no ImageNet initialisation '
                              '(no load_pretrained); set MODEL.PRETRAINED None, or MODEL.WEIGHT for a full checkpoint'
-                             % (self.cfg.get('EXP_NAME', 'exp'), source, type(self.model).__name__))
+                             % (self.cfg.EXP_NAME, source, type(self.model).__name__))
         fn = self.model.load_pretrained
         report, error = None, None
         if self.ctx.is_main:
@@ -296,8 +297,8 @@ class Trainer:
         s, ctx = self.solver, self.ctx
         n = self.accumulate   # the sampler counts micro-batches: the same index stream for any ACCUMULATE
         sampler = IterationBasedSampler(len(self.dataset), s.IMS_PER_GPU, s.MAX_ITER * n, self.start_iter * n,
-                                        ctx.rank, ctx.world_size, seed=int(self.cfg.get('SEED', 0)))
-        if self.cfg.DATALOADER.get('ASPECT_RATIO_GROUPING') and isinstance(self.dataset, AspectRatioGrouped):
+                                        ctx.rank, ctx.world_size, seed=int(self.cfg.SEED))
+        if self.cfg.DATALOADER.ASPECT_RATIO_GROUPING and isinstance(self.dataset, AspectRatioGrouped):
             # Detection (GCPose): one aspect-ratio group per batch, still resumable (see GroupedIterationSampler).
             from ..data.samplers import GroupedIterationSampler
             sampler = GroupedIterationSampler(sampler, self.dataset.aspect_ratio_flags())
@@ -308,9 +309,9 @@ class Trainer:
         # resume points): the workers' RNGs (torch.initial_seed() = base seed + worker id, from which
         # TopDownDataset and _seed_worker seed numpy) differ after a resume instead of replaying iteration 0.
         gen = torch.Generator()
-        words = np.random.SeedSequence([int(self.cfg.get('SEED', 0)), ctx.rank, self.start_iter]).generate_state(2)
+        words = np.random.SeedSequence([int(self.cfg.SEED), ctx.rank, self.start_iter]).generate_state(2)
         gen.manual_seed(int(words[0]) << 31 ^ int(words[1]))
-        workers = int(self.cfg.DATALOADER.get('NUM_WORKERS', 0))
+        workers = int(self.cfg.DATALOADER.NUM_WORKERS)
         return torch.utils.data.DataLoader(
             self.dataset, batch_sampler=sampler, num_workers=workers, collate_fn=self.collate_fn,
             worker_init_fn=_seed_worker, generator=gen, pin_memory=ctx.device.type == 'cuda',
@@ -336,7 +337,7 @@ class Trainer:
                 self.scaler.scale(total / n).backward()
             for k, v in reduced.items():
                 terms[k] = terms.get(k, 0.0) + float(v) / n
-        clip = self.cfg.SOLVER.get('CLIP_GRAD_NORM')
+        clip = self.cfg.SOLVER.CLIP_GRAD_NORM
         if clip:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(clip))
@@ -347,7 +348,7 @@ class Trainer:
 
     def _forward(self, batch, iteration):
         """Training forward of one (micro-)batch: (total loss, rank-averaged loss terms); stops on NaN/inf."""
-        batch = to_device(batch, self.ctx.device, self.cfg.MODEL.get('CHANNELS_LAST', False))
+        batch = to_device(batch, self.ctx.device, self.cfg.MODEL.CHANNELS_LAST)
         with autocast(self.amp, self.ctx.device):
             losses = self.ddp(batch['image'], batch)
         if not isinstance(losses, dict) or not losses:
@@ -410,7 +411,7 @@ class Trainer:
     def train(self):
         s = self.solver
         self.ddp.train()
-        period, log_period = int(s.CHECKPOINT_PERIOD), int(s.get('LOG_PERIOD', 20) or 20)
+        period, log_period = int(s.CHECKPOINT_PERIOD), int(s.LOG_PERIOD)
         imgs_per_iter = int(s.IMS_PER_GPU) * self.ctx.world_size * self.accumulate
         loader_iter = iter(self.build_loader())
         t_end, t_start, times = time.perf_counter(), time.perf_counter(), []
@@ -476,9 +477,16 @@ def _log_setup(trainer, cfg, ctx):
     trainer.log.info('effective solver: LR %.3e (BASE_LR %.3e, REFERENCE_WORLD_SIZE %s), MAX_ITER %d, '
                      'CHECKPOINT_PERIOD %d, WARMUP_ITERS %d, STEPS %s, %s, batch %d per process x %d accumulated '
                      '(SOLVER.ACCUMULATE) = %d per optimizer step',
-                     s.LR, s.BASE_LR, s.get('REFERENCE_WORLD_SIZE'), s.MAX_ITER, s.CHECKPOINT_PERIOD,
-                     s.WARMUP_ITERS, list(s.get('STEPS', ())), s.LR_SCHEDULER, s.IMS_PER_GPU, trainer.accumulate,
+                     s.LR, s.BASE_LR, s.REFERENCE_WORLD_SIZE, s.MAX_ITER, s.CHECKPOINT_PERIOD,
+                     s.WARMUP_ITERS, list(s.STEPS), s.LR_SCHEDULER, s.IMS_PER_GPU, trainer.accumulate,
                      s.IMS_PER_GPU * ctx.world_size * trainer.accumulate)
+    scaling = describe_scaling(cfg.SOLVER, s, ctx.world_size)
+    if scaling:
+        trainer.log.info(scaling)
+    if 0 < s.MAX_ITER <= s.WARMUP_ITERS:
+        trainer.log.warning('the warm-up (WARMUP_ITERS %d) is as long as the run (MAX_ITER %d) or longer: it is cut '
+                            'at MAX_ITER, the LR rises from %.3e and never reaches %.3e (set SOLVER.WARMUP_ITERS to '
+                            'shorten it)', s.WARMUP_ITERS, s.MAX_ITER, s.LR * s.WARMUP_FACTOR, s.LR)
     if trainer.evaluator.enabled:
         trainer.log.info('evaluation during training every %s (TEST.EVAL_PERIOD %d, in %ss: SOLVER.EPOCHS is %s)',
                          trainer.evaluator.describe(), trainer.evaluator.given, trainer.evaluator.unit,
@@ -501,10 +509,12 @@ def train_main(cfg, build_model, argv=None, dataset_builder=None, collate_fn=Non
     Returns:
         The trained model (unwrapped from DDP), on its device.
     """
-    args, cfg = parse_with_config(train_parser(cfg.get('EXP_NAME', '')), cfg, argv)
-    if args.weights:
+    args, cfg = parse_with_config(train_parser(cfg.EXP_NAME), cfg, argv)
+    if args.weights:   # --weights is MODEL.WEIGHT given another way: part of the resolution, before freezing
+        cfg = clone(cfg)
         cfg.MODEL.WEIGHT = args.weights
-    ctx = setup_distributed(cfg.MODEL.get('DEVICE', 'auto'), args.local_rank, dist_timeout(cfg))
+        cfg = freeze(cfg)
+    ctx = setup_distributed(cfg.MODEL.DEVICE, args.local_rank, dist_timeout(cfg))
     log_file = None
     try:
         if ctx.is_main:  # only rank 0 creates folders and files (docs/reference/defects.md R#27)

@@ -6,28 +6,29 @@ import shutil
 
 import torch
 
-from ..config import dump_config, merge_from_list
+from ..config import dump_config, freeze, merge_from_list
 from .env import collect_env
 
 __all__ = ['resolve_cfg', 'to_device', 'autocast', 'prepare_model', 'write_run_files']
 
 
 def resolve_cfg(cfg, opts):
-    """A copy of ``cfg`` with the command-line ``KEY VALUE`` overrides applied (the exp's cfg is not mutated).
+    """A frozen copy of ``cfg`` with the command-line ``KEY VALUE`` overrides applied (the exp's cfg is not
+    mutated); writing to it raises, naming the key (:mod:`cvpack.config.frozen`; ``clone(cfg)`` to change a copy).
 
     When OUTPUT_DIR is overridden, TEST_DIR and TENSORBOARD_DIR that lived below the old OUTPUT_DIR (and were
     not overridden themselves) move with it, so ``OUTPUT_DIR /elsewhere`` keeps every output together.
     """
     opts = list(opts or [])
-    old_out = cfg.get('OUTPUT_DIR')
+    old_out = cfg.OUTPUT_DIR
     cfg = merge_from_list(copy.deepcopy(cfg), opts)
-    new_out = cfg.get('OUTPUT_DIR')
+    new_out = cfg.OUTPUT_DIR
     if old_out and new_out != old_out:
         for key in ('TEST_DIR', 'TENSORBOARD_DIR'):
             val = cfg.get(key)
             if key not in opts[0::2] and isinstance(val, str) and val.startswith(old_out + osp.sep):
                 cfg[key] = osp.join(new_out, osp.relpath(val, old_out))
-    return cfg
+    return freeze(cfg)
 
 
 def to_device(batch, device, channels_last=False):
@@ -70,14 +71,14 @@ def autocast(dtype, device):
 
 def prepare_model(model, cfg, ctx, log):
     """Device, optional SyncBN and channels-last; DDP wrapping is the trainer's (tests need no DDP)."""
-    if ctx.distributed and cfg.MODEL.get('SYNC_BN', False):
+    if ctx.distributed and cfg.MODEL.SYNC_BN:
         if ctx.device.type != 'cuda':
             log.warning('MODEL.SYNC_BN needs CUDA/nccl: kept per-process BatchNorm on %s', ctx.device)
         else:
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
             log.info('BatchNorm converted to SyncBatchNorm')
     model = model.to(ctx.device)
-    if cfg.MODEL.get('CHANNELS_LAST', False):
+    if cfg.MODEL.CHANNELS_LAST:
         model = model.to(memory_format=torch.channels_last)
     return model
 
@@ -89,7 +90,7 @@ def write_run_files(cfg, extra=None):
     data = dict(cfg)
     if extra:
         data['_RUNTIME'] = extra
-    data['_ENV'] = collect_env(cfg.get('EXP_DIR'))
+    data['_ENV'] = collect_env(cfg.EXP_DIR)
     dump_config(data, osp.join(cfg.OUTPUT_DIR, 'config.json'))
     for name in ('config.py', 'network.py'):
         src = osp.join(cfg.EXP_DIR, name)

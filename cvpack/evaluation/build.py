@@ -7,7 +7,6 @@ import os.path as osp
 import numpy as np
 
 from .coco import evaluate_keypoints, format_table, instances_to_coco_results, load_coco_gt
-from ..data.meta import get_dataset_meta
 from ..data.meta_file import dataset_meta
 from ..data.validate import read_json
 from ..utils import import_target
@@ -43,7 +42,7 @@ def apply_test_nms(cfg, instances):
     """cfg.TEST.NMS ('none' | 'oks' | 'soft_oks', TEST.NMS_THRESH) per image on predictor instances, with the
     instance areas OKS uses; the COCO evaluator and ``cvpack.apis`` share it. Returns the kept instances."""
     insts = [dict(i, area=_area(i)) for i in instances]
-    return nms_per_image(insts, cfg.TEST.get('NMS', 'none'), float(cfg.TEST.get('NMS_THRESH', 0.9)),
+    return nms_per_image(insts, cfg.TEST.NMS, float(cfg.TEST.NMS_THRESH),
                          np.asarray(dataset_meta(cfg).sigmas, np.float64))
 
 
@@ -60,8 +59,8 @@ class CocoEvaluator:
         self.gt_path = osp.join(cfg.DATASET.ROOT, cfg.DATASET.VAL_ANN)
         self.cfg = cfg
         self.meta = dataset_meta(cfg)
-        self.nms = cfg.TEST.get('NMS', 'none')
-        self.box_source = 'GT boxes' if cfg.TEST.get('USE_GT_BBOX', False) else 'detected boxes'
+        self.nms = cfg.TEST.NMS
+        self.box_source = 'GT boxes' if cfg.TEST.USE_GT_BBOX else 'detected boxes'
         self.image_ids = None   # restrict_to (TEST.MAX_IMAGES)
 
     def restrict_to(self, image_ids, indices):
@@ -120,12 +119,11 @@ def _GtCoco(data, path):
 
 class MpiiEvaluator:
     """MPII PCKh: one instance per annotation record, ordered by the dataset 'index' of each sample; each
-    instance has cfg.DATASET.KEYPOINT.NUM joints (the dataset's metadata when the key is absent)."""
+    instance has cfg.DATASET.KEYPOINT.NUM joints."""
 
     def __init__(self, cfg):
         self.gt_path = osp.join(cfg.DATASET.ROOT, cfg.DATASET.VAL_ANN)
-        self.num_joints = int(cfg.DATASET.get('KEYPOINT', {}).get('NUM')
-                              or get_dataset_meta(cfg.DATASET.NAME).num_keypoints)
+        self.num_joints = int(cfg.DATASET.KEYPOINT.NUM)
         self.records = None   # restrict_to (TEST.MAX_IMAGES)
 
     def restrict_to(self, image_ids, indices):
@@ -161,7 +159,7 @@ class MpiiEvaluator:
 def evaluator_class(cfg):
     """The class ``cfg.TEST.EVALUATOR`` names ('module:Class', e.g. GCPose's keypoint + person box AP), else the
     core one of the dataset: MPII -> :class:`MpiiEvaluator` (PCKh), any other -> :class:`CocoEvaluator`."""
-    spec = cfg.get('TEST', {}).get('EVALUATOR')
+    spec = cfg.TEST.EVALUATOR
     if spec:
         return import_target(spec, 'TEST.EVALUATOR')
     name = dataset_meta(cfg).name       # raises naming the known datasets for an unknown name

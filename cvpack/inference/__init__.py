@@ -9,7 +9,7 @@ def predictor_class(cfg):
     """The class ``cfg.TEST.PREDICTOR`` names ('module:Class': a project's own predictor, e.g. GCPose's
     whole-image one; the core never imports a project), else the core's top-down predictor (flip test + decode +
     map back + rescore) for the top-down pipelines (``cvpack.data.TOP_DOWN_PIPELINES``)."""
-    spec = cfg.get('TEST', {}).get('PREDICTOR')
+    spec = cfg.TEST.PREDICTOR
     if spec:
         return import_target(spec, 'TEST.PREDICTOR')
     pipeline = cfg.DATASET.PIPELINE

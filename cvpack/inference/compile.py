@@ -54,9 +54,9 @@ def maybe_compile(model, cfg, log):
     pipelines (whole-image detection, a project's own TEST.PREDICTOR) stay eager, with a warning, since every
     new image size would recompile."""
     from ..data.build import TOP_DOWN_PIPELINES
-    pipeline = cfg.get('DATASET', {}).get('PIPELINE')
-    if cfg.TEST.get('PREDICTOR') or pipeline not in TOP_DOWN_PIPELINES:
+    pipeline = cfg.DATASET.PIPELINE
+    if cfg.TEST.PREDICTOR or pipeline not in TOP_DOWN_PIPELINES:
         log.warning('TEST.COMPILE ignored: only the top-down pipelines %s compile (this exp: DATASET.PIPELINE '
-                    '%r, TEST.PREDICTOR %r)', list(TOP_DOWN_PIPELINES), pipeline, cfg.TEST.get('PREDICTOR'))
+                    '%r, TEST.PREDICTOR %r)', list(TOP_DOWN_PIPELINES), pipeline, cfg.TEST.PREDICTOR)
         return model
     return compile_for_inference(model, log)

@@ -20,8 +20,8 @@ def predict_batches(model, batches, predictor, cfg, device, progress=False, desc
     """
     from tqdm import tqdm
     from ..engine.utils import amp_dtype, autocast, to_device
-    dtype = amp_dtype(cfg.TEST.get('AMP', 'none'), device)
-    channels_last = cfg.MODEL.get('CHANNELS_LAST', False)
+    dtype = amp_dtype(cfg.TEST.AMP, device)
+    channels_last = cfg.MODEL.CHANNELS_LAST
     instances = []
     with torch.inference_mode():
         for batch in tqdm(batches, desc=desc, disable=not progress, dynamic_ncols=True):

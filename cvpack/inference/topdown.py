@@ -38,13 +38,13 @@ class TopDownPredictor:
 
     def __init__(self, cfg):
         self.cfg = cfg
-        self.flip = bool(cfg.TEST.get('FLIP', False))
-        self.flip_shift = bool(cfg.TEST.get('FLIP_SHIFT', False))
+        self.flip = bool(cfg.TEST.FLIP)
+        self.flip_shift = bool(cfg.TEST.FLIP_SHIFT)
         self.flip_pairs = [tuple(p) for p in cfg.DATASET.KEYPOINT.FLIP_PAIRS]
         self.input_hw = tuple(cfg.INPUT_SHAPE)
-        self.pixel_std = float(cfg.DATASET.get('PIXEL_STD', 200))
-        self.rescore = cfg.TEST.get('RESCORE', 'megvii')
-        self.keypoint_thresh = float(cfg.TEST.get('KEYPOINT_THRESH', 0.2))
+        self.pixel_std = float(cfg.DATASET.PIXEL_STD)
+        self.rescore = cfg.TEST.RESCORE
+        self.keypoint_thresh = float(cfg.TEST.KEYPOINT_THRESH)
         self.codec = build_codec(cfg)
 
     @torch.no_grad()

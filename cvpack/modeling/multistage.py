@@ -276,7 +276,7 @@ def build_multistage(cfg, cls=MultiStageNet, **kwargs) -> MultiStageNet:
     these arguments plus ``kwargs``."""
     m = cfg.MODEL
     if ':' in str(m.BACKBONE):          # a project's block: 'module:Class' (import errors name MODEL.BACKBONE)
-        if not m.get('BLOCKS'):
+        if not m.BLOCKS:
             raise ValueError('MODEL.BACKBONE %r (a block class) needs MODEL.BLOCKS, e.g. [2, 2, 2, 2]' % m.BACKBONE)
         block, blocks = import_target(m.BACKBONE, 'MODEL.BACKBONE'), None
     elif m.BACKBONE not in BACKBONES:
@@ -284,16 +284,16 @@ def build_multistage(cfg, cls=MultiStageNet, **kwargs) -> MultiStageNet:
                        % (m.BACKBONE, sorted(BACKBONES)))
     else:
         block, blocks = BACKBONES[m.BACKBONE]
-    blocks = tuple(m.get('BLOCKS') or blocks)
+    blocks = tuple(m.BLOCKS or blocks)
     in_h, in_w = cfg.INPUT_SHAPE
     out_h, out_w = cfg.OUTPUT_SHAPE
     if (in_h, in_w) != (4 * out_h, 4 * out_w):
         raise ValueError('%s: INPUT_SHAPE %s must be 4x OUTPUT_SHAPE %s for the Megvii networks'
-                         % (cfg.get('EXP_NAME', 'config'), list(cfg.INPUT_SHAPE), list(cfg.OUTPUT_SHAPE)))
+                         % (cfg.EXP_NAME, list(cfg.INPUT_SHAPE), list(cfg.OUTPUT_SHAPE)))
     loss = dict(ohkm=cfg.LOSS.OHKM, topk=cfg.LOSS.TOPK, coarse_to_fine=cfg.LOSS.COARSE_TO_FINE,
-                mask=cfg.LOSS.get('MASK', 'megvii'))
+                mask=cfg.LOSS.MASK)
     return cls(num_keypoints=cfg.DATASET.KEYPOINT.NUM, output_shape=cfg.OUTPUT_SHAPE, block=block, blocks=blocks,
                stage_num=m.STAGE_NUM, up_channels=m.UPSAMPLE_CHANNEL_NUM,
-               efficient=bool(cfg.get('RUN_EFFICIENT', False)),
-               zero_init_residual=bool(m.get('ZERO_INIT_RESIDUAL', False)), prm=bool(m.get('PRM', False)),
-               loss=loss, conv_bias=bool(m.get('CONV_BIAS', True)), **kwargs)
+               efficient=bool(cfg.RUN_EFFICIENT),
+               zero_init_residual=bool(m.ZERO_INIT_RESIDUAL), prm=bool(m.PRM),
+               loss=loss, conv_bias=bool(m.CONV_BIAS), **kwargs)

@@ -9,6 +9,9 @@ With warm-up length W, factor ``f0 = WARMUP_FACTOR`` and MAX_ITER M, the factor 
 * 'megvii_linear' (the original): ``1 - (it - W) / (M - W)``, linear decay to 0 at M;
 * 'multistep': ``GAMMA ** (number of STEPS <= it)``;
 * 'cosine': ``0.5 * (1 + cos(pi * (it - W) / (M - W)))``.
+
+A warm-up as long as the run or longer (W >= M, e.g. ``SOLVER.MAX_ITER 2`` over the preset's 2400) is cut at M:
+every iteration is a warm-up one, the LR rises from ``f0 * LR`` and never reaches LR (the trainer warns).
 """
 import bisect
 import logging
@@ -16,7 +19,7 @@ import math
 
 import torch
 
-__all__ = ['LRFactor', 'build_lr_scheduler', 'resolve_solver']
+__all__ = ['LRFactor', 'build_lr_scheduler', 'resolve_solver', 'describe_scaling']
 
 logger = logging.getLogger(__name__)
 
@@ -31,8 +34,6 @@ class LRFactor:
             raise ValueError("SOLVER.LR_SCHEDULER must be 'megvii_linear', 'multistep' or 'cosine', got %r" % name)
         if warmup_method not in ('linear', 'constant'):
             raise ValueError("SOLVER.WARMUP_METHOD must be 'linear' or 'constant', got %r" % warmup_method)
-        if name != 'multistep' and max_iter <= warmup_iters:
-            raise ValueError('MAX_ITER (%d) must exceed WARMUP_ITERS (%d) for %s' % (max_iter, warmup_iters, name))
         self.name, self.max_iter, self.warmup_iters = name, int(max_iter), int(warmup_iters)
         self.warmup_factor, self.warmup_method = float(warmup_factor), warmup_method
         self.steps, self.gamma = sorted(int(s) for s in steps), float(gamma)
@@ -44,17 +45,17 @@ class LRFactor:
                 return self.warmup_factor
             return self.warmup_factor + (1.0 - self.warmup_factor) * it / w
         if self.name == 'megvii_linear':
-            return max(0.0, 1.0 - (it - w) / (self.max_iter - w))
+            return max(0.0, 1.0 - (it - w) / max(1, self.max_iter - w))
         if self.name == 'multistep':
             return self.gamma ** bisect.bisect_right(self.steps, it)
-        progress = min(1.0, (it - w) / (self.max_iter - w))
+        progress = min(1.0, (it - w) / max(1, self.max_iter - w))
         return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def build_lr_scheduler(solver, optimizer):
     """``LambdaLR`` over an :class:`LRFactor` built from the *resolved* solver (see :func:`resolve_solver`)."""
     factor = LRFactor(solver.LR_SCHEDULER, solver.MAX_ITER, solver.WARMUP_ITERS, solver.WARMUP_FACTOR,
-                      solver.get('WARMUP_METHOD', 'linear'), solver.get('STEPS', ()), solver.get('GAMMA', 0.1))
+                      solver.WARMUP_METHOD, solver.STEPS, solver.GAMMA)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
@@ -63,14 +64,14 @@ def _epoch_based(solver, world_size, dataset_len):
     style presets): one epoch = ceil(len(dataset) / (IMS_PER_GPU * world_size * ACCUMULATE)) optimizer steps."""
     if dataset_len is None:
         raise ValueError('SOLVER.EPOCHS is set: the train dataset length is needed to convert epochs to iterations')
-    batch = int(solver.IMS_PER_GPU) * world_size * int(solver.get('ACCUMULATE', 1) or 1)
+    batch = int(solver.IMS_PER_GPU) * world_size * int(solver.ACCUMULATE)
     per_epoch = max(1, math.ceil(dataset_len / batch))
     out = {'ITERS_PER_EPOCH': per_epoch, 'MAX_ITER': int(solver.EPOCHS) * per_epoch}
-    if solver.get('STEP_EPOCHS') is not None:
+    if solver.STEP_EPOCHS is not None:
         out['STEPS'] = [int(round(e * per_epoch)) for e in solver.STEP_EPOCHS]
-    if solver.get('WARMUP_EPOCHS') is not None:
+    if solver.WARMUP_EPOCHS is not None:
         out['WARMUP_ITERS'] = int(round(solver.WARMUP_EPOCHS * per_epoch))
-    out['CHECKPOINT_PERIOD'] = int(solver.get('CHECKPOINT_EPOCHS', 1) or 1) * per_epoch
+    out['CHECKPOINT_PERIOD'] = int(solver.CHECKPOINT_EPOCHS or 1) * per_epoch
     return out
 
 
@@ -85,18 +86,39 @@ def resolve_solver(solver, world_size, dataset_len=None):
       length, which already accounts for W; the LR is ``BASE_LR * W`` only when R is set.
     """
     out = dict(solver)
-    ref = solver.get('REFERENCE_WORLD_SIZE')
+    ref = solver.REFERENCE_WORLD_SIZE
     out['LR'] = float(solver.BASE_LR) * (world_size if ref else 1)
-    if solver.get('EPOCHS') is not None:
+    if solver.EPOCHS is not None:
         out.update(_epoch_based(solver, world_size, dataset_len))
     elif ref:
         ratio = float(ref) / world_size
-        scaled = ('MAX_ITER', 'CHECKPOINT_PERIOD') + (('WARMUP_ITERS',) if solver.get('SCALE_WARMUP', True) else ())
+        scaled = ('MAX_ITER', 'CHECKPOINT_PERIOD') + (('WARMUP_ITERS',) if solver.SCALE_WARMUP else ())
         for key in scaled:
             out[key] = int(round(solver[key] * ratio))
-        out['STEPS'] = [int(round(s * ratio)) for s in solver.get('STEPS', ())]
+        out['STEPS'] = [int(round(s * ratio)) for s in solver.STEPS]
     out['CHECKPOINT_PERIOD'] = max(1, int(out['CHECKPOINT_PERIOD']))
     return _Attr(out)
+
+
+def describe_scaling(solver, resolved, world_size):
+    """One line for the log: each key the world-size rule changed, as given -> effective, e.g.
+    ``world-size scaling (8 -> 1 processes): BASE_LR 0.0005 -> 0.0005, MAX_ITER 2 -> 16, ...``; None when
+    ``REFERENCE_WORLD_SIZE`` is None (the values are used as given).
+
+    Args:
+        solver: the config's SOLVER (the values given); resolved: :func:`resolve_solver`'s result for it.
+    """
+    ref = solver.REFERENCE_WORLD_SIZE
+    if not ref:
+        return None
+    pairs = [('BASE_LR', solver.BASE_LR, resolved.LR)]
+    if solver.EPOCHS is None:
+        keys = ('MAX_ITER', 'CHECKPOINT_PERIOD', 'WARMUP_ITERS', 'STEPS')
+        pairs += [(k, list(solver[k]) if k == 'STEPS' else solver[k], resolved[k]) for k in keys]
+    text = ', '.join('%s %s -> %s' % (k, '%g' % a if k == 'BASE_LR' else a, '%g' % b if k == 'BASE_LR' else b)
+                     for k, a, b in pairs)
+    return ('world-size scaling (%s -> %d processes): %s (SOLVER.REFERENCE_WORLD_SIZE None on the command line '
+            'uses the values as given; docs/ENGINE.md)' % (ref, world_size, text))
 
 
 class _Attr(dict):

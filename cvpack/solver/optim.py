@@ -39,17 +39,17 @@ def build_optimizer(solver, model, lr):
         model: the module to optimise (unwrapped or DDP: only ``parameters()`` is used), already on its device.
         lr: the effective learning rate (after world-size scaling, see ``resolve_solver``).
     """
-    groups = param_groups(model, solver.WEIGHT_DECAY, solver.get('WEIGHT_DECAY_BIAS'))
+    groups = param_groups(model, solver.WEIGHT_DECAY, solver.WEIGHT_DECAY_BIAS)
     # None leaves torch's default (the foreach loop); the checkpoint state is the same either way.
-    fused = True if solver.get('FUSED', True) and fused_supported(groups) else None
+    fused = True if solver.FUSED and fused_supported(groups) else None
     name = str(solver.OPTIMIZER).lower()
     if name == 'adam':
-        return torch.optim.Adam(groups, lr=lr, betas=tuple(solver.get('BETAS', (0.9, 0.999))), fused=fused)
+        return torch.optim.Adam(groups, lr=lr, betas=tuple(solver.BETAS), fused=fused)
     if name == 'adamw':
-        return torch.optim.AdamW(groups, lr=lr, betas=tuple(solver.get('BETAS', (0.9, 0.999))), fused=fused)
+        return torch.optim.AdamW(groups, lr=lr, betas=tuple(solver.BETAS), fused=fused)
     if name == 'sgd':
         return torch.optim.SGD(groups, lr=lr, momentum=float(solver.MOMENTUM),
-                               nesterov=bool(solver.get('NESTEROV', False)), fused=fused)
+                               nesterov=bool(solver.NESTEROV), fused=fused)
     raise ValueError("SOLVER.OPTIMIZER must be 'Adam', 'AdamW' or 'SGD', got %r" % solver.OPTIMIZER)
 
 

@@ -65,7 +65,7 @@ def denormalize(tensor, cfg):
     else:                                     # 0-1 units
         img = (img * np.asarray(cfg.INPUT.STDS, np.float32) + np.asarray(cfg.INPUT.MEANS, np.float32)) * 255.0
     img = np.clip(np.round(img), 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(img[..., ::-1]) if cfg.DATASET.get('COLOR_RGB', False) else img
+    return np.ascontiguousarray(img[..., ::-1]) if cfg.DATASET.COLOR_RGB else img
 
 
 def overlay_heatmaps(image_bgr, target, alpha=0.5):

@@ -85,10 +85,10 @@ def complexity(exp_dir, opts=None, meta=True):
     if isinstance(model, ComplexityParts):
         gmacs, parts = _parts_complexity(model, cfg)
         return {'params': params, 'gmacs': gmacs, 'parts': parts}
-    if not cfg.get('INPUT_SHAPE'):
+    if 'INPUT_SHAPE' not in cfg:   # whole-image pipelines (GCPose) have no fixed input size
         raise ValueError('%s: cfg has no INPUT_SHAPE (DATASET.PIPELINE %r) and the model has no '
                          'complexity_parts(cfg): cannot choose an input to count MACs at'
-                         % (exp_dir, cfg.get('DATASET', {}).get('PIPELINE')))
+                         % (exp_dir, cfg.DATASET.PIPELINE))
     h, w = cfg.INPUT_SHAPE
     macs = count_macs(model, torch.zeros(1, 3, h, w, device=next(model.parameters()).device))
     return {'params': params, 'gmacs': macs / 1e9}

@@ -50,15 +50,18 @@ def load_for_export(exp_dir, weights=None, opts=None):
     cvpack.safe_load): the settings they need (e.g. mmpose's ``MODEL.CONV_BIAS False``, RGB mean/std) are
     applied before the model is built, and ``cfg.WEIGHT_OVERRIDES`` lists them, so the export can carry them.
     """
+    from ..config import clone, freeze
     from ..exp import load_exp
     from ..weights import build_model_with_weights
     if not weights:
         cfg, model = load_exp(exp_dir, opts)
-        cfg.WEIGHT_OVERRIDES = {}
-        return cfg, model.eval()
-    cfg, model, prepared = build_model_with_weights(exp_dir, weights, opts)
-    cfg.WEIGHT_OVERRIDES = dict(prepared.cfg_overrides)
-    return cfg, model.eval()
+        overrides = {}
+    else:
+        cfg, model, prepared = build_model_with_weights(exp_dir, weights, opts)
+        overrides = dict(prepared.cfg_overrides)
+    cfg = clone(cfg)   # the resolved cfg is frozen: the export's own key goes on a copy
+    cfg.WEIGHT_OVERRIDES = overrides
+    return freeze(cfg), model.eval()
 
 
 def write_metadata(path, cfg, exp_dir):
@@ -68,7 +71,7 @@ def write_metadata(path, cfg, exp_dir):
     onnx = _require('onnx')
     model = onnx.load(path)
     entries = {'cvpack.exp': osp.basename(osp.normpath(exp_dir)),
-               'cvpack.cfg_overrides': json.dumps(cfg.get('WEIGHT_OVERRIDES') or {}, sort_keys=True)}
+               'cvpack.cfg_overrides': json.dumps(cfg.WEIGHT_OVERRIDES, sort_keys=True)}
     for prop in list(model.metadata_props):
         if prop.key in entries:
             model.metadata_props.remove(prop)
@@ -237,10 +240,10 @@ def main(argv=None):
 def _export_main(args):
     cfg, model = load_for_export(args.exp_dir, args.weights, args.opts)
     from ..data.build import TOP_DOWN_PIPELINES
-    if cfg.DATASET.get('PIPELINE') not in TOP_DOWN_PIPELINES:
+    if cfg.DATASET.PIPELINE not in TOP_DOWN_PIPELINES:
         sys.exit('%s: not a top-down exp (DATASET.PIPELINE %r); a whole-image detector exports its own parts '
                  '(GCPose: the export module of its project package, docs/EXPORT.md)'
-                 % (args.exp_dir, cfg.DATASET.get('PIPELINE')))
+                 % (args.exp_dir, cfg.DATASET.PIPELINE))
     name = osp.basename(osp.normpath(args.exp_dir))
     out = args.out or osp.join(args.exp_dir, name + '.onnx')
     h, w = cfg.INPUT_SHAPE

@@ -59,7 +59,8 @@ class Prepared:
 
 def available_formats(cfg=None):
     """``{name: module path}``: the exp's ``MODEL.WEIGHT_FORMATS`` first, then the core formats."""
-    project = dict((cfg or {}).get('MODEL', {}).get('WEIGHT_FORMATS') or {})
+    # cfg None: a call without an exp (load_model_weights(model, path)) knows only the core formats
+    project = dict(cfg.MODEL.WEIGHT_FORMATS or {}) if cfg is not None else {}
     out = dict(project)
     for name, path in CORE_FORMATS.items():
         out.setdefault(name, path)
@@ -144,9 +145,10 @@ def _plain(value):
 
 
 def apply_overrides(cfg, overrides, source='', log=None):
-    """A copy of ``cfg`` with ``overrides`` ({'DOTTED.KEY': value}) set. Every key must exist in ``cfg``
-    (an override nobody reads would be a silent no-op); changed values are logged."""
-    cfg = copy.deepcopy(cfg)
+    """A copy of ``cfg`` with ``overrides`` ({'DOTTED.KEY': value}) set, frozen when ``cfg`` was. Every key must
+    exist in ``cfg`` (an override nobody reads would be a silent no-op); changed values are logged."""
+    from ..config import freeze, is_frozen
+    frozen, cfg = is_frozen(cfg), copy.deepcopy(cfg)
     log = log or logger
     for key, value in (overrides or {}).items():
         node, parts = cfg, key.split('.')
@@ -160,7 +162,7 @@ def apply_overrides(cfg, overrides, source='', log=None):
         node[parts[-1]] = _plain(value)
         if _plain(old) != _plain(value):
             log.info('weights %s set %s = %r (exp had %r)', osp.basename(source) or source, key, value, old)
-    return cfg
+    return freeze(cfg) if frozen else cfg
 
 
 def _quoted(names):
@@ -232,10 +234,10 @@ def build_model_with_weights(exp, source, opts=None, fmt='auto', strict=True, lo
     Returns:
         (cfg with the overrides applied, model in eval mode, :class:`Prepared`).
     """
-    from ..config import merge_from_list
+    from ..config import freeze, merge_from_list
     if isinstance(exp, (tuple, list)):
         cfg, build_model = exp
-        cfg = merge_from_list(copy.deepcopy(cfg), list(opts or []))
+        cfg = freeze(merge_from_list(copy.deepcopy(cfg), list(opts or [])))
     else:
         from ..exp import import_exp_module, load_exp
         cfg, _ = load_exp(exp, opts, build=False)

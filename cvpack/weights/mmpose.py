@@ -95,16 +95,16 @@ def _check_exp(kind, stages, blocks, cfg):
         return
     from ..modeling.multistage import BACKBONES
     m = cfg.MODEL
-    if m.get('BACKBONE') not in BACKBONES:
+    if m.BACKBONE not in BACKBONES:
         raise ValueError('mmpose %s weights need an RSN/MSPN exp (MODEL.BACKBONE one of %s), this exp has %r'
-                         % (kind.upper(), sorted(BACKBONES), m.get('BACKBONE')))
+                         % (kind.upper(), sorted(BACKBONES), m.BACKBONE))
     block, default_blocks = BACKBONES[m.BACKBONE]
-    exp_blocks = list(m.get('BLOCKS') or default_blocks)
+    exp_blocks = list(m.BLOCKS or default_blocks)   # None = the backbone's own
     if (ARCH[kind], blocks, stages) != (block, exp_blocks, int(m.STAGE_NUM)):
         raise ValueError('the file holds a %d-stage mmpose %s with blocks %s (our block %r); the exp %s builds '
                          'MODEL.BACKBONE %r = block %r, blocks %s, MODEL.STAGE_NUM %s: use the matching exp '
                          '(README, "Pretrained models")' % (stages, kind.upper(), blocks, ARCH[kind],
-                                                            cfg.get('EXP_NAME', ''), m.BACKBONE, block,
+                                                            cfg.EXP_NAME, m.BACKBONE, block,
                                                             exp_blocks, m.STAGE_NUM))
 
 

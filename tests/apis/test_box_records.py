@@ -8,6 +8,7 @@ import torch
 
 from cvpack.data import build_dataset
 from cvpack.data.io import read_image
+from cvpack.config import clone
 from cvpack.exp import load_exp
 from tests.apis.helpers import RSN18, exp_path
 
@@ -17,7 +18,7 @@ EXPS = {'megvii': RSN18, 'simple_baselines': ('projects', 'HSRNet', 'exps', 'hsr
 
 @pytest.mark.parametrize('pipeline', sorted(EXPS))
 def test_box_record_is_the_detection_record(pipeline, repo_root, coco_subset):
-    cfg, _ = load_exp(exp_path(repo_root, EXPS[pipeline]), build=False)
+    cfg = clone(load_exp(exp_path(repo_root, EXPS[pipeline]), build=False)[0])   # load_exp's cfg is frozen
     assert cfg.DATASET.PIPELINE == pipeline
     cfg.DATASET.ROOT = coco_subset
     cfg.TEST.USE_GT_BBOX = False

@@ -120,7 +120,7 @@ def test_presets_choose_the_codec_once(tmp_path):
 
 
 def test_config_errors_name_the_key():
-    cfg = edict(INPUT_SHAPE=[256, 192], OUTPUT_SHAPE=[64, 48], DATASET=edict(),
+    cfg = edict(INPUT_SHAPE=[256, 192], OUTPUT_SHAPE=[64, 48], DATASET=edict(), CODEC=None,
                 TEST=edict(DECODER='megvii', GAUSSIAN_KERNEL=5, SHIFT_RATIOS=[0.25]))
     with pytest.raises(KeyError, match='CODEC None'):
         build_codec(cfg)

@@ -25,7 +25,7 @@ def _cfg(flip, decoder='megvii', rescore='megvii', codec='megvii'):
     return edict(DATASET=edict(PIPELINE='megvii', PIXEL_STD=200, KEYPOINT=edict(FLIP_PAIRS=[[0, 1]])),
                  INPUT_SHAPE=[64, 48], OUTPUT_SHAPE=[16, 12], CODEC=codec,
                  TEST=edict(FLIP=flip, FLIP_SHIFT=False, DECODER=decoder, GAUSSIAN_KERNEL=5, SHIFT_RATIOS=[0.25],
-                            RESCORE=rescore, KEYPOINT_THRESH=0.2))
+                            RESCORE=rescore, KEYPOINT_THRESH=0.2, PREDICTOR=''))
 
 
 def _batch(n=1):

@@ -74,9 +74,11 @@ def test_accumulate_equals_full_batch(toy, tmp_path, sub_env, nproc):
 
 def test_epoch_based_solver_counts_optimizer_steps():
     from easydict import EasyDict as edict
+    from cvpack.config import base_config
     from cvpack.solver import resolve_solver
-    s = edict(BASE_LR=1e-3, IMS_PER_GPU=8, EPOCHS=10, STEP_EPOCHS=[5], WARMUP_EPOCHS=1, CHECKPOINT_EPOCHS=2,
-              CHECKPOINT_PERIOD=1, REFERENCE_WORLD_SIZE=None)
+    s = base_config('.').SOLVER
+    s.update(BASE_LR=1e-3, IMS_PER_GPU=8, EPOCHS=10, STEP_EPOCHS=[5], WARMUP_EPOCHS=1, CHECKPOINT_EPOCHS=2,
+             CHECKPOINT_PERIOD=1, REFERENCE_WORLD_SIZE=None)
     # 1000 samples, 2 processes x 8 x ACCUMULATE 4 = 64 per optimizer step: ceil(1000 / 64) = 16 steps an epoch
     out = resolve_solver(edict(s, ACCUMULATE=4), 2, 1000)
     assert (out['ITERS_PER_EPOCH'], out['MAX_ITER'], out['STEPS'], out['WARMUP_ITERS'], out['CHECKPOINT_PERIOD']) \

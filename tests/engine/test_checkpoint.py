@@ -118,3 +118,18 @@ def test_test_checkpoint_order(tmp_path, caplog):
     os.remove(str(out / ck.LAST_NAME))
     with pytest.raises(FileNotFoundError, match='iter-last.pth.*iter-4.pth'):
         resolve_test_checkpoint(cfg)
+
+
+def test_weights_needing_a_key_the_exp_lacks(tmp_path):
+    """A converted checkpoint whose config overrides name a key the exp does not have: an error naming the file
+    and the key (it used to be reported as a setting to add on the command line, which no override can add)."""
+    from easydict import EasyDict
+    model = torch.nn.Linear(2, 1)
+    path = str(tmp_path / 'converted.pth')
+    torch.save({'model': model.state_dict(), 'cfg_overrides': {'MODEL.CONV_BIAS': False, 'MODEL.NOPE': 1},
+                'source': {'file': 'x', 'format': 'mmpose'}}, path)
+    cfg = EasyDict(MODEL=EasyDict(CONV_BIAS=False, WEIGHT_FORMATS={}))
+    with pytest.raises(KeyError, match=r"converted\.pth: the weights need config key 'MODEL\.NOPE'"):
+        ck.load_model_weights(model, path, cfg=cfg)
+    cfg.MODEL.NOPE = 1
+    assert ck.load_model_weights(model, path, cfg=cfg) == ([], [])

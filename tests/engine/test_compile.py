@@ -4,6 +4,7 @@ import json
 import pytest
 import torch
 
+from cvpack.config import clone
 from cvpack.engine import test_main as run_test_main
 from cvpack.engine import train_main
 from cvpack.inference.compile import compile_for_inference
@@ -49,7 +50,7 @@ def _test_runs(toy, cfg, out, flags):
 def test_test_main_with_compile(toy, toy_exp, tmp_path):
     """Through test_main on a top-down pipeline: the log says the forward is compiled and every score
     equals the eager run's."""
-    _, cfg = toy_exp
+    cfg = clone(toy_exp[1])   # load_exp's cfg is frozen
     cfg.DATASET.PIPELINE = 'megvii'
     runs = _test_runs(toy, cfg, tmp_path / 'T', ('False', 'True'))
     assert 'TEST.COMPILE: torch.compile' in runs['True'][1] and 'TEST.COMPILE' not in runs['False'][1]
@@ -59,7 +60,7 @@ def test_test_main_with_compile(toy, toy_exp, tmp_path):
 
 def test_compile_is_skipped_for_other_pipelines(toy, toy_exp, tmp_path):
     """A whole-image pipeline would recompile per image size: TEST.COMPILE is ignored with a warning."""
-    _, cfg = toy_exp
+    cfg = clone(toy_exp[1])   # load_exp's cfg is frozen
     cfg.DATASET.PIPELINE = 'detection'
     runs = _test_runs(toy, cfg, tmp_path / 'D', ('True',))
     assert "TEST.COMPILE ignored" in runs['True'][1] and "'detection'" in runs['True'][1]

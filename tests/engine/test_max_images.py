@@ -80,8 +80,9 @@ def test_coco_evaluator_restricted_to_images(coco_subset, tmp_path):
     import numpy as np
     from easydict import EasyDict as edict
     from cvpack.evaluation.build import CocoEvaluator
-    cfg = edict(DATASET=edict(NAME='COCO', ROOT=coco_subset, VAL_ANN='annotations/person_keypoints_val2017.json'),
-                TEST=edict(NMS='none', USE_GT_BBOX=True))
+    cfg = edict(DATASET=edict(NAME='COCO', ROOT=coco_subset, VAL_ANN='annotations/person_keypoints_val2017.json',
+                              META_FILE=''),
+                TEST=edict(NMS='none', NMS_THRESH=0.9, USE_GT_BBOX=True))
     data = json.load(open(osp.join(coco_subset, cfg.DATASET.VAL_ANN)))
     first = [i['id'] for i in data['images'] if any(a['image_id'] == i['id'] and a['num_keypoints'] > 0
                                                     for a in data['annotations'])][:3]
@@ -103,7 +104,7 @@ def test_mpii_evaluator_restricted_to_records(mpii_subset, tmp_path):
     from easydict import EasyDict as edict
     from cvpack.evaluation.build import MpiiEvaluator
     from cvpack.evaluation.pckh import load_mpii_gt
-    cfg = edict(DATASET=edict(NAME='MPII', ROOT=mpii_subset, VAL_ANN='annotations/valid.json'))
+    cfg = edict(DATASET=edict(NAME='MPII', ROOT=mpii_subset, VAL_ANN='annotations/valid.json', KEYPOINT=edict(NUM=16)))
     gt = load_mpii_gt(osp.join(mpii_subset, cfg.DATASET.VAL_ANN))
     assert len(gt['joints']) > 2
     instances = [{'index': i, 'image_id': 'x', 'keypoints': np.concatenate([gt['joints'][i], np.ones((16, 1))], 1)}

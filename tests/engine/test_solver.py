@@ -4,13 +4,14 @@ import warnings
 
 import pytest
 import torch
-from easydict import EasyDict as edict
 
+from cvpack.config import base_config
 from cvpack.solver import LRFactor, build_lr_scheduler, build_optimizer, load_optimizer_state, resolve_solver
 
 
 def _solver(**kw):
-    s = edict(OPTIMIZER='Adam', BASE_LR=1.0, BETAS=(0.9, 0.999), MOMENTUM=0.9, WEIGHT_DECAY=1e-5,
+    s = base_config('.').SOLVER   # every SOLVER key with its preset default, then the test's values
+    s.update(OPTIMIZER='Adam', BASE_LR=1.0, BETAS=(0.9, 0.999), MOMENTUM=0.9, WEIGHT_DECAY=1e-5,
               WEIGHT_DECAY_BIAS=None, IMS_PER_GPU=2, MAX_ITER=12, CHECKPOINT_PERIOD=6, LR_SCHEDULER='megvii_linear',
               WARMUP_FACTOR=0.1, WARMUP_ITERS=4, WARMUP_METHOD='linear', GAMMA=0.1, STEPS=(),
               REFERENCE_WORLD_SIZE=None)
@@ -59,8 +60,17 @@ def test_cosine_and_constant_warmup():
 def test_bad_schedule_names():
     with pytest.raises(ValueError, match='LR_SCHEDULER'):
         LRFactor('poly', 10)
-    with pytest.raises(ValueError, match='WARMUP_ITERS'):
-        LRFactor('megvii_linear', 10, warmup_iters=10)
+
+
+
+@pytest.mark.parametrize('name', ['megvii_linear', 'cosine', 'multistep'])
+def test_warmup_longer_than_the_run_is_cut(name):
+    # SOLVER.MAX_ITER 2 over a 2400-iteration warm-up: both iterations (and the scheduler's final step) are
+    # warm-up ones, 0.1 + 0.9 * it / 2400; the LR never reaches the base LR
+    f = LRFactor(name, 2, warmup_iters=2400, warmup_factor=0.1)
+    assert [f(i) for i in range(3)] == pytest.approx([0.1, 0.1 + 0.9 / 2400, 0.1 + 1.8 / 2400])
+    # W == M: the step after the last iteration is the first after warm-up, no division by zero
+    assert LRFactor(name, 10, warmup_iters=10)(10) == 1.0
 
 
 def test_reference_world_size_scaling():

@@ -86,8 +86,9 @@ def test_cli_json_prints_one_object(repo_root, gt_path):
 
 
 def test_build_evaluator_nms_and_results_file(tmp_path, coco_subset, gt_path):
-    cfg = edict(DATASET=edict(NAME='COCO', ROOT=coco_subset, VAL_ANN='annotations/person_keypoints_val2017.json'),
-                TEST=edict(NMS='oks', NMS_THRESH=0.9, USE_GT_BBOX=True))
+    cfg = edict(DATASET=edict(NAME='COCO', ROOT=coco_subset, VAL_ANN='annotations/person_keypoints_val2017.json',
+                              META_FILE=''),
+                TEST=edict(NMS='oks', NMS_THRESH=0.9, USE_GT_BBOX=True, EVALUATOR=''))
     instances = []
     for r in _gt_as_results(gt_path):
         kps = np.asarray(r['keypoints'], np.float64).reshape(17, 3)

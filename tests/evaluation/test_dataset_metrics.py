@@ -28,7 +28,8 @@ def _gt(repo_root, name):
 
 
 def _cfg(name, root, ann):
-    return edict(DATASET=edict(NAME=name, ROOT=str(root), VAL_ANN=ann, META_FILE=''), TEST=edict(NMS='none'))
+    return edict(DATASET=edict(NAME=name, ROOT=str(root), VAL_ANN=ann, META_FILE=''),
+                 TEST=edict(NMS='none', NMS_THRESH=0.9, EVALUATOR='', USE_GT_BBOX=False))
 
 
 def _hand_oks(gt_kps, pred_kps, area, sigmas):

@@ -43,11 +43,12 @@ def test_gt_through_predictor_and_evaluator(tmp_path, coco_subset):
     with open(ann_file) as f:
         anns = [a for a in json.load(f)['annotations'] if not a['iscrowd'] and a['num_keypoints'] > 0]
     cfg = edict(DATASET=edict(NAME='COCO', PIPELINE='megvii', ROOT=coco_subset, PIXEL_STD=200,
-                              VAL_ANN='annotations/person_keypoints_val2017.json',
+                              VAL_ANN='annotations/person_keypoints_val2017.json', META_FILE='',
                               KEYPOINT=edict(FLIP_PAIRS=[[1, 2]])),
                 INPUT_SHAPE=[256, 192], OUTPUT_SHAPE=[64, 48], CODEC='megvii',
                 TEST=edict(FLIP=False, DECODER='megvii', GAUSSIAN_KERNEL=5, SHIFT_RATIOS=[0.25],
-                           RESCORE='megvii', NMS='none', USE_GT_BBOX=True))
+                           RESCORE='megvii', NMS='none', NMS_THRESH=0.9, USE_GT_BBOX=True, FLIP_SHIFT=False,
+                           KEYPOINT_THRESH=0.2, PREDICTOR='', EVALUATOR=''))
     x, y, w, h = np.array([a['bbox'] for a in anns], np.float64).T
     center = np.stack([x + w / 2, y + h / 2], 1)
     w, h = np.maximum(w, h * 0.75) * 1.25, np.maximum(h, w / 0.75) * 1.25     # aspect 3:4, 25 % context

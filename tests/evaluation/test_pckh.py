@@ -76,13 +76,14 @@ def test_mpii_evaluator_orders_by_index(tmp_path, mpii_subset, valid_json):
     preds = _shifted(gt, [0.4, 0.6, 0.4, 0.6, 0.4])
     instances = [{'index': i, 'image_id': 'img%d' % i, 'keypoints': np.concatenate([preds[i], np.ones((16, 1))], 1)}
                  for i in (3, 1, 0, 4, 2)]
-    cfg = edict(DATASET=edict(NAME='MPII', ROOT=mpii_subset, VAL_ANN='annotations/valid.json'), TEST=edict())
+    cfg = edict(DATASET=edict(NAME='MPII', ROOT=mpii_subset, VAL_ANN='annotations/valid.json', META_FILE='',
+                               KEYPOINT=edict(NUM=16)), TEST=edict(EVALUATOR=''))
     table = build_evaluator(cfg)(instances, str(tmp_path))
     assert table['Head'] == pytest.approx(60.0)
     assert len(json.loads((tmp_path / 'results.json').read_text())) == 5
     with pytest.raises(ValueError, match='one prediction per record'):
         build_evaluator(cfg)(instances[:4], str(tmp_path))
-    # the joint count comes from the config (MPII's 16 when absent), checked per instance
+    # the joint count comes from the config (DATASET.KEYPOINT.NUM), checked per instance
     bad = [dict(i, keypoints=i['keypoints'][:15]) if i['index'] == 2 else i for i in instances]
     with pytest.raises(ValueError, match=r'record 2 has keypoints of shape \(15, 3\), expected \(16, 3\)'):
         build_evaluator(cfg)(bad, str(tmp_path))

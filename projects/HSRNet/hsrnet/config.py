@@ -3,8 +3,6 @@
 Input size, sigma, optimiser and the epoch schedule come from ``cvpack.config.simple_baselines``; this adds
 the model keys, and the longer schedule of the 59/161-layer 384x288 yamls.
 """
-from easydict import EasyDict as edict
-
 from cvpack.modeling.backbones import HSRNET_VARIANTS, TORCHVISION_URLS
 from cvpack.modeling.backbones.hsrnet import canonical_name
 
@@ -23,7 +21,6 @@ def add_hsrnet_config(cfg, backbone='hsrnet59'):
     MODEL.NUM_DECONV_FILTERS: one entry per deconvolution (2 x 256: the backbone already has stride 16).
     MODEL.DECONV_KERNEL: 4 (default), 3 or 2, the README's ablation; padding as Simple Baselines.
     MODEL.FINAL_CONV_KERNEL: 1 (original) or 3.
-    LOSS.USE_TARGET_WEIGHT: JointsMSELoss weighting (True in every original yaml).
     """
     backbone = canonical_name(backbone)
     cfg.MODEL.BACKBONE = backbone
@@ -31,11 +28,7 @@ def add_hsrnet_config(cfg, backbone='hsrnet59'):
     cfg.MODEL.NUM_DECONV_FILTERS = [256, 256]
     cfg.MODEL.DECONV_KERNEL = 4
     cfg.MODEL.FINAL_CONV_KERNEL = 1
-    if 'LOSS' not in cfg:
-        cfg.LOSS = edict()
-    if 'USE_TARGET_WEIGHT' not in cfg.LOSS:   # the preset's value wins
-        cfg.LOSS.USE_TARGET_WEIGHT = True
-    if list(cfg.get('INPUT_SHAPE', ())) == [384, 288] and HSRNET_VARIANTS[backbone][0] != 'resnet101':
+    if list(cfg.INPUT_SHAPE) == [384, 288] and HSRNET_VARIANTS[backbone][0] != 'resnet101':
         # the 59- and 161-layer 384x288 yamls train 160 epochs, x0.1 at 110 and 140
         # (docs/reference/mlpe_hsrnet_gcpose.md §2.6); 110 keeps 140/90/120
         cfg.SOLVER.EPOCHS, cfg.SOLVER.STEP_EPOCHS = 160, [110, 140]

@@ -92,15 +92,15 @@ def build_model(cfg) -> HSRNetPose:
     if not cfg.get('INPUT_SHAPE') or len(cfg.INPUT_SHAPE) != 2:
         # no silent default: the heatmap size, the targets and the test-time crop all follow INPUT_SHAPE
         raise ValueError('%s: HSRNet needs INPUT_SHAPE (h, w) in the config (e.g. [256, 192]), got %r'
-                         % (cfg.get('EXP_NAME', 'config'), cfg.get('INPUT_SHAPE')))
+                         % (cfg.EXP_NAME, cfg.get('INPUT_SHAPE')))
     h, w = cfg.INPUT_SHAPE
     # Stride-16 backbone + two x2 deconvolutions: heatmaps are exactly input / 4 only for multiples of 16.
     if h % 16 or w % 16:
         raise ValueError('%s: HSRNet needs INPUT_SHAPE divisible by 16, got %s'
-                         % (cfg.get('EXP_NAME', 'config'), list(cfg.INPUT_SHAPE)))
+                         % (cfg.EXP_NAME, list(cfg.INPUT_SHAPE)))
     if 'OUTPUT_SHAPE' in cfg and list(cfg.OUTPUT_SHAPE) != [h // 4, w // 4]:
         raise ValueError('%s: OUTPUT_SHAPE %s must be INPUT_SHAPE / 4 = %s'
-                         % (cfg.get('EXP_NAME', 'config'), list(cfg.OUTPUT_SHAPE), [h // 4, w // 4]))
+                         % (cfg.EXP_NAME, list(cfg.OUTPUT_SHAPE), [h // 4, w // 4]))
     model = HSRNetPose(backbone=m.BACKBONE, num_joints=cfg.DATASET.KEYPOINT.NUM,
                        deconv_filters=m.NUM_DECONV_FILTERS, deconv_kernel=m.DECONV_KERNEL,
                        final_kernel=m.FINAL_CONV_KERNEL, use_target_weight=cfg.LOSS.USE_TARGET_WEIGHT)

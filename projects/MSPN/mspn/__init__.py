@@ -36,4 +36,4 @@ def build_model(cfg) -> MSPN:
     ``model.load_pretrained(source)`` when a run starts from scratch (docs/ENGINE.md, "Initial weights").
     The input colour order (DATASET.COLOR_RGB) decides whether the stem filters are flipped.
     """
-    return build_multistage(cfg, cls=MSPN, bgr_input=not cfg.DATASET.get('COLOR_RGB', False))
+    return build_multistage(cfg, cls=MSPN, bgr_input=not cfg.DATASET.COLOR_RGB)

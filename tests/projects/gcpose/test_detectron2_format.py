@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from cvpack.config import clone
 from cvpack.exp import load_exp
 from cvpack.safe_load import load_file
 from projects.GCPose.gcpose import build_model
@@ -28,7 +29,7 @@ def manifest():
 
 
 def _exp_cfg(repo_root, name):
-    return load_exp(osp.join(repo_root, 'projects', 'GCPose', 'exps', name), build=False)[0]
+    return clone(load_exp(osp.join(repo_root, 'projects', 'GCPose', 'exps', name), build=False)[0])   # editable
 
 
 def _arrays(keys, seed=0):

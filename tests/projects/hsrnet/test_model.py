@@ -14,7 +14,8 @@ from projects.HSRNet.hsrnet import HSRNetPose, add_hsrnet_config, build_model
 
 
 def _cfg(backbone, pretrained=None):
-    cfg = edict(MODEL=edict(), LOSS=edict(), SOLVER=edict(IMS_PER_GPU=32), DATASET=edict(KEYPOINT=edict(NUM=17)),
+    cfg = edict(MODEL=edict(), LOSS=edict(USE_TARGET_WEIGHT=True), SOLVER=edict(IMS_PER_GPU=32),
+                DATASET=edict(KEYPOINT=edict(NUM=17)),
                 INPUT_SHAPE=[256, 192], OUTPUT_SHAPE=[64, 48])
     cfg = add_hsrnet_config(cfg, backbone)
     depth = {'59': 'resnet50-', '110': 'resnet101-', '161': 'resnet152-'}[cfg.MODEL.BACKBONE.split('net')[-1]]

@@ -124,8 +124,8 @@ def test_imagenet_encoder_equals_torchvision_resnet():
 
 def test_missing_pretrained_file_is_named(tmp_path):
     """build_model never touches MODEL.PRETRAINED (test.py / resumes need no file); load_pretrained names it."""
-    cfg, _ = build('MSPN', 'mspn.1xstg.coco', SMALL['COCO'], device='meta')
-    cfg.MODEL.PRETRAINED = str(tmp_path / 'nope.pth')
+    cfg, _ = build('MSPN', 'mspn.1xstg.coco', SMALL['COCO'] + ['MODEL.PRETRAINED', str(tmp_path / 'nope.pth')],
+                   device='meta')
     with torch.device('meta'):
         model = build_model(cfg)
     with pytest.raises(FileNotFoundError, match='nope.pth'):

@@ -3,6 +3,7 @@ train/eval in tests/projects/test_all_exps.py."""
 import pytest
 import torch
 
+from cvpack.config import clone
 from cvpack.modeling.megvii_blocks import PRM, RSB
 from cvpack.tools.complexity import complexity
 from tests.projects.megvii_helpers import SMALL, assert_matches_ref, build, exp_dir, load_ref, one_thread
@@ -115,6 +116,7 @@ def test_efficient_mode_same_gradients_and_single_bn_update():
     with one_thread():
         cfg, eff = build('RSN', 'RSN18.mpii', SMALL['MPII'])
         assert cfg.RUN_EFFICIENT and eff.top.conv.efficient
+        cfg = clone(cfg)   # load_exp's cfg is frozen
         cfg.RUN_EFFICIENT = False
         plain = build_multistage(cfg)
         plain.load_state_dict(eff.state_dict())
