@@ -120,10 +120,14 @@ def test_eval_period_counts_epochs_in_epoch_based_presets(repo_root, coco_subset
 def test_eval_period_iters_follows_the_schedule_unit():
     from cvpack.engine.periodic_eval import eval_period_iters
     from cvpack.solver import resolve_solver
-    from easydict import EasyDict as edict
-    base = dict(BASE_LR=1e-3, IMS_PER_GPU=8, MAX_ITER=100, CHECKPOINT_PERIOD=10, WARMUP_ITERS=0, STEPS=[50],
-                REFERENCE_WORLD_SIZE=None)
-    epochs = resolve_solver(edict(base, EPOCHS=4, ACCUMULATE=2), world_size=2, dataset_len=100)  # 4 steps/epoch
+    from cvpack.config import base_config
+
+    def solver(**kw):   # every SOLVER key with its preset default, then the test's values
+        s = base_config('.').SOLVER
+        s.update(BASE_LR=1e-3, IMS_PER_GPU=8, MAX_ITER=100, CHECKPOINT_PERIOD=10, WARMUP_ITERS=0, STEPS=[50],
+                 REFERENCE_WORLD_SIZE=None, **kw)
+        return s
+    epochs = resolve_solver(solver(EPOCHS=4, ACCUMULATE=2), world_size=2, dataset_len=100)  # 4 steps/epoch
     assert eval_period_iters(3, epochs) == (12, 'epoch')
-    assert eval_period_iters(3, resolve_solver(edict(base, EPOCHS=None), 2, 100)) == (3, 'iteration')
+    assert eval_period_iters(3, resolve_solver(solver(EPOCHS=None), 2, 100)) == (3, 'iteration')
     assert eval_period_iters(0, epochs) == (0, 'epoch')
