@@ -108,6 +108,10 @@ def base_config(exp_dir):
     cfg.SOLVER.CLIP_GRAD_NORM = None
     cfg.SOLVER.ACCUMULATE = 1          # micro-batches per optimizer step (gradient accumulation, docs/ENGINE.md)
 
+    # The dataset keys the engine reads whatever the pipeline; a preset replaces the block with the full one of its
+    # dataset (cvpack/config/datasets.py dataset_block), a project with a new pipeline adds its own keys to it.
+    cfg.DATASET = edict(NAME='', PIPELINE='', CLASS='', COMBINE=[])
+
     cfg.LOSS = edict()
     cfg.RUN_EFFICIENT = False          # activation checkpointing (non-reentrant: no double BN update)
 
@@ -121,6 +125,7 @@ def base_config(exp_dir):
     cfg.TEST.NMS = 'none'              # per-image NMS before COCO evaluation: 'none' (original) | 'oks' | 'soft_oks'
     cfg.TEST.NMS_THRESH = 0.9
     cfg.TEST.DET_FILE = ''             # person detections below DATASET.ROOT (top-down pipelines); '' = none
+    cfg.TEST.USE_GT_BBOX = False       # test on the annotated boxes instead of DET_FILE (top-down pipelines)
     cfg.TEST.MAX_IMAGES = 0            # test (and evaluate during training) on the first N val images; 0 = all
     # evaluation during training (docs/ENGINE.md): every EVAL_PERIOD optimizer steps, or epochs when SOLVER.EPOCHS
     # is set (0 = off), the test pipeline

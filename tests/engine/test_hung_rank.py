@@ -24,10 +24,14 @@ def _alive(pid):
 
 
 def test_dist_timeout_key():
-    assert dist_timeout({'DIST': {'TIMEOUT_S': 5}}) == 5 and dist_timeout({}) == DEFAULT_TIMEOUT_S == 1800
+    from easydict import EasyDict as edict
+
+    from cvpack.config import base_config
+    assert dist_timeout(edict(DIST=edict(TIMEOUT_S=5))) == 5
+    assert dist_timeout(base_config('.')) == DEFAULT_TIMEOUT_S == 1800    # the preset's default is the launcher's
     for bad in (0, -1, float('inf'), '5', True, None):
         with pytest.raises(ValueError, match='DIST.TIMEOUT_S'):
-            dist_timeout({'DIST': {'TIMEOUT_S': bad}})
+            dist_timeout(edict(DIST=edict(TIMEOUT_S=bad)))
 
 
 @pytest.mark.slow

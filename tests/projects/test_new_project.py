@@ -96,7 +96,7 @@ from cvpack.config import base_config, config_main
 cfg = base_config(osp.dirname(osp.abspath(__file__)))
 cfg.OUTPUT_DIR = osp.join(cfg.EXP_DIR, 'out')
 cfg.TEST_DIR = osp.join(cfg.OUTPUT_DIR, 'test_dir')
-cfg.DATASET = edict(NAME='TOY', PIPELINE='toy', CLASS='newpaper.parts:ToyDataset', TOY_LEN=5)
+cfg.DATASET.update(NAME='TOY', PIPELINE='toy', CLASS='newpaper.parts:ToyDataset', TOY_LEN=5)   # + the core's keys
 cfg.TEST.PREDICTOR = 'newpaper.parts:ToyPredictor'
 cfg.TEST.EVALUATOR = 'newpaper.parts:ToyEvaluator'
 cfg.MODEL.DEVICE = 'cpu'
