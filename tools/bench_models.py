@@ -289,7 +289,7 @@ def print_peer_goals(table, mmpose, peaks):
     """Issue #17 §3: the fastest fp32 inference path at least 2x mmpose's eager model and within 1.3x of the
     MAC floor at the fp32 GEMM peak. ``mmpose``: {model: seconds} given on the command line (used when the
     run did not time mmpose itself)."""
-    print('\nGoals of issue #17 part 3 (fp32 inference, medians; floor = forward MACs / fp32 GEMM peak %.0f GMAC/s)'
+    print('\nGoals of issue #17 part 3 (fp32 inference, medians; floor = forward MACs / fp32 compute peak %.0f GMAC/s)'
           % peaks['fp32'])
     print('\n| model | mmpose eager (s) | fastest ours (s) | path | vs mmpose (goal >= 2x) | floor (s) | '
           'vs floor (goal <= 1.3x) | 2x mmpose above the floor? |')
@@ -348,7 +348,7 @@ def main(argv=None):
     # Without native bf16 the 2048^3 bf16 product is emulated and takes minutes: no bf16 peak (nor floor) then.
     peaks = {'fp32': gemm_peak_gmacs(torch.float32),
              'bf16': gemm_peak_gmacs(torch.bfloat16) if native_bf16 else float('nan')}
-    print('CPU: %s, %s; fp32 GEMM peak %.0f GMAC/s on %d threads; load %.1f' % (
+    print('CPU: %s, %s; fp32 compute peak %.0f GMAC/s on %d threads; load %.1f' % (
           caps.get('cpu_name', '?'), torch.backends.cpu.get_cpu_capability(), peaks['fp32'], args.threads, _load()),
           flush=True)
     side = MmposeSide(args.mmpose_python, args.threads) if args.mmpose_python else None
@@ -360,7 +360,7 @@ def main(argv=None):
             side.close()
     # a shared machine only slows the GEMM down: the fastest of the start and the end is the better estimate
     peaks['fp32'] = max(peaks['fp32'], gemm_peak_gmacs(torch.float32))
-    print('\nfp32 GEMM peak (fastest of start and end) %.0f GMAC/s; load at the end %.1f' % (peaks['fp32'], _load()))
+    print('\nfp32 compute peak (fastest of start and end) %.0f GMAC/s; load at the end %.1f' % (peaks['fp32'], _load()))
     print_tables(table, peaks)
     print_peer_goals(table, {k: float(v) for k, v in (t.split('=', 1) for t in args.mmpose_times)}, peaks)
     print_goals(table, peaks)
