@@ -32,8 +32,12 @@ import statistics
 import sys
 import time
 
-import torch
-import torch.nn.functional as F
+# Idle OpenMP threads sleep instead of spinning, as tools/quickstart.py sets for its runs (docs/SPEED.md, "Quick
+# start": shared 2-core machines). OpenMP reads this when torch loads, so it must come before the import; the
+# mmpose side process inherits it, so both run under the same policy.
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from cvpack.modeling.layers import fuse_conv_bn  # noqa: E402
@@ -340,7 +344,6 @@ def main(argv=None):
     parser.add_argument('--mmpose-times', nargs='+', metavar='MODEL=SECONDS', default=[],
                         help='or give mmpose inference times measured elsewhere')
     args = parser.parse_args(argv)
-    os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')   # see docs/SPEED.md "Quick start": shared 2-core machines
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     caps = torch.cpu.get_capabilities()
