@@ -106,8 +106,8 @@ def _load():
 
 
 def _timed(fn):
-    """Run ``fn`` once; (wall seconds, process CPU seconds of all threads). ``fn`` may time itself (a side
-    process) and return that pair instead."""
+    """Run ``fn`` once; (wall seconds, process CPU seconds of all threads). ``fn`` returns None, or times
+    itself (a side process) and returns that (wall, cpu) tuple instead."""
     wall, cpu = time.perf_counter(), time.process_time()
     out = fn()
     return out if isinstance(out, tuple) else (time.perf_counter() - wall, time.process_time() - cpu)
@@ -202,7 +202,9 @@ def inference_variants(model, images, modes, compiled=False, onnx=False, onnx_sp
     for spin in ([False, True] if onnx_spin else [False]) if onnx else []:
         net = onnxruntime_model(model, images, torch.get_num_threads(), spin)
         if net is not None:
-            variants['fp32+onnxruntime' + (' (spinning)' if spin else '')] = lambda net=net: net(images)
+            def run(net=net):
+                net(images)
+            variants['fp32+onnxruntime' + (' (spinning)' if spin else '')] = run
     return variants
 
 
