@@ -23,9 +23,16 @@ class OnnxHeatmapModel:
             cvpack.tools.export (names 'images' and 'heatmaps', but any single input/output works).
         threads: intra-op threads (default: torch.get_num_threads(), as the torch path uses).
         providers: onnxruntime execution providers (default: CPU).
+        spin: let idle intra-op threads busy-wait for work (onnxruntime's default). Off by default: on a CPU
+            shared with other processes spinning threads steal the cores the working ones need (RSN-18,
+            batch 8, 2 threads, load 4-7: 0.38 s median without spinning against 0.51 s with it; docs/SPEED.md),
+            the same reason the torch side runs OpenMP with ``OMP_WAIT_POLICY=PASSIVE``.
+
+    The session uses all graph optimizations (``ORT_ENABLE_ALL``: constant folding, Conv+ReLU/Add fusion and
+    the NCHWc blocked-layout convolutions of the CPU provider), sequential execution and one inter-op thread.
     """
 
-    def __init__(self, path, threads=None, providers=None):
+    def __init__(self, path, threads=None, providers=None, spin=False):
         try:
             import onnxruntime as ort
         except ImportError as e:
@@ -34,6 +41,10 @@ class OnnxHeatmapModel:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = int(threads or torch.get_num_threads())
         opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.add_session_config_entry('session.intra_op.allow_spinning', '1' if spin else '0')
+        opts.add_session_config_entry('session.inter_op.allow_spinning', '1' if spin else '0')
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=providers or ['CPUExecutionProvider'])
         except Exception as e:   # onnxruntime raises its own types for missing / corrupt files

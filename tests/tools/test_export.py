@@ -74,6 +74,14 @@ def test_cli_with_weights_fixed_batch_and_chunking(tmp_path):
     assert written == str(out) and out.is_file()
     onnx_model = OnnxHeatmapModel(out)
     assert onnx_model.fixed_batch == 2 and onnx_model.input_hw == (64, 64)
+    # all graph optimizations; idle threads sleep unless asked to spin (docs/SPEED.md: shared CPUs)
+    import onnxruntime as ort
+    opts = onnx_model.session.get_session_options()
+    assert opts.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    assert opts.get_session_config_entry('session.intra_op.allow_spinning') == '0'
+    spinning = OnnxHeatmapModel(out, threads=1, spin=True).session.get_session_options()
+    assert spinning.get_session_config_entry('session.intra_op.allow_spinning') == '1'
+    assert spinning.intra_op_num_threads == 1
     images = torch.randn(3, 3, 64, 64).contiguous(memory_format=torch.channels_last)   # 3 = 2 + padded 1
     with torch.no_grad():
         ref = model(images)
