@@ -210,7 +210,7 @@ def main(argv=None):
             logger.warning('stopped after %d %s', run.count, unit)
         elapsed = time.perf_counter() - start
     except (DemoError, OSError, ValueError, KeyError, RuntimeError) as e:   # RuntimeError: CheckpointError
-        raise SystemExit('cvpack.demo: error: %s' % (e.args[0] if isinstance(e, KeyError) and e.args else e))
+        raise SystemExit('cvpack.demo: error: %s' % (e.args[0] if isinstance(e, KeyError) and e.args else e)) from None
     with open(osp.join(args.out, 'predictions.json'), 'w') as f:
         json.dump(run.results, f)
     line = run.summary(unit, elapsed)

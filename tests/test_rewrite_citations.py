@@ -11,7 +11,8 @@ SPEC, BUG, SEC = 'spec ', 'bug ', '\u00a7'
 
 @pytest.fixture(scope='module')
 def tool():
-    spec = importlib.util.spec_from_file_location('rewrite_citations', os.path.join(ROOT, 'tools', 'rewrite_citations.py'))
+    spec = importlib.util.spec_from_file_location('rewrite_citations',
+                                                  os.path.join(ROOT, 'tools', 'rewrite_citations.py'))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -81,13 +82,14 @@ def test_check_mode_writes_nothing(tool, tmp_path):
 
 
 def test_wrapped_docstring_words_join_the_next_line(tool, tmp_path):
-    first = '    Values of the original preset, with the rules every exp shares and overrides (%s%s2.1 "Scaling", %s#22), and' \
-        % (SPEC, SEC, BUG)
+    first = ('    Values of the original preset, with the rules every exp shares and overrides '
+             '(%s%s2.1 "Scaling", %s#22), and' % (SPEC, SEC, BUG))
     src = 'def h():\n    """Doc.\n\n%s\n    the rest of the sentence.\n\n    * a bullet\n    """\n' % first
     path = _write(str(tmp_path), 'cvpack/solver/w.py', src)
     tool.main(['--root', str(tmp_path)])
     lines = _read(path).splitlines()
     assert max(len(x) for x in lines) <= 120
     assert lines[3].endswith('overrides (docs/reference/rsn_mspn.md %s2.1' % SEC)
-    assert lines[4] == '    "Scaling", docs/reference/defects.md R#22), and the rest of the sentence.'   # joined: no orphan
+    # joined: no orphan
+    assert lines[4] == '    "Scaling", docs/reference/defects.md R#22), and the rest of the sentence.'
     assert lines[5:8] == ['', '    * a bullet', '    """']

@@ -66,9 +66,12 @@ def main():
 
     results = {'shape': list(hm.shape)}
     # min is reported too: on a shared machine it is the least disturbed measure
-    results['megvii_original_ms'], results['megvii_original_min_ms'] = median_ms(lambda: reference(hm, kernel=5), args.runs)
-    results['megvii_batched_ms'], results['megvii_batched_min_ms'] = median_ms(lambda: decode_megvii(hm, kernel=5), args.runs)
-    results['megvii_batched_torch_input_ms'], _ = median_ms(lambda: decode_megvii(torch.from_numpy(hm), kernel=5), args.runs)
+    results['megvii_original_ms'], results['megvii_original_min_ms'] = median_ms(
+        lambda: reference(hm, kernel=5), args.runs)
+    results['megvii_batched_ms'], results['megvii_batched_min_ms'] = median_ms(
+        lambda: decode_megvii(hm, kernel=5), args.runs)
+    results['megvii_batched_torch_input_ms'], _ = median_ms(
+        lambda: decode_megvii(torch.from_numpy(hm), kernel=5), args.runs)
     twin = realistic_heatmaps(peaks=2, seed=1)
     assert all(np.array_equal(a, b) for a, b in zip(reference(twin), decode_megvii(twin))), 'two-peak maps differ'
     results['megvii_original_two_peaks_ms'], _ = median_ms(lambda: reference(twin, kernel=5), args.runs)
@@ -76,7 +79,7 @@ def main():
     results['speedup'] = results['megvii_original_ms'] / results['megvii_batched_ms']
     results['speedup_min'] = results['megvii_original_min_ms'] / results['megvii_batched_min_ms']
     for name, fn in (('quarter', decode_quarter), ('argmax', decode_argmax), ('dark', decode_dark)):
-        results[name + '_ms'], _ = median_ms(lambda: fn(hm), args.runs)
+        results[name + '_ms'], _ = median_ms(lambda fn=fn: fn(hm), args.runs)
     if args.json:
         print(json.dumps(results))
         return

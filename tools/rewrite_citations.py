@@ -5,7 +5,8 @@
 
 Scope: comments and docstrings of the ``.py`` files under cvpack/, projects/, tests/, tools/, and the Markdown
 files under projects/ and docs/ (not docs/reference/, which has its own numbering) plus README.md. A ``.py``
-comment or docstring line that the rewrite pushes past 120 characters is wrapped. Code is never touched: a rewritten ``.py`` file must parse to the same AST with docstrings blanked, or it is left alone.
+comment or docstring line that the rewrite pushes past 120 characters is wrapped. Code is never touched: a
+rewritten ``.py`` file must parse to the same AST with docstrings blanked, or it is left alone.
 Citations found in ordinary string literals are reported, not changed. Running it twice changes nothing.
 
 Mapping rule (docs/DESIGN.md, "References"):
@@ -42,7 +43,8 @@ PATH_FAMILY = {
     'tests/projects/mlpe/': 'mlpe', 'tests/projects/hsrnet/': 'mlpe', 'tests/projects/gcpose/': 'mlpe',
     'cvpack/engine/': 'rsn', 'cvpack/dist/': 'rsn', 'cvpack/solver/': 'rsn', 'cvpack/data/samplers.py': 'rsn',
     'cvpack/data/build.py': 'rsn', 'cvpack/data/mpii.py': 'rsn', 'cvpack/data/coco.py': 'rsn',
-    'cvpack/data/transforms.py': 'rsn', 'cvpack/data/topdown.py': 'rsn', 'cvpack/data/meta.py': 'rsn', 'cvpack/data/io.py': 'rsn',
+    'cvpack/data/transforms.py': 'rsn', 'cvpack/data/topdown.py': 'rsn', 'cvpack/data/meta.py': 'rsn',
+    'cvpack/data/io.py': 'rsn',
     'cvpack/modeling/multistage.py': 'rsn', 'cvpack/modeling/megvii_blocks.py': 'rsn',
     'cvpack/modeling/layers.py': 'rsn', 'cvpack/modeling/losses/megvii.py': 'rsn', 'cvpack/decode/megvii.py': 'rsn',
     'cvpack/decode/reference.py': 'rsn', 'cvpack/evaluation/pckh.py': 'rsn', 'cvpack/evaluation/rescore.py': 'rsn',
@@ -57,7 +59,8 @@ PATH_FAMILY = {
 }
 KEYWORDS = [
     ('rsn', re.compile(r'\b(?:Megvii|megvii|RSN|MSPN|Res18|RSB)\b')),
-    ('mlpe', re.compile(r'\b(?:MLPE|CPN|HSRNet|HSR-MSNet|Simple Baselines|simple_baselines|GCPose|Detectron2|ResNeSt)\b')),
+    ('mlpe', re.compile(r'\b(?:MLPE|CPN|HSRNet|HSR-MSNet|Simple Baselines|simple_baselines|GCPose|Detectron2|'
+                        r'ResNeSt)\b')),
 ]
 
 OLD_DOC = re.compile(r'(?<![\w/])reference_(rsn_mspn|mlpe_hsrnet_gcpose)\.md')

@@ -165,7 +165,7 @@ def _parse_value(text, old, key='?'):
         if old is None or isinstance(old, bool):
             return low == 'true'
         raise ConfigError('config key %s: %r is not a %s (old value %r)' % (key, text, type(old).__name__, old))
-    if old is None and not text[:1] in '[(0123456789-.':
+    if old is None and text[:1] not in '[(0123456789-.':
         return text
     try:
         value = ast.literal_eval(text)

@@ -50,10 +50,11 @@ def megvii_config(exp_dir, dataset='COCO'):
     cfg.MODEL.BACKBONE = 'Res-50'          # used now (docs/reference/defects.md R#20): encoder type, see
                                            # cvpack.modeling.multistage.BACKBONES
     cfg.MODEL.BLOCKS = None                # blocks per layer, e.g. [3, 4, 6, 3]; None = the backbone's own
-    cfg.MODEL.PRM = False                  # Pose Refine Machine on each stage's finest heatmap (no released exp used it)
+    cfg.MODEL.PRM = False                  # Pose Refine Machine on each stage's finest heatmap (no released exp)
     cfg.MODEL.ZERO_INIT_RESIDUAL = False   # zero the last BN of each residual branch (docs/reference/defects.md R#10:
                                            # crashed in the original)
-    cfg.MODEL.CONV_BIAS = True             # conv bias before every BN (original); False = mmpose's layout (imported weights)
+    # conv bias before every BN (original); False = mmpose's layout (imported weights)
+    cfg.MODEL.CONV_BIAS = True
     cfg.MODEL.UPSAMPLE_CHANNEL_NUM = 256
     cfg.MODEL.STAGE_NUM = 1
     # An original key that the original code never read either (the joint count comes from
@@ -66,8 +67,8 @@ def megvii_config(exp_dir, dataset='COCO'):
         cfg.SOLVER.MAX_ITER = 28800
         cfg.RUN_EFFICIENT = True
 
-    cfg.LOSS = edict(OHKM=True, TOPK=8, COARSE_TO_FINE=True,
-                     MASK='megvii')  # 'megvii' = target-only v>1 mask on coarse levels (original); 'mmpose' = v>0 on both
+    # MASK 'megvii' = target-only v>1 mask on coarse levels (original); 'mmpose' = v>0 on both
+    cfg.LOSS = edict(OHKM=True, TOPK=8, COARSE_TO_FINE=True, MASK='megvii')
 
     cfg.TEST.FLIP = True
     cfg.TEST.FLIP_SHIFT = False            # the original did not shift the flipped heatmap

@@ -31,7 +31,7 @@ class DatasetMeta:
     skeleton: Tuple[Tuple[int, int], ...]          # 0-based joint index pairs
     skeleton_colors: Tuple[Tuple[int, int, int], ...]  # BGR, one per skeleton link
     keypoint_colors: Tuple[Tuple[int, int, int], ...]  # BGR, one per joint
-    sigmas: Tuple[float, ...]                        # OKS per-keypoint sigmas, real scale (COCO nose 0.026); MPII: OKS-NMS only
+    sigmas: Tuple[float, ...]                        # OKS sigmas, real scale (COCO nose 0.026); MPII: OKS-NMS only
     upper_body_ids: Tuple[int, ...]
     lower_body_ids: Tuple[int, ...]
     extra: dict = field(default_factory=dict)

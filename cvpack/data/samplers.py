@@ -98,8 +98,8 @@ class IterationBasedSampler(torch.utils.data.Sampler):
 
     def state_dict(self, iteration=None):
         """Position to store in a checkpoint (numbers only): ``iteration`` = iterations completed so far."""
-        return {'iteration': self.start_iter if iteration is None else int(iteration), 'seed': self.seed, 'world_size': self.world_size,
-                'dataset_len': self.dataset_len, 'batch_size': self.batch_size}
+        return {'iteration': self.start_iter if iteration is None else int(iteration), 'seed': self.seed,
+                'world_size': self.world_size, 'dataset_len': self.dataset_len, 'batch_size': self.batch_size}
 
     def __iter__(self):
         pos = self.start_iter * self.batch_size  # offset in this rank's infinite index stream

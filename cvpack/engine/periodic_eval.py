@@ -66,7 +66,7 @@ def trim_metrics_log(path, last_iteration):
     with open(path) as f:
         lines = [line for line in f if line.strip()]
     keep = []
-    for n, line in enumerate(lines):
+    for line in lines:
         try:
             record = json.loads(line)
         except ValueError:   # a line cut by a kill -9: dropped

@@ -23,7 +23,7 @@ def main(argv=None):
             get_dataset_meta(args.dataset) if args.dataset else None
         stats = evaluate_keypoints(load_coco_gt_for(args.gt, meta), args.results,
                                    sigmas=meta.sigmas if meta is not None else None)
-    except (ValueError, OSError, KeyError) as e:   # bad GT / results (file and record named), missing or unreadable file
+    except (ValueError, OSError, KeyError) as e:   # bad GT / results (file, record named); missing/unreadable file
         print('error: %s' % e, file=sys.stderr)
         return 2
     if args.json:

@@ -15,7 +15,6 @@ import re
 import sys
 import time
 
-import torch
 
 from ..safe_load import CheckpointError
 

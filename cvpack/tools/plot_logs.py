@@ -6,7 +6,8 @@ Each LOG_DIR is a run's OUTPUT_DIR (or a log file). Read from it:
 
 - ``log.txt`` (the trainer's text log, :meth:`cvpack.engine.trainer.Trainer._log`): every
   ``Iter: N/M, LR: x, total_loss: y, <term>: v, ..., data: t, compute: t`` line gives ``lr``, ``loss/total``,
-  ``loss/<term>`` (e.g. ``loss/loss_s0_l0``), ``time/data``, ``time/compute`` at iteration N (the names of the tensorboard scalars);
+  ``loss/<term>`` (e.g. ``loss/loss_s0_l0``), ``time/data``, ``time/compute`` at iteration N (the names of the
+  tensorboard scalars);
   a ``metrics: AP a, AP50 b, ...`` line gives those metrics at the last iteration seen (0 before any);
 - ``metrics.jsonl`` when present: one JSON object per line with ``iteration`` (or ``iter`` / ``step``) and
   numeric values, which add to / replace the text log's points at the same iteration.

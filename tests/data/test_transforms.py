@@ -85,7 +85,7 @@ def test_center_scale_on_real_annotation(coco_subset):
     np.testing.assert_allclose(s, [0.75 * 498.58 / 200 * 1.25, 498.58 / 200 * 1.25], rtol=1e-6)
 
 
-def _original_get_affine_transform(center, scale, rot, output_size, shift=np.array([0, 0], dtype=np.float32),
+def _original_get_affine_transform(center, scale, rot, output_size, shift=np.array([0, 0], dtype=np.float32),  # noqa: B008 (the original's signature)
                                    inv=0):
     """The Megvii/HRNet original (``lib/utils/transforms.py``), restated line by line with its dtypes."""
     import cv2

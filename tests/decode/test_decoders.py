@@ -138,7 +138,7 @@ def test_megvii_local_path_matches_reference_on_ties():
     h, w = 64, 48
     ys, xs = np.mgrid[0:h, 0:w]
     maps = []
-    for i in range(60):
+    for _ in range(60):
         cx, cy = rng.uniform(3, w - 4), rng.uniform(3, h - 4)
         m = 200 * np.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / 8) + rng.normal(0, 2, (h, w))
         maps.append(m)

@@ -59,7 +59,8 @@ def test_flip_test_averages_and_swaps_pairs():
 
 
 def test_simple_baselines_rescore_and_quarter_decoder():
-    out = build_predictor(_cfg(flip=False, decoder='quarter', rescore='simple_baselines', codec='msra'))(PoolModel(), _batch(1))
+    cfg = _cfg(flip=False, decoder='quarter', rescore='simple_baselines', codec='msra')
+    out = build_predictor(cfg)(PoolModel(), _batch(1))
     kps = out[0]['keypoints']
     np.testing.assert_allclose(kps[0, :2], [100 - 24 + 28, 200 - 32 + 20])   # x * 4, no offset (flat neighbours)
     assert out[0]['score'] == pytest.approx(0.8 * 255)           # channel 1 (0) is below the threshold

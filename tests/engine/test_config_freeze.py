@@ -43,7 +43,7 @@ def test_writes_raise_naming_the_key(cfg, write, key):
 def test_a_missing_key_is_named_in_full(cfg):
     frozen = freeze(cfg)
     with pytest.raises(AttributeError, match=r'^config has no key DATASET\.KEYPOINT\.NOPE '):
-        frozen.DATASET.KEYPOINT.NOPE
+        _ = frozen.DATASET.KEYPOINT.NOPE
     assert not hasattr(frozen.MODEL, 'NOPE') and hasattr(frozen.MODEL, 'CHANNELS_LAST')
 
 

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from cvpack.engine.launch import DEFAULT_TIMEOUT_S, dist_timeout
-from tests.engine.real_runs import TIMEOUT, launcher, rank_pid, res18_opts, wait_for
+from tests.engine.real_runs import launcher, rank_pid, res18_opts, wait_for
 
 TORCHRUN_GRACE_S = 30     # torchrun's LocalElasticAgent._stop_workers: SIGTERM, then SIGKILL 30 s later
 

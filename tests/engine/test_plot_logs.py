@@ -1,5 +1,4 @@
 """python -m cvpack.tools.plot_logs: curves from log.txt (trainer format) and metrics.jsonl into a PNG."""
-import json
 import subprocess
 import sys
 

@@ -4,9 +4,7 @@ N straight == N/2 + resume + N/2 with no dataset RNG in the checkpoint (tests/en
 the same with worker processes, 1 and 2 ranks). A dataset drawing from the workers' global RNGs (the toy) gets
 them reseeded from (SEED, rank, start iteration): no replay after a resume."""
 import os
-import shutil
 
-import torch
 
 from cvpack.engine import checkpoint as ck
 from cvpack.engine import train_main

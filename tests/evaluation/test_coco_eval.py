@@ -74,7 +74,8 @@ def test_bad_results_name_file_and_record(tmp_path, coco_gt, gt_path, corrupt, m
 
 def test_cli_json_prints_one_object(repo_root, gt_path):
     env = dict(os.environ, PYTHONPATH=repo_root)
-    out = subprocess.run([sys.executable, '-m', 'cvpack.evaluation', gt_path, _peer(repo_root, 'movenet_thunder'), '--json'],
+    cmd = [sys.executable, '-m', 'cvpack.evaluation', gt_path, _peer(repo_root, 'movenet_thunder'), '--json']
+    out = subprocess.run(cmd,
                          capture_output=True, text=True, env=env, cwd=repo_root, check=True).stdout
     stats = json.loads(out)
     assert list(stats) == list(STAT_NAMES)

@@ -79,7 +79,9 @@ def test_split_attention_by_hand():
 def _official_keys(counts=(3, 4, 6, 3)):
     """Official ResNeSt key names (Hang Zhang's resnet.py / splat.py), written out independently of the map."""
     keys = ['conv1.0.weight', 'conv1.3.weight', 'conv1.6.weight']
-    bn = lambda p: [p + s for s in ('.weight', '.bias', '.running_mean', '.running_var', '.num_batches_tracked')]
+    def bn(p):
+        return [p + s for s in ('.weight', '.bias', '.running_mean', '.running_var', '.num_batches_tracked')]
+
     keys += bn('conv1.1') + bn('conv1.4') + bn('bn1')
     for i, n in enumerate(counts):
         for b in range(n):

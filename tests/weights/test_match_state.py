@@ -48,7 +48,8 @@ def test_a_file_fitting_nothing_is_an_error_also_non_strict(tmp_path):
     with pytest.raises(WeightsMismatchError, match=r"other\.pth: none of its 1 tensors belongs to the Sequential "
                        r"model \(another network\?\): file keys other\.weight; model keys "
                        r"0\.weight, 0\.bias, 1\.weight, 1\.bias, 1\.running_mean, \.\.\. \(\+2 more\)"):
-        load_for_test(edict(MODEL=edict(WEIGHT_FORMATS={})), lambda cfg: _net(), str(tmp_path / 'other.pth'), strict=False)
+        load_for_test(edict(MODEL=edict(WEIGHT_FORMATS={})), lambda cfg: _net(), str(tmp_path / 'other.pth'),
+                      strict=False)
     torch.save({'model': _net().state_dict()}, str(tmp_path / 'ok.pth'))
     cfg, model = load_for_test(edict(MODEL=edict(WEIGHT_FORMATS={})), lambda cfg: _net(), str(tmp_path / 'ok.pth'))
     assert not model.training and torch.equal(model.state_dict()['0.weight'], torch.load(

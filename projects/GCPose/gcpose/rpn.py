@@ -64,7 +64,7 @@ class RPN(nn.Module):
         feats = [features[f] for f in self.in_features]
         anchors = self.anchor_generator([f.shape[-2:] for f in feats], device=feats[0].device)
         logits, deltas = self.head(feats)
-        proposals = self._proposals(anchors, [l.detach() for l in logits], [d.detach() for d in deltas], image_sizes)
+        proposals = self._proposals(anchors, [lg.detach() for lg in logits], [d.detach() for d in deltas], image_sizes)
         losses = {}
         if self.training and gt_boxes is not None:
             losses = self._losses(torch.cat(anchors), torch.cat(logits, 1), torch.cat(deltas, 1), gt_boxes)

@@ -32,7 +32,8 @@ def test_gcpose_parts_hand_counted(repo_root, capsys):
 
 
 def test_no_input_shape_is_a_clear_error(tmp_path):
-    (tmp_path / 'config.py').write_text('from easydict import EasyDict\ncfg = EasyDict(MODEL=EasyDict(PRETRAINED=None, WEIGHT=None), '
+    (tmp_path / 'config.py').write_text('from easydict import EasyDict\n'
+                                        'cfg = EasyDict(MODEL=EasyDict(PRETRAINED=None, WEIGHT=None), '
                                         'DATASET=EasyDict(PIPELINE="whole_image"))\n')
     (tmp_path / 'network.py').write_text('import torch\ndef build_model(cfg):\n    return torch.nn.Conv2d(3, 1, 1)\n')
     with pytest.raises(ValueError, match='no INPUT_SHAPE.*whole_image'):

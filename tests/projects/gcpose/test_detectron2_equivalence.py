@@ -261,7 +261,9 @@ def authors_mhsa(x, w, p, heads=4):
     B, C, H, W = x.shape
     q, k = F.conv2d(x, w[p + 'to_qk.weight']).chunk(2, dim=1)
     v = F.conv2d(x, w[p + 'to_v.weight'])
-    split = lambda t: t.reshape(B, heads, -1, H * W).transpose(2, 3)     # (B, heads, HW, d), channel = h * d + i
+    def split(t):     # (B, heads, HW, d), channel = h * d + i
+        return t.reshape(B, heads, -1, H * W).transpose(2, 3)
+
     q, k, v = split(q), split(k), split(v)
     d = q.shape[-1]
     q = q * d ** -0.5
@@ -287,8 +289,10 @@ def test_gcpose_authors_head_matches_their_formulation(repo_root, one_thread):
     with torch.no_grad():
         ours = head(rois)
     k = 'roi_heads.keypoint_head.'
-    bn = lambda t, p: F.batch_norm(t, w[p + '.running_mean'], w[p + '.running_var'], w[p + '.weight'],
-                                   w[p + '.bias'], False, 0.0, EPS)
+    def bn(t, p):
+        return F.batch_norm(t, w[p + '.running_mean'], w[p + '.running_var'], w[p + '.weight'], w[p + '.bias'],
+                            False, 0.0, EPS)
+
     x = F.relu(d2_conv(rois.double(), w, k + 'conv_channel', norm=False))
     for i in range(1, 9):
         if i % 4 == 1:                                                   # SABlock

@@ -83,7 +83,8 @@ def test_rsb_wiring_matches_original():
 
 @one_thread()
 def test_prm_option():
-    cfg, model = build('RSN', 'RSN18.coco', ['MODEL.PRM', 'True', 'INPUT_SHAPE', '[64, 48]', 'OUTPUT_SHAPE', '[16, 12]'])
+    cfg, model = build('RSN', 'RSN18.coco',
+                       ['MODEL.PRM', 'True', 'INPUT_SHAPE', '[64, 48]', 'OUTPUT_SHAPE', '[16, 12]'])
     prm = model.stage0.upsample.up4.prm
     assert isinstance(prm, PRM) and not hasattr(model.stage0.upsample.up3, 'prm')
     assert sum(p.numel() for p in prm.parameters()) == 5100          # docs/reference/rsn_mspn.md §1.4, K = 17
