@@ -40,3 +40,21 @@ def import_target(spec, key):
         return getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as e:
         raise ImportError('%s = %r cannot be imported: %s' % (key, spec, e)) from e
+
+
+def configured_class(spec, key, pipeline, core_defaults, what):
+    """The class a config names, else the core's default for the exp's pipeline.
+
+    Args:
+        spec: the config value of ``key`` ('module:Class', or '' for the core default).
+        key: its config key (``DATASET.CLASS``, ``TEST.PREDICTOR``), named in errors.
+        pipeline: ``cfg.DATASET.PIPELINE``.
+        core_defaults: ``{pipeline: 'module:Class'}`` of the core's own pipelines.
+        what: a word for errors ('dataset', 'predictor').
+    """
+    if spec:
+        return import_target(spec, key)
+    if pipeline not in core_defaults:
+        raise KeyError("no core %s for DATASET.PIPELINE %r (core pipelines: %s); set %s 'module:Class'"
+                       % (what, pipeline, ', '.join(core_defaults), key))
+    return import_target(core_defaults[pipeline], 'DATASET.PIPELINE %r' % pipeline)

@@ -8,7 +8,7 @@ imports no dataset code. Every class is constructed as ``Class(cfg, split)`` (``
 """
 import torch
 
-from ..utils import import_target
+from ..utils import configured_class
 
 __all__ = ['TOP_DOWN_PIPELINES', 'build_dataset', 'collate', 'dataset_class']
 
@@ -23,14 +23,7 @@ TOP_DOWN_PIPELINES = tuple(_CORE_DATASETS)   # person crops in, heatmaps out: th
 
 def dataset_class(cfg):
     """The class ``cfg.DATASET.CLASS`` names, or the core default of ``cfg.DATASET.PIPELINE`` when it is ''."""
-    spec = cfg.DATASET.CLASS
-    if spec:
-        return import_target(spec, 'DATASET.CLASS')
-    pipeline = cfg.DATASET.PIPELINE
-    if pipeline not in _CORE_DATASETS:
-        raise KeyError("DATASET.PIPELINE %r has no core dataset (core pipelines: %s); set DATASET.CLASS "
-                       "'module:Class'" % (pipeline, ', '.join(TOP_DOWN_PIPELINES)))
-    return import_target(_CORE_DATASETS[pipeline], 'DATASET.PIPELINE %r' % pipeline)
+    return configured_class(cfg.DATASET.CLASS, 'DATASET.CLASS', cfg.DATASET.PIPELINE, _CORE_DATASETS, 'dataset')
 
 
 def build_dataset(cfg, split, records=None):

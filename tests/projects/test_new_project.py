@@ -184,7 +184,7 @@ def test_config_strings_reach_the_project_classes(tmp_path, monkeypatch):
     with pytest.raises(ImportError, match="DATASET.CLASS = 'newpaper.parts:Missing'"):
         build_dataset(cfg, 'val')
     cfg.DATASET.CLASS = ''
-    with pytest.raises(KeyError, match="DATASET.PIPELINE 'toy' has no core dataset.*DATASET.CLASS"):
+    with pytest.raises(KeyError, match="no core dataset for DATASET.PIPELINE 'toy'.*DATASET.CLASS"):
         build_dataset(cfg, 'val')
 
 
