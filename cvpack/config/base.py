@@ -11,7 +11,7 @@ import sys
 
 from easydict import EasyDict as edict
 
-from .argv import split_argv
+from .argv import parse_overrides, usage_error
 from .datasets import refresh_dataset_keys
 from .schema import ConfigError, validate_config
 
@@ -267,14 +267,18 @@ def _print(text):
 
 def config_main(cfg, argv=None):
     """``python config.py [-log] [KEY VALUE ...]``: print the resolved config, and with ``-log`` create OUTPUT_DIR,
-    link it as ``./log`` and print what was created."""
+    link it as ``./log`` and print what was created.
+
+    A bad override (unknown key, wrong type, a KEY without VALUE) or a bad DATASET.META_FILE is a usage error as in
+    train.py: exit 2 with one line on stderr naming the key, no traceback."""
     parser = argparse.ArgumentParser(description='Show the resolved config of exp %s' % cfg.EXP_NAME)
     parser.add_argument('-log', '--linklog', action='store_true', help='create OUTPUT_DIR and link it as ./log')
     parser.add_argument('opts', nargs='*', metavar='KEY VALUE', help='overrides; -log may come anywhere')
-    flags, opts = split_argv(parser, sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(flags)
-    args.opts = opts
-    cfg = merge_from_list(copy.deepcopy(cfg), args.opts)
+    args = parse_overrides(parser, sys.argv[1:] if argv is None else argv)
+    try:
+        cfg = merge_from_list(copy.deepcopy(cfg), args.opts)
+    except (ConfigError, KeyError) as e:
+        usage_error(parser, e.args[0] if e.args else e)
     if args.linklog:
         _print('\n'.join(link_log(cfg)[1]))
     else:
