@@ -11,7 +11,7 @@ key, add one line here, e.g. ``'DIST.TIMEOUT_S': Float(gt=0)``.
 """
 import math
 
-__all__ = ['ConfigError', 'Int', 'Float', 'Bool', 'Choice', 'Seq', 'SCHEMA', 'validate_config']
+__all__ = ['ConfigError', 'Int', 'Float', 'Bool', 'Str', 'Choice', 'Seq', 'SCHEMA', 'validate_config']
 
 
 class ConfigError(ValueError):
@@ -95,6 +95,18 @@ class Bool(Rule):
         return value
 
 
+class Str(Rule):
+    """A string; ``none=True`` when None is its documented "off" value (``MODEL.WEIGHT None``: from scratch)."""
+
+    def describe(self):
+        return 'expected a string' + (', or None' if self.none else '')
+
+    def _check(self, key, value):
+        if not isinstance(value, str):
+            self.fail(key, value, 'is a %s' % type(value).__name__)
+        return value
+
+
 class Choice(Rule):
     """One of ``choices`` (strings compared case-insensitively, the value is kept as written)."""
 
@@ -140,6 +152,10 @@ SCHEMA = {
     'DATALOADER.NUM_WORKERS': Int(ge=0),
     'DATALOADER.ASPECT_RATIO_GROUPING': Bool(),
     'DIST.TIMEOUT_S': Float(gt=0),
+    'TENSORBOARD_DIR': Str(none=True),      # None (or '') = no TensorBoard events
+    'MODEL.WEIGHT': Str(none=True),         # None = from scratch
+    'MODEL.PRETRAINED': Str(none=True),     # None = no ImageNet initialisation
+    'MODEL.BLOCKS': Seq(Int(ge=1), none=True),   # None = the backbone's own
     'MODEL.SYNC_BN': Bool(),
     'MODEL.CHANNELS_LAST': Bool(),
     'MODEL.FIND_UNUSED_PARAMETERS': Bool(),

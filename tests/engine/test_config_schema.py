@@ -90,3 +90,41 @@ def test_real_train_script_rejects_bad_override(toy, tmp_path, sub_env):
     assert 'Traceback' not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].endswith('error: config key SOLVER.MAX_ITER: 2.5 is not an integer '
                                                          '(expected a finite integer >= 1)')
+
+
+@pytest.mark.parametrize('key,text,message', [
+    # an int key (not in the schema) given a fraction: was stored as 2.5
+    ('DATASET.TRAIN.NUM_KEYPOINTS_HALF_BODY', '2.5', r"DATASET.TRAIN.NUM_KEYPOINTS_HALF_BODY: '2.5' is not an integer"),
+    ('MODEL.PRM', 'yes', r"MODEL.PRM: cannot parse 'yes' as bool"),
+    ('MODEL.PRM', '0', r"MODEL.PRM: '0' is not a bool \(use True or False\)"),
+    # a list key given a scalar or items of another type: was stored as 0.5 / ['a']
+    ('TEST.SHIFT_RATIOS', '0.5', r"TEST.SHIFT_RATIOS: '0.5' is not a list literal"),
+    ('TEST.SHIFT_RATIOS', "['a']", r"TEST.SHIFT_RATIOS\[0\]: 'a' is not a number \(old value 0.25\)"),
+    ('DATASET.TRAIN.GAUSSIAN_KERNELS', '[[15, 15], [11, 11.5]]',
+     r'DATASET.TRAIN.GAUSSIAN_KERNELS\[1\]\[1\]: 11.5 is not an integer \(old value 15\)'),
+    ('DATASET.KEYPOINT.FLIP_PAIRS', '[1, 2]', r'DATASET.KEYPOINT.FLIP_PAIRS\[0\]: 1 is not a list literal'),
+    # None only where the key is nullable: was stored as None and failed later (or silently meant "off")
+    ('TEST.DET_FILE', 'None', r"TEST.DET_FILE: None is not allowed \(the key is not nullable; its value is 'det_json/"),
+    ('MODEL.UPSAMPLE_CHANNEL_NUM', 'none', r'MODEL.UPSAMPLE_CHANNEL_NUM: None is not allowed \(the key is not'),
+    ('DATASET.TRAIN.HALF_BODY_DRAW', 'None', r'DATASET.TRAIN.HALF_BODY_DRAW: None is not allowed'),
+    ('SOLVER.BASE_LR', 'None', r'SOLVER.BASE_LR: None is not allowed \(expected a finite number >= 0\)'),
+])
+def test_overrides_keep_their_types(tmp_path, key, text, message):
+    from cvpack.config.megvii import megvii_config
+    with pytest.raises(ConfigError, match='^config key ' + message):
+        merge_from_list(megvii_config(str(tmp_path)), [key, text])
+
+
+def test_overrides_of_the_right_type_are_converted(tmp_path):
+    from cvpack.config.megvii import megvii_config
+    cfg = merge_from_list(megvii_config(str(tmp_path)), [
+        'DATASET.TRAIN.X_EXTENTION', '1', 'MODEL.UPSAMPLE_CHANNEL_NUM', '1e2', 'INPUT.MEANS', '[1, 0, 0]',
+        'TEST.SHIFT_RATIOS', '(0.5,)', 'MODEL.PRETRAINED', 'None', 'MODEL.BLOCKS', '[2, 2, 2, 2]', 'MODEL.PRM', 'TRUE',
+        'MODEL.WEIGHT', '/x/y.pth'])
+    assert cfg.DATASET.TRAIN.X_EXTENTION == 1.0 and type(cfg.DATASET.TRAIN.X_EXTENTION) is float
+    assert cfg.MODEL.UPSAMPLE_CHANNEL_NUM == 100 and type(cfg.MODEL.UPSAMPLE_CHANNEL_NUM) is int
+    assert cfg.INPUT.MEANS == [1.0, 0.0, 0.0] and all(type(v) is float for v in cfg.INPUT.MEANS)
+    assert cfg.TEST.SHIFT_RATIOS == (0.5,) and cfg.MODEL.PRETRAINED is None and cfg.MODEL.BLOCKS == [2, 2, 2, 2]
+    assert cfg.MODEL.PRM is True and cfg.MODEL.WEIGHT == '/x/y.pth'
+    cfg = merge_from_list(cfg, ['MODEL.BLOCKS', 'None', 'MODEL.PRETRAINED', 'https://x/r50.pth'])
+    assert cfg.MODEL.BLOCKS is None and cfg.MODEL.PRETRAINED == 'https://x/r50.pth'
