@@ -209,13 +209,15 @@ class PoseEstimator:
         Args:
             inputs: image path, (H, W, 3) uint8 array (channel order ``color``), or a list of them.
             boxes: person boxes [[x, y, w, h(, score)], ...] (image pixels) for one image, or one such list per
-                image for a list input.
+                image for a list input. Not 4 or 5 finite numbers, or a negative width or height: an error
+                naming the image and the box index; zero width or height: skipped with one warning.
             det_json: COCO detection-results file (path or :class:`DetectionFile`), matched by file name or
-                image id (``image_ids``, else the numeric file stem).
+                image id (``image_ids``, else the numeric file stem), filtered as test.py filters TEST.DET_FILE
+                (category 1, ``det_score_thresh``, degenerate boxes skipped with one warning).
             whole_image: one box = the whole image (the single-person fallback, also used when no other box
                 source is given).
             color: 'bgr' (OpenCV) or 'rgb': the order of array inputs.
-            image_ids: optional ids of the images (det_json matching; ``Person.to_coco``).
+            image_ids: optional ids of the images, ints or strs (det_json matching; ``Person.to_coco``).
         Returns:
             a list of :class:`Person` (best score first) for one input, a list of such lists for a list.
         """

@@ -12,6 +12,7 @@ import torch
 
 from cvpack.apis import PoseEstimator
 from cvpack.data import build_dataset
+from cvpack.data.io import ImageReadError
 from tests.apis.helpers import RSN18, exp_path
 
 FAST = ['TEST.FLIP', 'False']
@@ -74,7 +75,7 @@ def test_image_errors_name_the_image(est, astronaut, tmp_path):
             est([bgr, bad])
     folder = tmp_path / 'folder.png'
     folder.mkdir()
-    with pytest.raises(Exception, match='folder.png'):
+    with pytest.raises(ImageReadError, match='cannot read image file .*folder.png'):
         est(str(folder))
     with pytest.raises(ValueError, match="color must be 'bgr' .* got 'BGR'"):
         est(astronaut, color='BGR')          # also for a path, where the colour order is not used
