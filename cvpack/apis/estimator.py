@@ -8,6 +8,7 @@ with the exp's predictor (flip test, decoder, map back, rescoring), then ``cfg.T
 Coordinates are COCO results' (pixel indices, the frame of ``results.json``).
 """
 import logging
+import os
 import os.path as osp
 import time
 from dataclasses import dataclass, field
@@ -149,7 +150,7 @@ class PoseEstimator:
                 raise ValueError("backend='onnxruntime' needs weights=<the exported .onnx file> (and no model=)")
             self.cfg, self.model = _onnx_model(exp_dir, weights, opts)
         elif model is None:
-            if isinstance(weights, str) and weights.lower().endswith('.onnx'):
+            if isinstance(weights, (str, os.PathLike)) and os.fspath(weights).lower().endswith('.onnx'):
                 raise ValueError("%s is an ONNX file: the torch backend reads checkpoints; use "
                                  "backend='onnxruntime' to run it" % weights)
             self.cfg, self.model = _build_model(exp_dir, weights, opts, self.device)

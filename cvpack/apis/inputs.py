@@ -190,7 +190,8 @@ class DetectionFile:
         if found is None and image.image_id is not None:
             found = self.by_id.get(image.image_id)
             if found is None and self.id_types and type(image.image_id) not in self.id_types:
-                raise ValueError('%s: image id %r of %s is a %s, the image ids in this file are %s'
-                                 % (self.path, image.image_id, image.name, type(image.image_id).__name__,
-                                    ' and '.join(sorted(t.__name__ for t in self.id_types))))
+                raise ValueError('%s: image id %r of %s (type %s) can match none of the image ids in this file '
+                                 '(type %s); pass image_ids= of that type' % (
+                                     self.path, image.image_id, image.name, type(image.image_id).__name__,
+                                     ' and '.join(sorted(t.__name__ for t in self.id_types))))
         return found

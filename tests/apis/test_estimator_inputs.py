@@ -114,12 +114,12 @@ def test_det_json_filtered_as_test_py(est, coco_subset, tmp_path, log_capture, o
     path = tmp_path / 'dets.json'
     path.write_text(json.dumps(dets))
     opts = FAST + ['DATASET.ROOT', coco_subset, 'TEST.DET_FILE', str(path), 'TEST.DET_SCORE_THRESH', '0.5']
-    est = PoseEstimator(est.exp_dir, device='cpu', opts=opts, model=est.model)
-    records = build_dataset(copy.deepcopy(est.cfg), 'val').records
+    api = PoseEstimator(est.exp_dir, device='cpu', opts=opts, model=est.model)
+    records = build_dataset(copy.deepcopy(api.cfg), 'val').records   # test.py's val set for TEST.DET_FILE
     images = sorted({r['image_path'] for r in records})
     assert len(images) == 2
     with log_capture.at_level(logging.WARNING, logger='cvpack'):
-        people = est(images, det_json=str(path))
+        people = api(images, det_json=str(path))
     assert 'skipped 2 detections (degenerate box: w or h <= 0)' in log_capture.text
     for image, found in zip(images, people):
         want = sorted((r['bbox'].tolist(), r['score']) for r in records if r['image_path'] == image)
@@ -133,8 +133,8 @@ def test_image_ids_and_to_coco(est, astronaut, tmp_path, one_thread):
     path.write_text(json.dumps([{'image_id': 42, 'category_id': 1, 'bbox': [100, 20, 250, 480], 'score': 0.9}]))
     assert len(est(astronaut, det_json=str(path), image_ids=[42])) == 1
     assert len(est(astronaut, det_json=str(path), image_ids=np.array([42]))) == 1   # numpy ids are ints
-    with pytest.raises(ValueError, match=r"dets.json: image id '42' of .*astronaut.png is a str, the image ids in "
-                                         r'this file are int'):
+    with pytest.raises(ValueError, match=r"dets.json: image id '42' of .*astronaut.png \(type str\) can match none of "
+                                         r'the image ids in this file \(type int\)'):
         est(astronaut, det_json=str(path), image_ids=['42'])
     for bad in (True, 42.0, None, [42]):
         with pytest.raises(ValueError, match=r'image_ids\[0\]: image id is'):

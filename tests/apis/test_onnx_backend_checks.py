@@ -49,3 +49,5 @@ def test_onnx_file_to_torch_backend_hints(repo_root, tmp_path):
     path = conv_onnx(tmp_path / 'rsn18.ONNX')
     with pytest.raises(ValueError, match=r"rsn18.ONNX is an ONNX file: .*use backend='onnxruntime'"):
         PoseEstimator(exp_path(repo_root, RSN18), path, device='cpu')
+    with pytest.raises(ValueError, match=r"rsn18.ONNX is an ONNX file"):
+        PoseEstimator(exp_path(repo_root, RSN18), tmp_path / 'rsn18.ONNX', device='cpu')   # a pathlib.Path too
