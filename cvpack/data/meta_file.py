@@ -81,7 +81,10 @@ def _parse_python(text, path):
     try:
         tree = ast.parse(text, path)
     except SyntaxError as e:
-        raise ValueError('%s: not valid Python at line %s: %s' % (path, e.lineno, e.msg)) from None
+        raise ValueError('%s: not valid Python%s: %s' % (path, ' at line %d' % e.lineno if e.lineno else '', e.msg)) \
+            from None
+    except ValueError as e:     # null bytes, before Python 3.11.4
+        raise ValueError('%s: not valid Python: %s' % (path, e)) from None
     body = tree.body
     if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0].value, 'value', None), str):
         body = body[1:]     # a docstring

@@ -113,6 +113,7 @@ def test_joints_by_name_and_colours(tmp_path):
     ('meta.json', '{"name": "A", "name": "B"}', r'meta.json: field\(s\) name given twice'),
     ('meta.py', '', r'meta.py: the dataset metadata file is empty'),
     ('meta.py', 'META = {\n', r'meta.py: not valid Python at line 1'),
+    ('meta.py', 'META = {}\0\n', r'meta.py: not valid Python: source code .* null bytes'),
     ('meta.py', '"""doc"""\n', r'meta.py: no literal assignment "META = \{...\}"'),
     ('meta.py', 'META = [1]\n', r'meta.py: dataset metadata must be an object/dict, got list'),
     ('meta.py', 'META = {}\nMETA = {}\n', r'meta.py: META is assigned 2 times'),
