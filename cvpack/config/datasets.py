@@ -76,7 +76,11 @@ def refresh_dataset_keys(cfg, old_name, old_meta_file, given):
     if name == str(old_name).upper() and meta_file == old_meta_file:
         return cfg
     from ..data.meta_file import dataset_meta
-    meta = dataset_meta(cfg)
+    from .schema import ConfigError
+    try:
+        meta = dataset_meta(cfg)
+    except (ValueError, OSError) as e:   # a bad metadata file is a usage error: exit 2, one line (engine/args.py)
+        raise ConfigError('DATASET.META_FILE = %r: %s' % (meta_file, e)) from e
     d.NAME = meta.name
     if meta.name != str(old_name).upper():     # another dataset (by name, or a user file's own name)
         for key, value in _FILES.get(meta.name, _USER_FILES).items():
