@@ -138,8 +138,9 @@ class _Run:
         A file is read here, once, and that array is what the predictor sees and what is drawn on: a second
         read could differ (cv2.imread turns a JPEG by its EXIF orientation tag, the predictor's read_image
         keeps the stored pixels, as the datasets' annotations need), and the skeleton would land rotated."""
-        bgr = read_image(image) if isinstance(image, str) else image
-        people = self.est(ImageInput(bgr, image, image_id), image_ids=[image_id], color='bgr', **self.box_kw)
+        path = image if isinstance(image, str) else None
+        bgr = read_image(path) if path else image
+        people = self.est(ImageInput(bgr, path or name, image_id), image_ids=[image_id], color='bgr', **self.box_kw)
         t = time.perf_counter()
         drawn = draw(bgr, people, self.est.meta, self.args.kpt_thresh, self.args.draw_boxes)
         self.draw_time += time.perf_counter() - t

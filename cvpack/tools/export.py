@@ -29,7 +29,7 @@ import torch
 from ._cli import OneLineParser, UsageError, atomic_output, check_output_file, die, positive_int
 
 __all__ = ['export_onnx', 'fold_sequential_bn', 'bn_nodes_to_affine', 'verify_onnx', 'load_for_export',
-           'onnx_op_counts', 'write_metadata', 'main']
+           'onnx_op_counts', 'write_metadata', 'check_export_args', 'load_or_exit', 'main']
 
 INPUT_NAME, OUTPUT_NAME = 'images', 'heatmaps'
 PROG = 'python -m cvpack.tools.export'

@@ -238,3 +238,20 @@ def test_missing_input_is_exit_2_one_line(rsn, tmp_path, capsys):
     assert exc.value.code == 2 and err == 'python -m cvpack.demo: error: input not found: %s\n' % (
         tmp_path / 'nothere.jpg')
     assert not (tmp_path / 'o').exists()
+
+
+def test_video_frames_with_det_json_by_frame_index(rsn, repo_root, tmp_path, one_thread):
+    """Frames are arrays the demo read: matched to detections by frame index (their image id)."""
+    exp, weights = rsn
+    img = cv2.resize(cv2.imread(osp.join(repo_root, 'dataset', 'demo', 'astronaut.png')), (160, 120))
+    video = tmp_path / 'clip.mp4'
+    _write_video(video, [img, img])
+    boxes = {0: [10.0, 5.0, 60.0, 100.0], 1: [50.0, 20.0, 70.0, 90.0]}
+    det = tmp_path / 'dets.json'
+    det.write_text(json.dumps([{'image_id': i, 'category_id': 1, 'bbox': b, 'score': 0.9} for i, b in boxes.items()]))
+    out = tmp_path / 'out'
+    demo.main([exp, '--weights', weights, '--input', str(video), '--out', str(out), '--det-json', str(det),
+               '--device', 'cpu'] + FAST)
+    results = json.loads((out / 'predictions.json').read_text())
+    assert [(r['image_id'], r['bbox'], r['file_name']) for r in results] == [
+        (0, boxes[0], 'clip.mp4#0'), (1, boxes[1], 'clip.mp4#1')]
