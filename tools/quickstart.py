@@ -205,7 +205,10 @@ def prepare_output(out):
         raise UsageError('--output %s: exists and is not a folder' % out)
     if osp.isdir(out):
         if osp.isfile(osp.join(out, MARKER)):
-            shutil.rmtree(out)
+            try:
+                shutil.rmtree(out)
+            except OSError as e:   # a link to the folder, a file in use ...
+                raise UsageError('--output %s: cannot empty the folder (%s)' % (out, e.strerror or e)) from None
         elif os.listdir(out):
             raise UsageError('--output %s: the folder is not empty and was not made by the quick start (no %s '
                              'file in it); it is left alone: give a new or an empty folder' % (out, MARKER))

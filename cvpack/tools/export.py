@@ -255,6 +255,8 @@ def check_export_args(parser, exp_dir, weights, out, suffix):
     if missing:
         parser.error('%s: not an exp folder (no %s)' % (exp_dir, ' or '.join(missing)) if osp.isdir(exp_dir)
                      else 'exp folder not found: %s' % exp_dir)
+    if weights is not None and not weights.strip():   # ('' would mean the random init again, silently)
+        parser.error('--weights is empty: give a weights file or URL, or --random-init')
     if weights and not is_url(weights) and not osp.isfile(weights):
         parser.error('--weights %s: file not found' % weights)
     try:

@@ -150,6 +150,7 @@ def _no_load(*args, **kwargs):
     (['NOEXP', '--random-init', '--out', 'OUT'], 'exp folder not found: .*no_such_exp'),
     (['TMP', '--random-init', '--out', 'OUT'], '.*: not an exp folder \\(no config.py or network.py\\)'),
     (['EXP', '--weights', 'TMP/missing.pth', '--out', 'OUT'], '--weights .*missing.pth: file not found'),
+    (['EXP', '--weights', '', '--out', 'OUT'], '--weights is empty: give a weights file or URL, or --random-init'),
     (['EXP', '--random-init', '--format', 'tflite', '--out', 'OUT'], "argument --format: invalid choice: 'tflite'"),
     (['EXP', '--random-init', '--batch', '0', '--out', 'OUT'], "argument --batch: must be an integer >= 1, got '0'"),
     (['EXP', '--random-init', '--out', 'TMP'], '--out .*: is a folder, give a file name'),

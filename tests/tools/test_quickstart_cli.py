@@ -96,6 +96,11 @@ def test_only_a_marked_folder_is_emptied(qs, tmp_path):
     (new / 'iter-5.pth').write_text('old run')
     qs.prepare_output(str(new))                                   # made by a quick start: emptied
     assert sorted(p.name for p in new.iterdir()) == ['.cvpack-quickstart']
+    link = tmp_path / 'link'
+    link.symlink_to(new)                                          # marked, but a link: not followed, refused
+    with pytest.raises(qs.UsageError, match='--output .*link: cannot empty the folder'):
+        qs.prepare_output(str(link))
+    assert (new / '.cvpack-quickstart').is_file()
     empty = tmp_path / 'empty'
     empty.mkdir()
     qs.prepare_output(str(empty))                                 # an empty folder is used as it is
