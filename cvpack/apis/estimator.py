@@ -208,7 +208,8 @@ class PoseEstimator:
         """People in one image or a list of images.
 
         Args:
-            inputs: image path, (H, W, 3) uint8 array (channel order ``color``), or a list of them.
+            inputs: image path, (H, W, 3) uint8 array (channel order ``color``), :class:`ImageInput` (an array
+                the caller read, with its file name), or a list of them.
             boxes: person boxes [[x, y, w, h(, score)], ...] (image pixels) for one image, or one such list per
                 image for a list input. Not 4 or 5 finite numbers, or a negative width or height: an error
                 naming the image and the box index; zero width or height: skipped with one warning.

@@ -77,7 +77,8 @@ def _image_ids(image_ids, single, count):
 
 
 def load_images(inputs, color, rgb, image_ids=None):
-    """``inputs``: a path, an ndarray or a list of them -> (list of :class:`ImageInput`, was_single).
+    """``inputs``: a path, an ndarray, an :class:`ImageInput` (an array with its file name, for det-json
+    matching) or a list of them -> (list of :class:`ImageInput`, was_single).
 
     Args:
         color: 'bgr' or 'rgb', the channel order of ndarray inputs (files are decoded by OpenCV).
@@ -90,13 +91,18 @@ def load_images(inputs, color, rgb, image_ids=None):
     image_ids = _image_ids(image_ids, single, len(items))
     out = []
     for i, item in enumerate(items):
+        own_id = None
         if isinstance(item, (str, bytes)) or hasattr(item, '__fspath__'):
             path = str(item if not isinstance(item, bytes) else item.decode())
             array, name = read_image(path, rgb=rgb), path
+        elif isinstance(item, ImageInput):   # read by the caller (its array in ``color`` order), name kept
+            name, own_id = item.name, item.image_id
+            array = _array_image(item.array, color, rgb, name)
         else:
             name = '<array #%d>' % i
             array = _array_image(item, color, rgb, name)
-        image_id = image_ids[i] if image_ids is not None else image_id_from_name(name)
+        image_id = image_ids[i] if image_ids is not None else own_id if own_id is not None \
+            else image_id_from_name(name)
         out.append(ImageInput(array, name, image_id))
     return out, single
 
