@@ -6,7 +6,8 @@ import logging
 import pytest
 import torch
 
-from cvpack.protocols import AspectRatioGrouped, ComplexityParts, DetectionStats, MetricNames, PretrainedInit
+from cvpack.protocols import (AspectRatioGrouped, ComplexityParts, DetectionStats, GroundTruthCheck, MetricNames,
+                              PretrainedInit)
 from tests.projects.megvii_helpers import SMALL, build
 
 
@@ -25,7 +26,8 @@ def _implementations():
     return [(PretrainedInit, 'load_pretrained', [MSPN, MLPE, HSRNetPose, KeypointRCNN]),
             (ComplexityParts, 'complexity_parts', [KeypointRCNN]),
             (AspectRatioGrouped, 'aspect_ratio_flags', [DetectionDataset]),
-            (MetricNames, 'metric_names', [CocoEvaluator, MpiiEvaluator, DetectionEvaluator])]
+            (MetricNames, 'metric_names', [CocoEvaluator, MpiiEvaluator, DetectionEvaluator]),
+            (GroundTruthCheck, 'check_ground_truth', [CocoEvaluator, MpiiEvaluator, DetectionEvaluator])]
 
 
 def test_shipped_hooks_have_the_protocol_signature():

@@ -21,7 +21,7 @@ import os.path as osp
 
 from .. import dist as comm
 from ..config import ConfigError
-from ..protocols import MetricNames
+from ..protocols import GroundTruthCheck, MetricNames
 from .checkpoint import rng_state, set_rng_state
 
 __all__ = ['PeriodicEvaluator', 'BEST_NAME', 'METRICS_NAME', 'choose_best_metric', 'eval_period_iters',
@@ -176,9 +176,10 @@ class PeriodicEvaluator:
 
     def prepare(self):
         """Build the val set, the predictor and the evaluator now, before iteration 1 (every rank builds the
-        set, the predictor and the evaluator, as the evaluation does), and check TEST.BEST_METRIC against the
-        evaluator's metric names: a missing val annotation or detection file, a bad evaluator setting or an
-        unknown metric fails before any training, not at the first evaluation hours later.
+        set, the predictor and the evaluator, as the evaluation does), check TEST.BEST_METRIC against the
+        evaluator's metric names and have rank 0's evaluator validate its ground truth (:class:`GroundTruthCheck`):
+        a missing val annotation or detection file, ground truth the evaluator refuses, a bad evaluator setting
+        or an unknown metric fails before any training, not at the first evaluation hours later.
 
         Collective: when one rank fails, every rank raises (the others would wait for it in the first
         all-reduce). An unknown TEST.BEST_METRIC raises :class:`cvpack.config.ConfigError` (a usage error)."""
@@ -222,6 +223,8 @@ class PeriodicEvaluator:
         self.log.info('evaluation every %s on %d val samples over %d process(es); %s', self.describe(),
                       len(dataset), self.ctx.world_size, describe_box_source(self.cfg, dataset))
         evaluator = restrict_evaluator(evaluator, dataset) if self.ctx.is_main else None   # rank 0 scores
+        if isinstance(evaluator, GroundTruthCheck):   # stricter than the val set's reader (area, num_keypoints)
+            evaluator.check_ground_truth()
         self._parts = (dataset, collate_fn, predictor_builder(self.cfg), evaluator)
 
     def run(self, model, done):

@@ -161,6 +161,22 @@ def test_missing_val_file_fails_before_training(repo_root, coco_subset, sub_env,
     assert 'Iter: ' not in log and not [n for n in os.listdir(out) if n.endswith('.pth')]
 
 
+def test_ground_truth_the_evaluator_refuses_fails_before_training(repo_root, coco_subset, sub_env, tmp_path):
+    """A val annotation file without 'area': the val set loads it (it needs no area) but the COCO evaluator
+    (pycocotools) refuses it; the evaluator checks its ground truth at start-up, naming file, annotation and field."""
+    with open(osp.join(coco_subset, 'annotations', 'person_keypoints_val2017.json')) as f:
+        data = json.load(f)
+    for ann in data['annotations']:
+        ann.pop('area')
+    gt = tmp_path / 'no_area.json'
+    gt.write_text(json.dumps(data))
+    exp = osp.join(repo_root, 'projects', 'RSN', 'exps', 'Res18.coco')
+    out = tmp_path / 'out'
+    log = run_train(exp, sub_env, launcher(1), _opts(coco_subset, out, 'DATASET.VAL_ANN', str(gt)), expect_rc=1)
+    assert 'ValueError: %s: annotation id %d has no area' % (gt, data['annotations'][0]['id']) in log
+    assert 'Iter: ' not in log and not [n for n in os.listdir(out) if n.endswith('.pth')]
+
+
 def _failing_evaluator(toy, call):
     """The toy evaluator, raising at its ``call``-th evaluation."""
     calls = []

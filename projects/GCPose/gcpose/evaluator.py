@@ -71,6 +71,10 @@ class DetectionEvaluator:
         """The keypoint evaluator's names, then box_AP, box_AP50, box_AP75, box_APs, box_APm, box_APl."""
         return self.keypoints.metric_names() + ['box_' + k for k in BOX_NAMES]
 
+    def check_ground_truth(self):
+        """The keypoint evaluator's check: the box part reads the same file (DATASET.VAL_ANN)."""
+        self.keypoints.check_ground_truth()
+
     def __call__(self, instances, output_dir):
         metrics = dict(self.keypoints(instances, output_dir))
         boxes = evaluate_boxes(self.gt_path, instances, output_dir, image_ids=self.image_ids)
