@@ -6,8 +6,9 @@ detection results, matched by file name or numeric file stem), or ``--whole-imag
 default when nothing else is given). Whole-image exps (GCPose) need none. Writes into ``--out``: the drawn
 images (PNG) or an mp4 with the video's fps and size, and ``predictions.json`` (COCO keypoint results with
 ``file_name``). Ends with one line of images (frames) per second, split into detector, pose and drawing time.
+An image of a folder that cannot be read is skipped with a warning naming it; the others are drawn and the run
+then exits with code 1, naming the skipped files. Bad input (a missing path, a bad weights file) exits 2, one line.
 """
-import argparse
 import json
 import logging
 import os
@@ -18,7 +19,9 @@ import time
 import cv2
 
 from .apis import PoseEstimator
-from .apis.inputs import image_id_from_name
+from .apis.inputs import ImageInput, image_id_from_name
+from .data.io import ImageReadError, read_image
+from .tools._cli import OneLineParser, die
 from .vis import draw_skeleton, save_png
 
 __all__ = ['main', 'IMAGE_EXTS', 'VIDEO_EXTS']
@@ -34,7 +37,7 @@ class DemoError(Exception):
 
 
 def parser():
-    p = argparse.ArgumentParser(prog='python -m cvpack.demo', description=__doc__.split('\n\n')[0])
+    p = OneLineParser(prog='python -m cvpack.demo', description=__doc__.split('\n\n')[0])
     p.add_argument('exp_dir', help='exp folder (config.py + network.py)')
     p.add_argument('--weights', default=None, help="checkpoint path or URL (default: what the exp's test.py loads)")
     src = p.add_mutually_exclusive_group(required=True)
@@ -122,6 +125,7 @@ class _Run:
 
     def __init__(self, est, args):
         self.est, self.args, self.results, self.draw_time, self.count = est, args, [], 0.0, 0
+        self.skipped = []   # image files that could not be read (a folder's run goes on without them)
         self.box_kw = {'det_json': args.det_json} if args.det_json else {'whole_image': True} \
             if args.whole_image else {}
         if args.det_json:
@@ -129,10 +133,15 @@ class _Run:
             self.box_kw['det_json'] = DetectionFile(args.det_json)   # read once
 
     def one(self, image, name, image_id):
-        """people of ``image`` (a path or a BGR array), the drawn BGR image; records the COCO results."""
-        people = self.est(image, image_ids=[image_id], **self.box_kw)
+        """people of ``image`` (a path or a BGR array), the drawn BGR image; records the COCO results.
+
+        A file is read here, once, and that array is what the predictor sees and what is drawn on: a second
+        read could differ (cv2.imread turns a JPEG by its EXIF orientation tag, the predictor's read_image
+        keeps the stored pixels, as the datasets' annotations need), and the skeleton would land rotated."""
+        path = image if isinstance(image, str) else None
+        bgr = read_image(path) if path else image
+        people = self.est(ImageInput(bgr, path or name, image_id), image_ids=[image_id], color='bgr', **self.box_kw)
         t = time.perf_counter()
-        bgr = cv2.imread(image) if isinstance(image, str) else image
         drawn = draw(bgr, people, self.est.meta, self.args.kpt_thresh, self.args.draw_boxes)
         self.draw_time += time.perf_counter() - t
         self.results.extend(p.to_coco(image_id, file_name=name) for p in people)
@@ -150,12 +159,22 @@ class _Run:
                 % (self.count, unit, elapsed, rate, unit, det, pose, self.draw_time))
 
 
-def run_images(run, files, out):
+def run_images(run, files, out, skip_unreadable=False):
+    """Predict, draw and write each file. An unreadable or corrupt image is skipped with a warning naming it
+    and listed in ``run.skipped`` when ``skip_unreadable`` (a folder: the others are still worth drawing), else
+    its ImageReadError ends the run."""
     from tqdm import tqdm
     for n, path in enumerate(tqdm(files, desc='images', unit='img', dynamic_ncols=True)):
         name = osp.basename(path)
         image_id = image_id_from_name(name)
-        drawn = run.one(path, name, n if image_id is None else image_id)
+        try:
+            drawn = run.one(path, name, n if image_id is None else image_id)
+        except ImageReadError as e:
+            if not skip_unreadable:
+                raise
+            logger.warning('skipped: %s', e)
+            run.skipped.append(path)
+            continue
         t = time.perf_counter()
         save_png(osp.join(out, osp.splitext(name)[0] + '.png'), drawn)
         run.draw_time += time.perf_counter() - t
@@ -188,7 +207,8 @@ def run_video(run, source, out):
 
 
 def main(argv=None):
-    """Run the demo; returns the summary line (also printed). Bad input exits with a message naming it."""
+    """Run the demo; returns the summary line (also printed). Bad input exits 2 with one line naming it; when
+    images of a folder could not be read, the others are drawn and the run ends with exit code 1, naming them."""
     args = parser().parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format='%(asctime)s %(name)s %(levelname)s: %(message)s')
@@ -205,18 +225,21 @@ def main(argv=None):
             if video:
                 run_video(run, args.webcam if args.webcam is not None else args.input, args.out)
             else:
-                run_images(run, _images_of(args.input), args.out)
+                run_images(run, _images_of(args.input), args.out, skip_unreadable=osp.isdir(args.input))
         except KeyboardInterrupt:   # q in the --show window, or Ctrl-C: keep what was predicted
             logger.warning('stopped after %d %s', run.count, unit)
         elapsed = time.perf_counter() - start
     except (DemoError, OSError, ValueError, KeyError, RuntimeError) as e:   # RuntimeError: CheckpointError
-        raise SystemExit('cvpack.demo: error: %s' % (e.args[0] if isinstance(e, KeyError) and e.args else e)) from None
+        die('python -m cvpack.demo: error: %s' % (e.args[0] if isinstance(e, KeyError) and e.args else e))
     with open(osp.join(args.out, 'predictions.json'), 'w') as f:
         json.dump(run.results, f)
     line = run.summary(unit, elapsed)
     print(line)
     if args.show:
         cv2.destroyAllWindows()
+    if run.skipped:
+        die('python -m cvpack.demo: error: %d of %d images could not be read and were skipped: %s'
+            % (len(run.skipped), len(run.skipped) + run.count, ', '.join(run.skipped)), code=1)
     return line
 
 

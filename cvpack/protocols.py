@@ -10,12 +10,17 @@ tests/test_protocols.py checks the shipped implementations' signatures). Where e
   ``DATALOADER.ASPECT_RATIO_GROUPING`` is on and the dataset has it.
 - :class:`DetectionStats`: the tester logs the detections dropped while reading ``TEST.DET_FILE``.
 - :class:`ComplexityParts`: ``cvpack.tools.complexity`` counts whole-image models part by part.
+- :class:`MetricNames`: the trainer checks ``TEST.BEST_METRIC`` against an evaluator's names at start-up
+  (``TEST.EVAL_PERIOD``, cvpack/engine/periodic_eval.py), not at the first evaluation hours later.
+- :class:`GroundTruthCheck`: at the same start-up, rank 0 has the evaluator read and validate its ground truth
+  (the evaluator's checks are stricter than the val set's: pycocotools needs ``area`` and ``num_keypoints``).
 """
 from typing import Any, Dict, List, Protocol, Sequence, Tuple, runtime_checkable
 
 from torch import nn
 
-__all__ = ['PretrainedInit', 'AspectRatioGrouped', 'DetectionStats', 'ComplexityParts']
+__all__ = ['PretrainedInit', 'AspectRatioGrouped', 'DetectionStats', 'ComplexityParts', 'MetricNames',
+           'GroundTruthCheck']
 
 
 @runtime_checkable
@@ -52,3 +57,19 @@ class ComplexityParts(Protocol):
 
     def complexity_parts(self, cfg) -> List[Tuple[str, nn.Module, Any, int]]:
         """(name, sub-module, its input, calls per image) for each part whose MACs are counted."""
+
+
+@runtime_checkable
+class MetricNames(Protocol):
+    """An evaluator that says, before it runs, which scalar metrics its result will hold."""
+
+    def metric_names(self) -> List[str]:
+        """The names of the numeric metrics ``__call__`` returns (e.g. 'AP', 'AP50' ...; 'box_AP' ...)."""
+
+
+@runtime_checkable
+class GroundTruthCheck(Protocol):
+    """An evaluator that can read and validate its ground truth file before any prediction exists."""
+
+    def check_ground_truth(self) -> None:
+        """Read the ground truth as ``__call__`` will; raise naming the file (and the record, the field) if bad."""

@@ -28,18 +28,26 @@ def some_names(names, limit=40, sep=', '):
 
 
 def import_target(spec, key):
-    """Import ``'module:attr'`` and return the attribute; errors name the config ``key`` that gave ``spec``.
+    """Import ``'module:Class'`` and return the class; errors name the config ``key`` that gave ``spec``.
 
     The one extension path of the core: a project names its dataset, predictor and evaluator classes in its
-    config (``DATASET.CLASS``, ``TEST.PREDICTOR``, ``TEST.EVALUATOR``), so the core never imports a project.
+    config (``DATASET.CLASS``, ``TEST.PREDICTOR``, ``TEST.EVALUATOR``, a block as ``MODEL.BACKBONE``), so the
+    core never imports a project. Every caller instantiates the target, so a function or a module constant is
+    refused here (it would otherwise fail later, far from the key, or be called with the wrong meaning).
     """
-    module, sep, attr = str(spec).partition(':')
-    if not (sep and module and attr):
+    module, sep, attr = spec.partition(':') if isinstance(spec, str) else ('', '', '')
+    if not (sep and module.strip() and attr.strip()):
         raise ValueError("%s must be a 'module:Class' string, got %r" % (key, spec))
     try:
-        return getattr(importlib.import_module(module), attr)
+        target = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as e:
         raise ImportError('%s = %r cannot be imported: %s' % (key, spec, e)) from e
+    except Exception as e:   # the module itself raised while importing (SyntaxError, RuntimeError, ...)
+        raise ImportError('%s = %r: importing module %r raised %s: %s'
+                          % (key, spec, module, type(e).__name__, e)) from e
+    if not isinstance(target, type):
+        raise TypeError('%s = %r is a %s, not a class' % (key, spec, type(target).__name__))
+    return target
 
 
 def configured_class(spec, key, pipeline, core_defaults, what):

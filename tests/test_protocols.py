@@ -6,7 +6,8 @@ import logging
 import pytest
 import torch
 
-from cvpack.protocols import AspectRatioGrouped, ComplexityParts, DetectionStats, PretrainedInit
+from cvpack.protocols import (AspectRatioGrouped, ComplexityParts, DetectionStats, GroundTruthCheck, MetricNames,
+                              PretrainedInit)
 from tests.projects.megvii_helpers import SMALL, build
 
 
@@ -15,14 +16,18 @@ def _params(fn):
 
 
 def _implementations():
+    from cvpack.evaluation.build import CocoEvaluator, MpiiEvaluator
     from projects.GCPose.gcpose.data.dataset import DetectionDataset
+    from projects.GCPose.gcpose.evaluator import DetectionEvaluator
     from projects.GCPose.gcpose.model import KeypointRCNN
     from projects.HSRNet.hsrnet.model import HSRNetPose
     from projects.MLPE.mlpe.model import MLPE
     from projects.MSPN.mspn import MSPN
     return [(PretrainedInit, 'load_pretrained', [MSPN, MLPE, HSRNetPose, KeypointRCNN]),
             (ComplexityParts, 'complexity_parts', [KeypointRCNN]),
-            (AspectRatioGrouped, 'aspect_ratio_flags', [DetectionDataset])]
+            (AspectRatioGrouped, 'aspect_ratio_flags', [DetectionDataset]),
+            (MetricNames, 'metric_names', [CocoEvaluator, MpiiEvaluator, DetectionEvaluator]),
+            (GroundTruthCheck, 'check_ground_truth', [CocoEvaluator, MpiiEvaluator, DetectionEvaluator])]
 
 
 def test_shipped_hooks_have_the_protocol_signature():

@@ -15,10 +15,14 @@ four times the images in the same time; the target blurs scale with the heatmap)
 
 On full COCO the same exp trains with ``python train.py DATASET.ROOT /path/to/coco`` (see the README).
 
+The output folder is emptied first only when an earlier quick start made it (it carries the marker file
+``.cvpack-quickstart``); any other non-empty folder is refused and left alone. Each step's output is also
+written to ``<output>/logs/<step>.log``; a failing step ends the run with one line naming the step and that log.
+Bad arguments exit 2 with one line.
+
     python tools/quickstart.py                 # under 10 minutes on any 2-core x86 CPU (--minutes 8)
     python tools/quickstart.py --iters 20      # a fixed schedule, no planning (CI uses a version of this)
 """
-import argparse
 import json
 import math
 import os
@@ -27,38 +31,52 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
+import traceback
 from collections import namedtuple
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if REPO not in sys.path:   # the planning and drawing steps import cvpack, also from a checkout not pip-installed
     sys.path.insert(0, REPO)
+from cvpack.tools._cli import (OneLineParser, UsageError, die, nonnegative_int, positive_float,  # noqa: E402
+                               positive_int)
+
 EXP_DIR = osp.join(REPO, 'projects', 'RSN', 'exps', 'RSN18.coco')
 NUM_TEST_PEOPLE = 125 + 86   # the shipped val and train subsets, both tested at the end
+MARKER = '.cvpack-quickstart'   # in an output folder this script made: only such a folder is ever emptied
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--minutes', type=float, default=8.0,
+    """The arguments, checked: a bad one exits 2 with one line naming it (before anything runs)."""
+    parser = OneLineParser(prog='tools/quickstart.py', description=__doc__.split('\n\n')[0])
+    parser.add_argument('--minutes', type=positive_float, default=8.0,
                         help='time budget of the whole run, planning, training, both tests and drawing included '
                              '(default: 8, so the run stays under 10 minutes on a busy machine)')
-    parser.add_argument('--iters', type=int, default=None,
+    parser.add_argument('--iters', type=positive_int, default=None,
                         help='a fixed number of training iterations instead of planning them from --minutes')
-    parser.add_argument('--max-iters', type=int, default=600,
+    parser.add_argument('--max-iters', type=positive_int, default=600,
                         help='the planner stops here on fast CPUs (default: 600, where the toy schedule has '
                              'learned the 86 training people well)')
-    parser.add_argument('--batch', type=int, default=8, help='images per iteration (default: 8)')
-    parser.add_argument('--lr', type=float, default=4e-3, help='Adam learning rate (default: 4e-3)')
-    parser.add_argument('--input-size', type=int, nargs=2, default=[128, 96], metavar=('H', 'W'),
-                        help='network input (default: 128 96; the exp itself uses 256 192)')
+    parser.add_argument('--batch', type=positive_int, default=8, help='images per iteration (default: 8)')
+    parser.add_argument('--lr', type=positive_float, default=4e-3, help='Adam learning rate (default: 4e-3)')
+    parser.add_argument('--input-size', type=positive_int, nargs=2, default=[128, 96], metavar=('H', 'W'),
+                        help='network input, multiples of 32 (default: 128 96; the exp itself uses 256 192)')
     parser.add_argument('--output', default=osp.join(REPO, 'model_logs', 'quickstart', 'RSN18.coco'),
-                        help='output folder (emptied first)')
+                        help='output folder: new, empty, or made by an earlier quick start (then emptied first)')
     parser.add_argument('--data', default=osp.join(REPO, 'dataset', 'coco_subset'), help='COCO root')
-    parser.add_argument('--num-vis', type=int, default=4, help='training images to draw (default: 4)')
+    parser.add_argument('--num-vis', type=nonnegative_int, default=4, help='training images to draw (default: 4)')
     parser.add_argument('--amp', default='auto', choices=['auto', 'bf16', 'none'],
                         help='autocast for training and testing; auto (default) = bf16 where the CPU has native '
                              'bf16 (AMX or AVX512-BF16: about 2x faster, docs/SPEED.md), else fp32')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    try:
+        toy_overrides(args.input_size)
+    except ValueError as e:
+        parser.error(str(e))
+    if not osp.isdir(osp.join(args.data, 'annotations')):
+        parser.error('--data %s: not a COCO root (no annotations folder)' % args.data)
+    return args
 
 
 def native_bf16(caps=None):
@@ -170,10 +188,104 @@ def cpu_name():
                          ', native bf16' if native_bf16(caps) else '')
 
 
-def run(script, args, env):
+class StepFailed(Exception):
+    """A step of the quick start failed; the message names the step and its log."""
+
+    def __init__(self, step, log, why):
+        super().__init__('step %r failed (%s); its log: %s' % (step, why, log))
+
+
+def prepare_output(out):
+    """Make ``out`` the run's empty output folder, marked as the quick start's (``MARKER``).
+
+    A folder that carries the marker was made by an earlier quick start: it is removed and made again. Any
+    other existing folder is used only when empty; a non-empty one (or a file) raises UsageError and is left
+    as it is: --output may name a user's folder, and nothing of theirs is deleted."""
+    if osp.lexists(out) and not osp.isdir(out):
+        raise UsageError('--output %s: exists and is not a folder' % out)
+    if osp.isdir(out):
+        if osp.isfile(osp.join(out, MARKER)):
+            try:
+                shutil.rmtree(out)
+            except OSError as e:   # a link to the folder, a file in use ...
+                raise UsageError('--output %s: cannot empty the folder (%s)' % (out, e.strerror or e)) from None
+        elif os.listdir(out):
+            raise UsageError('--output %s: the folder is not empty and was not made by the quick start (no %s '
+                             'file in it); it is left alone: give a new or an empty folder' % (out, MARKER))
+    try:
+        os.makedirs(out, exist_ok=True)
+        with open(osp.join(out, MARKER), 'w') as f:
+            f.write('made by tools/quickstart.py: the next quick start into this folder deletes it first\n')
+    except OSError as e:
+        raise UsageError('--output %s: cannot create the folder (%s)' % (out, e.strerror or e)) from None
+
+
+def _copy_output(stream, log_path):
+    """Copy a step's output (bytes, as they come: tqdm's \\r updates too) to our stdout and to its log."""
+    sink = getattr(sys.stdout, 'buffer', None)
+    with open(log_path, 'wb') as log:
+        for chunk in iter(lambda: stream.read1(65536), b''):
+            log.write(chunk)
+            log.flush()
+            if sink is not None:
+                sink.write(chunk)
+                sink.flush()
+            else:
+                sys.stdout.write(chunk.decode(errors='replace'))
+
+
+def start_step(step, script, args, env, out, cwd=None):
+    """Start ``script`` (in the exp folder unless ``cwd``), its output shown and kept in out/logs/<step>.log.
+    Returns (process, copying thread, log path)."""
+    cwd = cwd or EXP_DIR
     cmd = [sys.executable, script] + [str(a) for a in args]
-    print('\n$ (cd %s && %s)' % (osp.relpath(EXP_DIR, REPO), ' '.join(cmd[1:])), flush=True)
-    subprocess.run(cmd, cwd=EXP_DIR, env=env, check=True)
+    print('\n$ (cd %s && %s)' % (osp.relpath(cwd, REPO), ' '.join(cmd[1:])), flush=True)
+    log = osp.join(out, 'logs', step + '.log')
+    os.makedirs(osp.dirname(log), exist_ok=True)
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    copier = threading.Thread(target=_copy_output, args=(proc.stdout, log), daemon=True)
+    copier.start()
+    return proc, copier, log
+
+
+def run_step(step, script, args, env, out, cwd=None):
+    """Run a step to its end; StepFailed naming it and its log when it exits non-zero."""
+    proc, copier, log = start_step(step, script, args, env, out, cwd)
+    try:
+        proc.wait()
+    finally:
+        _stop(proc, copier)
+    if proc.returncode:
+        raise StepFailed(step, log, 'exit code %d' % proc.returncode)
+
+
+def _stop(proc, copier):
+    if proc.poll() is None:   # interrupted (Ctrl-C): do not leave the step running
+        proc.kill()
+        proc.wait()
+    copier.join()
+
+
+def in_process_step(step, out, fn, *args):
+    """``fn(*args)`` run here; its exception becomes StepFailed, the traceback written to out/logs/<step>.log."""
+    try:
+        return fn(*args)
+    except Exception as e:
+        log = osp.join(out, 'logs', step + '.log')
+        os.makedirs(osp.dirname(log), exist_ok=True)
+        with open(log, 'w') as f:
+            f.write(traceback.format_exc())
+        raise StepFailed(step, log, '%s: %s' % (type(e).__name__, e)) from e
+
+
+def read_metrics(step, test_dir, out):
+    """The metrics.json a test step wrote (StepFailed naming the step when it is missing or unreadable)."""
+    return in_process_step(step, out, _load_json, osp.join(test_dir, 'metrics.json'))
+
+
+def _load_json(path):
+    with open(path) as f:
+        return json.load(f)
 
 
 def last_checkpoint(out):
@@ -183,16 +295,16 @@ def last_checkpoint(out):
     return max(done, default=0)
 
 
-def run_training(args, env, out, deadline=None, poll_s=1.0, script='train.py', cwd=EXP_DIR):
-    """Run train.py; past ``deadline`` (time.perf_counter()), stop it at its latest checkpoint.
+def run_training(args, env, out, deadline=None, poll_s=1.0, script='train.py', cwd=None):
+    """Run train.py (step 'train', log out/logs/train.log); past ``deadline`` (time.perf_counter()), stop it
+    at its latest checkpoint.
 
     The schedule was sized to the speed measured before training; when the CPU gets busier afterwards
     (a shared machine), the run stops at the last checkpoint once the deadline has passed, so the quick
-    start still ends near its budget. Returns the iteration of the checkpoint to test.
+    start still ends near its budget. Returns the iteration of the checkpoint to test; StepFailed when
+    train.py fails or ends without a checkpoint.
     """
-    cmd = [sys.executable, script] + [str(a) for a in args]
-    print('\n$ (cd %s && %s)' % (osp.relpath(cwd, REPO), ' '.join(cmd[1:])), flush=True)
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env)
+    proc, copier, log = start_step('train', script, args, env, out, cwd)
     try:
         while proc.poll() is None:
             time.sleep(poll_s)
@@ -204,11 +316,11 @@ def run_training(args, env, out, deadline=None, poll_s=1.0, script='train.py', c
                       'slower than when it was timed; is it shared?)' % done, flush=True)
                 return done
     finally:
-        if proc.poll() is None:   # interrupted (Ctrl-C): do not leave the training running
-            proc.kill()
-            proc.wait()
+        _stop(proc, copier)
     if proc.returncode:
-        raise subprocess.CalledProcessError(proc.returncode, cmd)
+        raise StepFailed('train', log, 'exit code %d' % proc.returncode)
+    if not last_checkpoint(out):
+        raise StepFailed('train', log, 'no iter-N.pth checkpoint in %s' % out)
     return last_checkpoint(out)
 
 
@@ -244,8 +356,41 @@ def draw_predictions(test_dir, data_root, split, out_dir, num_images, score_thre
 
 
 def main(argv=None):
+    """The quick start; returns (val metrics, train metrics). A failing step exits 1 with one line naming it and
+    its log; bad arguments exit 2 with one line."""
     t_start = time.perf_counter()
     args = parse_args(argv)
+    args.output = osp.abspath(args.output)
+    try:
+        prepare_output(args.output)
+    except UsageError as e:
+        die('tools/quickstart.py: error: %s' % e)
+    try:
+        return _quickstart(args, t_start)
+    except StepFailed as e:
+        die('tools/quickstart.py: error: %s' % e, code=1)
+
+
+def _plan(args, opts, size, precision, t_start):
+    """(iterations, deadline) that fit --minutes on this CPU, measured (in process, step 'plan')."""
+    print('planning: timing RSN-18 training steps of batch %d at %s in %s on this CPU (%s) ...'
+          % (args.batch, size, precision, cpu_name()), flush=True)
+    m = in_process_step('plan', args.output, measure, opts, args.batch)
+    spent = time.perf_counter() - t_start
+    plan = plan_schedule(m['step'], 60.0 * args.minutes, spent, estimate_after(m, args.batch), args.batch,
+                         max_iters=args.max_iters)
+    deadline = t_start + 60.0 * args.minutes - (plan.total_s - plan.train_s - spent)
+    print('plan: %d iterations of batch %d at %s in %s, about %.1f minutes of training on this CPU '
+          '(%.2f s per iteration measured); the whole quick start about %.1f minutes (budget %.1f)'
+          % (plan.iters, args.batch, size, precision, plan.train_s / 60, m['step'], plan.total_s / 60,
+             args.minutes), flush=True)
+    if not plan.fits:
+        print('warning: even %d iterations overrun the %.1f-minute budget on this CPU (is it busy?); '
+              'the network will learn little' % (plan.iters, args.minutes), flush=True)
+    return plan.iters, deadline
+
+
+def _quickstart(args, t_start):
     # Idle OpenMP threads sleep instead of spinning (read when torch loads, so set first; the subprocesses
     # inherit it). With the data worker and any other process sharing 2 cores, spinning threads made a
     # training step 5-8x slower (docs/SPEED.md, "Quick start").
@@ -253,9 +398,7 @@ def main(argv=None):
     if args.amp == 'auto':
         args.amp = 'bf16' if native_bf16() else 'none'
     precision = 'bf16 autocast' if args.amp == 'bf16' else 'fp32'
-    out = osp.abspath(args.output)
-    if osp.isdir(out):
-        shutil.rmtree(out)
+    out = args.output
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
     common = ['DATASET.ROOT', osp.abspath(args.data), 'OUTPUT_DIR', out, 'TEST.USE_GT_BBOX', 'True',
               'DATALOADER.NUM_WORKERS', '1', 'TEST.AMP', args.amp] + toy_overrides(args.input_size)
@@ -264,21 +407,7 @@ def main(argv=None):
               'SOLVER.LOG_PERIOD', 20, 'SOLVER.AMP', args.amp]
     size = '%dx%d' % tuple(args.input_size)
     if args.iters is None:
-        print('planning: timing RSN-18 training steps of batch %d at %s in %s on this CPU (%s) ...'
-              % (args.batch, size, precision, cpu_name()), flush=True)
-        m = measure(common + solver + ['TENSORBOARD_DIR', ''], args.batch)
-        spent = time.perf_counter() - t_start
-        plan = plan_schedule(m['step'], 60.0 * args.minutes, spent, estimate_after(m, args.batch), args.batch,
-                             max_iters=args.max_iters)
-        iters = plan.iters
-        deadline = t_start + 60.0 * args.minutes - (plan.total_s - plan.train_s - spent)
-        print('plan: %d iterations of batch %d at %s in %s, about %.1f minutes of training on this CPU '
-              '(%.2f s per iteration measured); the whole quick start about %.1f minutes (budget %.1f)'
-              % (iters, args.batch, size, precision, plan.train_s / 60, m['step'], plan.total_s / 60,
-                 args.minutes), flush=True)
-        if not plan.fits:
-            print('warning: even %d iterations overrun the %.1f-minute budget on this CPU (is it busy?); '
-                  'the network will learn little' % (iters, args.minutes), flush=True)
+        iters, deadline = _plan(args, common + solver + ['TENSORBOARD_DIR', ''], size, precision, t_start)
     else:
         iters, deadline = args.iters, None
         print('fixed schedule: %d iterations of batch %d at %s in %s' % (iters, args.batch, size, precision))
@@ -287,14 +416,15 @@ def main(argv=None):
     train = solver + ['SOLVER.MAX_ITER', iters, 'SOLVER.CHECKPOINT_PERIOD', period,
                       'SOLVER.WARMUP_ITERS', max(1, iters // 10)]
     trained = run_training(['--no-auto-resume'] + common + train, env, out, deadline)
-    run('test.py', ['-i', trained] + common, env)
-    val_metrics = json.load(open(osp.join(out, 'test_dir', 'metrics.json')))
+    run_step('test-val', 'test.py', ['-i', trained] + common, env, out)
+    val_metrics = read_metrics('test-val', osp.join(out, 'test_dir'), out)
     train_dir = osp.join(out, 'test_on_train')
-    run('test.py', ['-i', trained] + common + [
+    run_step('test-train', 'test.py', ['-i', trained] + common + [
         'TEST_DIR', train_dir, 'DATASET.VAL_ANN', 'annotations/person_keypoints_train2017.json',
-        'DATASET.VAL_IMAGES', 'images/train2017'], env)
-    train_metrics = json.load(open(osp.join(train_dir, 'metrics.json')))
-    images = draw_predictions(train_dir, args.data, 'train2017', osp.join(out, 'vis'), args.num_vis)
+        'DATASET.VAL_IMAGES', 'images/train2017'], env, out)
+    train_metrics = read_metrics('test-train', train_dir, out)
+    images = in_process_step('draw', out, draw_predictions, train_dir, args.data, 'train2017', osp.join(out, 'vis'),
+                             args.num_vis)
     print('\nquick start finished in %.1f minutes (%d%s iterations of batch %d at %s, %s)'
           % ((time.perf_counter() - t_start) / 60, trained, '' if trained == iters else ' of %d' % iters,
              args.batch, size, precision))

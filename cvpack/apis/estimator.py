@@ -8,6 +8,8 @@ with the exp's predictor (flip test, decoder, map back, rescoring), then ``cfg.T
 Coordinates are COCO results' (pixel indices, the frame of ``results.json``).
 """
 import logging
+import os
+import os.path as osp
 import time
 from dataclasses import dataclass, field
 from typing import Optional, Tuple
@@ -17,11 +19,12 @@ import torch
 
 from ..data import TOP_DOWN_PIPELINES, build_dataset, collate
 from ..data.meta_file import dataset_meta
+from ..data.validate import box_is_degenerate, number, warn_skipped
 from ..evaluation.build import apply_test_nms
 from ..evaluation.coco import instances_to_coco_results
 from ..inference import build_predictor
 from ..inference.runner import predict_batches
-from .inputs import DetectionFile, load_images, parse_boxes
+from .inputs import DetectionFile, check_image_id, load_images, parse_boxes, warn_outside
 
 __all__ = ['PoseEstimator', 'Person', 'WeightsMismatchError', 'resolve_device']
 
@@ -44,10 +47,16 @@ class Person:
 
     def to_coco(self, image_id, **extra):
         """A COCO keypoint results record {image_id, category_id 1, keypoints [x, y, s] * K, score, bbox}
-        (``extra`` items are added, e.g. file_name)."""
+        (``extra`` items are added, e.g. file_name). ``image_id``: an int or a str, as the ground truth's ids
+        (a numpy int becomes an int; a float, boolean or None is refused: pycocotools would match it to no
+        image, or True to image 1). An ``extra`` key that would overwrite a field of the record is refused."""
+        image_id = check_image_id(image_id, 'Person.to_coco')
         rec = instances_to_coco_results([{'image_id': image_id, 'keypoints': self.keypoints, 'score': self.score}])[0]
         if self.box is not None:
             rec['bbox'] = [float(v) for v in self.box]
+        clash = sorted(set(extra) & (set(rec) | {'bbox'}))
+        if clash:
+            raise ValueError('Person.to_coco: extra field(s) %s would overwrite the record\'s own' % ', '.join(clash))
         rec.update(extra)
         return rec
 
@@ -77,6 +86,28 @@ def _build_model(exp_dir, weights, opts, device):
     except WeightsMismatchError as e:
         raise WeightsMismatchError(source, 'does not match the exp %s: %s' % (exp_dir, e.reason)) from None
     return cfg, model.to(device).eval()
+
+
+def _onnx_model(exp_dir, path, opts):
+    """(cfg, :class:`OnnxHeatmapModel`) of an exported file: the config settings of the weights it was exported
+    from (its metadata) are applied to the exp's cfg, and a file whose keypoint count or input size differ from
+    the exp's is refused (another exp's export would be decoded with the wrong skeleton or crop)."""
+    from ..exp import load_exp
+    from ..inference.onnx import OnnxHeatmapModel
+    from ..weights import apply_overrides
+    model = OnnxHeatmapModel(path)
+    cfg = apply_overrides(load_exp(exp_dir, opts, build=False)[0], model.cfg_overrides, path, logger)
+    if cfg.DATASET.PIPELINE not in TOP_DOWN_PIPELINES:
+        raise ValueError('%s: backend onnxruntime runs top-down exps; %s is a whole-image model' % (path, exp_dir))
+    model.check_exp(osp.basename(osp.normpath(exp_dir)), dataset_meta(cfg).num_keypoints, cfg.INPUT_SHAPE, logger)
+    return cfg, model
+
+
+def _positive_int(value, name):
+    """``value`` as an int >= 1 (ValueError naming ``name`` for 0, negatives, floats, booleans, strings)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError('%s must be a positive integer, got %r' % (name, value))
+    return int(value)
 
 
 def _sync(device):
@@ -115,15 +146,13 @@ class PoseEstimator:
         if backend not in ('torch', 'onnxruntime'):
             raise ValueError("backend must be 'torch' or 'onnxruntime', got %r" % (backend,))
         if backend == 'onnxruntime':
-            from ..exp import load_exp
-            from ..inference.onnx import OnnxHeatmapModel
-            from ..weights import apply_overrides
             if not weights or model is not None:
                 raise ValueError("backend='onnxruntime' needs weights=<the exported .onnx file> (and no model=)")
-            self.model = OnnxHeatmapModel(weights)
-            self.cfg = apply_overrides(load_exp(exp_dir, opts, build=False)[0], self.model.cfg_overrides, weights,
-                                       logger)
+            self.cfg, self.model = _onnx_model(exp_dir, weights, opts)
         elif model is None:
+            if isinstance(weights, (str, os.PathLike)) and os.fspath(weights).lower().endswith('.onnx'):
+                raise ValueError("%s is an ONNX file: the torch backend reads checkpoints; use "
+                                 "backend='onnxruntime' to run it" % weights)
             self.cfg, self.model = _build_model(exp_dir, weights, opts, self.device)
             self.model = self._prepare(self.model)
         else:
@@ -137,11 +166,12 @@ class PoseEstimator:
         self.meta = dataset_meta(self.cfg)
         self.keypoint_names = tuple(self.meta.keypoint_names)
         self.rgb = bool(self.cfg.DATASET.COLOR_RGB)
-        self.batch_size = int(batch_size or self.cfg.TEST.IMS_PER_GPU)
-        self.box_thresh = float(box_thresh)
+        self.batch_size = _positive_int(self.cfg.TEST.IMS_PER_GPU if batch_size is None else batch_size, 'batch_size')
+        self.box_thresh = number(box_thresh, 'PoseEstimator', 'box_thresh')
         if det_score_thresh is None and not self.whole_image_model:   # (whole-image models take no det_json)
             det_score_thresh = self.cfg.TEST.DET_SCORE_THRESH
-        self.det_score_thresh = None if det_score_thresh is None else float(det_score_thresh)
+        self.det_score_thresh = None if det_score_thresh is None else \
+            number(det_score_thresh, 'PoseEstimator', 'det_score_thresh')
         self.dataset = build_dataset(self.cfg, 'val', records=[])   # crops exactly as test.py's val set
         self.detector = self._detector(detector, detector_nms)
         self.timing = {'detector': 0.0, 'pose': 0.0}
@@ -178,15 +208,18 @@ class PoseEstimator:
         """People in one image or a list of images.
 
         Args:
-            inputs: image path, (H, W, 3) uint8 array (channel order ``color``), or a list of them.
+            inputs: image path, (H, W, 3) uint8 array (channel order ``color``), :class:`ImageInput` (an array
+                the caller read, with its file name), or a list of them.
             boxes: person boxes [[x, y, w, h(, score)], ...] (image pixels) for one image, or one such list per
-                image for a list input.
+                image for a list input. Not 4 or 5 finite numbers, or a negative width or height: an error
+                naming the image and the box index; zero width or height: skipped with one warning.
             det_json: COCO detection-results file (path or :class:`DetectionFile`), matched by file name or
-                image id (``image_ids``, else the numeric file stem).
+                image id (``image_ids``, else the numeric file stem), filtered as test.py filters TEST.DET_FILE
+                (category 1, ``det_score_thresh``, degenerate boxes skipped with one warning).
             whole_image: one box = the whole image (the single-person fallback, also used when no other box
                 source is given).
             color: 'bgr' (OpenCV) or 'rgb': the order of array inputs.
-            image_ids: optional ids of the images (det_json matching; ``Person.to_coco``).
+            image_ids: optional ids of the images, ints or strs (det_json matching; ``Person.to_coco``).
         Returns:
             a list of :class:`Person` (best score first) for one input, a list of such lists for a list.
         """
@@ -209,21 +242,34 @@ class PoseEstimator:
             per_image = [boxes] if single else list(boxes)
             if len(per_image) != len(images):
                 raise ValueError('%d box lists for %d images' % (len(per_image), len(images)))
-            return [parse_boxes(b, im.name) for b, im in zip(per_image, images)]
+            return [parse_boxes(b, im.name, im.array.shape[:2]) for b, im in zip(per_image, images)]
         if det_json is not None:
             dets = det_json if isinstance(det_json, DetectionFile) else DetectionFile(det_json)
-            out = []
-            for im in images:
-                found = dets.boxes_for(im)
-                if found is None:
-                    logger.warning('%s: no detections for %s (image id %s)', dets.path, im.name, im.image_id)
-                xywh, scores = parse_boxes(found, '%s (%s)' % (dets.path, im.name))
-                keep = scores >= self.det_score_thresh
-                out.append((xywh[keep], scores[keep]))
-            return out
+            return [self._detection_boxes(dets, im) for im in images]
         if self.detector is not None and not whole_image:
             return self._detect(images)
         return [(np.array([[0.0, 0.0, im.array.shape[1], im.array.shape[0]]]), np.ones(1)) for im in images]
+
+    def _detection_boxes(self, dets, im):
+        """(xywh, scores) of image ``im`` in detection file ``dets``, filtered as test.py filters a detection
+        file (:func:`cvpack.data.coco.coco_det_records`): score below the threshold dropped, then degenerate
+        boxes (w or h <= 0) skipped with one warning naming the detections."""
+        found = dets.boxes_for(im)
+        if found is None:
+            logger.warning('%s: no detections for %s (image id %s)', dets.path, im.name, im.image_id)
+        kept, degenerate = [], []
+        for i, box, score in found or []:
+            if score < self.det_score_thresh:
+                continue
+            if box_is_degenerate(box):
+                degenerate.append('detection #%d bbox %s' % (i, box))
+                continue
+            kept.append((i, box, score))
+        warn_skipped(logger, dets.path, 'detections of %s' % im.name, degenerate, len(degenerate),
+                     'degenerate box: w or h <= 0')
+        warn_outside('%s (%s)' % (dets.path, im.name), im.array.shape[:2], [(i, b) for i, b, _ in kept], 'detection')
+        return (np.array([b for _, b, _ in kept], np.float64).reshape(-1, 4),
+                np.array([s for _, _, s in kept], np.float64))
 
     def _detect(self, images):
         t = time.perf_counter()

@@ -263,6 +263,8 @@ def merge_from_list(cfg, opts):
         node[parts[-1]] = _parse_value(text, node[parts[-1]], key)
     # a new DATASET.NAME / META_FILE brings its keypoint keys and file layout (cvpack/config/datasets.py)
     refresh_dataset_keys(cfg, old_name, old_meta_file, set(opts[0::2]))
+    from ..data.combine_spec import combine_sources
+    combine_sources(cfg)     # DATASET.COMBINE: each source's keys, weight and MAP, before any file is read
     return validate_config(cfg)
 
 

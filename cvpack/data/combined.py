@@ -7,9 +7,12 @@
 
 ``NAME`` picks the source's metadata (:mod:`cvpack.data.meta`, or ``META_FILE`` for a user's), its annotation file
 is read and validated against it, and every person's joints are moved onto the exp's keypoint set
-(``DATASET.NAME``): target joint ``k`` takes source joint ``MAP[k]`` (-1 = not labelled there, visibility 0).
+(``DATASET.NAME``): target joint ``k`` takes source joint ``MAP[k]`` (-1 = not labelled there, visibility 0;
+MAP may also be a ``{target keypoint name: source joint}`` dict: :mod:`.combine_spec`).
 Without MAP, joints are matched by name (case and spaces ignored: AIC 'Right Shoulder' = COCO 'right_shoulder');
 a source sharing no joint with the target is an error. The exp's own dataset is not added implicitly: list it.
+Each source is checked when the config is resolved (keys, WEIGHT finite > 0, unique NAMEs, MAP joints valid on
+both sides, at least one keypoint covered) and its files when the dataset is built (:mod:`.combine_spec`).
 
 Which source a training position draws is :class:`cvpack.data.samplers.WeightedSourceDraw` (weights ``WEIGHT``),
 keyed by the engine sampler's position, so the mix is reproducible and resumes with the sampler's state.
@@ -21,36 +24,14 @@ import os.path as osp
 import numpy as np
 
 from .coco import coco_gt_records
-from .meta import get_dataset_meta
-from .meta_file import dataset_meta, load_meta_file
+from .combine_spec import check_source_files, combine_sources, keypoint_mapping
+from .meta_file import dataset_meta
 from .samplers import SampleIndex, WeightedSourceDraw
 from .topdown import TopDownDataset
 
 __all__ = ['CombinedDataset', 'keypoint_mapping']
 
 logger = logging.getLogger(__name__)
-_KEYS = {'NAME', 'ROOT', 'IMAGES', 'ANN', 'WEIGHT', 'MAP', 'META_FILE'}
-
-
-def _norm(name):
-    return name.lower().replace(' ', '_').replace('-', '_')
-
-
-def keypoint_mapping(source, target):
-    """``map[k]`` = index of target joint ``k`` in ``source`` (matched by normalised name), -1 if absent."""
-    index = {_norm(n): i for i, n in enumerate(source.keypoint_names)}
-    return [index.get(_norm(n), -1) for n in target.keypoint_names]
-
-
-def _check_source(src, n):
-    where = 'DATASET.COMBINE[%d]' % n
-    if not isinstance(src, dict):
-        raise ValueError('%s must be a dict with NAME, ROOT, IMAGES, ANN (WEIGHT, MAP optional)' % where)
-    missing = [k for k in ('NAME', 'ROOT', 'IMAGES', 'ANN') if k not in src]
-    unknown = sorted(set(src) - _KEYS)
-    if missing or unknown:
-        raise ValueError('%s: missing %s, unknown %s' % (where, missing, unknown))
-    return where
 
 
 class CombinedDataset(TopDownDataset):
@@ -64,39 +45,33 @@ class CombinedDataset(TopDownDataset):
     def __init__(self, cfg, split):
         if split != 'train':
             raise ValueError('DATASET.COMBINE is for training; test on one dataset (DATASET.NAME / VAL_ANN)')
-        target = dataset_meta(cfg)
+        sources = combine_sources(cfg, dataset_meta(cfg))    # checked again: a cfg built without merge_from_list
+        if not sources:
+            raise ValueError('DATASET.COMBINE is empty')
+        check_source_files(sources)
         self.sources, records, sizes, weights = [], [], [], []
-        for n, src in enumerate(cfg.DATASET.COMBINE):
-            where = _check_source(src, n)
-            meta = load_meta_file(src['META_FILE']) if src.get('META_FILE') else get_dataset_meta(src['NAME'])
-            mapping = src.get('MAP') or keypoint_mapping(meta, target)
-            if len(mapping) != target.num_keypoints or not all(-1 <= int(m) < meta.num_keypoints for m in mapping):
-                raise ValueError('%s: MAP must list, for each of the %d %s keypoints, a %s joint index or -1; got %s'
-                                 % (where, target.num_keypoints, target.name, meta.name, mapping))
-            if all(int(m) < 0 for m in mapping):
-                raise ValueError('%s: %s shares no keypoint with %s; give MAP' % (where, meta.name, target.name))
-            recs = self._source_records(cfg, src, meta, mapping)
+        for src in sources:
+            recs = self._source_records(cfg, src)
             if not recs:
-                raise ValueError('%s: %s has no usable person annotation' % (where, osp.join(src['ROOT'], src['ANN'])))
-            self.sources.append(dict(name=meta.name, mapping=[int(m) for m in mapping], offset=len(records),
+                raise ValueError('%s: %s has no usable person annotation'
+                                 % (src['where'], osp.join(src['root'], src['ann'])))
+            self.sources.append(dict(name=src['meta'].name, mapping=src['mapping'], offset=len(records),
                                      size=len(recs)))
             records += recs
             sizes.append(len(recs))
-            weights.append(float(src.get('WEIGHT', 1.0)))
-        if not self.sources:
-            raise ValueError('DATASET.COMBINE is empty')
+            weights.append(src['weight'])
         self.draw = WeightedSourceDraw(sizes, weights)
         logger.info('combined training: %s', ', '.join('%s %d records weight %g' % (s['name'], s['size'], w)
                                                        for s, w in zip(self.sources, weights)))
         super().__init__(cfg, split, records=records)
 
-    def _source_records(self, cfg, src, meta, mapping):
+    def _source_records(self, cfg, src):
         d = cfg.DATASET
         h, w = (int(v) for v in cfg.INPUT_SHAPE)
-        recs = coco_gt_records(osp.join(src['ROOT'], src['ANN']), osp.join(src['ROOT'], src['IMAGES']), meta,
+        recs = coco_gt_records(osp.join(src['root'], src['ann']), osp.join(src['root'], src['images']), src['meta'],
                                cs_mode=d.PIPELINE, aspect_ratio=w / h, pixel_std=float(d.PIXEL_STD),
                                padding=d.BBOX_PADDING, load_min_num=d.KEYPOINT.LOAD_MIN_NUM)
-        idx = np.asarray(mapping)
+        idx = np.asarray(src['mapping'])
         out = []
         for rec in recs:
             joints = np.zeros((len(idx), 3), np.float32)

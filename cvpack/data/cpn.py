@@ -20,6 +20,7 @@ import torch
 from .coco import box_record, coco_det_records, coco_gt_records
 from .meta import flip_permutation
 from .topdown import TopDownDataset
+from .validate import config_file
 
 __all__ = ['CPNDataset', 'cpn_crop_box', 'cpn_zoom', 'cpn_flip', 'cpn_rotate']
 
@@ -109,7 +110,8 @@ class CPNDataset(TopDownDataset):
         if self.meta.name != 'COCO':
             raise ValueError('the cpn pipeline reads COCO keypoint files only, not %s' % self.meta.name)
         images = osp.join(d.ROOT, d.TRAIN_IMAGES if self.train else d.VAL_IMAGES)
-        ann = osp.join(d.ROOT, d.TRAIN_ANN if self.train else d.VAL_ANN)
+        ann = config_file(d.ROOT, d.TRAIN_ANN if self.train else d.VAL_ANN,
+                          'DATASET.TRAIN_ANN' if self.train else 'DATASET.VAL_ANN')
         if self.train or t.USE_GT_BBOX:
             records = coco_gt_records(ann, images, self.meta, load_min_num=d.KEYPOINT.LOAD_MIN_NUM)
             for r in records:   # label_transform.py keeps the GT box as integer corners
@@ -117,7 +119,7 @@ class CPNDataset(TopDownDataset):
                 r['box_xyxy'] = np.array([int(x), int(y), int(x + w), int(y + h)], np.float32)
             return records
         self.det_stats = {}
-        records = coco_det_records(osp.join(d.ROOT, t.DET_FILE), ann, images, self.meta,
+        records = coco_det_records(config_file(d.ROOT, t.DET_FILE, 'TEST.DET_FILE'), ann, images, self.meta,
                                    score_thresh=t.DET_SCORE_THRESH, stats=self.det_stats)
         return [_with_xyxy(r) for r in records]
 

@@ -26,6 +26,7 @@ from .io import read_image
 from .meta_file import dataset_meta
 from .mpii import mpii_records
 from .samplers import sample_rng
+from .validate import config_file
 
 __all__ = ['TopDownDataset', 'normalize_lut']
 
@@ -75,7 +76,8 @@ class TopDownDataset(torch.utils.data.Dataset):
         if not (d.TRAIN_ANN if self.train else d.VAL_ANN):
             raise ValueError('%s has no %s split: set DATASET.%s to an annotation file'
                              % (self.meta.name, self.split, 'TRAIN_ANN' if self.train else 'VAL_ANN'))
-        ann = osp.join(root, d.TRAIN_ANN if self.train else d.VAL_ANN)
+        ann = config_file(root, d.TRAIN_ANN if self.train else d.VAL_ANN,
+                          'DATASET.TRAIN_ANN' if self.train else 'DATASET.VAL_ANN')
         if self.meta.name == 'MPII':
             pad = d.BBOX_PADDING
             return mpii_records(ann, images, self.meta, scale_padding=pad)
@@ -83,7 +85,7 @@ class TopDownDataset(torch.utils.data.Dataset):
                   padding=d.BBOX_PADDING)
         if self.train or t.USE_GT_BBOX:
             return coco_gt_records(ann, images, self.meta, load_min_num=d.KEYPOINT.LOAD_MIN_NUM, **kw)
-        return coco_det_records(osp.join(root, t.DET_FILE), ann, images, self.meta,
+        return coco_det_records(config_file(root, t.DET_FILE, 'TEST.DET_FILE'), ann, images, self.meta,
                                 score_thresh=t.DET_SCORE_THRESH, stats=self.det_stats, **kw)
 
     def __len__(self):

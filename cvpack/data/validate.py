@@ -20,8 +20,8 @@ import os.path as osp
 
 import numpy as np
 
-__all__ = ['read_json', 'number', 'numbers', 'identifier', 'check_box', 'box_is_degenerate', 'validate_coco_gt',
-           'validate_keypoint_results', 'flatten_pairs', 'mpii_joints', 'warn_skipped']
+__all__ = ['read_json', 'config_file', 'number', 'numbers', 'identifier', 'check_box', 'box_is_degenerate',
+           'validate_coco_gt', 'validate_keypoint_results', 'flatten_pairs', 'mpii_joints', 'warn_skipped']
 
 _NUMBER_TYPES = (int, float, np.integer, np.floating)
 
@@ -41,6 +41,21 @@ def read_json(path, what):
         raise ValueError('%s file %s is not valid JSON%s: %s' % (what, path, hint, e)) from None
     except UnicodeDecodeError as e:
         raise ValueError('%s file %s is not UTF-8 text (JSON): %s' % (what, path, e)) from None
+
+
+def config_file(root, value, key):
+    """``root/value``, the file the config key ``key`` names (DATASET.VAL_ANN, TEST.DET_FILE ...), checked to exist.
+
+    Raises FileNotFoundError '<key> (<path>): file not found', or ValueError for a folder or an empty value: the
+    message names the setting to fix as well as the file (the readers name only the file)."""
+    if not value:
+        raise ValueError('%s is empty: set it to a file below DATASET.ROOT (%s)' % (key, root))
+    path = osp.join(root, value)
+    if osp.isdir(path):
+        raise ValueError('%s (%s): a directory, not a file' % (key, path))
+    if not osp.isfile(path):
+        raise FileNotFoundError('%s (%s): file not found' % (key, path))
+    return path
 
 
 def _is_number(v):

@@ -7,6 +7,12 @@ and after the last step, the trainer runs the exp's own test pipeline, the one `
 box source, ``TEST.IMS_PER_GPU``, no augmentation, ``TEST.MAX_IMAGES``), sharded over the training processes.
 The evaluation draws no training randomness: the global RNG states are saved before and put back after (the val
 DataLoader alone draws a seed), so a run with evaluation resumes exactly as one without.
+
+Start-up (:meth:`PeriodicEvaluator.prepare`): the val set, the predictor and the evaluator are built before
+iteration 1 and ``TEST.BEST_METRIC`` is checked against the evaluator's :class:`~cvpack.protocols.MetricNames`, so
+a wrong setting fails before any training, not at the first evaluation. The checkpoint of an iteration is saved
+*before* its evaluation (a failing evaluation loses no training); the metrics.jsonl line, written last, marks an
+evaluation as done: a run resumed at an iteration whose line is missing evaluates it first (:meth:`resume_at`).
 """
 import json
 import logging
@@ -14,6 +20,8 @@ import os
 import os.path as osp
 
 from .. import dist as comm
+from ..config import ConfigError
+from ..protocols import GroundTruthCheck, MetricNames
 from .checkpoint import rng_state, set_rng_state
 
 __all__ = ['PeriodicEvaluator', 'BEST_NAME', 'METRICS_NAME', 'choose_best_metric', 'eval_period_iters',
@@ -81,13 +89,29 @@ def trim_metrics_log(path, last_iteration):
     return len(lines) - len(keep)
 
 
+def read_metrics_line(path, iteration):
+    """The metrics.jsonl record of ``iteration`` (the last one, when several), or None."""
+    found = None
+    if osp.isfile(path):
+        with open(path) as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                except ValueError:   # a line cut by a kill -9
+                    continue
+                if isinstance(record, dict) and record.get('iteration') == iteration:
+                    found = record
+    return found
+
+
 class PeriodicEvaluator:
     """Runs the test pipeline on the val split for the trainer; keeps the best value of ``TEST.BEST_METRIC``.
 
     Builders are the exp's (``train_main``'s arguments): ``dataset_builder(cfg, 'val')``,
-    ``predictor_builder(cfg)``, ``evaluator_builder(cfg)``; the dataset and the callables are built at the first
-    evaluation. ``solver``: the resolved solver, whose epochs ``TEST.EVAL_PERIOD`` counts when SOLVER.EPOCHS is
-    set. ``best`` (``{'metric', 'value', 'iteration'}`` or None) goes into every checkpoint.
+    ``predictor_builder(cfg)``, ``evaluator_builder(cfg)``; the dataset and the callables are built by
+    :meth:`prepare`, before training. ``solver``: the resolved solver, whose epochs ``TEST.EVAL_PERIOD`` counts when
+    SOLVER.EPOCHS is set. ``best`` (``{'metric', 'value', 'iteration'}`` or None) goes into every checkpoint;
+    ``pending``: the iteration of an evaluation a resumed run must do first (:meth:`resume_at`), else None.
     """
 
     def __init__(self, cfg, ctx, solver, dataset_builder, collate_fn, predictor_builder=None,
@@ -100,6 +124,7 @@ class PeriodicEvaluator:
         self._builders = (dataset_builder, collate_fn, predictor_builder, evaluator_builder)
         self._parts = None
         self.best = None
+        self.pending = None
 
     @property
     def enabled(self):
@@ -125,6 +150,66 @@ class PeriodicEvaluator:
             self.log.info('best so far: %s %.4f at iteration %d', self.best['metric'], self.best['value'],
                           self.best['iteration'])
 
+    def resume_at(self, iteration, max_iter):
+        """After resuming at ``iteration`` (collective; rank 0 reads metrics.jsonl). Its checkpoint was saved before
+        its evaluation, so ``best`` misses that one: metrics.jsonl's line of ``iteration`` (written once the
+        evaluation and its best.pth are done) is folded in; without a line the evaluation did not finish (it
+        failed, or the run was killed during it) and becomes :attr:`pending`, done before the next iteration."""
+        self.pending = None
+        if iteration <= 0 or not self.due(iteration, max_iter):
+            return
+        path = osp.join(self.cfg.OUTPUT_DIR, METRICS_NAME)
+        record = comm.broadcast_object(read_metrics_line(path, iteration) if self.ctx.is_main else None)
+        if record is None:
+            self.pending = iteration
+            self.log.info('the evaluation of iteration %d did not finish (no line in %s): it runs before training '
+                          'goes on', iteration, METRICS_NAME)
+            return
+        metrics = numeric_metrics(record)
+        metrics.pop('iteration', None)
+        try:
+            metric = choose_best_metric(self.metric, metrics)
+        except KeyError:   # a line of another metric set (the evaluator changed): nothing to compare
+            return
+        if self.best is None or metrics[metric] > self.best['value']:
+            self.best = {'metric': metric, 'value': metrics[metric], 'iteration': int(iteration)}
+
+    def prepare(self):
+        """Build the val set, the predictor and the evaluator now, before iteration 1 (every rank builds the
+        set, the predictor and the evaluator, as the evaluation does), check TEST.BEST_METRIC against the
+        evaluator's metric names and have rank 0's evaluator validate its ground truth (:class:`GroundTruthCheck`):
+        a missing val annotation or detection file, ground truth the evaluator refuses, a bad evaluator setting
+        or an unknown metric fails before any training, not at the first evaluation hours later.
+
+        Collective: when one rank fails, every rank raises (the others would wait for it in the first
+        all-reduce). An unknown TEST.BEST_METRIC raises :class:`cvpack.config.ConfigError` (a usage error)."""
+        if not self.enabled:
+            return
+        error = None
+        try:
+            self._build()
+        except Exception as exc:   # raised below, after every rank has said how it went
+            error = exc
+        own = None if error is None else '%s: %s' % (type(error).__name__, error)
+        failed = [(rank, msg) for rank, msg in enumerate(comm.all_gather_object(own)) if msg]
+        if error is not None:
+            raise error
+        if failed:
+            raise RuntimeError('evaluation during training (TEST.EVAL_PERIOD): rank %d could not build its val '
+                               'set / predictor / evaluator: %s' % failed[0])
+
+    def check_metric(self, evaluator):
+        """TEST.BEST_METRIC ('' = the default) against ``evaluator.metric_names()`` (:class:`MetricNames`);
+        an evaluator that does not declare them is checked at its first evaluation."""
+        if not isinstance(evaluator, MetricNames):
+            self.log.info('the evaluator (%s) does not declare its metric names (metric_names()): TEST.BEST_METRIC '
+                          'is checked at the first evaluation', type(evaluator).__name__)
+            return
+        try:
+            choose_best_metric(self.metric, list(evaluator.metric_names()))
+        except KeyError as exc:
+            raise ConfigError(exc.args[0]) from None
+
     def _build(self):
         from .tester import describe_box_source, limit_images, restrict_evaluator
         dataset_builder, collate_fn, predictor_builder, evaluator_builder = self._builders
@@ -132,17 +217,22 @@ class PeriodicEvaluator:
             from ..inference import build_predictor as predictor_builder
         if evaluator_builder is None:
             from ..evaluation import build_evaluator as evaluator_builder
+        evaluator = evaluator_builder(self.cfg)   # first: the metric check costs nothing, the val set may
+        self.check_metric(evaluator)
         dataset = limit_images(dataset_builder(self.cfg, 'val'), self.cfg, self.log)
         self.log.info('evaluation every %s on %d val samples over %d process(es); %s', self.describe(),
                       len(dataset), self.ctx.world_size, describe_box_source(self.cfg, dataset))
-        evaluator = restrict_evaluator(evaluator_builder(self.cfg), dataset) if self.ctx.is_main else None
+        evaluator = restrict_evaluator(evaluator, dataset) if self.ctx.is_main else None   # rank 0 scores
+        if isinstance(evaluator, GroundTruthCheck):   # stricter than the val set's reader (area, num_keypoints)
+            evaluator.check_ground_truth()
         self._parts = (dataset, collate_fn, predictor_builder(self.cfg), evaluator)
 
     def run(self, model, done):
         """Evaluate ``model`` (the unwrapped training model) after iteration ``done``; collective.
 
         Returns ``(metrics, improved)`` on every rank: the evaluator's numeric metrics and whether ``best``
-        improved (higher is better). The model goes back to its mode and the RNG states to their values.
+        improved (higher is better); the caller writes them with :meth:`record`. The model goes back to its mode
+        and the RNG states to their values.
         """
         from .tester import run_inference
         saved, was_training = rng_state(), model.training
@@ -176,10 +266,14 @@ class PeriodicEvaluator:
         improved = self.best is None or value > self.best['value']
         if improved:
             self.best = {'metric': metric, 'value': value, 'iteration': int(done)}
-        if self.ctx.is_main:
-            with open(osp.join(self.cfg.OUTPUT_DIR, METRICS_NAME), 'a') as f:
-                f.write(json.dumps(dict({'iteration': int(done)}, **metrics)) + '\n')
         self.log.info('eval at iteration %d: %s; best %s %.4f (iteration %d)', done,
                       ', '.join('%s %.4f' % kv for kv in metrics.items()), metric, self.best['value'],
                       self.best['iteration'])
         return metrics, improved
+
+    def record(self, metrics, done):
+        """Append the metrics.jsonl line of iteration ``done`` (rank 0): the trainer writes it last, after
+        best.pth, so the line means the evaluation is complete (:meth:`resume_at`)."""
+        if self.ctx.is_main:
+            with open(osp.join(self.cfg.OUTPUT_DIR, METRICS_NAME), 'a') as f:
+                f.write(json.dumps(dict({'iteration': int(done)}, **metrics)) + '\n')

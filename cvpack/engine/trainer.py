@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .. import dist as comm
-from ..config import clone, freeze
+from ..config import ConfigError, clone, freeze
 from ..data.samplers import IterationBasedSampler
 from ..protocols import AspectRatioGrouped, PretrainedInit
 from ..solver import build_lr_scheduler, build_optimizer, describe_scaling, load_optimizer_state, resolve_solver
@@ -182,6 +182,7 @@ class Trainer:
         if self.ctx.is_main and trim_metrics_log(osp.join(self.cfg.OUTPUT_DIR, METRICS_NAME), self.start_iter):
             self.log.info('%s: dropped the evaluations after iteration %d (done again)', METRICS_NAME,
                           self.start_iter)
+        self.evaluator.resume_at(self.start_iter, self.solver.MAX_ITER)   # the checkpoint predates its evaluation
         self.log.info('resumed from %s at iteration %d', path, self.start_iter)
 
     def _reset_base_lrs(self, base_lrs):
@@ -407,6 +408,7 @@ class Trainer:
                 self.log.info('new best %s %.4f: saved %s', self.evaluator.best['metric'],
                               self.evaluator.best['value'], path)
             comm.barrier()
+        self.evaluator.record(metrics, done)   # last: the line marks the evaluation (and its best.pth) as done
 
     def train(self):
         s = self.solver
@@ -414,6 +416,9 @@ class Trainer:
         period, log_period = int(s.CHECKPOINT_PERIOD), int(s.LOG_PERIOD)
         imgs_per_iter = int(s.IMS_PER_GPU) * self.ctx.world_size * self.accumulate
         loader_iter = iter(self.build_loader())
+        if self.evaluator.pending:   # resumed at an iteration whose evaluation did not finish
+            self.evaluate(self.evaluator.pending)
+            self.evaluator.pending = None
         t_end, t_start, times = time.perf_counter(), time.perf_counter(), []
         for it in self._iterations(period):   # stops on SIGTERM (preemption.py)
             batches = [next(loader_iter) for _ in range(self.accumulate)]
@@ -426,11 +431,11 @@ class Trainer:
             done = it + 1
             if done % log_period == 0 or done == s.MAX_ITER or done == self.start_iter + 1:
                 self._log(done, lr, losses, t_data, t_iter, imgs_per_iter, sum(times) / len(times))
-            if self.evaluator.due(done, s.MAX_ITER):   # before the save: the checkpoint holds this best
+            if done % period == 0 or done == s.MAX_ITER:
+                self.save(done)   # before the evaluation: an evaluation that fails loses no training
+            if self.evaluator.due(done, s.MAX_ITER):
                 self.evaluate(done)
                 t_end = time.perf_counter()   # the evaluation is not data-loading time
-            if done % period == 0 or done == s.MAX_ITER:
-                self.save(done)
         self.log.info('training finished: %d iterations in %.1f s', s.MAX_ITER - self.start_iter,
                       time.perf_counter() - t_start)
         self.tb.close()
@@ -509,7 +514,8 @@ def train_main(cfg, build_model, argv=None, dataset_builder=None, collate_fn=Non
     Returns:
         The trained model (unwrapped from DDP), on its device.
     """
-    args, cfg = parse_with_config(train_parser(cfg.EXP_NAME), cfg, argv)
+    parser = train_parser(cfg.EXP_NAME)
+    args, cfg = parse_with_config(parser, cfg, argv)
     if args.weights:   # --weights is MODEL.WEIGHT given another way: part of the resolution, before freezing
         cfg = clone(cfg)
         cfg.MODEL.WEIGHT = args.weights
@@ -524,6 +530,7 @@ def train_main(cfg, build_model, argv=None, dataset_builder=None, collate_fn=Non
         log_file = osp.abspath(osp.join(cfg.OUTPUT_DIR, 'log.txt'))
         trainer = Trainer(cfg, build_model, ctx, dataset_builder, collate_fn, predictor_builder, evaluator_builder)
         _log_setup(trainer, cfg, ctx)
+        trainer.evaluator.prepare()   # TEST.EVAL_PERIOD: val set, predictor, evaluator, TEST.BEST_METRIC, now
         if ctx.is_main:
             write_run_files(cfg, {'WORLD_SIZE': ctx.world_size, 'DEVICE': str(ctx.device),
                                   'SOLVER': dict(trainer.solver), 'EVAL_PERIOD_ITERS': trainer.evaluator.period})
@@ -533,6 +540,8 @@ def train_main(cfg, build_model, argv=None, dataset_builder=None, collate_fn=Non
     except BaseException as exc:
         if log_file:   # (not a handler left by an earlier run in this process)
             _log_fatal(exc, log_file)
+        if isinstance(exc, ConfigError):   # a setting found wrong at start-up (TEST.BEST_METRIC): exit 2, one line
+            parser.error(str(exc))
         raise
     finally:
         cleanup_distributed()

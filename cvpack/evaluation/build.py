@@ -6,13 +6,13 @@ import os.path as osp
 
 import numpy as np
 
-from .coco import evaluate_keypoints, format_table, instances_to_coco_results, load_coco_gt
+from .coco import STAT_NAMES, evaluate_keypoints, format_table, instances_to_coco_results, load_coco_gt
 from ..data.meta_file import dataset_meta
 from ..data.validate import read_json
 from ..utils import import_target
 from .datasets import crowd_index_split, drop_in_ignore_regions, prepare_gt
 from .nms import nms_per_image
-from .pckh import evaluate_pckh, format_pckh
+from .pckh import TABLE_NAMES, evaluate_pckh, format_pckh, load_mpii_gt
 
 logger = logging.getLogger(__name__)  # reaches the test log (console + TEST_DIR/test_log.txt)
 
@@ -66,6 +66,15 @@ class CocoEvaluator:
     def restrict_to(self, image_ids, indices):
         """Score only the images ``image_ids`` (the val samples ``indices`` were predicted: TEST.MAX_IMAGES)."""
         self.image_ids = list(image_ids)
+
+    def metric_names(self):
+        """The 10 COCO numbers, plus AP_easy / AP_medium / AP_hard for a dataset split by crowdIndex (CrowdPose)."""
+        split = ['AP_easy', 'AP_medium', 'AP_hard'] if self.meta.extra.get('crowd_index_split') else []
+        return list(STAT_NAMES) + split
+
+    def check_ground_truth(self):
+        """Read and validate DATASET.VAL_ANN as :meth:`__call__` does (errors name the file, annotation, field)."""
+        load_coco_gt_for(self.gt_path, self.meta)
 
     def __call__(self, instances, output_dir):
         """instances: predictor dicts (image_id, keypoints (K, 3) image px, score, area/bbox).
@@ -129,6 +138,14 @@ class MpiiEvaluator:
     def restrict_to(self, image_ids, indices):
         """Score only the annotation records ``indices`` (the samples of the first images: TEST.MAX_IMAGES)."""
         self.records = sorted(int(i) for i in indices)
+
+    def metric_names(self):
+        """PCKh@0.5 per body part, 'Mean' and 'Mean@0.1' (the table's numbers; 'per_joint' is a list)."""
+        return list(TABLE_NAMES)
+
+    def check_ground_truth(self):
+        """Read and validate DATASET.VAL_ANN as :meth:`__call__` does (errors name the file, entry, field)."""
+        load_mpii_gt(self.gt_path)
 
     def __call__(self, instances, output_dir):
         missing = [n for n, i in enumerate(instances) if 'index' not in i]

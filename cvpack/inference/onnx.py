@@ -15,6 +15,12 @@ import torch
 __all__ = ['OnnxHeatmapModel']
 
 
+def _show(dims):
+    """(17,) -> '17'; (256, 192) -> '(256, 192)'; None (a symbolic dim) -> '?'."""
+    dims = tuple('?' if d is None else d for d in dims)
+    return str(dims[0]) if len(dims) == 1 else '(%s)' % ', '.join(map(str, dims))
+
+
 class OnnxHeatmapModel:
     """An onnxruntime session with the call contract of a top-down network in eval mode.
 
@@ -55,17 +61,55 @@ class OnnxHeatmapModel:
                              % (path, len(inputs), len(outputs)))
         self.path = str(path)
         self.input_name, self.output_name = inputs[0].name, outputs[0].name
-        shape = inputs[0].shape
-        self.fixed_batch = shape[0] if isinstance(shape[0], int) else None
-        self.channels = shape[1] if isinstance(shape[1], int) else None
-        self.input_hw = tuple(s if isinstance(s, int) else None for s in shape[2:])
+        self.fixed_batch, self.channels, self.input_hw = self._input_shape(inputs[0].shape)
+        self.num_keypoints, self.output_hw = self._output_shape(outputs[0].shape)
         self.training = False
-        # the config overrides of the weights it was exported from (cvpack.tools.export.write_metadata)
+        self.expected_keypoints = None   # set by check_exp: checked per forward when the graph leaves K open
+        # the exp and config overrides of the weights it was exported from (cvpack.tools.export.write_metadata)
         meta = self.session.get_modelmeta().custom_metadata_map
+        self.exp_name = meta.get('cvpack.exp')
         try:
             self.cfg_overrides = json.loads(meta.get('cvpack.cfg_overrides', '{}'))
         except ValueError:
             raise ValueError('%s: its cvpack.cfg_overrides metadata is not valid JSON' % path) from None
+
+    def _input_shape(self, shape):
+        """(fixed batch or None, channels or None, (H, W) with None for symbolic dims) of the input; a shape
+        no batch fits (not rank 4, a dim of 0) is refused here, not at the first forward (a fixed batch of 0
+        would otherwise fail there with no word about the file). Any channel count: GCPose's exported keypoint
+        head takes RoI features; :meth:`check_exp` requires the 3 of an image for a top-down exp."""
+        dims = [d if isinstance(d, int) else None for d in shape]
+        if len(dims) != 4 or any(d is not None and d < 1 for d in dims):
+            raise ValueError('%s: input %r has shape %s; expected (N, C, H, W) with every fixed dim >= 1 '
+                             '(export with python -m cvpack.tools.export, e.g. --dynamic-batch)'
+                             % (self.path, self.input_name, list(shape)))
+        return dims[0], dims[1], tuple(dims[2:])
+
+    def _output_shape(self, shape):
+        """(K or None, (h, w) with None for symbolic dims) of the heatmap output (N, K, h, w)."""
+        dims = [d if isinstance(d, int) else None for d in shape]
+        if len(dims) != 4 or any(d is not None and d < 1 for d in dims[1:]):
+            raise ValueError('%s: output %r has shape %s; expected heatmaps (N, K, h, w) with every fixed dim >= 1'
+                             % (self.path, self.output_name, list(shape)))
+        return dims[1], tuple(dims[2:])
+
+    def check_exp(self, exp_name, num_keypoints, input_hw, log=None):
+        """Refuse a file whose keypoint count or input size (where the graph fixes them) differ from the exp's:
+        its heatmaps would be decoded with another skeleton or mapped back from another crop size.
+        A file exported from another exp (metadata 'cvpack.exp') whose shapes fit is only warned about on
+        ``log`` (e.g. an exp renamed or copied since the export)."""
+        want = [('input channels', (self.channels,), (3,)),
+                ('keypoint count', (self.num_keypoints,), (num_keypoints,)),
+                ('input size (H, W)', self.input_hw, tuple(input_hw))]
+        for what, got, expected in want:
+            if any(g is not None and g != e for g, e in zip(got, expected)):
+                raise ValueError('%s: exported with %s %s (from exp %s), but exp %s has %s: export the ONNX file '
+                                 'from this exp' % (self.path, what, _show(got), self.exp_name or '<not recorded>',
+                                                    exp_name, _show(expected)))
+        self.expected_keypoints = num_keypoints
+        if self.exp_name is not None and self.exp_name != exp_name and log is not None:
+            log.warning('%s was exported from exp %s, not %s (the shapes fit: running it with the config of %s)',
+                        self.path, self.exp_name, exp_name, exp_name)
 
     def eval(self):
         """No-op (the graph is an eval forward); returns self, like nn.Module.eval."""
@@ -115,4 +159,8 @@ class OnnxHeatmapModel:
                     chunk = np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:], np.float32)])
                 parts.append(self.session.run([self.output_name], {self.input_name: chunk})[0][:b - pad])
             out = np.concatenate(parts)
+        expected = self.expected_keypoints
+        if expected is not None and (out.ndim != 4 or out.shape[1] != expected):
+            raise ValueError('%s: the graph returned heatmaps %s, the exp has %d keypoints'
+                             % (self.path, tuple(out.shape), expected))
         return torch.from_numpy(np.ascontiguousarray(out, dtype=np.float32))

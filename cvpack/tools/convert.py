@@ -9,16 +9,24 @@ entries are printed, and DST is written atomically as ``{'model', 'cfg_overrides
 --checkpoint DST``, ``MODEL.WEIGHT DST`` and the inference API apply the overrides (preprocessing, architecture
 options) again when they load it, so the user never has to know them.
 """
-import argparse
 import collections
+import os.path as osp
 import re
 import sys
 import time
+import zipfile
 
+from ..safe_load import CheckpointError, is_url
+from ._cli import OneLineParser, UsageError, check_output_file
 
-from ..safe_load import CheckpointError
+__all__ = ['main', 'convert', 'check_checkpoint_file', 'CHECKPOINT_FORMATS']
 
-__all__ = ['main', 'convert']
+PROG = 'python -m cvpack.tools.convert'
+CHECKPOINT_FORMATS = ('PyTorch .pth / .pt / .pth.tar (torch.save, zip or legacy pickle), '
+                      'pickle of arrays .pkl (Detectron2 model zoo)')
+# Files people mistake for checkpoints, by their first bytes (what the refusal calls them)
+_MAGIC = ((b'\x93NUMPY', 'a numpy .npy array'), (b'\x89HDF', 'an HDF5 file (Keras .h5?)'),
+          (b'{', 'a JSON or text file'), (b'#', 'a text file'))
 
 
 def _dropped_summary(dropped):
@@ -54,8 +62,31 @@ class _Quiet:
         pass
 
 
+def check_checkpoint_file(path):
+    """Raise CheckpointError naming ``path`` and the supported formats when the local file is not one of them
+    (a numpy .npz, an .npy, HDF5, text, ...): the loader would only say 'could not be read'. Files the
+    loader tells better (a truncated zip, a .pkl of any protocol) pass."""
+    with open(path, 'rb') as f:
+        head = f.read(512)
+    if head.startswith(b'PK\x03\x04') and zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+        if any(n.endswith('/data.pkl') for n in names):   # torch.save's zip layout: <name>/data.pkl
+            return
+        what = 'a numpy .npz archive' if names and all(n.endswith('.npy') for n in names) else 'a zip archive'
+    elif head.startswith(b'PK') or (len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5) \
+            or head[257:262] == b'ustar' or path.lower().endswith(('.pkl', '.pickle')):   # (tar: torch < 0.4)
+        return
+    else:
+        what = next((name for magic, name in _MAGIC if head.startswith(magic)),
+                    'empty' if not head else 'of unknown content')
+    raise CheckpointError(path, 'not a supported checkpoint format: the file is %s; supported: %s'
+                          % (what, CHECKPOINT_FORMATS))
+
+
 def main(argv=None):
-    p = argparse.ArgumentParser(prog='python -m cvpack.tools.convert', description=__doc__.split('\n')[1])
+    """Convert as the command line asks; 0, or 2 after one line naming the bad argument or file."""
+    p = OneLineParser(prog=PROG, description=__doc__.split('\n')[1])
     p.add_argument('src', help='weights file: path or http(s) URL')
     p.add_argument('--exp', required=True, help='exp folder (config.py + network.py) the weights are for')
     p.add_argument('--out', required=True, help='checkpoint to write (.pth)')
@@ -64,9 +95,14 @@ def main(argv=None):
     p.add_argument('opts', nargs='*', help='KEY VALUE overrides of the exp config')
     args = p.parse_intermixed_args(argv)
     try:
-        convert(args.src, args.exp, args.out, args.format, args.opts)
-    except (CheckpointError, FileNotFoundError, KeyError, ImportError) as e:
-        print('error: %s' % (e.args[0] if isinstance(e, KeyError) and e.args else e), file=sys.stderr)
+        out = check_output_file(args.out)   # before the conversion, which reads and checks the whole file
+        if not is_url(args.src):
+            if not osp.isfile(args.src):
+                raise FileNotFoundError('source weights not found: %s' % args.src)
+            check_checkpoint_file(args.src)
+        convert(args.src, args.exp, out, args.format, args.opts)
+    except (CheckpointError, UsageError, FileNotFoundError, KeyError, ImportError) as e:
+        print('%s: error: %s' % (PROG, e.args[0] if isinstance(e, KeyError) and e.args else e), file=sys.stderr)
         return 2
     return 0
 

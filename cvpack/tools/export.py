@@ -1,6 +1,6 @@
 """Export an exp's pose network to ONNX, BatchNorm folded, checked against the eager model (docs/EXPORT.md).
 
-    python -m cvpack.tools.export EXP_DIR --weights W --format onnx [--dynamic-batch] [--out F]
+    python -m cvpack.tools.export EXP_DIR (--weights W | --random-init) --format onnx [--dynamic-batch] [--out F]
 
 The exported graph has the eval forward contract of the top-down networks: ``images`` (N, 3, H, W), the
 normalised crops at cfg.INPUT_SHAPE, to ``heatmaps`` (N, K, H/4, W/4) on the crop's stride-4 grid. Flip
@@ -19,19 +19,20 @@ Exporters: 'torchscript' (default for the top-down networks: the same graph as '
 CNNs, measured 8 s against 170 s to export RSN-18 on the shared 2-core machine) and 'dynamo'
 (torch.export; ``onnxscript`` needed).
 """
-import argparse
 import json
 import os
 import os.path as osp
-import sys
 
 import numpy as np
 import torch
 
+from ._cli import OneLineParser, UsageError, atomic_output, check_output_file, die, positive_int
+
 __all__ = ['export_onnx', 'fold_sequential_bn', 'bn_nodes_to_affine', 'verify_onnx', 'load_for_export',
-           'onnx_op_counts', 'write_metadata', 'main']
+           'onnx_op_counts', 'write_metadata', 'check_export_args', 'load_or_exit', 'main']
 
 INPUT_NAME, OUTPUT_NAME = 'images', 'heatmaps'
+PROG = 'python -m cvpack.tools.export'
 TOLERANCE = 1e-4   # max |onnx - eager|, relative to the eager heatmaps' peak (at least 1)
 
 
@@ -218,12 +219,19 @@ def verify_onnx(path, model, images, tol=TOLERANCE):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    """Export as the command line asks; returns the path written. Bad arguments or input (exp folder, weights,
+    --out, --format, --batch) exit 2 with one line naming them, checked before the slow export; the file is
+    written under a temporary name and renamed once exported, stamped and verified, so a failure leaves none."""
+    parser = OneLineParser(prog=PROG, description=__doc__.split('\n\n')[0])
     parser.add_argument('exp_dir', help='exp folder (config.py, network.py)')
-    parser.add_argument('--weights', help='checkpoint or weights file / URL (default: the random init)')
+    init = parser.add_mutually_exclusive_group(required=True)
+    init.add_argument('--weights', help='checkpoint or weights file / URL')
+    init.add_argument('--random-init', action='store_true',
+                      help="export the exp's random initialisation (benchmarks, tests): an explicit choice")
     parser.add_argument('--format', default='onnx', choices=['onnx'])
     parser.add_argument('--dynamic-batch', action='store_true', help='symbolic batch size N')
-    parser.add_argument('--batch', type=int, default=1, help='batch of the exported graph without --dynamic-batch')
+    parser.add_argument('--batch', type=positive_int, default=1,
+                        help='batch of the exported graph without --dynamic-batch (>= 1)')
     parser.add_argument('--exporter', default='torchscript', choices=['torchscript', 'dynamo'])
     parser.add_argument('--out', help='output file (default: EXP_DIR/<exp name>.onnx)')
     parser.add_argument('--no-verify', action='store_true', help='skip the onnxruntime check')
@@ -233,32 +241,65 @@ def main(argv=None):
     if bad:
         parser.error('unknown option(s): %s' % ' '.join(bad))
     args.opts = list(args.opts) + extra
+    args.out = check_export_args(parser, args.exp_dir, args.weights, args.out, '.onnx')
     with torch.no_grad():   # (not torch.set_grad_enabled(False): main() is also called in-process)
         return _export_main(args)
 
 
+def check_export_args(parser, exp_dir, weights, out, suffix):
+    """The output path, after the checks that need no model: the exp folder has its config.py and network.py,
+    a local weights file exists, ``out`` (default EXP_DIR/<exp name><suffix>) can be written. Exits 2 otherwise.
+    (Also GCPose's exporter.)"""
+    from ..safe_load import is_url
+    missing = [f for f in ('config.py', 'network.py') if not osp.isfile(osp.join(exp_dir, f))]
+    if missing:
+        parser.error('%s: not an exp folder (no %s)' % (exp_dir, ' or '.join(missing)) if osp.isdir(exp_dir)
+                     else 'exp folder not found: %s' % exp_dir)
+    if weights is not None and not weights.strip():   # ('' would mean the random init again, silently)
+        parser.error('--weights is empty: give a weights file or URL, or --random-init')
+    if weights and not is_url(weights) and not osp.isfile(weights):
+        parser.error('--weights %s: file not found' % weights)
+    try:
+        return check_output_file(out or osp.join(exp_dir, osp.basename(osp.normpath(exp_dir)) + suffix))
+    except UsageError as e:
+        parser.error(str(e))
+
+
+def load_or_exit(exp_dir, weights, opts, prog=PROG):
+    """:func:`load_for_export`; a bad exp, config override or weights file ends the tool with one line, exit 2."""
+    from ..config import ConfigError
+    from ..safe_load import CheckpointError
+    try:
+        return load_for_export(exp_dir, weights, opts)
+    except (CheckpointError, ConfigError, FileNotFoundError, KeyError, ImportError) as e:
+        die('%s: error: %s' % (prog, e.args[0] if isinstance(e, KeyError) and e.args else e))
+
+
 def _export_main(args):
-    cfg, model = load_for_export(args.exp_dir, args.weights, args.opts)
+    cfg, model = load_or_exit(args.exp_dir, args.weights, args.opts)
     from ..data.build import TOP_DOWN_PIPELINES
     if cfg.DATASET.PIPELINE not in TOP_DOWN_PIPELINES:
-        sys.exit('%s: not a top-down exp (DATASET.PIPELINE %r); a whole-image detector exports its own parts '
-                 '(GCPose: the export module of its project package, docs/EXPORT.md)'
-                 % (args.exp_dir, cfg.DATASET.PIPELINE))
-    name = osp.basename(osp.normpath(args.exp_dir))
-    out = args.out or osp.join(args.exp_dir, name + '.onnx')
+        die('%s: error: %s: not a top-down exp (DATASET.PIPELINE %r); a whole-image detector exports its own parts '
+            '(GCPose: the export module of its project package, docs/EXPORT.md)' % (PROG, args.exp_dir,
+                                                                                 cfg.DATASET.PIPELINE))
     h, w = cfg.INPUT_SHAPE
-    export_onnx(model, out, (h, w), args.dynamic_batch, args.exporter, args.batch)
-    write_metadata(out, cfg, args.exp_dir)
-    ops = onnx_op_counts(out)
+    with atomic_output(args.out) as tmp:
+        export_onnx(model, tmp, (h, w), args.dynamic_batch, args.exporter, args.batch)
+        write_metadata(tmp, cfg, args.exp_dir)
+        ops = onnx_op_counts(tmp)
+        if not args.no_verify:
+            gen = torch.Generator().manual_seed(0)
+            n = 3 if args.dynamic_batch else args.batch
+            try:
+                diff = verify_onnx(tmp, model, torch.randn(n, 3, h, w, generator=gen))
+            except AssertionError as e:   # names the temporary file, removed on the way out
+                die('%s: error: %s not written: %s' % (PROG, args.out, str(e).split(': ', 1)[-1]), code=1)
     print('wrote %s (%s, %dx%d, batch %s; %d nodes, BatchNormalization 0, Conv %d)'
-          % (out, args.exporter, h, w, 'N' if args.dynamic_batch else args.batch, sum(ops.values()),
+          % (args.out, args.exporter, h, w, 'N' if args.dynamic_batch else args.batch, sum(ops.values()),
              ops.get('Conv', 0)))
     if not args.no_verify:
-        gen = torch.Generator().manual_seed(0)
-        n = 3 if args.dynamic_batch else args.batch
-        diff = verify_onnx(out, model, torch.randn(n, 3, h, w, generator=gen))
         print('onnxruntime vs eager: max |heatmap difference| %.2e (batch %d)' % (diff, n))
-    return out
+    return args.out
 
 
 if __name__ == '__main__':

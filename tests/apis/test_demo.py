@@ -3,6 +3,7 @@ import json
 import logging
 import os.path as osp
 import shutil
+import struct
 
 import cv2
 import numpy as np
@@ -157,9 +158,6 @@ def test_errors_name_the_input(rsn, kprcnn, repo_root, tmp_path):
     folder = tmp_path / 'folder'
     folder.mkdir()
     shutil.copy(osp.join(repo_root, 'dataset', 'demo', 'astronaut.png'), folder / 'a.png')
-    shutil.copy(bad, folder / 'b.jpg')
-    with pytest.raises(SystemExit, match='b.jpg'):
-        demo.main([exp, '--weights', weights, '--input', str(folder)] + out + FAST)
     video = tmp_path / 'garbage.mp4'
     video.write_bytes(b'not a video at all')
     with pytest.raises(SystemExit, match='cannot open video file .*garbage.mp4'):
@@ -180,3 +178,80 @@ def test_webcam(rsn, tmp_path, monkeypatch, one_thread):
     assert line.startswith('3 frames in ') and (tmp_path / 'webcam0.mp4').is_file()
     results = json.loads((tmp_path / 'predictions.json').read_text())
     assert [r['file_name'] for r in results] == ['webcam0#0', 'webcam0#2', 'webcam0#3']
+
+
+def _jpeg_with_exif_orientation(path, image, orientation=6):
+    """Write ``image`` as a JPEG whose EXIF APP1 segment (made here byte by byte: 'Exif', a big-endian TIFF
+    header, one IFD entry Orientation = SHORT ``orientation``) tells viewers to turn it (6: 90 degrees clockwise)."""
+    ok, buf = cv2.imencode('.jpg', image)
+    assert ok
+    ifd = struct.pack('>H', 1) + struct.pack('>HHIHH', 0x0112, 3, 1, orientation, 0) + struct.pack('>I', 0)
+    app1 = b'Exif\x00\x00' + b'MM\x00\x2a' + struct.pack('>I', 8) + ifd
+    jpg = buf.tobytes()
+    path.write_bytes(jpg[:2] + b'\xff\xe1' + struct.pack('>H', len(app1) + 2) + app1 + jpg[2:])
+
+
+def test_exif_rotated_jpeg_is_drawn_on_the_pixels_predicted_on(rsn, repo_root, tmp_path, one_thread):
+    exp, weights = rsn
+    stored = cv2.resize(cv2.imread(osp.join(repo_root, 'dataset', 'demo', 'astronaut.png')), (96, 64))
+    path = tmp_path / 'turned.jpg'
+    _jpeg_with_exif_orientation(path, stored)
+    assert cv2.imread(str(path)).shape == (96, 64, 3)          # OpenCV's plain read applies the tag
+    pixels = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    assert pixels.shape == (64, 96, 3)                        # the stored pixels, what the predictor reads
+    out = tmp_path / 'out'
+    demo.main([exp, '--weights', weights, '--input', str(path), '--out', str(out), '--whole-image',
+               '--device', 'cpu', '--kpt-thresh', '2'] + FAST)   # (no joint scores 2: nothing drawn over)
+    results = json.loads((out / 'predictions.json').read_text())
+    assert [r['bbox'] for r in results] == [[0, 0, 96, 64]]   # predicted on the stored 96x64 pixels
+    drawn = cv2.imread(str(out / 'turned.png'))
+    assert drawn.shape == (64, 96, 3) and np.array_equal(drawn, pixels)
+
+
+def test_folder_with_an_unreadable_image_draws_the_rest_and_exits_1(rsn, repo_root, tmp_path, log_capture,
+                                                                   capsys, one_thread):
+    exp, weights = rsn
+    folder = tmp_path / 'folder'
+    folder.mkdir()
+    small = cv2.resize(cv2.imread(osp.join(repo_root, 'dataset', 'demo', 'astronaut.png')), (96, 64))
+    for name in ('a.png', 'c.png'):
+        cv2.imwrite(str(folder / name), small)
+    (folder / 'b.jpg').write_bytes(b'\xff\xd8 not a jpeg')
+    out = tmp_path / 'out'
+    with log_capture.at_level(logging.WARNING, logger='cvpack.demo'), pytest.raises(SystemExit) as exc:
+        demo.main([exp, '--weights', weights, '--input', str(folder), '--out', str(out), '--whole-image',
+                   '--device', 'cpu'] + FAST)
+    assert exc.value.code == 1
+    assert 'skipped: cannot decode image file %s' % (folder / 'b.jpg') in log_capture.text
+    last = capsys.readouterr().err.split('\n')[-2]     # (tqdm's progress bar is on stderr before it)
+    assert last == 'python -m cvpack.demo: error: 1 of 3 images could not be read and were skipped: %s' % (
+        folder / 'b.jpg')
+    assert sorted(p.name for p in out.iterdir()) == ['a.png', 'c.png', 'predictions.json']
+    assert [r['file_name'] for r in json.loads((out / 'predictions.json').read_text())] == ['a.png', 'c.png']
+
+
+def test_missing_input_is_exit_2_one_line(rsn, tmp_path, capsys):
+    exp, weights = rsn
+    with pytest.raises(SystemExit) as exc:
+        demo.main([exp, '--weights', weights, '--input', str(tmp_path / 'nothere.jpg'), '--out', str(tmp_path / 'o')])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err == 'python -m cvpack.demo: error: input not found: %s\n' % (
+        tmp_path / 'nothere.jpg')
+    assert not (tmp_path / 'o').exists()
+
+
+def test_video_frames_with_det_json_by_frame_index(rsn, repo_root, tmp_path, one_thread):
+    """Frames are arrays the demo read: matched to detections by frame index (their image id)."""
+    exp, weights = rsn
+    img = cv2.resize(cv2.imread(osp.join(repo_root, 'dataset', 'demo', 'astronaut.png')), (160, 120))
+    video = tmp_path / 'clip.mp4'
+    _write_video(video, [img, img])
+    boxes = {0: [10.0, 5.0, 60.0, 100.0], 1: [50.0, 20.0, 70.0, 90.0]}
+    det = tmp_path / 'dets.json'
+    det.write_text(json.dumps([{'image_id': i, 'category_id': 1, 'bbox': b, 'score': 0.9} for i, b in boxes.items()]))
+    out = tmp_path / 'out'
+    demo.main([exp, '--weights', weights, '--input', str(video), '--out', str(out), '--det-json', str(det),
+               '--device', 'cpu'] + FAST)
+    results = json.loads((out / 'predictions.json').read_text())
+    assert [(r['image_id'], r['bbox'], r['file_name']) for r in results] == [
+        (0, boxes[0], 'clip.mp4#0'), (1, boxes[1], 'clip.mp4#1')]

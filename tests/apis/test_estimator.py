@@ -83,6 +83,12 @@ def test_det_json_by_file_name_and_image_id(rsn, astronaut, tmp_path, one_thread
     strict = PoseEstimator(exp, weights, device='cpu', opts=FAST + ['TEST.DET_SCORE_THRESH', '0.5'])
     _same(strict(astronaut, det_json=str(by_name)), est(astronaut, boxes=boxes[:1]))   # a batch of 1 both
     assert est(astronaut, det_json=str(by_id)) == []        # no id given, no numeric file stem: nothing matches
+    # an image the caller read (ImageInput: array + file name, as the demo passes it) matches by its name too
+    from cvpack.apis.inputs import ImageInput
+    bgr = cv2.imread(astronaut)
+    _same(est(ImageInput(bgr, astronaut), det_json=str(by_name)), expected)
+    _same(est(ImageInput(np.ascontiguousarray(bgr[..., ::-1]), 'x/astronaut.png', 42), det_json=str(by_id),
+              color='rgb'), expected)                     # its image id, its colour order
 
 
 def test_whole_image_fallback(rsn, astronaut, one_thread):

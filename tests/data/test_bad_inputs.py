@@ -125,3 +125,30 @@ def test_mpii_bad_entry(mpii_subset, tmp_path):
     p.write_text('{not json')
     with pytest.raises(ValueError, match='not valid JSON'):
         mpii_records(str(p), '', MPII)
+
+
+@pytest.mark.parametrize('preset', ['megvii', 'cpn'])
+def test_missing_files_name_the_config_key(coco_subset, tmp_path, preset):
+    """A val annotation / detection file that is missing, a folder or unset: the message names the config key
+    and the path (train.py and test.py build their datasets here), 'DATASET.VAL_ANN (<path>): file not found'."""
+    from cvpack.config.cpn import cpn_config
+    cfg = (megvii_config if preset == 'megvii' else cpn_config)(str(tmp_path))
+    cfg.DATASET.ROOT = coco_subset
+    cfg.TEST.USE_GT_BBOX = False      # (the cpn preset tests on GT boxes)
+    cases = [('DATASET', 'VAL_ANN', 'annotations/nope.json', FileNotFoundError,
+              r'^DATASET\.VAL_ANN \(%s/annotations/nope\.json\): file not found$'),
+             ('TEST', 'DET_FILE', 'det_json/nope.json', FileNotFoundError,
+              r'^TEST\.DET_FILE \(%s/det_json/nope\.json\): file not found$'),
+             ('TEST', 'DET_FILE', 'det_json', ValueError, r'^TEST\.DET_FILE \(%s/det_json\): a directory, not a file$'),
+             ('TEST', 'DET_FILE', '', ValueError, r'^TEST\.DET_FILE is empty: set it to a file below DATASET\.ROOT')]
+    for section, key, value, error, message in cases:
+        good = cfg[section][key]
+        cfg[section][key] = value
+        with pytest.raises(error, match=message.replace('%s', coco_subset.replace('.', r'\.'))
+                           if '%s' in message else message):
+            build_dataset(cfg, 'val')
+        cfg[section][key] = good
+    cfg.DATASET.TRAIN_ANN = 'annotations/gone.json'
+    with pytest.raises(FileNotFoundError, match=r'^DATASET\.TRAIN_ANN \(.*/annotations/gone\.json\): file not found'):
+        build_dataset(cfg, 'train')
+    assert len(build_dataset(cfg, 'val')) > 0    # the good values back: the val set builds

@@ -1,11 +1,14 @@
 """Combined training (DATASET.COMBINE): COCO + AIC mapped into COCO-17, weighted, reproducible, resumable."""
 import json
+import os
 import os.path as osp
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from cvpack.config import merge_from_list
+from cvpack.config import ConfigError, merge_from_list
 from cvpack.config.megvii import megvii_config
 from cvpack.data import build_dataset
 from cvpack.data.combined import keypoint_mapping
@@ -57,12 +60,94 @@ def test_weighted_draw_reproducible_and_resumable():
         WeightedSourceDraw([3, 4], [1.0, -1.0])
 
 
-def test_bad_combine_entry_is_named(repo_root, tmp_path):
+def _resolve(tmp_path, combine):
+    """The config of an exp whose config.py sets DATASET.COMBINE (NaN has no command-line spelling)."""
+    cfg = megvii_config(str(tmp_path), dataset='COCO')
+    cfg.DATASET.COMBINE = combine
+    return merge_from_list(cfg, [])
+
+
+_NAN = float('nan')
+
+
+@pytest.mark.parametrize('source, change, message', [
+    (1, dict(MAP=[0] * 16), r'DATASET.COMBINE\[1\].MAP has 16 entries, expected 17: for each COCO keypoint, a AIC '
+                            r'joint \(index or name\) or -1'),
+    (1, dict(MAP=[-1] * 5 + [14] + [-1] * 11), r'DATASET.COMBINE\[1\].MAP\[5\]: joint 14 is out of range: AIC has '
+                                               r'14 keypoints \(0..13\)'),
+    (1, dict(MAP=[-1] * 5 + ['left_eye'] + [-1] * 11), r"DATASET.COMBINE\[1\].MAP\[5\]: 'left_eye' is not a AIC "
+                                                       r"keypoint \(Right Shoulder, "),
+    (1, dict(MAP=[-1] * 5 + [True] + [-1] * 11), r'DATASET.COMBINE\[1\].MAP\[5\]: True is neither a AIC joint'),
+    (1, dict(MAP=[-1] * 17), r'DATASET.COMBINE\[1\]: AIC covers 0 of the 17 COCO keypoints; give MAP'),
+    (1, dict(MAP={'left_eye': 'Head top', 'tail': 0}), r"DATASET.COMBINE\[1\].MAP\['tail'\] \(COCO side\): 'tail' is "
+                                                       r"not a COCO keypoint"),
+    (1, dict(MAP={'nose': 'snout'}), r"DATASET.COMBINE\[1\].MAP\['nose'\]: 'snout' is not a AIC keypoint"),
+    (1, dict(MAP={'left_eye': 14}), r"DATASET.COMBINE\[1\].MAP\['left_eye'\]: joint 14 is out of range: AIC has 14"),
+    (1, dict(MAP={'nose': 12, 'Nose': 13}), r"DATASET.COMBINE\[1\].MAP\['Nose'\]: target joint 0 \(nose\) is "
+                                            r"mapped twice"),
+    (1, dict(MAP={'nose': None}), r'DATASET.COMBINE\[1\]: AIC covers 0 of the 17 COCO keypoints'),
+    (1, dict(MAP='auto'), r'DATASET.COMBINE\[1\].MAP must be a list or a dict, got str'),
+    (0, dict(WEIGHT=0), r'DATASET.COMBINE\[0\].WEIGHT = 0 must be a finite number > 0'),
+    (0, dict(WEIGHT=-2.0), r'DATASET.COMBINE\[0\].WEIGHT = -2.0 must be a finite number > 0'),
+    (1, dict(WEIGHT=_NAN), r'DATASET.COMBINE\[1\].WEIGHT = nan must be a finite number > 0'),
+    (1, dict(WEIGHT=float('inf')), r'DATASET.COMBINE\[1\].WEIGHT = inf must be'),
+    (1, dict(WEIGHT='2'), r"DATASET.COMBINE\[1\].WEIGHT = '2' must be"),
+    (1, dict(WEIGHT=True), r'DATASET.COMBINE\[1\].WEIGHT = True must be'),
+    (1, dict(NAME='coco'), r"DATASET.COMBINE\[1\].NAME = 'coco' repeats DATASET.COMBINE\[0\].NAME"),
+    (1, dict(NAME='NOPE'), r"DATASET.COMBINE\[1\].NAME: unknown dataset 'NOPE'"),
+    (1, dict(NAME=''), r"DATASET.COMBINE\[1\].NAME = '' must be a non-empty string"),
+    (0, dict(ANN=None), r'DATASET.COMBINE\[0\].ANN = None must be a non-empty string'),
+    (0, dict(WEIGTH=2.0), r"DATASET.COMBINE\[0\]: unknown 'WEIGTH' \(keys: ANN, IMAGES, MAP, META_FILE, NAME"),
+    (1, dict(META_FILE='/nonexistent/meta.json'), r'DATASET.COMBINE\[1\].META_FILE: dataset metadata file '
+                                                  r'/nonexistent/meta.json does not exist'),
+])
+def test_bad_combine_source_is_named_at_config_time(repo_root, tmp_path, source, change, message):
     bad = _combine(repo_root)
-    bad[1]['MAP'] = [0] * 16
-    cfg = merge_from_list(megvii_config(str(tmp_path), dataset='COCO'), ['DATASET.COMBINE', repr(bad)])
-    with pytest.raises(ValueError, match=r'DATASET.COMBINE\[1\]: MAP must list, for each of the 17 COCO'):
+    bad[source].update(change)
+    with pytest.raises(ConfigError, match=message):
+        _resolve(tmp_path, bad)
+
+
+def test_combine_shape_errors(repo_root, tmp_path):
+    missing = _combine(repo_root)
+    del missing[1]['ANN']
+    with pytest.raises(ConfigError, match=r'DATASET.COMBINE\[1\]: missing ANN \(keys: '):
+        _resolve(tmp_path, missing)
+    with pytest.raises(ConfigError, match=r"DATASET.COMBINE\[1\] must be a dict with NAME, .* got 'AIC'"):
+        _resolve(tmp_path, _combine(repo_root)[:1] + ['AIC'])
+
+
+def test_map_by_name_and_dict(repo_root, tmp_path):
+    combine = _combine(repo_root)
+    # AIC's 'Head top' as COCO's nose (a deliberate choice), shoulders by name, by index the right wrist
+    combine[1]['MAP'] = {'nose': 'head top', 'Left Shoulder': 'left_shoulder', 'right_shoulder': 0, 'right_wrist': 2}
+    cfg = _resolve(tmp_path, combine)
+    ds = build_dataset(cfg, 'train')
+    assert ds.sources[1]['mapping'] == [12, -1, -1, -1, -1, 3, 0, -1, -1, -1, 2] + [-1] * 6
+    combine[1]['MAP'] = ['Head top'] + [-1] * 16
+    assert build_dataset(_resolve(tmp_path, combine), 'train').sources[1]['mapping'] == [12] + [-1] * 16
+
+
+def test_missing_files_named_with_source_and_key(repo_root, tmp_path):
+    combine = _combine(repo_root)
+    combine[0]['IMAGES'] = 'images/nope'
+    combine[1]['ANN'] = 'annotations/nope.json'
+    cfg = _resolve(tmp_path, combine)      # files are checked at build time, not when the config resolves
+    with pytest.raises(FileNotFoundError, match=r'DATASET.COMBINE\[0\].IMAGES: image folder .*coco_subset/images/'
+                                                r'nope does not exist; DATASET.COMBINE\[1\].ANN: annotation file '
+                                                r'.*aic_subset/annotations/nope.json does not exist'):
         build_dataset(cfg, 'train')
+
+
+def test_bad_combine_stops_train_py_with_exit_2(repo_root, tmp_path):
+    text = repr(_combine(repo_root, aic_w=1.0)).replace("'WEIGHT': 1.0}", "'WEIGHT': 1e999}")   # inf in the list
+    exp = osp.join(REPO, 'projects', 'RSN', 'exps', 'RSN18.coco')
+    proc = subprocess.run([sys.executable, osp.join(exp, 'train.py'), 'DATASET.COMBINE', text,
+                           'OUTPUT_DIR', str(tmp_path / 'out')], cwd=exp, capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=REPO))
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert 'DATASET.COMBINE[1].WEIGHT = inf must be a finite number > 0' in proc.stderr
+    assert 'Traceback' not in proc.stderr and not (tmp_path / 'out').exists()
 
 
 @pytest.mark.slow

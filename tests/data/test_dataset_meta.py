@@ -44,9 +44,45 @@ def test_mismatched_meta_names_both_files(repo_root, tmp_path):
 
 @pytest.mark.parametrize('change, message', [
     (dict(flip_pairs=[[1, 3]]), r'meta.json: flip_pairs\[0\] = \[1, 3\] names joint 3, but there are 3'),
-    (dict(sigmas=[0.1, 0.1]), r'meta.json: sigmas must be 3 positive numbers'),
-    (dict(skeleton=[[0, 'a']]), r'meta.json: skeleton\[0\]'),
-    (dict(flip_pairs=[[1, 2], [2, 0]]), r'meta.json: flip_pairs .* use a joint twice'),
+    (dict(flip_pairs=[['left_hand', 'left_foot']]), r"meta.json: flip_pairs\[0\] = \['left_hand', 'left_foot'\]: "
+                                                   r"'left_foot' is not one of keypoint_names \(head, left_hand"),
+    (dict(flip_pairs=[[1, 1]]), r'meta.json: flip_pairs\[0\] = \[1, 1\] pairs joint 1 \(left_hand\) with itself'),
+    (dict(flip_pairs=[[1, 2], [2, 0]]), r'meta.json: flip_pairs\[1\] uses joint 2 \(right_hand\) again; it is '
+                                        r'already in flip_pairs\[0\]'),
+    (dict(flip_pairs=[[1, 2, 0]]), r'meta.json: flip_pairs\[0\] = \[1, 2, 0\] is not a pair'),
+    (dict(flip_pairs=[[True, 2]]), r'meta.json: flip_pairs\[0\] = \[True, 2\]: True is neither a joint index'),
+    (dict(flip_pairs={'1': 2}), r'meta.json: flip_pairs must be a list, got dict'),
+    (dict(sigmas=[0.1, 0.1]), r'meta.json: sigmas has 2 values, expected 3 \(one per keypoint\)'),
+    (dict(sigmas=[0.1, 0, 0.1]), r'meta.json: sigmas\[1\] = 0 is not a finite number > 0'),
+    (dict(sigmas=[0.1, float('nan'), 0.1]), r'meta.json: sigmas\[1\] = nan is not a finite number > 0'),
+    (dict(sigmas=[0.1, '0.1', 0.1]), r"meta.json: sigmas\[1\] = '0.1' is not a finite number > 0"),
+    (dict(skeleton=[[0, 'a']]), r"meta.json: skeleton\[0\] = \[0, 'a'\]: 'a' is not one of keypoint_names"),
+    (dict(skeleton=[[0, 5]]), r'meta.json: skeleton\[0\] = \[0, 5\] names joint 5, but there are 3'),
+    (dict(skeleton=[[0, 0]]), r'meta.json: skeleton\[0\] = \[0, 0\] pairs joint 0 \(head\) with itself'),
+    (dict(skeleton=[[0, 1], [1, 0]]), r'meta.json: skeleton\[1\] repeats the link of skeleton\[0\] '
+                                      r'\(left_hand - head\)'),
+    (dict(keypoint_names=['head', 'hand', 'hand']), r"meta.json: keypoint_names\[2\] = 'hand' repeats "
+                                                    r"keypoint_names\[1\] = 'hand'"),
+    (dict(keypoint_names=['head', 'Left Hand', 'left_hand']), r"keypoint_names\[2\] = 'left_hand' repeats "
+                                                              r"keypoint_names\[1\] = 'Left Hand'"),
+    (dict(keypoint_names=['head', '', 'x']), r"meta.json: keypoint_names\[1\] = '' is not a non-empty string"),
+    (dict(keypoint_names=['head', 7, 'x']), r'meta.json: keypoint_names\[1\] = 7 is not a non-empty string'),
+    (dict(keypoint_names=[]), r'meta.json: keypoint_names must be a non-empty list of strings'),
+    (dict(keypoint_colors=[[0, 0, 0]] * 2), r'meta.json: keypoint_colors has 2 colours, expected 3'),
+    (dict(keypoint_colors=[[0, 0, 0], [0, 256, 0], [0, 0, 0]]),
+     r'meta.json: keypoint_colors\[1\] = \[0, 256, 0\] is not a BGR triple of 3 ints in 0..255'),
+    (dict(skeleton_colors=[[0, 0, 0], [0, 0, 1.5]]), r'meta.json: skeleton_colors\[1\] = \[0, 0, 1.5\] is not a BGR'),
+    (dict(skeleton_colors=[[0, 0, 0], ['a', 0, 0]]), r"meta.json: skeleton_colors\[1\] = \['a', 0, 0\] is not"),
+    (dict(skeleton_colors=[[0, 0, 0], [0, 0]]), r'meta.json: skeleton_colors\[1\] = \[0, 0\] is not a BGR'),
+    (dict(upper_body_ids=[0, 7]), r'meta.json: upper_body_ids\[1\] = 7 names joint 7, but there are 3'),
+    (dict(upper_body_ids=[0, 'tail']), r"meta.json: upper_body_ids\[1\] = 'tail': 'tail' is not one of"),
+    (dict(upper_body_ids=[0, 1, 1]), r'meta.json: upper_body_ids lists joint\(s\) \[1\] twice'),
+    (dict(lower_body_ids=['right_hand']), r'meta.json: upper_body_ids and lower_body_ids overlap in joint\(s\) '
+                                          r'\[2\] \(right_hand\)'),
+    (dict(flip_pairs_=[[1, 2]]), r"meta.json: unknown field\(s\) 'flip_pairs_' \(known: name, keypoint_names"),
+    (dict(name='my/pose'), r"meta.json: name = 'my/pose' must be a non-empty string of letters"),
+    (dict(name=''), r"meta.json: name = '' must be"),
+    (dict(extra=[1]), r'meta.json: extra must be an object/dict, got list'),
     (dict(name='COCO'), r'built in'),
 ])
 def test_bad_meta_file_names_file_and_field(tmp_path, change, message):
@@ -56,15 +92,77 @@ def test_bad_meta_file_names_file_and_field(tmp_path, change, message):
         load_meta_file(str(path))
 
 
+def test_joints_by_name_and_colours(tmp_path):
+    path = tmp_path / 'meta.json'
+    path.write_text(json.dumps(dict(USER, name='TRIPOD_NAMES', flip_pairs=[['Left Hand', 'right_hand']],
+                                    skeleton=[['head', 1], [0, 'right-hand']], upper_body_ids=['head'],
+                                    lower_body_ids=[1, 'right_hand'], keypoint_colors=[[0, 0, 0], [255, 1, 2],
+                                                                                       [3, 4, 5]])))
+    meta = load_meta_file(str(path))
+    assert meta.flip_pairs == ((1, 2),) and meta.skeleton == ((0, 1), (0, 2))
+    assert (meta.upper_body_ids, meta.lower_body_ids) == ((0,), (1, 2))
+    assert meta.keypoint_colors == ((0, 0, 0), (255, 1, 2), (3, 4, 5)) and meta.skeleton_colors == ((128,) * 3,) * 2
+
+
+@pytest.mark.parametrize('name, text, message', [
+    ('meta.json', '', r'meta.json: the dataset metadata file is empty'),
+    ('meta.json', ' \n', r'meta.json: the dataset metadata file is empty'),
+    ('meta.json', '{"name": "A",\n "sigmas": [1, 2,]}', r'meta.json: not valid JSON at line 2 column 18'),
+    ('meta.json', '{"name": "A", "keypoint_names": ["a"', r'meta.json: not valid JSON at line 1 column 37'),
+    ('meta.json', '[1, 2]', r'meta.json: dataset metadata must be an object/dict, got list'),
+    ('meta.json', '{"name": "A", "name": "B"}', r'meta.json: field\(s\) name given twice'),
+    ('meta.py', '', r'meta.py: the dataset metadata file is empty'),
+    ('meta.py', 'META = {\n', r'meta.py: not valid Python at line 1'),
+    ('meta.py', 'META = {}\0\n', r'meta.py: not valid Python: source code .* null bytes'),
+    ('meta.py', '"""doc"""\n', r'meta.py: no literal assignment "META = \{...\}"'),
+    ('meta.py', 'META = [1]\n', r'meta.py: dataset metadata must be an object/dict, got list'),
+    ('meta.py', 'META = {}\nMETA = {}\n', r'meta.py: META is assigned 2 times'),
+    ('meta.py', 'META = dict(name="A")\n', r'meta.py: line 1: META must be a literal dict'),
+    ('meta.py', 'import os\nMETA = {}\n', r'meta.py: line 1: a metadata file holds only "META = \{...\}" .* '
+                                           r'found: import os'),
+    ('meta.yaml', 'name: A', r'meta.yaml: dataset metadata must be a .json or .py file'),
+])
+def test_bad_meta_file_text_is_named(tmp_path, name, text, message):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        load_meta_file(str(path))
+
+
+def test_meta_file_path_errors(tmp_path):
+    (tmp_path / 'meta.json').mkdir()
+    with pytest.raises(ValueError, match=r'meta.json: dataset metadata must be a file, this is a directory'):
+        load_meta_file(str(tmp_path / 'meta.json'))
+    with pytest.raises(FileNotFoundError, match=r'dataset metadata file .*nope.json does not exist'):
+        load_meta_file(str(tmp_path / 'nope.json'))
+    (tmp_path / 'latin1.json').write_bytes(b'{"name": "caf\xe9"}')
+    with pytest.raises(ValueError, match=r'latin1.json: not UTF-8 text'):
+        load_meta_file(str(tmp_path / 'latin1.json'))
+
+
 def test_python_meta_is_parsed_not_run(tmp_path):
     marker = tmp_path / 'ran'
     path = tmp_path / 'meta.py'
-    path.write_text('open(%r, "w").close()\nMETA = %r\n' % (str(marker), dict(USER, name='TRIPOD_PY')))
+    path.write_text('"""My keypoints."""\nMETA = %r\n' % dict(USER, name='TRIPOD_PY'))
     meta = load_meta_file(str(path))
-    assert meta.name == 'TRIPOD_PY' and meta.flip_permutation() == [0, 2, 1] and not marker.exists()
-    path.write_text('import json\nMETA = json.loads("{}")\n')
-    with pytest.raises(ValueError, match='meta.py: META must be a literal dict'):
+    assert meta.name == 'TRIPOD_PY' and meta.flip_permutation() == [0, 2, 1]
+    # code next to the literal is refused, not run and not silently ignored
+    path.write_text('open(%r, "w").close()\nMETA = %r\n' % (str(marker), dict(USER, name='TRIPOD_PY2')))
+    with pytest.raises(ValueError, match=r'meta.py: line 1: a metadata file holds only .* found: open\('):
         load_meta_file(str(path))
+    assert not marker.exists()
+    path.write_text('META = {"name": __import__("os").system("touch %s")}\n' % marker)
+    with pytest.raises(ValueError, match='meta.py: line 1: META must be a literal dict'):
+        load_meta_file(str(path))
+    assert not marker.exists()
+
+
+def test_bad_meta_file_override_is_a_config_error(tmp_path):
+    from cvpack.config import ConfigError
+    path = tmp_path / 'meta.json'
+    path.write_text(json.dumps(dict(USER, sigmas=[0.1, -1, 0.1])))
+    with pytest.raises(ConfigError, match=r"DATASET.META_FILE.*meta.json: sigmas\[1\] = -1"):
+        merge_from_list(megvii_config(str(tmp_path), dataset='COCO'), ['DATASET.META_FILE', str(path)])
 
 
 def test_dataset_overrides_rederive_keypoint_keys(tmp_path):
@@ -88,7 +186,7 @@ def test_dataset_overrides_rederive_keypoint_keys(tmp_path):
 @pytest.mark.parametrize('write, message', [
     (None, 'dataset metadata file {path} does not exist'),
     (lambda p: p.write_text('{"name": "TRIPOD",'), '{path}: not valid JSON'),
-    (lambda p: p.write_bytes(b'{"name": "\xff\xfe"}'), "{path}: 'utf-8' codec can't decode byte 0xff"),
+    (lambda p: p.write_bytes(b'{"name": "\xff\xfe"}'), '{path}: not UTF-8 text'),
     (lambda p: p.write_text(json.dumps(dict(USER, name='COCO'))), "dataset name 'COCO' is built in"),
 ])
 def test_bad_meta_file_is_a_config_error_naming_it(tmp_path, write, message):

@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from cvpack.engine import checkpoint as ck
-from tests.engine.real_runs import launcher, model_diff, res18_opts, run_train
+from tests.engine.real_runs import copy_as_last, launcher, model_diff, res18_opts, run_train
 
 
 def _opts(coco_subset, out, *extra):
@@ -36,14 +36,16 @@ def test_eval_best_and_exact_resume(repo_root, coco_subset, sub_env, tmp_path):
     assert best['iteration'] == best_it
     assert best['best'] == {'metric': 'AP', 'value': max(r['AP'] for r in lines), 'iteration': best_it}
     assert model_diff(str(a / 'best.pth'), str(a / ('iter-%d.pth' % best_it))) == 0
-    assert ck.load_checkpoint(str(a / 'iter-4.pth'))['best'] == best['best']
+    # iter-N.pth is saved before the evaluation of iteration N: its best-so-far is the evaluations before N
+    assert ck.load_checkpoint(str(a / 'iter-4.pth'))['best'] == {'metric': 'AP', 'value': lines[0]['AP'],
+                                                                 'iteration': 2}
 
     # Interrupted at 2 and resumed, with a best-so-far no evaluation can beat (AP 2.0): the resumed run keeps it
     # (no best.pth written), drops nothing of iteration 2's metrics line, evaluates 4 again, and trains exactly.
     b = tmp_path / 'B'
     os.makedirs(b)
     state = ck.load_checkpoint(str(a / 'iter-2.pth'))
-    assert state['best']['iteration'] == 2
+    assert state['best'] is None   # saved before the first evaluation
     state['best'] = {'metric': 'AP', 'value': 2.0, 'iteration': 2}
     ck.save_checkpoint(state, str(b / 'iter-2.pth'))
     ck.link_last(str(b / 'iter-2.pth'))
@@ -131,3 +133,128 @@ def test_eval_period_iters_follows_the_schedule_unit():
     assert eval_period_iters(3, epochs) == (12, 'epoch')
     assert eval_period_iters(3, resolve_solver(solver(EPOCHS=None), 2, 100)) == (3, 'iteration')
     assert eval_period_iters(0, epochs) == (0, 'epoch')
+
+
+def test_unknown_best_metric_is_a_usage_error_before_training(repo_root, coco_subset, sub_env, tmp_path):
+    """RSN's real train.py: TEST.BEST_METRIC checked against the evaluator's metric_names() at start-up (it failed
+    at the first evaluation, after the training time was spent): exit 2, one line listing the valid names, no
+    training iteration, no checkpoint."""
+    exp = osp.join(repo_root, 'projects', 'RSN', 'exps', 'Res18.coco')
+    out = tmp_path / 'out'
+    log = run_train(exp, sub_env, launcher(1), _opts(coco_subset, out, 'TEST.BEST_METRIC', 'APx'), expect_rc=2)
+    assert log.strip().splitlines()[-1].endswith(
+        "error: TEST.BEST_METRIC 'APx' is not a metric of this evaluator; it gives ['AP', 'AP50', 'AP75', 'APl', "
+        "'APm', 'AR', 'AR50', 'AR75', 'ARl', 'ARm']")
+    assert 'Traceback' not in log and 'Iter: ' not in log
+    assert sorted(os.listdir(out)) == ['log.txt', 'tb_dir']   # no checkpoint, no config.json, no metrics.jsonl
+
+
+@pytest.mark.parametrize('key, value', [('TEST.DET_FILE', 'det_json/nope.json'),
+                                        ('DATASET.VAL_ANN', 'annotations/nope.json')])
+def test_missing_val_file_fails_before_training(repo_root, coco_subset, sub_env, tmp_path, key, value):
+    """A val annotation or detection file that does not exist, with TEST.EVAL_PERIOD on: the run stops at start-up
+    (the val set is built before iteration 1) naming the key and the file, before any iteration or checkpoint."""
+    exp = osp.join(repo_root, 'projects', 'RSN', 'exps', 'Res18.coco')
+    out = tmp_path / 'out'
+    log = run_train(exp, sub_env, launcher(1), _opts(coco_subset, out, key, value), expect_rc=1)
+    assert 'FileNotFoundError: %s (%s): file not found' % (key, osp.join(coco_subset, value)) in log
+    assert 'Iter: ' not in log and not [n for n in os.listdir(out) if n.endswith('.pth')]
+
+
+def test_ground_truth_the_evaluator_refuses_fails_before_training(repo_root, coco_subset, sub_env, tmp_path):
+    """A val annotation file without 'area': the val set loads it (it needs no area) but the COCO evaluator
+    (pycocotools) refuses it; the evaluator checks its ground truth at start-up, naming file, annotation and field."""
+    with open(osp.join(coco_subset, 'annotations', 'person_keypoints_val2017.json')) as f:
+        data = json.load(f)
+    for ann in data['annotations']:
+        ann.pop('area')
+    gt = tmp_path / 'no_area.json'
+    gt.write_text(json.dumps(data))
+    exp = osp.join(repo_root, 'projects', 'RSN', 'exps', 'Res18.coco')
+    out = tmp_path / 'out'
+    log = run_train(exp, sub_env, launcher(1), _opts(coco_subset, out, 'DATASET.VAL_ANN', str(gt)), expect_rc=1)
+    assert 'ValueError: %s: annotation id %d has no area' % (gt, data['annotations'][0]['id']) in log
+    assert 'Iter: ' not in log and not [n for n in os.listdir(out) if n.endswith('.pth')]
+
+
+def _failing_evaluator(toy, call):
+    """The toy evaluator, raising at its ``call``-th evaluation."""
+    calls = []
+
+    def builder(cfg):
+        inner = toy.evaluator_builder(cfg)
+
+        def evaluate(instances, output_dir):
+            calls.append(1)
+            if len(calls) == call:
+                raise RuntimeError('evaluator failed on purpose')
+            return inner(instances, output_dir)
+        return evaluate
+    return builder
+
+
+def _toy_train(toy, cfg, out, evaluator_builder=None, *extra):
+    from cvpack.engine import train_main
+    argv = ['OUTPUT_DIR', str(out), 'TENSORBOARD_DIR', 'None', 'SOLVER.CHECKPOINT_PERIOD', '2', 'TEST.EVAL_PERIOD', '2',
+            'TEST.BEST_METRIC', 'score'] + list(extra)
+    train_main(cfg, toy.build_model, argv=argv,
+               dataset_builder=toy.dataset_builder, collate_fn=toy.collate, predictor_builder=toy.predictor_builder,
+               evaluator_builder=evaluator_builder or toy.evaluator_builder)
+
+
+def test_checkpoint_saved_before_a_failing_evaluation(toy, toy_exp, tmp_path):
+    """A checkpoint and an evaluation due at iteration 4: the checkpoint is written first, so an evaluator that
+    raises loses no training (iter-4.pth exists; it did not, the evaluation ran first). Resumed with a working
+    evaluator, the run does the unfinished evaluation of iteration 4 first: metrics.jsonl and best.pth are those
+    of a run that never failed."""
+    exp, cfg = toy_exp
+    ref, out = tmp_path / 'ref', tmp_path / 'out'
+    _toy_train(toy, cfg, ref)
+    with pytest.raises(RuntimeError, match='evaluator failed on purpose'):
+        _toy_train(toy, cfg, out, _failing_evaluator(toy, 2))
+    assert ck.load_checkpoint(str(out / 'iter-4.pth'))['iteration'] == 4
+    assert model_diff(str(out / 'iter-4.pth'), str(ref / 'iter-4.pth')) == 0
+    assert [r['iteration'] for r in _jsonl(out / 'metrics.jsonl')] == [2]
+    _toy_train(toy, cfg, out)
+    assert 'the evaluation of iteration 4 did not finish (no line in metrics.jsonl)' in (out / 'log.txt').read_text()
+    assert _jsonl(out / 'metrics.jsonl') == _jsonl(ref / 'metrics.jsonl')
+    assert ck.load_checkpoint(str(out / 'best.pth'))['best'] == ck.load_checkpoint(str(ref / 'best.pth'))['best']
+
+
+@pytest.mark.parametrize('metric', ['score', 'neg_score'])
+def test_resume_counts_the_evaluation_of_its_checkpoint(toy, toy_exp, tmp_path, metric):
+    """iter-2.pth is saved before the evaluation of iteration 2, so its best-so-far misses it: a run resumed from
+    it takes that evaluation from metrics.jsonl (not evaluated again), and keeps the best an uninterrupted run keeps
+    (score / neg_score: for one of them iteration 2 is the best, and best.pth must not move to 4)."""
+    exp, cfg = toy_exp
+    ref, out = tmp_path / 'ref', tmp_path / 'out'
+    _toy_train(toy, cfg, ref, None, 'TEST.BEST_METRIC', metric)
+    lines = _jsonl(ref / 'metrics.jsonl')
+    assert ck.load_checkpoint(str(ref / 'iter-2.pth'))['best'] is None
+    copy_as_last(str(ref / 'iter-2.pth'), str(out), 'iter-2.pth')
+    (out / 'metrics.jsonl').write_text(json.dumps(lines[0]) + '\n')
+    _toy_train(toy, cfg, out, _failing_evaluator(toy, 2), 'TEST.BEST_METRIC', metric)   # one evaluation: 4
+    assert _jsonl(out / 'metrics.jsonl') == lines
+    best = ck.load_checkpoint(str(ref / 'best.pth'))['best']
+    assert ck.load_checkpoint(str(out / 'iter-4.pth'))['best'] == ck.load_checkpoint(str(ref / 'iter-4.pth'))['best']
+    if best['iteration'] == 2:
+        assert not osp.exists(out / 'best.pth')
+    else:
+        assert ck.load_checkpoint(str(out / 'best.pth'))['best'] == best
+
+
+def test_a_rank_that_cannot_build_the_val_set_stops_every_rank(monkeypatch, tmp_path):
+    """prepare() is collective: rank 0 built its parts, rank 1 did not (a file missing on its node): rank 0 raises
+    too, naming rank 1 and its error, instead of waiting for it in the first all-reduce."""
+    from types import SimpleNamespace
+    from cvpack.config import base_config
+    from cvpack.engine import periodic_eval as pe
+    cfg = base_config(str(tmp_path))
+    cfg.TEST.EVAL_PERIOD = 2
+    ev = pe.PeriodicEvaluator(cfg, SimpleNamespace(is_main=True, world_size=2), {'EPOCHS': None}, None, None)
+    monkeypatch.setattr(ev, '_build', lambda: None)
+    monkeypatch.setattr(pe.comm, 'all_gather_object',
+                        lambda obj: [obj, 'FileNotFoundError: TEST.DET_FILE (/x/d.json): file not found'])
+    with pytest.raises(RuntimeError, match=r'rank 1 could not build its val set / predictor / evaluator: '
+                                           r'FileNotFoundError: TEST.DET_FILE \(/x/d.json\): file not found'):
+        ev.prepare()

@@ -101,8 +101,10 @@ def test_crowdpose_split_by_crowd_index(tmp_path, repo_root):
     shift = 0.1 * np.sqrt(hard['bbox'][2] * hard['bbox'][3])
     oks = _hand_oks(hard['keypoints'], _inst(hard, shift)['keypoints'], hard['bbox'][2] * hard['bbox'][3],
                     meta.sigmas)
-    stats = build_evaluator(_cfg('CROWDPOSE', tmp_path, 'gt.json'))(
-        [_inst(easy, 0.0), _inst(hard, shift)], str(tmp_path / 'out'))
+    evaluator = build_evaluator(_cfg('CROWDPOSE', tmp_path, 'gt.json'))
+    stats = evaluator([_inst(easy, 0.0), _inst(hard, shift)], str(tmp_path / 'out'))
+    assert evaluator.metric_names() == list(stats)   # declared up front (TEST.BEST_METRIC is checked against them)
+    assert evaluator.metric_names()[-3:] == ['AP_easy', 'AP_medium', 'AP_hard']
     assert stats['AP_easy'] == pytest.approx(1.0)
     assert stats['AP_hard'] == pytest.approx(float(np.mean(oks >= THRESHOLDS)), abs=1e-9)
     assert 0.0 < stats['AP_hard'] < 0.99             # the shift costs some thresholds

@@ -1,7 +1,11 @@
 """ONNX export of the top-down pose networks (cvpack.tools.export) and the onnxruntime model
 (cvpack.inference.onnx): BatchNorm folded, heatmaps within 1e-4 of the eager model (relative to the peak),
 the CLI with a weights file, a dynamic and a fixed batch. Small inputs keep each export to seconds."""
+import os
 import os.path as osp
+import re
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -93,8 +97,9 @@ def test_cli_with_weights_fixed_batch_and_chunking(tmp_path):
 def test_cli_rejects_bad_weights_and_missing_files(tmp_path):
     bad = tmp_path / 'bad.pth'
     bad.write_bytes(b'not a checkpoint')
-    with pytest.raises(Exception, match='bad.pth'):
+    with pytest.raises(SystemExit, match='bad.pth') as exc:
         export.main([_exp('RSN', 'RSN18.coco'), '--weights', str(bad), '--out', str(tmp_path / 'x.onnx')] + SMALL)
+    assert exc.value.code == 2 and not (tmp_path / 'x.onnx').exists()
     with pytest.raises(RuntimeError, match='missing.onnx'):
         OnnxHeatmapModel(tmp_path / 'missing.onnx')
 
@@ -134,3 +139,100 @@ def test_onnx_model_in_the_topdown_predictor(tmp_path, coco_subset):
         assert a['image_id'] == b['image_id']
         assert abs(a['score'] - b['score']) < 1e-4
         assert abs(a['keypoints'] - b['keypoints']).max() < 1e-2   # image pixels; same argmax, sub-pixel shift
+
+
+def _no_load(*args, **kwargs):
+    raise AssertionError('the model was loaded: the argument checks must come first')
+
+
+@pytest.mark.parametrize('case, message', [
+    (['EXP', '--out', 'OUT'], 'one of the arguments --weights --random-init is required'),
+    (['NOEXP', '--random-init', '--out', 'OUT'], 'exp folder not found: .*no_such_exp'),
+    (['TMP', '--random-init', '--out', 'OUT'], '.*: not an exp folder \\(no config.py or network.py\\)'),
+    (['EXP', '--weights', 'TMP/missing.pth', '--out', 'OUT'], '--weights .*missing.pth: file not found'),
+    (['EXP', '--weights', '', '--out', 'OUT'], '--weights is empty: give a weights file or URL, or --random-init'),
+    (['EXP', '--random-init', '--format', 'tflite', '--out', 'OUT'], "argument --format: invalid choice: 'tflite'"),
+    (['EXP', '--random-init', '--batch', '0', '--out', 'OUT'], "argument --batch: must be an integer >= 1, got '0'"),
+    (['EXP', '--random-init', '--out', 'TMP'], '--out .*: is a folder, give a file name'),
+    (['EXP', '--random-init', '--out', 'TMP/no_dir/x.onnx'], '--out .*x.onnx: folder .*no_dir does not exist'),
+])
+def test_cli_usage_errors_are_one_line_exit_2_before_loading(tmp_path, monkeypatch, capsys, case, message):
+    monkeypatch.setattr(export, 'load_for_export', _no_load)
+    names = {'EXP': _exp('RSN', 'RSN18.coco'), 'NOEXP': str(tmp_path / 'no_such_exp'), 'OUT': str(tmp_path / 'x.onnx')}
+    argv = [names.get(a, a.replace('TMP', str(tmp_path))) for a in case]
+    with pytest.raises(SystemExit) as exc:
+        export.main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count('\n') == 1 and 'usage:' not in err
+    assert re.match('python -m cvpack.tools.export: error: ' + message, err), err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_unwritable_out_folder_is_refused(tmp_path, monkeypatch, capsys):
+    """As root every folder is writable, so the refusal of the probe file is simulated."""
+    def refuse(**kwargs):
+        raise PermissionError(13, 'Permission denied')
+    monkeypatch.setattr(export, 'load_for_export', _no_load)
+    monkeypatch.setattr('cvpack.tools._cli.tempfile.mkstemp', refuse)
+    with pytest.raises(SystemExit) as exc:
+        export.main([_exp('RSN', 'RSN18.coco'), '--random-init', '--out', str(tmp_path / 'x.onnx')])
+    assert exc.value.code == 2
+    assert 'cannot write in folder %s (Permission denied)' % tmp_path in capsys.readouterr().err
+
+
+def test_cli_failed_export_leaves_no_file(tmp_path, monkeypatch):
+    """A failure after the exporter started writing: no partial file under --out, no temporary file, and a
+    previous export under that name is kept as it was."""
+    exp_dir = _exp('RSN', 'RSN18.coco')
+    _, model = load_exp(exp_dir, SMALL)
+    weights = tmp_path / 'w.pth'
+    torch.save({'model': model.state_dict()}, weights)
+    out = tmp_path / 'rsn.onnx'
+
+    def half_written(model, path, *args, **kwargs):
+        with open(path, 'wb') as f:
+            f.write(b'half an onnx file')
+        raise RuntimeError('exporter crashed')
+    monkeypatch.setattr(export, 'export_onnx', half_written)
+    with pytest.raises(RuntimeError, match='exporter crashed'):
+        export.main([exp_dir, '--weights', str(weights), '--out', str(out)] + SMALL)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['w.pth']
+    out.write_bytes(b'previous export')
+    with pytest.raises(RuntimeError, match='exporter crashed'):
+        export.main([exp_dir, '--weights', str(weights), '--out', str(out)] + SMALL)
+    assert out.read_bytes() == b'previous export'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['rsn.onnx', 'w.pth']
+
+
+def test_cli_random_init_is_explicit_and_verified(tmp_path, capsys):
+    out = tmp_path / 'random.onnx'
+    assert export.main([_exp('RSN', 'RSN18.coco'), '--random-init', '--out', str(out)] + SMALL) == str(out)
+    assert [p.name for p in tmp_path.iterdir()] == ['random.onnx']      # no temporary file left
+    assert OnnxHeatmapModel(out).input_hw == (64, 64)
+    assert 'onnxruntime vs eager: max |heatmap difference|' in capsys.readouterr().out
+
+
+def test_cli_subprocess_bad_weights_one_line_no_traceback(tmp_path):
+    bad = tmp_path / 'bad.pth'
+    bad.write_bytes(b'not a checkpoint')
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''), OMP_NUM_THREADS='1')
+    proc = subprocess.run([sys.executable, '-m', 'cvpack.tools.export', _exp('RSN', 'RSN18.coco'), '--weights',
+                           str(bad), '--out', str(tmp_path / 'x.onnx')] + SMALL, capture_output=True, text=True,
+                          env=env, cwd=REPO)
+    assert proc.returncode == 2 and 'Traceback' not in proc.stderr, proc.stderr
+    assert proc.stderr.count('\n') == 1 and 'bad.pth' in proc.stderr and proc.stderr.startswith('python -m cvpack')
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['bad.pth']
+
+
+def test_gcpose_exporter_needs_weights_or_random_init(tmp_path, monkeypatch, capsys):
+    from projects.GCPose.gcpose import export as gc_export
+    monkeypatch.setattr(export, 'load_for_export', _no_load)
+    monkeypatch.setattr(gc_export, 'load_for_export', _no_load, raising=False)
+    exp_dir = _exp('GCPose', 'gcpose.R50.coco')
+    with pytest.raises(SystemExit) as exc:
+        gc_export.main([exp_dir, '--out', str(tmp_path / 'head.onnx')])
+    assert exc.value.code == 2
+    assert 'error: one of the arguments --weights --random-init is required' in capsys.readouterr().err
+    with pytest.raises(SystemExit, match='--weights .*nothere.pth: file not found'):
+        gc_export.main([exp_dir, '--weights', str(tmp_path / 'nothere.pth'), '--out', str(tmp_path / 'head.onnx')])
+    assert list(tmp_path.iterdir()) == []

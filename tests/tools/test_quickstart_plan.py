@@ -95,5 +95,5 @@ def test_training_without_deadline_runs_to_the_end_and_fails_loudly(qs, tmp_path
                            cwd=str(tmp_path)) == 7
     bad = tmp_path / 'bad.py'
     bad.write_text('raise SystemExit(3)\n')
-    with pytest.raises(qs.subprocess.CalledProcessError):
+    with pytest.raises(qs.StepFailed, match="step 'train' failed \\(exit code 3\\); its log: .*train.log"):
         qs.run_training([], dict(qs.os.environ), str(tmp_path), script=str(bad), cwd=str(tmp_path))

@@ -12,6 +12,7 @@ from cvpack.evaluation.build import CocoEvaluator, write_json
 from cvpack.evaluation.coco import load_coco_gt
 
 logger = logging.getLogger(__name__)   # 'projects.GCPose...': the engine routes it to the test log
+BOX_NAMES = ('AP', 'AP50', 'AP75', 'APs', 'APm', 'APl')
 
 
 def evaluate_boxes(gt_file, instances, output_dir=None, image_ids=None):
@@ -19,7 +20,8 @@ def evaluate_boxes(gt_file, instances, output_dir=None, image_ids=None):
     output_dir is given. pycocotools' printed progress and summary table go to this module's logger, not stdout.
     ``image_ids``: score these images only (TEST.MAX_IMAGES); None = all.
 
-    Returns a dict with AP, AP50, AP75, APs, APm, APl (empty when there are no detections).
+    Returns a dict with AP, AP50, AP75, APs, APm, APl; all 0 when there are no detections (nothing was found:
+    pycocotools' ``loadRes`` fails on an empty list, and an empty dict lost 'box_AP' for TEST.BEST_METRIC).
     """
     from pycocotools.cocoeval import COCOeval
     dets = [{'image_id': i['image_id'], 'category_id': 1, 'bbox': [float(v) for v in i['bbox']],
@@ -27,7 +29,8 @@ def evaluate_boxes(gt_file, instances, output_dir=None, image_ids=None):
     if output_dir:
         write_json(dets, osp.join(output_dir, 'bbox_results.json'))
     if not dets:
-        return {}
+        logger.warning('person box AP: no detections; every box metric is 0')
+        return {k: 0.0 for k in BOX_NAMES}
     gt = load_coco_gt(gt_file)   # validated (file, annotation id, field named on bad values), read quietly
     printed = io.StringIO()
     try:
@@ -42,7 +45,7 @@ def evaluate_boxes(gt_file, instances, output_dir=None, image_ids=None):
     finally:   # also when pycocotools fails: what it printed explains where
         if printed.getvalue().strip():
             logger.info('person box AP (pycocotools, %s):\n%s', gt_file, printed.getvalue().rstrip())
-    return dict(zip(['AP', 'AP50', 'AP75', 'APs', 'APm', 'APl'], [float(v) for v in ev.stats[:6]]))
+    return dict(zip(BOX_NAMES, [float(v) for v in ev.stats[:6]]))
 
 
 class DetectionEvaluator:
@@ -63,6 +66,14 @@ class DetectionEvaluator:
         """TEST.MAX_IMAGES: score only the images ``image_ids`` (keypoints and boxes)."""
         self.keypoints.restrict_to(image_ids, indices)
         self.image_ids = list(image_ids)
+
+    def metric_names(self):
+        """The keypoint evaluator's names, then box_AP, box_AP50, box_AP75, box_APs, box_APm, box_APl."""
+        return self.keypoints.metric_names() + ['box_' + k for k in BOX_NAMES]
+
+    def check_ground_truth(self):
+        """The keypoint evaluator's check: the box part reads the same file (DATASET.VAL_ANN)."""
+        self.keypoints.check_ground_truth()
 
     def __call__(self, instances, output_dir):
         metrics = dict(self.keypoints(instances, output_dir))

@@ -2,6 +2,7 @@
 atomically."""
 import json
 import logging
+import os.path as osp
 
 import pytest
 
@@ -50,3 +51,41 @@ def test_box_results_written_atomically(gt_and_dets, tmp_path, monkeypatch):
         evaluate_boxes(gt, dets[:1], str(tmp_path))
     assert (tmp_path / 'bbox_results.json').read_text() == before
     assert not (tmp_path / 'bbox_results.json.tmp').exists()
+
+
+def test_no_detections_score_zero_not_crash(gt_and_dets, tmp_path, log_capture):
+    """No detection at all: every box metric is 0 (pycocotools' loadRes fails on an empty list; returning {}
+    lost box_AP, which TEST.BEST_METRIC may name). An empty bbox_results.json is still written."""
+    gt, _ = gt_and_dets
+    with log_capture.at_level(logging.WARNING, logger='projects.GCPose'):
+        metrics = evaluate_boxes(gt, [], str(tmp_path))
+    assert metrics == {'AP': 0.0, 'AP50': 0.0, 'AP75': 0.0, 'APs': 0.0, 'APm': 0.0, 'APl': 0.0}
+    assert 'no detections; every box metric is 0' in log_capture.text
+    assert json.loads((tmp_path / 'bbox_results.json').read_text()) == []
+
+
+def test_no_detection_in_the_scored_images_is_zero(gt_and_dets, tmp_path):
+    """Detections only on an image outside ``image_ids`` (TEST.MAX_IMAGES): pycocotools scores 0 (not NaN / -1)
+    for the areas that have ground truth."""
+    gt, dets = gt_and_dets
+    first = dets[0]['image_id']
+    others = sorted({d['image_id'] for d in dets} - {first})
+    metrics = evaluate_boxes(gt, [d for d in dets if d['image_id'] == first], str(tmp_path), image_ids=others)
+    assert metrics['AP'] == 0.0 and metrics['AP50'] == 0.0
+
+
+def test_detection_evaluator_declares_its_metrics(repo_root, coco_subset, tmp_path):
+    """DetectionEvaluator.metric_names() (cvpack.protocols.MetricNames) are exactly the numbers it returns, also
+    with no instance at all (every one 0)."""
+    from cvpack.evaluation.build import CocoEvaluator
+    from cvpack.exp import load_exp
+    from cvpack.protocols import MetricNames
+    from projects.GCPose.gcpose.evaluator import DetectionEvaluator
+    exp = osp.join(repo_root, 'projects', 'GCPose', 'exps', 'keypoint_rcnn.R50.coco')
+    cfg, _ = load_exp(exp, build=False, opts=['DATASET.ROOT', coco_subset])
+    ev = DetectionEvaluator(cfg)
+    assert isinstance(ev, MetricNames) and issubclass(CocoEvaluator, MetricNames)
+    metrics = ev([], str(tmp_path))
+    assert ev.metric_names() == list(metrics)
+    assert ev.metric_names()[-6:] == ['box_AP', 'box_AP50', 'box_AP75', 'box_APs', 'box_APm', 'box_APl']
+    assert set(metrics.values()) == {0.0}

@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 from cvpack.data.io import read_image
 from cvpack.data.meta import get_dataset_meta
 from cvpack.data.samplers import sample_rng
+from cvpack.data.validate import config_file
 from .records import load_person_records
 from .transforms import drop_outside_keypoints, hflip_instances, resize_instances
 
@@ -36,7 +37,8 @@ class DetectionDataset(Dataset):
         meta = get_dataset_meta(d.NAME)
         # records given: images at inference time (``cvpack.apis``), see :meth:`image_record`
         self.records = records if records is not None else load_person_records(
-            self.ann_file, osp.join(d.ROOT, images), self.train, d.MIN_KEYPOINTS_PER_IMAGE, meta)
+            config_file(d.ROOT, ann, 'DATASET.TRAIN_ANN' if self.train else 'DATASET.VAL_ANN'),
+            osp.join(d.ROOT, images), self.train, d.MIN_KEYPOINTS_PER_IMAGE, meta)
         self.num_keypoints = meta.num_keypoints
         self.flip_perm = meta.flip_permutation()
         i = cfg.INPUT

@@ -1,0 +1,101 @@
+"""Argument checks shared by the command-line tools (export, convert, demo, tools/quickstart.py).
+
+A usage error or bad input ends the tool with exit code 2 and one line on stderr that names the argument or
+the file, never a traceback (the convention of train.py / test.py, cvpack.engine.args). Output files are
+checked before the slow work starts, and written through a temporary file renamed into place, so a failure
+leaves no partial file under the name asked for.
+"""
+import argparse
+import contextlib
+import os
+import os.path as osp
+import sys
+import tempfile
+
+__all__ = ['UsageError', 'CliExit', 'die', 'OneLineParser', 'positive_int', 'nonnegative_int', 'positive_float',
+           'check_output_file', 'check_writable_dir', 'atomic_output']
+
+
+class UsageError(ValueError):
+    """A bad argument; the message names it (shown as one line by :func:`die` / :meth:`OneLineParser.error`)."""
+
+
+class CliExit(SystemExit):
+    """SystemExit whose ``str()`` is the message already printed (``SystemExit(2)`` alone would read '2')."""
+
+    def __init__(self, message, code=2):
+        super().__init__(code)
+        self.message = message
+
+    def __str__(self):
+        return self.message
+
+
+def die(message, code=2):
+    """Print ``message`` as one line on stderr and exit with ``code`` (2: usage error or bad input)."""
+    line = ' '.join(str(message).split('\n'))
+    print(line, file=sys.stderr, flush=True)
+    raise CliExit(line, code)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse without the usage block on errors: 'PROG: error: MESSAGE', one line, exit 2."""
+
+    def error(self, message):
+        die('%s: error: %s' % (self.prog, message))
+
+
+def _number(kind, test, what):
+    """An argparse ``type``: ``kind(text)`` when ``test`` holds, else the message 'must be WHAT, got TEXT'."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not test(value):
+            raise argparse.ArgumentTypeError('must be %s, got %r' % (what, text))
+        return value
+    return parse
+
+
+positive_int = _number(int, lambda v: v >= 1, 'an integer >= 1')
+nonnegative_int = _number(int, lambda v: v >= 0, 'an integer >= 0')
+positive_float = _number(float, lambda v: 0 < v < float('inf'), 'a number > 0')
+
+
+def check_writable_dir(folder, what):
+    """``folder`` exists, is a directory, and a file can be created in it (tried: os.access says yes to root
+    on read-only mounts). Raises UsageError naming ``what``."""
+    if not osp.isdir(folder):
+        raise UsageError('%s: folder %s does not exist' % (what, folder))
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix='.cvpack-write-test-')
+    except OSError as e:
+        raise UsageError('%s: cannot write in folder %s (%s)' % (what, folder, e.strerror or e)) from None
+    os.close(fd)
+    os.remove(probe)
+
+
+def check_output_file(path, what='--out'):
+    """The absolute path of output file ``path`` after checking it can be written: not a folder, its folder
+    exists and is writable. Raises UsageError naming ``what`` and the path."""
+    path = osp.abspath(path)
+    if osp.isdir(path):
+        raise UsageError('%s %s: is a folder, give a file name' % (what, path))
+    check_writable_dir(osp.dirname(path), '%s %s' % (what, path))
+    return path
+
+
+@contextlib.contextmanager
+def atomic_output(path):
+    """Yield a temporary path beside ``path`` (same extension); on success it is renamed onto ``path``
+    (os.replace: readers see the old file or the whole new one), on any exception it is removed."""
+    folder, name = osp.split(osp.abspath(path))
+    stem, ext = osp.splitext(name)
+    tmp = osp.join(folder, '.%s.tmp-%d%s' % (stem, os.getpid(), ext))
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if osp.lexists(tmp):
+            os.remove(tmp)

@@ -1,0 +1,63 @@
+"""OnnxHeatmapModel refuses graphs no image batch fits and files exported for another skeleton or crop size."""
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip('onnx')
+pytest.importorskip('onnxruntime')
+
+from cvpack.inference.onnx import OnnxHeatmapModel  # noqa: E402
+from tests.inference.onnx_graphs import conv_onnx  # noqa: E402
+
+
+@pytest.mark.parametrize('shape, bad', [((0, 3, 256, 192), r'\[0, 3, 256, 192\]'),      # a fixed batch of 0
+                                        (('N', 3, 0, 192), r"\['N', 3, 0, 192\]")])
+def test_unusable_input_shape_is_refused(tmp_path, shape, bad):
+    path = conv_onnx(tmp_path / 'bad.onnx', shape)
+    with pytest.raises(ValueError, match=r'bad.onnx: input .images. has shape %s; expected \(N, C, H, W\)' % bad):
+        OnnxHeatmapModel(path)
+
+
+def test_shapes_and_metadata_are_read(tmp_path):
+    model = OnnxHeatmapModel(conv_onnx(tmp_path / 'm.onnx', (2, 3, 256, 192), keypoints=14, exp='RSN18.crowdpose'))
+    assert (model.fixed_batch, model.channels, model.input_hw) == (2, 3, (256, 192))
+    assert (model.num_keypoints, model.output_hw, model.exp_name) == (14, (64, 48), 'RSN18.crowdpose')
+    dynamic = OnnxHeatmapModel(conv_onnx(tmp_path / 'd.onnx', ('N', 3, 'H', 'W')))
+    assert (dynamic.fixed_batch, dynamic.input_hw, dynamic.num_keypoints, dynamic.exp_name) == \
+        (None, (None, None), 17, None)
+
+
+def test_check_exp_refuses_other_skeleton_and_crop(tmp_path, caplog):
+    model = OnnxHeatmapModel(conv_onnx(tmp_path / 'crowd.onnx', keypoints=14, exp='RSN18.crowdpose'))
+    with pytest.raises(ValueError, match=r'crowd.onnx: exported with keypoint count 14 \(from exp RSN18.crowdpose\), '
+                                         r'but exp RSN18.coco has 17'):
+        model.check_exp('RSN18.coco', 17, (256, 192))
+    model = OnnxHeatmapModel(conv_onnx(tmp_path / 'big.onnx', ('N', 3, 384, 288)))
+    with pytest.raises(ValueError, match=r'input size \(H, W\) \(384, 288\) \(from exp <not recorded>\), '
+                                         r'but exp RSN18.coco has \(256, 192\)'):
+        model.check_exp('RSN18.coco', 17, (256, 192))
+    model = OnnxHeatmapModel(conv_onnx(tmp_path / 'gray.onnx', ('N', 1, 256, 192)))   # any C loads (RoI heads)
+    with pytest.raises(ValueError, match=r'gray.onnx: exported with input channels 1 .*but exp RSN18.coco has 3'):
+        model.check_exp('RSN18.coco', 17, (256, 192))
+    # another exp's file whose shapes fit: a warning naming both exps
+    model = OnnxHeatmapModel(conv_onnx(tmp_path / 'other.onnx', exp='RSN50.coco'))
+    with caplog.at_level(logging.WARNING):
+        model.check_exp('RSN18.coco', 17, (256, 192), log=logging.getLogger('test'))
+    assert 'other.onnx was exported from exp RSN50.coco, not RSN18.coco' in caplog.text
+    caplog.clear()
+    OnnxHeatmapModel(conv_onnx(tmp_path / 'same.onnx', exp='RSN18.coco')).check_exp(
+        'RSN18.coco', 17, (256, 192), log=logging.getLogger('test'))
+    assert caplog.text == ''
+
+
+def test_symbolic_keypoint_count_is_checked_per_forward(tmp_path):
+    """A graph whose K is not fixed passes the static check; each forward compares K with the exp's."""
+    model = OnnxHeatmapModel(conv_onnx(tmp_path / 'k.onnx', ('N', 3, 'H', 'W'), keypoints='K'))
+    model.num_keypoints = None   # onnxruntime infers K=17 from this graph's weights; exporters can leave it open
+    model.check_exp('RSN18.crowdpose', 14, (256, 192))
+    with pytest.raises(ValueError, match=r'k.onnx: the graph returned heatmaps \(1, 17, 64, 48\), the exp has 14'):
+        model(torch.zeros(1, 3, 256, 192))
+    model.check_exp('RSN18.coco', 17, (256, 192))
+    assert model(np.zeros((3, 3, 256, 192), np.float32)).shape == (3, 17, 64, 48)
