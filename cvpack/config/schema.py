@@ -7,7 +7,9 @@ an exp's ``config.py`` sets are checked the same way.
 
 One line per key in :data:`SCHEMA`; a key missing from a config (another pipeline's) is not checked, and keys
 that are not listed (projects' own) keep only the type rule of the override parser. To constrain a new core
-key, add one line here, e.g. ``'DIST.TIMEOUT_S': Float(gt=0)``.
+key, add one line here, e.g. ``'DIST.TIMEOUT_S': Float(gt=0)``. Rules between keys (``LOAD_MIN_NUM <=
+KEYPOINT.NUM``, ``TEST.DECODER`` one of ``CODEC``'s decoders) are rows of :data:`CROSS_CHECKS`, checked after the
+single-key rules. Every error names the full key (``config key TEST.GAUSSIAN_KERNEL: 4 is even (...)``).
 """
 import math
 import re
