@@ -1,6 +1,6 @@
 """Command lines of ``KEY VALUE`` overrides mixed with flags (train.py, test.py, config.py): no torch import."""
 
-__all__ = ['split_argv']
+__all__ = ['split_argv', 'parse_overrides', 'usage_error']
 
 
 def _option(parser, token):
@@ -37,3 +37,28 @@ def split_argv(parser, argv):
         flags.extend(argv[i:i + n])
         i += n
     return flags, opts
+
+
+def usage_error(parser, message):
+    """Exit 2 with exactly one line on stderr, ``prog: error: message`` (argparse's ``parser.error`` also prints the
+    usage, several lines for train.py); the message is flattened to one line."""
+    parser.exit(2, '%s: error: %s\n' % (parser.prog, ' '.join(str(message).split())))
+
+
+def parse_overrides(parser, argv):
+    """``parser.parse_args`` of the flags of ``argv`` with the ``KEY VALUE`` tokens in ``.opts``.
+
+    A KEY whose VALUE is missing is a usage error (exit 2, one line naming the key), not an override of the
+    next KEY with a flag's name: ``train.py SOLVER.BASE_LR --no-auto-resume`` (a flag of ``parser``, or any token
+    starting with '--': no config value does) and a dangling ``train.py SOLVER.BASE_LR`` at the end."""
+    flags, opts = split_argv(parser, argv)
+    for key, value in zip(opts[0::2], opts[1::2]):
+        if _option(parser, value) is not None or value.startswith('--'):
+            usage_error(parser, 'config key %s has no value: %s is a flag (overrides are KEY VALUE pairs, '
+                                 'e.g. SOLVER.BASE_LR 1e-3)' % (key, value))
+    if len(opts) % 2:
+        usage_error(parser, 'config key %s has no value (it ends the command line; overrides are KEY VALUE pairs)'
+                    % opts[-1])
+    args = parser.parse_args(flags)
+    args.opts = opts
+    return args

@@ -11,9 +11,9 @@ import sys
 
 from easydict import EasyDict as edict
 
-from .argv import split_argv
+from .argv import parse_overrides, usage_error
 from .datasets import refresh_dataset_keys
-from .schema import ConfigError, validate_config
+from .schema import SCHEMA, ConfigError, validate_config
 
 
 def find_repo_root(start):
@@ -144,46 +144,96 @@ def dark_kernel(output_shape):
     return 17 if int(output_shape[0]) >= 96 else 11
 
 
-def _parse_value(text, old, key='?'):
-    """Turn a command-line string into the type of the value it replaces.
+def _nullable(key, old):
+    """Whether ``KEY None`` may clear ``key``: its schema rule says so (``none=True``); a key the schema does not list
+    (a project's) only when its value is None already."""
+    rule = SCHEMA.get(key)
+    return rule.none if rule is not None else old is None
 
-    ``true``/``false``/``none`` are read case-insensitively; ``none`` clears any key (also a string one,
-    e.g. ``MODEL.PRETRAINED None`` over a URL). Over a bool or a number the text must parse as one: the
-    original-style ``TEST.FLIP false`` used to become the (truthy) string 'false'; now it is False, and
-    ``TEST.FLIP flase`` is an error naming the key.
+
+def _kind(value):
+    """The type family an override must keep: bool, int, float, str, list (tuples too), dict, or None (any)."""
+    for kind in (bool, int, float, str, dict):
+        if isinstance(value, kind):
+            return kind
+    return list if isinstance(value, (list, tuple)) else None
+
+
+def _item_template(old):
+    """The value whose type every item of a new list must keep: the old items' common type (ints and floats:
+    float), or None (empty or mixed: items are not checked here; the schema checks the core keys)."""
+    kinds = {_kind(v) for v in old}
+    if kinds == {int, float}:
+        return 0.0
+    return old[0] if len(kinds) == 1 and None not in kinds else None
+
+
+def _coerce(value, old, key, text):
+    """``value`` (parsed from ``text``) in the type of ``old``, the value it replaces; ConfigError naming ``key``."""
+    kind = _kind(old)
+
+    def fail(what):
+        raise ConfigError('config key %s: %r is %s (old value %r)' % (key, text, what, old))
+
+    if kind is None or value is None:
+        return value
+    if kind is bool:
+        return value if isinstance(value, bool) else fail('not a bool (use True or False)')
+    if kind in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            fail('not a number')
+        if not math.isfinite(value):
+            fail('not a finite number')
+        if kind is float:
+            return float(value)
+        if isinstance(value, float) and not value.is_integer() and key not in SCHEMA:
+            fail('not an integer')     # (a core key's schema rule says so itself, with its range)
+        return int(value) if isinstance(value, float) and value.is_integer() else value   # 1e5 -> 100000
+    if kind is list:
+        if not isinstance(value, (list, tuple)):
+            fail('not a list literal (write e.g. [1, 2])')
+        item = _item_template(old)
+        return type(value)(_coerce(v, item, '%s[%d]' % (key, i), v) for i, v in enumerate(value))
+    if not isinstance(value, kind):
+        fail('not a %s' % kind.__name__)
+    return value
+
+
+def _parse_value(text, old, key='?'):
+    """Turn a command-line string into the type of the value it replaces (:func:`_coerce`).
+
+    ``None`` (any case) clears only a nullable key (:func:`_nullable`); ``true``/``false`` (any case) are the only
+    bool values (the original-style ``TEST.FLIP false`` used to become the truthy string 'false'); a float key given
+    ``1`` stays a float, an int key given ``2.5`` is an error, a list key needs a list literal whose items keep the
+    old items' type, a string key takes the text as it is.
     """
     if not isinstance(text, str):
-        return text
+        return _coerce(text, old, key, text)
     low = text.strip().lower()
     if low == 'none':
+        if not _nullable(key, old):
+            rule = SCHEMA.get(key)
+            raise ConfigError('config key %s: None is not allowed (%s)' % (
+                key, rule.describe() if rule is not None else 'the key is not nullable; its value is %r' % (old,)))
         return None
     if isinstance(old, str):
         return text
     if low.lstrip('+-') in ('inf', 'infinity', 'nan'):
         raise ConfigError('config key %s: %r is not a finite number' % (key, text))
     if low in ('true', 'false'):
-        if old is None or isinstance(old, bool):
-            return low == 'true'
-        raise ConfigError('config key %s: %r is not a %s (old value %r)' % (key, text, type(old).__name__, old))
-    if old is None and text[:1] not in '[(0123456789-.':
-        return text
+        return _coerce(low == 'true', old, key, text)
+    if old is None and text[:1] not in '[(0123456789-.+{':
+        return text        # a path or a name for a key whose default is None (MODEL.WEIGHT)
     try:
         value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         if old is None:
             return text
         raise ConfigError('config key %s: cannot parse %r as %s (old value %r)'
-                         % (key, text, type(old).__name__, old)) from None
+                          % (key, text, type(old).__name__, old)) from None
     if isinstance(value, float) and not math.isfinite(value):   # '1e999' parses as inf; 'inf' does not parse
         raise ConfigError('config key %s: %r is %r, not a finite number' % (key, text, value))
-    if isinstance(old, bool) and not isinstance(value, bool):
-        raise ConfigError('config key %s: %r is not a bool (use true/false)' % (key, text))
-    if isinstance(old, (int, float)) and not isinstance(old, bool) and (
-            isinstance(value, bool) or not isinstance(value, (int, float))):
-        raise ConfigError('config key %s: %r is not a number (old value %r)' % (key, text, old))
-    if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    return value
+    return _coerce(value, old, key, text)
 
 
 def merge_from_list(cfg, opts):
@@ -269,14 +319,18 @@ def _print(text):
 
 def config_main(cfg, argv=None):
     """``python config.py [-log] [KEY VALUE ...]``: print the resolved config, and with ``-log`` create OUTPUT_DIR,
-    link it as ``./log`` and print what was created."""
+    link it as ``./log`` and print what was created.
+
+    A bad override (unknown key, wrong type, a KEY without VALUE) or a bad DATASET.META_FILE is a usage error as in
+    train.py: exit 2 with one line on stderr naming the key, no traceback."""
     parser = argparse.ArgumentParser(description='Show the resolved config of exp %s' % cfg.EXP_NAME)
     parser.add_argument('-log', '--linklog', action='store_true', help='create OUTPUT_DIR and link it as ./log')
     parser.add_argument('opts', nargs='*', metavar='KEY VALUE', help='overrides; -log may come anywhere')
-    flags, opts = split_argv(parser, sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(flags)
-    args.opts = opts
-    cfg = merge_from_list(copy.deepcopy(cfg), args.opts)
+    args = parse_overrides(parser, sys.argv[1:] if argv is None else argv)
+    try:
+        cfg = merge_from_list(copy.deepcopy(cfg), args.opts)
+    except (ConfigError, KeyError) as e:
+        usage_error(parser, e.args[0] if e.args else e)
     if args.linklog:
         _print('\n'.join(link_log(cfg)[1]))
     else:

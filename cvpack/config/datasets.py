@@ -63,24 +63,47 @@ def dataset_block(name, root_dir, pipeline):
     return d
 
 
-def refresh_dataset_keys(cfg, old_name, old_meta_file, given):
-    """After command-line overrides: if DATASET.NAME / META_FILE changed, re-derive what follows from them.
+def _load_meta(cfg):
+    """The metadata behind ``cfg.DATASET`` (:func:`cvpack.data.meta_file.dataset_meta`); a bad DATASET.META_FILE
+    (missing, unreadable, invalid) or an unknown DATASET.NAME is a ConfigError of one line naming the key and file."""
+    from ..data.meta_file import dataset_meta
+    from .schema import ConfigError
+    path = cfg.DATASET.META_FILE
+    try:
+        return dataset_meta(cfg)
+    except (OSError, ValueError, KeyError) as e:     # UnicodeDecodeError is a ValueError
+        text = ' '.join(str(e.args[0] if len(e.args) == 1 else e).split())
+        if path and path not in text:
+            text = '%s: %s' % (path, text)
+        raise ConfigError('config key %s: %s' % ('DATASET.META_FILE' if path else 'DATASET.NAME', text)) from None
 
-    ``given``: the keys overridden on the command line (they win). Raises ValueError when a user metadata file
-    names another dataset than DATASET.NAME, or when DATASET.KEYPOINT.NUM disagrees with the metadata.
+
+def refresh_dataset_keys(cfg, old_name, old_meta_file, given):
+    """After command-line overrides: if DATASET.NAME / META_FILE changed, re-derive what follows from them; in
+    every case check DATASET.KEYPOINT.NUM against the metadata's keypoint count.
+
+    ``given``: the keys overridden on the command line (they win). Raises ConfigError when the metadata cannot be
+    loaded (naming the file), when a user metadata file names a built-in dataset, or when DATASET.KEYPOINT.NUM
+    disagrees with the metadata.
     """
     d = cfg.get('DATASET')
     if not isinstance(d, dict) or 'NAME' not in d or 'KEYPOINT' not in d:
         return cfg     # a project's own dataset block (no built-in metadata behind it): nothing to re-derive
-    name, meta_file = d.NAME.upper(), d.META_FILE
-    if name == str(old_name).upper() and meta_file == old_meta_file:
-        return cfg
-    from ..data.meta_file import dataset_meta
-    from .schema import ConfigError
-    try:
-        meta = dataset_meta(cfg)
-    except (ValueError, OSError) as e:   # a bad metadata file is a usage error: exit 2, one line (engine/args.py)
-        raise ConfigError('DATASET.META_FILE = %r: %s' % (meta_file, e)) from e
+    meta = _load_meta(cfg)
+    if d.NAME.upper() != str(old_name).upper() or d.META_FILE != old_meta_file:
+        _rederive(cfg, meta, old_name, given)
+    if d.KEYPOINT.get('NUM') != meta.num_keypoints:
+        from .schema import ConfigError
+        raise ConfigError('config key DATASET.KEYPOINT.NUM is %r but the %s metadata%s has %d keypoints'
+                          % (d.KEYPOINT.get('NUM'), meta.name, ' (%s)' % d.META_FILE if d.META_FILE else '',
+                             meta.num_keypoints))
+    return cfg
+
+
+def _rederive(cfg, meta, old_name, given):
+    """The keys of a new DATASET.NAME / META_FILE: file layout and ROOT (another dataset), keypoint keys,
+    MODEL.OUTPUT_NUM; keys in ``given`` (overridden on the command line) are kept."""
+    d = cfg.DATASET
     d.NAME = meta.name
     if meta.name != str(old_name).upper():     # another dataset (by name, or a user file's own name)
         for key, value in _FILES.get(meta.name, _USER_FILES).items():
@@ -92,9 +115,5 @@ def refresh_dataset_keys(cfg, old_name, old_meta_file, given):
     for key, value in fresh.items():
         if 'DATASET.KEYPOINT.' + key not in given:
             d.KEYPOINT[key] = value
-    if d.KEYPOINT.NUM != meta.num_keypoints:
-        raise ValueError('DATASET.KEYPOINT.NUM is %s but the %s metadata has %d keypoints'
-                         % (d.KEYPOINT.NUM, meta.name, meta.num_keypoints))
     if 'MODEL' in cfg and 'OUTPUT_NUM' in cfg.MODEL and 'MODEL.OUTPUT_NUM' not in given:
         cfg.MODEL.OUTPUT_NUM = meta.num_keypoints
-    return cfg

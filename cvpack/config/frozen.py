@@ -3,7 +3,9 @@
 :func:`freeze` turns every (nested) node of a config, in place, into a :class:`FrozenConfig`, which reads like
 the EasyDict it was (``cfg.SOLVER.BASE_LR``, ``cfg['SOLVER']``, ``.get``, iteration, ``json.dump``) but refuses
 every write with :class:`FrozenConfigError` naming the full key (``config is frozen: SOLVER.BASE_LR``), as
-detectron2's ``CfgNode.freeze()``. Lists inside the config stay lists (tests and exps compare them with lists).
+detectron2's ``CfgNode.freeze()``. Lists become :class:`FrozenList`: still ``list`` instances (they compare equal to
+lists, ``json.dump`` writes them as arrays, numpy reads them), but ``append``, item assignment and every other
+in-place change raise the same error naming the key (``config is frozen: INPUT.MEANS[0]``).
 
 A mutable copy is always one call away: :func:`clone` (the same as ``copy.deepcopy``) returns a deep copy made of
 plain EasyDicts, which the caller may change and :func:`freeze` again. The engine freezes in
@@ -13,7 +15,7 @@ import copy
 
 from easydict import EasyDict as edict
 
-__all__ = ['FrozenConfig', 'FrozenConfigError', 'freeze', 'clone', 'is_frozen']
+__all__ = ['FrozenConfig', 'FrozenConfigError', 'FrozenList', 'freeze', 'clone', 'is_frozen']
 
 
 class FrozenConfigError(AttributeError):
@@ -63,13 +65,51 @@ class FrozenConfig(edict):
         return freeze, (clone(self), vars(self).get('_frozen_path', ''))
 
 
+class FrozenList(list):
+    """A read-only list of a frozen config (a ``list`` subclass, so ``==`` with lists, json and numpy still work).
+    Copies (``copy.copy``, ``copy.deepcopy``, :func:`clone`, ``list(x)``, ``x + y``) are plain, mutable lists."""
+
+    __slots__ = ('_frozen_path',)
+
+    def _refuse_item(self, index=None, *_):
+        """Item writes name the item (``INPUT.MEANS[0]``; a slice names the list)."""
+        self._refuse(index if isinstance(index, int) else None)
+
+    def _refuse(self, index=None, *_, **__):
+        path = self._frozen_path if index is None else '%s[%d]' % (self._frozen_path, index)
+        raise FrozenConfigError('config is frozen: %s (a list; change a copy: cvpack.config.clone(cfg))' % path)
+
+    def _refuse_list(self, *_, **__):
+        self._refuse()
+
+    __setitem__ = __delitem__ = pop = _refuse_item
+    __iadd__ = __imul__ = append = extend = insert = remove = clear = sort = reverse = _refuse_list
+
+    def __copy__(self):
+        return list(self)
+
+    def __deepcopy__(self, memo):
+        return [copy.deepcopy(v, memo) for v in self]
+
+    def __reduce_ex__(self, protocol):   # pickling keeps it frozen (DataLoader workers started by spawn)
+        return _frozen_list, (list(self), self._frozen_path)
+
+
+def _frozen_list(items, path):
+    out = FrozenList(_freeze_value(v, '%s[%d]' % (path, i)) for i, v in enumerate(items))
+    out._frozen_path = path
+    return out
+
+
 def _freeze_value(value, path):
     if isinstance(value, dict):
         return freeze(value, path)
+    if isinstance(value, FrozenList):
+        return value
     if isinstance(value, list):
-        for i, item in enumerate(value):
-            if isinstance(item, dict):
-                value[i] = freeze(item, '%s[%d]' % (path, i))
+        return _frozen_list(value, path)
+    if type(value) is tuple and any(isinstance(v, (dict, list)) for v in value):
+        return tuple(_freeze_value(v, '%s[%d]' % (path, i)) for i, v in enumerate(value))
     return value
 
 

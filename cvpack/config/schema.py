@@ -7,11 +7,15 @@ an exp's ``config.py`` sets are checked the same way.
 
 One line per key in :data:`SCHEMA`; a key missing from a config (another pipeline's) is not checked, and keys
 that are not listed (projects' own) keep only the type rule of the override parser. To constrain a new core
-key, add one line here, e.g. ``'DIST.TIMEOUT_S': Float(gt=0)``.
+key, add one line here, e.g. ``'DIST.TIMEOUT_S': Float(gt=0)``. Rules between keys (``LOAD_MIN_NUM <=
+KEYPOINT.NUM``, ``TEST.DECODER`` one of ``CODEC``'s decoders) are rows of :data:`CROSS_CHECKS`, checked after the
+single-key rules. Every error names the full key (``config key TEST.GAUSSIAN_KERNEL: 4 is even (...)``).
 """
 import math
+import re
 
-__all__ = ['ConfigError', 'Int', 'Float', 'Bool', 'Choice', 'Seq', 'SCHEMA', 'validate_config']
+__all__ = ['ConfigError', 'Int', 'Float', 'Bool', 'Str', 'Choice', 'Device', 'Seq', 'SCHEMA', 'CROSS_CHECKS',
+           'validate_config']
 
 
 class ConfigError(ValueError):
@@ -67,15 +71,25 @@ class _Number(Rule):
 
 
 class Int(_Number):
-    """An integer; an integral float (``1e5`` on the command line) becomes an int, ``2.5`` is an error."""
+    """An integer; an integral float (``1e5`` on the command line) becomes an int, ``2.5`` is an error.
+    ``odd=True``: a Gaussian / blur kernel size (``cv2.GaussianBlur`` needs odd sizes; an even one fails deep in
+    the data loader or the decoder)."""
 
     kind = 'integer'
+
+    def __init__(self, ge=None, gt=None, le=None, lt=None, none=False, odd=False):
+        super().__init__(ge, gt, le, lt, none)
+        self.odd = odd
+        if odd:
+            self.kind = 'odd integer'
 
     def _convert(self, key, value):
         if isinstance(value, float):
             if not value.is_integer():
                 self.fail(key, value, 'is not an integer')
-            return int(value)
+            value = int(value)
+        if self.odd and value % 2 == 0:
+            self.fail(key, value, 'is even')
         return value
 
 
@@ -95,19 +109,48 @@ class Bool(Rule):
         return value
 
 
-class Choice(Rule):
-    """One of ``choices`` (strings compared case-insensitively, the value is kept as written)."""
-
-    def __init__(self, *choices, none=False):
-        super().__init__(none)
-        self.choices = choices
+class Str(Rule):
+    """A string; ``none=True`` when None is its documented "off" value (``MODEL.WEIGHT None``: from scratch)."""
 
     def describe(self):
-        return 'expected one of %s' % ', '.join(repr(c) for c in self.choices)
+        return 'expected a string' + (', or None' if self.none else '')
 
     def _check(self, key, value):
-        if not isinstance(value, str) or value.lower() not in [c.lower() for c in self.choices]:
+        if not isinstance(value, str):
+            self.fail(key, value, 'is a %s' % type(value).__name__)
+        return value
+
+
+class Choice(Rule):
+    """One of ``choices``, compared as the code that reads the key compares: exactly (``TEST.NMS 'OKS'`` is an
+    error, as it would be in ``nms_per_image``), or ignoring case with ``ignore_case=True`` where that code
+    lower-cases the value first (SOLVER.OPTIMIZER, the AMP modes); the value is kept as written."""
+
+    def __init__(self, *choices, none=False, ignore_case=False):
+        super().__init__(none)
+        self.choices, self.ignore_case = choices, ignore_case
+
+    def describe(self):
+        return 'expected one of %s%s' % (', '.join(repr(c) for c in self.choices),
+                                         ' (any case)' if self.ignore_case else '')
+
+    def _check(self, key, value):
+        fold = (lambda v: v.lower()) if self.ignore_case else (lambda v: v)
+        if not isinstance(value, str) or fold(value) not in [fold(c) for c in self.choices]:
             self.fail(key, value, 'is not allowed')
+        return value
+
+
+class Device(Rule):
+    """``MODEL.DEVICE``: what :func:`cvpack.engine.launch.resolve_device` accepts ('auto', 'cpu', 'cuda', 'cuda:N',
+    any case), checked at resolution instead of when the device is set up."""
+
+    def describe(self):
+        return "expected 'auto', 'cpu', 'cuda' or 'cuda:N'"
+
+    def _check(self, key, value):
+        if not isinstance(value, str) or not re.fullmatch(r'auto|cpu|cuda(:[0-9]+)?', value.strip().lower()):
+            self.fail(key, value, 'is not a device')
         return value
 
 
@@ -131,8 +174,10 @@ class Seq(Rule):
         return type(value)(items)
 
 
-_AMP = Choice('none', 'fp16', 'bf16', 'off', 'false', '', none=True)   # cvpack.engine.utils.amp_dtype
+_AMP = Choice('none', 'fp16', 'bf16', 'off', 'false', '', none=True, ignore_case=True)   # engine.utils.amp_dtype
 _PROB = Float(ge=0, le=1)
+_KERNEL = Int(ge=1, odd=True)          # a Gaussian blur size (cv2.GaussianBlur)
+_RGB = Seq(Float(), length=3)          # one value per colour channel
 
 SCHEMA = {
     'SEED': Int(ge=0),
@@ -140,11 +185,16 @@ SCHEMA = {
     'DATALOADER.NUM_WORKERS': Int(ge=0),
     'DATALOADER.ASPECT_RATIO_GROUPING': Bool(),
     'DIST.TIMEOUT_S': Float(gt=0),
+    'TENSORBOARD_DIR': Str(none=True),      # None (or '') = no TensorBoard events
+    'MODEL.WEIGHT': Str(none=True),         # None = from scratch
+    'MODEL.PRETRAINED': Str(none=True),     # None = no ImageNet initialisation
+    'MODEL.BLOCKS': Seq(Int(ge=1), none=True),   # None = the backbone's own
+    'MODEL.DEVICE': Device(),              # cvpack.engine.launch.resolve_device
     'MODEL.SYNC_BN': Bool(),
     'MODEL.CHANNELS_LAST': Bool(),
     'MODEL.FIND_UNUSED_PARAMETERS': Bool(),
     # solver (cvpack.solver): LR and iteration counts
-    'SOLVER.OPTIMIZER': Choice('Adam', 'AdamW', 'SGD'),
+    'SOLVER.OPTIMIZER': Choice('Adam', 'AdamW', 'SGD', ignore_case=True),   # solver.optim lower-cases it
     'SOLVER.BASE_LR': Float(ge=0),          # 0 freezes the weights (tests, BN-statistics runs); < 0 is an error
     'SOLVER.BETAS': Seq(Float(ge=0, lt=1), length=2),
     'SOLVER.MOMENTUM': Float(ge=0, le=1),
@@ -181,6 +231,21 @@ SCHEMA = {
     'TEST.DET_SCORE_THRESH': Float(ge=0),
     'TEST.NMS_THRESH': Float(gt=0, le=1),
     'TEST.KEYPOINT_THRESH': _PROB,
+    'TEST.NMS': Choice('none', 'oks', 'soft_oks'),                       # evaluation.nms.nms_per_image
+    'TEST.RESCORE': Choice('megvii', 'simple_baselines', 'none'),        # inference.rescore.rescore
+    # decode.heatmap.DECODERS (a test keeps the two in sync); which of them fit CODEC: CROSS_CHECKS
+    'TEST.DECODER': Choice('megvii', 'mmpose_megvii', 'quarter', 'dark', 'argmax'),
+    'TEST.GAUSSIAN_KERNEL': _KERNEL,
+    'TEST.DARK_KERNEL': _KERNEL,
+    'TEST.SHIFT_RATIOS': Seq(Float(ge=0), length=1),                     # decode.heatmap.decoder_kwargs: [0]
+    # losses
+    'LOSS.TOPK': Int(ge=1),                # OHKM: the hardest TOPK joints (all of them when fewer: losses.ohkm)
+    'LOSS.MASK': Choice('megvii', 'mmpose'),                             # modeling.losses.megvii
+    # proposal counts of the whole-image detectors (GCPose's detectron2-style keys)
+    'MODEL.RPN.PRE_NMS_TOPK_TRAIN': Int(ge=1),
+    'MODEL.RPN.PRE_NMS_TOPK_TEST': Int(ge=1),
+    'MODEL.RPN.POST_NMS_TOPK_TRAIN': Int(ge=1),
+    'MODEL.RPN.POST_NMS_TOPK_TEST': Int(ge=1),
     'TEST.MAX_IMAGES': Int(ge=0),
     'TEST.EVAL_PERIOD': Int(ge=0),
     # data presets (cvpack.config.datasets and the pipelines' presets)
@@ -189,7 +254,15 @@ SCHEMA = {
     'DATASET.PIXEL_STD': Float(gt=0),
     'DATASET.BBOX_PADDING': Float(gt=0),
     'DATASET.COLOR_RGB': Bool(),
-    'DATASET.KEYPOINT.LOAD_MIN_NUM': Int(ge=0),
+    'DATASET.KEYPOINT.NUM': Int(ge=1),     # = the metadata's count (config.datasets.refresh_dataset_keys)
+    'DATASET.KEYPOINT.LOAD_MIN_NUM': Int(ge=0),   # <= DATASET.KEYPOINT.NUM: CROSS_CHECKS
+    'DATASET.TRAIN.GAUSSIAN_KERNELS': Seq(Seq(_KERNEL, length=2)),      # Megvii / CPN targets, one [kh, kw] per level
+    'DATASET.TRAIN.HALF_BODY_DRAW': Choice('megvii', 'uniform'),        # data.topdown
+    'DATASET.TRAIN.NUM_KEYPOINTS_HALF_BODY': Int(ge=0),
+    'INPUT.MEANS': _RGB,
+    'INPUT.STDS': Seq(Float(gt=0), length=3),
+    'INPUT.PIXEL_MEAN': _RGB,              # whole-image pipelines (GCPose), 0-255
+    'INPUT.PIXEL_STD': Seq(Float(gt=0), length=3),
     'DATASET.TRAIN.PROB_FLIP': _PROB,
     'DATASET.TRAIN.PROB_ROTATION': _PROB,
     'DATASET.TRAIN.PROB_HALF_BODY': _PROB,
@@ -198,17 +271,61 @@ SCHEMA = {
 }
 
 
-def validate_config(cfg, schema=None):
-    """Check every key of ``schema`` (default :data:`SCHEMA`) present in ``cfg``; normalised values (an
-    integral float for an int key) are written back. Raises :class:`ConfigError` naming the key and value."""
+def _at_most(bound, why):
+    """A cross check ``a <= b``, ``b`` the value of the key ``bound``; ``why`` says what goes wrong otherwise."""
+    def check(a, b):
+        return None if a <= b else '%r is more than %s = %r (%s)' % (a, bound, b, why)
+    return check
+
+
+def _decoder_fits_codec(decoder, codec):
+    """TEST.DECODER must be one of CODEC's decoders (:meth:`cvpack.codecs.HeatmapCodec.check_decoder`): checked here
+    at resolution, not first when the dataset or predictor builds the codec."""
+    from ..codecs.heatmap import CODECS
+    if codec not in CODECS:
+        return None                    # the CODEC rule names it
+    try:
+        CODECS[codec].check_decoder(decoder)
+    except (KeyError, ValueError) as e:
+        return str(e.args[0])
+    return None
+
+
+# Rules between keys: (keys, check(*values) -> None or what is wrong). Checked after every single-key rule, and
+# only when the config has all the keys. The error names the first key.
+CROSS_CHECKS = [
+    (('DATASET.KEYPOINT.LOAD_MIN_NUM', 'DATASET.KEYPOINT.NUM'),
+     _at_most('DATASET.KEYPOINT.NUM', 'a person has no more keypoints: every record would be dropped')),
+    (('TEST.DECODER', 'CODEC'), _decoder_fits_codec),
+]
+
+
+def _lookup(cfg, key):
+    """``(True, value)`` of a dotted key of ``cfg``, ``(False, None)`` when the config lacks it."""
+    node, parts = cfg, key.split('.')
+    for part in parts[:-1]:
+        node = node.get(part) if isinstance(node, dict) else None
+    if not isinstance(node, dict) or parts[-1] not in node:
+        return False, None
+    return True, node[parts[-1]]
+
+
+def validate_config(cfg, schema=None, cross_checks=None):
+    """Check every key of ``schema`` (default :data:`SCHEMA`) present in ``cfg``, then every rule of
+    ``cross_checks`` (default :data:`CROSS_CHECKS`) whose keys are all present; normalised values (an integral
+    float for an int key) are written back. Raises :class:`ConfigError` naming the key and value."""
     for key, rule in (SCHEMA if schema is None else schema).items():
-        node, parts = cfg, key.split('.')
-        for part in parts[:-1]:
-            node = node.get(part) if isinstance(node, dict) else None
-        if not isinstance(node, dict) or parts[-1] not in node:
+        found, old = _lookup(cfg, key)
+        if not found:
             continue
-        old = node[parts[-1]]
         new = rule.check(key, old)
         if repr(new) != repr(old):     # written back only when normalised (2.0 -> 2, also inside lists)
-            node[parts[-1]] = new
+            parent = _lookup(cfg, key.rsplit('.', 1)[0])[1] if '.' in key else cfg
+            parent[key.rsplit('.', 1)[-1]] = new
+    for keys, check in (CROSS_CHECKS if cross_checks is None else cross_checks):
+        found = [_lookup(cfg, k) for k in keys]
+        if all(f for f, _ in found):
+            why = check(*[v for _, v in found])
+            if why:
+                raise ConfigError('config key %s: %s' % (keys[0], why))
     return cfg

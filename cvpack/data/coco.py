@@ -11,6 +11,7 @@ padding; the pipeline extends and aspect-fits later) or 'simple_baselines' (``_b
 Plain ``json`` is used (no pycocotools prints), validated by :mod:`cvpack.data.validate` (errors name the file,
 the annotation id and the field; degenerate boxes are skipped with one warning).
 """
+import collections
 import logging
 import os.path as osp
 
@@ -89,18 +90,23 @@ def coco_gt_records(ann_file, image_dir, meta, cs_mode='megvii', aspect_ratio=0.
     images are skipped, counted and logged with the file names). 'simple_baselines' also applies its box clean-up
     (clip to the image, ``area > 0``) and uses the cleaned box.
 
+    A file that gives no record at all is a ValueError naming it and counting what each filter dropped
+    (``0 of 226 annotations kept as persons (dropped 125 by fewer labelled joints than
+    DATASET.KEYPOINT.LOAD_MIN_NUM = 18, 97 by num_keypoints = 0, 4 by iscrowd = 1)``): an empty dataset failed
+    later, in the sampler, with no word of why.
+
     Degenerate boxes (w or h <= 0, after the clean-up for 'simple_baselines') give no crop: those annotations
     are skipped, and one warning counts them and names up to three (file + annotation id). NaN/inf anywhere,
     in boxes too, is an error (:func:`load_coco_gt`): nothing reaches the transforms with a NaN centre.
     """
     images, anns = load_coco_gt(ann_file, meta)
-    records, missing, exists, degenerate = [], set(), {}, []
+    records, missing, exists, degenerate, dropped = [], set(), {}, [], collections.Counter()
     for ann in anns:
-        if ann.get('category_id', 1) != 1 or ann.get('iscrowd', 0) or ann.get('num_keypoints', 0) <= 0:
+        reason = _filtered_out(ann, load_min_num)
+        if reason:
+            dropped[reason] += 1
             continue
         joints = np.asarray(ann['keypoints'], np.float32).reshape(-1, 3)
-        if np.sum(joints[:, 2] > 0) < load_min_num:
-            continue
         img = images[ann['image_id']]
         box = [float(v) for v in ann['bbox']]
         if cs_mode == 'simple_baselines':
@@ -119,6 +125,7 @@ def coco_gt_records(ann_file, image_dir, meta, cs_mode='megvii', aspect_ratio=0.
                 exists[img['id']] = osp.isfile(path)
             if not exists[img['id']]:
                 missing.add(path)
+                dropped['a missing image file (e.g. %s)'] += 1
                 continue
         center, scale = box_to_cs(box, cs_mode, aspect_ratio, pixel_std, padding)
         records.append(dict(image_path=path, image_id=int(img['id']), ann_id=int(ann['id']), center=center,
@@ -128,7 +135,32 @@ def coco_gt_records(ann_file, image_dir, meta, cs_mode='megvii', aspect_ratio=0.
         logger.warning('%s: skipped the annotations of %d missing image files, e.g. %s',
                        ann_file, len(missing), sorted(missing)[:3])
     warn_skipped(logger, ann_file, 'person annotations', degenerate, len(degenerate), 'degenerate box: w or h <= 0')
+    if not records:
+        dropped['a degenerate box (w or h <= 0)'] = len(degenerate)
+        raise ValueError(_emptied(ann_file, len(anns), dropped, min(missing) if missing else ''))
     return records
+
+
+def _filtered_out(ann, load_min_num):
+    """Why the annotation ``ann`` is no training person (the first filter it fails), or None."""
+    if ann.get('category_id', 1) != 1:
+        return 'category_id != 1'
+    if ann.get('iscrowd', 0):
+        return 'iscrowd = 1'
+    if ann.get('num_keypoints', 0) <= 0:
+        return 'num_keypoints = 0'
+    if np.sum(np.asarray(ann['keypoints'], np.float32).reshape(-1, 3)[:, 2] > 0) < load_min_num:
+        return 'fewer labelled joints than DATASET.KEYPOINT.LOAD_MIN_NUM = %d' % load_min_num
+    return None
+
+
+def _emptied(ann_file, total, dropped, missing_example):
+    """The message of a file that gave no record: how many annotations each filter dropped, largest first, so
+    the one that emptied the dataset (LOAD_MIN_NUM too high, the images in another folder ...) is named."""
+    parts = ['%d by %s' % (n, why % missing_example if '%s' in why else why)
+             for why, n in sorted(dropped.items(), key=lambda kv: -kv[1]) if n]
+    return '%s: 0 of %d annotations kept as persons (%s)' % (
+        ann_file, total, 'dropped ' + ', '.join(parts) if parts else 'the file has none')
 
 
 def _check_det(det, det_file, i):

@@ -7,7 +7,7 @@ override the config (``cvpack.config.merge_from_list``); flags may come anywhere
 """
 import argparse
 
-from ..config.argv import split_argv
+from ..config.argv import parse_overrides, split_argv, usage_error
 
 __all__ = ['train_parser', 'test_parser', 'parse_args', 'split_argv']
 
@@ -42,12 +42,10 @@ def test_parser(exp_name=''):
 
 
 def parse_args(parser, argv=None):
-    """The flags of ``argv`` (default ``sys.argv[1:]``) parsed by ``parser``, the overrides in ``args.opts``."""
+    """The flags of ``argv`` (default ``sys.argv[1:]``) parsed by ``parser``, the overrides in ``args.opts``;
+    a KEY without its VALUE (a flag or nothing after it) exits 2 with one line (``config.argv.parse_overrides``)."""
     import sys
-    flags, opts = split_argv(parser, sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(flags)
-    args.opts = opts
-    return args
+    return parse_overrides(parser, sys.argv[1:] if argv is None else argv)
 
 
 def parse_with_config(parser, cfg, argv=None):
@@ -62,4 +60,4 @@ def parse_with_config(parser, cfg, argv=None):
     try:
         return args, resolve_cfg(cfg, args.opts)
     except (ConfigError, KeyError) as e:
-        parser.error(str(e.args[0]) if e.args else str(e))
+        usage_error(parser, e.args[0] if e.args else e)

@@ -108,9 +108,10 @@ def test_detections_with_unknown_images_are_skipped_and_counted(coco_subset, tmp
 
 def test_missing_train_images_are_skipped_and_logged(coco_subset, tmp_path, log_capture):
     caplog = log_capture
-    with caplog.at_level(logging.WARNING, logger='cvpack.data.coco'):
-        recs = coco_gt_records(osp.join(coco_subset, VAL_ANN), str(tmp_path), COCO)
-    assert recs == [] and 'missing image files' in caplog.text and str(tmp_path) in caplog.text
+    with caplog.at_level(logging.WARNING, logger='cvpack.data.coco'):   # none left: an error saying why
+        with pytest.raises(ValueError, match=r'0 of 226 annotations kept as persons \(dropped 125 by a missing image'):
+            coco_gt_records(osp.join(coco_subset, VAL_ANN), str(tmp_path), COCO)
+    assert 'missing image files' in caplog.text and str(tmp_path) in caplog.text
 
 
 def test_mpii_bad_entry(mpii_subset, tmp_path):

@@ -181,3 +181,54 @@ def test_dataset_overrides_rederive_keypoint_keys(tmp_path):
     with pytest.raises(ValueError, match='KEYPOINT.NUM is 17 but the AIC metadata has 14'):
         merge_from_list(megvii_config(str(tmp_path), dataset='COCO'),
                         ['DATASET.NAME', 'AIC', 'DATASET.KEYPOINT.NUM', '17'])
+
+
+@pytest.mark.parametrize('write, message', [
+    (None, 'dataset metadata file {path} does not exist'),
+    (lambda p: p.write_text('{"name": "TRIPOD",'), '{path}: not valid JSON'),
+    (lambda p: p.write_bytes(b'{"name": "\xff\xfe"}'), '{path}: not UTF-8 text'),
+    (lambda p: p.write_text(json.dumps(dict(USER, name='COCO'))), "dataset name 'COCO' is built in"),
+])
+def test_bad_meta_file_is_a_config_error_naming_it(tmp_path, write, message):
+    """A bad DATASET.META_FILE raised FileNotFoundError / ValueError / UnicodeDecodeError (without the file's name)
+    with a traceback from train.py and config.py; now a ConfigError (one line: a usage error, exit 2) naming key
+    and file."""
+    from cvpack.config import ConfigError
+    path = tmp_path / 'meta.json'
+    if write is not None:
+        write(path)
+    with pytest.raises(ConfigError) as info:
+        merge_from_list(megvii_config(str(tmp_path)), ['DATASET.META_FILE', str(path)])
+    text = str(info.value)
+    assert text.startswith('config key DATASET.META_FILE: ') and '\n' not in text
+    assert message.format(path=path) in text and str(path) in text
+
+
+def test_config_main_bad_meta_file_exits_2_with_one_line(tmp_path, capsys):
+    from cvpack.config import config_main
+    path = tmp_path / 'missing.json'
+    with pytest.raises(SystemExit) as info:
+        config_main(megvii_config(str(tmp_path / 'exp')), ['DATASET.META_FILE', str(path)])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count('\n') == 1
+    assert err.endswith('error: config key DATASET.META_FILE: dataset metadata file %s does not exist\n' % path)
+
+
+@pytest.mark.parametrize('dataset, keys, num, meta', [
+    ('COCO', ['DATASET.KEYPOINT.NUM', '16'], 16, 'COCO metadata has 17'),   # an override alone
+    ('MPII', ['SOLVER.MAX_ITER', '10'], 17, 'MPII metadata has 16'),         # set in config.py (below)
+    ('COCO', ['DATASET.NAME', 'ochuman', 'DATASET.KEYPOINT.NUM', '17'], None, None),   # OCHuman has 17: fine
+])
+def test_keypoint_num_is_checked_for_every_dataset(tmp_path, dataset, keys, num, meta):
+    """The check ran only when DATASET.NAME / META_FILE changed: a config.py or an override changing
+    DATASET.KEYPOINT.NUM alone built a model with the wrong number of heatmaps."""
+    from cvpack.config import ConfigError
+    cfg = megvii_config(str(tmp_path), dataset=dataset)
+    if dataset == 'MPII':
+        cfg.DATASET.KEYPOINT.NUM = 17          # as a config.py would
+    if meta is None:
+        assert merge_from_list(cfg, keys).DATASET.KEYPOINT.NUM == 17
+        return
+    with pytest.raises(ConfigError, match=r'^config key DATASET\.KEYPOINT\.NUM is %d but the %s keypoints'
+                       % (num, meta)):
+        merge_from_list(cfg, keys)

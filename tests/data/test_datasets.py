@@ -199,3 +199,19 @@ def test_simple_baselines_epochs_to_iters(tmp_path):
     assert solver.LR == 1e-3                    # no process scaling: REFERENCE_WORLD_SIZE is None
     cfg384 = simple_baselines_config(str(tmp_path), input_shape=(384, 288))
     assert cfg384.OUTPUT_SHAPE == [96, 72] and cfg384.DATASET.TRAIN.SIGMA == 3
+
+
+@pytest.mark.parametrize('kwargs, dropped', [
+    (dict(load_min_num=18), 'dropped 125 by fewer labelled joints than DATASET.KEYPOINT.LOAD_MIN_NUM = 18, '
+                            '97 by num_keypoints = 0, 4 by iscrowd = 1)'),
+    (dict(image_dir='elsewhere'), 'dropped 125 by a missing image file (e.g. elsewhere/'),
+])
+def test_no_records_says_which_filter_emptied_the_dataset(coco_subset, kwargs, dropped):
+    """An annotation file that gave no record returned [] and training failed later in the sampler ('the dataset is
+    empty'), with no word of the file or of the filter; now the error names both, with the counts."""
+    ann = osp.join(coco_subset, VAL_ANN)
+    image_dir = kwargs.pop('image_dir', osp.join(coco_subset, 'images/val2017'))
+    with pytest.raises(ValueError) as info:
+        coco_gt_records(ann, image_dir, COCO, **kwargs)
+    assert str(info.value).startswith('%s: 0 of 226 annotations kept as persons (%s' % (ann, dropped)), info.value
+    assert len(coco_gt_records(ann, osp.join(coco_subset, 'images/val2017'), COCO, load_min_num=17)) == 4

@@ -94,14 +94,18 @@ def test_megvii_decoders_refused_on_unit_peak_targets():
 
 def test_hsrnet_exp_with_megvii_decoder_is_an_error(repo_root):
     """Before: TEST.DECODER megvii on an HSRNet exp silently gave scores ~0.5 (raw / 255 + 0.5 of unit peaks)."""
+    from cvpack.config import clone
     from cvpack.exp import load_exp
     from cvpack.inference import build_predictor
     exp = osp.join(repo_root, 'projects/HSRNet/exps/hsrnet59.256x192.coco')
-    cfg, _ = load_exp(exp, ['TEST.DECODER', 'megvii'], build=False)
-    assert cfg.CODEC == 'msra'
     with pytest.raises(ValueError, match=r"TEST\.DECODER 'megvii' does not fit CODEC 'msra'"):
-        build_predictor(cfg)
+        load_exp(exp, ['TEST.DECODER', 'megvii'], build=False)     # at resolution now (cvpack.config.schema)
     cfg, _ = load_exp(exp, ['TEST.DECODER', 'dark'], build=False)
+    wrong = clone(cfg)                                                # a config changed after resolution: the
+    wrong.TEST.DECODER = 'megvii'                                     # codec still refuses it when built
+    assert wrong.CODEC == 'msra'
+    with pytest.raises(ValueError, match=r"TEST\.DECODER 'megvii' does not fit CODEC 'msra'"):
+        build_predictor(wrong)
     codec = build_codec(cfg)
     assert (type(codec), codec.decoder, codec.decoder_params, codec.sigma) == (MSRAHeatmap, 'dark', {'kernel': 11}, 2)
 

@@ -87,3 +87,29 @@ def test_load_exp_and_weight_overrides_give_frozen_configs(repo_root):
     out = apply_overrides(cfg, {'MODEL.CONV_BIAS': False})
     assert is_frozen(out) and out.MODEL.CONV_BIAS is False and cfg.MODEL.CONV_BIAS is True
     assert not is_frozen(apply_overrides(clone(cfg), {'MODEL.CONV_BIAS': False}))
+
+
+@pytest.mark.parametrize('write, key', [
+    (lambda c: c.INPUT.MEANS.append(0.5), 'INPUT.MEANS'),
+    (lambda c: c.INPUT.MEANS.__setitem__(0, 0.5), r'INPUT.MEANS\[0\]'),
+    (lambda c: c.INPUT.STDS.extend([1.0]), 'INPUT.STDS'),
+    (lambda c: c.DATASET.KEYPOINT.FLIP_PAIRS[1].reverse(), r'DATASET.KEYPOINT.FLIP_PAIRS\[1\]'),
+    (lambda c: c.DATASET.KEYPOINT.UPPER_BODY_IDS.pop(), 'DATASET.KEYPOINT.UPPER_BODY_IDS'),
+    (lambda c: c.TEST.SHIFT_RATIOS.__delitem__(0), r'TEST.SHIFT_RATIOS\[0\]'),
+    (lambda c: c.DATASET.TRAIN.GAUSSIAN_KERNELS.sort(), 'DATASET.TRAIN.GAUSSIAN_KERNELS'),
+    (lambda c: c.INPUT_SHAPE.__iadd__([3]), 'INPUT_SHAPE'),
+])
+def test_frozen_lists_are_read_only(cfg, write, key):
+    frozen = freeze(copy.deepcopy(cfg))
+    with pytest.raises(FrozenConfigError, match=r'^config is frozen: %s \(a list' % key.replace('.', r'\.')):
+        write(frozen)
+    assert to_plain(frozen) == to_plain(cfg)                 # nothing changed
+    assert frozen.INPUT.MEANS == [0.406, 0.456, 0.485] and frozen.INPUT_SHAPE == [256, 192]
+    copied = clone(frozen)                                   # a clone's lists are plain and mutable
+    copied.INPUT.MEANS.append(0.5)
+    copied.DATASET.KEYPOINT.FLIP_PAIRS[1].reverse()
+    assert type(copied.INPUT.MEANS) is list and copied.INPUT.MEANS[-1] == 0.5 and len(frozen.INPUT.MEANS) == 3
+    back = pickle.loads(pickle.dumps(frozen))                # spawned workers get read-only lists too
+    with pytest.raises(FrozenConfigError, match='INPUT.MEANS'):
+        back.INPUT.MEANS.append(1.0)
+    assert json.loads(json.dumps(frozen))['INPUT']['MEANS'] == [0.406, 0.456, 0.485]

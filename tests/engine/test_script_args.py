@@ -68,3 +68,43 @@ def test_config_py_log_after_an_override(toy_exp, sub_env, tmp_path):
     rc, text = _run(exp, 'config.py', ['OUTPUT_DIR', out, '-log'], sub_env)
     assert rc == 0 and 'created output folder %s' % out in text, text[-2000:]
     assert osp.realpath(osp.join(exp, 'log')) == osp.realpath(str(out))
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['SOLVER.BASE_LR', '--no-auto-resume'], 'config key SOLVER.BASE_LR has no value: --no-auto-resume is a flag'),
+    (['SOLVER.MAX_ITER', '5', 'SOLVER.BASE_LR', '-c', 'x.pth'], 'config key SOLVER.BASE_LR has no value: -c is a flag'),
+    (['SOLVER.BASE_LR', '--bogus'], 'config key SOLVER.BASE_LR has no value: --bogus is a flag'),
+    (['SOLVER.MAX_ITER', '5', 'SOLVER.BASE_LR'], 'config key SOLVER.BASE_LR has no value (it ends the command line'),
+    (['--no-auto-resume', 'SEED'], 'config key SEED has no value (it ends the command line'),
+])
+def test_key_without_value_is_a_one_line_usage_error(argv, message, capsys):
+    """The KEY took the flag as its VALUE (then failed in the value parser or, for a string key, silently became
+    '--no-auto-resume') and a dangling KEY raised ValueError with a traceback: now exit 2 and one line."""
+    with pytest.raises(SystemExit) as info:
+        parse_args(train_parser(), argv)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count('\n') == 1 and err.startswith('%s: error: %s' % (train_parser().prog,
+                                                                                                 message)), err
+
+
+def test_negative_values_are_still_values():
+    a = parse_args(test_parser(), ['SOLVER.BASE_LR', '-1', 'TEST.DET_SCORE_THRESH', '-0.5', '-i', '2'])
+    assert a.opts == ['SOLVER.BASE_LR', '-1', 'TEST.DET_SCORE_THRESH', '-0.5'] and a.iter == 2
+
+
+@pytest.mark.parametrize('script, args, message', [
+    ('train.py', ['SOLVER.BASE_LR', '--no-auto-resume'],
+     'error: config key SOLVER.BASE_LR has no value: --no-auto-resume is a flag'),
+    ('test.py', ['TEST.FLIP'], 'error: config key TEST.FLIP has no value (it ends the command line'),
+    ('config.py', ['SOLVER.MAX_ITER', '2.5'], 'error: config key SOLVER.MAX_ITER: 2.5 is not an integer'),
+    ('config.py', ['SOLVER.BASE_RL', '1'], "error: unknown config key 'SOLVER.BASE_RL'"),
+    ('config.py', ['-log', 'SEED'], 'error: config key SEED has no value'),
+])
+def test_real_scripts_usage_errors_are_one_line(toy_exp, sub_env, script, args, message):
+    exp, cfg = toy_exp
+    proc = subprocess.run([sys.executable, script] + args, cwd=exp, env=sub_env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2 and proc.stdout == '', (proc.stdout, proc.stderr)
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and message in lines[0] and 'Traceback' not in proc.stderr, proc.stderr
+    assert not os.path.exists(cfg.OUTPUT_DIR) and not os.path.lexists(os.path.join(exp, 'log'))
