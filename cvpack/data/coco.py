@@ -19,7 +19,7 @@ import numpy as np
 
 from .meta_file import check_meta_against_annotations
 from .transforms import xywh_to_cs_megvii, xywh_to_cs_simple_baselines
-from .validate import box_is_degenerate, check_box, number, read_json, validate_coco_gt, warn_skipped
+from .validate import box_is_degenerate, check_box, identifier, number, read_json, validate_coco_gt, warn_skipped
 
 __all__ = ['load_coco_gt', 'coco_gt_records', 'coco_det_records', 'box_to_cs', 'box_record']
 
@@ -164,13 +164,15 @@ def _emptied(ann_file, total, dropped, missing_example):
 
 
 def _check_det(det, det_file, i):
-    """Fields of detection #i: image_id, a bbox of 4 finite numbers, a finite numeric score (ValueError)."""
+    """Fields of detection #i: an int or str image_id, a bbox of 4 finite numbers, a finite numeric score
+    (ValueError). A boolean or float id is refused: ``True`` would match image 1 and ``42.0`` image 42 silently."""
     where = '%s: detection #%d' % (det_file, i)
     if not isinstance(det, dict):
         raise ValueError('%s is a %s, not an object' % (where, type(det).__name__))
     for key in ('image_id', 'bbox', 'score'):
         if key not in det:
             raise ValueError('%s has no %r' % (where, key))
+    identifier(det['image_id'], where, 'image_id')
     where += ' (image id %s)' % (det['image_id'],)
     return check_box(det['bbox'], where), number(det['score'], where, 'score')
 

@@ -106,6 +106,18 @@ def test_detections_with_unknown_images_are_skipped_and_counted(coco_subset, tmp
         coco_det_records(str(p), osp.join(coco_subset, VAL_ANN), '', COCO)
 
 
+@pytest.mark.parametrize('image_id', [True, 397133.0, None, [397133]])
+def test_detection_image_id_must_be_int_or_str(coco_subset, tmp_path, image_id):
+    """A boolean or float id matched an image silently (True == 1, 397133.0 == 397133), as the API refuses it."""
+    with open(osp.join(coco_subset, 'det_json/COCO_val2017_detections_AP_H_56_person.json')) as f:
+        dets = json.load(f)[:3]
+    dets[2] = dict(dets[2], image_id=image_id)
+    p = tmp_path / 'dets.json'
+    p.write_text(json.dumps(dets))
+    with pytest.raises(ValueError, match=r'dets\.json: detection #2: image_id is .* not an int or str id'):
+        coco_det_records(str(p), osp.join(coco_subset, VAL_ANN), '', COCO)
+
+
 def test_missing_train_images_are_skipped_and_logged(coco_subset, tmp_path, log_capture):
     caplog = log_capture
     with caplog.at_level(logging.WARNING, logger='cvpack.data.coco'):   # none left: an error saying why
