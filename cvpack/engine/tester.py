@@ -15,7 +15,7 @@ import torch
 from .. import dist as comm
 from ..data.samplers import shard_indices
 from ..inference.runner import predict_batches
-from ..protocols import DetectionStats
+from ..protocols import DetectionStats, GroundTruthCheck
 from ..safe_load import is_url
 from .args import parse_with_config, test_parser
 from .checkpoint import LAST_NAME
@@ -190,6 +190,18 @@ def _log_summary(metrics, path, log):
     log.info('metrics: %s (written to %s)', nums, path)
 
 
+def _checked_evaluator(cfg, dataset, evaluator_builder=None):
+    """The evaluator, built and its ground truth validated before inference (:class:`GroundTruthCheck`), on every
+    rank alike: a val file pycocotools refuses (no 'area', a bad keypoint list) fails in seconds, naming the file,
+    not after the whole inference; every rank reads the same file, so all stop together."""
+    if evaluator_builder is None:
+        from ..evaluation import build_evaluator as evaluator_builder
+    evaluator = restrict_evaluator(evaluator_builder(cfg), dataset)
+    if isinstance(evaluator, GroundTruthCheck):
+        evaluator.check_ground_truth()
+    return evaluator
+
+
 def test_main(cfg, build_model, argv=None, dataset_builder=None, predictor_builder=None,
               evaluator_builder=None, collate_fn=None):
     """Entry point of an exp's ``test.py``: ``test.py [-i ITER | --checkpoint PATH] [KEY VALUE ...]``.
@@ -219,6 +231,7 @@ def test_main(cfg, build_model, argv=None, dataset_builder=None, predictor_build
         if predictor_builder is None:
             from ..inference import build_predictor as predictor_builder
         dataset = limit_images(dataset_builder(cfg, 'val'), cfg, log)
+        evaluator = _checked_evaluator(cfg, dataset, evaluator_builder)
         log.info('testing %s on %d samples over %d process(es); %s', path, len(dataset), ctx.world_size,
                  describe_box_source(cfg, dataset))
         _log_det_stats(dataset, log)
@@ -226,10 +239,8 @@ def test_main(cfg, build_model, argv=None, dataset_builder=None, predictor_build
                                   collate_fn if collate_fn is not None else default_collate())
         metrics = None
         if ctx.is_main:
-            if evaluator_builder is None:
-                from ..evaluation import build_evaluator as evaluator_builder
             log.info('evaluating %d instances', len(instances))
-            metrics = restrict_evaluator(evaluator_builder(cfg), dataset)(instances, cfg.TEST_DIR)
+            metrics = evaluator(instances, cfg.TEST_DIR)
             record = {'checkpoint': osp.abspath(path), 'num_instances': len(instances), 'metrics': metrics}
             metrics_path = osp.join(cfg.TEST_DIR, 'metrics.json')
             with open(metrics_path, 'w') as f:

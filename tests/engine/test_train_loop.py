@@ -197,3 +197,34 @@ def test_pretrained_loaded_by_the_trainer_only_from_scratch(toy, toy_exp, tmp_pa
     with pytest.raises(ValueError, match='toy.exp: MODEL.PRETRAINED is set .*NoInit has no ImageNet init'):
         train_main(cfg, lambda c: NoInit(), argv=lr0 + missing + ['OUTPUT_DIR', str(tmp_path / 'R')],
                    dataset_builder=toy.dataset_builder, collate_fn=toy.collate)
+
+
+def test_test_py_checks_the_evaluators_ground_truth_before_inference(toy, toy_exp, tmp_path):
+    """An evaluator whose ground truth is bad (GroundTruthCheck) stops test.py before a single batch is predicted:
+    it used to run the whole inference, then fail in the evaluator."""
+    _, cfg = toy_exp
+    _train(toy, cfg, tmp_path / 'T')
+    predicted = []
+
+    class BadTruth:
+        def check_ground_truth(self):
+            raise ValueError('val.json: annotation id 7 has no area')
+
+        def __call__(self, instances, output_dir):
+            raise AssertionError('not reached')
+
+    def predictor_builder(c):
+        inner = toy.predictor_builder(c)
+
+        def predict(model, batch):
+            predicted.append(len(batch['image']))
+            return inner(model, batch)
+        return predict
+    kw = dict(dataset_builder=toy.dataset_builder, predictor_builder=predictor_builder,
+              evaluator_builder=lambda c: BadTruth(), collate_fn=toy.collate)
+    with pytest.raises(ValueError, match='val.json: annotation id 7 has no area'):
+        run_test_main(cfg, toy.build_model, argv=['-i', '4', 'OUTPUT_DIR', str(tmp_path / 'T')], **kw)
+    assert predicted == []
+    kw['evaluator_builder'] = toy.evaluator_builder   # the same run with good truth predicts every sample
+    assert run_test_main(cfg, toy.build_model, argv=['-i', '4', 'OUTPUT_DIR', str(tmp_path / 'T')], **kw)['count'] == 7
+    assert sum(predicted) == 7
