@@ -53,7 +53,6 @@ def exp(toy_exp):
 
 
 # ------------------------------------------------------------------------------------------------- 1. security
-@pytest.mark.slow
 def test_code_in_weight_files_never_runs_through_the_scripts(exp, tmp_path, http_root, evil):
     """A .pth whose unpickling calls os.system, from a URL or a path, through every flag that reads weights:
     refused (non-zero exit, the file named), nothing executed, nothing trained."""

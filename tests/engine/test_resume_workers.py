@@ -9,8 +9,7 @@ import pytest
 from tests.engine.real_runs import copy_as_last, launcher, model_diff, res18_opts, run_train
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize('nproc', [1, 2])
+@pytest.mark.parametrize('nproc', [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_resume_with_workers_is_exact(nproc, repo_root, coco_subset, tmp_path, sub_env):
     exp = osp.join(repo_root, 'projects', 'RSN', 'exps', 'Res18.coco')
     straight, resumed = tmp_path / 'straight', tmp_path / 'resumed'

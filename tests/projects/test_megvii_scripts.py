@@ -15,7 +15,6 @@ def _exp(project, exp):
     return osp.join(REPO, 'projects', project, 'exps', exp)
 
 
-@pytest.mark.slow
 def test_quickstart_ci_sized(tmp_path):
     out = tmp_path / 'qs'
     log = run_script(REPO, 'tools/quickstart.py', ['--iters', 2, '--batch', 2, '--output', out, '--num-vis', 2],
@@ -31,11 +30,10 @@ def test_quickstart_ci_sized(tmp_path):
     assert 'AP on the train subset' in log and 'iter-2.pth' in log
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize('project, exp, data', [
-    ('MSPN', 'mspn.2xstg.coco', 'coco'),
-    ('MSPN', 'mspn.2xstg.mpii', 'mpii'),
-    ('RSN', 'RSN18.mpii', 'mpii'),
+    pytest.param('MSPN', 'mspn.2xstg.coco', 'coco', marks=pytest.mark.slow),
+    pytest.param('MSPN', 'mspn.2xstg.mpii', 'mpii', marks=pytest.mark.slow),
+    ('RSN', 'RSN18.mpii', 'mpii'),   # one real train.py + test.py in the default run
 ])
 def test_train_then_test(tmp_path, coco_subset, mpii_subset, project, exp, data):
     out = tmp_path / 'out'
