@@ -22,6 +22,7 @@ import torch
 
 from .. import dist as comm
 from ..config import ConfigError, clone, freeze
+from ..config.argv import usage_error
 from ..data.samplers import IterationBasedSampler
 from ..protocols import AspectRatioGrouped, PretrainedInit
 from ..solver import build_lr_scheduler, build_optimizer, describe_scaling, load_optimizer_state, resolve_solver
@@ -541,7 +542,7 @@ def train_main(cfg, build_model, argv=None, dataset_builder=None, collate_fn=Non
         if log_file:   # (not a handler left by an earlier run in this process)
             _log_fatal(exc, log_file)
         if isinstance(exc, ConfigError):   # a setting found wrong at start-up (TEST.BEST_METRIC): exit 2, one line
-            parser.error(str(exc))
+            usage_error(parser, exc)       # (parser.error printed the usage block first: 4 lines)
         raise
     finally:
         cleanup_distributed()
