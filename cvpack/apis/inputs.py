@@ -110,6 +110,8 @@ def load_images(inputs, color, rgb, image_ids=None):
 def _box_row(row, name, index):
     """One caller box as ([x, y, w, h], score): 4 or 5 finite numbers (strings, booleans, NaN refused)."""
     field = 'box #%d' % index
+    if hasattr(row, 'tolist'):   # a numpy or torch row (a detector's output): its Python numbers
+        row = row.tolist()
     if np.isscalar(row) or not hasattr(row, '__len__') or len(row) not in (4, 5):
         raise ValueError('%s: %s is %r; boxes are [x, y, w, h] or [x, y, w, h, score]' % (name, field, row))
     values = numbers(list(row), name, field)
@@ -125,6 +127,8 @@ def parse_boxes(boxes, name, image_hw=None):
     of zero width or height gives no crop: it is skipped, with one warning per image naming them.
     ``image_hw``: (H, W) of the image, to warn about boxes that lie entirely outside it.
     """
+    if hasattr(boxes, 'tolist'):   # an ndarray or a torch tensor (any device), (B, 4|5) or one box (4|5,)
+        boxes = boxes.tolist()
     rows = [] if boxes is None else list(boxes)
     if rows and np.isscalar(rows[0]):   # one box
         rows = [rows]

@@ -13,7 +13,7 @@ from easydict import EasyDict as edict
 
 from .argv import parse_overrides, usage_error
 from .datasets import refresh_dataset_keys
-from .schema import SCHEMA, ConfigError, validate_config
+from .schema import SCHEMA, Choice, ConfigError, validate_config
 
 
 def find_repo_root(start):
@@ -151,6 +151,15 @@ def _nullable(key, old):
     return rule.none if rule is not None else old is None
 
 
+def _is_choice(key, text):
+    """Whether ``text`` is one of the choices of ``key``'s schema rule, compared as the rule compares."""
+    rule = SCHEMA.get(key)
+    if not isinstance(rule, Choice):
+        return False
+    fold = str.lower if rule.ignore_case else str
+    return fold(text) in [fold(c) for c in rule.choices]
+
+
 def _kind(value):
     """The type family an override must keep: bool, int, float, str, list (tuples too), dict, or None (any)."""
     for kind in (bool, int, float, str, dict):
@@ -168,9 +177,12 @@ def _item_template(old):
     return old[0] if len(kinds) == 1 and None not in kinds else None
 
 
-def _coerce(value, old, key, text):
-    """``value`` (parsed from ``text``) in the type of ``old``, the value it replaces; ConfigError naming ``key``."""
+def _coerce(value, old, key, text, ruled=False):
+    """``value`` (parsed from ``text``) in the type of ``old``, the value it replaces; ConfigError naming ``key``.
+    ``ruled``: a schema rule checks ``key`` (an item of a listed key: ``SOLVER.STEP_EPOCHS[0]``), so an int
+    default does not make a fraction an error; the rule decides (``SOLVER.STEP_EPOCHS [12.5]`` is a Float list)."""
     kind = _kind(old)
+    ruled = ruled or key in SCHEMA
 
     def fail(what):
         raise ConfigError('config key %s: %r is %s (old value %r)' % (key, text, what, old))
@@ -186,14 +198,14 @@ def _coerce(value, old, key, text):
             fail('not a finite number')
         if kind is float:
             return float(value)
-        if isinstance(value, float) and not value.is_integer() and key not in SCHEMA:
+        if isinstance(value, float) and not value.is_integer() and not ruled:
             fail('not an integer')     # (a core key's schema rule says so itself, with its range)
         return int(value) if isinstance(value, float) and value.is_integer() else value   # 1e5 -> 100000
     if kind is list:
         if not isinstance(value, (list, tuple)):
             fail('not a list literal (write e.g. [1, 2])')
         item = _item_template(old)
-        return type(value)(_coerce(v, item, '%s[%d]' % (key, i), v) for i, v in enumerate(value))
+        return type(value)(_coerce(v, item, '%s[%d]' % (key, i), v, ruled) for i, v in enumerate(value))
     if not isinstance(value, kind):
         fail('not a %s' % kind.__name__)
     return value
@@ -210,6 +222,8 @@ def _parse_value(text, old, key='?'):
     if not isinstance(text, str):
         return _coerce(text, old, key, text)
     low = text.strip().lower()
+    if low == 'none' and _is_choice(key, text):
+        return text        # the string 'none' is a value of its own (TEST.NMS, TEST.RESCORE: the default "off")
     if low == 'none':
         if not _nullable(key, old):
             rule = SCHEMA.get(key)

@@ -259,6 +259,7 @@ SCHEMA = {
     'DATASET.TRAIN.GAUSSIAN_KERNELS': Seq(Seq(_KERNEL, length=2)),      # Megvii / CPN targets, one [kh, kw] per level
     'DATASET.TRAIN.HALF_BODY_DRAW': Choice('megvii', 'uniform'),        # data.topdown
     'DATASET.TRAIN.NUM_KEYPOINTS_HALF_BODY': Int(ge=0),
+    'DATASET.TRAIN.ROTATION_FACTOR': Float(ge=0),   # degrees; presets write ints (40), 22.5 is as valid
     'INPUT.MEANS': _RGB,
     'INPUT.STDS': Seq(Float(gt=0), length=3),
     'INPUT.PIXEL_MEAN': _RGB,              # whole-image pipelines (GCPose), 0-255

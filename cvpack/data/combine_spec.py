@@ -131,10 +131,13 @@ def combine_sources(cfg, target=None):
     sources = [_source(src, n, target) for n, src in enumerate(combine)]
     first = {}
     for n, s in enumerate(sources):
-        key = s['name'].strip().upper()
-        if key in first:   # two entries of one dataset: a copy-paste slip, or a weight split that WEIGHT does
-            raise ConfigError('%s.NAME = %r repeats DATASET.COMBINE[%d].NAME; give each source its own name'
-                              % (s['where'], s['name'], first[key]))
+        # Two entries of one annotation file: a copy-paste slip, or a weight split that WEIGHT does. Two files
+        # of one dataset (NAME picks the keypoint set: COCO train2017 + val2017, or a COCO-format set of one's
+        # own) are two sources.
+        key = osp.normcase(osp.abspath(osp.join(s['root'], s['ann'])))
+        if key in first:
+            raise ConfigError('%s.ANN = %r (in ROOT %r) repeats the annotation file of DATASET.COMBINE[%d]; list '
+                              'each file once (WEIGHT sets its share)' % (s['where'], s['ann'], s['root'], first[key]))
         first[key] = n
     return sources
 

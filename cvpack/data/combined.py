@@ -11,8 +11,8 @@ is read and validated against it, and every person's joints are moved onto the e
 MAP may also be a ``{target keypoint name: source joint}`` dict: :mod:`.combine_spec`).
 Without MAP, joints are matched by name (case and spaces ignored: AIC 'Right Shoulder' = COCO 'right_shoulder');
 a source sharing no joint with the target is an error. The exp's own dataset is not added implicitly: list it.
-Each source is checked when the config is resolved (keys, WEIGHT finite > 0, unique NAMEs, MAP joints valid on
-both sides, at least one keypoint covered) and its files when the dataset is built (:mod:`.combine_spec`).
+Each source is checked when the config is resolved (keys, WEIGHT finite > 0, each annotation file once, MAP joints
+valid on both sides, at least one keypoint covered) and its files when the dataset is built (:mod:`.combine_spec`).
 
 Which source a training position draws is :class:`cvpack.data.samplers.WeightedSourceDraw` (weights ``WEIGHT``),
 keyed by the engine sampler's position, so the mix is reproducible and resumes with the sampler's state.

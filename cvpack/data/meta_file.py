@@ -14,7 +14,8 @@ Rules (every error names the file and the field): keypoint names are unique non-
 separator-blind); a joint in flip_pairs / skeleton / upper_body_ids / lower_body_ids is an index or a keypoint
 name; a flip pair has two different joints and a joint is in at most one pair; a skeleton link joins two
 different joints, once; colours are ``[b, g, r]`` ints in 0..255, one per link / joint; sigmas are finite > 0,
-one per keypoint; the upper and lower body lists do not overlap; unknown or repeated top-level fields are errors.
+one per keypoint; the upper and lower body lists have no repeats (they may overlap, as COCO's);
+unknown or repeated top-level fields are errors.
 """
 import ast
 import json
@@ -167,10 +168,8 @@ def _body_ids(d, path, names, index):
         if twice:
             raise ValueError('%s: %s lists joint(s) %s twice' % (path, field, twice))
         parts[field] = tuple(ids)
-    both = sorted(set(parts['upper_body_ids']) & set(parts['lower_body_ids']))
-    if both:   # the half-body augmentation picks one part: a joint cannot be in both
-        raise ValueError('%s: upper_body_ids and lower_body_ids overlap in joint(s) %s (%s)'
-                         % (path, both, ', '.join(names[j] for j in both)))
+    # An overlap is allowed: the built-in COCO split has one (the hips are in both, Megvii's), and the half-body
+    # augmentation reads upper_body_ids only (transforms.half_body_box: every other visible joint is lower body).
     return parts
 
 

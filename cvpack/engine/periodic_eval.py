@@ -25,7 +25,7 @@ from ..protocols import GroundTruthCheck, MetricNames
 from .checkpoint import rng_state, set_rng_state
 
 __all__ = ['PeriodicEvaluator', 'BEST_NAME', 'METRICS_NAME', 'choose_best_metric', 'eval_period_iters',
-           'trim_metrics_log']
+           'trim_metrics_log', 'set_aside_metrics_log']
 
 BEST_NAME = 'best.pth'
 METRICS_NAME = 'metrics.jsonl'
@@ -87,6 +87,21 @@ def trim_metrics_log(path, last_iteration):
             f.writelines(keep)
         os.replace(tmp, path)
     return len(lines) - len(keep)
+
+
+def set_aside_metrics_log(output_dir, log):
+    """A run that starts from scratch in ``output_dir`` (rank 0): another run's metrics.jsonl there (its checkpoints
+    deleted by hand; --no-auto-resume moves both) is renamed ``metrics.jsonl.<UTC time>.old``. Its lines would be
+    appended to, and a later resume of this run (:meth:`PeriodicEvaluator.resume_at`) would take the old run's line
+    of iteration N for the evaluation of this run's iter-N.pth. Returns the new path, or None."""
+    import time
+    path = osp.join(output_dir, METRICS_NAME)
+    if not osp.isfile(path):
+        return None
+    old = '%s.%s.old' % (path, time.strftime('%Y%m%d-%H%M%S', time.gmtime()))
+    os.replace(path, old)
+    log.warning('%s is from an earlier run (no checkpoint to resume): renamed %s', path, osp.basename(old))
+    return old
 
 
 def read_metrics_line(path, iteration):

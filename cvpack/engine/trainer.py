@@ -22,6 +22,7 @@ import torch
 
 from .. import dist as comm
 from ..config import ConfigError, clone, freeze
+from ..config.argv import usage_error
 from ..data.samplers import IterationBasedSampler
 from ..protocols import AspectRatioGrouped, PretrainedInit
 from ..solver import build_lr_scheduler, build_optimizer, describe_scaling, load_optimizer_state, resolve_solver
@@ -32,7 +33,7 @@ from .checkpoint import (LAST_NAME, check_training_checkpoint, find_resume_check
                          remove_stale_temporaries, rng_state,
                          save_checkpoint, set_rng_state, space_note, strip_prefix)
 from .launch import cleanup_distributed, dist_timeout, setup_distributed
-from .periodic_eval import BEST_NAME, METRICS_NAME, PeriodicEvaluator, trim_metrics_log
+from .periodic_eval import BEST_NAME, METRICS_NAME, PeriodicEvaluator, set_aside_metrics_log, trim_metrics_log
 from .logger import TensorboardWriter, setup_logger
 from .preemption import PREEMPTED_EXIT_CODE, Preempted, StopSignal
 from .utils import amp_dtype, autocast, prepare_model, to_device, write_run_files
@@ -222,6 +223,8 @@ class Trainer:
             move_checkpoints_aside(self.cfg.OUTPUT_DIR, self.log)
         loaded = {}
         last = auto_resume_path(last, auto, self.ctx.is_main, self.log, loaded)
+        if not last and self.ctx.is_main:   # from scratch: an old metrics.jsonl is not this run's
+            set_aside_metrics_log(self.cfg.OUTPUT_DIR, self.log)
         if last:
             self.resume(last, loaded.get('state'))
             self._check_start_iter(last)
@@ -541,7 +544,7 @@ def train_main(cfg, build_model, argv=None, dataset_builder=None, collate_fn=Non
         if log_file:   # (not a handler left by an earlier run in this process)
             _log_fatal(exc, log_file)
         if isinstance(exc, ConfigError):   # a setting found wrong at start-up (TEST.BEST_METRIC): exit 2, one line
-            parser.error(str(exc))
+            usage_error(parser, exc)       # (parser.error printed the usage block first: 4 lines)
         raise
     finally:
         cleanup_distributed()

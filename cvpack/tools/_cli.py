@@ -77,12 +77,18 @@ def check_writable_dir(folder, what):
 
 
 def check_output_file(path, what='--out'):
-    """The absolute path of output file ``path`` after checking it can be written: not a folder, its folder
-    exists and is writable. Raises UsageError naming ``what`` and the path."""
+    """The absolute path of output file ``path`` after checking it can be written: not a folder, and its folder
+    exists and is writable, or is missing and can be made (the tools make it when they write, as they always
+    did: ``--out model_logs/onnx/x.onnx``); nothing is created here. Raises UsageError naming ``what``."""
     path = osp.abspath(path)
     if osp.isdir(path):
         raise UsageError('%s %s: is a folder, give a file name' % (what, path))
-    check_writable_dir(osp.dirname(path), '%s %s' % (what, path))
+    folder = osp.dirname(path)
+    while not osp.isdir(folder):   # the nearest existing ancestor is where the folders would be made
+        if osp.lexists(folder):
+            raise UsageError('%s %s: %s is a file, not a folder' % (what, path, folder))
+        folder = osp.dirname(folder)
+    check_writable_dir(folder, '%s %s' % (what, path))
     return path
 
 
@@ -91,6 +97,7 @@ def atomic_output(path):
     """Yield a temporary path beside ``path`` (same extension); on success it is renamed onto ``path``
     (os.replace: readers see the old file or the whole new one), on any exception it is removed."""
     folder, name = osp.split(osp.abspath(path))
+    os.makedirs(folder, exist_ok=True)   # (check_output_file allowed a folder still to be made)
     stem, ext = osp.splitext(name)
     tmp = osp.join(folder, '.%s.tmp-%d%s' % (stem, os.getpid(), ext))
     try:

@@ -58,13 +58,17 @@ def _add(series, key, it, value):
     series.setdefault(key, {})[int(it)] = float(value)
 
 
-def _lines(path):
+def _lines(path, complete=None):
     """``(line number, text)`` of the complete lines of ``path``; a last line without its newline was cut
-    by a crash mid-write (maybe mid-number: '1000.5' -> '10') and is skipped with a warning."""
+    by a crash mid-write (maybe mid-number: '1000.5' -> '10') and is skipped with a warning, unless
+    ``complete(line)`` says it is whole (a JSON object that parses: a cut one cannot; files written with
+    ``'\\n'.join`` end so)."""
     with open(path, errors='replace') as f:
         for n, line in enumerate(f, 1):
             if not line.endswith('\n'):
-                if line.strip():
+                if complete is not None and complete(line):
+                    yield n, line
+                elif line.strip():
                     logger.warning('%s:%d: last line has no newline (a cut write?), skipped: %r', path, n, line[:80])
                 return
             yield n, line.rstrip('\n')
@@ -108,8 +112,15 @@ def _iteration(rec, path, n):
     return it
 
 
+def _whole_object(line):
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
+
+
 def _read_jsonl(path, series):
-    for n, line in _lines(path):
+    for n, line in _lines(path, _whole_object):
         if not line.strip():
             continue
         try:

@@ -44,6 +44,19 @@ def test_caller_box_errors_name_the_box(est, astronaut):
             est(astronaut, boxes=[good, bad])
 
 
+def test_boxes_as_tensors_and_arrays_as_lists(est, astronaut):
+    """A detector's boxes as a torch tensor (torchvision's output, after xyxy -> xywh) were refused item by item
+    ('box #0[0] is tensor(40.) (Tensor), not a number'); they give the same people as the list."""
+    listed = [[40.0, 20.0, 200.0, 300.0, 0.75], [250.0, 60.0, 150.0, 250.0, 0.5]]   # exact in float32
+    want = _boxes(est(astronaut, boxes=listed))
+    assert len(want) == 2
+    assert _boxes(est(astronaut, boxes=torch.tensor(listed))) == want
+    assert _boxes(est(astronaut, boxes=np.asarray(listed, np.float32))) == want
+    assert _boxes(est(astronaut, boxes=[torch.tensor(b) for b in listed])) == want
+    one = _boxes(est(astronaut, boxes=torch.tensor(listed[0])))       # one box, shape (5,)
+    assert one == _boxes(est(astronaut, boxes=listed[0])) and len(one) == 1
+
+
 def test_degenerate_boxes_skipped_outside_boxes_warned(est, astronaut, log_capture, one_thread):
     boxes = [[100, 20, 250, 480], [300, 100, 120, 200, 0.5]]
     expected = est(astronaut, boxes=boxes)

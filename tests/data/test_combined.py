@@ -93,7 +93,9 @@ _NAN = float('nan')
     (1, dict(WEIGHT=float('inf')), r'DATASET.COMBINE\[1\].WEIGHT = inf must be'),
     (1, dict(WEIGHT='2'), r"DATASET.COMBINE\[1\].WEIGHT = '2' must be"),
     (1, dict(WEIGHT=True), r'DATASET.COMBINE\[1\].WEIGHT = True must be'),
-    (1, dict(NAME='coco'), r"DATASET.COMBINE\[1\].NAME = 'coco' repeats DATASET.COMBINE\[0\].NAME"),
+    (1, dict(NAME='coco', ROOT=osp.join(REPO, 'dataset', 'coco_subset'), ANN='annotations/../annotations/'
+             'person_keypoints_train2017.json'), r"DATASET.COMBINE\[1\].ANN = .* repeats the annotation file of "
+                                                 r"DATASET.COMBINE\[0\]"),
     (1, dict(NAME='NOPE'), r"DATASET.COMBINE\[1\].NAME: unknown dataset 'NOPE'"),
     (1, dict(NAME=''), r"DATASET.COMBINE\[1\].NAME = '' must be a non-empty string"),
     (0, dict(ANN=None), r'DATASET.COMBINE\[0\].ANN = None must be a non-empty string'),
@@ -106,6 +108,14 @@ def test_bad_combine_source_is_named_at_config_time(repo_root, tmp_path, source,
     bad[source].update(change)
     with pytest.raises(ConfigError, match=message):
         _resolve(tmp_path, bad)
+
+
+def test_two_files_of_one_dataset_are_two_sources(repo_root, tmp_path):
+    """COCO train2017 + val2017 (NAME picks the keypoint set, so both are 'COCO'): refused as a repeated NAME."""
+    combine = _combine(repo_root)[:1] + [dict(_combine(repo_root)[0], IMAGES='images/val2017',
+                                              ANN='annotations/person_keypoints_val2017.json', WEIGHT=1.0)]
+    ds = build_dataset(_resolve(tmp_path, combine), 'train')
+    assert [(s['name'], s['size']) for s in ds.sources] == [('COCO', 86), ('COCO', 125)] and len(ds) == 211
 
 
 def test_combine_shape_errors(repo_root, tmp_path):

@@ -101,7 +101,7 @@ def test_real_train_script_rejects_bad_override(toy, tmp_path, sub_env):
     ('TEST.SHIFT_RATIOS', '0.5', r"TEST.SHIFT_RATIOS: '0.5' is not a list literal"),
     ('TEST.SHIFT_RATIOS', "['a']", r"TEST.SHIFT_RATIOS\[0\]: 'a' is not a number \(old value 0.25\)"),
     ('DATASET.TRAIN.GAUSSIAN_KERNELS', '[[15, 15], [11, 11.5]]',
-     r'DATASET.TRAIN.GAUSSIAN_KERNELS\[1\]\[1\]: 11.5 is not an integer \(old value 15\)'),
+     r'DATASET.TRAIN.GAUSSIAN_KERNELS\[1\]\[1\]: 11.5 is not an integer \(expected a finite odd integer >= 1\)'),
     ('DATASET.KEYPOINT.FLIP_PAIRS', '[1, 2]', r'DATASET.KEYPOINT.FLIP_PAIRS\[0\]: 1 is not a list literal'),
     # None only where the key is nullable: was stored as None and failed later (or silently meant "off")
     ('TEST.DET_FILE', 'None', r"TEST.DET_FILE: None is not allowed \(the key is not nullable; its value is 'det_json/"),
@@ -128,6 +128,30 @@ def test_overrides_of_the_right_type_are_converted(tmp_path):
     assert cfg.MODEL.PRM is True and cfg.MODEL.WEIGHT == '/x/y.pth'
     cfg = merge_from_list(cfg, ['MODEL.BLOCKS', 'None', 'MODEL.PRETRAINED', 'https://x/r50.pth'])
     assert cfg.MODEL.BLOCKS is None and cfg.MODEL.PRETRAINED == 'https://x/r50.pth'
+
+
+@pytest.mark.parametrize('preset,opts,key,expected', [
+    # 'none' is a choice of its own (the default of TEST.NMS): it was refused as "None is not allowed"
+    ('megvii', ['TEST.NMS', 'none'], 'TEST.NMS', 'none'),
+    ('megvii', ['TEST.RESCORE', 'none'], 'TEST.RESCORE', 'none'),
+    # a Float list whose preset wrote ints: a fraction was refused as "not an integer (old value 90)"
+    ('sb', ['SOLVER.EPOCHS', '20', 'SOLVER.STEP_EPOCHS', '[12.5, 17.5]'], 'SOLVER.STEP_EPOCHS', [12.5, 17.5]),
+    ('cpn', ['SOLVER.STEP_EPOCHS', '[6, 12.5]'], 'SOLVER.STEP_EPOCHS', [6, 12.5]),
+    # rotation in degrees, written as an int by the presets
+    ('megvii', ['DATASET.TRAIN.ROTATION_FACTOR', '22.5'], 'DATASET.TRAIN.ROTATION_FACTOR', 22.5),
+])
+def test_valid_values_the_typed_overrides_refused(tmp_path, preset, opts, key, expected):
+    node = merge_from_list(_preset(preset, tmp_path), opts)
+    for part in key.split('.'):
+        node = node[part]
+    assert node == expected
+
+
+def test_none_is_still_refused_where_it_is_no_choice(tmp_path):
+    with pytest.raises(ConfigError, match="^config key TEST.NMS: None is not allowed"):
+        merge_from_list(_preset('megvii', tmp_path), ['TEST.NMS', 'NONE'])    # the choices are compared exactly
+    with pytest.raises(ConfigError, match="^config key DATASET.TRAIN.ROTATION_FACTOR: -5 is out of range"):
+        merge_from_list(_preset('megvii', tmp_path), ['DATASET.TRAIN.ROTATION_FACTOR', '-5'])
 
 
 def _preset(name, tmp_path):

@@ -145,7 +145,7 @@ def test_unknown_best_metric_is_a_usage_error_before_training(repo_root, coco_su
     assert log.strip().splitlines()[-1].endswith(
         "error: TEST.BEST_METRIC 'APx' is not a metric of this evaluator; it gives ['AP', 'AP50', 'AP75', 'APl', "
         "'APm', 'AR', 'AR50', 'AR75', 'ARl', 'ARm']")
-    assert 'Traceback' not in log and 'Iter: ' not in log
+    assert 'Traceback' not in log and 'Iter: ' not in log and 'usage: ' not in log   # one line, not the usage
     assert sorted(os.listdir(out)) == ['log.txt', 'tb_dir']   # no checkpoint, no config.json, no metrics.jsonl
 
 

@@ -93,6 +93,14 @@ def test_missing_dir_empty_log_and_unknown_key_exit_2(tmp_path):
     assert proc.returncode == 0 and out.exists() and 'empty: no data point' in proc.stderr
 
 
+def test_a_whole_last_json_line_without_newline_is_read(tmp_path, caplog):
+    """metrics.jsonl written with '\\n'.join (no final newline): its last record was dropped as 'a cut write'."""
+    (tmp_path / 'metrics.jsonl').write_text('{"iteration": 100, "AP": 0.5}\n{"iteration": 200, "AP": 0.6}')
+    with caplog.at_level('WARNING', logger='cvpack.tools.plot_logs'):
+        assert read_run(str(tmp_path))['AP'] == {100: 0.5, 200: 0.6}
+    assert 'no newline' not in caplog.text
+
+
 def test_truncated_and_corrupt_lines_are_skipped_with_file_and_line(tmp_path, caplog):
     # the run died writing 'total_loss: 1000.5': the cut line would read as 10
     (tmp_path / 'log.txt').write_text(LOG + '2026-12-01 07:57:28,263 cvpack.train INFO: Iter: 4/4, LR: 4.000e-04, '

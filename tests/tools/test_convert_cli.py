@@ -65,7 +65,7 @@ def test_checkpoint_files_pass_the_check(tmp_path):
 
 @pytest.mark.parametrize('out, message', [
     ('TMP', '--out TMP: is a folder, give a file name'),
-    ('TMP/no_dir/o.pth', '--out TMP/no_dir/o.pth: folder TMP/no_dir does not exist'),
+    ('TMP/w.pth/o.pth', '--out TMP/w.pth/o.pth: TMP/w.pth is a file, not a folder'),
 ])
 def test_out_is_checked_before_converting(tmp_path, monkeypatch, capsys, out, message):
     monkeypatch.setattr(convert_cli, 'convert', _no_convert)
@@ -73,6 +73,18 @@ def test_out_is_checked_before_converting(tmp_path, monkeypatch, capsys, out, me
     torch.save({'model': {'w': torch.ones(2)}}, src)
     assert convert_cli.main([str(src), '--exp', EXP, '--out', out.replace('TMP', str(tmp_path))]) == 2
     assert message.replace('TMP', str(tmp_path)) in _one_error_line(capsys)
+
+
+def test_out_in_a_folder_still_to_be_made(tmp_path, monkeypatch):
+    """--out in a folder that does not exist yet: converted into it (it was refused as 'folder does not exist';
+    save_converted makes it, as it always did). Nothing is made before the conversion."""
+    seen = []
+    monkeypatch.setattr(convert_cli, 'convert', lambda src, exp, out, *a: seen.append(out))
+    src = tmp_path / 'w.pth'
+    torch.save({'model': {'w': torch.ones(2)}}, src)
+    out = tmp_path / 'new' / 'sub' / 'o.pth'
+    assert convert_cli.main([str(src), '--exp', EXP, '--out', str(out)]) == 0
+    assert seen == [str(out)] and not (tmp_path / 'new').exists()
 
 
 def test_usage_errors_are_one_line(tmp_path, capsys):

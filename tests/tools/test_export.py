@@ -154,11 +154,12 @@ def _no_load(*args, **kwargs):
     (['EXP', '--random-init', '--format', 'tflite', '--out', 'OUT'], "argument --format: invalid choice: 'tflite'"),
     (['EXP', '--random-init', '--batch', '0', '--out', 'OUT'], "argument --batch: must be an integer >= 1, got '0'"),
     (['EXP', '--random-init', '--out', 'TMP'], '--out .*: is a folder, give a file name'),
-    (['EXP', '--random-init', '--out', 'TMP/no_dir/x.onnx'], '--out .*x.onnx: folder .*no_dir does not exist'),
+    (['EXP', '--random-init', '--out', 'CFG/y.onnx'], '--out .*y.onnx: .*config.py is a file, not a folder'),
 ])
 def test_cli_usage_errors_are_one_line_exit_2_before_loading(tmp_path, monkeypatch, capsys, case, message):
     monkeypatch.setattr(export, 'load_for_export', _no_load)
     names = {'EXP': _exp('RSN', 'RSN18.coco'), 'NOEXP': str(tmp_path / 'no_such_exp'), 'OUT': str(tmp_path / 'x.onnx')}
+    names['CFG/y.onnx'] = osp.join(names['EXP'], 'config.py', 'y.onnx')
     argv = [names.get(a, a.replace('TMP', str(tmp_path))) for a in case]
     with pytest.raises(SystemExit) as exc:
         export.main(argv)
@@ -166,6 +167,18 @@ def test_cli_usage_errors_are_one_line_exit_2_before_loading(tmp_path, monkeypat
     assert exc.value.code == 2 and err.count('\n') == 1 and 'usage:' not in err
     assert re.match('python -m cvpack.tools.export: error: ' + message, err), err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_out_in_a_folder_still_to_be_made(tmp_path):
+    """--out model_logs/onnx/x.onnx with no such folder yet: accepted (it was refused as 'folder does not exist'; the
+    export made it, as it always did) and made only when the file is written."""
+    from cvpack.tools._cli import atomic_output, check_output_file
+    out = tmp_path / 'new' / 'sub' / 'x.onnx'
+    assert check_output_file(str(out)) == str(out) and list(tmp_path.iterdir()) == []
+    with atomic_output(str(out)) as tmp:
+        with open(tmp, 'w') as f:
+            f.write('graph')
+    assert out.read_text() == 'graph' and sorted(p.name for p in out.parent.iterdir()) == ['x.onnx']
 
 
 def test_cli_unwritable_out_folder_is_refused(tmp_path, monkeypatch, capsys):
