@@ -27,13 +27,15 @@ def some_names(names, limit=40, sep=', '):
     return sep.join(names[:limit]) + '%s... (+%d more)' % (sep, len(names) - limit)
 
 
-def import_target(spec, key):
+def import_target(spec, key, class_only=False):
     """Import ``'module:Class'`` and return the class; errors name the config ``key`` that gave ``spec``.
 
     The one extension path of the core: a project names its dataset, predictor and evaluator classes in its
     config (``DATASET.CLASS``, ``TEST.PREDICTOR``, ``TEST.EVALUATOR``, a block as ``MODEL.BACKBONE``), so the
-    core never imports a project. Every caller instantiates the target, so a function or a module constant is
-    refused here (it would otherwise fail later, far from the key, or be called with the wrong meaning).
+    core never imports a project. Every caller calls the target with the config, so a target that cannot be
+    called (a module constant) is refused here, naming the key, instead of failing later far from it. A factory
+    function (``def build(cfg): ...``) is accepted where the caller only calls it; ``class_only`` refuses it where
+    the caller needs the class itself (an encoder block is subclassed and instantiated per stage).
     """
     module, sep, attr = spec.partition(':') if isinstance(spec, str) else ('', '', '')
     if not (sep and module.strip() and attr.strip()):
@@ -45,8 +47,10 @@ def import_target(spec, key):
     except Exception as e:   # the module itself raised while importing (SyntaxError, RuntimeError, ...)
         raise ImportError('%s = %r: importing module %r raised %s: %s'
                           % (key, spec, module, type(e).__name__, e)) from e
-    if not isinstance(target, type):
+    if class_only and not isinstance(target, type):
         raise TypeError('%s = %r is a %s, not a class' % (key, spec, type(target).__name__))
+    if not callable(target):
+        raise TypeError('%s = %r is a %s, not a class or a factory function' % (key, spec, type(target).__name__))
     return target
 
 

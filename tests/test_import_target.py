@@ -1,6 +1,6 @@
 """The 'module:Class' resolver of DATASET.CLASS / TEST.PREDICTOR / TEST.EVALUATOR / MODEL.BACKBONE
 (cvpack.utils.import_target, configured_class): every bad string fails naming the key and the string, and the
-target must be a class."""
+target must be callable (a class or a factory function; a class where the caller needs one: MODEL.BACKBONE)."""
 import pytest
 
 from cvpack.utils import configured_class, import_target
@@ -39,14 +39,22 @@ def test_malformed_spec_names_key_and_value(modules, spec):
      r"TEST.EVALUATOR = 'raisesmod_it:Thing': importing module 'raisesmod_it' raised RuntimeError: no GPU here"),
     ('syntaxmod_it:X', ImportError, r"TEST.EVALUATOR = 'syntaxmod_it:X': importing module 'syntaxmod_it' raised "
                                     r"SyntaxError"),
-    ('goodmod_it:make', TypeError, r"TEST.EVALUATOR = 'goodmod_it:make' is a function, not a class"),
-    ('goodmod_it:LIMIT', TypeError, r"TEST.EVALUATOR = 'goodmod_it:LIMIT' is a int, not a class"),
+    ('goodmod_it:LIMIT', TypeError, r"TEST.EVALUATOR = 'goodmod_it:LIMIT' is a int, not a class or a factory"),
 ])
 def test_unusable_target_names_key_and_value(modules, spec, error, message):
     with pytest.raises(error, match=message):
         import_target(spec, 'TEST.EVALUATOR')
     with pytest.raises(error, match=message.replace('TEST.EVALUATOR', 'DATASET.CLASS')):
         configured_class(spec, 'DATASET.CLASS', 'megvii', CORE, 'dataset')
+
+
+def test_factory_function_is_accepted_where_the_caller_calls_it(modules):
+    """A builder function (``def make(cfg)``) as TEST.EVALUATOR / DATASET.CLASS worked before the resolver
+    checked its targets, and still does; only MODEL.BACKBONE needs the class itself."""
+    assert import_target('goodmod_it:make', 'TEST.EVALUATOR')() == 1
+    assert configured_class('goodmod_it:make', 'DATASET.CLASS', 'megvii', CORE, 'dataset')() == 1
+    with pytest.raises(TypeError, match=r"encoder = 'goodmod_it:make' is a function, not a class"):
+        import_target('goodmod_it:make', 'encoder', class_only=True)
 
 
 def test_backbone_block_must_be_a_class(modules):

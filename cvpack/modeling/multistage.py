@@ -264,7 +264,7 @@ def block_class(block):
     if block in BLOCKS:
         return BLOCKS[block]
     if ':' in str(block):
-        return import_target(block, 'encoder block')
+        return import_target(block, 'encoder block', class_only=True)
     raise KeyError("unknown encoder block %r; known: %s, or a 'module:Class'" % (block, sorted(BLOCKS)))
 
 
@@ -278,7 +278,7 @@ def build_multistage(cfg, cls=MultiStageNet, **kwargs) -> MultiStageNet:
     if ':' in str(m.BACKBONE):          # a project's block: 'module:Class' (import errors name MODEL.BACKBONE)
         if not m.BLOCKS:
             raise ValueError('MODEL.BACKBONE %r (a block class) needs MODEL.BLOCKS, e.g. [2, 2, 2, 2]' % m.BACKBONE)
-        block, blocks = import_target(m.BACKBONE, 'MODEL.BACKBONE'), None
+        block, blocks = import_target(m.BACKBONE, 'MODEL.BACKBONE', class_only=True), None
     elif m.BACKBONE not in BACKBONES:
         raise KeyError("MODEL.BACKBONE %r unknown; known: %s, or a block 'module:Class'"
                        % (m.BACKBONE, sorted(BACKBONES)))
