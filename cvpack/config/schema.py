@@ -143,10 +143,10 @@ class Choice(Rule):
 
 class Device(Rule):
     """``MODEL.DEVICE``: what :func:`cvpack.engine.launch.resolve_device` accepts ('auto', 'cpu', 'cuda', 'cuda:N',
-    any case), checked at resolution instead of when the device is set up."""
+    any case; None means 'auto' there too), checked at resolution instead of when the device is set up."""
 
     def describe(self):
-        return "expected 'auto', 'cpu', 'cuda' or 'cuda:N'"
+        return "expected 'auto' (or None), 'cpu', 'cuda' or 'cuda:N'"
 
     def _check(self, key, value):
         if not isinstance(value, str) or not re.fullmatch(r'auto|cpu|cuda(:[0-9]+)?', value.strip().lower()):
@@ -189,7 +189,7 @@ SCHEMA = {
     'MODEL.WEIGHT': Str(none=True),         # None = from scratch
     'MODEL.PRETRAINED': Str(none=True),     # None = no ImageNet initialisation
     'MODEL.BLOCKS': Seq(Int(ge=1), none=True),   # None = the backbone's own
-    'MODEL.DEVICE': Device(),              # cvpack.engine.launch.resolve_device
+    'MODEL.DEVICE': Device(none=True),              # cvpack.engine.launch.resolve_device
     'MODEL.SYNC_BN': Bool(),
     'MODEL.CHANNELS_LAST': Bool(),
     'MODEL.FIND_UNUSED_PARAMETERS': Bool(),

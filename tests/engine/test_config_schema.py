@@ -183,7 +183,7 @@ def _preset(name, tmp_path):
     ('sb', 'CODEC', 'MSRA', r"CODEC: 'MSRA' is not allowed \(expected one of 'megvii', 'cpn', 'msra'\)"),
     ('sb', 'TEST.DECODER', 'megvii', r"TEST.DECODER: TEST.DECODER 'megvii' does not fit CODEC 'msra' \(its score rule"),
     ('megvii', 'MODEL.DEVICE', 'gpu',
-     r"MODEL.DEVICE: 'gpu' is not a device \(expected 'auto', 'cpu', 'cuda' or 'cuda:N'\)"),
+     r"MODEL.DEVICE: 'gpu' is not a device \(expected 'auto' \(or None\), 'cpu', 'cuda' or 'cuda:N'\)"),
     ('megvii', 'MODEL.DEVICE', 'cuda:x', r"MODEL.DEVICE: 'cuda:x' is not a device"),
     ('megvii', 'MODEL.DEVICE', 'cpu:0', r"MODEL.DEVICE: 'cpu:0' is not a device"),
 ])
@@ -203,6 +203,8 @@ def test_choices_the_code_reads_in_any_case_and_good_values_pass(tmp_path):
                                                                                                        7, 1)
     from cvpack.engine.launch import resolve_device
     assert resolve_device('CPU') == ('cpu', None)          # the rule accepts what the device setup accepts
+    cfg = merge_from_list(_preset('megvii', tmp_path), ['MODEL.DEVICE', 'None'])   # None meant 'auto' before the rule
+    assert cfg.MODEL.DEVICE is None and resolve_device(cfg.MODEL.DEVICE) == resolve_device('auto')
 
 
 def test_decoder_choices_match_the_decoders():
