@@ -210,8 +210,9 @@ def prepare_output(out):
             except OSError as e:   # a link to the folder, a file in use ...
                 raise UsageError('--output %s: cannot empty the folder (%s)' % (out, e.strerror or e)) from None
         elif os.listdir(out):
-            raise UsageError('--output %s: the folder is not empty and was not made by the quick start (no %s '
-                             'file in it); it is left alone: give a new or an empty folder' % (out, MARKER))
+            raise UsageError('--output %s: the folder is not empty and has no %s file (the quick start marks '
+                             'the folders it makes; those of quick starts before 2026-12-02 are unmarked); it is left '
+                             'alone: delete it yourself or give a new or an empty folder' % (out, MARKER))
     try:
         os.makedirs(out, exist_ok=True)
         with open(osp.join(out, MARKER), 'w') as f:

@@ -82,8 +82,9 @@ def test_a_user_folder_is_never_deleted(qs, tmp_path, monkeypatch, capsys):
         qs.main(['--iters', '1', '--amp', 'none', '--output', str(user)])
     assert exc.value.code == 2 and (user / 'thesis.tex').read_text() == 'years of work'
     assert _last_error_line(capsys) == (
-        'tools/quickstart.py: error: --output %s: the folder is not empty and was not made by the quick start '
-        '(no .cvpack-quickstart file in it); it is left alone: give a new or an empty folder' % user)
+        'tools/quickstart.py: error: --output %s: the folder is not empty and has no .cvpack-quickstart file (the '
+        'quick start marks the folders it makes; those of quick starts before 2026-12-02 are unmarked); it is left '
+        'alone: delete it yourself or give a new or an empty folder' % user)
     (tmp_path / 'a_file').write_text('x')
     with pytest.raises(qs.UsageError, match='a_file: exists and is not a folder'):
         qs.prepare_output(str(tmp_path / 'a_file'))
