@@ -39,6 +39,16 @@ def split_argv(parser, argv):
     return flags, opts
 
 
+def _is_number(token):
+    """A value such as ``-1``, ``-1e-3`` or ``-inf`` (which test.py's ``-i`` would otherwise claim as ``-i nf``):
+    the schema then judges it, and names the key."""
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
 def usage_error(parser, message):
     """Exit 2 with exactly one line on stderr, ``prog: error: message`` (argparse's ``parser.error`` also prints the
     usage, several lines for train.py); the message is flattened to one line."""
@@ -53,7 +63,7 @@ def parse_overrides(parser, argv):
     starting with '--': no config value does) and a dangling ``train.py SOLVER.BASE_LR`` at the end."""
     flags, opts = split_argv(parser, argv)
     for key, value in zip(opts[0::2], opts[1::2]):
-        if _option(parser, value) is not None or value.startswith('--'):
+        if not _is_number(value) and (_option(parser, value) is not None or value.startswith('--')):
             usage_error(parser, 'config key %s has no value: %s is a flag (overrides are KEY VALUE pairs, '
                                  'e.g. SOLVER.BASE_LR 1e-3)' % (key, value))
     if len(opts) % 2:

@@ -90,6 +90,10 @@ def test_key_without_value_is_a_one_line_usage_error(argv, message, capsys):
 def test_negative_values_are_still_values():
     a = parse_args(test_parser(), ['SOLVER.BASE_LR', '-1', 'TEST.DET_SCORE_THRESH', '-0.5', '-i', '2'])
     assert a.opts == ['SOLVER.BASE_LR', '-1', 'TEST.DET_SCORE_THRESH', '-0.5'] and a.iter == 2
+    # '-inf' / '-i3' spell test.py's -i flag; as a VALUE they are numbers for the schema to judge (it said
+    # "-inf is a flag" for TEST.DET_SCORE_THRESH -inf)
+    a = parse_args(test_parser(), ['TEST.DET_SCORE_THRESH', '-inf', 'SOLVER.BASE_LR', '-1e-3', '-i', '2'])
+    assert a.opts == ['TEST.DET_SCORE_THRESH', '-inf', 'SOLVER.BASE_LR', '-1e-3'] and a.iter == 2
 
 
 @pytest.mark.parametrize('script, args, message', [
