@@ -302,13 +302,11 @@ CROSS_CHECKS = [
 
 
 def _lookup(cfg, key):
-    """``(True, value)`` of a dotted key of ``cfg``, ``(False, None)`` when the config lacks it."""
+    """``(node, name)`` of a dotted key of ``cfg``: ``node[name]`` is its value; node None when the config lacks it."""
     node, parts = cfg, key.split('.')
     for part in parts[:-1]:
         node = node.get(part) if isinstance(node, dict) else None
-    if not isinstance(node, dict) or parts[-1] not in node:
-        return False, None
-    return True, node[parts[-1]]
+    return (node, parts[-1]) if isinstance(node, dict) and parts[-1] in node else (None, parts[-1])
 
 
 def validate_config(cfg, schema=None, cross_checks=None):
@@ -316,17 +314,17 @@ def validate_config(cfg, schema=None, cross_checks=None):
     ``cross_checks`` (default :data:`CROSS_CHECKS`) whose keys are all present; normalised values (an integral
     float for an int key) are written back. Raises :class:`ConfigError` naming the key and value."""
     for key, rule in (SCHEMA if schema is None else schema).items():
-        found, old = _lookup(cfg, key)
-        if not found:
+        node, name = _lookup(cfg, key)
+        if node is None:
             continue
+        old = node[name]
         new = rule.check(key, old)
         if repr(new) != repr(old):     # written back only when normalised (2.0 -> 2, also inside lists)
-            parent = _lookup(cfg, key.rsplit('.', 1)[0])[1] if '.' in key else cfg
-            parent[key.rsplit('.', 1)[-1]] = new
+            node[name] = new
     for keys, check in (CROSS_CHECKS if cross_checks is None else cross_checks):
         found = [_lookup(cfg, k) for k in keys]
-        if all(f for f, _ in found):
-            why = check(*[v for _, v in found])
+        if all(node is not None for node, _ in found):
+            why = check(*[node[name] for node, name in found])
             if why:
                 raise ConfigError('config key %s: %s' % (keys[0], why))
     return cfg
