@@ -102,11 +102,13 @@ def coco_gt_records(ann_file, image_dir, meta, cs_mode='megvii', aspect_ratio=0.
     images, anns = load_coco_gt(ann_file, meta)
     records, missing, exists, degenerate, dropped = [], set(), {}, [], collections.Counter()
     for ann in anns:
-        reason = _filtered_out(ann, load_min_num)
+        reason = _filtered_out(ann)
+        joints = None if reason else np.asarray(ann['keypoints'], np.float32).reshape(-1, 3)
+        if joints is not None and np.sum(joints[:, 2] > 0) < load_min_num:
+            reason = 'fewer labelled joints than DATASET.KEYPOINT.LOAD_MIN_NUM = %d' % load_min_num
         if reason:
             dropped[reason] += 1
             continue
-        joints = np.asarray(ann['keypoints'], np.float32).reshape(-1, 3)
         img = images[ann['image_id']]
         box = [float(v) for v in ann['bbox']]
         if cs_mode == 'simple_baselines':
@@ -141,16 +143,15 @@ def coco_gt_records(ann_file, image_dir, meta, cs_mode='megvii', aspect_ratio=0.
     return records
 
 
-def _filtered_out(ann, load_min_num):
-    """Why the annotation ``ann`` is no training person (the first filter it fails), or None."""
+def _filtered_out(ann):
+    """Why the annotation ``ann`` is no person to train on, by its fields (the first filter it fails), or None;
+    the joint count against LOAD_MIN_NUM is checked by the caller, which needs the joints anyway."""
     if ann.get('category_id', 1) != 1:
         return 'category_id != 1'
     if ann.get('iscrowd', 0):
         return 'iscrowd = 1'
     if ann.get('num_keypoints', 0) <= 0:
         return 'num_keypoints = 0'
-    if np.sum(np.asarray(ann['keypoints'], np.float32).reshape(-1, 3)[:, 2] > 0) < load_min_num:
-        return 'fewer labelled joints than DATASET.KEYPOINT.LOAD_MIN_NUM = %d' % load_min_num
     return None
 
 
