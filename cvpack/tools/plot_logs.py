@@ -26,10 +26,11 @@ import argparse
 import json
 import logging
 import math
-import os
 import os.path as osp
 import re
 import sys
+
+from ._cli import atomic_output
 
 __all__ = ['read_run', 'plot_runs', 'main', 'RunSeries']
 
@@ -185,17 +186,13 @@ def plot_runs(runs, keys, out):
     if osp.isdir(out):
         raise IsADirectoryError('--out %s is a directory' % out)
     fig, plt = _draw(runs, keys)
-    tmp = osp.join(osp.dirname(osp.abspath(out)), '.%s.%d.partial' % (osp.basename(out), os.getpid()))
     try:
-        os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
-        fig.savefig(tmp, dpi=80, format=(osp.splitext(out)[1][1:] or 'png').lower())
-        os.replace(tmp, out)
+        with atomic_output(out) as tmp:
+            fig.savefig(tmp, dpi=80, format=(osp.splitext(out)[1][1:] or 'png').lower())
     except OSError as e:
         raise OSError(e.errno, 'cannot write %s: %s' % (out, e.strerror or e)) from None
     finally:
         plt.close(fig)
-        if osp.exists(tmp):
-            os.remove(tmp)
     return out
 
 
