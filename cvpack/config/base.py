@@ -11,6 +11,7 @@ import sys
 
 from easydict import EasyDict as edict
 
+from ..fileio import atomic_output
 from .argv import parse_overrides, usage_error
 from .datasets import refresh_dataset_keys
 from .schema import SCHEMA, Choice, ConfigError, validate_config
@@ -293,11 +294,9 @@ def to_plain(obj):
 
 def dump_config(cfg, path):
     """Write the resolved config as JSON (``path`` is usually ``OUTPUT_DIR/config.json``)."""
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(to_plain(cfg), f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        with open(tmp, 'w') as f:
+            json.dump(to_plain(cfg), f, indent=2, sort_keys=True)
 
 
 def link_log(cfg):

@@ -1,7 +1,6 @@
 """``build_evaluator(cfg)``: NMS + results file + metrics for the dataset of ``cfg``."""
 import json
 import logging
-import os
 import os.path as osp
 
 import numpy as np
@@ -9,6 +8,7 @@ import numpy as np
 from .coco import STAT_NAMES, evaluate_keypoints, format_table, instances_to_coco_results, load_coco_gt
 from ..data.meta_file import dataset_meta
 from ..data.validate import read_json
+from ..fileio import atomic_output
 from ..utils import import_target
 from .datasets import crowd_index_split, drop_in_ignore_regions, prepare_gt
 from .nms import nms_per_image
@@ -19,16 +19,9 @@ logger = logging.getLogger(__name__)  # reaches the test log (console + TEST_DIR
 
 def write_json(obj, path):
     """Write ``obj`` as JSON atomically (a temporary file, then ``os.replace``): a reader never sees half a file."""
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    tmp = path + '.tmp'
-    try:
+    with atomic_output(path) as tmp:
         with open(tmp, 'w') as f:
             json.dump(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _area(inst):

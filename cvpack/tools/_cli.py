@@ -6,11 +6,12 @@ checked before the slow work starts, and written through a temporary file rename
 leaves no partial file under the name asked for.
 """
 import argparse
-import contextlib
 import os
 import os.path as osp
 import sys
 import tempfile
+
+from ..fileio import atomic_output   # (re-exported: the tools write through it)
 
 __all__ = ['UsageError', 'CliExit', 'die', 'OneLineParser', 'positive_int', 'nonnegative_int', 'positive_float',
            'check_output_file', 'check_writable_dir', 'atomic_output']
@@ -91,18 +92,3 @@ def check_output_file(path, what='--out'):
     check_writable_dir(folder, '%s %s' % (what, path))
     return path
 
-
-@contextlib.contextmanager
-def atomic_output(path):
-    """Yield a temporary path beside ``path`` (same extension); on success it is renamed onto ``path``
-    (os.replace: readers see the old file or the whole new one), on any exception it is removed."""
-    folder, name = osp.split(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)   # (check_output_file allowed a folder still to be made)
-    stem, ext = osp.splitext(name)
-    tmp = osp.join(folder, '.%s.tmp-%d%s' % (stem, os.getpid(), ext))
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if osp.lexists(tmp):
-            os.remove(tmp)

@@ -21,7 +21,6 @@ next to the weights (``{'model', 'cfg_overrides', 'source'}``), so loading it ap
 import copy
 import importlib
 import logging
-import os
 import os.path as osp
 import time
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from typing import Dict, List
 import numpy as np
 import torch
 
+from ..fileio import atomic_output
 from ..safe_load import CheckpointError, is_url, load_file
 from ..utils import some_names
 
@@ -263,12 +263,6 @@ def save_converted(prepared, path):
         info['bytes'] = osp.getsize(src)
     state = {'model': prepared.state_dict, 'cfg_overrides': dict(prepared.cfg_overrides), 'source': info}
     path = osp.abspath(path)
-    os.makedirs(osp.dirname(path), exist_ok=True)
-    tmp = '%s.tmp.%d' % (path, os.getpid())
-    try:
+    with atomic_output(path) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if osp.lexists(tmp):
-            os.remove(tmp)
     return path
