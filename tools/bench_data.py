@@ -3,7 +3,7 @@
 One process, one thread (``cv2.setNumThreads(1)``, ``torch.set_num_threads(1)``), on the shipped COCO subset:
 
     PYTHONPATH=$PWD python tools/bench_data.py [--root dataset/coco_subset] [--samples 430] [--no-baseline]
-        [--mmpose-python /path/to/mmpose-venv/bin/python]
+        [--mmpose-python /path/to/mmpose-venv/bin/python] [--image-cache]
 
 The baseline (skip with ``--no-baseline``) is :func:`cvpack.data.reference.megvii_train_sample`, the loop-by-loop
 re-statement of the original Megvii ``__getitem__`` (record deep copy, ``cv2.imread``, strided ``img[:, ::-1]``
@@ -16,6 +16,8 @@ mmpose) mmpose's top-down train pipeline for the same targets (``LoadImage`` ...
 tools/bench_mmpose_data_side.py, whose chunks are interleaved with ours: the child waits on its pipe while the
 other pipelines run, so all variants see the same load and the per-CPU-second rates compare directly.
 A "jpeg decode only" row times the decode every variant does, the floor of any full-image pipeline.
+``--image-cache`` adds ours with ``DATASET.IMAGE_CACHE`` (cvpack/data/image_cache.py): the images decoded once
+into a temporary folder before the timing (that first pass is timed and printed apart), then memory-mapped.
 
 ``--test-exp EXP_DIR [--workers N] [--threads T]`` instead times test.py's work on the val people of ``--root``
 (ground-truth boxes): the val loader alone, then the exp's network with its flip test and decode (docs/SPEED.md).
@@ -25,6 +27,7 @@ import copy
 import json
 import os
 import os.path as osp
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -51,6 +54,10 @@ def _local(fn):
             fn(i)
         return time.perf_counter() - t0, time.process_time() - c0
     return run
+
+
+def _folder_mb(folder):
+    return sum(osp.getsize(osp.join(d, f)) for d, _, files in os.walk(folder) for f in files) / 2 ** 20
 
 
 def _rates(runners, n, rounds):
@@ -144,6 +151,10 @@ def _report(results, mmpose_version):
         after = [1e3 / r - 1e3 / floor[2] for r in (ours, orig)]
         print('after the decode: ours %.2f ms, original loop %.2f ms of CPU a sample (%.1fx)'
               % (after[0], after[1], after[1] / after[0]))
+    cached = results.get('megvii + image cache')
+    if cached and 'megvii original loop' in results:
+        print('megvii + image cache vs its original loop: %.2fx per CPU-s (no decode after the first pass)'
+              % (cached[2] / results['megvii original loop'][2]))
     peer = results.get('megvii mmpose')
     if peer:
         ours = results['megvii']
@@ -194,6 +205,8 @@ def main(argv=None):
                         choices=['megvii', 'simple_baselines'])
     parser.add_argument('--mmpose-python', help='python of a side environment with mmpose 1.3.2: also time its '
                         'top-down pipeline for the megvii targets in this run (tools/bench_mmpose_data_side.py)')
+    parser.add_argument('--image-cache', action='store_true', help='also time ours with DATASET.IMAGE_CACHE '
+                        '(decoded images memory-mapped from a temporary folder, filled before the timing)')
     parser.add_argument('--test-exp', metavar='EXP_DIR', help="instead: time test.py's val loader against its "
                         'network on the val people of --root (e.g. projects/RSN/exps/RSN18.coco)')
     parser.add_argument('--threads', type=int, default=2, help='torch threads of the --test-exp network')
@@ -204,7 +217,7 @@ def main(argv=None):
         return test_split(args.test_exp, args.root, args.threads, args.workers)
     torch.set_num_threads(1)
     exp = osp.join(os.getcwd(), 'bench_exp')
-    runners, side = {}, None
+    runners, side, cache_dir = {}, None, None
     makers = {'megvii': megvii_config, 'simple_baselines': simple_baselines_config}
     for name in args.pipelines:
         cfg = makers[name](exp)
@@ -216,6 +229,18 @@ def main(argv=None):
             ref = reference.megvii_train_sample if name == 'megvii' else reference.simple_baselines_train_sample
             runners[name + ' original loop'] = _local(
                 (lambda d, f: lambda i: f(d, copy.deepcopy(d.records[i % len(d)]), d.rng))(ds, ref))
+        if name == 'megvii' and args.image_cache:
+            cached_cfg = makers[name](exp)
+            cached_cfg.DATASET.ROOT = cfg.DATASET.ROOT
+            cached_cfg.DATASET.IMAGE_CACHE = cache_dir = tempfile.mkdtemp(prefix='cvpack-image-cache-')
+            cached = build_dataset(cached_cfg, 'train')
+            cached.seed(0)
+            cold = _local(lambda i, d=cached: d.read_record_image(d.records[i], i))(0, len(cached))
+            n_img = len({r['image_path'] for r in cached.records})
+            print('decoded-image cache (DATASET.IMAGE_CACHE): first pass over the %d training people of %d images '
+                  '%.2f ms of CPU an image (decode + write), %.1f MB on disk'
+                  % (len(cached), n_img, 1e3 * cold[1] / n_img, _folder_mb(cache_dir)))
+            runners[name + ' + image cache'] = _local((lambda d: lambda i: d[i % len(d)])(cached))
         if name == 'megvii':
             # the floor of every variant here: each decodes the whole JPEG once per sample (1 thread)
             runners['jpeg decode only (floor)'] = _local(
@@ -230,6 +255,8 @@ def main(argv=None):
     finally:
         if side is not None:
             side.close()
+        if cache_dir:
+            shutil.rmtree(cache_dir, ignore_errors=True)
     print('load average before / after (1 min): %.2f / %.2f on %d cores' % (load0[0], os.getloadavg()[0],
                                                                           os.cpu_count()))
     _report(results, side.version if side else None)

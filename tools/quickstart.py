@@ -138,12 +138,13 @@ def plan_schedule(step_s, budget_s, spent_s, after_s, batch, min_iters=20, max_i
     return Plan(iters, batch, train_s, total_s, total_s <= budget_s)
 
 
-def measure(opts, batch, steps=3):
+def measure(opts, batch, steps=5):
     """Time the real training step and a test forward of the exp under ``opts``, in this process.
 
     Builds the exp's trainer (dataset, model, optimizer) exactly as ``train.py`` will, runs one warm-up step
     (oneDNN picks its kernels there) and ``steps`` timed ones on real batches, then one eval forward.
-    Returns a dict of seconds: ``setup`` (importing torch and building), ``step`` (median),
+    Returns a dict of seconds: ``setup`` (importing torch and building), ``step`` (the mean: on a 2-core
+    machine a few steps in each ten take 1.5-2x the median, and the plan must count them; docs/SPEED.md),
     ``first_step``, ``infer`` (one eval forward of ``batch`` images, no flip).
     """
     t0 = time.perf_counter()
@@ -171,7 +172,7 @@ def measure(opts, batch, steps=3):
         model(images)
         infer = time.perf_counter() - t
     del loader, trainer, model
-    return {'setup': setup, 'first_step': times[0], 'step': statistics.median(times[1:]), 'infer': infer}
+    return {'setup': setup, 'first_step': times[0], 'step': statistics.mean(times[1:]), 'infer': infer}
 
 
 def estimate_after(m, batch):

@@ -54,6 +54,7 @@ def dataset_block(name, root_dir, pipeline):
     d = edict(NAME=name, PIPELINE=pipeline, ROOT=osp.join(root_dir, 'dataset', name), META_FILE='',
               CLASS='',     # 'module:Class' of a project's dataset; '' = the core one of PIPELINE (data/build.py)
               COMBINE=[],   # combined training on several datasets: cvpack/data/combined.py
+              IMAGE_CACHE='',   # a folder of decoded images, memory-mapped (cvpack/data/image_cache.py); '' = off
               **_FILES[name])
     d.KEYPOINT = keypoint_block(meta)
     d.PIXEL_STD = 200

@@ -254,6 +254,7 @@ SCHEMA = {
     'DATASET.PIXEL_STD': Float(gt=0),
     'DATASET.BBOX_PADDING': Float(gt=0),
     'DATASET.COLOR_RGB': Bool(),
+    'DATASET.IMAGE_CACHE': Str(none=True),      # data.image_cache; '' or None = off
     'DATASET.KEYPOINT.NUM': Int(ge=1),     # = the metadata's count (config.datasets.refresh_dataset_keys)
     'DATASET.KEYPOINT.LOAD_MIN_NUM': Int(ge=0),   # <= DATASET.KEYPOINT.NUM: CROSS_CHECKS
     'DATASET.TRAIN.GAUSSIAN_KERNELS': Seq(Seq(_KERNEL, length=2)),      # Megvii / CPN targets, one [kh, kw] per level

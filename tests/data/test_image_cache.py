@@ -1,0 +1,143 @@
+"""DATASET.IMAGE_CACHE: decoded images on disk give the same samples bit for bit, and a bad entry never passes."""
+import glob
+import os
+import os.path as osp
+import shutil
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from cvpack.config.base import merge_from_list
+from cvpack.config.megvii import megvii_config
+from cvpack.config.schema import ConfigError, validate_config
+from cvpack.data import build_dataset
+from cvpack.data.image_cache import DecodedImageCache
+from cvpack.data.io import ImageReadError, read_image
+
+
+def _entries(root):
+    return sorted(glob.glob(osp.join(str(root), '*', '*.npy')))
+
+
+def _dataset(coco_subset, tmp_path, split, cache):
+    cfg = megvii_config(str(tmp_path / 'exp'))
+    cfg.DATASET.ROOT = coco_subset
+    cfg.TEST.USE_GT_BBOX = True
+    cfg.DATASET.IMAGE_CACHE = cache
+    ds = build_dataset(cfg, split)
+    ds.seed(0)
+    return ds
+
+
+@pytest.mark.parametrize('split', ['train', 'val'])
+def test_samples_identical_cold_and_warm(coco_subset, tmp_path, split):
+    """Cold (decode + write) and warm (memory-mapped) reads give the very samples of a plain read."""
+    cache = tmp_path / 'cache'
+    plain = _dataset(coco_subset, tmp_path, split, '')
+    cached = _dataset(coco_subset, tmp_path, split, str(cache))
+    n = 12
+    ref = [plain[i] for i in range(n)]
+    images = {plain.records[i]['image_path'] for i in range(n)}
+    for rnd in ('cold', 'warm'):
+        cached.seed(0)
+        for i in range(n):
+            got = cached[i]
+            for key, value in ref[i].items():
+                if isinstance(value, torch.Tensor):
+                    assert torch.equal(got[key], value), (rnd, i, key)
+        assert len(_entries(cache)) == len(images), rnd      # one entry per distinct image, written once
+        if rnd == 'cold':
+            mtimes = {p: os.stat(p).st_mtime_ns for p in _entries(cache)}
+    assert mtimes == {p: os.stat(p).st_mtime_ns for p in _entries(cache)}   # the warm pass wrote nothing
+
+
+def test_entry_is_the_decoded_image_read_only(coco_subset, tmp_path):
+    path = osp.join(coco_subset, 'images/val2017/000000000785.jpg')
+    c = DecodedImageCache(str(tmp_path / 'c'))
+    for rgb in (False, True):
+        first, again = c.read(path, rgb=rgb), c.read(path, rgb=rgb)
+        assert np.array_equal(first, read_image(path, rgb=rgb)) and np.array_equal(again, first)
+        assert not again.flags.writeable                          # memory-mapped from the entry
+    assert len(_entries(c.root)) == 2                            # BGR and RGB are separate entries
+
+
+def test_changed_source_gets_a_new_entry(coco_subset, tmp_path):
+    src = tmp_path / 'img.jpg'
+    shutil.copy(osp.join(coco_subset, 'images/val2017/000000000785.jpg'), src)
+    c = DecodedImageCache(str(tmp_path / 'c'))
+    c.read(str(src))
+    other = osp.join(coco_subset, 'images/val2017/000000000802.jpg')
+    shutil.copy(other, src)                                       # same name, other pixels
+    os.utime(src, ns=(1, 1))
+    assert np.array_equal(c.read(str(src)), read_image(other))
+    assert len(_entries(c.root)) == 2
+
+
+def _damage(entry, how, evil):
+    if how == 'truncated':
+        data = open(entry, 'rb').read()
+        open(entry, 'wb').write(data[:len(data) // 2])
+    elif how == 'garbage':
+        open(entry, 'wb').write(b'not a numpy file at all')
+    elif how == 'wrong shape':
+        np.save(entry, np.zeros((4, 5), np.float32))
+    elif how == 'pickle':
+        with open(entry, 'wb') as f:
+            np.save(f, np.array([evil], dtype=object), allow_pickle=True)
+
+
+@pytest.mark.parametrize('how', ['truncated', 'garbage', 'wrong shape', 'pickle'])
+def test_damaged_entry_is_decoded_again_and_rewritten(coco_subset, tmp_path, how, evil):
+    path = osp.join(coco_subset, 'images/val2017/000000000785.jpg')
+    c = DecodedImageCache(str(tmp_path / 'c'))
+    truth = c.read(path)
+    entry = c.entry_path(path, False)
+    _damage(entry, how, evil)
+    with pytest.warns(RuntimeWarning, match='damaged entry %s of %s' % (entry, path)):
+        img = c.read(path)
+    assert np.array_equal(img, truth)
+    assert not osp.exists(tmp_path / 'PWNED')                     # the pickled payload never ran
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        assert np.array_equal(c.read(path), truth)                # rewritten: read back without a warning
+
+
+def test_unwritable_cache_warns_once_and_reads_the_sources(coco_subset, tmp_path, monkeypatch):
+    import tempfile
+    paths = [osp.join(coco_subset, 'images/val2017', f) for f in ('000000000785.jpg', '000000000802.jpg')]
+    c = DecodedImageCache(str(tmp_path / 'c'))
+
+    def full(*a, **k):
+        raise OSError(28, 'No space left on device')
+    monkeypatch.setattr(tempfile, 'mkstemp', full)
+    with pytest.warns(RuntimeWarning, match='cannot write .*No space left'):
+        assert np.array_equal(c.read(paths[0]), read_image(paths[0]))
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')                            # no second warning, no second try
+        assert np.array_equal(c.read(paths[1]), read_image(paths[1]))
+    assert not c.writable and _entries(c.root) == []
+
+
+def test_bad_sources_and_roots(tmp_path):
+    c = DecodedImageCache(str(tmp_path / 'c'))
+    with pytest.raises(ImageReadError, match=r'not found.*gone\.jpg.*record train #3'):
+        c.read(str(tmp_path / 'gone.jpg'), record='train #3')
+    bad = tmp_path / 'bad.jpg'
+    bad.write_bytes(b'\xff\xd8\xff\xe0 not a jpeg' * 20)
+    with pytest.raises(ImageReadError, match=r'cannot decode.*bad\.jpg'):
+        c.read(str(bad))
+    assert _entries(c.root) == []
+    (tmp_path / 'file').write_text('x')
+    with pytest.raises(ValueError, match='IMAGE_CACHE .*file exists and is not a folder'):
+        DecodedImageCache(str(tmp_path / 'file'))
+
+
+def test_config_key(tmp_path):
+    cfg = merge_from_list(megvii_config(str(tmp_path)), ['DATASET.IMAGE_CACHE', str(tmp_path / 'c')])
+    assert cfg.DATASET.IMAGE_CACHE == str(tmp_path / 'c')
+    assert merge_from_list(megvii_config(str(tmp_path)), ['DATASET.IMAGE_CACHE', 'None']).DATASET.IMAGE_CACHE is None
+    cfg.DATASET.IMAGE_CACHE = 5                                   # e.g. written so in a config.py
+    with pytest.raises(ConfigError, match='DATASET.IMAGE_CACHE'):
+        validate_config(cfg)
