@@ -141,3 +141,18 @@ def test_config_key(tmp_path):
     cfg.DATASET.IMAGE_CACHE = 5                                   # e.g. written so in a config.py
     with pytest.raises(ConfigError, match='DATASET.IMAGE_CACHE'):
         validate_config(cfg)
+
+
+def test_loader_workers_fill_and_read_one_cache(coco_subset, tmp_path):
+    """Two DataLoader workers share the folder: the batches equal the uncached loader's, one entry per image."""
+    from cvpack.data.samplers import IterationBasedSampler
+    cache = tmp_path / 'cache'
+    batches = {}
+    for name, folder in (('plain', ''), ('cached', str(cache)), ('warm', str(cache))):
+        ds = _dataset(coco_subset, tmp_path, 'train', folder)
+        sampler = IterationBasedSampler(len(ds), batch_size=4, num_iters=3, rank=0, world_size=1, seed=5)
+        loader = torch.utils.data.DataLoader(ds, batch_sampler=sampler, num_workers=2)
+        batches[name] = [b['image'] for b in loader]
+    for name in ('cached', 'warm'):
+        assert all(torch.equal(a, b) for a, b in zip(batches['plain'], batches[name])), name
+    assert 0 < len(_entries(cache)) <= 12
