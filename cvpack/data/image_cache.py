@@ -1,34 +1,49 @@
 """Decoded images kept on local disk (``DATASET.IMAGE_CACHE``): decode each file once, read it back memory-mapped.
 
 Decoding the whole JPEG is most of a top-down training sample's CPU time (docs/SPEED.md, "Training samples"): a
-COCO image of 640x480 takes about 1.5 ms to decode, the crop, the targets and the normalisation about 0.6 ms
-together. Every epoch decodes every person's image again. With a cache folder set, the first read of an image
-decodes it with the same :func:`cvpack.data.io.read_image` and stores the pixels as a ``.npy`` file; later reads
-memory-map that file, so the warp touches only the rows the crop needs and nothing is decoded. The pixels are
+COCO image of 640x480 takes 1.6-3.6 ms of CPU to decode on the two EPYCs measured there, the crop, the targets
+and the normalisation 0.6-1.8 ms together. Every epoch decodes every person's image again. With a cache folder
+set, the first read of an image decodes it with the same :func:`cvpack.data.io.read_image` and stores the pixels
+as a ``.npy`` file; later reads memory-map that file: nothing is decoded, and an unflipped crop touches only the
+rows it needs (a flipped one copies the whole image first, as without the cache). The pixels are
 the decoded ones, bit for bit: samples are identical with and without the cache (tests/data/test_image_cache.py).
 This is the idea of ultralytics' ``cache='disk'``; the cost is disk space, about 0.9 MB per 640x480 image
 (about 50 GB for the COCO train2017 images with people): put it on a local SSD, not on a network share.
 
 Safety and faults:
 
-- An entry is named by a hash of the source's absolute path, size, modification time and the colour order, so
-  a changed source file gets a new entry (the old one is left behind, unused: delete the folder to reclaim it).
-- Entries are read with ``np.load(allow_pickle=False)``: no code runs when one is loaded.
-- An entry is written to a temporary file and renamed into place, so DataLoader workers and ranks that decode
-  the same image at once never read half an entry.
+- An entry is named by a hash of the source's resolved path (symlinks followed), inode, size, modification and
+  status-change times (``st_ctime_ns``, which ``touch``/``cp -p`` cannot set back), the colour order, the decode
+  flags, the OpenCV version and this cache's format: an edited, replaced or re-linked image, or another
+  decoder, gets a new entry (the old one is left behind, unused: delete the folder to reclaim it).
+- Entries are memory-mapped with ``np.load(allow_pickle=False)``: no code runs when one is loaded.
+- An entry is written to a temporary file, flushed to disk (``fsync``) and renamed into place, so DataLoader
+  workers and ranks that decode the same image at once never read half an entry, nor a zero-filled one after
+  a crash. Temporary files left by a killed writer are removed when the cache is opened, once a day old.
 - A damaged entry (truncated, not a ``.npy``, not an (H, W, 3) uint8 array) is decoded again from the source and
-  rewritten, with one warning naming both files; a cache that cannot be written (disk full, read-only) warns
-  once and the images are read from their sources: training goes on, only slower.
+  rewritten, with a warning naming both files. An entry that cannot be opened (permissions, too many open files)
+  and a cache that cannot be written (disk full, read-only) each warn once per process and the images are read
+  from their files: training goes on, only slower.
+- A source that is missing or unreadable raises :class:`~cvpack.data.io.ImageReadError` as without the cache,
+  even when an entry exists.
+- Arrays from the cache are read-only, the first (decoded) read as well, so code that writes into an image fails
+  at once rather than in the second epoch.
 """
 import hashlib
 import os
 import os.path as osp
 import tempfile
+import time
 import warnings
 
+import cv2
 import numpy as np
 
+from . import io
 from .io import read_image
+
+FORMAT = 1                    # bump when the stored layout or the key changes meaning
+_STALE_TMP_S = 24 * 3600      # a temporary file this old was left by a killed writer
 
 __all__ = ['DecodedImageCache']
 
@@ -47,36 +62,66 @@ class DecodedImageCache:
         if osp.exists(self.root) and not osp.isdir(self.root):
             raise ValueError('DATASET.IMAGE_CACHE %s exists and is not a folder' % self.root)
         self.writable = True   # False after a failed write: read from the sources from then on
+        self.readable = True   # False after an entry could not be opened (not damaged): idem
+        self._decoder = 'cv2 %s flags %d/%d' % (cv2.__version__, io._FLAGS, getattr(cv2, 'IMREAD_COLOR_RGB', -1))
+        umask = os.umask(0)
+        os.umask(umask)
+        self._mode = 0o666 & ~umask   # entries get the mode a plain open() gives: other users may share the cache
+        self._sweep()
+
+    def _sweep(self):
+        """Remove temporary files that killed writers left (older than a day: a live writer's is seconds old)."""
+        if not osp.isdir(self.root):
+            return
+        now = time.time()
+        for sub in os.scandir(self.root):
+            if not sub.is_dir():
+                continue
+            for f in os.scandir(sub.path):
+                try:
+                    if f.name.startswith('.tmp-') and now - f.stat().st_mtime > _STALE_TMP_S:
+                        os.unlink(f.path)
+                except OSError:
+                    pass
 
     def entry_path(self, path, rgb):
         """The entry of ``path`` decoded in colour order ``rgb``; raises OSError when the source cannot be stat'ed."""
-        src = osp.abspath(path)
+        src = osp.realpath(path)
         st = os.stat(src)
-        key = hashlib.sha1(('%s\0%d\0%d\0%s' % (src, st.st_size, st.st_mtime_ns, 'rgb' if rgb else 'bgr'))
-                           .encode('utf-8', 'surrogateescape')).hexdigest()
+        key = '\0'.join(str(v) for v in (FORMAT, src, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns,
+                                          st.st_ctime_ns, 'rgb' if rgb else 'bgr', self._decoder))
+        key = hashlib.sha1(key.encode('utf-8', 'surrogateescape')).hexdigest()
         return osp.join(self.root, key[:2], key + '.npy')
 
     def read(self, path, rgb=False, record=None):
-        """The decoded (H, W, 3) uint8 image of ``path`` (BGR unless ``rgb``), read-only when it comes from the
-        cache. Errors about the source are :func:`~cvpack.data.io.read_image`'s (they name the file and record)."""
+        """The decoded (H, W, 3) uint8 image of ``path`` (BGR unless ``rgb``), read-only. Errors about the source
+        are :func:`~cvpack.data.io.read_image`'s (they name the file and record)."""
         try:
             entry = self.entry_path(path, rgb)
         except OSError:
+            entry = None
+        if entry is None or not os.access(path, os.R_OK):
             return read_image(path, rgb=rgb, record=record)   # missing or unreadable: read_image says which
-        if osp.exists(entry):
+        if self.readable and osp.exists(entry):
             img = self._load(entry, path)
             if img is not None:
                 return img
         img = read_image(path, rgb=rgb, record=record)
-        if self.writable:
+        img.setflags(write=False)
+        if self.writable and self.readable:     # an entry that could not be opened is not rewritten
             self._store(entry, img)
         return img
 
     def _load(self, entry, path):
         try:
             img = np.load(entry, mmap_mode='r', allow_pickle=False)
-        except (OSError, ValueError, EOFError) as e:
+        except (ValueError, EOFError) as e:     # not a .npy, truncated, an object array
             img, why = None, '%s: %s' % (type(e).__name__, e)
+        except OSError as e:                    # permissions, too many open files, no memory for the map
+            self.readable = False
+            warnings.warn('DATASET.IMAGE_CACHE: cannot open entry %s of %s (%s); reading images from their files '
+                          'from now on (in this process)' % (entry, path, e), RuntimeWarning, stacklevel=3)
+            return None
         else:
             ok = img.ndim == 3 and img.shape[2] == 3 and img.dtype == np.uint8 and min(img.shape[:2]) > 0
             why = 'holds a %s %s array, not (H, W, 3) uint8' % (img.dtype, tuple(img.shape))
@@ -92,13 +137,16 @@ class DecodedImageCache:
         try:
             os.makedirs(folder, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix='.tmp-', suffix='.npy', dir=folder)
+            os.fchmod(fd, self._mode)
             with os.fdopen(fd, 'wb') as f:
                 np.save(f, np.ascontiguousarray(img), allow_pickle=False)
+                f.flush()
+                os.fsync(f.fileno())
             os.replace(tmp, entry)
         except OSError as e:
             self.writable = False
-            warnings.warn('DATASET.IMAGE_CACHE: cannot write %s (%s); reading images from their files from now on'
-                          % (entry, e), RuntimeWarning, stacklevel=3)
+            warnings.warn('DATASET.IMAGE_CACHE: cannot write %s (%s); reading images from their files from now on '
+                          '(in this process)' % (entry, e), RuntimeWarning, stacklevel=3)
             if tmp is not None and osp.exists(tmp):
                 try:
                     os.unlink(tmp)

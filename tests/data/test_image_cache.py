@@ -5,6 +5,7 @@ import os.path as osp
 import shutil
 import warnings
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -59,20 +60,69 @@ def test_entry_is_the_decoded_image_read_only(coco_subset, tmp_path):
     for rgb in (False, True):
         first, again = c.read(path, rgb=rgb), c.read(path, rgb=rgb)
         assert np.array_equal(first, read_image(path, rgb=rgb)) and np.array_equal(again, first)
-        assert not again.flags.writeable                          # memory-mapped from the entry
+        assert not first.flags.writeable and not again.flags.writeable   # decoded, then memory-mapped
+        assert isinstance(again.base, np.memmap) or isinstance(again, np.memmap)
     assert len(_entries(c.root)) == 2                            # BGR and RGB are separate entries
 
 
-def test_changed_source_gets_a_new_entry(coco_subset, tmp_path):
+def _same_size_images(tmp_path):
+    """Two BMP files of one size and byte count with other pixels (a replaced image the size cannot tell)."""
+    a, b = tmp_path / 'a.bmp', tmp_path / 'b.bmp'
+    cv2.imwrite(str(a), np.full((6, 5, 3), 10, np.uint8))
+    cv2.imwrite(str(b), np.full((6, 5, 3), 200, np.uint8))
+    assert a.stat().st_size == b.stat().st_size
+    return a, b
+
+
+def test_replaced_source_with_same_size_and_mtime_gets_a_new_entry(tmp_path):
+    a, b = _same_size_images(tmp_path)
+    src = tmp_path / 'img.bmp'
+    shutil.copy(a, src)
+    os.utime(src, ns=(10 ** 18, 10 ** 18))
+    c = DecodedImageCache(str(tmp_path / 'c'))
+    assert c.read(str(src)).max() == 10
+    shutil.copy(b, src)                                           # same name, size and (set back) mtime
+    os.utime(src, ns=(10 ** 18, 10 ** 18))
+    assert c.read(str(src)).max() == 200
+    os.unlink(src)
+    os.rename(b, src)                                             # replaced by a rename (another inode)
+    os.utime(src, ns=(10 ** 18, 10 ** 18))
+    assert c.read(str(src)).max() == 200 and len(_entries(c.root)) == 3
+
+
+def test_repointed_symlink_gets_the_new_target(tmp_path):
+    a, b = _same_size_images(tmp_path)
+    for f in (a, b):
+        os.utime(f, ns=(10 ** 18, 10 ** 18))
+    link = tmp_path / 'link.bmp'
+    link.symlink_to(a)
+    c = DecodedImageCache(str(tmp_path / 'c'))
+    assert c.read(str(link)).max() == 10
+    link.unlink()
+    link.symlink_to(b)
+    assert c.read(str(link)).max() == 200
+
+
+def test_missing_source_raises_even_with_an_entry(coco_subset, tmp_path):
     src = tmp_path / 'img.jpg'
     shutil.copy(osp.join(coco_subset, 'images/val2017/000000000785.jpg'), src)
     c = DecodedImageCache(str(tmp_path / 'c'))
     c.read(str(src))
-    other = osp.join(coco_subset, 'images/val2017/000000000802.jpg')
-    shutil.copy(other, src)                                       # same name, other pixels
-    os.utime(src, ns=(1, 1))
-    assert np.array_equal(c.read(str(src)), read_image(other))
-    assert len(_entries(c.root)) == 2
+    src.unlink()
+    with pytest.raises(ImageReadError, match=r'not found.*img\.jpg.*record val #2'):
+        c.read(str(src), record='val #2')
+
+
+def test_stale_temporary_files_are_swept(tmp_path):
+    sub = tmp_path / 'c' / 'ab'
+    sub.mkdir(parents=True)
+    old, fresh, entry = sub / '.tmp-old.npy', sub / '.tmp-fresh.npy', sub / 'ab12.npy'
+    for f in (old, fresh, entry):
+        f.write_bytes(b'x')
+    os.utime(old, (0, 0))
+    os.utime(entry, (0, 0))
+    DecodedImageCache(str(tmp_path / 'c'))
+    assert not old.exists() and fresh.exists() and entry.exists()
 
 
 def _damage(entry, how, evil):
@@ -102,6 +152,24 @@ def test_damaged_entry_is_decoded_again_and_rewritten(coco_subset, tmp_path, how
     with warnings.catch_warnings():
         warnings.simplefilter('error')
         assert np.array_equal(c.read(path), truth)                # rewritten: read back without a warning
+
+
+def test_entry_that_cannot_be_opened_warns_once_and_reads_the_sources(coco_subset, tmp_path, monkeypatch):
+    paths = [osp.join(coco_subset, 'images/val2017', f) for f in ('000000000785.jpg', '000000000802.jpg')]
+    c = DecodedImageCache(str(tmp_path / 'c'))
+    for p in paths:
+        c.read(p)
+    before = {p: os.stat(p).st_mtime_ns for p in _entries(c.root)}
+
+    def denied(*a, **k):
+        raise PermissionError(13, 'Permission denied')
+    monkeypatch.setattr(np, 'load', denied)
+    with pytest.warns(RuntimeWarning, match='cannot open entry .*Permission denied'):
+        assert np.array_equal(c.read(paths[0]), read_image(paths[0]))
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')                            # once per process, not once per image
+        assert np.array_equal(c.read(paths[1]), read_image(paths[1]))
+    assert before == {p: os.stat(p).st_mtime_ns for p in _entries(c.root)}   # good entries not rewritten
 
 
 def test_unwritable_cache_warns_once_and_reads_the_sources(coco_subset, tmp_path, monkeypatch):
@@ -153,6 +221,9 @@ def test_loader_workers_fill_and_read_one_cache(coco_subset, tmp_path):
         sampler = IterationBasedSampler(len(ds), batch_size=4, num_iters=3, rank=0, world_size=1, seed=5)
         loader = torch.utils.data.DataLoader(ds, batch_sampler=sampler, num_workers=2)
         batches[name] = [b['image'] for b in loader]
+    used = {ds.records[int(i)]['image_path'] for batch in IterationBasedSampler(
+        len(ds), batch_size=4, num_iters=3, rank=0, world_size=1, seed=5) for i in batch}
+    assert len(batches['plain']) == 3
     for name in ('cached', 'warm'):
-        assert all(torch.equal(a, b) for a, b in zip(batches['plain'], batches[name])), name
-    assert 0 < len(_entries(cache)) <= 12
+        assert len(batches[name]) == 3 and all(torch.equal(a, b) for a, b in zip(batches['plain'], batches[name]))
+    assert len(_entries(cache)) == len(used)

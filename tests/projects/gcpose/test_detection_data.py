@@ -189,3 +189,21 @@ def test_preset_dataset_block_is_the_shared_one(tmp_path):
     shared.CLASS = cfg.DATASET.CLASS
     assert {k: cfg.DATASET[k] for k in shared} == shared
     assert extra == {'COLOR_RGB': True, 'MIN_KEYPOINTS_PER_IMAGE': 1}
+
+
+def test_image_cache_gives_the_same_samples(coco_subset, tmp_path):
+    """DATASET.IMAGE_CACHE (cvpack/data/image_cache.py) reaches the whole-image pipeline too, bit for bit."""
+    import glob
+    from cvpack.data.samplers import SampleIndex
+    cfg = detection_config(osp.join(coco_subset, 'x'))
+    cfg.DATASET.ROOT = coco_subset
+    cfg.INPUT.MIN_SIZE_TRAIN = [320]
+    plain = DetectionDataset(cfg, 'train')
+    cfg.DATASET.IMAGE_CACHE = str(tmp_path / 'cache')
+    cached = DetectionDataset(cfg, 'train')
+    for _ in ('cold', 'warm'):
+        for i in range(3):
+            key = SampleIndex(i, (0, 0, i))
+            a, b = plain[key], cached[key]
+            assert torch.equal(a['image'], b['image']) and torch.equal(a['gt_keypoints'], b['gt_keypoints'])
+    assert len(glob.glob(str(tmp_path / 'cache' / '*' / '*.npy'))) == 3
