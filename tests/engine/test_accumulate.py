@@ -41,7 +41,7 @@ def _max_diff(a, b):
     return max((a[k] - b[k]).abs().max().item() for k in a)
 
 
-@pytest.mark.parametrize('nproc', [1, 2])
+@pytest.mark.parametrize('nproc', [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_accumulate_equals_full_batch(toy, tmp_path, sub_env, nproc):
     full = _run(toy, sub_env, nproc, tmp_path / 'full', 'SOLVER.IMS_PER_GPU', '4')
     # (with 2 processes, also the evaluation during training, which must not change the training)

@@ -11,6 +11,7 @@ from cvpack.inference.compile import compile_for_inference
 from cvpack.tools.complexity import load_exp
 
 
+@pytest.mark.slow
 def test_compiled_res18_matches_eager(repo_root):
     """A real megvii network (Res18, 64x48 input): BN folded by freezing, same heatmaps to float rounding,
     for the compiled batch shape and for a second (smaller, last-batch) shape."""

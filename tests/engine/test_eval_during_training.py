@@ -101,6 +101,7 @@ def test_best_checkpoint_is_the_best_evaluation(toy, toy_exp, metric):
     assert model_diff(osp.join(out, 'best.pth'), osp.join(out, 'iter-%d.pth' % k)) == 0
 
 
+@pytest.mark.slow
 def test_eval_period_counts_epochs_in_epoch_based_presets(repo_root, coco_subset, sub_env, tmp_path):
     """HSRNet (Simple Baselines preset, SOLVER.EPOCHS set) through its real train.py: TEST.EVAL_PERIOD 2 means every
     2 epochs. 86 annotated train people at batch 48 = 2 steps per epoch; 3 epochs = 6 steps: evaluations after step 4

@@ -59,6 +59,7 @@ def _check_test_gather(exp):
     assert metrics['metrics']['ids'] == list(range(100, 107)) and metrics['metrics']['unique'] == 7
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes(toy, tmp_path, sub_env):
     exp = toy.write_exp(tmp_path, 'tr.exp')
     run = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_port=%d' % _free_port()]

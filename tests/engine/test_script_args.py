@@ -37,6 +37,7 @@ def test_parse_args_flags_after_overrides():
         parse_args(train_parser(), ['SOLVER.MAX_ITER', '5', '--bogus'])
 
 
+@pytest.mark.slow
 def test_flags_anywhere_and_test_crash_in_test_log(toy_exp, sub_env):
     exp, cfg = toy_exp
     out = cfg.OUTPUT_DIR

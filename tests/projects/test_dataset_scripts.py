@@ -44,6 +44,7 @@ def test_train_then_test_on_subset(tmp_path, name):
         assert metrics['AP_easy'] == metrics['AP_hard'] == -1.0 and 0.0 <= metrics['AP_medium'] <= 1.0
 
 
+@pytest.mark.slow
 def test_user_metadata_file_trains_and_tests(tmp_path):
     """A keypoint set of one's own (here AIC's, under another name, from a JSON file) through DATASET.META_FILE."""
     from cvpack.data.meta import AIC

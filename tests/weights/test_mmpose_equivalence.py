@@ -57,7 +57,9 @@ def _sample(cfg, repo_root):
     return TopDownDataset(cfg, 'val', records=[rec])[0]
 
 
-@pytest.mark.parametrize('name', ['RSN-18', 'RSN-50', '2xRSN-50', 'MSPN-1', 'MSPN-2', 'MSPN-3', 'MSPN-4'])
+@pytest.mark.parametrize('name', ['RSN-18', 'RSN-50', '2xRSN-50', 'MSPN-1', 'MSPN-2',
+                                  pytest.param('MSPN-3', marks=pytest.mark.slow),
+                                  pytest.param('MSPN-4', marks=pytest.mark.slow)])
 def test_mmpose_weights_reproduce_mmpose(name, repo_root, one_thread):
     record = MANIFEST['models'][name]
     cfg, model, prepared = build_model_with_weights(osp.join(repo_root, record['exp']), name + '.pth',
