@@ -282,6 +282,7 @@ def test_save_fsyncs_file_before_rename_and_folder_after(toy, toy_exp, tmp_path,
     assert j > i and events[j + 1] == ('fsync', 'dir')
 
 
+@pytest.mark.slow
 def test_stale_temporaries_of_dead_saves_are_removed(exp):
     """kill -9 during a save leaves iter-N.pth.tmp.<PID> (157 MB seen) that no run removed: the next run
     removes those whose process is gone, logging each, and keeps one whose process is alive."""
@@ -324,6 +325,7 @@ def _file_size_limit(limit):
     return apply
 
 
+@pytest.mark.slow
 def test_failed_save_names_path_and_space_and_reaches_log(exp):
     """A save that cannot be written (here: the file size limit, as a full disk would) used to end with torch's
     "[enforce fail at inline_container.cc:672] unexpected pos" and nothing in log.txt: the error names the

@@ -136,6 +136,7 @@ def test_eval_period_iters_follows_the_schedule_unit():
     assert eval_period_iters(0, epochs) == (0, 'epoch')
 
 
+@pytest.mark.slow
 def test_unknown_best_metric_is_a_usage_error_before_training(repo_root, coco_subset, sub_env, tmp_path):
     """RSN's real train.py: TEST.BEST_METRIC checked against the evaluator's metric_names() at start-up (it failed
     at the first evaluation, after the training time was spent): exit 2, one line listing the valid names, no
@@ -151,7 +152,8 @@ def test_unknown_best_metric_is_a_usage_error_before_training(repo_root, coco_su
 
 
 @pytest.mark.parametrize('key, value', [('TEST.DET_FILE', 'det_json/nope.json'),
-                                        ('DATASET.VAL_ANN', 'annotations/nope.json')])
+                                        pytest.param('DATASET.VAL_ANN', 'annotations/nope.json',
+                                                     marks=pytest.mark.slow)])
 def test_missing_val_file_fails_before_training(repo_root, coco_subset, sub_env, tmp_path, key, value):
     """A val annotation or detection file that does not exist, with TEST.EVAL_PERIOD on: the run stops at start-up
     (the val set is built before iteration 1) naming the key and the file, before any iteration or checkpoint."""
@@ -162,6 +164,7 @@ def test_missing_val_file_fails_before_training(repo_root, coco_subset, sub_env,
     assert 'Iter: ' not in log and not [n for n in os.listdir(out) if n.endswith('.pth')]
 
 
+@pytest.mark.slow
 def test_ground_truth_the_evaluator_refuses_fails_before_training(repo_root, coco_subset, sub_env, tmp_path):
     """A val annotation file without 'area': the val set loads it (it needs no area) but the COCO evaluator
     (pycocotools) refuses it; the evaluator checks its ground truth at start-up, naming file, annotation and field."""

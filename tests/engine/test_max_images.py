@@ -6,6 +6,7 @@ import io
 import json
 import os.path as osp
 
+import pytest
 import torch
 
 from cvpack.engine import checkpoint as ck
@@ -45,6 +46,7 @@ def _coco_ap_by_hand(ann_file, results_file, image_ids):
     return float(ev.stats[0])
 
 
+@pytest.mark.slow
 def test_max_images_and_box_coverage(repo_root, coco_subset, sub_env, tmp_path):
     exp = osp.join(repo_root, 'projects', 'RSN', 'exps', 'Res18.coco')
     cfg = resolve_cfg(load_exp(exp, build=False)[0], SMALL)

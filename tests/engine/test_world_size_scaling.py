@@ -4,6 +4,8 @@ import json
 import os.path as osp
 import re
 
+import pytest
+
 from tests.projects.scripts import REPO, run_script
 
 EXP = osp.join(REPO, 'projects', 'RSN', 'exps', 'Res18.coco')
@@ -21,6 +23,7 @@ def _lrs(log):
     return [float(v) for v in re.findall(r'Iter: \d+/\d+, LR: ([0-9.e+-]+)', log)]
 
 
+@pytest.mark.slow
 def test_scaled_by_default_with_one_line_showing_each_value(tmp_path, coco_subset):
     """MAX_ITER 2 on 1 of the preset's 8 processes: 16 iterations, and one log line says so, key by key."""
     log = run_script(EXP, 'train.py', _tiny(coco_subset, tmp_path / 'out', 'SOLVER.CHECKPOINT_PERIOD', '300'))
