@@ -32,20 +32,27 @@ Safety and faults:
 import hashlib
 import os
 import os.path as osp
-import tempfile
 import time
 import warnings
 
 import cv2
 import numpy as np
 
+from ..fileio import atomic_output
 from . import io
 from .io import read_image
 
 FORMAT = 1                    # bump when the stored layout or the key changes meaning
 _STALE_TMP_S = 24 * 3600      # a temporary file this old was left by a killed writer
 
-__all__ = ['DecodedImageCache']
+__all__ = ['DecodedImageCache', 'image_reader']
+
+
+def image_reader(folder):
+    """The image reader of a dataset: ``read(path, rgb=False, record=None)``, through a :class:`DecodedImageCache`
+    in ``folder`` (``DATASET.IMAGE_CACHE``), or :func:`~cvpack.data.io.read_image` itself when ``folder`` is
+    '' or None."""
+    return DecodedImageCache(folder).read if folder else read_image
 
 
 class DecodedImageCache:
@@ -64,9 +71,6 @@ class DecodedImageCache:
         self.writable = True   # False after a failed write: read from the sources from then on
         self.readable = True   # False after an entry could not be opened (not damaged): idem
         self._decoder = 'cv2 %s flags %d/%d' % (cv2.__version__, io._FLAGS, getattr(cv2, 'IMREAD_COLOR_RGB', -1))
-        umask = os.umask(0)
-        os.umask(umask)
-        self._mode = 0o666 & ~umask   # entries get the mode a plain open() gives: other users may share the cache
         self._sweep()
 
     def _sweep(self):
@@ -79,7 +83,9 @@ class DecodedImageCache:
                 continue
             for f in os.scandir(sub.path):
                 try:
-                    if f.name.startswith('.tmp-') and now - f.stat().st_mtime > _STALE_TMP_S:
+                    # atomic_output's temporaries: '.<entry stem>.tmp-<pid>.npy'
+                    if (f.name.startswith('.') and '.tmp-' in f.name
+                            and now - f.stat().st_mtime > _STALE_TMP_S):
                         os.unlink(f.path)
                 except OSError:
                     pass
@@ -102,7 +108,7 @@ class DecodedImageCache:
             entry = None
         if entry is None or not os.access(path, os.R_OK):
             return read_image(path, rgb=rgb, record=record)   # missing or unreadable: read_image says which
-        if self.readable and osp.exists(entry):
+        if self.readable:
             img = self._load(entry, path)
             if img is not None:
                 return img
@@ -113,8 +119,11 @@ class DecodedImageCache:
         return img
 
     def _load(self, entry, path):
+        """The entry's image, memory-mapped; None when there is none yet or it is damaged (warned)."""
         try:
             img = np.load(entry, mmap_mode='r', allow_pickle=False)
+        except FileNotFoundError:               # not cached yet (one stat less than checking first)
+            return None
         except (ValueError, EOFError) as e:     # not a .npy, truncated, an object array
             img, why = None, '%s: %s' % (type(e).__name__, e)
         except OSError as e:                    # permissions, too many open files, no memory for the map
@@ -132,23 +141,15 @@ class DecodedImageCache:
         return img
 
     def _store(self, entry, img):
-        folder = osp.dirname(entry)
-        tmp = None
+        """Write the entry through the project's atomic writer (temporary file + rename; plain ``open``, so the
+        umask's mode and other users may share the cache), fsynced before the rename so that a crash leaves no
+        zero-filled entry."""
         try:
-            os.makedirs(folder, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix='.tmp-', suffix='.npy', dir=folder)
-            os.fchmod(fd, self._mode)
-            with os.fdopen(fd, 'wb') as f:
+            with atomic_output(entry) as tmp, open(tmp, 'wb') as f:
                 np.save(f, np.ascontiguousarray(img), allow_pickle=False)
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp, entry)
         except OSError as e:
             self.writable = False
             warnings.warn('DATASET.IMAGE_CACHE: cannot write %s (%s); reading images from their files from now on '
                           '(in this process)' % (entry, e), RuntimeWarning, stacklevel=3)
-            if tmp is not None and osp.exists(tmp):
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass

@@ -22,8 +22,7 @@ import torch
 from ..codecs import build_codec
 from . import transforms as T
 from .coco import box_record, coco_det_records, coco_gt_records
-from .image_cache import DecodedImageCache
-from .io import read_image
+from .image_cache import image_reader
 from .meta_file import dataset_meta
 from .mpii import mpii_records
 from .samplers import sample_rng
@@ -59,8 +58,8 @@ class TopDownDataset(torch.utils.data.Dataset):
         self.pixel_std = float(cfg.DATASET.PIXEL_STD)
         self.flip_pairs = [tuple(p) for p in cfg.DATASET.KEYPOINT.FLIP_PAIRS]
         self.rgb = bool(cfg.DATASET.COLOR_RGB)
-        # decoded images on local disk, memory-mapped (cvpack/data/image_cache.py); None / '' = decode every time
-        self.image_cache = DecodedImageCache(cfg.DATASET.IMAGE_CACHE) if cfg.DATASET.IMAGE_CACHE else None
+        # read_image, or through decoded images on local disk (DATASET.IMAGE_CACHE, cvpack/data/image_cache.py)
+        self.read_image = image_reader(cfg.DATASET.IMAGE_CACHE)
         self.lut = normalize_lut(cfg.INPUT.MEANS, cfg.INPUT.STDS)
         self.plane_luts = [np.ascontiguousarray(self.lut[:, :, c]) for c in range(3)]   # (1, 256) per channel
         self.codec = build_codec(cfg)   # target encoder (cfg.CODEC); checks TEST.DECODER against it early
@@ -107,9 +106,7 @@ class TopDownDataset(torch.utils.data.Dataset):
         decoded image (inference on arrays), else read from ``rec['image_path']`` (errors name the record)."""
         if rec.get('image') is not None:
             return rec['image']
-        if self.image_cache is not None:
-            return self.image_cache.read(rec['image_path'], rgb=self.rgb, record=record)
-        return read_image(rec['image_path'], rgb=self.rgb, record=record)
+        return self.read_image(rec['image_path'], rgb=self.rgb, record=record)
 
     # ---------------------------------------------------------------- randomness
     def seed(self, seed):

@@ -173,13 +173,12 @@ def test_entry_that_cannot_be_opened_warns_once_and_reads_the_sources(coco_subse
 
 
 def test_unwritable_cache_warns_once_and_reads_the_sources(coco_subset, tmp_path, monkeypatch):
-    import tempfile
     paths = [osp.join(coco_subset, 'images/val2017', f) for f in ('000000000785.jpg', '000000000802.jpg')]
     c = DecodedImageCache(str(tmp_path / 'c'))
 
     def full(*a, **k):
         raise OSError(28, 'No space left on device')
-    monkeypatch.setattr(tempfile, 'mkstemp', full)
+    monkeypatch.setattr(np, 'save', full)
     with pytest.warns(RuntimeWarning, match='cannot write .*No space left'):
         assert np.array_equal(c.read(paths[0]), read_image(paths[0]))
     with warnings.catch_warnings():

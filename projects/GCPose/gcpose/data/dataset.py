@@ -15,8 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from cvpack.data.image_cache import DecodedImageCache
-from cvpack.data.io import read_image
+from cvpack.data.image_cache import image_reader
 from cvpack.data.meta import get_dataset_meta
 from cvpack.data.samplers import sample_rng
 from cvpack.data.validate import config_file
@@ -47,8 +46,8 @@ class DetectionDataset(Dataset):
         self.max_size = i.MAX_SIZE_TRAIN if self.train else i.MAX_SIZE_TEST
         self.prob_flip = i.PROB_FLIP if self.train else 0.0
         self.rgb = d.COLOR_RGB
-        # decoded images on local disk, memory-mapped (cvpack/data/image_cache.py); None / '' = decode every time
-        self.image_cache = DecodedImageCache(d.IMAGE_CACHE) if d.IMAGE_CACHE else None
+        # read_image, or through decoded images on local disk (DATASET.IMAGE_CACHE, cvpack/data/image_cache.py)
+        self.read_image = image_reader(d.IMAGE_CACHE)
         self.mean = np.asarray(i.PIXEL_MEAN, dtype=np.float32)
         self.std = np.asarray(i.PIXEL_STD, dtype=np.float32)
 
@@ -70,9 +69,7 @@ class DetectionDataset(Dataset):
         if rec.get('image') is not None:
             return rec['image']
         # the repo's reader: EXIF orientation ignored (annotations are in stored pixels), errors name file + record
-        where = 'image_id %d of %s' % (rec['image_id'], self.ann_file)
-        img = (self.image_cache.read(rec['file'], self.rgb, where) if self.image_cache is not None
-               else read_image(rec['file'], self.rgb, where))
+        img = self.read_image(rec['file'], self.rgb, 'image_id %d of %s' % (rec['image_id'], self.ann_file))
         if img.shape[:2] != (rec['height'], rec['width']):
             raise ValueError('%s: image %s is %s, annotation says %s' % (self.ann_file, rec['file'], img.shape[:2],
                                                                          (rec['height'], rec['width'])))
