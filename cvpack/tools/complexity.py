@@ -6,6 +6,11 @@ Conv2d, ConvTranspose2d and Linear layers only (no bias, BN, activation, add or 
 forward hooks on one image in eval mode. The model is built with MODEL.PRETRAINED and MODEL.WEIGHT cleared, so
 no weights are read or downloaded.
 
+``gmacs`` counts the network as published: a model whose eval forward takes shortcuts (attribute
+``original_eval``: the Megvii networks skip the heads they do not return and run a 1x1 conv before a resize,
+not after) runs its original form for the count, as the original code does at test time. ``eval_gmacs`` is
+what the eval forward computes.
+
 Whole-image models (DATASET.PIPELINE 'detection', GCPose / Keypoint R-CNN) have no INPUT_SHAPE and their cost
 depends on the number of proposals and detections; such a model exposes ``complexity_parts(cfg)`` (sub-network,
 input, calls per image) and the tool reports each part's GMACs per call, at the part's input (the trunk at
@@ -25,8 +30,10 @@ from ..exp import load_exp
 from ..protocols import ComplexityParts
 
 
-def count_macs(model: nn.Module, inputs: torch.Tensor) -> int:
-    """Multiply-adds of Conv2d / ConvTranspose2d / Linear layers in one forward of ``inputs`` (bias excluded)."""
+def count_macs(model: nn.Module, inputs: torch.Tensor, original: bool = True) -> int:
+    """Multiply-adds of Conv2d / ConvTranspose2d / Linear layers in one eval forward of ``inputs`` (bias
+    excluded). ``original``: modules with an ``original_eval`` switch run their original form (the network as
+    published); False counts what the eval forward computes."""
     total = [0]
 
     def conv_hook(m, inp, out):
@@ -48,13 +55,18 @@ def count_macs(model: nn.Module, inputs: torch.Tensor) -> int:
             hooks.append(m.register_forward_hook(conv_hook))
         elif isinstance(m, nn.Linear):
             hooks.append(m.register_forward_hook(linear_hook))
+    switches = {m: m.original_eval for m in model.modules() if hasattr(m, 'original_eval')}
     was_training = model.training
     model.eval()
     try:
+        for m in switches:
+            m.original_eval = original
         with torch.no_grad():
             model(inputs)
     finally:
         model.train(was_training)
+        for m, value in switches.items():
+            m.original_eval = value
         for h in hooks:
             h.remove()
     return total[0]
@@ -71,7 +83,8 @@ def _parts_complexity(model, cfg):
 
 
 def complexity(exp_dir, opts=None, meta=True):
-    """Return ``{'params': int, 'gmacs': float}`` for the exp's model at cfg.INPUT_SHAPE (batch 1).
+    """Return ``{'params': int, 'gmacs': float, 'eval_gmacs': float}`` for the exp's model at cfg.INPUT_SHAPE
+    (batch 1): the network as published, and what its eval forward computes (see the module docstring).
 
     Whole-image models (``model.complexity_parts``, :class:`cvpack.protocols.ComplexityParts`) also get
     ``parts`` {name: {gmacs per call, calls per image}}; ``gmacs`` is then the per-image upper bound. With
@@ -90,8 +103,9 @@ def complexity(exp_dir, opts=None, meta=True):
                          'complexity_parts(cfg): cannot choose an input to count MACs at'
                          % (exp_dir, cfg.DATASET.PIPELINE))
     h, w = cfg.INPUT_SHAPE
-    macs = count_macs(model, torch.zeros(1, 3, h, w, device=next(model.parameters()).device))
-    return {'params': params, 'gmacs': macs / 1e9}
+    images = torch.zeros(1, 3, h, w, device=next(model.parameters()).device)
+    return {'params': params, 'gmacs': count_macs(model, images) / 1e9,
+            'eval_gmacs': count_macs(model, images, original=False) / 1e9}
 
 
 def main(argv=None):
@@ -101,7 +115,8 @@ def main(argv=None):
                     'keypoint heads per RoI) and their per-image upper bound (all proposals / detections).')
     parser.add_argument('exp_dir')
     parser.add_argument('--json', action='store_true',
-                        help='print {"params": int, "gmacs": float} (+ "parts" for detection exps)')
+                        help='print {"params": int, "gmacs": float, "eval_gmacs": float} ("parts" instead of '
+                             '"eval_gmacs" for detection exps)')
     args, opts = parser.parse_known_args(argv)   # the rest: KEY VALUE config overrides
     torch.set_num_threads(min(2, torch.get_num_threads()))
     res = complexity(args.exp_dir, opts)
@@ -110,7 +125,9 @@ def main(argv=None):
     else:
         print('%s: params %s (%.2f M), %.3f GMACs at the input size'
               % (osp.basename(osp.abspath(args.exp_dir)), format(res['params'], ','), res['params'] / 1e6,
-                 res['gmacs']) + (' (upper bound per image, parts below)' if 'parts' in res else ''))
+                 res['gmacs']) + (' (upper bound per image, parts below)' if 'parts' in res else '')
+              + ('; its eval forward computes %.3f GMACs (see --help)' % res['eval_gmacs']
+                 if res.get('eval_gmacs', res['gmacs']) != res['gmacs'] else ''))
         for name, part in res.get('parts', {}).items():
             print('  %-28s %9.3f GMACs x %d per image' % (name, part['gmacs'], part['calls']))
     return res
