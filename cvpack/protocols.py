@@ -9,7 +9,9 @@ tests/test_protocols.py checks the shipped implementations' signatures). Where e
 - :class:`AspectRatioGrouped`: the trainer groups batches by aspect ratio (``GroupedIterationSampler``) when
   ``DATALOADER.ASPECT_RATIO_GROUPING`` is on and the dataset has it.
 - :class:`DetectionStats`: the tester logs the detections dropped while reading ``TEST.DET_FILE``.
-- :class:`ComplexityParts`: ``cvpack.tools.complexity`` counts whole-image models part by part.
+- :class:`ComplexityParts`: ``cvpack.tools.complexity`` counts whole-image models part by part. An attribute
+  ``original_eval`` (a bool, no class here) marks a model whose eval forward takes shortcuts; the tool sets it to
+  count the network as published (MultiStageNet.forward).
 - :class:`MetricNames`: the trainer checks ``TEST.BEST_METRIC`` against an evaluator's names at start-up
   (``TEST.EVAL_PERIOD``, cvpack/engine/periodic_eval.py), not at the first evaluation hours later.
 - :class:`GroundTruthCheck`: at the same start-up, rank 0 has the evaluator read and validate its ground truth

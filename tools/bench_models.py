@@ -365,9 +365,11 @@ def main(argv=None):
     torch.manual_seed(0)
     caps = torch.cpu.get_capabilities()
     native_bf16 = bool(caps.get('amx_bf16') or caps.get('avx512_bf16') or caps.get('bf16'))
-    # Without native bf16 the 2048^3 bf16 product is emulated and takes minutes: no bf16 peak (nor floor) then.
+    # Without native bf16 the 2048^3 bf16 product is emulated and takes minutes: no bf16 peak (nor floor) then,
+    # nor when no bf16 mode runs (or oneDNN is capped below the CPU, ONEDNN_MAX_CPU_ISA, and would emulate it).
+    bf16_runs = any(MODES[m][1] for m in args.modes)
     peaks = {'fp32': gemm_peak_gmacs(torch.float32),
-             'bf16': gemm_peak_gmacs(torch.bfloat16) if native_bf16 else float('nan')}
+             'bf16': gemm_peak_gmacs(torch.bfloat16) if native_bf16 and bf16_runs else float('nan')}
     print('CPU: %s, %s; fp32 compute peak %.0f GMAC/s on %d threads; load %.1f' % (
           caps.get('cpu_name', '?'), torch.backends.cpu.get_cpu_capability(), peaks['fp32'], args.threads, _load()),
           flush=True)
