@@ -124,6 +124,15 @@ class UpsampleUnit(nn.Module):
         if prm:
             self.prm = PRM(num_keypoints, efficient=efficient)
 
+    def _up_conv_is_affine(self):
+        """up_conv computes W x + b per pixel: no ReLU, and its BN (if any) normalises with running statistics
+        (eval mode and tracked; a BN in training mode or without running statistics uses the batch's)."""
+        unit = self.up_conv
+        if unit.training or getattr(unit, 'has_relu', True):
+            return False
+        bn = getattr(unit, 'bn', None) if getattr(unit, 'has_bn', True) else None
+        return bn is None or (not bn.training and bn.running_mean is not None)
+
     def forward(self, x, up_x, output_size, heatmap=True, conv_first=False):
         """x: encoder feature (N, C, h_l, w_l); up_x: previous unit's fused feature (N, 256, h', w') or None.
 
@@ -132,12 +141,13 @@ class UpsampleUnit(nn.Module):
         run). Resizes are bilinear with align_corners=True (original).
 
         ``conv_first``: apply ``up_conv`` to up_x before resizing it, not after (4x fewer MACs for it). The same
-        function when up_conv is affine, i.e. its BN is in eval mode (or folded) and it has no ReLU: the bilinear
-        weights of every output pixel sum to 1, so resize(W x + b) = W resize(x) + b. Taken only then.
+        function when up_conv is affine, i.e. its BN uses running statistics (eval mode) or is folded and it has
+        no ReLU: the bilinear weights of every output pixel sum to 1, so resize(W x + b) = W resize(x) + b. Taken
+        only then (:meth:`_up_conv_is_affine`).
         """
         out = self.u_skip(x)
         if self.ind > 0:
-            if conv_first and not self.up_conv.training and not self.up_conv.has_relu:
+            if conv_first and self._up_conv_is_affine():
                 out = out + F.interpolate(self.up_conv(up_x), size=out.shape[-2:], mode='bilinear',
                                           align_corners=True)
             else:

@@ -85,6 +85,7 @@ def _parts_complexity(model, cfg):
 def complexity(exp_dir, opts=None, meta=True):
     """Return ``{'params': int, 'gmacs': float, 'eval_gmacs': float}`` for the exp's model at cfg.INPUT_SHAPE
     (batch 1): the network as published, and what its eval forward computes (see the module docstring).
+    Whole-image models return ``parts`` instead of ``eval_gmacs``.
 
     Whole-image models (``model.complexity_parts``, :class:`cvpack.protocols.ComplexityParts`) also get
     ``parts`` {name: {gmacs per call, calls per image}}; ``gmacs`` is then the per-image upper bound. With

@@ -10,10 +10,10 @@ from cvpack.tools.complexity import count_macs, complexity
 from tests.projects.megvii_helpers import exp_dir
 
 
-def _net(stage_num, block='rsb', seed=0):
+def _net(stage_num, block='rsb', seed=0, prm=False):
     """A small Megvii network with BN statistics of unit scale (as a trained one has), in eval mode."""
     torch.manual_seed(seed)
-    model = MultiStageNet(17, (16, 12), block=block, blocks=(1, 1, 1, 1), stage_num=stage_num)
+    model = MultiStageNet(17, (16, 12), block=block, blocks=(1, 1, 1, 1), stage_num=stage_num, prm=prm)
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.momentum = None          # cumulative average over the calibration batches
@@ -27,6 +27,11 @@ def _net(stage_num, block='rsb', seed=0):
 
 
 def _both_forms(model, images):
+    """(eval form, original form) heatmaps, and the (h, w) of the finest unit's up_conv input in each: the
+    coarser level's size when up_conv ran before the resize."""
+    sizes = []
+    unit = getattr(model, 'stage%d' % (model.stage_num - 1)).upsample.up4.up_conv
+    hook = unit.register_forward_hook(lambda m, inp, out: sizes.append(tuple(inp[0].shape[-2:])))
     with torch.no_grad():
         fast = model(images)
         model.original_eval = True
@@ -34,23 +39,50 @@ def _both_forms(model, images):
             full = model(images)
         finally:
             model.original_eval = False
-    return fast, full
+            hook.remove()
+    return fast, full, sizes
 
 
-@pytest.mark.parametrize('stage_num,block', [(1, 'rsb'), (2, 'rsb'), (2, 'bottleneck')])
-def test_eval_form_gives_the_original_heatmap(stage_num, block):
-    model = _net(stage_num, block)
+def _stage_outputs(model, images, heads):
+    """Every stage's (heatmaps, skip1, skip2, cross) with the given heads and up_conv after the resize."""
+    x, skip1, skip2, outputs = model.top(images), None, None, []
+    with torch.no_grad():
+        for s in range(model.stage_num):
+            last = s == model.stage_num - 1
+            res, skip1, skip2, x = getattr(model, 'stage%d' % s)(
+                x, skip1, skip2, model.output_shape, (False, False, False, last) if heads == 'returned' else
+                (True,) * 4, conv_first=False)
+            outputs.append((res, skip1, skip2, x))
+    return outputs
+
+
+@pytest.mark.parametrize('stage_num,block,prm', [(1, 'rsb', False), (2, 'rsb', False), (2, 'bottleneck', False),
+                                                 (1, 'rsb', True)])
+def test_eval_form_gives_the_original_heatmap(stage_num, block, prm):
+    model = _net(stage_num, block, prm=prm)
     images = torch.randn(3, 3, 64, 48)
-    fast, full = _both_forms(model, images)
+    fast, full, sizes = _both_forms(model, images)
     assert fast.shape == full.shape == (3, 17, 16, 12)
+    assert sizes == [(8, 6), (16, 12)]        # the swap was taken in the eval form only
     # the same function; only float rounding differs (up_conv before the resize)
     assert (fast - full).abs().max() <= 1e-5 * full.abs().max()
-    with torch.no_grad():   # skipping the unreturned heads alone changes no bit
-        pruned = model.forward_stages(images, eval_form=False)[-1][-1]
-        assert torch.equal(pruned, full)
+    with torch.no_grad():
         outputs = model.forward_stages(images, eval_form=True)
     assert all(r is None for stage in outputs[:-1] for r in stage)
     assert outputs[-1][:3] == [None, None, None] and outputs[-1][3].shape == (3, 17, 16, 12)
+
+
+@pytest.mark.parametrize('stage_num', [1, 2])
+def test_skipping_heads_changes_no_bit(stage_num):
+    """Without the up_conv swap, running only the returned head leaves that heatmap and every feature passed
+    to the next stage the same tensors, bit for bit."""
+    model = _net(stage_num, prm=True)
+    images = torch.randn(2, 3, 64, 48)
+    every, returned = _stage_outputs(model, images, 'all'), _stage_outputs(model, images, 'returned')
+    assert torch.equal(every[-1][0][3], returned[-1][0][3])
+    assert returned[-1][0][:3] == [None, None, None]
+    for (_, s1, s2, x), (_, r1, r2, rx) in zip(every[:-1], returned[:-1]):
+        assert all(torch.equal(a, b) for a, b in zip(s1 + s2 + [x], r1 + r2 + [rx]))
 
 
 def test_eval_form_with_bn_folded_and_channels_last():
@@ -58,8 +90,15 @@ def test_eval_form_with_bn_folded_and_channels_last():
     gives the folded original form's heatmap (folding itself rounds differently from the unfolded net)."""
     fused = fuse_conv_bn(_net(2)).to(memory_format=torch.channels_last)
     images = torch.randn(2, 3, 64, 48).contiguous(memory_format=torch.channels_last)
-    fast, full = _both_forms(fused, images)
-    assert 0 < (fast - full).abs().max() <= 1e-5 * full.abs().max()
+    fast, full, sizes = _both_forms(fused, images)
+    assert sizes == [(8, 6), (16, 12)]
+    assert (fast - full).abs().max() <= 1e-5 * full.abs().max()
+
+
+def test_no_swap_when_up_conv_bn_uses_batch_statistics():
+    model = _net(1)
+    model.stage0.upsample.up4.up_conv.bn.train()     # the rest stays in eval mode
+    assert _both_forms(model, torch.randn(2, 3, 64, 48))[2] == [(16, 12), (16, 12)]
 
 
 def test_training_runs_every_head_in_the_original_order():
