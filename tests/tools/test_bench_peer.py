@@ -59,12 +59,15 @@ def test_peer_goals_use_the_fastest_fp32_path(bench, capsys):
     def st(t):
         return {'median': t, 'min': t, 'cpu': t, 'load': '1.0/1.0'}
     res = {'infer': {'mmpose 1.3.2 eager': st(0.50), 'fp32-cl': st(0.45), 'fp32-cl+fold': st(0.40),
-                     'fp32+onnxruntime': st(0.25), 'bf16-cl': st(0.10)}}
+                     'fp32+onnxruntime': st(0.25), 'bf16-cl': st(0.10)},
+           'eval_gmacs': 15.0}   # the eval forward's MACs: the eval floor
     bench.print_peer_goals({'RSN18': (res, 18.0)}, {}, {'fp32': 60.0})
     line = [x for x in capsys.readouterr().out.splitlines() if x.startswith('| RSN18')][0]
-    assert line == '| RSN18 | 0.500 | 0.250 | fp32+onnxruntime | 2.00x | 0.300 | 0.83x | no: 0.250 s < floor |'
+    assert line == ('| RSN18 | 0.500 | 0.250 | fp32+onnxruntime | 2.00x | 0.300 | 0.83x | 0.250 | 1.00x | '
+                    'no: 0.250 s < floor |')
     # a time given on the command line stands in when the run did not time mmpose
     del res['infer']['mmpose 1.3.2 eager']
+    res['eval_gmacs'] = 3.0
     bench.print_peer_goals({'RSN18': (res, 6.0)}, {'RSN18': 0.8}, {'fp32': 60.0})
     line = [x for x in capsys.readouterr().out.splitlines() if x.startswith('| RSN18')][0]
-    assert line == '| RSN18 | 0.800 | 0.250 | fp32+onnxruntime | 3.20x | 0.100 | 2.50x | yes |'
+    assert line == '| RSN18 | 0.800 | 0.250 | fp32+onnxruntime | 3.20x | 0.100 | 2.50x | 0.050 | 5.00x | yes |'
