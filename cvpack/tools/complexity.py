@@ -7,9 +7,9 @@ forward hooks on one image in eval mode. The model is built with MODEL.PRETRAINE
 no weights are read or downloaded.
 
 ``gmacs`` counts the network as published: a model whose eval forward takes shortcuts (attribute
-``original_eval``: the Megvii networks skip the heads they do not return and run a 1x1 conv before a resize,
-not after) runs its original form for the count, as the original code does at test time. ``eval_gmacs`` is
-what the eval forward computes.
+``original_eval``: the Megvii networks and MLPE skip the heads they do not return, the Megvii networks run a
+1x1 conv before a resize, not after) runs its original form for the count, as the original code does at test
+time. ``eval_gmacs`` is what the eval forward computes.
 
 Whole-image models (DATASET.PIPELINE 'detection', GCPose / Keypoint R-CNN) have no INPUT_SHAPE and their cost
 depends on the number of proposals and detections; such a model exposes ``complexity_parts(cfg)`` (sub-network,

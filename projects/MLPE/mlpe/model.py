@@ -41,6 +41,7 @@ class MLPE(nn.Module):
                                             upsample=upsample, lateral_skips=lateral_skips)
         self.refine_net = HRFineNet(num_joints=num_joints, pred_kernel=pred_kernel, upsample=upsample)
         self.topk, self.use_ohkm = topk, use_ohkm
+        self.original_eval = False   # True: the eval forward also runs the multi-level heads (see forward)
 
     def forward(self, images, targets=None):
         """Args:
@@ -51,12 +52,16 @@ class MLPE(nn.Module):
         Returns:
             training with targets: {'global_loss', 'refine_loss'} scalars;
             otherwise the final heatmaps (N, K, H/4, W/4) on the input-crop stride-4 grid (peak ~255).
+
+        In eval mode the multi-level net's four heatmap heads do not run: they feed only the global loss, and
+        the refined heatmaps do not depend on them (the same tensor, bit for bit). ``original_eval = True`` runs
+        them, as the released code does; cvpack.tools.complexity counts the network that way.
         """
         if images.shape[-2] % 32 or images.shape[-1] % 32:
             # the three x2 upsamplings from C5 must land on the stride-4 grid
             raise ValueError('MLPE needs an input size divisible by 32, got %s' % (tuple(images.shape[-2:]),))
         feats = self.backbone(images)[::-1]           # [C5, C4, C3, C2]
-        levels, global_maps = self.multilevel_net(feats)
+        levels, global_maps = self.multilevel_net(feats, heads=self.training or self.original_eval)
         refined = self.refine_net(levels)
         if not (self.training and targets is not None):
             return refined

@@ -117,11 +117,12 @@ class MultiLevelNet(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def forward(self, feats):
+    def forward(self, feats, heads=True):
         """feats: [C5, C4, C3, C2] (strides 32, 16, 8, 4).
 
         Returns: (levels, heatmaps), both coarsest first: levels are 4 maps (N, 256, h_i, w_i) at strides
-        32/16/8/4 (input grid), heatmaps 4 maps (N, K, H/4, W/4) on the output (stride-4) grid.
+        32/16/8/4 (input grid), heatmaps 4 maps (N, K, H/4, W/4) on the output (stride-4) grid; None when
+        ``heads`` is False (the heads feed only the global loss).
         """
         x = self.lateral5(feats[0])
         if self.context is not None:
@@ -132,5 +133,7 @@ class MultiLevelNet(nn.Module):
             if self.laterals is not None:
                 x = x + self.laterals[i](feats[i + 1])
             levels.append(x)
+        if not heads:
+            return levels, None
         output_hw = tuple(levels[-1].shape[-2:])
         return levels, [head(f, output_hw) for head, f in zip(self.heads, levels)]

@@ -161,3 +161,36 @@ def test_exp_complexity_tool(repo_root, exp, params, gmacs):
     res = complexity(os.path.join(repo_root, 'projects', 'MLPE', 'exps', exp))
     assert res['params'] == params
     assert res['gmacs'] == pytest.approx(gmacs, abs=1e-3)
+
+
+def test_eval_skips_the_multilevel_heads(mlpe50):
+    """The eval forward leaves out the four global heads (they feed only the global loss): the refined heatmaps
+    are the same bits; training still runs them (their BN statistics move)."""
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    calls = []
+    hook = mlpe50.multilevel_net.heads[0].register_forward_hook(lambda *a: calls.append(1))
+    try:
+        with torch.no_grad():
+            fast = mlpe50.eval()(images)
+            assert calls == []
+            mlpe50.original_eval = True
+            full = mlpe50(images)
+            assert calls == [1]
+    finally:
+        mlpe50.original_eval = False
+        mlpe50.train()     # the module-scoped fixture as the other tests get it
+        hook.remove()
+    assert torch.equal(fast, full)
+    net = MLPE(backbone='resnest50').train()
+    bn = net.multilevel_net.heads[3].bn
+    with torch.no_grad():
+        net(images)
+    assert int(bn.num_batches_tracked) == 1
+
+
+def test_eval_gmacs_leave_out_the_heads_by_hand(repo_root):
+    """MLPE-50 at 256x192: each head is a 1x1 256->256 and a 3x3 256->17 conv at its level (8x6 ... 64x48)."""
+    from cvpack.tools.complexity import complexity
+    res = complexity(os.path.join(repo_root, 'projects', 'MLPE', 'exps', 'mlpe_rs50_256x192_d'))
+    heads = sum(h * w for h, w in ((8, 6), (16, 12), (32, 24), (64, 48))) * (256 * 256 + 256 * 17 * 9)
+    assert round((res['gmacs'] - res['eval_gmacs']) * 1e9) == heads
