@@ -11,6 +11,8 @@ Differences from the original, all behaviour-preserving at the original's shapes
 * ``zero_init_residual`` works (docs/reference/defects.md R#10: it referenced a missing ``bn3``);
 * activation checkpointing does not update BN statistics twice (docs/reference/defects.md R#5, see :class:`ConvBnRelu`);
 * the loss is computed batched (:mod:`cvpack.modeling.losses.megvii`), same value as the per-sample original.
+* the eval forward runs only the head of the heatmap it returns and each decoder unit's up_conv before its resize:
+  the same heatmap with fewer MACs (:meth:`MultiStageNet.forward`; ``original_eval`` restores the original's).
 
 Blocks live in :mod:`cvpack.modeling.megvii_blocks`.
 """
