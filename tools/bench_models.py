@@ -194,11 +194,11 @@ def inference_variants(model, images, modes, compiled=False, onnx=False, onnx_sp
         if mode == 'orig-like':   # the original's compute path: every head, up_conv after the resize
             nets[mode].original_eval = True
         else:
-            nets[mode + '+fold'] = fuse_conv_bn(copy.deepcopy(model).eval()).to(memory_format=fmt)
+            nets[mode + '+fold'] = fuse_conv_bn(model).to(memory_format=fmt)   # (an eval-mode copy)
         if mode == 'fp32-cl' and hasattr(model, 'original_eval'):
             # the eval forward's shortcuts (MultiStageNet.forward) measured in the same rounds: without them
-            nets['original eval form, fp32-cl+fold'] = fuse_conv_bn(copy.deepcopy(model).eval()).to(memory_format=fmt)
-            nets['original eval form, fp32-cl+fold'].original_eval = True
+            net = nets['original eval form, fp32-cl+fold'] = fuse_conv_bn(model).to(memory_format=fmt)
+            net.original_eval = True
         if compiled and cl:
             t = time.perf_counter()
             with torch.no_grad(), amp():
