@@ -184,6 +184,8 @@ def load_torch_file(source, map_location='cpu'):
             raise CheckpointError(label, 'truncated or corrupt (an incomplete zip archive: interrupted save or '
                                   'download?)') from None
         raise CheckpointError(label, 'could not be read (%s: %s)' % (type(e).__name__, e)) from None
+    except Exception as e:  # torch's legacy reader on a cut or damaged file: IndexError, struct.error, ...
+        raise CheckpointError(label, 'truncated or corrupt (%s: %s)' % (type(e).__name__, e)) from None
 
 
 class ArrayUnpickler(pickle.Unpickler):
@@ -211,7 +213,7 @@ def load_pickle_file(source):
                                   'string or number; unpickling it could run code, so nothing was loaded'
                                   % str(e)[len('unsafe global '):]) from None
         raise CheckpointError(label, 'not a valid pickle (%s)' % e) from None
-    except (EOFError, ValueError, TypeError, IndexError, MemoryError) as e:
+    except Exception as e:   # EOFError, ValueError, IndexError, AttributeError, ... of a cut or damaged pickle
         raise CheckpointError(label, 'truncated or corrupt pickle (%s: %s)' % (type(e).__name__, e)) from None
 
 
@@ -219,15 +221,26 @@ def load_file(source, map_location='cpu'):
     """Any weight file: zip-format torch files and non-``.pkl`` files via :func:`load_torch_file`, ``.pkl``/``.pickle``
     (and plain pickles that torch does not recognise) via :func:`load_pickle_file`."""
     path = resolve_source(source)
-    if zipfile.is_zipfile(path) or not path.lower().endswith(('.pkl', '.pickle')):
+    if _is_zip(path) or not path.lower().endswith(('.pkl', '.pickle')):
         try:
             return load_torch_file(source, map_location)
         except UnsafeFileError:
             raise
         except CheckpointError:
-            if zipfile.is_zipfile(path) or not _looks_like_pickle(path):
+            # a legacy (non-zip) torch file is a pickle too, of torch's magic number first: read as a plain
+            # pickle, a cut one would "load" as that number and its own error would be lost
+            if _is_zip(path) or not _looks_like_pickle(path) or _is_legacy_torch(path):
                 raise
     return load_pickle_file(source)
+
+
+def _is_zip(path):
+    """zipfile.is_zipfile, but a damaged end record (it raises BadZipFile, e.g. 'zipfiles that span multiple
+    disks') counts as a zip file: torch's reader then reports it as truncated or corrupt."""
+    try:
+        return zipfile.is_zipfile(path)
+    except zipfile.BadZipFile:
+        return True
 
 
 def _is_zip_head(path):
@@ -236,6 +249,16 @@ def _is_zip_head(path):
             return f.read(4) == b'PK\x03\x04'
     except OSError:
         return False
+
+
+# torch.save's legacy format starts with a pickle of this number (torch.serialization.MAGIC_NUMBER): a LONG1 opcode
+# (0x8a), its length 10, then its 10 little-endian bytes
+_LEGACY_TORCH_MAGIC = b'\x8a\x0a' + (0x1950a86a20f9469cfc6c).to_bytes(10, 'little')
+
+
+def _is_legacy_torch(path):
+    with open(path, 'rb') as f:
+        return _LEGACY_TORCH_MAGIC in f.read(32)
 
 
 def _looks_like_pickle(path):

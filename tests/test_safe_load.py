@@ -79,3 +79,33 @@ def test_numpy_and_foreign_metadata_are_data_only(tmp_path):
     assert obj['message_hub']['loss'].state == {'values': [1.0, 2.0]}
     np.testing.assert_array_equal(obj['meta']['a'], np.ones(2))
     assert not any(n in sys.modules for n in names)
+
+
+def test_cut_or_damaged_files_of_every_format_name_the_file(tmp_path):
+    """A cut legacy-format torch file (torch < 1.6, e.g. the authors' 2020 checkpoints) raised IndexError /
+    struct.error without a file name, or, cut after its first pickle, "loaded" as torch's magic number (an int,
+    read as a plain pickle); a zip whose end record is damaged raised zipfile's BadZipFile; a pickle whose
+    opcodes do not fit raised AttributeError. Each is now a CheckpointError naming the file."""
+    import io
+    import struct
+    buf = io.BytesIO()
+    torch.save({'w': torch.arange(3.0)}, buf, _use_new_zipfile_serialization=False)
+    legacy = buf.getvalue()
+    for cut in (15, 200, 300, len(legacy) - 1):
+        (tmp_path / 'legacy.pth').write_bytes(legacy[:cut])
+        with pytest.raises(safe_load.CheckpointError, match=r'legacy\.pth: .*(truncated|unexpected EOF)'):
+            safe_load.load_file(tmp_path / 'legacy.pth')
+    (tmp_path / 'legacy.pth').write_bytes(legacy)
+    assert torch.equal(safe_load.load_file(tmp_path / 'legacy.pth')['w'], torch.arange(3.0))
+    buf = io.BytesIO()
+    torch.save({'w': torch.ones(3)}, buf)
+    data = buf.getvalue()   # a zip64 locator saying "disk 1 of 2" just before the end record (22 bytes):
+    damaged = data[:-42] + struct.pack('<4sLQL', b'PK\x06\x07', 1, 0, 2) + data[-22:]   # zipfile raises on it
+    (tmp_path / 'disks.pth').write_bytes(damaged)
+    assert torch.equal(safe_load.load_file(tmp_path / 'disks.pth')['w'], torch.ones(3))   # torch's reader copes
+    (tmp_path / 'disks_cut.pth').write_bytes(damaged[:200] + damaged[-42:])
+    with pytest.raises(safe_load.CheckpointError, match=r'disks_cut\.pth: truncated or corrupt'):
+        safe_load.load_file(tmp_path / 'disks_cut.pth')
+    (tmp_path / 'append.pkl').write_bytes(b'\x80\x02}K\x01a.')   # APPEND onto a dict
+    with pytest.raises(safe_load.CheckpointError, match=r'append\.pkl: truncated or corrupt pickle \(AttributeError'):
+        safe_load.load_file(tmp_path / 'append.pkl')
