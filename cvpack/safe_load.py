@@ -12,24 +12,28 @@ Every weight or checkpoint read in cvpack goes through :func:`load_file` (or its
 * Anything else (a ``__reduce__`` calling ``os.system``, a pickled class of unknown origin) is refused with
   :class:`UnsafeFileError`, naming the file and the globals it wanted, before any of them is imported.
 
-A URL is downloaded once into ``$TORCH_HOME/hub/checkpoints`` (atomically, by ``torch.hub``) and then read like a
-local file; nothing is unpickled on the way. Torch's own hint to retry with ``weights_only=False`` never reaches the
+A URL is downloaded once into ``$TORCH_HOME/hub/checkpoints`` (atomically; a body shorter than its Content-Length
+is an error, never a cached file; a name two URLs share is kept apart, :func:`url_cache_path`) and then read like
+a local file; nothing is unpickled on the way. Torch's own hint to retry with ``weights_only=False`` never reaches the
 user: that is exactly what must not be done with a file from the internet.
 """
 import codecs
 import collections
+import hashlib
 import os
 import os.path as osp
 import pickle
 import pickletools
+import shutil
+import urllib.request
 import zipfile
 from urllib.parse import urlparse
 
 import numpy as np
 import torch
 
-__all__ = ['CheckpointError', 'UnsafeFileError', 'Inert', 'is_url', 'resolve_source', 'load_torch_file',
-           'load_pickle_file', 'load_file']
+__all__ = ['CheckpointError', 'UnsafeFileError', 'Inert', 'is_url', 'url_cache_path', 'resolve_source',
+           'load_torch_file', 'load_pickle_file', 'load_file']
 
 
 class CheckpointError(RuntimeError):
@@ -109,17 +113,57 @@ def is_url(source):
     return str(source).startswith(('http://', 'https://'))
 
 
+def url_cache_path(url):
+    """Where a URL's download is cached: ``$TORCH_HOME/hub/checkpoints/<file name of the URL>`` (torch.hub's
+    place: a file put there by hand is used), unless that file was downloaded from another URL (``<file>.url``
+    records the URL of each download: two models' ``.../model.pth`` must not be one file); the URL then gets
+    ``<stem>.<12 hex of its sha256><ext>``."""
+    folder = osp.join(torch.hub.get_dir(), 'checkpoints')
+    name = osp.basename(urlparse(url).path) or 'download'
+    plain = osp.join(folder, name)
+    if not osp.isfile(plain) or _read_url_record(plain) in (None, url):
+        return plain
+    stem, ext = osp.splitext(name)
+    return osp.join(folder, '%s.%s%s' % (stem, hashlib.sha256(url.encode('utf-8')).hexdigest()[:12], ext))
+
+
+def _read_url_record(path):
+    try:
+        with open(path + '.url', encoding='utf-8') as f:
+            return f.read().strip()
+    except (OSError, ValueError):
+        return None
+
+
+def _download(url, path):
+    """``url`` into ``path`` through a temporary file renamed when complete; a body shorter than its
+    Content-Length (a connection closed early: urllib then just stops reading) is an error, not a cached file."""
+    from .fileio import atomic_output
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    with open(path + '.url', 'w', encoding='utf-8') as f:   # before the file: a file never names another URL
+        f.write(url + '\n')
+    try:
+        request = urllib.request.Request(url, headers={'User-Agent': 'cvpack'})
+        with urllib.request.urlopen(request) as response, atomic_output(path) as tmp:
+            with open(tmp, 'wb') as f:
+                shutil.copyfileobj(response, f, 1 << 20)
+            announced, got = response.headers.get('Content-Length'), osp.getsize(tmp)
+            if announced is not None and announced.strip().isdigit() and got != int(announced):
+                raise OSError('the connection ended after %d of the %s bytes announced' % (got, announced.strip()))
+    except BaseException:
+        os.remove(path + '.url')
+        raise
+
+
 def resolve_source(source):
-    """A local path for ``source``: the path itself (checked to be a readable file) or a URL's cached download."""
+    """A local path for ``source``: the path itself (checked to be a readable file) or a URL's cached download
+    (:func:`url_cache_path`)."""
     source = str(source)
     if is_url(source):
-        folder = osp.join(torch.hub.get_dir(), 'checkpoints')
-        os.makedirs(folder, exist_ok=True)
-        name = osp.basename(urlparse(source).path) or 'download'
-        path = osp.join(folder, name)
+        path = url_cache_path(source)
         if not osp.isfile(path):
             try:
-                torch.hub.download_url_to_file(source, path, progress=False)
+                _download(source, path)
             except Exception as e:  # urllib's errors say nothing of what was being fetched
                 raise CheckpointError(source, 'could not be downloaded (%s: %s); download it by hand and pass '
                                       'the local path' % (type(e).__name__, e)) from None
@@ -155,10 +199,15 @@ def _unsafe_globals(path):
     return [n for n in dict.fromkeys(names) if tuple(n.rsplit('.', 1)) not in _NUMPY_GLOBALS]
 
 
+def _label(source, path):
+    """How errors name a file: its path; a URL with the file it was downloaded to (delete that to fetch it again)."""
+    return '%s (downloaded to %s)' % (source, path) if is_url(source) else path
+
+
 def load_torch_file(source, map_location='cpu'):
     """``torch.load(weights_only=True)`` with numpy arrays and inert metadata admitted; errors name the file."""
     path = resolve_source(source)
-    label = source if is_url(source) else path
+    label = _label(source, path)
     try:
         with torch.serialization.safe_globals(_torch_safe_globals()):
             return torch.load(path, map_location=map_location, weights_only=True)
@@ -203,7 +252,7 @@ class ArrayUnpickler(pickle.Unpickler):
 def load_pickle_file(source):
     """Read a pickle of arrays (Detectron2's ``.pkl``) with :class:`ArrayUnpickler`; errors name the file."""
     path = resolve_source(source)
-    label = source if is_url(source) else path
+    label = _label(source, path)
     try:
         with open(path, 'rb') as f:
             return ArrayUnpickler(f, encoding='latin1').load()

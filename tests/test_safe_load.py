@@ -109,3 +109,59 @@ def test_cut_or_damaged_files_of_every_format_name_the_file(tmp_path):
     (tmp_path / 'append.pkl').write_bytes(b'\x80\x02}K\x01a.')   # APPEND onto a dict
     with pytest.raises(safe_load.CheckpointError, match=r'append\.pkl: truncated or corrupt pickle \(AttributeError'):
         safe_load.load_file(tmp_path / 'append.pkl')
+
+
+def test_two_urls_with_one_file_name_are_two_downloads(http_root):
+    """The cache was keyed by the URL's file name only: the second of https://huggingface.co/A/resolve/main/model.pth
+    and .../B/... silently loaded A's weights. A file put into the cache by hand is still used (torch.hub's place)."""
+    root, base = http_root
+    for sub, value in (('a', 1.0), ('b', 2.0)):
+        (root / sub).mkdir()
+        torch.save({'w': torch.full((2,), value)}, root / sub / 'model.pth')
+    assert torch.equal(safe_load.load_file(base + 'a/model.pth')['w'], torch.full((2,), 1.0))
+    assert torch.equal(safe_load.load_file(base + 'b/model.pth')['w'], torch.full((2,), 2.0))
+    for sub in ('a', 'b'):   # each read from its own cached copy now
+        os.remove(root / sub / 'model.pth')
+    assert torch.equal(safe_load.load_file(base + 'a/model.pth')['w'], torch.full((2,), 1.0))
+    assert torch.equal(safe_load.load_file(base + 'b/model.pth')['w'], torch.full((2,), 2.0))
+    cache = os.path.join(torch.hub.get_dir(), 'checkpoints')
+    torch.save({'w': torch.full((2,), 3.0)}, os.path.join(cache, 'by_hand.pth'))
+    assert torch.equal(safe_load.load_file(base + 'c/by_hand.pth')['w'], torch.full((2,), 3.0))
+
+
+def test_a_download_cut_short_is_an_error_and_not_cached(http_root):
+    """A connection closed before the Content-Length was reached gave a truncated file that was cached: every
+    later load failed ("truncated or corrupt") without a new download. Now it is a download error, nothing is
+    cached, and the next try downloads the whole file."""
+    import io
+    import socket
+    import threading
+    buf = io.BytesIO()
+    torch.save({'w': torch.arange(500.0)}, buf)
+    data, served = buf.getvalue(), {'cut': True}
+
+    def serve(sock):
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:   # closed at the end of the test
+                return
+            conn.recv(65536)
+            body = data[:len(data) // 2] if served['cut'] else data
+            conn.sendall(b'HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n' % len(data) + body)
+            conn.close()
+
+    sock = socket.socket()
+    sock.bind(('127.0.0.1', 0))
+    sock.listen(4)
+    threading.Thread(target=serve, args=(sock,), daemon=True).start()
+    url = 'http://127.0.0.1:%d/w.pth' % sock.getsockname()[1]
+    try:
+        with pytest.raises(safe_load.CheckpointError, match=r'w\.pth: could not be downloaded \(OSError: the '
+                           r'connection ended after %d of the %d bytes' % (len(data) // 2, len(data))):
+            safe_load.load_file(url)
+        assert os.listdir(os.path.join(torch.hub.get_dir(), 'checkpoints')) == []
+        served['cut'] = False
+        assert torch.equal(safe_load.load_file(url)['w'], torch.arange(500.0))
+    finally:
+        sock.close()
