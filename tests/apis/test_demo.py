@@ -255,3 +255,34 @@ def test_video_frames_with_det_json_by_frame_index(rsn, repo_root, tmp_path, one
     results = json.loads((out / 'predictions.json').read_text())
     assert [(r['image_id'], r['bbox'], r['file_name']) for r in results] == [
         (0, boxes[0], 'clip.mp4#0'), (1, boxes[1], 'clip.mp4#1')]
+
+
+class _DeadCapture(_FlakyCapture):
+    """A capture that opens but gives no frame: a camera that sends nothing (frame count 0), or a video whose
+    3 frames are all unreadable."""
+    frame_count = 0
+
+    def get(self, prop):
+        return self.frame_count if prop == cv2.CAP_PROP_FRAME_COUNT else super().get(prop)
+
+    def read(self):
+        return False, None
+
+
+def test_a_stream_without_a_single_frame_is_an_error(rsn, tmp_path, monkeypatch, capsys):
+    """It printed '0 frames in 0.00 s', exit 0, and left an empty mp4 and predictions.json []."""
+    exp, weights = rsn
+    video = tmp_path / 'dead.avi'
+    video.write_bytes(b'x')
+    monkeypatch.setattr(demo.cv2, 'VideoCapture', _DeadCapture)
+    for count, argv, named in ((0, ['--webcam', '1'], 'camera 1 (0 unreadable)'),
+                               (3, ['--input', str(video)], '%s (3 unreadable)' % video)):
+        _DeadCapture.frame_count = count
+        out = tmp_path / ('out%d' % count)
+        with pytest.raises(SystemExit) as exc:
+            demo.main([exp, '--weights', weights, '--out', str(out), '--whole-image', '--device', 'cpu'] + argv + FAST)
+        assert exc.value.code == 2
+        assert capsys.readouterr().err.splitlines()[-1] == (
+            'python -m cvpack.demo: error: no frame could be read from %s: an empty or damaged video, or a camera '
+            'that sends nothing' % named)
+        assert list(out.iterdir()) == []
