@@ -141,7 +141,10 @@ class _Run:
         keeps the stored pixels, as the datasets' annotations need), and the skeleton would land rotated."""
         path = image if isinstance(image, str) else None
         bgr = read_image(path) if path else image
-        people = self.est(ImageInput(bgr, path or name, image_id), image_ids=[image_id], color='bgr', **self.box_kw)
+        # --det-json entries match a file by name or numeric stem, a video frame by its index; ``image_id`` of a
+        # file without a numeric stem is its position in the folder, which must not pick another image's boxes
+        match_id = image_id_from_name(path) if path else image_id
+        people = self.est(ImageInput(bgr, path or name, match_id), color='bgr', **self.box_kw)
         t = time.perf_counter()
         drawn = draw(bgr, people, self.est.meta, self.args.kpt_thresh, self.args.draw_boxes)
         self.draw_time += time.perf_counter() - t

@@ -286,3 +286,26 @@ def test_a_stream_without_a_single_frame_is_an_error(rsn, tmp_path, monkeypatch,
             'python -m cvpack.demo: error: no frame could be read from %s: an empty or damaged video, or a camera '
             'that sends nothing' % named)
         assert list(out.iterdir()) == []
+
+
+def test_det_json_never_matches_a_file_by_its_position_in_the_folder(rsn, repo_root, tmp_path, log_capture,
+                                                                      one_thread):
+    """Files without a numeric stem get their position as image id in predictions.json; that id also matched
+    --det-json entries, so a.png silently took the boxes of image id 0. Only the file name or numeric stem match."""
+    exp, weights = rsn
+    folder = tmp_path / 'folder'
+    folder.mkdir()
+    small = cv2.resize(cv2.imread(osp.join(repo_root, 'dataset', 'demo', 'astronaut.png')), (96, 64))
+    for name in ('a.png', 'b.png'):
+        cv2.imwrite(str(folder / name), small)
+    det = tmp_path / 'dets.json'
+    det.write_text(json.dumps([{'image_id': 0, 'category_id': 1, 'bbox': [1.0, 2.0, 30.0, 40.0], 'score': 0.9},
+                               {'image_id': 1, 'category_id': 1, 'bbox': [3.0, 4.0, 30.0, 40.0], 'score': 0.9},
+                               {'file_name': 'b.png', 'category_id': 1, 'bbox': [5.0, 6.0, 50.0, 50.0], 'score': 0.8}]))
+    out = tmp_path / 'out'
+    with log_capture.at_level(logging.WARNING, logger='cvpack'):
+        demo.main([exp, '--weights', weights, '--input', str(folder), '--out', str(out), '--det-json', str(det),
+                   '--device', 'cpu'] + FAST)
+    results = json.loads((out / 'predictions.json').read_text())
+    assert [(r['file_name'], r['image_id'], r['bbox']) for r in results] == [('b.png', 1, [5.0, 6.0, 50.0, 50.0])]
+    assert 'no detections for %s' % (folder / 'a.png') in log_capture.text
