@@ -7,7 +7,8 @@ default when nothing else is given). Whole-image exps (GCPose) need none. Writes
 images (PNG) or an mp4 with the video's fps and size, and ``predictions.json`` (COCO keypoint results with
 ``file_name``). Ends with one line of images (frames) per second, split into detector, pose and drawing time.
 An image of a folder that cannot be read is skipped with a warning naming it; the others are drawn and the run
-then exits with code 1, naming the skipped files. Bad input (a missing path, a bad weights file) exits 2, one line.
+then exits with code 1, naming the skipped files. Bad input (a missing path, a bad weights file, a video or camera
+that gives no frame at all) exits 2, one line.
 """
 import json
 import logging
@@ -140,7 +141,10 @@ class _Run:
         keeps the stored pixels, as the datasets' annotations need), and the skeleton would land rotated."""
         path = image if isinstance(image, str) else None
         bgr = read_image(path) if path else image
-        people = self.est(ImageInput(bgr, path or name, image_id), image_ids=[image_id], color='bgr', **self.box_kw)
+        # --det-json entries match a file by name or numeric stem, a video frame by its index; ``image_id`` of a
+        # file without a numeric stem is its position in the folder, which must not pick another image's boxes
+        match_id = image_id_from_name(path) if path else image_id
+        people = self.est(ImageInput(bgr, path or name, match_id), color='bgr', **self.box_kw)
         t = time.perf_counter()
         drawn = draw(bgr, people, self.est.meta, self.args.kpt_thresh, self.args.draw_boxes)
         self.draw_time += time.perf_counter() - t
@@ -191,7 +195,7 @@ def run_video(run, source, out):
     writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*'mp4v'), fps, size)
     if not writer.isOpened():
         raise DemoError('cannot write video %s (no mp4v encoder in this OpenCV build?)' % path)
-    stats = {'bad_frames': 0}
+    stats, first = {'bad_frames': 0}, run.count
     try:
         for index, frame in tqdm(video_frames(cap, name, stats), desc=name, total=total, unit='frame',
                                  dynamic_ncols=True):
@@ -202,6 +206,11 @@ def run_video(run, source, out):
     finally:
         cap.release()
         writer.release()
+    if run.count == first:   # not one frame: an error, not "0 frames" with exit 0 and an empty mp4
+        os.remove(path)
+        raise DemoError('no frame could be read from %s (%d unreadable): an empty or damaged video, or a camera '
+                        'that sends nothing' % ('camera %d' % source if isinstance(source, int) else source,
+                                                 stats['bad_frames']))
     if stats['bad_frames']:
         logger.warning('%s: skipped %d unreadable frames', name, stats['bad_frames'])
 

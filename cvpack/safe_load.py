@@ -12,24 +12,28 @@ Every weight or checkpoint read in cvpack goes through :func:`load_file` (or its
 * Anything else (a ``__reduce__`` calling ``os.system``, a pickled class of unknown origin) is refused with
   :class:`UnsafeFileError`, naming the file and the globals it wanted, before any of them is imported.
 
-A URL is downloaded once into ``$TORCH_HOME/hub/checkpoints`` (atomically, by ``torch.hub``) and then read like a
-local file; nothing is unpickled on the way. Torch's own hint to retry with ``weights_only=False`` never reaches the
+A URL is downloaded once into ``$TORCH_HOME/hub/checkpoints`` (atomically; a body shorter than its Content-Length
+is an error, never a cached file; a name two URLs share is kept apart, :func:`url_cache_path`) and then read like
+a local file; nothing is unpickled on the way. Torch's own hint to retry with ``weights_only=False`` never reaches the
 user: that is exactly what must not be done with a file from the internet.
 """
 import codecs
 import collections
+import hashlib
 import os
 import os.path as osp
 import pickle
 import pickletools
+import shutil
+import urllib.request
 import zipfile
 from urllib.parse import urlparse
 
 import numpy as np
 import torch
 
-__all__ = ['CheckpointError', 'UnsafeFileError', 'Inert', 'is_url', 'resolve_source', 'load_torch_file',
-           'load_pickle_file', 'load_file']
+__all__ = ['CheckpointError', 'UnsafeFileError', 'Inert', 'is_url', 'url_cache_path', 'resolve_source',
+           'load_torch_file', 'load_pickle_file', 'load_file']
 
 
 class CheckpointError(RuntimeError):
@@ -109,17 +113,57 @@ def is_url(source):
     return str(source).startswith(('http://', 'https://'))
 
 
+def url_cache_path(url):
+    """Where a URL's download is cached: ``$TORCH_HOME/hub/checkpoints/<file name of the URL>`` (torch.hub's
+    place: a file put there by hand is used), unless that file was downloaded from another URL (``<file>.url``
+    records the URL of each download: two models' ``.../model.pth`` must not be one file); the URL then gets
+    ``<stem>.<12 hex of its sha256><ext>``."""
+    folder = osp.join(torch.hub.get_dir(), 'checkpoints')
+    name = osp.basename(urlparse(url).path) or 'download'
+    plain = osp.join(folder, name)
+    if not osp.isfile(plain) or _read_url_record(plain) in (None, url):
+        return plain
+    stem, ext = osp.splitext(name)
+    return osp.join(folder, '%s.%s%s' % (stem, hashlib.sha256(url.encode('utf-8')).hexdigest()[:12], ext))
+
+
+def _read_url_record(path):
+    try:
+        with open(path + '.url', encoding='utf-8') as f:
+            return f.read().strip()
+    except (OSError, ValueError):
+        return None
+
+
+def _download(url, path):
+    """``url`` into ``path`` through a temporary file renamed when complete; a body shorter than its
+    Content-Length (a connection closed early: urllib then just stops reading) is an error, not a cached file."""
+    from .fileio import atomic_output
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    with open(path + '.url', 'w', encoding='utf-8') as f:   # before the file: a file never names another URL
+        f.write(url + '\n')
+    try:
+        request = urllib.request.Request(url, headers={'User-Agent': 'cvpack'})
+        with urllib.request.urlopen(request) as response, atomic_output(path) as tmp:
+            with open(tmp, 'wb') as f:
+                shutil.copyfileobj(response, f, 1 << 20)
+            announced, got = response.headers.get('Content-Length'), osp.getsize(tmp)
+            if announced is not None and announced.strip().isdigit() and got != int(announced):
+                raise OSError('the connection ended after %d of the %s bytes announced' % (got, announced.strip()))
+    except BaseException:
+        os.remove(path + '.url')
+        raise
+
+
 def resolve_source(source):
-    """A local path for ``source``: the path itself (checked to be a readable file) or a URL's cached download."""
+    """A local path for ``source``: the path itself (checked to be a readable file) or a URL's cached download
+    (:func:`url_cache_path`)."""
     source = str(source)
     if is_url(source):
-        folder = osp.join(torch.hub.get_dir(), 'checkpoints')
-        os.makedirs(folder, exist_ok=True)
-        name = osp.basename(urlparse(source).path) or 'download'
-        path = osp.join(folder, name)
+        path = url_cache_path(source)
         if not osp.isfile(path):
             try:
-                torch.hub.download_url_to_file(source, path, progress=False)
+                _download(source, path)
             except Exception as e:  # urllib's errors say nothing of what was being fetched
                 raise CheckpointError(source, 'could not be downloaded (%s: %s); download it by hand and pass '
                                       'the local path' % (type(e).__name__, e)) from None
@@ -155,10 +199,15 @@ def _unsafe_globals(path):
     return [n for n in dict.fromkeys(names) if tuple(n.rsplit('.', 1)) not in _NUMPY_GLOBALS]
 
 
+def _label(source, path):
+    """How errors name a file: its path; a URL with the file it was downloaded to (delete that to fetch it again)."""
+    return '%s (downloaded to %s)' % (source, path) if is_url(source) else path
+
+
 def load_torch_file(source, map_location='cpu'):
     """``torch.load(weights_only=True)`` with numpy arrays and inert metadata admitted; errors name the file."""
     path = resolve_source(source)
-    label = source if is_url(source) else path
+    label = _label(source, path)
     try:
         with torch.serialization.safe_globals(_torch_safe_globals()):
             return torch.load(path, map_location=map_location, weights_only=True)
@@ -184,6 +233,8 @@ def load_torch_file(source, map_location='cpu'):
             raise CheckpointError(label, 'truncated or corrupt (an incomplete zip archive: interrupted save or '
                                   'download?)') from None
         raise CheckpointError(label, 'could not be read (%s: %s)' % (type(e).__name__, e)) from None
+    except Exception as e:  # torch's legacy reader on a cut or damaged file: IndexError, struct.error, ...
+        raise CheckpointError(label, 'truncated or corrupt (%s: %s)' % (type(e).__name__, e)) from None
 
 
 class ArrayUnpickler(pickle.Unpickler):
@@ -201,7 +252,7 @@ class ArrayUnpickler(pickle.Unpickler):
 def load_pickle_file(source):
     """Read a pickle of arrays (Detectron2's ``.pkl``) with :class:`ArrayUnpickler`; errors name the file."""
     path = resolve_source(source)
-    label = source if is_url(source) else path
+    label = _label(source, path)
     try:
         with open(path, 'rb') as f:
             return ArrayUnpickler(f, encoding='latin1').load()
@@ -211,7 +262,7 @@ def load_pickle_file(source):
                                   'string or number; unpickling it could run code, so nothing was loaded'
                                   % str(e)[len('unsafe global '):]) from None
         raise CheckpointError(label, 'not a valid pickle (%s)' % e) from None
-    except (EOFError, ValueError, TypeError, IndexError, MemoryError) as e:
+    except Exception as e:   # EOFError, ValueError, IndexError, AttributeError, ... of a cut or damaged pickle
         raise CheckpointError(label, 'truncated or corrupt pickle (%s: %s)' % (type(e).__name__, e)) from None
 
 
@@ -219,15 +270,26 @@ def load_file(source, map_location='cpu'):
     """Any weight file: zip-format torch files and non-``.pkl`` files via :func:`load_torch_file`, ``.pkl``/``.pickle``
     (and plain pickles that torch does not recognise) via :func:`load_pickle_file`."""
     path = resolve_source(source)
-    if zipfile.is_zipfile(path) or not path.lower().endswith(('.pkl', '.pickle')):
+    if _is_zip(path) or not path.lower().endswith(('.pkl', '.pickle')):
         try:
             return load_torch_file(source, map_location)
         except UnsafeFileError:
             raise
         except CheckpointError:
-            if zipfile.is_zipfile(path) or not _looks_like_pickle(path):
+            # a legacy (non-zip) torch file is a pickle too, of torch's magic number first: read as a plain
+            # pickle, a cut one would "load" as that number and its own error would be lost
+            if _is_zip(path) or not _looks_like_pickle(path) or _is_legacy_torch(path):
                 raise
     return load_pickle_file(source)
+
+
+def _is_zip(path):
+    """zipfile.is_zipfile, but a damaged end record (it raises BadZipFile, e.g. 'zipfiles that span multiple
+    disks') counts as a zip file: torch's reader then reports it as truncated or corrupt."""
+    try:
+        return zipfile.is_zipfile(path)
+    except zipfile.BadZipFile:
+        return True
 
 
 def _is_zip_head(path):
@@ -236,6 +298,16 @@ def _is_zip_head(path):
             return f.read(4) == b'PK\x03\x04'
     except OSError:
         return False
+
+
+# torch.save's legacy format starts with a pickle of this number (torch.serialization.MAGIC_NUMBER): a LONG1 opcode
+# (0x8a), its length 10, then its 10 little-endian bytes
+_LEGACY_TORCH_MAGIC = b'\x8a\x0a' + (0x1950a86a20f9469cfc6c).to_bytes(10, 'little')
+
+
+def _is_legacy_torch(path):
+    with open(path, 'rb') as f:
+        return _LEGACY_TORCH_MAGIC in f.read(32)
 
 
 def _looks_like_pickle(path):

@@ -222,6 +222,7 @@ class PoseEstimator:
             image_ids: optional ids of the images, ints or strs (det_json matching; ``Person.to_coco``).
         Returns:
             a list of :class:`Person` (best score first) for one input, a list of such lists for a list.
+            NaN/inf keypoints or scores from the model are a ValueError naming the images and boxes.
         """
         images, single = load_images(inputs, color, self.rgb, image_ids)
         if self.whole_image_model:
@@ -299,7 +300,7 @@ class PoseEstimator:
         instances = apply_test_nms(self.cfg, self._run(records)) if records else []
         _sync(self.device)
         self.timing['pose'] += time.perf_counter() - t
-        return self._group(instances, len(images))
+        return self._group(instances, images)
 
     def _whole_image_people(self, images):
         t = time.perf_counter()
@@ -307,11 +308,23 @@ class PoseEstimator:
         instances = self._run(records)
         _sync(self.device)
         self.timing['pose'] += time.perf_counter() - t
-        return self._group(instances, len(images))
+        return self._group(instances, images)
 
-    def _group(self, instances, num_images):
-        """Instances (image_id = position in the call) -> per image lists of :class:`Person`, best first."""
-        people = [[] for _ in range(num_images)]
+    def _group(self, instances, images):
+        """Instances (image_id = position in ``images``) -> per image lists of :class:`Person`, best first.
+
+        Keypoints or a score that are NaN/inf (a checkpoint with non-finite weights, an fp16 overflow under
+        TEST.AMP) are an error naming the images and boxes: they would be drawn nowhere and written to JSON as
+        NaN, which no JSON reader accepts."""
+        bad = ['%s box %s' % (images[int(i['image_id'])].name, None if i.get('bbox') is None else
+                              [round(float(v), 2) for v in i['bbox']])
+               for i in instances if not (np.isfinite(np.asarray(i['keypoints'], np.float64)).all()
+                                          and np.isfinite(float(i['score'])))]
+        if bad:
+            raise ValueError('the model gave NaN/inf keypoints or scores for %d of %d people (e.g. %s): non-finite '
+                             'weights, or an fp16 overflow (TEST.AMP)?'
+                             % (len(bad), len(instances), '; '.join(bad[:3])))
+        people = [[] for _ in range(len(images))]
         for inst in instances:
             box = inst.get('bbox')
             people[int(inst['image_id'])].append(Person(

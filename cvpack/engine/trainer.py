@@ -26,7 +26,7 @@ from ..config.argv import usage_error
 from ..data.samplers import IterationBasedSampler
 from ..protocols import AspectRatioGrouped, PretrainedInit
 from ..solver import build_lr_scheduler, build_optimizer, describe_scaling, load_optimizer_state, resolve_solver
-from ..safe_load import CheckpointError, is_url, resolve_source
+from ..safe_load import CheckpointError, is_url, resolve_source, url_cache_path
 from .args import parse_with_config, train_parser
 from .checkpoint import (LAST_NAME, check_training_checkpoint, find_resume_checkpoint, link_last,
                          load_model_weights, match_state, move_checkpoints_aside, non_finite_tensors,
@@ -283,8 +283,8 @@ class Trainer:
         that a failed download (offline, firewall) says which weights, and what to do instead of a URLError."""
         if not is_url(source):
             return
+        cache = url_cache_path(str(source))
         name = osp.basename(urlparse(str(source)).path) or 'download'
-        cache = osp.join(torch.hub.get_dir(), 'checkpoints', name)
         if not osp.isfile(cache):
             self.log.info('downloading the ImageNet weights of MODEL.PRETRAINED %s to %s', source, cache)
         try:

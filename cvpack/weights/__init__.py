@@ -146,8 +146,11 @@ def _plain(value):
 
 def apply_overrides(cfg, overrides, source='', log=None):
     """A copy of ``cfg`` with ``overrides`` ({'DOTTED.KEY': value}) set, frozen when ``cfg`` was. Every key must
-    exist in ``cfg`` (an override nobody reads would be a silent no-op); changed values are logged."""
+    exist in ``cfg`` (an override nobody reads would be a silent no-op); changed values are logged. The result is
+    checked against the config schema as a command-line override is (ConfigError naming ``source``, the key and
+    the value: a file's ``INPUT.STDS [0, 0, 0]`` or 1-value mmpose mean must not reach the model)."""
     from ..config import freeze, is_frozen
+    from ..config.schema import ConfigError, validate_config
     frozen, cfg = is_frozen(cfg), copy.deepcopy(cfg)
     log = log or logger
     for key, value in (overrides or {}).items():
@@ -162,6 +165,11 @@ def apply_overrides(cfg, overrides, source='', log=None):
         node[parts[-1]] = _plain(value)
         if _plain(old) != _plain(value):
             log.info('weights %s set %s = %r (exp had %r)', osp.basename(source) or source, key, value, old)
+    if overrides:
+        try:
+            validate_config(cfg)
+        except ConfigError as e:
+            raise ConfigError('%s: the config values the weights set are refused: %s' % (source, e)) from None
     return freeze(cfg) if frozen else cfg
 
 

@@ -255,3 +255,57 @@ def test_video_frames_with_det_json_by_frame_index(rsn, repo_root, tmp_path, one
     results = json.loads((out / 'predictions.json').read_text())
     assert [(r['image_id'], r['bbox'], r['file_name']) for r in results] == [
         (0, boxes[0], 'clip.mp4#0'), (1, boxes[1], 'clip.mp4#1')]
+
+
+class _DeadCapture(_FlakyCapture):
+    """A capture that opens but gives no frame: a camera that sends nothing (frame count 0), or a video whose
+    3 frames are all unreadable."""
+    frame_count = 0
+
+    def get(self, prop):
+        return self.frame_count if prop == cv2.CAP_PROP_FRAME_COUNT else super().get(prop)
+
+    def read(self):
+        return False, None
+
+
+def test_a_stream_without_a_single_frame_is_an_error(rsn, tmp_path, monkeypatch, capsys):
+    """It printed '0 frames in 0.00 s', exit 0, and left an empty mp4 and predictions.json []."""
+    exp, weights = rsn
+    video = tmp_path / 'dead.avi'
+    video.write_bytes(b'x')
+    monkeypatch.setattr(demo.cv2, 'VideoCapture', _DeadCapture)
+    for count, argv, named in ((0, ['--webcam', '1'], 'camera 1 (0 unreadable)'),
+                               (3, ['--input', str(video)], '%s (3 unreadable)' % video)):
+        _DeadCapture.frame_count = count
+        out = tmp_path / ('out%d' % count)
+        with pytest.raises(SystemExit) as exc:
+            demo.main([exp, '--weights', weights, '--out', str(out), '--whole-image', '--device', 'cpu'] + argv + FAST)
+        assert exc.value.code == 2
+        assert capsys.readouterr().err.splitlines()[-1] == (
+            'python -m cvpack.demo: error: no frame could be read from %s: an empty or damaged video, or a camera '
+            'that sends nothing' % named)
+        assert list(out.iterdir()) == []
+
+
+def test_det_json_never_matches_a_file_by_its_position_in_the_folder(rsn, repo_root, tmp_path, log_capture,
+                                                                      one_thread):
+    """Files without a numeric stem get their position as image id in predictions.json; that id also matched
+    --det-json entries, so a.png silently took the boxes of image id 0. Only the file name or numeric stem match."""
+    exp, weights = rsn
+    folder = tmp_path / 'folder'
+    folder.mkdir()
+    small = cv2.resize(cv2.imread(osp.join(repo_root, 'dataset', 'demo', 'astronaut.png')), (96, 64))
+    for name in ('a.png', 'b.png'):
+        cv2.imwrite(str(folder / name), small)
+    det = tmp_path / 'dets.json'
+    det.write_text(json.dumps([{'image_id': 0, 'category_id': 1, 'bbox': [1.0, 2.0, 30.0, 40.0], 'score': 0.9},
+                               {'image_id': 1, 'category_id': 1, 'bbox': [3.0, 4.0, 30.0, 40.0], 'score': 0.9},
+                               {'file_name': 'b.png', 'category_id': 1, 'bbox': [5.0, 6.0, 50.0, 50.0], 'score': 0.8}]))
+    out = tmp_path / 'out'
+    with log_capture.at_level(logging.WARNING, logger='cvpack'):
+        demo.main([exp, '--weights', weights, '--input', str(folder), '--out', str(out), '--det-json', str(det),
+                   '--device', 'cpu'] + FAST)
+    results = json.loads((out / 'predictions.json').read_text())
+    assert [(r['file_name'], r['image_id'], r['bbox']) for r in results] == [('b.png', 1, [5.0, 6.0, 50.0, 50.0])]
+    assert 'no detections for %s' % (folder / 'a.png') in log_capture.text

@@ -9,6 +9,7 @@ import logging
 import os
 import os.path as osp
 import pickle
+import re
 import time
 
 import numpy as np
@@ -287,3 +288,21 @@ def test_fine_tuning_weights_check_the_config(rsn18, tmp_path):
     torch.save({'model': {'other.weight': torch.ones(1)}}, str(tmp_path / 'unrelated.pth'))
     with pytest.raises(ModelMismatchError, match='unrelated.pth: none of its 1 tensors belongs to the MultiStageNet'):
         load_model_weights(model, str(tmp_path / 'unrelated.pth'), strict=False, cfg=good)
+
+
+def test_config_values_a_file_sets_pass_the_schema(rsn18, tmp_path):
+    """A weight file's config overrides skipped the schema a command-line override goes through: a converted
+    file's INPUT.STDS [0, 0, 0] (images divided by 0) or an mmpose file's 1-value data_preprocessor mean (one value
+    broadcast over the 3 channels) built the model silently. Refused before the model is built, naming the file."""
+    from cvpack.config.schema import ConfigError
+    _, cfg, build_model = rsn18
+    state = build_model(cfg).state_dict()   # weights that fit: only the config values are wrong
+    torch.save({'model': state, 'cfg_overrides': {'INPUT.STDS': [0.0, 0.0, 0.0]}}, str(tmp_path / 'zero_std.pth'))
+    gray = mmpose_file(tmp_path / 'gray.pth', extra={'data_preprocessor.mean': torch.full((1, 1, 1), 120.0),
+                                                      'data_preprocessor.std': torch.full((1, 1, 1), 60.0)})
+    for path, key in ((str(tmp_path / 'zero_std.pth'), 'INPUT.STDS'), (gray, 'INPUT.MEANS')):
+        with pytest.raises(ConfigError, match=r'%s: the config values the weights set are refused: config key %s'
+                           % (re.escape(path), re.escape(key))):
+            build_model_with_weights((cfg, build_model), path)
+    good = apply_overrides(cfg, {'INPUT.STDS': [0.5, 0.5, 0.5]}, 'ok.pth')   # a valid value still passes
+    assert list(good.INPUT.STDS) == [0.5, 0.5, 0.5]
