@@ -156,22 +156,27 @@ def validate_coco_gt(data, path, num_keypoints, required=()):
     when present); every person annotation (category 1) has an id, an image_id of 'images', ``keypoints`` of
     ``3 * num_keypoints`` finite numbers with visibility 0/1/2, a ``bbox`` of 4 finite numbers, and numeric
     ``area`` >= 0, ``num_keypoints`` >= 0 and ``iscrowd`` 0/1 when present (``required`` names fields that must
-    be present, e.g. pycocotools needs 'area' and 'num_keypoints'). Errors: ValueError naming ``path``, the
-    annotation id and the field.
+    be present, e.g. pycocotools needs 'area' and 'num_keypoints'); image ids and annotation ids are unique.
+    Errors: ValueError naming ``path``, the annotation id and the field.
     """
     if not isinstance(data, dict):
         raise ValueError('%s: a COCO annotation file is a JSON object, got a %s' % (path, type(data).__name__))
     images, anns = _section(data, 'images', path), _section(data, 'annotations', path)
     _section(data, 'categories', path)
-    index = {}
+    index, positions = {}, {}
     for n, img in enumerate(images):
         if not isinstance(img, dict) or 'id' not in img:
             raise ValueError('%s: images[%d] has no "id"' % (path, n))
         identifier(img['id'], '%s: images[%d]' % (path, n), 'id')
+        # one id, two images: the annotations of either would be cut from the last one's file
+        if positions.setdefault(img['id'], n) != n:
+            raise ValueError('%s: images[%d]: image id %r is given twice (images[%d] and images[%d])'
+                             % (path, n, img['id'], positions[img['id']], n))
         for key in ('width', 'height'):
             if key in img:
                 number(img[key], '%s: image id %s' % (path, img['id']), key, minimum=1)
         index[img['id']] = img
+    ann_index = {}
     for n, ann in enumerate(anns):
         if not isinstance(ann, dict):
             raise ValueError('%s: annotations[%d] is a %s, not an object' % (path, n, type(ann).__name__))
@@ -181,6 +186,10 @@ def validate_coco_gt(data, path, num_keypoints, required=()):
         for key in ('id', 'image_id', 'category_id'):
             if key in ann:
                 identifier(ann[key], where, key)
+        # pycocotools indexes annotations by id: of two with one id it scores the last one twice, the first never
+        if ann_index.setdefault(ann['id'], n) != n:
+            raise ValueError('%s is given twice (annotations[%d] and annotations[%d])'
+                             % (where, ann_index[ann['id']], n))
         if ann.get('category_id', 1) != 1:
             continue
         missing = [k for k in ('image_id', 'keypoints', 'bbox') + tuple(required) if k not in ann]

@@ -217,3 +217,19 @@ def test_mpii_zero_scale_is_skipped_with_one_warning(mpii_subset, tmp_path, log_
     assert len(ds) == n_clean - 2 and [r['ann_id'] for r in ds.records if r['ann_id'] in (2, 4)] == []
     assert 'train.json: skipped 2 entries (degenerate box: scale <= 0), e.g. entry #2 scale 0; entry #4 scale -1.5' \
         in caplog.text
+
+
+def test_duplicate_image_id_in_gt_is_an_error(coco_subset, tmp_path):
+    """Two images with one id: every person of that id was cropped from the last entry's file (here another
+    image's), silently. The loaders and the evaluator share the check (tests/evaluation/test_eval_inputs.py)."""
+    with open(osp.join(coco_subset, COCO_TRAIN)) as f:
+        images = json.load(f)['images']
+    n = len(images)
+
+    def edit(data):
+        data['images'].append(dict(data['images'][0], file_name=data['images'][1]['file_name']))
+    cfg = megvii_config(str(tmp_path))
+    cfg.DATASET.ROOT = make_root(coco_subset, tmp_path, {COCO_TRAIN: edit})
+    with pytest.raises(ValueError, match=r'person_keypoints_train2017\.json: images\[%d\]: image id %d is given twice '
+                                         r'\(images\[0\] and images\[%d\]\)' % (n, images[0]['id'], n)):
+        build_dataset(cfg, 'train')
