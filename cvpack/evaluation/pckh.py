@@ -10,7 +10,8 @@ Head size (the PCKh normaliser):
   * without them (the HRNet-format json shipped here has none): ``||head_top - upper_neck||``, the
     "head segment length" that PCKh is defined on (Andriluka et al., CVPR 2014); 0.6 x the box
     diagonal is the toolkit's estimate of that same length from the box. Numbers computed this way
-    are close to, but not the same as, official PCKh; the evaluator reports which was used.
+    are close to, but not the same as, official PCKh; the evaluator reports which was used. A record whose
+    head top or upper neck is not labelled has no head segment: an error naming it.
 """
 import numpy as np
 
@@ -68,6 +69,15 @@ def load_mpii_gt(path):
     if all(b is not None for b in boxes):
         return {'joints': joints, 'visible': visible, 'head_sizes': head_sizes_from_boxes(boxes),
                 'head_source': 'boxes'}
+    # an unlabelled head top or neck has placeholder coordinates ([-1, -1] in HRNet's files): its "segment" would
+    # be hundreds of pixels long and every joint of the record a hit
+    unlabelled = ~visible[:, [HEAD_TOP, UPPER_NECK]]
+    if unlabelled.any():
+        i, j = np.argwhere(unlabelled)[0]
+        raise ValueError('%s: record %d: joint %d (%s) is not labelled (joints_vis 0), so the record has no head '
+                         'segment to normalise PCKh by; %d records lack one: give head boxes (a "headbox" per record, '
+                         'or gt_valid.mat)' % (path, i, (HEAD_TOP, UPPER_NECK)[j], ('head top', 'upper neck')[j],
+                                               int(unlabelled.any(axis=1).sum())))
     return {'joints': joints, 'visible': visible, 'head_sizes': head_sizes_from_joints(joints),
             'head_source': 'head_segment'}
 

@@ -90,3 +90,20 @@ def test_mpii_evaluator_orders_by_index(tmp_path, mpii_subset, valid_json):
     cfg.DATASET.KEYPOINT = edict(NUM=15)    # e.g. an MPII-format set without one joint
     with pytest.raises(ValueError, match=r'record 0 has keypoints of shape \(16, 3\), expected \(15, 3\)'):
         build_evaluator(cfg)(instances, str(tmp_path))
+
+
+def test_unlabelled_head_joint_without_head_boxes_is_an_error(tmp_path, valid_json):
+    """Without head boxes the normaliser is ||head top - upper neck||. Record 2's head top unlabelled (HRNet's
+    placeholder [-1, -1], joints_vis 0) gave it a head size of 1066 px instead of 105: every joint a hit, Mean
+    21.2 -> 38.5 for predictions 40 px off, silently. Now the file is refused, naming the record and the joint."""
+    gt = load_mpii_gt(valid_json)
+    preds = gt['joints'] + 40.0
+    assert evaluate_pckh(preds, valid_json)['Mean'] == pytest.approx(100.0 * 14 / 66)   # record 0 only
+    with open(valid_json) as f:
+        entries = json.load(f)
+    entries[2]['joints_vis'][9], entries[2]['joints'][9] = 0, [-1, -1]
+    bad = tmp_path / 'valid.json'
+    bad.write_text(json.dumps(entries))
+    with pytest.raises(ValueError, match=r'valid\.json: record 2: joint 9 \(head top\) is not labelled '
+                                         r'\(joints_vis 0\), so the record has no head segment'):
+        evaluate_pckh(preds, str(bad))
