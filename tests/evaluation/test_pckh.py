@@ -1,6 +1,7 @@
 """PCKh on the shipped MPII subset and on a small gt_valid.mat built here."""
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -107,3 +108,50 @@ def test_unlabelled_head_joint_without_head_boxes_is_an_error(tmp_path, valid_js
     with pytest.raises(ValueError, match=r'valid\.json: record 2: joint 9 \(head top\) is not labelled '
                                          r'\(joints_vis 0\), so the record has no head segment'):
         evaluate_pckh(preds, str(bad))
+
+
+def _mat(path, **fields):
+    from scipy.io import savemat
+    joints = np.zeros((16, 2, 2))
+    joints[:, 0, :] = np.arange(16)[:, None] * 10 + 1
+    boxes = np.zeros((2, 2, 2))
+    boxes[1, :, 0], boxes[1, :, 1] = [30, 40], [6, 8]
+    mat = {'pos_gt_src': joints, 'jnt_missing': np.zeros((16, 2)), 'headboxes_src': boxes}
+    for key, edit in fields.items():
+        if edit is None:
+            del mat[key]
+        else:
+            edit(mat[key])
+    savemat(str(path), mat)
+    return str(path)
+
+
+def test_bad_gt_valid_mat_names_file_record_and_field(tmp_path):
+    """gt_valid.mat was read unchecked: a NaN head box made its record's 16 joints misses (Mean 100 -> 50 for GT as
+    predictions), a NaN joint one miss, silently; a missing field was a bare KeyError 'headboxes_src' and a cut
+    file scipy's 'Mat file appears to be truncated', neither naming the file."""
+    good = _mat(tmp_path / 'good.mat')
+    preds = load_mpii_gt(good)['joints']
+    assert evaluate_pckh(preds, good)['Mean'] == pytest.approx(100.0)
+    cases = [
+        (dict(headboxes_src=lambda b: b.__setitem__((1, 0, 1), np.nan)),
+         r'record 1: headboxes_src is \[0\.0, 0\.0, nan, 8\.0\], not finite'),
+        (dict(pos_gt_src=lambda j: j.__setitem__((3, 0, 1), np.nan)),
+         r'record 1: pos_gt_src of joint 3 is \[nan, 0\.0\], not finite \(and jnt_missing is 0\)'),
+        (dict(jnt_missing=lambda m: m.__setitem__((4, 0), 2)),
+         r'record 0: jnt_missing of joint 4 is 2, expected 0 or 1'),
+        (dict(headboxes_src=None), r"no 'headboxes_src' field"),
+    ]
+    for n, (edit, message) in enumerate(cases):
+        path = _mat(tmp_path / ('bad%d.mat' % n), **edit)
+        with pytest.raises(ValueError, match=re.escape(path) + ': ' + message):
+            evaluate_pckh(preds, path)
+    # a NaN coordinate of a missing joint is never read
+    path = _mat(tmp_path / 'missing_nan.mat', pos_gt_src=lambda j: j.__setitem__((3, 0, 1), np.nan),
+                jnt_missing=lambda m: m.__setitem__((3, 1), 1))
+    assert evaluate_pckh(np.nan_to_num(load_mpii_gt(path)['joints']), path)['Mean'] == pytest.approx(100.0)
+    cut = tmp_path / 'cut.mat'
+    with open(good, 'rb') as f:
+        cut.write_bytes(f.read()[:200])
+    with pytest.raises(ValueError, match=r'MPII ground truth file %s is not a readable \.mat' % re.escape(str(cut))):
+        evaluate_pckh(preds, str(cut))
