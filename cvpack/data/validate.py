@@ -244,11 +244,14 @@ def flatten_pairs(values):
 
 
 def mpii_joints(entry, where, num_joints):
-    """(joints (J, 2), joints_vis (J,)) float64 of an MPII json entry; joints_vis defaults to ones."""
+    """(joints (J, 2), joints_vis (J,)) float64 of an MPII json entry; joints_vis (0 or 1) defaults to ones."""
     joints = entry['joints']
     if not isinstance(joints, list) or len(joints) != num_joints:
         raise ValueError('%s: joints has %s entries, expected %d [x, y] pairs'
                          % (where, len(joints) if isinstance(joints, list) else repr(joints), num_joints))
     arr = numbers(flatten_pairs(joints), where, 'joints', length=2 * num_joints, note=' (%d joints x 2)' % num_joints)
     vis = numbers(entry.get('joints_vis', [1] * num_joints), where, 'joints_vis', length=num_joints)
+    if not set(vis) <= {0, 1}:   # 0 / 1 (HRNet's format): 7 became a loss weight of 14, -1 an unlabelled joint
+        j = next(j for j, v in enumerate(vis) if v not in (0, 1))
+        raise ValueError('%s: joints_vis[%d] is %g, expected 0 or 1' % (where, j, vis[j]))
     return np.asarray(arr, np.float64).reshape(num_joints, 2), np.asarray(vis, np.float64)
