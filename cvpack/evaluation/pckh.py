@@ -62,7 +62,11 @@ def load_mpii_gt(path):
         boxes.append(None if rec.get('headbox') is None
                      else numbers(flatten_pairs(rec['headbox']), where, 'headbox', length=4))
     joints, visible = np.stack(joints), np.stack(visible)
-    if all(b is not None for b in boxes):
+    without = [i for i, b in enumerate(boxes) if b is None]
+    if 0 < len(without) < len(boxes):   # one normaliser for all: the given boxes would be dropped silently
+        raise ValueError('%s: record %d has no headbox, but %d of %d records have one: give every record a headbox '
+                         '(or none, for head segments)' % (path, without[0], len(boxes) - len(without), len(boxes)))
+    if not without:
         return {'joints': joints, 'visible': visible, 'head_sizes': head_sizes_from_boxes(boxes),
                 'head_source': 'boxes'}
     # an unlabelled head top or neck has placeholder coordinates ([-1, -1] in HRNet's files): its "segment" would

@@ -155,3 +155,22 @@ def test_bad_gt_valid_mat_names_file_record_and_field(tmp_path):
         cut.write_bytes(f.read()[:200])
     with pytest.raises(ValueError, match=r'MPII ground truth file %s is not a readable \.mat' % re.escape(str(cut))):
         evaluate_pckh(preds, str(cut))
+
+
+def test_head_boxes_on_some_records_only_is_an_error(tmp_path, valid_json):
+    """Head boxes on 4 of 5 records: all 4 were dropped and every record normalised by its head segment, with only
+    'head size: head_segment' in the log. Now the file is refused, naming the first record without one."""
+    with open(valid_json) as f:
+        entries = json.load(f)
+    for e in entries:
+        x, y = e['joints'][9]
+        e['headbox'] = [[x - 30, y - 40], [x + 30, y + 40]]       # diagonal 100 -> head size 60
+    path = tmp_path / 'valid.json'
+    path.write_text(json.dumps(entries))
+    gt = load_mpii_gt(str(path))
+    assert gt['head_source'] == 'boxes'
+    np.testing.assert_allclose(gt['head_sizes'], 60.0)
+    del entries[3]['headbox']
+    path.write_text(json.dumps(entries))
+    with pytest.raises(ValueError, match=r'valid\.json: record 3 has no headbox, but 4 of 5 records have one'):
+        load_mpii_gt(str(path))
