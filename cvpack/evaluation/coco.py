@@ -49,6 +49,10 @@ def _validate_gt(data, name):
         raise ValueError('%s: no person category (id 1) with a "keypoints" list: not a COCO keypoint file' % name)
     num_kp = len(persons[0]['keypoints']) if persons else 0
     validate_coco_gt(data, name, num_kp, required=('area', 'num_keypoints'))   # pycocotools reads both
+    for ann in data['annotations']:     # pycocotools stores matched GT ids in float arrays
+        if isinstance(ann['id'], str):
+            raise ValueError('%s: annotation id %r is a str: pycocotools needs int annotation ids (image ids may be '
+                             'str)' % (name, ann['id']))
 
 
 def load_results(results):

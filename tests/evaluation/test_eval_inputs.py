@@ -173,3 +173,17 @@ def test_duplicate_ids_in_gt_are_an_error_not_another_ap(tmp_path, gt_path, resu
     assert (code, out) == (2, '')
     assert err == 'error: %s: images[%d]: image id %d is given twice (images[3] and images[%d])\n' % (
         bad, len(gt['images']) - 1, gt['images'][3]['id'], len(gt['images']) - 1)
+
+
+def test_str_annotation_ids_are_named_before_pycocotools(tmp_path, gt_path, results_path, capsys):
+    """Validation allows str ids (the loaders keep them); pycocotools does not for annotations (it stores matched
+    GT ids in a float array): the CLI said only "error: could not convert string to float: 'a230831'"."""
+    gt = _gt(gt_path)
+    for ann in gt['annotations']:
+        ann['id'] = 'a%d' % ann['id']
+    bad = tmp_path / 'str_ids.json'
+    bad.write_text(json.dumps(gt))
+    code, out, err = _cli([bad, results_path], capsys)
+    assert (code, out) == (2, '')
+    assert err == ("error: %s: annotation id %r is a str: pycocotools needs int annotation ids (image ids may be "
+                   "str)\n" % (bad, gt['annotations'][0]['id']))
