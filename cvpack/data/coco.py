@@ -2,8 +2,9 @@
 
 A record is a dict::
 
-    image_path str, image_id int, ann_id int (-1 for a detection), center float32 (2,), scale float32 (2,)
-    (box size / pixel_std), joints float32 (K, 3) (x, y, v) image pixels, score float, bbox float32 (4,) xywh,
+    image_path str, image_id int (str when the file's ids are), ann_id int or str (-1 for a detection),
+    center float32 (2,), scale float32 (2,) (box size / pixel_std), joints float32 (K, 3) (x, y, v) image pixels,
+    score float, bbox float32 (4,) xywh,
     width / height int (image size from the annotation file, None when it has none)
 
 ``cs_mode`` picks the centre/scale convention: 'megvii' (centre x + w/2, y + h/2, scale (w, h) / 200, no
@@ -130,7 +131,7 @@ def coco_gt_records(ann_file, image_dir, meta, cs_mode='megvii', aspect_ratio=0.
                 dropped['a missing image file (e.g. %s)'] += 1
                 continue
         center, scale = box_to_cs(box, cs_mode, aspect_ratio, pixel_std, padding)
-        records.append(dict(image_path=path, image_id=int(img['id']), ann_id=int(ann['id']), center=center,
+        records.append(dict(image_path=path, image_id=_plain_id(img['id']), ann_id=_plain_id(ann['id']), center=center,
                             scale=scale, joints=joints, score=1.0, bbox=np.asarray(box, np.float32),
                             width=img.get('width'), height=img.get('height')))
     if missing:
@@ -141,6 +142,12 @@ def coco_gt_records(ann_file, image_dir, meta, cs_mode='megvii', aspect_ratio=0.
         dropped['a degenerate box (w or h <= 0)'] = len(degenerate)
         raise ValueError(_emptied(ann_file, len(anns), dropped, min(missing) if missing else ''))
     return records
+
+
+def _plain_id(value):
+    """A validated id (:func:`cvpack.data.validate.identifier`) as the record keeps it: an int, or the str itself
+    (``int('img397133')`` raised naming nothing, and ``int('000123')`` would not match the GT's '000123')."""
+    return value if isinstance(value, str) else int(value)
 
 
 def _filtered_out(ann):
@@ -214,7 +221,7 @@ def coco_det_records(det_file, ann_file, image_dir, meta, cs_mode='megvii', aspe
             counts['degenerate_box'] += 1
             degenerate.append('detection #%d bbox %s' % (i, det['bbox']))
             continue
-        records.append(box_record(bbox, score, int(img['id']), meta.num_keypoints,
+        records.append(box_record(bbox, score, _plain_id(img['id']), meta.num_keypoints,
                                   osp.join(image_dir, img['file_name']), cs_mode, aspect_ratio, pixel_std,
                                   padding, width=img.get('width'), height=img.get('height')))
     if counts['unknown_image']:

@@ -13,12 +13,18 @@ import numpy as np
 def flip_permutation(num_joints, flip_pairs) -> List[int]:
     """Joint order after a horizontal flip: ``perm[a] = b`` and ``perm[b] = a`` for each (left, right) pair.
 
-    ``joints[perm]`` (or ``heatmaps[:, perm]``) swaps every pair; raises on a pair outside ``num_joints``.
+    ``joints[perm]`` (or ``heatmaps[:, perm]``) swaps every pair; raises on a pair outside ``num_joints`` and on a
+    joint in two different pairs (``[[1, 2], [2, 3]]`` gave ``[0, 2, 3, 2]``: joint 1 lost, joint 2 copied).
     """
-    perm = list(range(num_joints))
+    perm, pair_of = list(range(num_joints)), {}
     for a, b in flip_pairs:
         if not (0 <= a < num_joints and 0 <= b < num_joints):
             raise ValueError('flip pair (%d, %d) out of range for %d joints' % (a, b, num_joints))
+        for j in (a, b):
+            other = pair_of.setdefault(j, (a, b))
+            if set(other) != {a, b}:
+                raise ValueError('flip pairs (%d, %d) and (%d, %d) share joint %d: a flip would lose a joint'
+                                 % (other + (a, b, j)))
         perm[a], perm[b] = b, a
     return perm
 

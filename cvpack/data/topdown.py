@@ -23,6 +23,7 @@ from ..codecs import build_codec
 from . import transforms as T
 from .coco import box_record, coco_det_records, coco_gt_records
 from .image_cache import image_reader
+from .meta import flip_permutation
 from .meta_file import dataset_meta
 from .mpii import mpii_records
 from .samplers import sample_rng
@@ -57,6 +58,10 @@ class TopDownDataset(torch.utils.data.Dataset):
         self.w_h_ratio = self.input_hw[1] / self.input_hw[0]
         self.pixel_std = float(cfg.DATASET.PIXEL_STD)
         self.flip_pairs = [tuple(p) for p in cfg.DATASET.KEYPOINT.FLIP_PAIRS]
+        try:   # checked here, not at the first flipped sample
+            flip_permutation(self.meta.num_keypoints, self.flip_pairs)
+        except ValueError as e:
+            raise ValueError('DATASET.KEYPOINT.FLIP_PAIRS %s: %s' % (cfg.DATASET.KEYPOINT.FLIP_PAIRS, e)) from None
         self.rgb = bool(cfg.DATASET.COLOR_RGB)
         # read_image, or through decoded images on local disk (DATASET.IMAGE_CACHE, cvpack/data/image_cache.py)
         self.read_image = image_reader(cfg.DATASET.IMAGE_CACHE)

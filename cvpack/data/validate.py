@@ -156,22 +156,27 @@ def validate_coco_gt(data, path, num_keypoints, required=()):
     when present); every person annotation (category 1) has an id, an image_id of 'images', ``keypoints`` of
     ``3 * num_keypoints`` finite numbers with visibility 0/1/2, a ``bbox`` of 4 finite numbers, and numeric
     ``area`` >= 0, ``num_keypoints`` >= 0 and ``iscrowd`` 0/1 when present (``required`` names fields that must
-    be present, e.g. pycocotools needs 'area' and 'num_keypoints'). Errors: ValueError naming ``path``, the
-    annotation id and the field.
+    be present, e.g. pycocotools needs 'area' and 'num_keypoints'); image ids and annotation ids are unique.
+    Errors: ValueError naming ``path``, the annotation id and the field.
     """
     if not isinstance(data, dict):
         raise ValueError('%s: a COCO annotation file is a JSON object, got a %s' % (path, type(data).__name__))
     images, anns = _section(data, 'images', path), _section(data, 'annotations', path)
     _section(data, 'categories', path)
-    index = {}
+    index, positions = {}, {}
     for n, img in enumerate(images):
         if not isinstance(img, dict) or 'id' not in img:
             raise ValueError('%s: images[%d] has no "id"' % (path, n))
         identifier(img['id'], '%s: images[%d]' % (path, n), 'id')
+        # one id, two images: the annotations of either would be cut from the last one's file
+        if positions.setdefault(img['id'], n) != n:
+            raise ValueError('%s: images[%d]: image id %r is given twice (images[%d] and images[%d])'
+                             % (path, n, img['id'], positions[img['id']], n))
         for key in ('width', 'height'):
             if key in img:
                 number(img[key], '%s: image id %s' % (path, img['id']), key, minimum=1)
         index[img['id']] = img
+    ann_index = {}
     for n, ann in enumerate(anns):
         if not isinstance(ann, dict):
             raise ValueError('%s: annotations[%d] is a %s, not an object' % (path, n, type(ann).__name__))
@@ -181,6 +186,10 @@ def validate_coco_gt(data, path, num_keypoints, required=()):
         for key in ('id', 'image_id', 'category_id'):
             if key in ann:
                 identifier(ann[key], where, key)
+        # pycocotools indexes annotations by id: of two with one id it scores the last one twice, the first never
+        if ann_index.setdefault(ann['id'], n) != n:
+            raise ValueError('%s is given twice (annotations[%d] and annotations[%d])'
+                             % (where, ann_index[ann['id']], n))
         if ann.get('category_id', 1) != 1:
             continue
         missing = [k for k in ('image_id', 'keypoints', 'bbox') + tuple(required) if k not in ann]
@@ -235,11 +244,14 @@ def flatten_pairs(values):
 
 
 def mpii_joints(entry, where, num_joints):
-    """(joints (J, 2), joints_vis (J,)) float64 of an MPII json entry; joints_vis defaults to ones."""
+    """(joints (J, 2), joints_vis (J,)) float64 of an MPII json entry; joints_vis (0 or 1) defaults to ones."""
     joints = entry['joints']
     if not isinstance(joints, list) or len(joints) != num_joints:
         raise ValueError('%s: joints has %s entries, expected %d [x, y] pairs'
                          % (where, len(joints) if isinstance(joints, list) else repr(joints), num_joints))
     arr = numbers(flatten_pairs(joints), where, 'joints', length=2 * num_joints, note=' (%d joints x 2)' % num_joints)
     vis = numbers(entry.get('joints_vis', [1] * num_joints), where, 'joints_vis', length=num_joints)
+    if not set(vis) <= {0, 1}:   # 0 / 1 (HRNet's format): 7 became a loss weight of 14, -1 an unlabelled joint
+        j = next(j for j, v in enumerate(vis) if v not in (0, 1))
+        raise ValueError('%s: joints_vis[%d] is %g, expected 0 or 1' % (where, j, vis[j]))
     return np.asarray(arr, np.float64).reshape(num_joints, 2), np.asarray(vis, np.float64)

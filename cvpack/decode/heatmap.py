@@ -32,6 +32,14 @@ def _to_numpy(heatmaps):
         raise ValueError('decoders expect heatmaps (N, K, h, w), got shape %s' % (heatmaps.shape,))
     if heatmaps.dtype not in (np.float32, np.float64):
         heatmaps = heatmaps.astype(np.float32)
+    # NaN/inf never decode to a keypoint: argmax and the blurs turn them into finite cells (an all-NaN map gave
+    # the megvii decoder's cell (0, 0), a map with one NaN a plausible peak with score 0.5), so a diverged model
+    # or an fp16 overflow scored as a poor one (MPII PCKh 0, exit 0)
+    if not np.isfinite(heatmaps).all():
+        finite = np.isfinite(heatmaps).all(axis=(2, 3))
+        n, k = np.argwhere(~finite)[0]
+        raise ValueError('heatmaps hold NaN/inf in %d of %d maps (first: sample %d, joint %d): the model output is '
+                         'not finite' % ((~finite).sum(), finite.size, n, k))
     return heatmaps
 
 

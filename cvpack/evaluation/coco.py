@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 
-from ..data.validate import read_json, validate_coco_gt, validate_keypoint_results
+from ..data.validate import numbers, read_json, validate_coco_gt, validate_keypoint_results
 
 STAT_NAMES = ('AP', 'AP50', 'AP75', 'APm', 'APl', 'AR', 'AR50', 'AR75', 'ARm', 'ARl')
 logger = logging.getLogger(__name__)
@@ -49,6 +49,10 @@ def _validate_gt(data, name):
         raise ValueError('%s: no person category (id 1) with a "keypoints" list: not a COCO keypoint file' % name)
     num_kp = len(persons[0]['keypoints']) if persons else 0
     validate_coco_gt(data, name, num_kp, required=('area', 'num_keypoints'))   # pycocotools reads both
+    for ann in data['annotations']:     # pycocotools stores matched GT ids in float arrays
+        if isinstance(ann['id'], str):
+            raise ValueError('%s: annotation id %r is a str: pycocotools needs int annotation ids (image ids may be '
+                             'str)' % (name, ann['id']))
 
 
 def load_results(results):
@@ -109,9 +113,13 @@ def evaluate_keypoints(gt, results, sigmas=None, verbose=False, image_ids=None):
             raise ValueError('%d keypoints in the ground truth: give the OKS sigmas of its dataset (COCO has 17)'
                              % num_kp)
         if sigmas is not None:
-            sigmas = np.asarray(sigmas, dtype=np.float64).ravel()
+            # a NaN sigma makes every OKS NaN, which pycocotools counts as a match (AP 0.179 -> 0.695)
+            sigmas = np.asarray(numbers(np.asarray(sigmas, np.float64), 'OKS sigmas', 'sigmas'), np.float64)
             if num_kp is not None and sigmas.size != num_kp:
                 raise ValueError('%d OKS sigmas for %d keypoints' % (sigmas.size, num_kp))
+            if (sigmas <= 0).any():
+                i = int(np.nonzero(sigmas <= 0)[0][0])
+                raise ValueError('OKS sigmas: sigmas[%d] is %g, not > 0' % (i, sigmas[i]))
             coco_eval.params.kpt_oks_sigmas = sigmas
         coco_eval.evaluate()
         coco_eval.accumulate()

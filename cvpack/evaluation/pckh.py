@@ -10,8 +10,11 @@ Head size (the PCKh normaliser):
   * without them (the HRNet-format json shipped here has none): ``||head_top - upper_neck||``, the
     "head segment length" that PCKh is defined on (Andriluka et al., CVPR 2014); 0.6 x the box
     diagonal is the toolkit's estimate of that same length from the box. Numbers computed this way
-    are close to, but not the same as, official PCKh; the evaluator reports which was used.
+    are close to, but not the same as, official PCKh; the evaluator reports which was used. A record whose
+    head top or upper neck is not labelled has no head segment: an error naming it.
 """
+import os.path as osp
+
 import numpy as np
 
 from ..data.validate import flatten_pairs, mpii_joints, numbers, read_json
@@ -44,13 +47,7 @@ def load_mpii_gt(path):
     """
     path = str(path)
     if path.endswith('.mat'):
-        from scipy.io import loadmat
-        mat = loadmat(path)
-        joints = np.transpose(mat['pos_gt_src'], [2, 0, 1]) - 1.0          # (16, 2, N) -> (N, 16, 2)
-        visible = np.transpose(1 - mat['jnt_missing'], [1, 0]).astype(bool)
-        boxes = np.transpose(mat['headboxes_src'], [2, 0, 1])              # (2, 2, N) -> (N, 2, 2)
-        return {'joints': joints, 'visible': visible, 'head_sizes': head_sizes_from_boxes(boxes),
-                'head_source': 'boxes'}
+        return _load_mat(path)
     records = read_json(path, 'MPII ground truth')
     if not isinstance(records, list):
         raise ValueError('%s: expected a list of MPII records {joints, joints_vis, ...}' % path)
@@ -65,11 +62,70 @@ def load_mpii_gt(path):
         boxes.append(None if rec.get('headbox') is None
                      else numbers(flatten_pairs(rec['headbox']), where, 'headbox', length=4))
     joints, visible = np.stack(joints), np.stack(visible)
-    if all(b is not None for b in boxes):
+    without = [i for i, b in enumerate(boxes) if b is None]
+    if 0 < len(without) < len(boxes):   # one normaliser for all: the given boxes would be dropped silently
+        raise ValueError('%s: record %d has no headbox, but %d of %d records have one: give every record a headbox '
+                         '(or none, for head segments)' % (path, without[0], len(boxes) - len(without), len(boxes)))
+    if not without:
         return {'joints': joints, 'visible': visible, 'head_sizes': head_sizes_from_boxes(boxes),
                 'head_source': 'boxes'}
+    # an unlabelled head top or neck has placeholder coordinates ([-1, -1] in HRNet's files): its "segment" would
+    # be hundreds of pixels long and every joint of the record a hit
+    unlabelled = ~visible[:, [HEAD_TOP, UPPER_NECK]]
+    if unlabelled.any():
+        i, j = np.argwhere(unlabelled)[0]
+        raise ValueError('%s: record %d: joint %d (%s) is not labelled (joints_vis 0), so the record has no head '
+                         'segment to normalise PCKh by; %d records lack one: give head boxes (a "headbox" per record, '
+                         'or gt_valid.mat)' % (path, i, (HEAD_TOP, UPPER_NECK)[j], ('head top', 'upper neck')[j],
+                                               int(unlabelled.any(axis=1).sum())))
     return {'joints': joints, 'visible': visible, 'head_sizes': head_sizes_from_joints(joints),
             'head_source': 'head_segment'}
+
+
+def _load_mat(path):
+    """``gt_valid.mat`` (HRNet's ``pos_gt_src`` (16, 2, N), ``jnt_missing`` (16, N), ``headboxes_src`` (2, 2, N)),
+    checked: an unreadable file, a missing field, a wrong shape, ``jnt_missing`` not 0/1, a NaN/inf head box or
+    visible joint is a ValueError naming the file, the record (column) and the field (a NaN head box made its
+    record's joints misses, silently)."""
+    from scipy.io import loadmat
+    if not osp.isfile(path):
+        raise FileNotFoundError('MPII ground truth file not found: %s' % path)
+    try:
+        mat = loadmat(path)
+    except Exception as e:   # scipy's MatReadError, ValueError, ...: the file is not a readable .mat
+        raise ValueError('MPII ground truth file %s is not a readable .mat file: %s' % (path, e)) from None
+    arrays, num = {}, None
+    for key, lead in (('pos_gt_src', (16, 2)), ('jnt_missing', (16,)), ('headboxes_src', (2, 2))):
+        if key not in mat:
+            raise ValueError('%s: no %r field (gt_valid.mat has pos_gt_src, jnt_missing, headboxes_src)' % (path, key))
+        try:
+            arr = np.asarray(mat[key], np.float64)
+        except (TypeError, ValueError):
+            raise ValueError('%s: %s is not a numeric array' % (path, key)) from None
+        if arr.shape == lead:   # MATLAB drops a trailing singleton dimension: one record
+            arr = arr[..., None]
+        num = arr.shape[-1] if num is None else num
+        if arr.shape != lead + (num,):
+            raise ValueError('%s: %s has shape %s, expected %s (N = %d records, as pos_gt_src)'
+                             % (path, key, arr.shape, lead + ('N',), num))
+        arrays[key] = arr
+    missing = arrays['jnt_missing']
+    if not np.isin(missing, (0, 1)).all():
+        j, i = np.argwhere(~np.isin(missing, (0, 1)))[0]
+        raise ValueError('%s: record %d: jnt_missing of joint %d is %g, expected 0 or 1' % (path, i, j, missing[j, i]))
+    joints = np.transpose(arrays['pos_gt_src'], [2, 0, 1]) - 1.0          # (16, 2, N) -> (N, 16, 2)
+    visible = np.transpose(missing == 0, [1, 0])
+    boxes = np.transpose(arrays['headboxes_src'], [2, 0, 1])              # (2, 2, N) -> (N, 2, 2)
+    bad = ~np.isfinite(boxes).all(axis=(1, 2))
+    if bad.any():
+        i = int(np.nonzero(bad)[0][0])
+        raise ValueError('%s: record %d: headboxes_src is %s, not finite' % (path, i, boxes[i].ravel().tolist()))
+    bad = ~np.isfinite(joints).all(axis=2) & visible      # a missing joint's coordinates are never read
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise ValueError('%s: record %d: pos_gt_src of joint %d is %s, not finite (and jnt_missing is 0)'
+                         % (path, i, j, (joints[i, j] + 1).tolist()))
+    return {'joints': joints, 'visible': visible, 'head_sizes': head_sizes_from_boxes(boxes), 'head_source': 'boxes'}
 
 
 def _pck(scaled_err, visible, thresh):

@@ -118,6 +118,39 @@ def test_detection_image_id_must_be_int_or_str(coco_subset, tmp_path, image_id):
         coco_det_records(str(p), osp.join(coco_subset, VAL_ANN), '', COCO)
 
 
+def test_string_ids_are_kept_as_given(coco_subset, tmp_path):
+    """Ids may be int or str (validation allows both, as COCO conversions use): the COCO records cast them with
+    int(), so 'img397133' raised "invalid literal for int()" naming no file, and '000123' would have become 123,
+    no image of the GT at evaluation. Records keep a str id as it is; int ids stay ints."""
+    from cvpack.evaluation import evaluate_keypoints
+    gt = _val_gt(coco_subset)
+    for img in gt['images']:
+        img['id'] = '%012d' % img['id']
+    for ann in gt['annotations']:
+        ann['image_id'] = '%012d' % ann['image_id']
+    ann_file = tmp_path / 'str_ids.json'
+    ann_file.write_text(json.dumps(gt))
+    images = osp.join(coco_subset, 'images/val2017')
+    recs = coco_gt_records(str(ann_file), images, COCO)
+    labelled = [a for a in gt['annotations'] if a['num_keypoints'] > 0 and not a['iscrowd']]
+    assert [(r['image_id'], r['ann_id']) for r in recs] == [(a['image_id'], a['id']) for a in labelled]
+    with open(osp.join(coco_subset, 'det_json/COCO_val2017_detections_AP_H_56_person.json')) as f:
+        dets = [dict(d, image_id='%012d' % d['image_id']) for d in json.load(f)]
+    det_file = tmp_path / 'dets.json'
+    det_file.write_text(json.dumps(dets))
+    det_recs = coco_det_records(str(det_file), str(ann_file), images, COCO)
+    assert [r['image_id'] for r in det_recs] == [d['image_id'] for d in dets]
+    # GT keypoints as predictions for the records: the ids match the ground truth's, AP 1
+    results = [{'image_id': r['image_id'], 'category_id': 1, 'score': 1.0, 'keypoints': r['joints'].ravel().tolist()}
+               for r in recs]
+    assert evaluate_keypoints(str(ann_file), results)['AP'] == pytest.approx(1.0)
+    for ann in gt['annotations']:       # str annotation ids: the training records keep them too
+        ann['id'] = 'a%d' % ann['id']
+    ann_file.write_text(json.dumps(gt))
+    assert [r['ann_id'] for r in coco_gt_records(str(ann_file), images, COCO)] == [a['id'] for a in labelled]
+    assert isinstance(coco_gt_records(osp.join(coco_subset, VAL_ANN), images, COCO)[0]['image_id'], int)
+
+
 def test_missing_train_images_are_skipped_and_logged(coco_subset, tmp_path, log_capture):
     caplog = log_capture
     with caplog.at_level(logging.WARNING, logger='cvpack.data.coco'):   # none left: an error saying why

@@ -121,6 +121,9 @@ def test_bad_detection_names_file_and_index(coco_subset, tmp_path, value, messag
     ('joints', float('nan'), r'joints\[5\] is nan, not a finite number'),
     ('joints', '12', r"joints\[5\] is '12' \(str\), not a number"),
     ('joints_vis', True, r'joints_vis\[2\] is True \(bool\), not a number'),
+    ('joints_vis', 7, r'joints_vis\[2\] is 7, expected 0 or 1'),        # passed: visibility 14, a loss weight
+    ('joints_vis', -1, r'joints_vis\[2\] is -1, expected 0 or 1'),       # passed: an unlabelled joint
+    ('joints_vis', 0.5, r'joints_vis\[2\] is 0.5, expected 0 or 1'),     # passed: visibility 1 (occluded)
     ('scale', 'big', r"scale is 'big' \(str\), not a number"),
     ('center', float('inf'), r'center\[1\] is inf, not a finite number'),
 ])
@@ -155,6 +158,11 @@ def test_pckh_gt_validated(mpii_subset, tmp_path):
         evaluate_pckh(preds, str(bad))
     bad.write_text(json.dumps(entries)[:-50])
     with pytest.raises(ValueError, match=r'MPII ground truth file .*valid\.json is not valid JSON'):
+        evaluate_pckh(preds, str(bad))
+    entries[3]['joints'][9][0] = 1.0         # finite again
+    entries[3]['joints_vis'][4] = 2          # PCKh counted it as visible, as it would 0.5
+    bad.write_text(json.dumps(entries))
+    with pytest.raises(ValueError, match=r'valid\.json: record 3: joints_vis\[4\] is 2, expected 0 or 1'):
         evaluate_pckh(preds, str(bad))
 
 
@@ -217,3 +225,19 @@ def test_mpii_zero_scale_is_skipped_with_one_warning(mpii_subset, tmp_path, log_
     assert len(ds) == n_clean - 2 and [r['ann_id'] for r in ds.records if r['ann_id'] in (2, 4)] == []
     assert 'train.json: skipped 2 entries (degenerate box: scale <= 0), e.g. entry #2 scale 0; entry #4 scale -1.5' \
         in caplog.text
+
+
+def test_duplicate_image_id_in_gt_is_an_error(coco_subset, tmp_path):
+    """Two images with one id: every person of that id was cropped from the last entry's file (here another
+    image's), silently. The loaders and the evaluator share the check (tests/evaluation/test_eval_inputs.py)."""
+    with open(osp.join(coco_subset, COCO_TRAIN)) as f:
+        images = json.load(f)['images']
+    n = len(images)
+
+    def edit(data):
+        data['images'].append(dict(data['images'][0], file_name=data['images'][1]['file_name']))
+    cfg = megvii_config(str(tmp_path))
+    cfg.DATASET.ROOT = make_root(coco_subset, tmp_path, {COCO_TRAIN: edit})
+    with pytest.raises(ValueError, match=r'person_keypoints_train2017\.json: images\[%d\]: image id %d is given twice '
+                                         r'\(images\[0\] and images\[%d\]\)' % (n, images[0]['id'], n)):
+        build_dataset(cfg, 'train')

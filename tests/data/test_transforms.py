@@ -46,6 +46,28 @@ def test_flip_twice_is_identity_and_swaps_pairs():
     assert T.flip_center_x([100, 50], 640).tolist() == [539, 50]
 
 
+def test_a_joint_in_two_flip_pairs_is_an_error(coco_subset, tmp_path):
+    """``DATASET.KEYPOINT.FLIP_PAIRS [[1, 2], [2, 3], ...]`` (an override; metadata files are checked) passed: the
+    flip permutation was [0, 2, 3, 2, ...], so every flipped sample and the flip test lost joint 1 and copied joint 2.
+    Now flip_permutation refuses it, and the dataset build names the key."""
+    from cvpack.config.base import merge_from_list
+    from cvpack.config.megvii import megvii_config
+    from cvpack.data import build_dataset
+    from cvpack.data.meta import flip_permutation
+    assert flip_permutation(5, [(1, 2), (2, 1), (3, 3)]) == [0, 2, 1, 3, 4]   # a pair repeated or reversed: same
+    with pytest.raises(ValueError, match=r'flip pairs \(1, 2\) and \(2, 3\) share joint 2'):
+        flip_permutation(5, [(1, 2), (2, 3)])
+    with pytest.raises(ValueError, match=r'flip pairs \(1, 2\) and \(1, 3\) share joint 1'):
+        T.flip_joints(np.zeros((5, 2)), np.ones(5), 100, [(1, 2), (1, 3)])
+    cfg = megvii_config(str(tmp_path))
+    cfg.DATASET.ROOT = coco_subset
+    pairs = [[1, 2], [2, 3]] + [list(p) for p in COCO.flip_pairs[2:]]
+    merge_from_list(cfg, ['DATASET.KEYPOINT.FLIP_PAIRS', str(pairs)])
+    with pytest.raises(ValueError, match=r'DATASET\.KEYPOINT\.FLIP_PAIRS \[\[1, 2\], \[2, 3\], .*\]: flip pairs '
+                                         r'\(1, 2\) and \(2, 3\) share joint 2'):
+        build_dataset(cfg, 'train')
+
+
 def test_fit_aspect_and_extend():
     np.testing.assert_allclose(T.fit_aspect([1.0, 1.0], 0.75), [1.0, 1 / 0.75])     # w > 0.75 h -> h = w / 0.75
     np.testing.assert_allclose(T.fit_aspect([0.5, 1.0], 0.75), [0.75, 1.0])         # else w = 0.75 h

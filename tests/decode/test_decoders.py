@@ -186,3 +186,22 @@ def test_mlpe_divide_by_max_flips_a_negative_map_ours_does_not():
     coords, scores = decode_megvii(hm, kernel=21)
     np.testing.assert_array_equal(coords[0, 0], [2.0, 2.0])                           # ours: cell (0, 0)
     assert scores[0, 0] == pytest.approx(-10 / 255 + 0.5)
+
+
+@pytest.mark.parametrize('name', ['megvii', 'mmpose_megvii', 'quarter', 'dark', 'argmax'])
+def test_non_finite_heatmaps_are_an_error_not_a_keypoint(name):
+    """A NaN/inf heatmap decoded to a finite keypoint: all-NaN maps to cell (0, 0) (megvii: input (2, 2)), a peaked
+    map with one NaN cell to its peak with score 0.5 (megvii), so a diverged model scored MPII PCKh 0 with exit 0.
+    Every decoder now refuses them, naming the first map; finite maps decode as before."""
+    hm = np.zeros((2, 3, 64, 48), np.float32)
+    hm[:, :, 20, 30] = 255
+    coords, _ = decode_heatmaps(name, torch.from_numpy(hm))
+    assert np.isfinite(coords).all()
+    bad = hm.copy()
+    bad[1, 2, 5, 7] = np.nan
+    bad[1, 1] = np.inf
+    with pytest.raises(ValueError, match=r'heatmaps hold NaN/inf in 2 of 6 maps \(first: sample 1, joint 1\): '
+                                         r'the model output is not finite'):
+        decode_heatmaps(name, torch.from_numpy(bad))
+    with pytest.raises(ValueError, match=r'in 6 of 6 maps \(first: sample 0, joint 0\)'):
+        decode_heatmaps(name, np.full((2, 3, 64, 48), np.nan, np.float32))

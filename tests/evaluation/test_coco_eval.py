@@ -120,3 +120,21 @@ def test_custom_sigmas(coco_gt, repo_root):
     assert looser['AP'] > same['AP']                   # larger sigmas -> higher OKS -> higher AP
     with pytest.raises(ValueError, match='16 OKS sigmas for 17'):
         evaluate_keypoints(coco_gt, path, sigmas=np.ones(16))
+
+
+@pytest.mark.parametrize('value,message', [
+    (float('nan'), r'sigmas\[3\] is nan, not a finite number'),
+    (float('inf'), r'sigmas\[3\] is inf, not a finite number'),
+    (0.0, r'sigmas\[3\] is 0, not > 0'),
+    (-0.035, r'sigmas\[3\] is -0.035, not > 0'),
+])
+def test_non_finite_or_non_positive_sigmas_are_an_error(coco_gt, repo_root, value, message):
+    """One NaN sigma made every OKS NaN, which pycocotools counts as a match: AP 0.1789 -> 0.6947 for the shipped
+    mediapipe results, silently; 0 divided by zero (AP 0.1527), a negative sigma was squared away."""
+    from cvpack.data.meta import oks_sigmas
+    path = _peer(repo_root, 'mediapipe_mc0')
+    sigmas = np.array(oks_sigmas('COCO'))
+    assert evaluate_keypoints(coco_gt, path, sigmas=sigmas)['AP'] == pytest.approx(0.1789, abs=5e-5)
+    sigmas[3] = value
+    with pytest.raises(ValueError, match='OKS sigmas: ' + message):
+        evaluate_keypoints(coco_gt, path, sigmas=sigmas)

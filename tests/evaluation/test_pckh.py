@@ -1,6 +1,7 @@
 """PCKh on the shipped MPII subset and on a small gt_valid.mat built here."""
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -90,3 +91,86 @@ def test_mpii_evaluator_orders_by_index(tmp_path, mpii_subset, valid_json):
     cfg.DATASET.KEYPOINT = edict(NUM=15)    # e.g. an MPII-format set without one joint
     with pytest.raises(ValueError, match=r'record 0 has keypoints of shape \(16, 3\), expected \(15, 3\)'):
         build_evaluator(cfg)(instances, str(tmp_path))
+
+
+def test_unlabelled_head_joint_without_head_boxes_is_an_error(tmp_path, valid_json):
+    """Without head boxes the normaliser is ||head top - upper neck||. Record 2's head top unlabelled (HRNet's
+    placeholder [-1, -1], joints_vis 0) gave it a head size of 1066 px instead of 105: every joint a hit, Mean
+    21.2 -> 38.5 for predictions 40 px off, silently. Now the file is refused, naming the record and the joint."""
+    gt = load_mpii_gt(valid_json)
+    preds = gt['joints'] + 40.0
+    assert evaluate_pckh(preds, valid_json)['Mean'] == pytest.approx(100.0 * 14 / 66)   # record 0 only
+    with open(valid_json) as f:
+        entries = json.load(f)
+    entries[2]['joints_vis'][9], entries[2]['joints'][9] = 0, [-1, -1]
+    bad = tmp_path / 'valid.json'
+    bad.write_text(json.dumps(entries))
+    with pytest.raises(ValueError, match=r'valid\.json: record 2: joint 9 \(head top\) is not labelled '
+                                         r'\(joints_vis 0\), so the record has no head segment'):
+        evaluate_pckh(preds, str(bad))
+
+
+def _mat(path, **fields):
+    from scipy.io import savemat
+    joints = np.zeros((16, 2, 2))
+    joints[:, 0, :] = np.arange(16)[:, None] * 10 + 1
+    boxes = np.zeros((2, 2, 2))
+    boxes[1, :, 0], boxes[1, :, 1] = [30, 40], [6, 8]
+    mat = {'pos_gt_src': joints, 'jnt_missing': np.zeros((16, 2)), 'headboxes_src': boxes}
+    for key, edit in fields.items():
+        if edit is None:
+            del mat[key]
+        else:
+            edit(mat[key])
+    savemat(str(path), mat)
+    return str(path)
+
+
+def test_bad_gt_valid_mat_names_file_record_and_field(tmp_path):
+    """gt_valid.mat was read unchecked: a NaN head box made its record's 16 joints misses (Mean 100 -> 50 for GT as
+    predictions), a NaN joint one miss, silently; a missing field was a bare KeyError 'headboxes_src' and a cut
+    file scipy's 'Mat file appears to be truncated', neither naming the file."""
+    good = _mat(tmp_path / 'good.mat')
+    preds = load_mpii_gt(good)['joints']
+    assert evaluate_pckh(preds, good)['Mean'] == pytest.approx(100.0)
+    cases = [
+        (dict(headboxes_src=lambda b: b.__setitem__((1, 0, 1), np.nan)),
+         r'record 1: headboxes_src is \[0\.0, 0\.0, nan, 8\.0\], not finite'),
+        (dict(pos_gt_src=lambda j: j.__setitem__((3, 0, 1), np.nan)),
+         r'record 1: pos_gt_src of joint 3 is \[nan, 0\.0\], not finite \(and jnt_missing is 0\)'),
+        (dict(jnt_missing=lambda m: m.__setitem__((4, 0), 2)),
+         r'record 0: jnt_missing of joint 4 is 2, expected 0 or 1'),
+        (dict(headboxes_src=None), r"no 'headboxes_src' field"),
+    ]
+    for n, (edit, message) in enumerate(cases):
+        path = _mat(tmp_path / ('bad%d.mat' % n), **edit)
+        with pytest.raises(ValueError, match=re.escape(path) + ': ' + message):
+            evaluate_pckh(preds, path)
+    # a NaN coordinate of a missing joint is never read
+    path = _mat(tmp_path / 'missing_nan.mat', pos_gt_src=lambda j: j.__setitem__((3, 0, 1), np.nan),
+                jnt_missing=lambda m: m.__setitem__((3, 1), 1))
+    assert evaluate_pckh(np.nan_to_num(load_mpii_gt(path)['joints']), path)['Mean'] == pytest.approx(100.0)
+    cut = tmp_path / 'cut.mat'
+    with open(good, 'rb') as f:
+        cut.write_bytes(f.read()[:200])
+    with pytest.raises(ValueError, match=r'MPII ground truth file %s is not a readable \.mat' % re.escape(str(cut))):
+        evaluate_pckh(preds, str(cut))
+
+
+def test_head_boxes_on_some_records_only_is_an_error(tmp_path, valid_json):
+    """Head boxes on 4 of 5 records: all 4 were dropped and every record normalised by its head segment, with only
+    'head size: head_segment' in the log. Now the file is refused, naming the first record without one."""
+    with open(valid_json) as f:
+        entries = json.load(f)
+    for e in entries:
+        x, y = e['joints'][9]
+        e['headbox'] = [[x - 30, y - 40], [x + 30, y + 40]]       # diagonal 100 -> head size 60
+    path = tmp_path / 'valid.json'
+    path.write_text(json.dumps(entries))
+    gt = load_mpii_gt(str(path))
+    assert gt['head_source'] == 'boxes'
+    np.testing.assert_allclose(gt['head_sizes'], 60.0)
+    del entries[3]['headbox']
+    path.write_text(json.dumps(entries))
+    with pytest.raises(ValueError, match=r'valid\.json: record 3 has no headbox, but 4 of 5 records have one'):
+        load_mpii_gt(str(path))
