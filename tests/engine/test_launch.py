@@ -153,3 +153,47 @@ def test_auto_resume_is_decided_by_rank0(tmp_path, monkeypatch):
     monkeypatch.setattr(comm, 'all_gather_object', lambda obj: [True, obj])
     with pytest.raises(FileNotFoundError, match=r'/rank0/only/iter-last.pth.*rank\(s\) \[1\]'):
         auto_resume_path(str(last), True, False)
+
+
+def test_release_ddp_frees_the_wrapper_before_the_group_is_destroyed(tmp_path):
+    """Trainer.release_ddp leaves no reference to the DDP object (whose reducer holds the process group), so
+    destroy_process_group really frees the group (docs/ENGINE.md "Shutdown"); one gloo rank in this process."""
+    import types
+    import weakref
+
+    import torch.distributed as dist
+
+    from cvpack.engine.trainer import Trainer
+    dist.init_process_group('gloo', store=dist.FileStore(str(tmp_path / 'store'), 1), rank=0, world_size=1)
+    try:
+        model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+        trainer = types.SimpleNamespace(model=model, ddp=torch.nn.parallel.DistributedDataParallel(model))
+        trainer.ddp(torch.randn(2, 3, 8, 8)).sum().backward()
+        wrapper = weakref.ref(trainer.ddp)
+        Trainer.release_ddp(trainer)
+        assert wrapper() is None and trainer.ddp is model
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize('fail', [False, True])
+def test_train_main_releases_ddp_before_cleanup(toy, toy_exp, monkeypatch, fail):
+    """train_main calls Trainer.release_ddp, then cleanup_distributed: after training and after a failure."""
+    import cvpack.engine.trainer as trainer_mod
+    calls = []
+    monkeypatch.setattr(trainer_mod.Trainer, 'release_ddp', lambda self: calls.append('release'))
+    monkeypatch.setattr(trainer_mod, 'cleanup_distributed', lambda: calls.append('cleanup'))
+    if fail:
+        def broken(self):
+            raise RuntimeError('stopped in train()')
+        monkeypatch.setattr(trainer_mod.Trainer, 'train', broken)
+    exp, cfg = toy_exp
+    argv = ['OUTPUT_DIR', osp.join(exp, 'out'), 'TENSORBOARD_DIR', 'None']
+    if fail:
+        with pytest.raises(RuntimeError, match='stopped in train'):
+            trainer_mod.train_main(cfg, toy.build_model, argv=argv, dataset_builder=toy.dataset_builder,
+                                   collate_fn=toy.collate)
+    else:
+        trainer_mod.train_main(cfg, toy.build_model, argv=argv, dataset_builder=toy.dataset_builder,
+                               collate_fn=toy.collate)
+    assert calls == ['release', 'cleanup']
