@@ -20,6 +20,7 @@ import torch
 from ..data import TOP_DOWN_PIPELINES, build_dataset, collate
 from ..data.meta_file import dataset_meta
 from ..data.validate import box_is_degenerate, number, warn_skipped
+from ..decode.heatmap import NonFiniteHeatmaps
 from ..evaluation.build import apply_test_nms
 from ..evaluation.coco import instances_to_coco_results
 from ..inference import build_predictor
@@ -287,17 +288,26 @@ class PoseEstimator:
         self.timing['detector'] += time.perf_counter() - t
         return out
 
-    def _run(self, records):
+    def _run(self, records, images):
         """The predictor's instances for dataset records, in batches of ``batch_size`` (test.py's loop)."""
         self.dataset.records = records
         loader = torch.utils.data.DataLoader(self.dataset, batch_size=self.batch_size, collate_fn=collate)
-        return predict_batches(self.model, loader, self.predictor, self.cfg, self.device)
+        try:
+            return predict_batches(self.model, loader, self.predictor, self.cfg, self.device)
+        except NonFiniteHeatmaps as e:   # the predictor's image ids are positions in ``images``: name the files
+            if not hasattr(e, 'image_ids'):
+                raise
+            where = ['%s%s' % (images[int(i)].name, '' if b is None else ' box %s' % b)
+                     for i, b in zip(e.image_ids, e.boxes)]
+            raise ValueError('the model gave NaN/inf heatmaps for %d of %d people (e.g. %s): non-finite weights, or '
+                             'an fp16 overflow (TEST.AMP)?'
+                             % (len(where), e.batch_size, '; '.join(where[:3]))) from None
 
     def _top_down_people(self, images, boxes):
         t = time.perf_counter()
         records = [self.dataset.box_record(box, score, n, image=im.array)
                    for n, (im, (xywh, scores)) in enumerate(zip(images, boxes)) for box, score in zip(xywh, scores)]
-        instances = apply_test_nms(self.cfg, self._run(records)) if records else []
+        instances = apply_test_nms(self.cfg, self._run(records, images)) if records else []
         _sync(self.device)
         self.timing['pose'] += time.perf_counter() - t
         return self._group(instances, images)
@@ -305,7 +315,7 @@ class PoseEstimator:
     def _whole_image_people(self, images):
         t = time.perf_counter()
         records = [self.dataset.image_record(im.array, n, im.name) for n, im in enumerate(images)]
-        instances = self._run(records)
+        instances = self._run(records, images)
         _sync(self.device)
         self.timing['pose'] += time.perf_counter() - t
         return self._group(instances, images)

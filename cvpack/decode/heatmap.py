@@ -26,6 +26,15 @@ from ..utils import to_numpy
 from .megvii import MEGVII_PAD, blur_stack, megvii_peaks
 
 
+class NonFiniteHeatmaps(ValueError):
+    """Heatmaps holding NaN/inf; ``samples`` lists the batch positions of the samples with such a map (callers
+    that know the images and boxes of a batch name them: :class:`cvpack.inference.topdown.TopDownPredictor`)."""
+
+    def __init__(self, message, samples):
+        super().__init__(message)
+        self.samples = [int(n) for n in samples]
+
+
 def _to_numpy(heatmaps):
     heatmaps = to_numpy(heatmaps)
     if heatmaps.ndim != 4:
@@ -38,8 +47,9 @@ def _to_numpy(heatmaps):
     if not np.isfinite(heatmaps).all():
         finite = np.isfinite(heatmaps).all(axis=(2, 3))
         n, k = np.argwhere(~finite)[0]
-        raise ValueError('heatmaps hold NaN/inf in %d of %d maps (first: sample %d, joint %d): the model output is '
-                         'not finite' % ((~finite).sum(), finite.size, n, k))
+        raise NonFiniteHeatmaps('heatmaps hold NaN/inf in %d of %d maps (first: sample %d, joint %d): the model '
+                                'output is not finite' % ((~finite).sum(), finite.size, n, k),
+                                np.nonzero(~finite.all(axis=1))[0])
     return heatmaps
 
 

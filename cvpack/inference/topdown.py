@@ -5,6 +5,7 @@ import torch
 from ..codecs import build_codec
 from ..decode.coords import to_image_coords
 from ..decode.flip import flip_back
+from ..decode.heatmap import NonFiniteHeatmaps
 from .rescore import rescore
 from ..utils import to_numpy
 
@@ -85,7 +86,10 @@ class TopDownPredictor:
             when the batch has it.
         """
         heatmaps = self.heatmaps(model, batch['image'])
-        coords, kp_scores = self.codec.decode(heatmaps)
+        try:
+            coords, kp_scores = self.codec.decode(heatmaps)
+        except NonFiniteHeatmaps as e:
+            raise _named(e, batch) from None
         center = to_numpy(batch['center'], np.float64).reshape(-1, 2)
         scale = to_numpy(batch['scale'], np.float64).reshape(-1, 2)
         num = coords.shape[0]
@@ -108,3 +112,17 @@ class TopDownPredictor:
                 inst['index'] = int(index.item() if isinstance(index, torch.Tensor) else index)
             out.append(inst)
         return out
+
+
+def _named(error, batch):
+    """The decoder's :class:`NonFiniteHeatmaps` naming the image ids and boxes of its samples; ``image_ids`` and
+    ``boxes`` (xywh or None) of the bad samples ride along for callers that know the files (the inference API)."""
+    ids = batch['image_id']
+    ids = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
+    bbox = to_numpy(batch['bbox'], np.float64).reshape(-1, 4) if 'bbox' in batch else None
+    boxes = [None if bbox is None else [round(float(v), 2) for v in bbox[n]] for n in error.samples]
+    where = ['image %s%s' % (ids[n], '' if b is None else ' box %s' % b) for n, b in zip(error.samples, boxes)]
+    named = NonFiniteHeatmaps('%s; %d of the %d people of the batch: %s%s' % (
+        error, len(where), len(ids), '; '.join(where[:3]), ' ...' if len(where) > 3 else ''), error.samples)
+    named.image_ids, named.boxes, named.batch_size = [ids[n] for n in error.samples], boxes, len(ids)
+    return named

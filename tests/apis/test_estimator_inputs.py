@@ -200,7 +200,7 @@ def test_non_finite_model_output_is_an_error_naming_image_and_box(est, repo_root
     """NaN/inf heatmaps gave people with NaN keypoint scores and a NaN score, silently (to_coco then wrote NaN,
     which no JSON reader accepts)."""
     bad = PoseEstimator(exp_path(repo_root, RSN18), device='cpu', opts=FAST, model=_NonFinite(est.model))
-    with pytest.raises(ValueError, match=r'NaN/inf keypoints or scores for 2 of 2 people \(e\.g\. .*astronaut\.png '
+    with pytest.raises(ValueError, match=r'NaN/inf heatmaps for 2 of 2 people \(e\.g\. .*astronaut\.png '
                        r'box \[10\.0, 10\.0, 100\.0, 200\.0\]; .*astronaut\.png box \[50\.0, 20\.0, 60\.0, 80\.0\]\)'):
         bad(astronaut, boxes=[[10, 10, 100, 200], [50, 20, 60, 80]])
     assert len(est(astronaut, boxes=[[10, 10, 100, 200]])) == 1   # the finite model, same boxes: no error

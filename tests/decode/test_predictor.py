@@ -88,3 +88,24 @@ def test_dispatch():
     cfg.TEST.PREDICTOR = '%s:Nope' % __name__
     with pytest.raises(ImportError, match='TEST.PREDICTOR'):
         build_predictor(cfg)
+
+
+def test_non_finite_heatmaps_name_the_image_ids_and_boxes_of_the_batch():
+    """test.py's predictor turns the decoder's refusal of NaN/inf heatmaps into an error naming the image ids and
+    boxes of the bad samples (the decoder alone knows only their positions in the batch)."""
+    from cvpack.decode.heatmap import NonFiniteHeatmaps
+
+    class NaNForSecond(PoolModel):
+        def forward(self, images, targets=None):
+            out = super().forward(images).clone()
+            out[1, 1] = float('nan')
+            return out
+
+    batch = _batch(3)
+    batch['image_id'] = torch.tensor([5, 9, 11])
+    batch['bbox'] = torch.tensor([[0.0, 0, 10, 20], [1.5, 2, 30, 40], [0, 0, 5, 5]])
+    expected = (r'NaN/inf in 1 of 6 maps \(first: sample 1, joint 1\).*; 1 of the 3 people of the batch: '
+                r'image 9 box \[1\.5, 2\.0, 30\.0, 40\.0\]$')
+    with pytest.raises(NonFiniteHeatmaps, match=expected) as err:
+        build_predictor(_cfg(flip=False))(NaNForSecond(), batch)
+    assert err.value.samples == [1] and err.value.image_ids == [9]
