@@ -153,9 +153,10 @@ class Trainer:
         match_state(self.model, state, path, strict=True)
         self.model.load_state_dict(state)
         base_lrs = [g['initial_lr'] for g in self.optimizer.param_groups]  # the current effective solver
+        changed = []
         try:
             if 'optimizer' in ckpt:
-                load_optimizer_state(self.optimizer, ckpt['optimizer'])
+                changed = load_optimizer_state(self.optimizer, ckpt['optimizer'])
             if 'scheduler' in ckpt:
                 sched = dict(ckpt['scheduler'])
                 sched['lr_lambdas'] = [None] * len(self.scheduler.lr_lambdas)  # shape from the current config
@@ -166,6 +167,9 @@ class Trainer:
             raise CheckpointError(path, 'its optimizer/scheduler state does not fit this run\'s solver (%s: %s); '
                                   'use --weights to start from its weights only' % (type(e).__name__, e)) from None
         old_lrs = self._reset_base_lrs(base_lrs)
+        if changed:
+            self.log.warning('resuming %s with the optimizer settings of the current config, not the checkpoint\'s: %s',
+                             path, ', '.join(changed))
         self.start_iter = int(ckpt.get('iteration', 0))
         sampler = ckpt.get('sampler') or {}
         if int(sampler.get('world_size', self.ctx.world_size)) != self.ctx.world_size:

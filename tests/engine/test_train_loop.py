@@ -168,6 +168,22 @@ def test_resume_on_other_world_size_uses_current_lr(toy, toy_exp, tmp_path):
     assert 'from a 2-process checkpoint' in log and 'current effective one, 1.000e-02' in log
 
 
+def test_resume_with_other_optimizer_settings(toy, toy_exp, tmp_path):
+    """Resuming an Adam checkpoint with SOLVER.OPTIMIZER SGD ended in "KeyError: 'momentum'" at the first step, no
+    file named; with SOLVER.WEIGHT_DECAY 0.5 it trained on with the checkpoint's 1e-05 without a word."""
+    from cvpack.safe_load import CheckpointError
+    _, cfg = toy_exp
+    _train(toy, cfg, tmp_path / 'A', ['SOLVER.MAX_ITER', '2'])
+    ckpt = str(tmp_path / 'A' / 'iter-2.pth')
+    with pytest.raises(CheckpointError, match=r'iter-2\.pth: its optimizer/scheduler state does not fit .* another '
+                                              r"optimizer: its parameter group 0 has no dampening, momentum, nesterov"):
+        _train(toy, cfg, tmp_path / 'B', ['-c', ckpt, 'SOLVER.OPTIMIZER', 'SGD'])
+    _train(toy, cfg, tmp_path / 'C', ['-c', ckpt, 'SOLVER.WEIGHT_DECAY', '0.5'])
+    assert ck.load_checkpoint(str(tmp_path / 'C' / 'iter-4.pth'))['optimizer']['param_groups'][0]['weight_decay'] == 0.5
+    assert ("resuming %s with the optimizer settings of the current config, not the checkpoint's: weight_decay "
+            "1e-05 -> 0.5" % ckpt) in open(tmp_path / 'C' / 'log.txt').read()
+
+
 def test_pretrained_loaded_by_the_trainer_only_from_scratch(toy, toy_exp, tmp_path):
     """MODEL.PRETRAINED: read by the trainer (model.load_pretrained) when starting from scratch; never on
     resume, with MODEL.WEIGHT / --weights, or by test.py; a model without load_pretrained is an error."""
