@@ -262,7 +262,8 @@ def merge_from_list(cfg, opts):
     """
     opts = list(opts or [])
     if len(opts) % 2:
-        raise ValueError('config overrides come in KEY VALUE pairs, got an odd number: %s' % opts)
+        raise ConfigError('config key %s has no value (overrides come in KEY VALUE pairs, got an odd number: %s)'
+                          % (opts[-1], ' '.join(map(str, opts))))
     # the values refresh_dataset_keys compares with; a project's own DATASET block may have neither key
     dataset = cfg.get('DATASET', {})
     old_name, old_meta_file = dataset.get('NAME'), dataset.get('META_FILE', '')
