@@ -126,6 +126,21 @@ def test_missing_test_checkpoint_is_an_error(toy, toy_exp, tmp_path):
     assert 'ground-truth boxes' in open(tmp_path / 'T' / 'test_dir' / 'test_log.txt').read()
 
 
+def test_metrics_json_names_a_url_checkpoint_as_given(toy, toy_exp, tmp_path, http_root):
+    """test.py --checkpoint URL wrote metrics.json's checkpoint as osp.abspath(URL), a path that does not exist
+    ('<cwd>/http:/127.0.0.1:PORT/w.pth'); the URL is kept as given."""
+    import json
+    _, cfg = toy_exp
+    _train(toy, cfg, tmp_path / 'T', ['SOLVER.MAX_ITER', '1'])
+    root, base = http_root
+    shutil.copyfile(tmp_path / 'T' / 'iter-1.pth', root / 'w.pth')
+    run_test_main(cfg, toy.build_model, argv=['--checkpoint', base + 'w.pth', 'OUTPUT_DIR', str(tmp_path / 'T')],
+                  dataset_builder=toy.dataset_builder, predictor_builder=toy.predictor_builder,
+                  evaluator_builder=toy.evaluator_builder, collate_fn=toy.collate)
+    with open(tmp_path / 'T' / 'test_dir' / 'metrics.json') as f:
+        assert json.load(f)['checkpoint'] == base + 'w.pth'
+
+
 def test_weights_for_finetuning_accept_original_format(toy, toy_exp, tmp_path):
     _, cfg = toy_exp
     src = toy.build_model(cfg)
