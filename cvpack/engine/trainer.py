@@ -180,6 +180,11 @@ class Trainer:
         elif old_lrs != base_lrs:
             self.log.warning('resuming with base LR %.3e from the current config (the checkpoint had %.3e)',
                              base_lrs[0], old_lrs[0])
+        data = self._data_order_changes(sampler)
+        if data:
+            self.log.warning('resuming %s with another data order than the checkpoint\'s (%s): the samples of the '
+                             'iterations after %d are not those the interrupted run would have drawn (some skipped '
+                             'or repeated)', path, ', '.join(data), self.start_iter)
         rngs = ckpt.get('rng') or []
         if len(rngs) == self.ctx.world_size:
             set_rng_state(rngs[self.ctx.rank])   # (augmentations draw from per-sample RNGs: nothing else to restore)
@@ -189,6 +194,21 @@ class Trainer:
                           self.start_iter)
         self.evaluator.resume_at(self.start_iter, self.solver.MAX_ITER)   # the checkpoint predates its evaluation
         self.log.info('resumed from %s at iteration %d', path, self.start_iter)
+
+    def _data_order_changes(self, sampler):
+        """What differs between a checkpoint's sampler state and this run's data order (the world size is warned
+        about apart): 'SOLVER.IMS_PER_GPU 2 -> 1', 'SEED 0 -> 3', 'train set length 10 -> 12', 'SOLVER.ACCUMULATE
+        1 -> 2' (the sampler position is start iteration x ACCUMULATE micro-batches of IMS_PER_GPU)."""
+        changes = []
+        for key, name, now in (('batch_size', 'SOLVER.IMS_PER_GPU', int(self.solver.IMS_PER_GPU)),
+                               ('seed', 'SEED', int(self.cfg.SEED)), ('dataset_len', 'train set length',
+                                                                      len(self.dataset))):
+            if key in sampler and int(sampler[key]) != now:
+                changes.append('%s %s -> %d' % (name, sampler[key], now))
+        drawn = sampler.get('iteration')
+        if drawn is not None and self.start_iter > 0 and int(drawn) != self.start_iter * self.accumulate:
+            changes.append('SOLVER.ACCUMULATE %g -> %d' % (int(drawn) / self.start_iter, self.accumulate))
+        return changes
 
     def _reset_base_lrs(self, base_lrs):
         """Put the current effective LRs back after loading optimizer/scheduler state (which carries the

@@ -199,6 +199,22 @@ def test_resume_with_other_optimizer_settings(toy, toy_exp, tmp_path):
             "1e-05 -> 0.5" % ckpt) in open(tmp_path / 'C' / 'log.txt').read()
 
 
+def test_resume_with_another_data_order_warns(toy, toy_exp, tmp_path):
+    """A resume with SOLVER.IMS_PER_GPU, SEED or SOLVER.ACCUMULATE changed (or another train set) continues another
+    sample stream (ACCUMULATE 1 -> 2 at iteration 2 starts the sampler at micro-batch 4, skipping 2): it said nothing,
+    as it says for another world size. Now a warning names each change; an unchanged resume stays quiet."""
+    _, cfg = toy_exp
+    _train(toy, cfg, tmp_path / 'A', ['SOLVER.MAX_ITER', '2'])
+    ckpt = str(tmp_path / 'A' / 'iter-2.pth')
+    _train(toy, cfg, tmp_path / 'B', ['-c', ckpt, 'SOLVER.ACCUMULATE', '2', 'SOLVER.IMS_PER_GPU', '1', 'SEED', '3',
+                                      'DATASET.TOY_TRAIN_LEN', '12'])
+    assert ("resuming %s with another data order than the checkpoint's (SOLVER.IMS_PER_GPU 2 -> 1, SEED 0 -> 3, "
+            "train set length 10 -> 12, SOLVER.ACCUMULATE 1 -> 2)" % ckpt) in open(tmp_path / 'B' / 'log.txt').read()
+    _train(toy, cfg, tmp_path / 'C', ['-c', ckpt])
+    log = open(tmp_path / 'C' / 'log.txt').read()
+    assert 'resumed from %s at iteration 2' % ckpt in log and 'another data order' not in log
+
+
 def test_pretrained_loaded_by_the_trainer_only_from_scratch(toy, toy_exp, tmp_path):
     """MODEL.PRETRAINED: read by the trainer (model.load_pretrained) when starting from scratch; never on
     resume, with MODEL.WEIGHT / --weights, or by test.py; a model without load_pretrained is an error."""
