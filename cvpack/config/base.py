@@ -262,7 +262,8 @@ def merge_from_list(cfg, opts):
     """
     opts = list(opts or [])
     if len(opts) % 2:
-        raise ValueError('config overrides come in KEY VALUE pairs, got an odd number: %s' % opts)
+        raise ConfigError('config key %s has no value (overrides come in KEY VALUE pairs, got an odd number: %s)'
+                          % (opts[-1], ' '.join(map(str, opts))))
     # the values refresh_dataset_keys compares with; a project's own DATASET block may have neither key
     dataset = cfg.get('DATASET', {})
     old_name, old_meta_file = dataset.get('NAME'), dataset.get('META_FILE', '')
@@ -345,7 +346,12 @@ def config_main(cfg, argv=None):
     except (ConfigError, KeyError) as e:
         usage_error(parser, e.args[0] if e.args else e)
     if args.linklog:
-        _print('\n'.join(link_log(cfg)[1]))
+        try:
+            lines = link_log(cfg)[1]
+        except OSError as e:   # OUTPUT_DIR a file, below a file, or not writable: one line, as a bad override
+            usage_error(parser, '-log: cannot create OUTPUT_DIR %s and its link %s: %s (%s)'
+                        % (cfg.OUTPUT_DIR, osp.join(cfg.EXP_DIR, 'log'), e.strerror or e, e.filename))
+        _print('\n'.join(lines))
     else:
         _print(json.dumps(to_plain(cfg), indent=2, sort_keys=True))
     return cfg

@@ -241,7 +241,8 @@ def test_main(cfg, build_model, argv=None, dataset_builder=None, predictor_build
         if ctx.is_main:
             log.info('evaluating %d instances', len(instances))
             metrics = evaluator(instances, cfg.TEST_DIR)
-            record = {'checkpoint': osp.abspath(path), 'num_instances': len(instances), 'metrics': metrics}
+            record = {'checkpoint': path if is_url(path) else osp.abspath(path),   # (abspath mangles a URL)
+                      'num_instances': len(instances), 'metrics': metrics}
             metrics_path = osp.join(cfg.TEST_DIR, 'metrics.json')
             with open(metrics_path, 'w') as f:
                 json.dump(record, f, indent=2, default=float)

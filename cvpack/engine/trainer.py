@@ -153,9 +153,10 @@ class Trainer:
         match_state(self.model, state, path, strict=True)
         self.model.load_state_dict(state)
         base_lrs = [g['initial_lr'] for g in self.optimizer.param_groups]  # the current effective solver
+        changed = []
         try:
             if 'optimizer' in ckpt:
-                load_optimizer_state(self.optimizer, ckpt['optimizer'])
+                changed = load_optimizer_state(self.optimizer, ckpt['optimizer'])
             if 'scheduler' in ckpt:
                 sched = dict(ckpt['scheduler'])
                 sched['lr_lambdas'] = [None] * len(self.scheduler.lr_lambdas)  # shape from the current config
@@ -166,6 +167,9 @@ class Trainer:
             raise CheckpointError(path, 'its optimizer/scheduler state does not fit this run\'s solver (%s: %s); '
                                   'use --weights to start from its weights only' % (type(e).__name__, e)) from None
         old_lrs = self._reset_base_lrs(base_lrs)
+        if changed:
+            self.log.warning('resuming %s with the optimizer settings of the current config, not the checkpoint\'s: %s',
+                             path, ', '.join(changed))
         self.start_iter = int(ckpt.get('iteration', 0))
         sampler = ckpt.get('sampler') or {}
         if int(sampler.get('world_size', self.ctx.world_size)) != self.ctx.world_size:
@@ -176,6 +180,11 @@ class Trainer:
         elif old_lrs != base_lrs:
             self.log.warning('resuming with base LR %.3e from the current config (the checkpoint had %.3e)',
                              base_lrs[0], old_lrs[0])
+        data = self._data_order_changes(sampler)
+        if data:
+            self.log.warning('resuming %s with another data order than the checkpoint\'s (%s): the samples of the '
+                             'iterations after %d are not those the interrupted run would have drawn (some skipped '
+                             'or repeated)', path, ', '.join(data), self.start_iter)
         rngs = ckpt.get('rng') or []
         if len(rngs) == self.ctx.world_size:
             set_rng_state(rngs[self.ctx.rank])   # (augmentations draw from per-sample RNGs: nothing else to restore)
@@ -185,6 +194,21 @@ class Trainer:
                           self.start_iter)
         self.evaluator.resume_at(self.start_iter, self.solver.MAX_ITER)   # the checkpoint predates its evaluation
         self.log.info('resumed from %s at iteration %d', path, self.start_iter)
+
+    def _data_order_changes(self, sampler):
+        """What differs between a checkpoint's sampler state and this run's data order (the world size is warned
+        about apart): 'SOLVER.IMS_PER_GPU 2 -> 1', 'SEED 0 -> 3', 'train set length 10 -> 12', 'SOLVER.ACCUMULATE
+        1 -> 2' (the sampler position is start iteration x ACCUMULATE micro-batches of IMS_PER_GPU)."""
+        changes = []
+        for key, name, now in (('batch_size', 'SOLVER.IMS_PER_GPU', int(self.solver.IMS_PER_GPU)),
+                               ('seed', 'SEED', int(self.cfg.SEED)), ('dataset_len', 'train set length',
+                                                                      len(self.dataset))):
+            if key in sampler and int(sampler[key]) != now:
+                changes.append('%s %s -> %d' % (name, sampler[key], now))
+        drawn = sampler.get('iteration')
+        if drawn is not None and self.start_iter > 0 and int(drawn) != self.start_iter * self.accumulate:
+            changes.append('SOLVER.ACCUMULATE %g -> %d' % (int(drawn) / self.start_iter, self.accumulate))
+        return changes
 
     def _reset_base_lrs(self, base_lrs):
         """Put the current effective LRs back after loading optimizer/scheduler state (which carries the

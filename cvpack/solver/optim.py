@@ -53,19 +53,47 @@ def build_optimizer(solver, model, lr):
     raise ValueError("SOLVER.OPTIMIZER must be 'Adam', 'AdamW' or 'SGD', got %r" % solver.OPTIMIZER)
 
 
-def load_optimizer_state(optimizer, state):
-    """``optimizer.load_state_dict(state)`` keeping this run's kernel choice (``fused`` / ``foreach``).
+# Group keys a newer torch adds (filled with their defaults when an older state is loaded): not a sign of another
+# optimizer when a saved group lacks them; and the keys that are not hyperparameters of the config (the LR keys
+# belong to the scheduler, which the trainer resets to the current effective LR).
+_VERSION_FLAGS = {'maximize', 'foreach', 'capturable', 'differentiable', 'fused', 'decoupled_weight_decay'}
+_NOT_SETTINGS = {'params', 'param_names', 'lr', 'initial_lr'}
 
-    torch copies those flags from the saved param groups, so a checkpoint written by the per-tensor loop
-    would silently turn a fused optimizer back into the loop (and the reverse). The flags are therefore set
-    to this optimizer's in a copy of the saved groups *before* loading: torch places each ``step`` counter
-    by the group's flag (a float32 tensor on the parameter's device for fused kernels, a CPU tensor for the
-    loop), and a fused CUDA kernel would read a CPU counter as device memory.
+
+def _plain(value):
+    """Tuples as lists, for comparing a saved setting with the config's (``betas``)."""
+    return list(value) if isinstance(value, tuple) else value
+
+
+def load_optimizer_state(optimizer, state):
+    """``optimizer.load_state_dict(state)`` keeping this run's settings and kernel choice; returns the settings that
+    differ from the checkpoint's, as ``'weight_decay 1e-05 -> 0.5'`` strings (the caller warns).
+
+    torch replaces every group's hyperparameters with the saved ones, so a resume silently kept the checkpoint's
+    ``weight_decay``, ``betas``, ``momentum``, ``nesterov`` (and Adam's ``decoupled_weight_decay`` under
+    ``SOLVER.OPTIMIZER AdamW``) whatever the config said, and state saved by another optimizer (Adam's, resumed
+    with ``SOLVER.OPTIMIZER SGD``) loaded and failed at the first step with ``KeyError: 'momentum'``. Here the
+    current optimizer's settings win (as the LR does), and a saved group lacking one of this optimizer's settings is
+    a ValueError naming them. The kernel flags (``fused`` / ``foreach``) are this optimizer's too, set *before*
+    loading: torch places each ``step`` counter by the group's flag (a float32 tensor on the parameter's device for
+    fused kernels, a CPU tensor for the loop), and a fused CUDA kernel would read a CPU counter as device memory.
     """
-    kernels = [{k: g[k] for k in ('fused', 'foreach') if k in g} for g in optimizer.param_groups]
+    current = optimizer.param_groups
     saved = state['param_groups']
-    if len(saved) != len(kernels):
+    if len(saved) != len(current):
         raise ValueError('optimizer state has %d param groups, this optimizer %d (a different '
-                         'SOLVER.WEIGHT_DECAY_BIAS setting?)' % (len(saved), len(kernels)))
-    state = dict(state, param_groups=[dict(g, **k) for g, k in zip(saved, kernels)])
-    optimizer.load_state_dict(state)
+                         'SOLVER.WEIGHT_DECAY_BIAS setting?)' % (len(saved), len(current)))
+    groups, changed = [], []
+    for i, (old, new) in enumerate(zip(saved, current)):
+        missing = sorted(set(new) - set(old) - _VERSION_FLAGS - _NOT_SETTINGS)
+        if missing:
+            raise ValueError('optimizer state was written by another optimizer: its parameter group %d has no %s, '
+                             'which this run\'s %s needs (SOLVER.OPTIMIZER changed?)'
+                             % (i, ', '.join(missing), type(optimizer).__name__))
+        own = {k: v for k, v in new.items() if k not in _NOT_SETTINGS}
+        where = '' if len(current) == 1 else ' (group %d)' % i
+        changed += ['%s%s %r -> %r' % (k, where, old[k], v) for k, v in own.items()
+                    if k not in ('fused', 'foreach') and k in old and _plain(old[k]) != _plain(v)]
+        groups.append(dict(old, **own))
+    optimizer.load_state_dict(dict(state, param_groups=groups))
+    return changed

@@ -16,6 +16,7 @@ import sys
 import time
 import zipfile
 
+from ..config.schema import ConfigError
 from ..safe_load import CheckpointError, is_url
 from ._cli import OneLineParser, UsageError, check_output_file
 
@@ -101,7 +102,7 @@ def main(argv=None):
                 raise FileNotFoundError('source weights not found: %s' % args.src)
             check_checkpoint_file(args.src)
         convert(args.src, args.exp, out, args.format, args.opts)
-    except (CheckpointError, UsageError, FileNotFoundError, KeyError, ImportError) as e:
+    except (CheckpointError, ConfigError, UsageError, FileNotFoundError, KeyError, ImportError) as e:
         print('%s: error: %s' % (PROG, e.args[0] if isinstance(e, KeyError) and e.args else e), file=sys.stderr)
         return 2
     return 0

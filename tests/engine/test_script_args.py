@@ -71,6 +71,22 @@ def test_config_py_log_after_an_override(toy_exp, sub_env, tmp_path):
     assert osp.realpath(osp.join(exp, 'log')) == osp.realpath(str(out))
 
 
+def test_config_py_log_into_a_file_is_one_line(toy_exp, tmp_path, capsys):
+    """config.py -log OUTPUT_DIR F, F a file (or a folder below it): a FileExistsError / NotADirectoryError traceback
+    from os.makedirs; now exit 2, one line naming OUTPUT_DIR, the link and why, and no ./log link made."""
+    from cvpack.config import config_main
+    exp, cfg = toy_exp
+    (tmp_path / 'f').write_text('not a folder')
+    for out, why in ((tmp_path / 'f', 'File exists'), (tmp_path / 'f' / 'sub', 'Not a directory')):
+        with pytest.raises(SystemExit) as info:
+            config_main(cfg, ['-log', 'OUTPUT_DIR', str(out)])
+        err = capsys.readouterr().err
+        assert info.value.code == 2 and err.count('\n') == 1, err
+        assert err.endswith('error: -log: cannot create OUTPUT_DIR %s and its link %s: %s (%s)\n'
+                            % (out, osp.join(exp, 'log'), why, out)), err
+    assert not osp.lexists(osp.join(exp, 'log')) and (tmp_path / 'f').read_text() == 'not a folder'
+
+
 @pytest.mark.parametrize('argv, message', [
     (['SOLVER.BASE_LR', '--no-auto-resume'], 'config key SOLVER.BASE_LR has no value: --no-auto-resume is a flag'),
     (['SOLVER.MAX_ITER', '5', 'SOLVER.BASE_LR', '-c', 'x.pth'], 'config key SOLVER.BASE_LR has no value: -c is a flag'),

@@ -153,6 +153,47 @@ def test_resume_across_optimizer_kernels(name, saved_fused):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
+def _stepped(solver):
+    """(model, optimizer) after one step of a tiny model, the optimizer built from ``solver``."""
+    torch.manual_seed(0)
+    model = torch.nn.Conv2d(3, 2, 1)
+    opt = build_optimizer(solver, model, 0.01)
+    model(torch.randn(1, 3, 2, 2)).square().mean().backward()
+    opt.step()
+    return model, opt
+
+
+def test_resume_keeps_the_configs_optimizer_settings():
+    """torch's load_state_dict replaces a group's settings with the saved ones: a resume with SOLVER.WEIGHT_DECAY 0.5
+    and BETAS [0.5, 0.6] trained on with 1e-05 and (0.9, 0.999), and AdamW resumed from Adam's state trained as Adam
+    (decoupled_weight_decay False), silently. The config's settings win; the differences are returned (warned)."""
+    _, saved = _stepped(_solver())
+    model, opt = _stepped(_solver(WEIGHT_DECAY=0.5, BETAS=(0.5, 0.6)))
+    changed = load_optimizer_state(opt, saved.state_dict())
+    group = opt.param_groups[0]
+    assert (group['weight_decay'], tuple(group['betas'])) == (0.5, (0.5, 0.6))
+    assert changed == ['weight_decay 1e-05 -> 0.5', 'betas (0.9, 0.999) -> (0.5, 0.6)']
+    exp_avg = saved.state[saved.param_groups[0]['params'][0]]['exp_avg']     # the moments themselves are loaded
+    torch.testing.assert_close(opt.state[model.weight]['exp_avg'], exp_avg, rtol=0, atol=0)
+    _, adamw = _stepped(_solver(OPTIMIZER='AdamW'))
+    assert load_optimizer_state(adamw, saved.state_dict()) == ['decoupled_weight_decay False -> True']
+    assert adamw.param_groups[0]['decoupled_weight_decay'] is True
+    _, same = _stepped(_solver())
+    assert load_optimizer_state(same, saved.state_dict()) == []          # nothing changed: nothing to warn
+
+
+@pytest.mark.parametrize('saved_name, name, missing', [('Adam', 'SGD', 'dampening, momentum, nesterov'),
+                                                       ('SGD', 'Adam', 'amsgrad, betas, eps')])
+def test_optimizer_state_of_another_optimizer_is_an_error(saved_name, name, missing):
+    """Adam's state resumed with SOLVER.OPTIMIZER SGD loaded without a word and failed at the first step with
+    "KeyError: 'momentum'" (SGD's settings replaced by Adam's); now a ValueError naming the missing settings."""
+    _, saved = _stepped(_solver(OPTIMIZER=saved_name))
+    _, opt = _stepped(_solver(OPTIMIZER=name))
+    with pytest.raises(ValueError, match='written by another optimizer: its parameter group 0 has no %s, which this '
+                                         "run's %s needs" % (missing, name)):
+        load_optimizer_state(opt, saved.state_dict())
+
+
 def test_original_unscaled_warmup_option():
     s = _solver(MAX_ITER=96000, CHECKPOINT_PERIOD=2400, WARMUP_ITERS=2400, REFERENCE_WORLD_SIZE=8,
                 SCALE_WARMUP=False)

@@ -126,6 +126,21 @@ def test_missing_test_checkpoint_is_an_error(toy, toy_exp, tmp_path):
     assert 'ground-truth boxes' in open(tmp_path / 'T' / 'test_dir' / 'test_log.txt').read()
 
 
+def test_metrics_json_names_a_url_checkpoint_as_given(toy, toy_exp, tmp_path, http_root):
+    """test.py --checkpoint URL wrote metrics.json's checkpoint as osp.abspath(URL), a path that does not exist
+    ('<cwd>/http:/127.0.0.1:PORT/w.pth'); the URL is kept as given."""
+    import json
+    _, cfg = toy_exp
+    _train(toy, cfg, tmp_path / 'T', ['SOLVER.MAX_ITER', '1'])
+    root, base = http_root
+    shutil.copyfile(tmp_path / 'T' / 'iter-1.pth', root / 'w.pth')
+    run_test_main(cfg, toy.build_model, argv=['--checkpoint', base + 'w.pth', 'OUTPUT_DIR', str(tmp_path / 'T')],
+                  dataset_builder=toy.dataset_builder, predictor_builder=toy.predictor_builder,
+                  evaluator_builder=toy.evaluator_builder, collate_fn=toy.collate)
+    with open(tmp_path / 'T' / 'test_dir' / 'metrics.json') as f:
+        assert json.load(f)['checkpoint'] == base + 'w.pth'
+
+
 def test_weights_for_finetuning_accept_original_format(toy, toy_exp, tmp_path):
     _, cfg = toy_exp
     src = toy.build_model(cfg)
@@ -166,6 +181,38 @@ def test_resume_on_other_world_size_uses_current_lr(toy, toy_exp, tmp_path):
     # megvii_linear, warm-up 1, 4 iterations: iteration 4 trains with factor(3) = 1 - 2/3 of 1e-2
     assert 'Iter: 4/4, LR: 3.333e-03' in log
     assert 'from a 2-process checkpoint' in log and 'current effective one, 1.000e-02' in log
+
+
+def test_resume_with_other_optimizer_settings(toy, toy_exp, tmp_path):
+    """Resuming an Adam checkpoint with SOLVER.OPTIMIZER SGD ended in "KeyError: 'momentum'" at the first step, no
+    file named; with SOLVER.WEIGHT_DECAY 0.5 it trained on with the checkpoint's 1e-05 without a word."""
+    from cvpack.safe_load import CheckpointError
+    _, cfg = toy_exp
+    _train(toy, cfg, tmp_path / 'A', ['SOLVER.MAX_ITER', '2'])
+    ckpt = str(tmp_path / 'A' / 'iter-2.pth')
+    with pytest.raises(CheckpointError, match=r'iter-2\.pth: its optimizer/scheduler state does not fit .* another '
+                                              r"optimizer: its parameter group 0 has no dampening, momentum, nesterov"):
+        _train(toy, cfg, tmp_path / 'B', ['-c', ckpt, 'SOLVER.OPTIMIZER', 'SGD'])
+    _train(toy, cfg, tmp_path / 'C', ['-c', ckpt, 'SOLVER.WEIGHT_DECAY', '0.5'])
+    assert ck.load_checkpoint(str(tmp_path / 'C' / 'iter-4.pth'))['optimizer']['param_groups'][0]['weight_decay'] == 0.5
+    assert ("resuming %s with the optimizer settings of the current config, not the checkpoint's: weight_decay "
+            "1e-05 -> 0.5" % ckpt) in open(tmp_path / 'C' / 'log.txt').read()
+
+
+def test_resume_with_another_data_order_warns(toy, toy_exp, tmp_path):
+    """A resume with SOLVER.IMS_PER_GPU, SEED or SOLVER.ACCUMULATE changed (or another train set) continues another
+    sample stream (ACCUMULATE 1 -> 2 at iteration 2 starts the sampler at micro-batch 4, skipping 2): it said nothing,
+    as it says for another world size. Now a warning names each change; an unchanged resume stays quiet."""
+    _, cfg = toy_exp
+    _train(toy, cfg, tmp_path / 'A', ['SOLVER.MAX_ITER', '2'])
+    ckpt = str(tmp_path / 'A' / 'iter-2.pth')
+    _train(toy, cfg, tmp_path / 'B', ['-c', ckpt, 'SOLVER.ACCUMULATE', '2', 'SOLVER.IMS_PER_GPU', '1', 'SEED', '3',
+                                      'DATASET.TOY_TRAIN_LEN', '12'])
+    assert ("resuming %s with another data order than the checkpoint's (SOLVER.IMS_PER_GPU 2 -> 1, SEED 0 -> 3, "
+            "train set length 10 -> 12, SOLVER.ACCUMULATE 1 -> 2)" % ckpt) in open(tmp_path / 'B' / 'log.txt').read()
+    _train(toy, cfg, tmp_path / 'C', ['-c', ckpt])
+    log = open(tmp_path / 'C' / 'log.txt').read()
+    assert 'resumed from %s at iteration 2' % ckpt in log and 'another data order' not in log
 
 
 def test_pretrained_loaded_by_the_trainer_only_from_scratch(toy, toy_exp, tmp_path):

@@ -94,3 +94,17 @@ def test_usage_errors_are_one_line(tmp_path, capsys):
     assert 'the following arguments are required: --exp' in _one_error_line(capsys)
     assert convert_cli.main([str(tmp_path / 'nothere.pth'), '--exp', EXP, '--out', str(tmp_path / 'o.pth')]) == 2
     assert 'source weights not found: %s' % (tmp_path / 'nothere.pth') in _one_error_line(capsys)
+
+
+@pytest.mark.parametrize('opts, message', [
+    (['SOLVER.MAX_ITER', '2.5'], 'config key SOLVER.MAX_ITER: 2.5 is not an integer'),
+    (['SOLVER.MAX_ITER'], 'config key SOLVER.MAX_ITER has no value (overrides come in KEY VALUE pairs'),
+])
+def test_bad_config_overrides_are_one_line(tmp_path, capsys, opts, message):
+    """A bad KEY VALUE override (a ConfigError) or a KEY without its VALUE (a ValueError) ended the convert CLI in a
+    traceback; now exit 2 with one line naming the key, and nothing written."""
+    src = tmp_path / 'w.pth'
+    torch.save({'w': torch.zeros(1)}, str(src))
+    assert convert_cli.main([str(src), '--exp', EXP, '--out', str(tmp_path / 'o.pth')] + opts) == 2
+    assert message in _one_error_line(capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['w.pth']

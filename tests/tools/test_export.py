@@ -169,6 +169,17 @@ def test_cli_usage_errors_are_one_line_exit_2_before_loading(tmp_path, monkeypat
     assert list(tmp_path.iterdir()) == []
 
 
+def test_cli_key_without_value_is_one_line(tmp_path, capsys):
+    """``export EXP --random-init INPUT_SHAPE`` (the value forgotten) ended in a ValueError traceback; now exit 2
+    with one line naming the key, nothing written."""
+    with pytest.raises(SystemExit) as exc:
+        export.main([_exp('RSN', 'RSN18.coco'), '--random-init', '--out', str(tmp_path / 'x.onnx'), 'INPUT_SHAPE'])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count('\n') == 1, err
+    assert err.startswith('python -m cvpack.tools.export: error: config key INPUT_SHAPE has no value'), err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_out_in_a_folder_still_to_be_made(tmp_path):
     """--out model_logs/onnx/x.onnx with no such folder yet: accepted (it was refused as 'folder does not exist'; the
     export made it, as it always did) and made only when the file is written."""
