@@ -17,7 +17,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from cvpack.data.coco import load_coco_gt
+from cvpack.data.coco import _plain_id, load_coco_gt
 from cvpack.data.meta import get_dataset_meta
 from cvpack.data.validate import box_is_degenerate, warn_skipped
 
@@ -27,7 +27,8 @@ logger = logging.getLogger(__name__)
 def load_person_records(ann_file, image_dir, train, min_keypoints=1, meta=None):
     """Args: COCO keypoint json, image folder, train flag, min labelled keypoints per train image, DatasetMeta
     (default COCO). Returns a list of record dicts, in the file's image order,
-    {file, image_id, height, width, boxes (G, 4) float32 xyxy, keypoints (G, K, 3) float32}."""
+    {file, image_id (int, or the file's str id as given), height, width, boxes (G, 4) float32 xyxy,
+    keypoints (G, K, 3) float32}."""
     meta = meta or get_dataset_meta('COCO')
     images, annotations = load_coco_gt(ann_file, meta)
     k = meta.num_keypoints
@@ -47,7 +48,7 @@ def load_person_records(ann_file, image_dir, train, min_keypoints=1, meta=None):
         kps[..., :2] += 0.5
         if train and (not objs or int((kps[..., 2] > 0).sum()) < min_keypoints):
             continue
-        records.append({'file': osp.join(image_dir, img['file_name']), 'image_id': int(img['id']),
+        records.append({'file': osp.join(image_dir, img['file_name']), 'image_id': _plain_id(img['id']),
                         'height': int(img['height']), 'width': int(img['width']),
                         'boxes': boxes.reshape(-1, 4), 'keypoints': kps})
     if not records:
