@@ -84,6 +84,15 @@ def build_model(cfg) -> MLPE:
     OUTPUT_NUM) and ``cfg.LOSS`` (OHKM, TOPK). MODEL.PRETRAINED (official ResNeSt ImageNet weights, path/URL)
     is not read here: the trainer calls :meth:`MLPE.load_pretrained` when a run starts from scratch."""
     m = cfg.MODEL
+    h, w = cfg.INPUT_SHAPE
+    # The heatmaps are INPUT_SHAPE / 4 whatever OUTPUT_SHAPE says, and the codec's stride is INPUT / OUTPUT:
+    # INPUT_SHAPE [384, 288] over a 256x192 exp (OUTPUT_SHAPE left at [64, 48]) decoded the 96x72 maps with
+    # stride 6 instead of 4, every keypoint misplaced without an error.
+    if h % 32 or w % 32:
+        raise ValueError('%s: MLPE needs INPUT_SHAPE divisible by 32, got %s' % (cfg.EXP_NAME, list(cfg.INPUT_SHAPE)))
+    if list(cfg.OUTPUT_SHAPE) != [h // 4, w // 4]:
+        raise ValueError('%s: OUTPUT_SHAPE %s must be INPUT_SHAPE / 4 = %s'
+                         % (cfg.EXP_NAME, list(cfg.OUTPUT_SHAPE), [h // 4, w // 4]))
     return MLPE(backbone=m.BACKBONE, num_joints=m.OUTPUT_NUM, feature_retention=m.FEATURE_RETENTION,
                 pred_kernel=m.PRED_KERNEL, upsample=m.UPSAMPLE, lateral_skips=m.LATERAL_SKIPS,
                 topk=cfg.LOSS.TOPK, use_ohkm=cfg.LOSS.OHKM)
