@@ -116,13 +116,10 @@ def test_str_image_ids_are_kept_from_records_to_results(tmp_path, coco_subset):
     cfg = detection_config(str(tmp_path / 'exp'))
     cfg.DATASET.ROOT = coco_subset
     cfg.DATASET.VAL_ANN = str(gt)
-    data['images'][1]['file_name'] = 'gone.jpg'      # a read error names the str id and the file
-    gone = tmp_path / 'gone.json'
-    gone.write_text(json.dumps(data))
-    cfg.DATASET.VAL_ANN = str(gone)
-    with pytest.raises(ImageReadError, match=r"gone\.jpg.*image_id %s of .*gone\.json" % ids[1]):
-        DetectionDataset(cfg, 'val')[1]
-    cfg.DATASET.VAL_ANN = str(gt)
+    ds = DetectionDataset(cfg, 'val')
+    ds.records[1]['file'] = str(tmp_path / 'gone.jpg')      # a read error names the str id and the file
+    with pytest.raises(ImageReadError, match=r"gone\.jpg.*image_id %s of .*gt\.json" % ids[1]):
+        ds[1]
     per_image = []
     for i in ids:
         anns = [a for a in data['annotations'] if a['image_id'] == i]
