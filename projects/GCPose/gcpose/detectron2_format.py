@@ -224,7 +224,8 @@ def convert(obj, cfg):
         overrides applied, cfg={'DOTTED.KEY': value} overrides (trunk, norm, channel order, mean/std),
         dropped=[str] entries deliberately not used).
     Raises:
-        Detectron2FormatError naming every unplaced source key, unfilled target key and shape mismatch.
+        Detectron2FormatError naming every unplaced source key, unfilled target key, shape mismatch and tensor
+        holding NaN/inf.
     """
     entries = _model_entries(obj)
     if entries is None:
@@ -257,6 +258,11 @@ def convert(obj, cfg):
         shape, dtype = target[ours]
         if tuple(tensor.shape) != shape:
             mismatched.append('%s %s -> %s %s' % (name, tuple(tensor.shape), ours, shape))
+            continue
+        # a diverged run's weights: NaN boxes and scores are dropped at inference, so they gave AP 0, exit 0
+        if tensor.is_floating_point() and not tensor.is_meta and not bool(torch.isfinite(tensor).all()):
+            mismatched.append('%s holds NaN/inf (%d of %d values)'
+                              % (name, int((~torch.isfinite(tensor)).sum()), tensor.numel()))
             continue
         state[ours], origin[ours] = tensor.to(dtype), name
     unfilled = []

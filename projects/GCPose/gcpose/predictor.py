@@ -36,8 +36,10 @@ class DetectionPredictor:
             boxes = r['boxes'].cpu().numpy()
             kps = r['keypoints'].cpu().numpy().copy()
             kps[..., :2] -= 0.5
+            # a str id (COCO conversions use them) is kept as the ground truth gives it, as the top-down records do
+            image_id = image_id if isinstance(image_id, str) else int(image_id)
             for b, s, k in zip(boxes, r['scores'].cpu().numpy(), kps):
-                out.append({'image_id': int(image_id), 'category_id': 1, 'keypoints': k.astype(np.float32),
+                out.append({'image_id': image_id, 'category_id': 1, 'keypoints': k.astype(np.float32),
                             'score': float(s),
                             'bbox': [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]})
         return out

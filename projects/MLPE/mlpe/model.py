@@ -24,7 +24,8 @@ class MLPE(nn.Module):
     Args (the ``cfg`` key each comes from, see :func:`build_model`):
         backbone: 'resnest50' | 'resnest101' (MODEL.BACKBONE).
         num_joints: K, heatmap channels (MODEL.OUTPUT_NUM).
-        feature_retention: keep each level's features for the next (MODEL.FEATURE_RETENTION).
+        feature_retention: build the C5 context-fusion branch, the README's "feature retention"
+            (MODEL.FEATURE_RETENTION).
         pred_kernel: 1 or 3, the prediction conv's kernel (MODEL.PRED_KERNEL).
         upsample: 'bilinear' | 'deconv' (MODEL.UPSAMPLE).
         lateral_skips: CPN-style lateral skips (MODEL.LATERAL_SKIPS).
@@ -45,7 +46,7 @@ class MLPE(nn.Module):
 
     def forward(self, images, targets=None):
         """Args:
-            images: (N, 3, H, W), RGB minus mean/255 (cpn pipeline); H, W multiples of 32.
+            images: (N, 3, H, W), RGB minus mean/255 (cpn pipeline); H, W multiples of 32; N >= 2 in training.
             targets: the collated batch dict with ``target`` (N, 4, K, H/4, W/4), peak 255, kernels
                 coarse to fine, and ``target_weight`` (N, K) visibility 0/1/2.
 
@@ -60,6 +61,11 @@ class MLPE(nn.Module):
         if images.shape[-2] % 32 or images.shape[-1] % 32:
             # the three x2 upsamplings from C5 must land on the stride-4 grid
             raise ValueError('MLPE needs an input size divisible by 32, got %s' % (tuple(images.shape[-2:]),))
+        if self.training and images.shape[0] < 2:
+            # torch's own message ("Expected more than 1 value per channel when training") named no setting
+            raise ValueError('MLPE trains on at least 2 crops per process (SOLVER.IMS_PER_GPU), got a batch of %d: '
+                             "ResNeSt's split attention applies BatchNorm to globally pooled (N, C, 1, 1) features, "
+                             'which needs more than one value per channel' % images.shape[0])
         feats = self.backbone(images)[::-1]           # [C5, C4, C3, C2]
         levels, global_maps = self.multilevel_net(feats, heads=self.training or self.original_eval)
         refined = self.refine_net(levels)
@@ -84,6 +90,15 @@ def build_model(cfg) -> MLPE:
     OUTPUT_NUM) and ``cfg.LOSS`` (OHKM, TOPK). MODEL.PRETRAINED (official ResNeSt ImageNet weights, path/URL)
     is not read here: the trainer calls :meth:`MLPE.load_pretrained` when a run starts from scratch."""
     m = cfg.MODEL
+    h, w = cfg.INPUT_SHAPE
+    # The heatmaps are INPUT_SHAPE / 4 whatever OUTPUT_SHAPE says, and the codec's stride is INPUT / OUTPUT:
+    # INPUT_SHAPE [384, 288] over a 256x192 exp (OUTPUT_SHAPE left at [64, 48]) decoded the 96x72 maps with
+    # stride 6 instead of 4, every keypoint misplaced without an error.
+    if h % 32 or w % 32:
+        raise ValueError('%s: MLPE needs INPUT_SHAPE divisible by 32, got %s' % (cfg.EXP_NAME, list(cfg.INPUT_SHAPE)))
+    if list(cfg.OUTPUT_SHAPE) != [h // 4, w // 4]:
+        raise ValueError('%s: OUTPUT_SHAPE %s must be INPUT_SHAPE / 4 = %s'
+                         % (cfg.EXP_NAME, list(cfg.OUTPUT_SHAPE), [h // 4, w // 4]))
     return MLPE(backbone=m.BACKBONE, num_joints=m.OUTPUT_NUM, feature_retention=m.FEATURE_RETENTION,
                 pred_kernel=m.PRED_KERNEL, upsample=m.UPSAMPLE, lateral_skips=m.LATERAL_SKIPS,
                 topk=cfg.LOSS.TOPK, use_ohkm=cfg.LOSS.OHKM)

@@ -1,5 +1,6 @@
 """Whole-image detection data path: resize sizes, flip with joint swap, padding, grouping, COCO filtering."""
 import json
+import logging
 import os.path as osp
 
 import numpy as np
@@ -150,8 +151,10 @@ def test_exif_orientation_ignored_and_read_errors_name_record(tmp_path):
     from cvpack.data.io import ImageReadError
     (tmp_path / 'img').mkdir()
     _exif_rotated_jpeg(tmp_path / 'img' / 'rot.jpg', 20, 30)
+    _exif_rotated_jpeg(tmp_path / 'img' / 'missing.jpg', 20, 30)
     _tiny_coco(tmp_path, {'rot.jpg': (20, 30), 'missing.jpg': (20, 30)})
     ds = DetectionDataset(_tiny_cfg(tmp_path), 'train')
+    (tmp_path / 'img' / 'missing.jpg').unlink()       # gone after the dataset was built
     s = ds[0]                       # stored 20 x 30, as annotated (a plain imread would rotate it to 30 x 20)
     assert s['image_size'] == (20, 30)
     assert s['image'][:, :, :3].mean() > s['image'][:, :, 5:].mean()    # the white stripe stays on the left
@@ -165,19 +168,59 @@ def test_records_validated_by_shared_coco_loader(tmp_path):
     from projects.GCPose.gcpose.data import load_person_records
     _tiny_coco(tmp_path, {'a.jpg': (20, 30), 'b.jpg': (40, 10)})
     ann = tmp_path / 'annotations' / 'train.json'
-    recs = load_person_records(str(ann), 'img', True)
+    recs = load_person_records(str(ann), 'img', True, check_images=False)
     assert [r['image_id'] for r in recs] == [1, 2] and recs[1]['file'] == osp.join('img', 'b.jpg')
     assert recs[0]['boxes'].tolist() == [[1, 1, 11, 11]] and recs[0]['keypoints'][0, 0].tolist() == [2.5, 3.5, 2]
     data = json.loads(ann.read_text())
     data['annotations'][1]['image_id'] = 7
     ann.write_text(json.dumps(data))
     with pytest.raises(ValueError, match=r'train\.json: annotation id 2 names image id 7'):
-        load_person_records(str(ann), 'img', True)
+        load_person_records(str(ann), 'img', True, check_images=False)
     data['annotations'][1]['image_id'] = 2
     data['annotations'][1]['bbox'] = [1, 2, 3]
     ann.write_text(json.dumps(data))
     with pytest.raises(ValueError, match=r'train\.json: annotation id 2: bbox has 3 values, expected 4'):
-        load_person_records(str(ann), 'img', True)
+        load_person_records(str(ann), 'img', True, check_images=False)
+
+
+def test_image_entries_and_missing_files_are_named_at_build(tmp_path, log_capture):
+    """An image without height / width / file_name (the shared validation allows that) raised a bare
+    KeyError 'height' naming neither file nor image; a missing image file stopped training at the iteration that
+    drew it (the top-down loaders skip such images at build). Now: those entries are errors naming the file and
+    the image id; train skips images without a file with one warning; val lists them before any inference."""
+    import cv2
+    from projects.GCPose.gcpose.data import load_person_records
+    (tmp_path / 'img').mkdir()
+    for name in ('a.jpg', 'c.jpg'):
+        cv2.imwrite(str(tmp_path / 'img' / name), np.zeros((20, 30, 3), np.uint8))
+    _tiny_coco(tmp_path, {'a.jpg': (20, 30), 'b.jpg': (20, 30), 'c.jpg': (20, 30)})
+    ann = tmp_path / 'annotations' / 'train.json'
+    img_dir = str(tmp_path / 'img')
+    with log_capture.at_level(logging.WARNING, logger='projects.GCPose'):
+        recs = load_person_records(str(ann), img_dir, True)
+    assert [r['image_id'] for r in recs] == [1, 3]
+    assert 'train.json: skipped 1 images (no image file), e.g. image id 2: %s' % osp.join(img_dir, 'b.jpg') \
+        in log_capture.text
+    with pytest.raises(ValueError, match=r'train\.json: 1 of its images have no file in .*img, e\.g\. image id 2: '
+                                         r'.*b\.jpg'):
+        load_person_records(str(ann), img_dir, False)
+    cfg = _tiny_cfg(tmp_path)
+    cfg.DATASET.VAL_IMAGES, cfg.DATASET.VAL_ANN = 'img', 'annotations/train.json'
+    with pytest.raises(ValueError, match=r'b\.jpg'):                  # the val set of test.py, at build
+        DetectionDataset(cfg, 'val')
+    assert len(DetectionDataset(cfg, 'train')) == 2
+    data = json.loads(ann.read_text())
+    for key, value, message in (('height', None, r'image id 2 has no height$'),
+                                ('file_name', None, r'image id 2 has no file_name$'),
+                                ('width', 30.5, r'image id 2: width is 30\.5, not a whole number of pixels')):
+        broken = json.loads(json.dumps(data))
+        if value is None:
+            del broken['images'][1][key]
+        else:
+            broken['images'][1][key] = value
+        ann.write_text(json.dumps(broken))
+        with pytest.raises(ValueError, match=r'train\.json: ' + message):
+            load_person_records(str(ann), img_dir, True)
 
 
 def test_preset_dataset_block_is_the_shared_one(tmp_path):

@@ -17,7 +17,7 @@ from cvpack.exp import load_exp
 from cvpack.safe_load import load_file
 from projects.GCPose.gcpose import build_model
 from projects.GCPose.gcpose.detectron2_format import (D2_PIXEL_MEAN, Detectron2FormatError, apply_overrides,
-                                                      convert, detect, map_key)
+                                                      convert, convert_file, detect, map_key)
 
 MANIFEST = osp.join(osp.dirname(__file__), '..', '..', 'data', 'detectron2_keypoint_rcnn_manifest.json')
 
@@ -225,6 +225,28 @@ def test_errors_name_every_key(repo_root, manifest):
                                   'roi_heads.box_head.cls_score.weight (2, 1024)']
     assert e.value.unfilled == ['backbone.fpn.output.1.bias', 'roi_heads.box_head.cls_score.weight']
     assert not detect({'state_dict': {}}) and not detect({'model': {'resnet_top.conv.weight': 0}})
+
+
+def test_non_finite_weights_are_named(repo_root, manifest, tmp_path):
+    """Weights of a diverged run (NaN/inf): converted and loaded without a word, the model's NaN boxes were dropped
+    at inference (keypoint and box AP 0, exit 0). The conversion names each such tensor and the file."""
+    from cvpack.safe_load import CheckpointError
+    model = _meta_tensors(manifest['variants']['zoo_R50'])
+    conv = np.zeros((128, 128, 3, 3), np.float32)
+    conv[0, 0, 1, 1] = np.nan
+    bias = np.array([0.0, np.inf, -np.inf, 0.0], np.float32)
+    model['backbone.bottom_up.res3.0.conv2.weight'] = conv
+    model['roi_heads.box_predictor.bbox_pred.bias'] = bias
+    cfg = _exp_cfg(repo_root, 'keypoint_rcnn.R50.coco')
+    with pytest.raises(Detectron2FormatError) as e:
+        convert({'model': model}, cfg)
+    assert e.value.mismatched == ['backbone.bottom_up.res3.0.conv2.weight holds NaN/inf (1 of 147456 values)',
+                                  'roi_heads.box_predictor.bbox_pred.bias holds NaN/inf (2 of 4 values)']
+    path = tmp_path / 'diverged.pth'
+    torch.save({'model': {k: torch.from_numpy(v) for k, v in (('backbone.bottom_up.res3.0.conv2.weight', conv),)},
+                'iteration': 7}, path)
+    with pytest.raises(CheckpointError, match=r'(?s)diverged\.pth.*res3\.0\.conv2\.weight holds NaN/inf'):
+        convert_file(str(path), cfg)
 
 
 def test_registered_in_every_exp_config(repo_root, tmp_path):

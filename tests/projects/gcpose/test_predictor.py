@@ -93,3 +93,45 @@ def test_exps_name_predictor_and_evaluator_core_imports_no_project(tmp_path, rep
                     if 'projects.' in f.read():
                         offenders.append(osp.join(root, name))
     assert offenders == []
+
+
+def test_str_image_ids_are_kept_from_records_to_results(tmp_path, coco_subset):
+    """String image ids (allowed by the shared validation, as COCO conversions use them): the GCPose records cast
+    them with int() ("invalid literal for int() with base 10: '...'", no file named) and the predictor again;
+    '000000397133' would have become 397133, an image the GT does not have. They are kept as given, end to end."""
+    from cvpack.data.io import ImageReadError
+    from projects.GCPose.gcpose.data import DetectionDataset, load_person_records
+    with open('%s/annotations/person_keypoints_val2017.json' % coco_subset) as f:
+        data = json.load(f)
+    data['images'] = data['images'][:2]
+    for img in data['images']:
+        img['id'] = '%012d' % img['id']
+    ids = [i['id'] for i in data['images']]
+    data['annotations'] = [dict(a, image_id='%012d' % a['image_id']) for a in data['annotations']
+                           if '%012d' % a['image_id'] in ids and not a['iscrowd'] and a['num_keypoints'] > 0]
+    gt = tmp_path / 'gt.json'
+    gt.write_text(json.dumps(data))
+    recs = load_person_records(str(gt), '%s/images/val2017' % coco_subset, True)
+    assert [r['image_id'] for r in recs] == ids and all(isinstance(r['image_id'], str) for r in recs)
+    cfg = detection_config(str(tmp_path / 'exp'))
+    cfg.DATASET.ROOT = coco_subset
+    cfg.DATASET.VAL_ANN = str(gt)
+    ds = DetectionDataset(cfg, 'val')
+    ds.records[1]['file'] = str(tmp_path / 'gone.jpg')      # a read error names the str id and the file
+    with pytest.raises(ImageReadError, match=r"gone\.jpg.*image_id %s of .*gt\.json" % ids[1]):
+        ds[1]
+    per_image = []
+    for i in ids:
+        anns = [a for a in data['annotations'] if a['image_id'] == i]
+        boxes = torch.tensor([[a['bbox'][0], a['bbox'][1], a['bbox'][0] + a['bbox'][2], a['bbox'][1] + a['bbox'][3]]
+                              for a in anns], dtype=torch.float32).reshape(-1, 4)
+        kps = torch.tensor([a['keypoints'] for a in anns], dtype=torch.float32).reshape(-1, 17, 3)
+        kps[..., :2] += 0.5
+        kps[..., 2] = 0.9
+        per_image.append({'boxes': boxes, 'scores': torch.linspace(1, 0.5, len(anns)), 'keypoints': kps})
+    batch = {'image': torch.zeros(2, 3, 32, 32), 'image_size': [(32, 32)] * 2, 'scale': [(1.0, 1.0)] * 2,
+             'image_id': ids}
+    instances = DetectionPredictor()(_Oracle(per_image), batch)
+    assert [i['image_id'] for i in instances] == [a['image_id'] for a in data['annotations']]
+    metrics = DetectionEvaluator(cfg)(instances, str(tmp_path))
+    assert metrics['AP'] == pytest.approx(1.0) and metrics['box_AP'] == pytest.approx(1.0)

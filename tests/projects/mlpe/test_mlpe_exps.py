@@ -70,3 +70,23 @@ def test_build_never_reads_pretrained(repo_root, tmp_path):
         model = net.build_model(cfg)
     with pytest.raises(FileNotFoundError, match='absent-resnest50.pth'):
         model.load_pretrained(cfg.MODEL.PRETRAINED)
+
+
+def test_input_shape_override_must_keep_output_shape_a_quarter(repo_root):
+    """`test.py INPUT_SHAPE "[384, 288]"` on a 256x192 exp left OUTPUT_SHAPE [64, 48]: the model gave 96x72 maps
+    and the codec decoded them with stride 384 / 64 = 6 instead of 4 (a peak at cell (36, 48) became input pixel
+    (219, 289.5), not (146, 194)), no error. build_model now refuses it, naming the exp and both shapes."""
+    from cvpack.exp import load_exp
+    d = os.path.join(repo_root, 'projects', 'MLPE', 'exps', 'mlpe_rs50_256x192_d')
+    cfg, _ = load_exp(d, opts=['INPUT_SHAPE', '[384, 288]'], build=False)
+    net = _load(os.path.join(d, 'network.py'), 'mlpe_net_shape')
+    with pytest.raises(ValueError, match=r'mlpe_rs50_256x192_d: OUTPUT_SHAPE \[64, 48\] must be INPUT_SHAPE / 4 = '
+                                         r'\[96, 72\]'):
+        net.build_model(cfg)
+    cfg, _ = load_exp(d, opts=['INPUT_SHAPE', '[200, 160]', 'OUTPUT_SHAPE', '[50, 40]'], build=False)
+    with pytest.raises(ValueError, match=r'divisible by 32, got \[200, 160\]'):
+        net.build_model(cfg)
+    cfg, _ = load_exp(d, opts=['INPUT_SHAPE', '[384, 288]', 'OUTPUT_SHAPE', '[96, 72]'], build=False)
+    with torch.device('meta'):
+        model = net.build_model(cfg).eval()
+        assert model(torch.zeros(1, 3, 384, 288)).shape == (1, 17, 96, 72)

@@ -71,6 +71,15 @@ def test_input_size_must_divide_by_32(mlpe50):
         mlpe50.eval()(torch.zeros(1, 3, 80, 64))
 
 
+def test_training_batch_of_one_names_the_setting(mlpe50):
+    """SOLVER.IMS_PER_GPU 1: ResNeSt's split-attention BatchNorm over pooled (1, C, 1, 1) features failed with
+    torch's "Expected more than 1 value per channel when training", naming no setting. Eval takes one crop."""
+    targets = {'target': torch.zeros(1, 4, 17, 16, 16), 'target_weight': torch.ones(1, 17)}
+    with pytest.raises(ValueError, match=r'at least 2 crops per process \(SOLVER\.IMS_PER_GPU\), got a batch of 1'):
+        mlpe50.train()(torch.zeros(1, 3, 64, 64), targets)
+    assert mlpe50.eval()(torch.zeros(1, 3, 64, 64)).shape == (1, 17, 16, 16)
+
+
 def test_pred_kernel_switch():
     k3, k1 = MLPE(backbone='resnest50', pred_kernel=3), MLPE(backbone='resnest50', pred_kernel=1)
     # 4 level heads + the final predictor: 256 -> 17 convs, k x k, no bias

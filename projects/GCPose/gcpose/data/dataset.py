@@ -5,7 +5,7 @@ Sample dict (one image):
 - ``image_size``: (h, w) of that tensor; ``scale``: (sx, sy) resized / original pixels;
 - ``gt_boxes``: float32 (G, 4) xyxy and ``gt_keypoints``: float32 (G, K, 3) (x, y continuous input
   pixels, v), training only (empty at val);
-- ``image_id`` int, ``orig_size`` (H, W).
+- ``image_id`` int (str when the file's ids are), ``orig_size`` (H, W).
 The engine's ``cvpack.data.collate`` keeps images of different sizes as a list; the model zero-pads them to a
 multiple of ``INPUT.SIZE_DIVISIBILITY`` (Detectron2 pads inside the model too).
 """
@@ -69,7 +69,7 @@ class DetectionDataset(Dataset):
         if rec.get('image') is not None:
             return rec['image']
         # the repo's reader: EXIF orientation ignored (annotations are in stored pixels), errors name file + record
-        img = self.read_image(rec['file'], self.rgb, 'image_id %d of %s' % (rec['image_id'], self.ann_file))
+        img = self.read_image(rec['file'], self.rgb, 'image_id %s of %s' % (rec['image_id'], self.ann_file))
         if img.shape[:2] != (rec['height'], rec['width']):
             raise ValueError('%s: image %s is %s, annotation says %s' % (self.ann_file, rec['file'], img.shape[:2],
                                                                          (rec['height'], rec['width'])))

@@ -17,17 +17,24 @@ from collections import defaultdict
 
 import numpy as np
 
-from cvpack.data.coco import load_coco_gt
+from cvpack.data.coco import _plain_id, load_coco_gt
 from cvpack.data.meta import get_dataset_meta
 from cvpack.data.validate import box_is_degenerate, warn_skipped
 
 logger = logging.getLogger(__name__)
 
 
-def load_person_records(ann_file, image_dir, train, min_keypoints=1, meta=None):
+def load_person_records(ann_file, image_dir, train, min_keypoints=1, meta=None, check_images=True):
     """Args: COCO keypoint json, image folder, train flag, min labelled keypoints per train image, DatasetMeta
-    (default COCO). Returns a list of record dicts, in the file's image order,
-    {file, image_id, height, width, boxes (G, 4) float32 xyxy, keypoints (G, K, 3) float32}."""
+    (default COCO), check_images: look for each image file now, not when a worker reads it.
+    Returns a list of record dicts, in the file's image order,
+    {file, image_id (int, or the file's str id as given), height, width, boxes (G, 4) float32 xyxy,
+    keypoints (G, K, 3) float32}.
+
+    Every image needs ``file_name`` and whole-number ``height`` / ``width`` (aspect-ratio grouping and the size
+    check of each read use them): else a ValueError naming the file and the image id. Missing image files: train
+    skips their images with one warning (as the top-down loaders), val is an error listing them (every val image is
+    scored: test.py and the evaluation during training stop before any inference instead of at the image)."""
     meta = meta or get_dataset_meta('COCO')
     images, annotations = load_coco_gt(ann_file, meta)
     k = meta.num_keypoints
@@ -39,17 +46,33 @@ def load_person_records(ann_file, image_dir, train, min_keypoints=1, meta=None):
                 continue
             anns[a['image_id']].append(a)
     warn_skipped(logger, ann_file, 'person annotations', degenerate, len(degenerate), 'degenerate box: w or h <= 0')
-    records = []
+    records, missing = [], []
     for img in images.values():
+        where = '%s: image id %s' % (ann_file, img['id'])
+        absent = [key for key in ('file_name', 'height', 'width') if key not in img]
+        if absent:   # validation allows them absent; a bare KeyError named neither the file nor the image
+            raise ValueError('%s has no %s' % (where, ', '.join(absent)))
+        for key in ('height', 'width'):
+            if img[key] != int(img[key]):
+                raise ValueError('%s: %s is %r, not a whole number of pixels' % (where, key, img[key]))
         objs = anns.get(img['id'], [])
         boxes = np.asarray([[x, y, x + w, y + h] for x, y, w, h in (a['bbox'] for a in objs)], np.float32)
         kps = np.asarray([a['keypoints'] for a in objs], np.float32).reshape(-1, k, 3)
         kps[..., :2] += 0.5
         if train and (not objs or int((kps[..., 2] > 0).sum()) < min_keypoints):
             continue
-        records.append({'file': osp.join(image_dir, img['file_name']), 'image_id': int(img['id']),
+        path = osp.join(image_dir, img['file_name'])
+        if check_images and not osp.isfile(path):
+            missing.append('image id %s: %s' % (img['id'], path))
+            continue
+        records.append({'file': path, 'image_id': _plain_id(img['id']),
                         'height': int(img['height']), 'width': int(img['width']),
                         'boxes': boxes.reshape(-1, 4), 'keypoints': kps})
+    if missing and not train:
+        raise ValueError('%s: %d of its images have no file in %s, e.g. %s'
+                         % (ann_file, len(missing), image_dir, '; '.join(missing[:3])))
+    warn_skipped(logger, ann_file, 'images', missing, len(missing), 'no image file')
     if not records:
-        raise ValueError('%s: no usable person images (train=%s)' % (ann_file, train))
+        raise ValueError('%s: no usable person images (train=%s%s)'
+                         % (ann_file, train, ', %d images without a file' % len(missing) if missing else ''))
     return records
