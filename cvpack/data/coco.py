@@ -122,7 +122,7 @@ def coco_gt_records(ann_file, image_dir, meta, cs_mode='megvii', aspect_ratio=0.
         if box_is_degenerate(box):
             degenerate.append('annotation id %s bbox %s' % (ann['id'], ann['bbox']))
             continue
-        path = osp.join(image_dir, img['file_name'])
+        path = osp.join(image_dir, _file_name(img, ann_file))
         if check_images:
             if img['id'] not in exists:          # one stat per image, not per person
                 exists[img['id']] = osp.isfile(path)
@@ -142,6 +142,16 @@ def coco_gt_records(ann_file, image_dir, meta, cs_mode='megvii', aspect_ratio=0.
         dropped['a degenerate box (w or h <= 0)'] = len(degenerate)
         raise ValueError(_emptied(ann_file, len(anns), dropped, min(missing) if missing else ''))
     return records
+
+
+def _file_name(img, ann_file):
+    """The ``file_name`` of image entry ``img`` of ``ann_file``; its absence (a bare KeyError) or a value that is no
+    file name is a ValueError naming the file and the image id."""
+    name = img.get('file_name')
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError('%s: image id %s has %s, not an image file name' % (
+            ann_file, img['id'], 'no "file_name"' if 'file_name' not in img else 'file_name %r' % (name,)))
+    return name
 
 
 def _plain_id(value):
@@ -222,7 +232,7 @@ def coco_det_records(det_file, ann_file, image_dir, meta, cs_mode='megvii', aspe
             degenerate.append('detection #%d bbox %s' % (i, det['bbox']))
             continue
         records.append(box_record(bbox, score, _plain_id(img['id']), meta.num_keypoints,
-                                  osp.join(image_dir, img['file_name']), cs_mode, aspect_ratio, pixel_std,
+                                  osp.join(image_dir, _file_name(img, ann_file)), cs_mode, aspect_ratio, pixel_std,
                                   padding, width=img.get('width'), height=img.get('height')))
     if counts['unknown_image']:
         logger.warning('%s: skipped %d detections whose image ids are not in %s (e.g. %s)', det_file,

@@ -16,6 +16,7 @@ evaluation as done: a run resumed at an iteration whose line is missing evaluate
 """
 import json
 import logging
+import math
 import os
 import os.path as osp
 
@@ -38,6 +39,13 @@ def numeric_metrics(metrics):
     """The scalar numbers of an evaluator's result (tables may also hold strings or lists)."""
     return {k: float(v) for k, v in (metrics or {}).items()
             if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def _beats(value, best):
+    """Whether ``value`` is a new best (higher is better) over ``best`` (a dict with 'value', or None). A NaN/inf
+    value never is: a NaN taken as the first best could never be beaten (NaN > x is false), and best.pth would
+    stay at that evaluation for the rest of the run."""
+    return math.isfinite(value) and (best is None or value > best['value'])
 
 
 def eval_period_iters(period, solver):
@@ -186,7 +194,7 @@ class PeriodicEvaluator:
             metric = choose_best_metric(self.metric, metrics)
         except KeyError:   # a line of another metric set (the evaluator changed): nothing to compare
             return
-        if self.best is None or metrics[metric] > self.best['value']:
+        if _beats(metrics[metric], self.best):
             self.best = {'metric': metric, 'value': metrics[metric], 'iteration': int(iteration)}
 
     def prepare(self):
@@ -278,12 +286,15 @@ class PeriodicEvaluator:
             set_rng_state(saved)
         metrics, metric = shared
         value = metrics[metric]
-        improved = self.best is None or value > self.best['value']
+        improved = _beats(value, self.best)
         if improved:
             self.best = {'metric': metric, 'value': value, 'iteration': int(done)}
-        self.log.info('eval at iteration %d: %s; best %s %.4f (iteration %d)', done,
-                      ', '.join('%s %.4f' % kv for kv in metrics.items()), metric, self.best['value'],
-                      self.best['iteration'])
+        if not math.isfinite(value):
+            self.log.warning('eval at iteration %d: TEST.BEST_METRIC %s is %s: never a best (best.pth is not '
+                             'written for it)', done, metric, value)
+        best = ('best %s %.4f (iteration %d)' % (metric, self.best['value'], self.best['iteration']) if self.best
+                else 'no best %s yet' % metric)
+        self.log.info('eval at iteration %d: %s; %s', done, ', '.join('%s %.4f' % kv for kv in metrics.items()), best)
         return metrics, improved
 
     def record(self, metrics, done):

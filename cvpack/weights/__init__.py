@@ -135,6 +135,10 @@ def prepare(cfg, source, fmt='auto', obj=None):
     if missing:
         raise TypeError('weight format %r: convert() returned no %s' % (name, sorted(missing)))
     state = {k: _as_tensor(k, v, source) for k, v in out['state_dict'].items()}
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:   # a diverged run's weights: top-down decoders would refuse every heatmap, GCPose drop every box
+        raise CheckpointError(source, '%d tensors hold NaN/inf (%s%s): the weights of a diverged run?'
+                              % (len(bad), ', '.join(bad[:5]), ' ...' if len(bad) > 5 else ''))
     return Prepared(state, dict(out['cfg'] or {}), name, list(out['dropped'] or []), source)
 
 

@@ -197,3 +197,27 @@ def test_missing_files_name_the_config_key(coco_subset, tmp_path, preset):
     with pytest.raises(FileNotFoundError, match=r'^DATASET\.TRAIN_ANN \(.*/annotations/gone\.json\): file not found'):
         build_dataset(cfg, 'train')
     assert len(build_dataset(cfg, 'val')) > 0    # the good values back: the val set builds
+
+
+@pytest.mark.parametrize('value', [None, '', 7])
+def test_image_entry_without_a_file_name_is_named(coco_subset, tmp_path, value):
+    """An image entry without "file_name" (or with an empty / non-str one) raised a bare KeyError: 'file_name'
+    (or joined a number onto the folder); now an error names the file and the image id, for the GT and the
+    detection records."""
+    gt = _val_gt(coco_subset)
+    img = next(i for i in gt['images'] if any(a['image_id'] == i['id'] and a['num_keypoints'] > 0
+                                               for a in gt['annotations']))
+    if value is None:
+        del img['file_name']
+    else:
+        img['file_name'] = value
+    p = tmp_path / 'no_name.json'
+    p.write_text(json.dumps(gt))
+    expected = r'no_name\.json: image id %d has (no "file_name"|file_name %r), not an image file name' % (
+        img['id'], value)
+    with pytest.raises(ValueError, match=expected):
+        coco_gt_records(str(p), osp.join(coco_subset, 'images/val2017'), COCO)
+    dets = tmp_path / 'dets.json'
+    dets.write_text(json.dumps([{'image_id': img['id'], 'category_id': 1, 'bbox': [10, 10, 50, 100], 'score': 0.9}]))
+    with pytest.raises(ValueError, match=expected):
+        coco_det_records(str(dets), str(p), osp.join(coco_subset, 'images/val2017'), COCO)

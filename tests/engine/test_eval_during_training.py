@@ -262,3 +262,27 @@ def test_a_rank_that_cannot_build_the_val_set_stops_every_rank(monkeypatch, tmp_
     with pytest.raises(RuntimeError, match=r'rank 1 could not build its val set / predictor / evaluator: '
                                            r'FileNotFoundError: TEST.DET_FILE \(/x/d.json\): file not found'):
         ev.prepare()
+
+
+def test_a_nan_metric_is_never_the_best(toy, toy_exp):
+    """An evaluation whose TEST.BEST_METRIC is NaN became the first best, and NaN > x is false: best.pth stayed at
+    that evaluation for the rest of the run. Now NaN is never a best: the best is the highest finite value."""
+    from cvpack.engine import train_main
+    values = iter([float('nan'), 0.3, float('nan'), 0.2])
+
+    def evaluator_builder(cfg):
+        def evaluate(instances, output_dir):
+            return {'quality': next(values)}
+        return evaluate
+
+    exp, cfg = toy_exp
+    out = osp.join(exp, 'out-nan')
+    train_main(cfg, toy.build_model, argv=['OUTPUT_DIR', out, 'TENSORBOARD_DIR', 'None', 'SOLVER.CHECKPOINT_PERIOD',
+                                           '1', 'TEST.EVAL_PERIOD', '1', 'TEST.BEST_METRIC', 'quality'],
+               dataset_builder=toy.dataset_builder, collate_fn=toy.collate, predictor_builder=toy.predictor_builder,
+               evaluator_builder=evaluator_builder)
+    best = ck.load_checkpoint(osp.join(out, 'best.pth'))
+    assert best['iteration'] == 2 and best['best'] == {'metric': 'quality', 'value': 0.3, 'iteration': 2}
+    log = open(osp.join(out, 'log.txt')).read()
+    assert 'eval at iteration 1: TEST.BEST_METRIC quality is nan: never a best' in log
+    assert 'no best quality yet' in log and 'best quality 0.3000 (iteration 2)' in log

@@ -306,3 +306,25 @@ def test_config_values_a_file_sets_pass_the_schema(rsn18, tmp_path):
             build_model_with_weights((cfg, build_model), path)
     good = apply_overrides(cfg, {'INPUT.STDS': [0.5, 0.5, 0.5]}, 'ok.pth')   # a valid value still passes
     assert list(good.INPUT.STDS) == [0.5, 0.5, 0.5]
+
+
+def test_weights_holding_nan_or_inf_are_refused_naming_the_tensors(rsn18, tmp_path):
+    """A diverged run's weights loaded silently for testing, fine-tuning and conversion (top-down decoders then
+    refused every heatmap, GCPose dropped every box: AP 0); now prepare() names the file and the tensors."""
+    _, cfg, build_model = rsn18
+    state = build_model(cfg).state_dict()
+    names = [k for k, v in state.items() if v.is_floating_point()][:2]
+    state[names[0]] = state[names[0]].clone().fill_(float('nan'))
+    state[names[1]] = state[names[1]].clone()
+    state[names[1]].view(-1)[0] = float('inf')
+    path = tmp_path / 'diverged.pth'
+    torch.save({'model': state}, path)
+    expected = r'diverged\.pth.*2 tensors hold NaN/inf \(%s, %s\)' % tuple(re.escape(n) for n in names)
+    with pytest.raises(CheckpointError, match=expected):
+        prepare(cfg, str(path))
+    with pytest.raises(CheckpointError, match=expected):
+        build_model_with_weights((cfg, build_model), str(path))
+    state[names[0]].zero_()
+    state[names[1]].zero_()
+    torch.save({'model': state}, path)
+    assert prepare(cfg, str(path)).state_dict[names[0]].eq(0).all()   # finite: loads
