@@ -15,6 +15,7 @@ import os.path as osp
 import random
 import signal
 import time
+import warnings
 from urllib.parse import urlparse
 
 import numpy as np
@@ -117,11 +118,7 @@ class Trainer:
         self.ddp = self.model
         if ctx.distributed:
             ids = [ctx.local_rank] if ctx.device.type == 'cuda' else None
-            # broadcast_buffers=False as the original: each rank keeps its own BN running statistics
-            # (no SyncBN by default) and rank 0's are the ones saved.
-            self.ddp = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=ids, broadcast_buffers=False,
-                find_unused_parameters=bool(cfg.MODEL.FIND_UNUSED_PARAMETERS))
+            self.ddp = wrap_ddp(self.model, ids, bool(cfg.MODEL.FIND_UNUSED_PARAMETERS))
         self.optimizer = build_optimizer(self.solver, self.model, self.solver.LR)
         self.scheduler = build_lr_scheduler(self.solver, self.optimizer)
         self.amp = amp_dtype(cfg.SOLVER.AMP, ctx.device)
@@ -530,6 +527,17 @@ def _log_setup(trainer, cfg, ctx):
         trainer.log.info('evaluation during training every %s (TEST.EVAL_PERIOD %d, in %ss: SOLVER.EPOCHS is %s)',
                          trainer.evaluator.describe(), trainer.evaluator.given, trainer.evaluator.unit,
                          'set' if trainer.evaluator.unit == 'epoch' else 'not set')
+
+
+def wrap_ddp(model, device_ids, find_unused_parameters):
+    """``DistributedDataParallel(model)`` with ``broadcast_buffers=False`` as the original: each rank keeps its own
+    BN running statistics (no SyncBN by default) and rank 0's are the ones saved. torch 2.13 calls the argument
+    deprecated, and its FutureWarning itself says to keep it until a replacement that skips the sync at
+    construction exists (``forward_sync_buffers=False`` still syncs then): the warning is silenced here only."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='`broadcast_buffers` is deprecated', category=FutureWarning)
+        return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False,
+                                                         find_unused_parameters=find_unused_parameters)
 
 
 def train_main(cfg, build_model, argv=None, dataset_builder=None, collate_fn=None, predictor_builder=None,

@@ -156,18 +156,23 @@ def test_auto_resume_is_decided_by_rank0(tmp_path, monkeypatch):
 
 
 def test_release_ddp_frees_the_wrapper_before_the_group_is_destroyed(tmp_path):
-    """Trainer.release_ddp leaves no reference to the DDP object (whose reducer holds the process group), so
+    """wrap_ddp keeps each rank's BN statistics (no buffer sync), without torch 2.13's FutureWarning about it.
+    Trainer.release_ddp leaves no reference to the DDP object (whose reducer holds the process group), so
     destroy_process_group really frees the group (docs/ENGINE.md "Shutdown"); one gloo rank in this process."""
     import types
+    import warnings
     import weakref
 
     import torch.distributed as dist
 
-    from cvpack.engine.trainer import Trainer
+    from cvpack.engine.trainer import Trainer, wrap_ddp
     dist.init_process_group('gloo', store=dist.FileStore(str(tmp_path / 'store'), 1), rank=0, world_size=1)
     try:
         model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
-        trainer = types.SimpleNamespace(model=model, ddp=torch.nn.parallel.DistributedDataParallel(model))
+        with warnings.catch_warnings():
+            warnings.simplefilter('error')     # torch 2.13's "broadcast_buffers is deprecated" is silenced
+            trainer = types.SimpleNamespace(model=model, ddp=wrap_ddp(model, None, False))
+        assert trainer.ddp.require_forward_param_sync and not trainer.ddp.forward_sync_buffers
         trainer.ddp(torch.randn(2, 3, 8, 8)).sum().backward()
         wrapper = weakref.ref(trainer.ddp)
         Trainer.release_ddp(trainer)
