@@ -22,6 +22,7 @@ import shutil
 import numpy as np
 import torch
 
+from .. import dist as comm
 from ..safe_load import CheckpointError, load_torch_file
 from ..utils import some_names
 from ..weights import WeightsMismatchError, match_state
@@ -30,7 +31,7 @@ __all__ = ['rng_state', 'set_rng_state', 'numpy_state_to_list', 'numpy_state_fro
            'link_last', 'load_checkpoint', 'strip_prefix', 'load_model_weights', 'match_state', 'ModelMismatchError',
            'LAST_NAME', 'non_finite_tensors', 'check_training_checkpoint', 'list_checkpoints',
            'find_resume_checkpoint', 'move_checkpoints_aside', 'remove_stale_temporaries', 'space_note',
-           'write_error']
+           'write_error', 'auto_resume_path']
 
 logger = logging.getLogger(__name__)
 LAST_NAME = 'iter-last.pth'
@@ -376,3 +377,39 @@ def load_model_weights(model, source, strict=True, log=None, cfg=None):
     log.info('loaded weights from %s: %d tensors loaded, %d missing %s, %d unexpected %s (format %s)', source,
              len(loaded), len(missing), missing[:10], len(unexpected), unexpected[:10], prepared.format)
     return missing, unexpected
+
+
+def auto_resume_path(last, auto, is_main, log=None, loaded=None):
+    """The checkpoint auto-resume continues from (the same answer on every rank), or None to start from scratch.
+
+    ``last`` is OUTPUT_DIR/iter-last.pth. Rank 0 picks the newest loadable checkpoint of that folder
+    (:func:`cvpack.engine.checkpoint.find_resume_checkpoint`: a dangling iter-last link or a truncated,
+    corrupt or NaN checkpoint is skipped, with a warning naming it; a folder whose checkpoints all fail is an
+    error naming each, never a silent restart) and broadcasts the path or the error, so every rank resumes or
+    stops together. Ranks deciding by themselves diverged on multi-node runs without a shared file system. A
+    rank that lacks the file rank 0 resumes from is an error on every rank together (gathered first, so no
+    rank waits forever in a collective). ``loaded`` (a dict) receives rank 0's already-read state under 'state'.
+    """
+    choice, error = None, None
+    if is_main and auto:
+        try:
+            found = find_resume_checkpoint(osp.dirname(last), log)
+        except Exception as e:  # re-raised below on every rank
+            error = e
+        else:
+            if found is not None:
+                choice = found[0]
+                if loaded is not None:
+                    loaded['state'] = found[1]
+    path, message = comm.broadcast_object((choice, None if error is None else str(error)))
+    if message is not None:
+        if error is not None:
+            raise error
+        raise CheckpointError(osp.dirname(last), 'rank 0 could not choose a checkpoint to resume: ' + message)
+    if path:
+        missing = [r for r, ok in enumerate(comm.all_gather_object(osp.isfile(path))) if not ok]
+        if missing:
+            raise FileNotFoundError('auto-resume: rank 0 resumes from %s but rank(s) %s cannot read it; put '
+                                    'OUTPUT_DIR on a shared file system or copy the file (or --no-auto-resume)'
+                                    % (path, missing))
+    return path

@@ -4,12 +4,16 @@ Rank 0 logs to the console and to a file (``OUTPUT_DIR/log.txt`` for training, `
 for testing) in the original format; other ranks only print warnings. The tensorboard writer is
 created on rank 0 only (the original made one per rank: duplicate event files).
 """
+import errno
 import logging
 import os
 import os.path as osp
 import sys
 
-__all__ = ['setup_logger', 'TensorboardWriter', 'ROOT_LOGGERS']
+from .checkpoint import space_note
+from .preemption import Preempted
+
+__all__ = ['setup_logger', 'TensorboardWriter', 'ROOT_LOGGERS', 'log_fatal']
 
 _FMT = '%(asctime)s %(name)s %(levelname)s: %(message)s'
 
@@ -72,3 +76,32 @@ class TensorboardWriter:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+_WRITE_ERRNOS = {getattr(errno, n) for n in ('ENOSPC', 'EFBIG', 'EDQUOT', 'EROFS', 'EIO') if hasattr(errno, n)}
+
+
+def log_fatal(exc, log_file, logger='cvpack.train', what='training'):
+    """Write the exception that ends training (test.py: ``logger`` 'cvpack.test', ``what`` 'test'), with its
+    traceback, to log.txt / test_log.txt (rank 0's file handler; the console already gets Python's traceback) as
+    '<what> stopped by <type>: <message>'. A failed write (disk full, quota, ``ulimit -f``) also gets the
+    path and the free space of its file system, unless the message already has them (checkpoint saves)."""
+    if isinstance(exc, Preempted) or (isinstance(exc, SystemExit) and exc.code in (0, None)):
+        return   # not a crash: preemption logs its own checkpoint and exit code
+    files = [h for h in logging.getLogger('cvpack').handlers
+             if isinstance(h, logging.FileHandler) and osp.abspath(h.baseFilename) == log_file]
+    if not files:
+        return
+    note = ''
+    if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS and not hasattr(exc, 'written_path'):
+        # file.write() errors carry no file name: then say at least which folder and how much space is left
+        where = exc.filename or osp.dirname(log_file)
+        note = ' (writing %s; %s)' % (where, space_note(where))
+    log = logging.getLogger(logger)
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, '%s stopped by %s: %s%s',
+                            (what, type(exc).__name__, exc, note), (type(exc), exc, exc.__traceback__))
+    for handler in files:
+        try:
+            handler.handle(record)
+        except Exception:  # a full disk may refuse this too; the console still has the traceback
+            pass

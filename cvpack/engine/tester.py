@@ -20,8 +20,8 @@ from ..safe_load import is_url
 from .args import parse_with_config, test_parser
 from .checkpoint import LAST_NAME
 from .launch import cleanup_distributed, dist_timeout, setup_distributed
-from .logger import setup_logger
-from .trainer import _log_fatal, default_collate, default_dataset_builder
+from .logger import log_fatal, setup_logger
+from .trainer import default_collate, default_dataset_builder
 from .utils import prepare_model
 
 __all__ = ['test_main', 'resolve_test_checkpoint', 'run_inference', 'load_for_test', 'describe_box_source',
@@ -251,7 +251,7 @@ def test_main(cfg, build_model, argv=None, dataset_builder=None, predictor_build
         return metrics
     except BaseException as exc:
         if log_file:   # the crash in test_log.txt too, as train.py writes its own into log.txt
-            _log_fatal(exc, log_file, 'cvpack.test', 'test')
+            log_fatal(exc, log_file, 'cvpack.test', 'test')
         raise
     finally:
         cleanup_distributed()

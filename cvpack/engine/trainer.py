@@ -8,7 +8,6 @@ Changed: single-process and CPU/gloo runs work; the scheduler steps after the op
 RNG, scaler and scheduler state resume exactly; only rank 0 writes files; a non-finite loss stops the run.
 """
 import contextlib
-import errno
 import logging
 import os
 import os.path as osp
@@ -29,17 +28,17 @@ from ..protocols import AspectRatioGrouped, PretrainedInit
 from ..solver import build_lr_scheduler, build_optimizer, describe_scaling, load_optimizer_state, resolve_solver
 from ..safe_load import CheckpointError, is_url, resolve_source, url_cache_path
 from .args import parse_with_config, train_parser
-from .checkpoint import (LAST_NAME, check_training_checkpoint, find_resume_checkpoint, link_last,
+from .checkpoint import (LAST_NAME, auto_resume_path, check_training_checkpoint, link_last,
                          load_model_weights, match_state, move_checkpoints_aside, non_finite_tensors,
                          remove_stale_temporaries, rng_state,
-                         save_checkpoint, set_rng_state, space_note, strip_prefix)
+                         save_checkpoint, set_rng_state, strip_prefix)
 from .launch import cleanup_distributed, dist_timeout, setup_distributed
 from .periodic_eval import BEST_NAME, METRICS_NAME, PeriodicEvaluator, set_aside_metrics_log, trim_metrics_log
-from .logger import TensorboardWriter, setup_logger
+from .logger import TensorboardWriter, log_fatal, setup_logger
 from .preemption import PREEMPTED_EXIT_CODE, Preempted, StopSignal
 from .utils import amp_dtype, autocast, prepare_model, to_device, write_run_files
 
-__all__ = ['Trainer', 'train_main', 'auto_resume_path', 'default_dataset_builder', 'default_collate']
+__all__ = ['Trainer', 'train_main', 'default_dataset_builder', 'default_collate']
 
 
 def default_dataset_builder(cfg, split):
@@ -62,42 +61,6 @@ def _seed_worker(worker_id):
     # training process fail in the middle of its preemption checkpoint. Workers ignore it; they end when the
     # loader shuts them down or their parent exits (cvpack/engine/preemption.py).
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-
-def auto_resume_path(last, auto, is_main, log=None, loaded=None):
-    """The checkpoint auto-resume continues from (the same answer on every rank), or None to start from scratch.
-
-    ``last`` is OUTPUT_DIR/iter-last.pth. Rank 0 picks the newest loadable checkpoint of that folder
-    (:func:`cvpack.engine.checkpoint.find_resume_checkpoint`: a dangling iter-last link or a truncated,
-    corrupt or NaN checkpoint is skipped, with a warning naming it; a folder whose checkpoints all fail is an
-    error naming each, never a silent restart) and broadcasts the path or the error, so every rank resumes or
-    stops together. Ranks deciding by themselves diverged on multi-node runs without a shared file system. A
-    rank that lacks the file rank 0 resumes from is an error on every rank together (gathered first, so no
-    rank waits forever in a collective). ``loaded`` (a dict) receives rank 0's already-read state under 'state'.
-    """
-    choice, error = None, None
-    if is_main and auto:
-        try:
-            found = find_resume_checkpoint(osp.dirname(last), log)
-        except Exception as e:  # re-raised below on every rank
-            error = e
-        else:
-            if found is not None:
-                choice = found[0]
-                if loaded is not None:
-                    loaded['state'] = found[1]
-    path, message = comm.broadcast_object((choice, None if error is None else str(error)))
-    if message is not None:
-        if error is not None:
-            raise error
-        raise CheckpointError(osp.dirname(last), 'rank 0 could not choose a checkpoint to resume: ' + message)
-    if path:
-        missing = [r for r, ok in enumerate(comm.all_gather_object(osp.isfile(path))) if not ok]
-        if missing:
-            raise FileNotFoundError('auto-resume: rank 0 resumes from %s but rank(s) %s cannot read it; put '
-                                    'OUTPUT_DIR on a shared file system or copy the file (or --no-auto-resume)'
-                                    % (path, missing))
-    return path
 
 
 class Trainer:
@@ -581,7 +544,7 @@ def train_main(cfg, build_model, argv=None, dataset_builder=None, collate_fn=Non
         return trainer.model
     except BaseException as exc:
         if log_file:   # (not a handler left by an earlier run in this process)
-            _log_fatal(exc, log_file)
+            log_fatal(exc, log_file)
         if isinstance(exc, ConfigError):   # a setting found wrong at start-up (TEST.BEST_METRIC): exit 2, one line
             usage_error(parser, exc)       # (parser.error printed the usage block first: 4 lines)
         raise
@@ -589,32 +552,3 @@ def train_main(cfg, build_model, argv=None, dataset_builder=None, collate_fn=Non
         if trainer is not None:
             trainer.release_ddp()   # before the group is destroyed (see release_ddp)
         cleanup_distributed()
-
-
-_WRITE_ERRNOS = {getattr(errno, n) for n in ('ENOSPC', 'EFBIG', 'EDQUOT', 'EROFS', 'EIO') if hasattr(errno, n)}
-
-
-def _log_fatal(exc, log_file, logger='cvpack.train', what='training'):
-    """Write the exception that ends training (test.py: ``logger`` 'cvpack.test', ``what`` 'test'), with its
-    traceback, to log.txt / test_log.txt (rank 0's file handler; the console already gets Python's traceback) as
-    '<what> stopped by <type>: <message>'. A failed write (disk full, quota, ``ulimit -f``) also gets the
-    path and the free space of its file system, unless the message already has them (checkpoint saves)."""
-    if isinstance(exc, Preempted) or (isinstance(exc, SystemExit) and exc.code in (0, None)):
-        return   # not a crash: preemption logs its own checkpoint and exit code
-    files = [h for h in logging.getLogger('cvpack').handlers
-             if isinstance(h, logging.FileHandler) and osp.abspath(h.baseFilename) == log_file]
-    if not files:
-        return
-    note = ''
-    if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS and not hasattr(exc, 'written_path'):
-        # file.write() errors carry no file name: then say at least which folder and how much space is left
-        where = exc.filename or osp.dirname(log_file)
-        note = ' (writing %s; %s)' % (where, space_note(where))
-    log = logging.getLogger(logger)
-    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, '%s stopped by %s: %s%s',
-                            (what, type(exc).__name__, exc, note), (type(exc), exc, exc.__traceback__))
-    for handler in files:
-        try:
-            handler.handle(record)
-        except Exception:  # a full disk may refuse this too; the console still has the traceback
-            pass

@@ -376,7 +376,7 @@ def test_fatal_write_error_note_names_folder_and_space(tmp_path):
     still gets the folder and its free space in log.txt; other errors get no such note."""
     import errno
     import logging
-    from cvpack.engine import trainer
+    from cvpack.engine.logger import log_fatal
     log_file = str(tmp_path / 'log.txt')
     handler = logging.FileHandler(log_file)
     logging.getLogger('cvpack').addHandler(handler)
@@ -385,7 +385,7 @@ def test_fatal_write_error_note_names_folder_and_space(tmp_path):
             try:
                 raise exc
             except OSError as e:
-                trainer._log_fatal(e, log_file)
+                log_fatal(e, log_file)
     finally:
         logging.getLogger('cvpack').removeHandler(handler)
         handler.close()

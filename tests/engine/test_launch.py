@@ -135,7 +135,7 @@ def test_device_names_parse(monkeypatch):
 def test_auto_resume_is_decided_by_rank0(tmp_path, monkeypatch):
     """Other ranks follow rank 0's decision (broadcast), whatever their own file system shows."""
     import cvpack.dist as comm
-    from cvpack.engine.trainer import auto_resume_path
+    from cvpack.engine.checkpoint import auto_resume_path
     from cvpack.safe_load import CheckpointError
     last = tmp_path / 'iter-last.pth'
     torch.save({'model': {'w': torch.ones(1)}, 'iteration': 1}, str(last))
