@@ -208,14 +208,20 @@ def test_exif_rotated_jpeg_is_drawn_on_the_pixels_predicted_on(rsn, repo_root, t
     assert drawn.shape == (64, 96, 3) and np.array_equal(drawn, pixels)
 
 
-def test_folder_with_an_unreadable_image_draws_the_rest_and_exits_1(rsn, repo_root, tmp_path, log_capture,
-                                                                   capsys, one_thread):
-    exp, weights = rsn
+def _small_images(repo_root, tmp_path, names):
+    """tmp_path/folder with the demo astronaut at 96x64 under each of ``names``."""
     folder = tmp_path / 'folder'
     folder.mkdir()
     small = cv2.resize(cv2.imread(osp.join(repo_root, 'dataset', 'demo', 'astronaut.png')), (96, 64))
-    for name in ('a.png', 'c.png'):
+    for name in names:
         cv2.imwrite(str(folder / name), small)
+    return folder
+
+
+def test_folder_with_an_unreadable_image_draws_the_rest_and_exits_1(rsn, repo_root, tmp_path, log_capture,
+                                                                   capsys, one_thread):
+    exp, weights = rsn
+    folder = _small_images(repo_root, tmp_path, ('a.png', 'c.png'))
     (folder / 'b.jpg').write_bytes(b'\xff\xd8 not a jpeg')
     out = tmp_path / 'out'
     with log_capture.at_level(logging.WARNING, logger='cvpack.demo'), pytest.raises(SystemExit) as exc:
@@ -293,11 +299,7 @@ def test_det_json_never_matches_a_file_by_its_position_in_the_folder(rsn, repo_r
     """Files without a numeric stem get their position as image id in predictions.json; that id also matched
     --det-json entries, so a.png silently took the boxes of image id 0. Only the file name or numeric stem match."""
     exp, weights = rsn
-    folder = tmp_path / 'folder'
-    folder.mkdir()
-    small = cv2.resize(cv2.imread(osp.join(repo_root, 'dataset', 'demo', 'astronaut.png')), (96, 64))
-    for name in ('a.png', 'b.png'):
-        cv2.imwrite(str(folder / name), small)
+    folder = _small_images(repo_root, tmp_path, ('a.png', 'b.png'))
     det = tmp_path / 'dets.json'
     det.write_text(json.dumps([{'image_id': 0, 'category_id': 1, 'bbox': [1.0, 2.0, 30.0, 40.0], 'score': 0.9},
                                {'image_id': 1, 'category_id': 1, 'bbox': [3.0, 4.0, 30.0, 40.0], 'score': 0.9},

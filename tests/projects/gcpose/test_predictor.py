@@ -28,6 +28,20 @@ class _Oracle(nn.Module):
         return out
 
 
+def _gt_outputs(data, ids):
+    """Model outputs (per image: xyxy boxes, scores, keypoints) that are the ground truth of ``data`` for ``ids``."""
+    per_image = []
+    for i in ids:
+        anns = [a for a in data['annotations'] if a['image_id'] == i]
+        boxes = torch.tensor([[a['bbox'][0], a['bbox'][1], a['bbox'][0] + a['bbox'][2], a['bbox'][1] + a['bbox'][3]]
+                              for a in anns], dtype=torch.float32).reshape(-1, 4)
+        kps = torch.tensor([a['keypoints'] for a in anns], dtype=torch.float32).reshape(-1, 17, 3)
+        kps[..., :2] += 0.5                       # continuous coordinates, as the model outputs
+        kps[..., 2] = 0.9
+        per_image.append({'boxes': boxes, 'scores': torch.linspace(1, 0.5, len(anns)), 'keypoints': kps})
+    return per_image
+
+
 def test_oracle_scores_one(tmp_path, coco_subset):
     with open('%s/annotations/person_keypoints_val2017.json' % coco_subset) as f:
         data = json.load(f)
@@ -38,15 +52,7 @@ def test_oracle_scores_one(tmp_path, coco_subset):
                            and a['num_keypoints'] > 0]
     gt = tmp_path / 'gt.json'
     gt.write_text(json.dumps(data))
-    per_image = []
-    for i in ids:
-        anns = [a for a in data['annotations'] if a['image_id'] == i]
-        boxes = torch.tensor([[a['bbox'][0], a['bbox'][1], a['bbox'][0] + a['bbox'][2], a['bbox'][1] + a['bbox'][3]]
-                              for a in anns], dtype=torch.float32).reshape(-1, 4)
-        kps = torch.tensor([a['keypoints'] for a in anns], dtype=torch.float32).reshape(-1, 17, 3)
-        kps[..., :2] += 0.5                       # continuous coordinates, as the model outputs
-        kps[..., 2] = 0.9
-        per_image.append({'boxes': boxes, 'scores': torch.linspace(1, 0.5, len(anns)), 'keypoints': kps})
+    per_image = _gt_outputs(data, ids)
     model = _Oracle(per_image)
     batch = {'image': torch.zeros(4, 3, 32, 32), 'image_size': [(32, 32)] * 4, 'scale': [(1.0, 1.0)] * 4,
              'image_id': ids}
@@ -120,15 +126,7 @@ def test_str_image_ids_are_kept_from_records_to_results(tmp_path, coco_subset):
     ds.records[1]['file'] = str(tmp_path / 'gone.jpg')      # a read error names the str id and the file
     with pytest.raises(ImageReadError, match=r"gone\.jpg.*image_id %s of .*gt\.json" % ids[1]):
         ds[1]
-    per_image = []
-    for i in ids:
-        anns = [a for a in data['annotations'] if a['image_id'] == i]
-        boxes = torch.tensor([[a['bbox'][0], a['bbox'][1], a['bbox'][0] + a['bbox'][2], a['bbox'][1] + a['bbox'][3]]
-                              for a in anns], dtype=torch.float32).reshape(-1, 4)
-        kps = torch.tensor([a['keypoints'] for a in anns], dtype=torch.float32).reshape(-1, 17, 3)
-        kps[..., :2] += 0.5
-        kps[..., 2] = 0.9
-        per_image.append({'boxes': boxes, 'scores': torch.linspace(1, 0.5, len(anns)), 'keypoints': kps})
+    per_image = _gt_outputs(data, ids)
     batch = {'image': torch.zeros(2, 3, 32, 32), 'image_size': [(32, 32)] * 2, 'scale': [(1.0, 1.0)] * 2,
              'image_id': ids}
     instances = DetectionPredictor()(_Oracle(per_image), batch)
