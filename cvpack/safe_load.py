@@ -13,7 +13,7 @@ Every weight or checkpoint read in cvpack goes through :func:`load_file` (or its
   :class:`UnsafeFileError`, naming the file and the globals it wanted, before any of them is imported.
 
 A URL is downloaded once into ``$TORCH_HOME/hub/checkpoints`` (atomically; a body shorter than its Content-Length
-is an error, never a cached file; a name two URLs share is kept apart, :func:`url_cache_path`) and then read like
+is an error, never a cached file; each URL gets its own file, :func:`url_cache_path`) and then read like
 a local file; nothing is unpickled on the way. Torch's own hint to retry with ``weights_only=False`` never reaches the
 user: that is exactly what must not be done with a file from the internet.
 """
@@ -32,8 +32,8 @@ from urllib.parse import urlparse
 import numpy as np
 import torch
 
-__all__ = ['CheckpointError', 'UnsafeFileError', 'Inert', 'is_url', 'url_cache_path', 'resolve_source',
-           'load_torch_file', 'load_pickle_file', 'load_file']
+__all__ = ['CheckpointError', 'UnsafeFileError', 'Inert', 'is_url', 'hand_placed_path', 'url_cache_path',
+           'resolve_source', 'load_torch_file', 'load_pickle_file', 'load_file']
 
 
 class CheckpointError(RuntimeError):
@@ -113,46 +113,35 @@ def is_url(source):
     return str(source).startswith(('http://', 'https://'))
 
 
+def hand_placed_path(url):
+    """torch.hub's place for ``url``'s file: ``$TORCH_HOME/hub/checkpoints/<file name of the URL>``. A file there (put
+    by hand for an offline machine, or downloaded by torch.hub) is used for the URL."""
+    return osp.join(torch.hub.get_dir(), 'checkpoints', osp.basename(urlparse(url).path) or 'download')
+
+
 def url_cache_path(url):
-    """Where a URL's download is cached: ``$TORCH_HOME/hub/checkpoints/<file name of the URL>`` (torch.hub's
-    place: a file put there by hand is used), unless that file was downloaded from another URL (``<file>.url``
-    records the URL of each download: two models' ``.../model.pth`` must not be one file); the URL then gets
-    ``<stem>.<12 hex of its sha256><ext>``."""
-    folder = osp.join(torch.hub.get_dir(), 'checkpoints')
-    name = osp.basename(urlparse(url).path) or 'download'
-    plain = osp.join(folder, name)
-    if not osp.isfile(plain) or _read_url_record(plain) in (None, url):
+    """Where ``url`` is read from: :func:`hand_placed_path` when that file exists, else its own download,
+    ``<stem>.<12 hex of the URL's sha256><ext>`` beside it. Named by the URL, two models' ``.../model.pth`` are
+    two files, and processes downloading different URLs at once never write one path."""
+    plain = hand_placed_path(url)
+    if osp.isfile(plain):
         return plain
-    stem, ext = osp.splitext(name)
-    return osp.join(folder, '%s.%s%s' % (stem, hashlib.sha256(url.encode('utf-8')).hexdigest()[:12], ext))
-
-
-def _read_url_record(path):
-    try:
-        with open(path + '.url', encoding='utf-8') as f:
-            return f.read().strip()
-    except (OSError, ValueError):
-        return None
+    stem, ext = osp.splitext(plain)
+    return '%s.%s%s' % (stem, hashlib.sha256(url.encode('utf-8')).hexdigest()[:12], ext)
 
 
 def _download(url, path):
-    """``url`` into ``path`` through a temporary file renamed when complete; a body shorter than its
-    Content-Length (a connection closed early: urllib then just stops reading) is an error, not a cached file."""
+    """``url`` into ``path`` through a temporary file renamed when complete (the same URL fetched by two ranks at
+    once: either whole copy wins); a body shorter than its Content-Length (a connection closed early: urllib then
+    just stops reading) is an error, not a cached file."""
     from .fileio import atomic_output
-    os.makedirs(osp.dirname(path), exist_ok=True)
-    with open(path + '.url', 'w', encoding='utf-8') as f:   # before the file: a file never names another URL
-        f.write(url + '\n')
-    try:
-        request = urllib.request.Request(url, headers={'User-Agent': 'cvpack'})
-        with urllib.request.urlopen(request) as response, atomic_output(path) as tmp:
-            with open(tmp, 'wb') as f:
-                shutil.copyfileobj(response, f, 1 << 20)
-            announced, got = response.headers.get('Content-Length'), osp.getsize(tmp)
-            if announced is not None and announced.strip().isdigit() and got != int(announced):
-                raise OSError('the connection ended after %d of the %s bytes announced' % (got, announced.strip()))
-    except BaseException:
-        os.remove(path + '.url')
-        raise
+    request = urllib.request.Request(url, headers={'User-Agent': 'cvpack'})
+    with urllib.request.urlopen(request) as response, atomic_output(path) as tmp:
+        with open(tmp, 'wb') as f:
+            shutil.copyfileobj(response, f, 1 << 20)
+        announced, got = response.headers.get('Content-Length'), osp.getsize(tmp)
+        if announced is not None and announced.strip().isdigit() and got != int(announced):
+            raise OSError('the connection ended after %d of the %s bytes announced' % (got, announced.strip()))
 
 
 def resolve_source(source):

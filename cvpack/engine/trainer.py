@@ -15,7 +15,6 @@ import random
 import signal
 import time
 import warnings
-from urllib.parse import urlparse
 
 import numpy as np
 import torch
@@ -26,7 +25,7 @@ from ..config.argv import usage_error
 from ..data.samplers import IterationBasedSampler
 from ..protocols import AspectRatioGrouped, PretrainedInit
 from ..solver import build_lr_scheduler, build_optimizer, describe_scaling, load_optimizer_state, resolve_solver
-from ..safe_load import CheckpointError, is_url, resolve_source, url_cache_path
+from ..safe_load import CheckpointError, hand_placed_path, is_url, resolve_source, url_cache_path
 from .args import parse_with_config, train_parser
 from .checkpoint import (LAST_NAME, auto_resume_path, check_training_checkpoint, link_last,
                          load_model_weights, match_state, move_checkpoints_aside, non_finite_tensors,
@@ -267,8 +266,8 @@ class Trainer:
         that a failed download (offline, firewall) says which weights, and what to do instead of a URLError."""
         if not is_url(source):
             return
-        cache = url_cache_path(str(source))
-        name = osp.basename(urlparse(str(source)).path) or 'download'
+        cache, by_hand = url_cache_path(str(source)), hand_placed_path(str(source))
+        name = osp.basename(by_hand)
         if not osp.isfile(cache):
             self.log.info('downloading the ImageNet weights of MODEL.PRETRAINED %s to %s', source, cache)
         try:
@@ -278,7 +277,7 @@ class Trainer:
             raise CheckpointError(source, 'MODEL.PRETRAINED: the ImageNet weights could not be fetched (%s). '
                                   'Offline? Download the file on a machine with internet and pass its local '
                                   'path (MODEL.PRETRAINED /path/to/%s) or copy it to %s; or train from a random '
-                                  "initialisation with MODEL.PRETRAINED ''" % (why, name, cache)) from None
+                                  "initialisation with MODEL.PRETRAINED ''" % (why, name, by_hand)) from None
 
     # ------------------------------------------------------------------ data
     def build_loader(self):

@@ -1,6 +1,7 @@
 """Offline, a train.py whose MODEL.PRETRAINED is a URL (MSPN/HSRNet/GCPose defaults) stops with a message that says
 the ImageNet weights could not be fetched and how to go on (a local file, or MODEL.PRETRAINED ''), not a raw
 urllib traceback. The URL is a closed port of 127.0.0.1; the torch hub cache is an empty temporary folder."""
+import hashlib
 import os.path as osp
 import socket
 
@@ -27,6 +28,8 @@ def test_pretrained_download_failure_says_what_to_do(repo_root, coco_subset, sub
                            'not be fetched (could not be downloaded (URLError: ' % url), last
     assert last.endswith("pass its local path (MODEL.PRETRAINED /path/to/resnet50-0676ba61.pth) or copy it to %s; "
                          "or train from a random initialisation with MODEL.PRETRAINED ''" % cache), last
-    assert 'downloading the ImageNet weights of MODEL.PRETRAINED %s to %s' % (url, cache) in out
+    # a download is named by its URL (cvpack.safe_load.url_cache_path); a file copied to ``cache`` is used as it is
+    own = cache[:-len('.pth')] + '.%s.pth' % hashlib.sha256(url.encode('utf-8')).hexdigest()[:12]
+    assert 'downloading the ImageNet weights of MODEL.PRETRAINED %s to %s' % (url, own) in out
     log = open(tmp_path / 'out' / 'log.txt').read()     # the reason is in the run's log too
     assert 'the ImageNet weights could not be fetched' in log
