@@ -44,8 +44,9 @@ def numeric_metrics(metrics):
 def _beats(value, best):
     """Whether ``value`` is a new best (higher is better) over ``best`` (a dict with 'value', or None). A NaN/inf
     value never is: a NaN taken as the first best could never be beaten (NaN > x is false), and best.pth would
-    stay at that evaluation for the rest of the run."""
-    return math.isfinite(value) and (best is None or value > best['value'])
+    stay at that evaluation for the rest of the run. A non-finite best (stored by a checkpoint written before
+    this rule) is beaten by any finite value."""
+    return math.isfinite(value) and (best is None or not math.isfinite(best['value']) or value > best['value'])
 
 
 def eval_period_iters(period, solver):

@@ -286,3 +286,12 @@ def test_a_nan_metric_is_never_the_best(toy, toy_exp):
     log = open(osp.join(out, 'log.txt')).read()
     assert 'eval at iteration 1: TEST.BEST_METRIC quality is nan: never a best' in log
     assert 'no best quality yet' in log and 'best quality 0.3000 (iteration 2)' in log
+
+
+def test_a_nan_best_from_an_older_checkpoint_is_beaten_by_any_finite_value():
+    """A checkpoint written before NaN was refused as a best may carry best.value NaN; after resuming, nothing beat
+    it (x > NaN is false) and best.pth stayed frozen."""
+    from cvpack.engine.periodic_eval import _beats
+    assert _beats(0.1, {'value': float('nan')}) and _beats(0.1, None) and _beats(0.3, {'value': 0.2})
+    assert not _beats(float('nan'), None) and not _beats(float('inf'), {'value': 0.2})
+    assert not _beats(0.2, {'value': 0.3}) and not _beats(float('nan'), {'value': float('nan')})
