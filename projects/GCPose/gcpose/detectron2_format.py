@@ -80,7 +80,8 @@ _CELL_ANCHORS = re.compile(r'proposal_generator\.anchor_generator\.cell_anchors\
 
 
 class Detectron2FormatError(ValueError):
-    """The checkpoint does not fit the exp's model; ``unplaced``, ``unfilled``, ``mismatched`` list the keys."""
+    """The checkpoint does not fit the exp's model or holds NaN/inf; ``unplaced``, ``unfilled``, ``mismatched`` (shape
+    mismatches, then tensors holding NaN/inf) list the keys."""
 
     def __init__(self, message, unplaced=(), unfilled=(), mismatched=()):
         super().__init__(message)
@@ -234,7 +235,7 @@ def convert(obj, cfg):
     cfg = apply_overrides(cfg, overrides)
     target = _target_shapes(cfg)
     dropped = [] if entries is obj else ['%s (checkpoint metadata / training state)' % k for k in obj if k != 'model']
-    state, unplaced, mismatched, origin = {}, [], [], {}
+    state, unplaced, mismatched, non_finite, origin = {}, [], [], [], {}
     for name, value in entries.items():
         if name in _PIXEL_KEYS:
             dropped.append('%s (read into INPUT.%s)' % (name, name.upper()))
@@ -261,9 +262,8 @@ def convert(obj, cfg):
             continue
         # a diverged run's weights: NaN boxes and scores are dropped at inference, so they gave AP 0, exit 0
         if tensor.is_floating_point() and not tensor.is_meta and not bool(torch.isfinite(tensor).all()):
-            mismatched.append('%s holds NaN/inf (%d of %d values)'
+            non_finite.append('%s holds NaN/inf (%d of %d values)'
                               % (name, int((~torch.isfinite(tensor)).sum()), tensor.numel()))
-            continue
         state[ours], origin[ours] = tensor.to(dtype), name
     unfilled = []
     for key, (shape, dtype) in target.items():
@@ -275,14 +275,17 @@ def convert(obj, cfg):
             state[key] = torch.zeros(shape, dtype=dtype)
         else:
             unfilled.append(key)
-    if unplaced or unfilled or mismatched:
-        lines = ['Detectron2 checkpoint does not fit the exp model (%s, %s, %d keypoints):'
-                 % (cfg.MODEL.BACKBONE, 'GCPose head' if cfg.MODEL.ROI_KEYPOINT_HEAD.GCM_POSITIONS else 'stock head',
-                    cfg.DATASET.KEYPOINT.NUM)]
+    misfit = unplaced or unfilled or mismatched
+    if misfit or non_finite:
+        lines = ['Detectron2 checkpoint does not fit the exp model (%s, %s, %d keypoints):' % (
+            cfg.MODEL.BACKBONE, 'GCPose head' if cfg.MODEL.ROI_KEYPOINT_HEAD.GCM_POSITIONS else 'stock head',
+            cfg.DATASET.KEYPOINT.NUM) if misfit else 'Detectron2 checkpoint holds NaN/inf (a diverged run?):']
         for title, keys in (('source keys that could not be placed', unplaced),
-                            ('model keys left unfilled', unfilled), ('shape mismatches', mismatched)):
+                            ('model keys left unfilled', unfilled), ('shape mismatches', mismatched),
+                            ('tensors holding NaN/inf', non_finite)):
             if keys:
                 lines.append('%d %s: %s' % (len(keys), title, ', '.join(keys)))
-        lines += ['hint: ' + h for h in _hints(list(entries), target)]
-        raise Detectron2FormatError('\n'.join(lines), unplaced, unfilled, mismatched)
+        if misfit:   # the hints are about architecture settings, which NaN values are not
+            lines += ['hint: ' + h for h in _hints(list(entries), target)]
+        raise Detectron2FormatError('\n'.join(lines), unplaced, unfilled, mismatched + non_finite)
     return {'state_dict': state, 'cfg': overrides, 'dropped': dropped}
