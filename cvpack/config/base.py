@@ -251,6 +251,16 @@ def _parse_value(text, old, key='?'):
     return _coerce(value, old, key, text)
 
 
+def _is_key(cfg, text):
+    """Whether ``text`` is a dotted key of ``cfg`` ('SOLVER.BASE_LR')."""
+    node = cfg
+    for part in str(text).split('.'):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
 def merge_from_list(cfg, opts):
     """Apply ``KEY VALUE`` pairs, e.g. ``['SOLVER.BASE_LR', '1e-3', 'MODEL.STAGE_NUM', '2']``, then validate.
 
@@ -262,8 +272,10 @@ def merge_from_list(cfg, opts):
     """
     opts = list(opts or [])
     if len(opts) % 2:
+        # the key without a value: the first whose "value" is itself a key of cfg, else the last item
+        missing = next((k for k, v in zip(opts[0::2], opts[1::2]) if _is_key(cfg, v)), opts[-1])
         raise ConfigError('config key %s has no value (overrides come in KEY VALUE pairs, got an odd number: %s)'
-                          % (opts[-1], ' '.join(map(str, opts))))
+                          % (missing, ' '.join(map(str, opts))))
     # the values refresh_dataset_keys compares with; a project's own DATASET block may have neither key
     dataset = cfg.get('DATASET', {})
     old_name, old_meta_file = dataset.get('NAME'), dataset.get('META_FILE', '')

@@ -211,3 +211,13 @@ def test_decoder_choices_match_the_decoders():
     from cvpack.config.schema import SCHEMA
     from cvpack.decode.heatmap import DECODERS
     assert sorted(SCHEMA['TEST.DECODER'].choices) == sorted(DECODERS)
+
+
+@pytest.mark.parametrize('opts, key', [(['SOLVER.MAX_ITER', 'SOLVER.BASE_LR', '0.1'], 'SOLVER.MAX_ITER'),
+                                       (['SOLVER.MAX_ITER', '5', 'SOLVER.BASE_LR'], 'SOLVER.BASE_LR')])
+def test_odd_overrides_name_the_key_without_a_value(tmp_path, opts, key):
+    """An odd KEY VALUE list named its last item, '0.1', as the key without a value; now the key followed by
+    another key (or the last item when none is)."""
+    with pytest.raises(ConfigError, match=r'^config key %s has no value \(overrides come in KEY VALUE pairs'
+                       % re.escape(key)):
+        merge_from_list(base_config(str(tmp_path)), opts)
