@@ -10,6 +10,7 @@ An image of a folder that cannot be read is skipped with a warning naming it; th
 then exits with code 1, naming the skipped files. Bad input (a missing path, a bad weights file, a video or camera
 that gives no frame at all) exits 2, one line.
 """
+import contextlib
 import json
 import logging
 import os
@@ -207,7 +208,8 @@ def run_video(run, source, out):
         cap.release()
         writer.release()
     if run.count == first:   # not one frame: an error, not "0 frames" with exit 0 and an empty mp4
-        os.remove(path)
+        with contextlib.suppress(FileNotFoundError):   # (a backend may not have created it)
+            os.remove(path)
         raise DemoError('no frame could be read from %s (%d unreadable): an empty or damaged video, or a camera '
                         'that sends nothing' % ('camera %d' % source if isinstance(source, int) else source,
                                                  stats['bad_frames']))
