@@ -22,7 +22,7 @@ from .meta_file import check_meta_against_annotations
 from .transforms import xywh_to_cs_megvii, xywh_to_cs_simple_baselines
 from .validate import box_is_degenerate, check_box, identifier, number, read_json, validate_coco_gt, warn_skipped
 
-__all__ = ['load_coco_gt', 'coco_gt_records', 'coco_det_records', 'box_to_cs', 'box_record']
+__all__ = ['load_coco_gt', 'coco_gt_records', 'coco_det_records', 'box_to_cs', 'box_record', 'record_id']
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def coco_gt_records(ann_file, image_dir, meta, cs_mode='megvii', aspect_ratio=0.
                 dropped['a missing image file (e.g. %s)'] += 1
                 continue
         center, scale = box_to_cs(box, cs_mode, aspect_ratio, pixel_std, padding)
-        records.append(dict(image_path=path, image_id=_plain_id(img['id']), ann_id=_plain_id(ann['id']), center=center,
+        records.append(dict(image_path=path, image_id=record_id(img['id']), ann_id=record_id(ann['id']), center=center,
                             scale=scale, joints=joints, score=1.0, bbox=np.asarray(box, np.float32),
                             width=img.get('width'), height=img.get('height')))
     if missing:
@@ -154,7 +154,7 @@ def _file_name(img, ann_file):
     return name
 
 
-def _plain_id(value):
+def record_id(value):
     """A validated id (:func:`cvpack.data.validate.identifier`) as the record keeps it: an int, or the str itself
     (``int('img397133')`` raised naming nothing, and ``int('000123')`` would not match the GT's '000123')."""
     return value if isinstance(value, str) else int(value)
@@ -231,7 +231,7 @@ def coco_det_records(det_file, ann_file, image_dir, meta, cs_mode='megvii', aspe
             counts['degenerate_box'] += 1
             degenerate.append('detection #%d bbox %s' % (i, det['bbox']))
             continue
-        records.append(box_record(bbox, score, _plain_id(img['id']), meta.num_keypoints,
+        records.append(box_record(bbox, score, record_id(img['id']), meta.num_keypoints,
                                   osp.join(image_dir, _file_name(img, ann_file)), cs_mode, aspect_ratio, pixel_std,
                                   padding, width=img.get('width'), height=img.get('height')))
     if counts['unknown_image']:

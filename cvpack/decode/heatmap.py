@@ -30,7 +30,7 @@ class NonFiniteHeatmaps(ValueError):
     """Heatmaps holding NaN/inf; ``samples`` lists the batch positions of the samples with such a map (callers
     that know the images and boxes of a batch name them: :class:`cvpack.inference.topdown.TopDownPredictor`)."""
 
-    def __init__(self, message, samples):
+    def __init__(self, message, samples=()):
         super().__init__(message)
         self.samples = [int(n) for n in samples]
 

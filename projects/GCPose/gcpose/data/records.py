@@ -17,7 +17,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from cvpack.data.coco import _plain_id, load_coco_gt
+from cvpack.data.coco import record_id, load_coco_gt
 from cvpack.data.meta import get_dataset_meta
 from cvpack.data.validate import box_is_degenerate, warn_skipped
 
@@ -65,7 +65,7 @@ def load_person_records(ann_file, image_dir, train, min_keypoints=1, meta=None, 
         if check_images and not osp.isfile(path):
             missing.append('image id %s: %s' % (img['id'], path))
             continue
-        records.append({'file': path, 'image_id': _plain_id(img['id']),
+        records.append({'file': path, 'image_id': record_id(img['id']),
                         'height': int(img['height']), 'width': int(img['width']),
                         'boxes': boxes.reshape(-1, 4), 'keypoints': kps})
     if missing and not train:
