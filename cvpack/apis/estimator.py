@@ -289,19 +289,23 @@ class PoseEstimator:
         return out
 
     def _run(self, records, images):
-        """The predictor's instances for dataset records, in batches of ``batch_size`` (test.py's loop)."""
+        """The predictor's instances for dataset records, in batches of ``batch_size`` (test.py's loop).
+
+        A batch with NaN/inf heatmaps does not stop the call: the later batches run too, so that the error
+        counts the bad people over the call (test.py's counts the failing batch) and names each image."""
         self.dataset.records = records
         loader = torch.utils.data.DataLoader(self.dataset, batch_size=self.batch_size, collate_fn=collate)
-        try:
-            return predict_batches(self.model, loader, self.predictor, self.cfg, self.device)
-        except NonFiniteHeatmaps as e:   # the predictor's image ids are positions in ``images``: name the files
-            if not hasattr(e, 'image_ids'):
-                raise
-            where = ['%s%s' % (images[int(i)].name, '' if b is None else ' box %s' % b)
-                     for i, b in zip(e.image_ids, e.boxes)]
-            raise ValueError('the model gave NaN/inf heatmaps for %d of %d people (e.g. %s): non-finite weights, or '
-                             'an fp16 overflow (TEST.AMP)?'
-                             % (len(where), e.batch_size, '; '.join(where[:3]))) from None
+        instances, bad = [], []
+        for batch in loader:
+            try:
+                instances.extend(predict_batches(self.model, [batch], self.predictor, self.cfg, self.device))
+            except NonFiniteHeatmaps as e:   # the predictor's image ids are positions in ``images``
+                if not hasattr(e, 'image_ids'):
+                    raise
+                bad.extend(zip(e.image_ids, e.boxes))
+        if bad:
+            raise ValueError(_non_finite_message(bad, records, images))
+        return instances
 
     def _top_down_people(self, images, boxes):
         t = time.perf_counter()
@@ -344,3 +348,24 @@ class PoseEstimator:
         for p in people:
             p.sort(key=lambda q: -q.score)
         return people
+
+
+def _non_finite_message(bad, records, images):
+    """The error for people (image position, box or None) with NaN/inf heatmaps: the count over the call's
+    people, then each image with its own count and boxes (consistent with :func:`cvpack.inference.topdown._named`,
+    which counts a batch)."""
+    per_image = {}
+    for i, box in bad:
+        per_image.setdefault(int(i), []).append(box)
+    totals = {}
+    for rec in records:
+        totals[int(rec['image_id'])] = totals.get(int(rec['image_id']), 0) + 1
+    where = ['%s: %d of its %d people%s' % (
+        images[i].name, len(boxes), totals.get(i, len(boxes)),
+        '' if boxes[0] is None else ' (boxes %s%s)' % ('; '.join(str(b) for b in boxes[:3]),
+                                                      ' ...' if len(boxes) > 3 else ''))
+        for i, boxes in sorted(per_image.items())]
+    return ('the model gave NaN/inf heatmaps for %d of the %d people of the %d image%s of this call: %s%s: '
+            'non-finite weights, or an fp16 overflow (TEST.AMP)?'
+            % (len(bad), len(records), len(images), '' if len(images) == 1 else 's', '; '.join(where[:5]),
+               ' ...' if len(where) > 5 else ''))
