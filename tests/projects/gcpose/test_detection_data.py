@@ -223,6 +223,32 @@ def test_image_entries_and_missing_files_are_named_at_build(tmp_path, log_captur
             load_person_records(str(ann), img_dir, True)
 
 
+def test_val_files_are_checked_for_the_max_images_tested(tmp_path, monkeypatch):
+    """The val set looked for every image file at build, before TEST.MAX_IMAGES took the first N: testing the
+    first image of a val set with a later file absent was refused (and every file was stat'ed). Now the files of
+    the images tested are checked, and an absent one among them is still named before any inference."""
+    import cv2
+    from cvpack.data import build_dataset
+    from cvpack.engine.tester import limit_images
+    (tmp_path / 'img').mkdir()
+    for name in ('a.jpg', 'c.jpg'):
+        cv2.imwrite(str(tmp_path / 'img' / name), np.zeros((20, 30, 3), np.uint8))
+    _tiny_coco(tmp_path, {'a.jpg': (20, 30), 'b.jpg': (20, 30), 'c.jpg': (20, 30)})
+    cfg = _tiny_cfg(tmp_path)
+    cfg.DATASET.VAL_IMAGES, cfg.DATASET.VAL_ANN = 'img', 'annotations/train.json'
+    cfg.TEST.MAX_IMAGES = 1
+    looked, isfile = [], osp.isfile
+    monkeypatch.setattr(osp, 'isfile', lambda p: looked.append(str(p)) or isfile(p))
+    subset = limit_images(build_dataset(cfg, 'val'), cfg)
+    monkeypatch.undo()
+    assert subset.image_ids == [1] and len(subset) == 1
+    assert [p for p in looked if p.endswith('.jpg')] == [str(tmp_path / 'img' / 'a.jpg')]
+    cfg.TEST.MAX_IMAGES = 2
+    with pytest.raises(ValueError, match=r'train\.json: 1 of its first 2 \(TEST\.MAX_IMAGES\) images have no file in '
+                                         r'.*img, e\.g\. image id 2: .*b\.jpg'):
+        build_dataset(cfg, 'val')
+
+
 def test_preset_dataset_block_is_the_shared_one(tmp_path):
     from cvpack.config.datasets import dataset_block
     cfg = detection_config(str(tmp_path / 'exp'))

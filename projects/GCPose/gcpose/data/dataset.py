@@ -38,7 +38,8 @@ class DetectionDataset(Dataset):
         # records given: images at inference time (``cvpack.apis``), see :meth:`image_record`
         self.records = records if records is not None else load_person_records(
             config_file(d.ROOT, ann, 'DATASET.TRAIN_ANN' if self.train else 'DATASET.VAL_ANN'),
-            osp.join(d.ROOT, images), self.train, d.MIN_KEYPOINTS_PER_IMAGE, meta)
+            osp.join(d.ROOT, images), self.train, d.MIN_KEYPOINTS_PER_IMAGE, meta,
+            max_images=0 if self.train else int(cfg.TEST.MAX_IMAGES))
         self.num_keypoints = meta.num_keypoints
         self.flip_perm = meta.flip_permutation()
         i = cfg.INPUT

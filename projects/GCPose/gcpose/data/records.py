@@ -24,9 +24,10 @@ from cvpack.data.validate import box_is_degenerate, warn_skipped
 logger = logging.getLogger(__name__)
 
 
-def load_person_records(ann_file, image_dir, train, min_keypoints=1, meta=None, check_images=True):
+def load_person_records(ann_file, image_dir, train, min_keypoints=1, meta=None, check_images=True, max_images=0):
     """Args: COCO keypoint json, image folder, train flag, min labelled keypoints per train image, DatasetMeta
-    (default COCO), check_images: look for each image file now, not when a worker reads it.
+    (default COCO), check_images: look for each image file now, not when a worker reads it; max_images N > 0
+    (val, TEST.MAX_IMAGES): look for the files of the first N images only, those test.py will read.
     Returns a list of record dicts, in the file's image order,
     {file, image_id (int, or the file's str id as given), height, width, boxes (G, 4) float32 xyxy,
     keypoints (G, K, 3) float32}.
@@ -47,7 +48,7 @@ def load_person_records(ann_file, image_dir, train, min_keypoints=1, meta=None, 
             anns[a['image_id']].append(a)
     warn_skipped(logger, ann_file, 'person annotations', degenerate, len(degenerate), 'degenerate box: w or h <= 0')
     records, missing = [], []
-    for img in images.values():
+    for n, img in enumerate(images.values()):
         where = '%s: image id %s' % (ann_file, img['id'])
         absent = [key for key in ('file_name', 'height', 'width') if key not in img]
         if absent:   # validation allows them absent; a bare KeyError named neither the file nor the image
@@ -62,15 +63,18 @@ def load_person_records(ann_file, image_dir, train, min_keypoints=1, meta=None, 
         if train and (not objs or int((kps[..., 2] > 0).sum()) < min_keypoints):
             continue
         path = osp.join(image_dir, img['file_name'])
-        if check_images and not osp.isfile(path):
+        # val keeps every image in file order, so the first N images are the N records TEST.MAX_IMAGES tests: a
+        # file absent further on is never read, and a big val set is not stat'ed whole for 10 images
+        if check_images and (train or not max_images or n < max_images) and not osp.isfile(path):
             missing.append('image id %s: %s' % (img['id'], path))
             continue
         records.append({'file': path, 'image_id': record_id(img['id']),
                         'height': int(img['height']), 'width': int(img['width']),
                         'boxes': boxes.reshape(-1, 4), 'keypoints': kps})
     if missing and not train:
-        raise ValueError('%s: %d of its images have no file in %s, e.g. %s'
-                         % (ann_file, len(missing), image_dir, '; '.join(missing[:3])))
+        raise ValueError('%s: %d of its %simages have no file in %s, e.g. %s'
+                         % (ann_file, len(missing), 'first %d (TEST.MAX_IMAGES) ' % max_images if max_images else '',
+                            image_dir, '; '.join(missing[:3])))
     warn_skipped(logger, ann_file, 'images', missing, len(missing), 'no image file')
     if not records:
         raise ValueError('%s: no usable person images (train=%s%s)'
