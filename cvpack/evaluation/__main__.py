@@ -1,13 +1,17 @@
 """``python -m cvpack.evaluation GT.json RESULTS.json [--dataset NAME | --meta-file F] [--json]``: COCO-style keypoint
-AP/AR of a results file, with the OKS sigmas of the dataset (default COCO's)."""
+AP/AR of a results file, with the OKS sigmas of the dataset (default COCO's). ``--dataset MPII``: PCKh of the
+``results.json`` test.py writes for MPII (``index``, ``keypoints`` per record) against valid.json or gt_valid.mat."""
 import argparse
 import json
 import sys
+
+import numpy as np
 
 from ..data.meta import get_dataset_meta
 from ..data.meta_file import load_meta_file
 from .build import load_coco_gt_for
 from .coco import evaluate_keypoints, format_table
+from .pckh import TABLE_NAMES, evaluate_pckh, format_pckh
 
 
 def main(argv=None):
@@ -18,6 +22,8 @@ def main(argv=None):
     parser.add_argument('--dataset', default=None, help='built-in dataset whose OKS sigmas to use (CROWDPOSE, AIC ...)')
     parser.add_argument('--meta-file', default=None, help="a user's dataset metadata file (cvpack.data.meta_file)")
     args = parser.parse_args(argv)
+    if (args.dataset or '').upper() == 'MPII':
+        return _pckh_main(args)
     try:
         meta = load_meta_file(args.meta_file) if args.meta_file else \
             get_dataset_meta(args.dataset) if args.dataset else None
@@ -30,6 +36,30 @@ def main(argv=None):
         print(json.dumps(stats))
     else:
         print(format_table(stats, 'COCO keypoints: %s' % args.results))
+    return 0
+
+
+def _pckh_main(args):
+    """PCKh of test.py's MPII results.json (0-based keypoints, record ``index``); the records of the file that
+    have no prediction are not scored (as test.py with TEST.MAX_IMAGES)."""
+    from ..data.validate import read_json
+    try:
+        results = read_json(args.results, 'MPII results')
+        if not isinstance(results, list) or not all(isinstance(r, dict) and 'index' in r and 'keypoints' in r
+                                                    for r in results):
+            raise ValueError('%s: expected a list of {index, keypoints} (the results.json test.py writes for MPII)'
+                             % args.results)
+        results = sorted(results, key=lambda r: int(r['index']))
+        preds = np.asarray([r['keypoints'] for r in results], np.float64)
+        table = evaluate_pckh(preds, args.gt, records=[int(r['index']) for r in results])
+    except (ValueError, OSError, KeyError, TypeError) as e:
+        print('error: %s' % e, file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({k: table[k] for k in TABLE_NAMES + ('head_source', 'records', 'records_skipped',
+                                                               'skipped_records')}))
+    else:
+        print(format_pckh(table, 'MPII PCKh@0.5 (head size: %s): %s' % (table['head_source'], args.results)))
     return 0
 
 

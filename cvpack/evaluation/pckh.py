@@ -11,8 +11,11 @@ Head size (the PCKh normaliser):
     "head segment length" that PCKh is defined on (Andriluka et al., CVPR 2014); 0.6 x the box
     diagonal is the toolkit's estimate of that same length from the box. Numbers computed this way
     are close to, but not the same as, official PCKh; the evaluator reports which was used. A record whose
-    head top or upper neck is not labelled has no head segment: an error naming it.
+    head top or upper neck is not labelled has no head segment: it is left out of the table, with a warning
+    naming the records and a line under the table counting them (test.py reads the records from the same json,
+    so refusing the file would leave no way to evaluate it; head boxes score every record).
 """
+import logging
 import os.path as osp
 
 import numpy as np
@@ -25,6 +28,8 @@ EXCLUDED = (6, 7)  # pelvis, thorax
 ROWS = (('Head', (9,)), ('Shoulder', (12, 13)), ('Elbow', (11, 14)), ('Wrist', (10, 15)),
         ('Hip', (2, 3)), ('Knee', (1, 4)), ('Ankle', (0, 5)))
 TABLE_NAMES = tuple(name for name, _ in ROWS) + ('Mean', 'Mean@0.1')
+
+logger = logging.getLogger(__name__)
 
 
 def head_sizes_from_boxes(boxes):
@@ -43,7 +48,8 @@ def load_mpii_gt(path):
     """Ground truth for PCKh from HRNet's ``valid.json`` (list of records) or ``gt_valid.mat``.
 
     Returns dict: joints (N, 16, 2) **0-based** image pixels (the json/mat are 1-based, MATLAB),
-    visible (N, 16) bool, head_sizes (N,), head_source ('boxes' or 'head_segment').
+    visible (N, 16) bool, head_sizes (N,), head_source ('boxes' or 'head_segment'), no_head (indices of the
+    records without head boxes whose head top or upper neck is unlabelled: head size NaN, left out of PCKh).
     """
     path = str(path)
     if path.endswith('.mat'):
@@ -68,18 +74,14 @@ def load_mpii_gt(path):
                          '(or none, for head segments)' % (path, without[0], len(boxes) - len(without), len(boxes)))
     if not without:
         return {'joints': joints, 'visible': visible, 'head_sizes': head_sizes_from_boxes(boxes),
-                'head_source': 'boxes'}
+                'head_source': 'boxes', 'no_head': []}
     # an unlabelled head top or neck has placeholder coordinates ([-1, -1] in HRNet's files): its "segment" would
-    # be hundreds of pixels long and every joint of the record a hit
-    unlabelled = ~visible[:, [HEAD_TOP, UPPER_NECK]]
-    if unlabelled.any():
-        i, j = np.argwhere(unlabelled)[0]
-        raise ValueError('%s: record %d: joint %d (%s) is not labelled (joints_vis 0), so the record has no head '
-                         'segment to normalise PCKh by; %d records lack one: give head boxes (a "headbox" per record, '
-                         'or gt_valid.mat)' % (path, i, (HEAD_TOP, UPPER_NECK)[j], ('head top', 'upper neck')[j],
-                                               int(unlabelled.any(axis=1).sum())))
-    return {'joints': joints, 'visible': visible, 'head_sizes': head_sizes_from_joints(joints),
-            'head_source': 'head_segment'}
+    # be hundreds of pixels long and every joint of the record a hit (Mean 21.2 -> 38.5), so it has no head size
+    no_head = np.nonzero(~visible[:, [HEAD_TOP, UPPER_NECK]].all(axis=1))[0]
+    sizes = head_sizes_from_joints(joints)
+    sizes[no_head] = np.nan
+    return {'joints': joints, 'visible': visible, 'head_sizes': sizes, 'head_source': 'head_segment',
+            'no_head': no_head.tolist()}
 
 
 def _load_mat(path):
@@ -125,7 +127,8 @@ def _load_mat(path):
         i, j = np.argwhere(bad)[0]
         raise ValueError('%s: record %d: pos_gt_src of joint %d is %s, not finite (and jnt_missing is 0)'
                          % (path, i, j, (joints[i, j] + 1).tolist()))
-    return {'joints': joints, 'visible': visible, 'head_sizes': head_sizes_from_boxes(boxes), 'head_source': 'boxes'}
+    return {'joints': joints, 'visible': visible, 'head_sizes': head_sizes_from_boxes(boxes), 'head_source': 'boxes',
+            'no_head': []}
 
 
 def _pck(scaled_err, visible, thresh):
@@ -172,23 +175,62 @@ def pckh_table(preds, joints, visible, head_sizes, thresh=0.5):
 
 
 def format_pckh(table, title=None):
+    """The table's rows, then a line counting the records left out (no head segment), if any."""
     head = ' | '.join('%8s' % k for k in TABLE_NAMES)
     vals = ' | '.join('%8.3f' % table[k] for k in TABLE_NAMES)
-    return '\n'.join(([title] if title else []) + [head, vals])
+    return '\n'.join(([title] if title else []) + [head, vals] + _skipped_line(table))
+
+
+def _skipped_line(table):
+    skipped = table.get('skipped_records') or []
+    if not skipped:
+        return []
+    return ['%d of %d records left out: no head segment (head top or upper neck not labelled, no head boxes): '
+            'records %s%s' % (len(skipped), table['records'], ', '.join(str(i) for i in skipped[:10]),
+                              ' ...' if len(skipped) > 10 else '')]
 
 
 def evaluate_pckh(preds, gt_path, records=None):
     """PCKh@0.5 of predictions (N, 16, >=2), 0-based image pixels in annotation order, against ``gt_path``
-    (``records``: the indices of the annotation records predicted, e.g. TEST.MAX_IMAGES; None = all)."""
-    gt = load_mpii_gt(gt_path)
-    if records is not None:
-        gt = dict(gt, **{k: gt[k][np.asarray(records, dtype=np.int64)] for k in ('joints', 'visible', 'head_sizes')})
+    (``records``: the indices of the annotation records predicted, e.g. TEST.MAX_IMAGES; None = all).
+
+    Records without a head segment (no head boxes, head top or upper neck unlabelled) are left out with a
+    warning; the table counts them (``records``, ``records_skipped``, ``skipped_records``: file indices)."""
+    gt, ids = _records_scored(load_mpii_gt(gt_path), gt_path, records)
     preds = np.asarray(preds, dtype=np.float64)
-    if preds.shape[0] != gt['joints'].shape[0]:
-        raise ValueError('PCKh: %d predictions for %d records in %s' % (preds.shape[0], gt['joints'].shape[0], gt_path))
+    if preds.shape[0] != len(ids):
+        raise ValueError('PCKh: %d predictions for %d records in %s' % (preds.shape[0], len(ids), gt_path))
     if not np.all(np.isfinite(preds[..., :2])):
         bad = int(np.nonzero(~np.isfinite(preds[..., :2]).all(axis=(1, 2)))[0][0])
-        raise ValueError('PCKh: prediction %d (record %d of %s) has NaN/inf' % (bad, bad, gt_path))
-    table = pckh_table(preds, gt['joints'], gt['visible'], gt['head_sizes'])
-    table['head_source'] = gt['head_source']
+        raise ValueError('PCKh: prediction %d (record %d of %s) has NaN/inf' % (bad, ids[bad], gt_path))
+    keep = np.isfinite(gt['head_sizes'])     # NaN: no head segment (load_mpii_gt's no_head)
+    skipped = ids[~keep].tolist()
+    _check_skipped(skipped, len(ids), gt_path)
+    table = pckh_table(preds[keep], gt['joints'][keep], gt['visible'][keep], gt['head_sizes'][keep])
+    table.update(head_source=gt['head_source'], records=len(ids), records_skipped=len(skipped),
+                 skipped_records=skipped)
     return table
+
+
+def _records_scored(gt, gt_path, records):
+    """(gt restricted to ``records``, their indices); the indices must be distinct records of the file."""
+    n = len(gt['joints'])
+    ids = np.arange(n) if records is None else np.asarray(records, dtype=np.int64).reshape(-1)
+    if len(np.unique(ids)) != len(ids) or ((ids < 0) | (ids >= n)).any():
+        raise ValueError('PCKh: the records scored must be distinct indices of the %d records of %s, got %s%s'
+                         % (n, gt_path, ids[:10].tolist(), ' ...' if len(ids) > 10 else ''))
+    return dict(gt, **{k: gt[k][ids] for k in ('joints', 'visible', 'head_sizes')}), ids
+
+
+def _check_skipped(skipped, total, gt_path):
+    """A warning naming the records left out (a count alone would not let the user find them); all of them
+    left out is an error: there would be no table."""
+    if not skipped:
+        return
+    if len(skipped) == total:
+        raise ValueError('PCKh: none of the %d records scored of %s has a head segment (head top and upper neck '
+                         'labelled): give head boxes (a "headbox" per record, or gt_valid.mat)' % (total, gt_path))
+    logger.warning('%s: %d of the %d records scored have no head segment (head top or upper neck not labelled) and '
+                   'are left out of PCKh: records %s%s; head boxes (a "headbox" per record, or gt_valid.mat) score '
+                   'them', gt_path, len(skipped), total, ', '.join(str(i) for i in skipped[:10]),
+                   ' ...' if len(skipped) > 10 else '')

@@ -93,10 +93,15 @@ def test_mpii_evaluator_orders_by_index(tmp_path, mpii_subset, valid_json):
         build_evaluator(cfg)(instances, str(tmp_path))
 
 
-def test_unlabelled_head_joint_without_head_boxes_is_an_error(tmp_path, valid_json):
+def test_unlabelled_head_joint_without_head_boxes_is_left_out_and_counted(tmp_path, valid_json, log_capture,
+                                                                         capsys):
     """Without head boxes the normaliser is ||head top - upper neck||. Record 2's head top unlabelled (HRNet's
-    placeholder [-1, -1], joints_vis 0) gave it a head size of 1066 px instead of 105: every joint a hit, Mean
-    21.2 -> 38.5 for predictions 40 px off, silently. Now the file is refused, naming the record and the joint."""
+    placeholder [-1, -1], joints_vis 0) gave it a head size of 1066 px instead of 105 (Mean 21.2 -> 38.5,
+    silently); then the whole file was refused, and test.py reads its records from that same json (no way to give
+    gt_valid.mat there). Now the record is left out of the table with a warning naming it, and the table printed by
+    the evaluator (test.py) and by the evaluation CLI says how many records were left out."""
+    from cvpack.evaluation.__main__ import main
+    from cvpack.evaluation.pckh import format_pckh
     gt = load_mpii_gt(valid_json)
     preds = gt['joints'] + 40.0
     assert evaluate_pckh(preds, valid_json)['Mean'] == pytest.approx(100.0 * 14 / 66)   # record 0 only
@@ -105,8 +110,35 @@ def test_unlabelled_head_joint_without_head_boxes_is_an_error(tmp_path, valid_js
     entries[2]['joints_vis'][9], entries[2]['joints'][9] = 0, [-1, -1]
     bad = tmp_path / 'valid.json'
     bad.write_text(json.dumps(entries))
-    with pytest.raises(ValueError, match=r'valid\.json: record 2: joint 9 \(head top\) is not labelled '
-                                         r'\(joints_vis 0\), so the record has no head segment'):
+    with log_capture.at_level('WARNING', logger='cvpack'):
+        table = evaluate_pckh(preds, str(bad))
+    assert table['Mean'] == pytest.approx(100.0 * 14 / 54)       # records 0, 1, 3, 4: 14 + 14 + 12 + 14 joints
+    assert (table['records'], table['records_skipped'], table['skipped_records']) == (5, 1, [2])
+    assert re.search(r'valid\.json: 1 of the 5 records scored have no head segment .* left out of PCKh: records 2;',
+                     log_capture.text)
+    skipped_line = '1 of 5 records left out: no head segment (head top or upper neck not labelled, no head boxes): ' \
+                   'records 2'
+    assert format_pckh(table).splitlines()[-1] == skipped_line
+    assert evaluate_pckh(preds[[0, 1]], str(bad), records=[0, 1])['records_skipped'] == 0   # (TEST.MAX_IMAGES)
+    # test.py's evaluator logs the table with the line; the CLI prints it
+    instances = [{'index': i, 'image_id': 'img%d' % i, 'keypoints': np.concatenate([preds[i], np.ones((16, 1))], 1)}
+                 for i in range(5)]
+    cfg = edict(DATASET=edict(NAME='MPII', ROOT=str(tmp_path), VAL_ANN='valid.json', META_FILE='',
+                              KEYPOINT=edict(NUM=16)), TEST=edict(EVALUATOR=''))
+    out = tmp_path / 'out'
+    out.mkdir()
+    with log_capture.at_level('INFO', logger='cvpack'):
+        assert build_evaluator(cfg)(instances, str(out))['records_skipped'] == 1
+    assert skipped_line in log_capture.text
+    assert main([str(bad), str(out / 'results.json'), '--dataset', 'MPII']) == 0
+    printed = capsys.readouterr().out
+    assert skipped_line in printed and 'MPII PCKh@0.5 (head size: head_segment)' in printed
+    assert main([str(bad), str(out / 'results.json'), '--dataset', 'MPII', '--json']) == 0
+    assert json.loads(capsys.readouterr().out)['skipped_records'] == [2]
+    for e in entries:                    # no record with a head segment: no table, an error asking for head boxes
+        e['joints_vis'][8] = 0
+    bad.write_text(json.dumps(entries))
+    with pytest.raises(ValueError, match=r'none of the 5 records scored of .*valid\.json has a head segment'):
         evaluate_pckh(preds, str(bad))
 
 
