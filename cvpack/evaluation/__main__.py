@@ -1,6 +1,7 @@
 """``python -m cvpack.evaluation GT.json RESULTS.json [--dataset NAME | --meta-file F] [--json]``: COCO-style keypoint
-AP/AR of a results file, with the OKS sigmas of the dataset (default COCO's). ``--dataset MPII``: PCKh of the
-``results.json`` test.py writes for MPII (``index``, ``keypoints`` per record) against valid.json or gt_valid.mat."""
+AP/AR of a results file, with the OKS sigmas of the dataset (default COCO's). ``--pckh``: MPII PCKh of the
+``results.json`` test.py writes for MPII (``index``, ``keypoints`` per record) against valid.json or gt_valid.mat
+(a flag of its own: ``--dataset MPII`` keeps scoring COCO-format MPII files by OKS with MPII's sigmas)."""
 import argparse
 import json
 import sys
@@ -21,8 +22,10 @@ def main(argv=None):
     parser.add_argument('--json', action='store_true', help='print one JSON object with AP..ARl instead of the table')
     parser.add_argument('--dataset', default=None, help='built-in dataset whose OKS sigmas to use (CROWDPOSE, AIC ...)')
     parser.add_argument('--meta-file', default=None, help="a user's dataset metadata file (cvpack.data.meta_file)")
+    parser.add_argument('--pckh', action='store_true',
+                        help="MPII PCKh of test.py's MPII results.json against valid.json or gt_valid.mat")
     args = parser.parse_args(argv)
-    if (args.dataset or '').upper() == 'MPII':
+    if args.pckh:
         return _pckh_main(args)
     try:
         meta = load_meta_file(args.meta_file) if args.meta_file else \

@@ -130,10 +130,10 @@ def test_unlabelled_head_joint_without_head_boxes_is_left_out_and_counted(tmp_pa
     with log_capture.at_level('INFO', logger='cvpack'):
         assert build_evaluator(cfg)(instances, str(out))['records_skipped'] == 1
     assert skipped_line in log_capture.text
-    assert main([str(bad), str(out / 'results.json'), '--dataset', 'MPII']) == 0
+    assert main([str(bad), str(out / 'results.json'), '--pckh']) == 0
     printed = capsys.readouterr().out
     assert skipped_line in printed and 'MPII PCKh@0.5 (head size: head_segment)' in printed
-    assert main([str(bad), str(out / 'results.json'), '--dataset', 'MPII', '--json']) == 0
+    assert main([str(bad), str(out / 'results.json'), '--pckh', '--json']) == 0
     assert json.loads(capsys.readouterr().out)['skipped_records'] == [2]
     for e in entries:                    # no record with a head segment: no table, an error asking for head boxes
         e['joints_vis'][8] = 0
