@@ -53,11 +53,25 @@ def build_optimizer(solver, model, lr):
     raise ValueError("SOLVER.OPTIMIZER must be 'Adam', 'AdamW' or 'SGD', got %r" % solver.OPTIMIZER)
 
 
-# Group keys a newer torch adds (filled with their defaults when an older state is loaded): not a sign of another
-# optimizer when a saved group lacks them; and the keys that are not hyperparameters of the config (the LR keys
-# belong to the scheduler, which the trainer resets to the current effective LR).
+# The settings that make an optimizer what it is: a saved group without them was written by another kind of
+# optimizer (Adam's state has no momentum; SGD's no betas). Every other key a saved group lacks (one a newer torch
+# added, as it added 'differentiable', 'fused', 'decoupled_weight_decay') is filled from the current optimizer: a
+# refusal there would make every older checkpoint unloadable after a torch upgrade. An optimizer not listed here
+# (one passed in by other code) falls back to requiring every setting but the known version flags.
+_DEFINING = {'SGD': ('momentum', 'dampening', 'nesterov'), 'Adam': ('betas', 'eps', 'amsgrad'),
+             'AdamW': ('betas', 'eps', 'amsgrad')}
 _VERSION_FLAGS = {'maximize', 'foreach', 'capturable', 'differentiable', 'fused', 'decoupled_weight_decay'}
+# Keys that are not hyperparameters of the config (the LR keys belong to the scheduler, which the trainer resets to
+# the current effective LR).
 _NOT_SETTINGS = {'params', 'param_names', 'lr', 'initial_lr'}
+
+
+def _missing_settings(optimizer, old, new):
+    """The settings defining ``optimizer``'s kind that the saved group ``old`` lacks (``new``: the current group)."""
+    defining = _DEFINING.get(type(optimizer).__name__)
+    if defining is None:
+        defining = set(new) - _VERSION_FLAGS - _NOT_SETTINGS
+    return sorted(k for k in defining if k in new and k not in old)
 
 
 def _plain(value):
@@ -73,10 +87,12 @@ def load_optimizer_state(optimizer, state):
     ``weight_decay``, ``betas``, ``momentum``, ``nesterov`` (and Adam's ``decoupled_weight_decay`` under
     ``SOLVER.OPTIMIZER AdamW``) whatever the config said, and state saved by another optimizer (Adam's, resumed
     with ``SOLVER.OPTIMIZER SGD``) loaded and failed at the first step with ``KeyError: 'momentum'``. Here the
-    current optimizer's settings win (as the LR does), and a saved group lacking one of this optimizer's settings is
-    a ValueError naming them. The kernel flags (``fused`` / ``foreach``) are this optimizer's too, set *before*
-    loading: torch places each ``step`` counter by the group's flag (a float32 tensor on the parameter's device for
-    fused kernels, a CPU tensor for the loop), and a fused CUDA kernel would read a CPU counter as device memory.
+    current optimizer's settings win (as the LR does), and a saved group lacking one of the settings that define
+    this optimizer's kind (``_DEFINING``) is a ValueError naming them; another key it lacks (added by a newer torch)
+    is taken from the current optimizer. The kernel flags (``fused`` / ``foreach``) are this optimizer's too, set
+    *before* loading: torch places each ``step`` counter by the group's flag (a float32 tensor on the parameter's
+    device for fused kernels, a CPU tensor for the loop), and a fused CUDA kernel would read a CPU counter as device
+    memory.
     """
     current = optimizer.param_groups
     saved = state['param_groups']
@@ -85,7 +101,7 @@ def load_optimizer_state(optimizer, state):
                          'SOLVER.WEIGHT_DECAY_BIAS setting?)' % (len(saved), len(current)))
     groups, changed = [], []
     for i, (old, new) in enumerate(zip(saved, current)):
-        missing = sorted(set(new) - set(old) - _VERSION_FLAGS - _NOT_SETTINGS)
+        missing = _missing_settings(optimizer, old, new)
         if missing:
             raise ValueError('optimizer state was written by another optimizer: its parameter group %d has no %s, '
                              'which this run\'s %s needs (SOLVER.OPTIMIZER changed?)'

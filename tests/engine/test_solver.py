@@ -199,3 +199,23 @@ def test_original_unscaled_warmup_option():
                 SCALE_WARMUP=False)
     r = resolve_solver(s, 4)
     assert (r.MAX_ITER, r.CHECKPOINT_PERIOD, r.WARMUP_ITERS) == (192000, 4800, 2400)
+
+
+@pytest.mark.parametrize('name', ['Adam', 'AdamW', 'SGD'])
+def test_a_group_key_the_saved_state_lacks_is_filled_not_refused(name):
+    """Another optimizer was told from the set of group keys: a key a newer torch adds to the groups (simulated by
+    one the current optimizer has and the saved groups lack) made every older checkpoint a ValueError. Only the
+    settings that define the optimizer's kind are required now; the others come from the current optimizer."""
+    _, saved = _stepped(_solver(OPTIMIZER=name))
+    state = saved.state_dict()
+    for group in state['param_groups']:
+        del group['maximize'], group['differentiable'], group['weight_decay']
+    model, opt = _stepped(_solver(OPTIMIZER=name))
+    for group in opt.param_groups:
+        group['future_torch_flag'] = False
+    assert load_optimizer_state(opt, state) == []
+    group = opt.param_groups[0]
+    assert (group['maximize'], group['differentiable'], group['future_torch_flag']) == (False, False, False)
+    assert group['weight_decay'] == 1e-5
+    key = 'momentum_buffer' if name == 'SGD' else 'exp_avg'   # the saved state itself is loaded
+    torch.testing.assert_close(opt.state[model.weight][key], saved.state[saved.param_groups[0]['params'][0]][key])
