@@ -79,9 +79,25 @@ def _plain(value):
     return list(value) if isinstance(value, tuple) else value
 
 
-def load_optimizer_state(optimizer, state):
+def _class_change(optimizer, saved_class, saved_groups):
+    """'optimizer Adam -> AdamW' when the checkpoint's optimizer class (``saved_class``, recorded by the trainer since
+    checkpoints carry it; None before) is not this one. Adam and AdamW share their group keys, and a torch older than
+    ``decoupled_weight_decay`` saved nothing telling them apart: an unrecorded class with that key missing under
+    AdamW is warned as unknown (under Adam, the original's optimizer and the default, it is taken for Adam)."""
+    name = type(optimizer).__name__
+    if saved_class:
+        return [] if saved_class == name else ['optimizer %s -> %s' % (saved_class, name)]
+    if name == 'AdamW' and any('decoupled_weight_decay' not in g for g in saved_groups):
+        return ['optimizer Adam or AdamW (the checkpoint records neither its optimizer class nor '
+                'decoupled_weight_decay) -> AdamW']
+    return []
+
+
+def load_optimizer_state(optimizer, state, saved_class=None):
     """``optimizer.load_state_dict(state)`` keeping this run's settings and kernel choice; returns the settings that
-    differ from the checkpoint's, as ``'weight_decay 1e-05 -> 0.5'`` strings (the caller warns).
+    differ from the checkpoint's, as ``'weight_decay 1e-05 -> 0.5'`` strings (the caller warns). ``saved_class``:
+    the class name of the optimizer that wrote ``state`` (the checkpoint's ``optimizer_class``), None when unknown;
+    a change of class is listed first (``'optimizer Adam -> AdamW'``).
 
     torch replaces every group's hyperparameters with the saved ones, so a resume silently kept the checkpoint's
     ``weight_decay``, ``betas``, ``momentum``, ``nesterov`` (and Adam's ``decoupled_weight_decay`` under
@@ -99,13 +115,14 @@ def load_optimizer_state(optimizer, state):
     if len(saved) != len(current):
         raise ValueError('optimizer state has %d param groups, this optimizer %d (a different '
                          'SOLVER.WEIGHT_DECAY_BIAS setting?)' % (len(saved), len(current)))
-    groups, changed = [], []
+    groups, changed = [], _class_change(optimizer, saved_class, saved)
     for i, (old, new) in enumerate(zip(saved, current)):
         missing = _missing_settings(optimizer, old, new)
         if missing:
             raise ValueError('optimizer state was written by another optimizer: its parameter group %d has no %s, '
-                             'which this run\'s %s needs (SOLVER.OPTIMIZER changed?)'
-                             % (i, ', '.join(missing), type(optimizer).__name__))
+                             'which this run\'s %s needs (SOLVER.OPTIMIZER %s)'
+                             % (i, ', '.join(missing), type(optimizer).__name__,
+                                '%s -> %s' % (saved_class, type(optimizer).__name__) if saved_class else 'changed?'))
         own = {k: v for k, v in new.items() if k not in _NOT_SETTINGS}
         where = '' if len(current) == 1 else ' (group %d)' % i
         changed += ['%s%s %r -> %r' % (k, where, old[k], v) for k, v in own.items()
