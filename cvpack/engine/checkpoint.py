@@ -4,7 +4,8 @@
 A checkpoint is a dict of tensors, dicts, lists, strings and numbers only, so the weights-only reader
 (``cvpack.safe_load.load_torch_file``) reads it::
 
-    {'model': state_dict without 'module.', 'optimizer': ..., 'scheduler': ..., 'iteration': N,
+    {'model': state_dict without 'module.', 'optimizer': ..., 'optimizer_class': 'Adam' | 'AdamW' | 'SGD',
+     'scheduler': ..., 'iteration': N,
      'sampler': {'iteration': N * SOLVER.ACCUMULATE (micro-batches drawn), 'seed': ...},
      'rng': {'python': ..., 'numpy': ..., 'torch': ..., 'cuda': [...]}, 'scaler': GradScaler state or {},
      'world_size': W, 'best': {'metric': 'AP', 'value': v, 'iteration': K} or None (TEST.EVAL_PERIOD)}

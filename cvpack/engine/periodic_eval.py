@@ -266,7 +266,9 @@ class PeriodicEvaluator:
             if self._parts is None:
                 self._build()
             dataset, collate_fn, predictor, evaluator = self._parts
-            instances = run_inference(model, dataset, predictor, self.cfg, self.ctx, collate_fn, progress=False)
+            # a rank's NaN/inf heatmaps stop every rank with one error naming this evaluation (a diverged model)
+            instances = run_inference(model, dataset, predictor, self.cfg, self.ctx, collate_fn, progress=False,
+                                      what='evaluation during training at iteration %d (TEST.EVAL_PERIOD)' % done)
             result, error = None, None
             if self.ctx.is_main:
                 try:

@@ -14,6 +14,7 @@ import torch
 
 from .. import dist as comm
 from ..data.samplers import shard_indices
+from ..decode.heatmap import NonFiniteHeatmaps
 from ..inference.runner import predict_batches
 from ..protocols import DetectionStats, GroundTruthCheck
 from ..safe_load import is_url
@@ -25,7 +26,7 @@ from .trainer import default_collate, default_dataset_builder
 from .utils import prepare_model
 
 __all__ = ['test_main', 'resolve_test_checkpoint', 'run_inference', 'load_for_test', 'describe_box_source',
-           'limit_images', 'restrict_evaluator']
+           'limit_images', 'restrict_evaluator', 'agree_on_failure']
 
 
 def resolve_test_checkpoint(cfg, iteration=None, checkpoint=None, log=None):
@@ -134,18 +135,47 @@ def _log_det_stats(dataset, log):
                  stats.get('unknown_image', 0))
 
 
-def run_inference(model, dataset, predictor, cfg, ctx, collate_fn, progress=True):
+def run_inference(model, dataset, predictor, cfg, ctx, collate_fn, progress=True, what='inference'):
     """Predict this rank's contiguous shard; returns every rank's instances on rank 0 (None elsewhere).
-    Used by test.py and by the evaluation during training (cvpack/engine/periodic_eval.py)."""
+    Used by test.py and by the evaluation during training (cvpack/engine/periodic_eval.py), which names itself in
+    ``what`` ('evaluation during training at iteration N'). A rank whose prediction fails (heatmaps holding
+    NaN/inf) makes every rank raise the same error, naming ``what``, the rank and its message
+    (:func:`agree_on_failure`)."""
     indices = shard_indices(len(dataset), ctx.rank, ctx.world_size)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=int(cfg.TEST.IMS_PER_GPU), sampler=indices, collate_fn=collate_fn,
         num_workers=int(cfg.DATALOADER.NUM_WORKERS), pin_memory=ctx.device.type == 'cuda')
-    instances = predict_batches(model, loader, predictor, cfg, ctx.device, progress=progress and ctx.is_main)
+    instances, error = None, None
+    try:
+        instances = predict_batches(model, loader, predictor, cfg, ctx.device, progress=progress and ctx.is_main)
+    except Exception as exc:   # raised below on every rank: the others would wait for this one in the gather
+        error = exc
+    agree_on_failure(error, what)
     gathered = comm.all_gather_object(instances)
     if not ctx.is_main:
         return None
     return [inst for part in gathered for inst in part]
+
+
+def agree_on_failure(error, what):
+    """Collective: every rank says whether its part failed (``error``, an exception or None); when one did, every
+    rank raises the first failing rank's error, so none waits for it in the next collective and none reports a
+    bare peer/collective error. Heatmaps holding NaN/inf raise :class:`NonFiniteHeatmaps` on every rank (its
+    ``image_ids`` the failing rank's), other failures the failing rank's exception there and a RuntimeError
+    elsewhere. The message: '<what>: rank R of W: <type>: <message>'."""
+    own = None if error is None else (type(error).__name__, str(error), getattr(error, 'image_ids', None))
+    failed = [(rank, f) for rank, f in enumerate(comm.all_gather_object(own)) if f is not None]
+    if not failed:
+        return
+    rank, (name, message, image_ids) = failed[0]
+    text = '%s: rank %d of %d: %s: %s' % (what, rank, comm.get_world_size(), name, message)
+    if name == NonFiniteHeatmaps.__name__:
+        agreed = NonFiniteHeatmaps(text)
+        agreed.image_ids = image_ids
+        raise agreed from error
+    if error is not None and rank == comm.get_rank():
+        raise error
+    raise RuntimeError(text) from error
 
 
 def limit_images(dataset, cfg, log=None):

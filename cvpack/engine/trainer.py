@@ -99,8 +99,10 @@ class Trainer:
         # No dataset RNG state: the shipped pipelines draw each sample's augmentations from its own key
         # (cvpack.data.samplers.sample_rng), which the sampler position restores.
         rngs = comm.all_gather_object(rng_state())
+        # optimizer_class: Adam's and AdamW's states have the same keys under an older torch (load_optimizer_state)
         return {'model': self.model.state_dict(), 'optimizer': self.optimizer.state_dict(),
-                'scheduler': self.scheduler.state_dict(), 'scaler': self.scaler.state_dict(),
+                'optimizer_class': type(self.optimizer).__name__, 'scheduler': self.scheduler.state_dict(),
+                'scaler': self.scaler.state_dict(),
                 'iteration': int(iteration), 'sampler': self.sampler.state_dict(iteration * self.accumulate),
                 'rng': rngs, 'world_size': self.ctx.world_size, 'best': self.evaluator.best}
 
@@ -115,7 +117,7 @@ class Trainer:
         changed = []
         try:
             if 'optimizer' in ckpt:
-                changed = load_optimizer_state(self.optimizer, ckpt['optimizer'])
+                changed = load_optimizer_state(self.optimizer, ckpt['optimizer'], ckpt.get('optimizer_class'))
             if 'scheduler' in ckpt:
                 sched = dict(ckpt['scheduler'])
                 sched['lr_lambdas'] = [None] * len(self.scheduler.lr_lambdas)  # shape from the current config

@@ -53,11 +53,25 @@ def build_optimizer(solver, model, lr):
     raise ValueError("SOLVER.OPTIMIZER must be 'Adam', 'AdamW' or 'SGD', got %r" % solver.OPTIMIZER)
 
 
-# Group keys a newer torch adds (filled with their defaults when an older state is loaded): not a sign of another
-# optimizer when a saved group lacks them; and the keys that are not hyperparameters of the config (the LR keys
-# belong to the scheduler, which the trainer resets to the current effective LR).
+# The settings that make an optimizer what it is: a saved group without them was written by another kind of
+# optimizer (Adam's state has no momentum; SGD's no betas). Every other key a saved group lacks (one a newer torch
+# added, as it added 'differentiable', 'fused', 'decoupled_weight_decay') is filled from the current optimizer: a
+# refusal there would make every older checkpoint unloadable after a torch upgrade. An optimizer not listed here
+# (one passed in by other code) falls back to requiring every setting but the known version flags.
+_DEFINING = {'SGD': ('momentum', 'dampening', 'nesterov'), 'Adam': ('betas', 'eps', 'amsgrad'),
+             'AdamW': ('betas', 'eps', 'amsgrad')}
 _VERSION_FLAGS = {'maximize', 'foreach', 'capturable', 'differentiable', 'fused', 'decoupled_weight_decay'}
+# Keys that are not hyperparameters of the config (the LR keys belong to the scheduler, which the trainer resets to
+# the current effective LR).
 _NOT_SETTINGS = {'params', 'param_names', 'lr', 'initial_lr'}
+
+
+def _missing_settings(optimizer, old, new):
+    """The settings defining ``optimizer``'s kind that the saved group ``old`` lacks (``new``: the current group)."""
+    defining = _DEFINING.get(type(optimizer).__name__)
+    if defining is None:
+        defining = set(new) - _VERSION_FLAGS - _NOT_SETTINGS
+    return sorted(k for k in defining if k in new and k not in old)
 
 
 def _plain(value):
@@ -65,31 +79,50 @@ def _plain(value):
     return list(value) if isinstance(value, tuple) else value
 
 
-def load_optimizer_state(optimizer, state):
+def _class_change(optimizer, saved_class, saved_groups):
+    """'optimizer Adam -> AdamW' when the checkpoint's optimizer class (``saved_class``, recorded by the trainer since
+    checkpoints carry it; None before) is not this one. Adam and AdamW share their group keys, and a torch older than
+    ``decoupled_weight_decay`` saved nothing telling them apart: an unrecorded class with that key missing under
+    AdamW is warned as unknown (under Adam, the original's optimizer and the default, it is taken for Adam)."""
+    name = type(optimizer).__name__
+    if saved_class:
+        return [] if saved_class == name else ['optimizer %s -> %s' % (saved_class, name)]
+    if name == 'AdamW' and any('decoupled_weight_decay' not in g for g in saved_groups):
+        return ['optimizer Adam or AdamW (the checkpoint records neither its optimizer class nor '
+                'decoupled_weight_decay) -> AdamW']
+    return []
+
+
+def load_optimizer_state(optimizer, state, saved_class=None):
     """``optimizer.load_state_dict(state)`` keeping this run's settings and kernel choice; returns the settings that
-    differ from the checkpoint's, as ``'weight_decay 1e-05 -> 0.5'`` strings (the caller warns).
+    differ from the checkpoint's, as ``'weight_decay 1e-05 -> 0.5'`` strings (the caller warns). ``saved_class``:
+    the class name of the optimizer that wrote ``state`` (the checkpoint's ``optimizer_class``), None when unknown;
+    a change of class is listed first (``'optimizer Adam -> AdamW'``).
 
     torch replaces every group's hyperparameters with the saved ones, so a resume silently kept the checkpoint's
     ``weight_decay``, ``betas``, ``momentum``, ``nesterov`` (and Adam's ``decoupled_weight_decay`` under
     ``SOLVER.OPTIMIZER AdamW``) whatever the config said, and state saved by another optimizer (Adam's, resumed
     with ``SOLVER.OPTIMIZER SGD``) loaded and failed at the first step with ``KeyError: 'momentum'``. Here the
-    current optimizer's settings win (as the LR does), and a saved group lacking one of this optimizer's settings is
-    a ValueError naming them. The kernel flags (``fused`` / ``foreach``) are this optimizer's too, set *before*
-    loading: torch places each ``step`` counter by the group's flag (a float32 tensor on the parameter's device for
-    fused kernels, a CPU tensor for the loop), and a fused CUDA kernel would read a CPU counter as device memory.
+    current optimizer's settings win (as the LR does), and a saved group lacking one of the settings that define
+    this optimizer's kind (``_DEFINING``) is a ValueError naming them; another key it lacks (added by a newer torch)
+    is taken from the current optimizer. The kernel flags (``fused`` / ``foreach``) are this optimizer's too, set
+    *before* loading: torch places each ``step`` counter by the group's flag (a float32 tensor on the parameter's
+    device for fused kernels, a CPU tensor for the loop), and a fused CUDA kernel would read a CPU counter as device
+    memory.
     """
     current = optimizer.param_groups
     saved = state['param_groups']
     if len(saved) != len(current):
         raise ValueError('optimizer state has %d param groups, this optimizer %d (a different '
                          'SOLVER.WEIGHT_DECAY_BIAS setting?)' % (len(saved), len(current)))
-    groups, changed = [], []
+    groups, changed = [], _class_change(optimizer, saved_class, saved)
     for i, (old, new) in enumerate(zip(saved, current)):
-        missing = sorted(set(new) - set(old) - _VERSION_FLAGS - _NOT_SETTINGS)
+        missing = _missing_settings(optimizer, old, new)
         if missing:
             raise ValueError('optimizer state was written by another optimizer: its parameter group %d has no %s, '
-                             'which this run\'s %s needs (SOLVER.OPTIMIZER changed?)'
-                             % (i, ', '.join(missing), type(optimizer).__name__))
+                             'which this run\'s %s needs (SOLVER.OPTIMIZER %s)'
+                             % (i, ', '.join(missing), type(optimizer).__name__,
+                                '%s -> %s' % (saved_class, type(optimizer).__name__) if saved_class else 'changed?'))
         own = {k: v for k, v in new.items() if k not in _NOT_SETTINGS}
         where = '' if len(current) == 1 else ' (group %d)' % i
         changed += ['%s%s %r -> %r' % (k, where, old[k], v) for k, v in own.items()

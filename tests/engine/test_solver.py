@@ -199,3 +199,60 @@ def test_original_unscaled_warmup_option():
                 SCALE_WARMUP=False)
     r = resolve_solver(s, 4)
     assert (r.MAX_ITER, r.CHECKPOINT_PERIOD, r.WARMUP_ITERS) == (192000, 4800, 2400)
+
+
+@pytest.mark.parametrize('name', ['Adam', 'AdamW', 'SGD'])
+def test_a_group_key_the_saved_state_lacks_is_filled_not_refused(name):
+    """Another optimizer was told from the set of group keys: a key a newer torch adds to the groups (simulated by
+    one the current optimizer has and the saved groups lack) made every older checkpoint a ValueError. Only the
+    settings that define the optimizer's kind are required now; the others come from the current optimizer."""
+    _, saved = _stepped(_solver(OPTIMIZER=name))
+    state = saved.state_dict()
+    for group in state['param_groups']:
+        del group['maximize'], group['differentiable'], group['weight_decay']
+    model, opt = _stepped(_solver(OPTIMIZER=name))
+    for group in opt.param_groups:
+        group['future_torch_flag'] = False
+    assert load_optimizer_state(opt, state) == []
+    group = opt.param_groups[0]
+    assert (group['maximize'], group['differentiable'], group['future_torch_flag']) == (False, False, False)
+    assert group['weight_decay'] == 1e-5
+    key = 'momentum_buffer' if name == 'SGD' else 'exp_avg'   # the saved state itself is loaded
+    torch.testing.assert_close(opt.state[model.weight][key], saved.state[saved.param_groups[0]['params'][0]][key])
+
+
+def _older_torch_state(name):
+    """The state of a stepped ``name`` optimizer as a torch without ``decoupled_weight_decay`` saved it, where Adam's
+    and AdamW's groups have the same keys."""
+    _, saved = _stepped(_solver(OPTIMIZER=name))
+    state = saved.state_dict()
+    for group in state['param_groups']:
+        del group['decoupled_weight_decay']
+    return state
+
+
+@pytest.mark.parametrize('saved_name, name, decoupled', [('Adam', 'AdamW', True), ('AdamW', 'Adam', False)])
+def test_a_switch_between_adam_and_adamw_is_warned_without_the_decoupled_key(saved_name, name, decoupled):
+    """An older torch's Adam and AdamW groups have the same keys: a resume switching SOLVER.OPTIMIZER between them was
+    not warned (the decoupled_weight_decay change was warned only when the saved group had the key). The class the
+    trainer records in the checkpoint (optimizer_class) tells them apart."""
+    _, opt = _stepped(_solver(OPTIMIZER=name))
+    assert load_optimizer_state(opt, _older_torch_state(saved_name), saved_name) == [
+        'optimizer %s -> %s' % (saved_name, name)]
+    assert opt.param_groups[0]['decoupled_weight_decay'] is decoupled   # the config's optimizer, as for any setting
+    _, same = _stepped(_solver(OPTIMIZER=name))
+    assert load_optimizer_state(same, _older_torch_state(name), name) == []
+    _, adam = _stepped(_solver())   # nothing recorded (an older cvpack): taken for Adam, the original's optimizer
+    assert load_optimizer_state(adam, _older_torch_state('AdamW')) == []
+    _, adamw = _stepped(_solver(OPTIMIZER='AdamW'))   # ... so under AdamW the change cannot be ruled out
+    assert load_optimizer_state(adamw, _older_torch_state('Adam')) == [
+        'optimizer Adam or AdamW (the checkpoint records neither its optimizer class nor decoupled_weight_decay) '
+        '-> AdamW']
+
+
+def test_another_optimizer_names_the_recorded_class():
+    _, saved = _stepped(_solver())
+    _, opt = _stepped(_solver(OPTIMIZER='SGD'))
+    with pytest.raises(ValueError, match=r"has no dampening, momentum, nesterov, which this run's SGD needs "
+                                         r"\(SOLVER.OPTIMIZER Adam -> SGD\)"):
+        load_optimizer_state(opt, saved.state_dict(), 'Adam')

@@ -199,6 +199,23 @@ def test_resume_with_other_optimizer_settings(toy, toy_exp, tmp_path):
             "1e-05 -> 0.5" % ckpt) in open(tmp_path / 'C' / 'log.txt').read()
 
 
+def test_resume_switching_adam_and_adamw_warns_with_an_older_torchs_state(toy, toy_exp, tmp_path):
+    """Checkpoints record the optimizer's class: a resume from Adam's state with SOLVER.OPTIMIZER AdamW is warned even
+    when the saved groups lack decoupled_weight_decay (an older torch's, where Adam and AdamW had the same keys)."""
+    _, cfg = toy_exp
+    _train(toy, cfg, tmp_path / 'A', ['SOLVER.MAX_ITER', '2'])
+    ckpt = str(tmp_path / 'A' / 'iter-2.pth')
+    state = ck.load_checkpoint(ckpt)
+    assert state['optimizer_class'] == 'Adam'
+    for group in state['optimizer']['param_groups']:
+        del group['decoupled_weight_decay']
+    ck.save_checkpoint(state, ckpt)
+    _train(toy, cfg, tmp_path / 'B', ['-c', ckpt, 'SOLVER.OPTIMIZER', 'AdamW'])
+    assert ("resuming %s with the optimizer settings of the current config, not the checkpoint's: optimizer Adam -> "
+            "AdamW" % ckpt) in open(tmp_path / 'B' / 'log.txt').read()
+    assert ck.load_checkpoint(str(tmp_path / 'B' / 'iter-4.pth'))['optimizer_class'] == 'AdamW'
+
+
 def test_resume_with_another_data_order_warns(toy, toy_exp, tmp_path):
     """A resume with SOLVER.IMS_PER_GPU, SEED or SOLVER.ACCUMULATE changed (or another train set) continues another
     sample stream (ACCUMULATE 1 -> 2 at iteration 2 starts the sampler at micro-batch 4, skipping 2): it said nothing,
