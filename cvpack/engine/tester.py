@@ -7,6 +7,7 @@ gathered as Python objects on the CPU, and rank 0 alone runs the evaluator and w
 """
 import glob
 import json
+import numbers
 import os
 import os.path as osp
 
@@ -163,7 +164,7 @@ def agree_on_failure(error, what):
     bare peer/collective error. Heatmaps holding NaN/inf raise :class:`NonFiniteHeatmaps` on every rank (its
     ``image_ids`` the failing rank's), other failures the failing rank's exception there and a RuntimeError
     elsewhere. The message: '<what>: rank R of W: <type>: <message>'."""
-    own = None if error is None else (type(error).__name__, str(error), getattr(error, 'image_ids', None))
+    own = None if error is None else _failure_summary(error)
     failed = [(rank, f) for rank, f in enumerate(comm.all_gather_object(own)) if f is not None]
     if not failed:
         return
@@ -176,6 +177,20 @@ def agree_on_failure(error, what):
     if error is not None and rank == comm.get_rank():
         raise error
     raise RuntimeError(text) from error
+
+
+def _failure_summary(error):
+    """(type name, message, image ids or None) of ``error`` as plain values: all_gather_object pickles them, and a
+    message whose str() fails or an attribute that does not pickle would fail this rank alone, before the gather,
+    leaving the others waiting in it."""
+    try:
+        message = str(error)
+    except Exception as exc:   # any failure of an exception's own __str__
+        message = '<str() of the %s failed: %s>' % (type(error).__name__, type(exc).__name__)
+    ids = getattr(error, 'image_ids', None) if isinstance(error, NonFiniteHeatmaps) else None
+    if ids is not None:
+        ids = [int(i) if isinstance(i, numbers.Integral) else i if isinstance(i, str) else repr(i) for i in ids]
+    return type(error).__name__, message, ids
 
 
 def limit_images(dataset, cfg, log=None):

@@ -90,3 +90,30 @@ def test_nan_heatmaps_on_one_rank_stop_every_rank_with_the_same_error(toy):
     assert name == 'NonFiniteHeatmaps', results
     assert msg.startswith('evaluation at iteration 6: rank 1 of 2: NonFiniteHeatmaps: heatmaps hold NaN/inf')
     assert 'image 104' in msg   # rank 1's shard: samples 4..6 (image ids 104..106)
+
+
+class _NoStr(RuntimeError):
+    def __str__(self):
+        raise TypeError('__str__ returned a non-string')
+
+
+def test_a_failure_whose_message_or_ids_cannot_travel_is_still_agreed_on(monkeypatch):
+    """agree_on_failure sends the failure through all_gather_object (pickled): before, an exception whose str()
+    raised, or whose image_ids did not pickle, made that rank fail alone inside agree_on_failure, before the gather,
+    and the other ranks waited in it. The gather is simulated by a pickle round trip."""
+    import pickle
+
+    import numpy as np
+
+    from cvpack.engine import tester
+    monkeypatch.setattr(tester.comm, 'all_gather_object', lambda obj: [pickle.loads(pickle.dumps(obj))])
+    err = _NoStr()
+    with pytest.raises(_NoStr) as info:      # the failing rank raises its own error, not the str() failure
+        tester.agree_on_failure(err, 'inference')
+    assert info.value is err
+    nan = NonFiniteHeatmaps('heatmaps hold NaN/inf', [0])
+    nan.image_ids = [np.int64(104), 'img_7', (lambda: 0)]
+    with pytest.raises(NonFiniteHeatmaps, match=r'^inference: rank 0 of 1: NonFiniteHeatmaps: heatmaps') as info:
+        tester.agree_on_failure(nan, 'inference')
+    assert info.value.image_ids[:2] == [104, 'img_7'] and type(info.value.image_ids[0]) is int
+    assert tester._failure_summary(_NoStr())[:2] == ('_NoStr', '<str() of the _NoStr failed: TypeError>')
