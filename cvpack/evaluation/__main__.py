@@ -33,7 +33,8 @@ def main(argv=None):
         stats = evaluate_keypoints(load_coco_gt_for(args.gt, meta), args.results,
                                    sigmas=meta.sigmas if meta is not None else None)
     except (ValueError, OSError, KeyError) as e:   # bad GT / results (file, record named); missing/unreadable file
-        print('error: %s' % e, file=sys.stderr)
+        hint = " (MPII PCKh of test.py's results.json: --pckh)" if (args.dataset or '').upper() == 'MPII' else ''
+        print('error: %s%s' % (e, hint), file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(stats))

@@ -12,7 +12,10 @@ def prepare_gt(data, fill_area=False):
     (PoseTrack18) made 0/1; with ``fill_area`` (datasets whose files carry no area: metadata
     ``extra['fill_area']``: CrowdPose, AIC, PoseTrack18) also ``area`` (bbox w * h) and ``num_keypoints``
     (labelled joints). pycocotools needs all three; the area only matters for APm/APl (CrowdPose reports AP
-    over all sizes, as crowdposetools does). A COCO file without area stays an error (validation)."""
+    over all sizes, as crowdposetools does). A COCO file without area stays an error (validation); anything but a
+    dict is returned as given, for the validation to name (MPII's valid.json, a list, was a bare AttributeError)."""
+    if not isinstance(data, dict):
+        return data
     for ann in data.get('annotations', []):
         if isinstance(ann, dict):
             ann['iscrowd'] = int(ann.get('iscrowd', 0)) if isinstance(ann.get('iscrowd', 0), bool) \

@@ -187,3 +187,15 @@ def test_str_annotation_ids_are_named_before_pycocotools(tmp_path, gt_path, resu
     assert (code, out) == (2, '')
     assert err == ("error: %s: annotation id %r is a str: pycocotools needs int annotation ids (image ids may be "
                    "str)\n" % (bad, gt['annotations'][0]['id']))
+
+
+def test_mpii_valid_json_as_coco_ground_truth_is_one_line_pointing_to_pckh(mpii_subset, tmp_path, capsys):
+    """MPII's valid.json (a JSON list) given as the COCO ground truth, as `--dataset MPII` invites: a bare
+    AttributeError traceback ('list' object has no attribute 'get') from prepare_gt before the validation."""
+    results = tmp_path / 'results.json'
+    results.write_text('[]')
+    valid = os.path.join(mpii_subset, 'annotations', 'valid.json')
+    code, out, err = _cli([valid, results, '--dataset', 'MPII'], capsys)
+    assert code == 2 and out == '', (code, out, err)
+    assert re.fullmatch(r"error: .*valid\.json: a COCO annotation file is a JSON object, got a list \(MPII PCKh of "
+                        r"test\.py's results\.json: --pckh\)\n", err), err
