@@ -12,7 +12,7 @@ from ..fileio import atomic_output
 from ..utils import import_target
 from .datasets import crowd_index_split, drop_in_ignore_regions, prepare_gt
 from .nms import nms_per_image
-from .pckh import TABLE_NAMES, evaluate_pckh, format_pckh, load_mpii_gt
+from .pckh import TABLE_NAMES, check_pckh_gt, evaluate_pckh, format_pckh
 
 logger = logging.getLogger(__name__)  # reaches the test log (console + TEST_DIR/test_log.txt)
 
@@ -137,8 +137,9 @@ class MpiiEvaluator:
         return list(TABLE_NAMES)
 
     def check_ground_truth(self):
-        """Read and validate DATASET.VAL_ANN as :meth:`__call__` does (errors name the file, entry, field)."""
-        load_mpii_gt(self.gt_path)
+        """Read and validate DATASET.VAL_ANN as :meth:`__call__` does (errors name the file, entry, field; the
+        records scored, TEST.MAX_IMAGES's, must include one with a head segment)."""
+        check_pckh_gt(self.gt_path, self.records)
 
     def __call__(self, instances, output_dir):
         missing = [n for n, i in enumerate(instances) if 'index' not in i]

@@ -222,14 +222,27 @@ def _records_scored(gt, gt_path, records):
     return dict(gt, **{k: gt[k][ids] for k in ('joints', 'visible', 'head_sizes')}), ids
 
 
+def check_pckh_gt(gt_path, records=None):
+    """Validate ``gt_path`` as :func:`evaluate_pckh` reads it, before any prediction (the evaluator's
+    ``check_ground_truth``): errors name the file, record and field; the records scored (``records``) must be
+    indices of the file, and one of them at least must have a head segment (else there would be no table)."""
+    gt, ids = _records_scored(load_mpii_gt(gt_path), gt_path, records)
+    if len(ids) and not np.isfinite(gt['head_sizes']).any():
+        _none_scored(len(ids), gt_path)
+
+
+def _none_scored(total, gt_path):
+    raise ValueError('PCKh: none of the %d records scored of %s has a head segment (head top and upper neck '
+                     'labelled): give head boxes (a "headbox" per record, or gt_valid.mat)' % (total, gt_path))
+
+
 def _check_skipped(skipped, total, gt_path):
     """A warning naming the records left out (a count alone would not let the user find them); all of them
     left out is an error: there would be no table."""
     if not skipped:
         return
     if len(skipped) == total:
-        raise ValueError('PCKh: none of the %d records scored of %s has a head segment (head top and upper neck '
-                         'labelled): give head boxes (a "headbox" per record, or gt_valid.mat)' % (total, gt_path))
+        _none_scored(total, gt_path)
     logger.warning('%s: %d of the %d records scored have no head segment (head top or upper neck not labelled) and '
                    'are left out of PCKh: records %s%s; head boxes (a "headbox" per record, or gt_valid.mat) score '
                    'them', gt_path, len(skipped), total, ', '.join(str(i) for i in skipped[:10]),

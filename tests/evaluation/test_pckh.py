@@ -206,3 +206,24 @@ def test_head_boxes_on_some_records_only_is_an_error(tmp_path, valid_json):
     path.write_text(json.dumps(entries))
     with pytest.raises(ValueError, match=r'valid\.json: record 3 has no headbox, but 4 of 5 records have one'):
         load_mpii_gt(str(path))
+
+
+def test_check_ground_truth_refuses_records_scored_without_a_head_segment(tmp_path, valid_json):
+    """The evaluator's start-up check (check_ground_truth: test.py before the first batch, training before the first
+    iteration) read the file only: with TEST.MAX_IMAGES taking records that all lack a head segment, the error
+    came after the whole inference (training: at its first evaluation). Other records lacking one are fine."""
+    entries = json.loads(open(valid_json).read())
+    entries[2]['joints_vis'][9], entries[2]['joints'][9] = 0, [-1, -1]
+    (tmp_path / 'valid.json').write_text(json.dumps(entries))
+    cfg = edict(DATASET=edict(NAME='MPII', ROOT=str(tmp_path), VAL_ANN='valid.json', META_FILE='',
+                              KEYPOINT=edict(NUM=16)), TEST=edict(EVALUATOR=''))
+    evaluator = build_evaluator(cfg)
+    evaluator.check_ground_truth()                     # every record scored: 4 of 5 have a head segment
+    evaluator.restrict_to(['img1', 'img2'], [1, 2])
+    evaluator.check_ground_truth()
+    evaluator.restrict_to(['img2'], [2])               # TEST.MAX_IMAGES: record 2 alone
+    with pytest.raises(ValueError, match=r'none of the 1 records scored of .*valid\.json has a head segment'):
+        evaluator.check_ground_truth()
+    evaluator.restrict_to(['img9'], [9])               # not a record of the file
+    with pytest.raises(ValueError, match=r'distinct indices of the 5 records of .*valid\.json, got \[9\]'):
+        evaluator.check_ground_truth()
