@@ -128,6 +128,9 @@ def base_config(exp_dir):
     cfg.TEST.DET_FILE = ''             # person detections below DATASET.ROOT (top-down pipelines); '' = none
     cfg.TEST.USE_GT_BBOX = False       # test on the annotated boxes instead of DET_FILE (top-down pipelines)
     cfg.TEST.MAX_IMAGES = 0            # test (and evaluate during training) on the first N val images; 0 = all
+    # MPII PCKh: head boxes below DATASET.ROOT (gt_valid.mat, the records of VAL_ANN in its order), the protocol's
+    # normaliser; '' = VAL_ANN's own (its "headbox" entries, else head segments: docs/ENGINE.md "MPII PCKh")
+    cfg.TEST.PCKH_GT = ''
     # evaluation during training (docs/ENGINE.md): every EVAL_PERIOD optimizer steps, or epochs when SOLVER.EPOCHS
     # is set (0 = off), the test pipeline
     # runs on the val split; OUTPUT_DIR/best.pth keeps the best BEST_METRIC ('' = 'AP' (COCO), else 'Mean' (MPII))

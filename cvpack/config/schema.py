@@ -247,6 +247,7 @@ SCHEMA = {
     'MODEL.RPN.POST_NMS_TOPK_TRAIN': Int(ge=1),
     'MODEL.RPN.POST_NMS_TOPK_TEST': Int(ge=1),
     'TEST.MAX_IMAGES': Int(ge=0),
+    'TEST.PCKH_GT': Str(),
     'TEST.EVAL_PERIOD': Int(ge=0),
     # data presets (cvpack.config.datasets and the pipelines' presets)
     'INPUT_SHAPE': Seq(Int(ge=1), length=2),

@@ -12,7 +12,7 @@ from ..fileio import atomic_output
 from ..utils import import_target
 from .datasets import crowd_index_split, drop_in_ignore_regions, prepare_gt
 from .nms import nms_per_image
-from .pckh import TABLE_NAMES, check_pckh_gt, evaluate_pckh, format_pckh
+from .pckh import TABLE_NAMES, check_pckh_gt, check_same_records, evaluate_pckh, format_pckh, warn_if_head_segments
 
 logger = logging.getLogger(__name__)  # reaches the test log (console + TEST_DIR/test_log.txt)
 
@@ -125,6 +125,9 @@ class MpiiEvaluator:
 
     def __init__(self, cfg):
         self.gt_path = osp.join(cfg.DATASET.ROOT, cfg.DATASET.VAL_ANN)
+        # the head sizes: TEST.PCKH_GT (gt_valid.mat: the MPII protocol's head boxes), else VAL_ANN's own
+        pckh_gt = cfg.TEST.PCKH_GT
+        self.pckh_path = osp.join(cfg.DATASET.ROOT, pckh_gt) if pckh_gt else self.gt_path
         self.num_joints = int(cfg.DATASET.KEYPOINT.NUM)
         self.records = None   # restrict_to (TEST.MAX_IMAGES)
 
@@ -137,9 +140,13 @@ class MpiiEvaluator:
         return list(TABLE_NAMES)
 
     def check_ground_truth(self):
-        """Read and validate DATASET.VAL_ANN as :meth:`__call__` does (errors name the file, entry, field; the
-        records scored, TEST.MAX_IMAGES's, must include one with a head segment)."""
-        check_pckh_gt(self.gt_path, self.records)
+        """Read and validate the PCKh ground truth as :meth:`__call__` does (errors name the file, entry, field; the
+        records scored, TEST.MAX_IMAGES's, must include one with a head segment). With TEST.PCKH_GT, it must hold
+        VAL_ANN's records in VAL_ANN's order; head segments instead of head boxes are warned."""
+        check_pckh_gt(self.pckh_path, self.records)
+        if self.pckh_path != self.gt_path:
+            check_same_records(self.gt_path, self.pckh_path)
+        warn_if_head_segments(self.pckh_path)
 
     def __call__(self, instances, output_dir):
         missing = [n for n, i in enumerate(instances) if 'index' not in i]
@@ -162,8 +169,8 @@ class MpiiEvaluator:
             preds = np.stack([np.asarray(i['keypoints'], dtype=np.float64) for i in insts])
         write_json([{'index': idx, 'image_id': str(i['image_id']), 'keypoints': preds[n].tolist()}
                      for n, (idx, i) in enumerate(zip(indices, insts))], osp.join(output_dir, 'results.json'))
-        table = evaluate_pckh(preds, self.gt_path, records=self.records)
-        logger.info(format_pckh(table, 'MPII PCKh@0.5 (head size: %s): %s' % (table['head_source'], self.gt_path)))
+        table = evaluate_pckh(preds, self.pckh_path, records=self.records)
+        logger.info(format_pckh(table, 'MPII PCKh@0.5 (head size: %s): %s' % (table['head_source'], self.pckh_path)))
         return table
 
 

@@ -247,3 +247,34 @@ def _check_skipped(skipped, total, gt_path):
                    'are left out of PCKh: records %s%s; head boxes (a "headbox" per record, or gt_valid.mat) score '
                    'them', gt_path, len(skipped), total, ', '.join(str(i) for i in skipped[:10]),
                    ' ...' if len(skipped) > 10 else '')
+
+
+def check_same_records(records_path, pckh_path, tol=1.0):
+    """``pckh_path`` (TEST.PCKH_GT, gt_valid.mat) must hold the records of ``records_path`` (VAL_ANN: the order
+    test.py predicts in) in the same order, else each prediction would be scored against another person: another
+    record count is an error; joints labelled in both that differ by more than ``tol`` px are an error when most
+    records differ (another file or order), else a warning naming them (an annotation edited in one file only)."""
+    mine, theirs = load_mpii_gt(records_path), load_mpii_gt(pckh_path)
+    if len(mine['joints']) != len(theirs['joints']):
+        raise ValueError('TEST.PCKH_GT %s has %d records, DATASET.VAL_ANN %s %d: PCKh needs the same records in the '
+                         'same order' % (pckh_path, len(theirs['joints']), records_path, len(mine['joints'])))
+    both = mine['visible'] & theirs['visible']
+    far = (np.abs(mine['joints'] - theirs['joints']).max(axis=2) > tol) & both
+    differ = np.nonzero(far.any(axis=1))[0]
+    if not len(differ):
+        return
+    text = ('%d of the %d records of DATASET.VAL_ANN %s have joints more than %g px from those of TEST.PCKH_GT %s '
+            '(records %s%s)' % (len(differ), len(far), records_path, tol, pckh_path,
+                                ', '.join(str(i) for i in differ[:10]), ' ...' if len(differ) > 10 else ''))
+    if 2 * len(differ) > len(far):
+        raise ValueError(text + ': not the same records in the same order')
+    logger.warning('%s: those records are scored against TEST.PCKH_GT\'s joints', text)
+
+
+def warn_if_head_segments(path):
+    """A warning when ``path`` has no head boxes: PCKh is then normalised by head segments, which is not the MPII
+    protocol (head boxes, docs/reference/rsn_mspn.md), so its numbers are not comparable with published ones."""
+    if load_mpii_gt(path)['head_source'] == 'head_segment':
+        logger.warning('%s has no head boxes: PCKh is normalised by each person\'s head segment (head top to upper '
+                       'neck), not by the MPII protocol\'s head boxes, so it is not comparable with published PCKh; '
+                       'set TEST.PCKH_GT to gt_valid.mat (below DATASET.ROOT) for the protocol', path)

@@ -78,7 +78,7 @@ def test_mpii_evaluator_orders_by_index(tmp_path, mpii_subset, valid_json):
     instances = [{'index': i, 'image_id': 'img%d' % i, 'keypoints': np.concatenate([preds[i], np.ones((16, 1))], 1)}
                  for i in (3, 1, 0, 4, 2)]
     cfg = edict(DATASET=edict(NAME='MPII', ROOT=mpii_subset, VAL_ANN='annotations/valid.json', META_FILE='',
-                               KEYPOINT=edict(NUM=16)), TEST=edict(EVALUATOR=''))
+                               KEYPOINT=edict(NUM=16)), TEST=edict(EVALUATOR='', PCKH_GT=''))
     table = build_evaluator(cfg)(instances, str(tmp_path))
     assert table['Head'] == pytest.approx(60.0)
     assert len(json.loads((tmp_path / 'results.json').read_text())) == 5
@@ -124,7 +124,7 @@ def test_unlabelled_head_joint_without_head_boxes_is_left_out_and_counted(tmp_pa
     instances = [{'index': i, 'image_id': 'img%d' % i, 'keypoints': np.concatenate([preds[i], np.ones((16, 1))], 1)}
                  for i in range(5)]
     cfg = edict(DATASET=edict(NAME='MPII', ROOT=str(tmp_path), VAL_ANN='valid.json', META_FILE='',
-                              KEYPOINT=edict(NUM=16)), TEST=edict(EVALUATOR=''))
+                              KEYPOINT=edict(NUM=16)), TEST=edict(EVALUATOR='', PCKH_GT=''))
     out = tmp_path / 'out'
     out.mkdir()
     with log_capture.at_level('INFO', logger='cvpack'):
@@ -216,7 +216,7 @@ def test_check_ground_truth_refuses_records_scored_without_a_head_segment(tmp_pa
     entries[2]['joints_vis'][9], entries[2]['joints'][9] = 0, [-1, -1]
     (tmp_path / 'valid.json').write_text(json.dumps(entries))
     cfg = edict(DATASET=edict(NAME='MPII', ROOT=str(tmp_path), VAL_ANN='valid.json', META_FILE='',
-                              KEYPOINT=edict(NUM=16)), TEST=edict(EVALUATOR=''))
+                              KEYPOINT=edict(NUM=16)), TEST=edict(EVALUATOR='', PCKH_GT=''))
     evaluator = build_evaluator(cfg)
     evaluator.check_ground_truth()                     # every record scored: 4 of 5 have a head segment
     evaluator.restrict_to(['img1', 'img2'], [1, 2])
@@ -227,3 +227,73 @@ def test_check_ground_truth_refuses_records_scored_without_a_head_segment(tmp_pa
     evaluator.restrict_to(['img9'], [9])               # not a record of the file
     with pytest.raises(ValueError, match=r'distinct indices of the 5 records of .*valid\.json, got \[9\]'):
         evaluator.check_ground_truth()
+
+
+def _mat_of(gt, box_diagonals, path):
+    """gt_valid.mat holding ``gt``'s records (1-based joints) with square-ish head boxes of the given diagonals."""
+    from scipy.io import savemat
+    n = len(gt['joints'])
+    boxes = np.zeros((2, 2, n))
+    boxes[1, 0, :], boxes[1, 1, :] = 0.6 * np.asarray(box_diagonals), 0.8 * np.asarray(box_diagonals)
+    savemat(str(path), {'pos_gt_src': np.transpose(gt['joints'] + 1.0, [1, 2, 0]),
+                        'jnt_missing': np.transpose(~gt['visible'], [1, 0]).astype(np.float64),
+                        'headboxes_src': boxes})
+    return str(path)
+
+
+def _mpii_evaluator(root, pckh_gt=''):
+    cfg = edict(DATASET=edict(NAME='MPII', ROOT=str(root), VAL_ANN='valid.json', META_FILE='',
+                              KEYPOINT=edict(NUM=16)), TEST=edict(EVALUATOR='', PCKH_GT=pckh_gt))
+    return build_evaluator(cfg)
+
+
+def test_pckh_gt_gives_the_protocols_head_boxes_to_test_py(tmp_path, valid_json, log_capture):
+    """HRNet's valid.json has no head boxes, so test.py normalised MPII PCKh by head segments (the log said
+    'head size: head_segment' only): not the protocol of the papers (gt_valid.mat's head boxes), no way to get it.
+    TEST.PCKH_GT names gt_valid.mat; without it the head segments are warned."""
+    (tmp_path / 'valid.json').write_text(open(valid_json).read())
+    gt = load_mpii_gt(valid_json)
+    _mat_of(gt, [500.0] * 5, tmp_path / 'gt_valid.mat')     # head size 0.6 * 500 = 300 px
+    preds = gt['joints'].copy()
+    preds[..., 0] += 40.0             # 0.13 head sizes of the boxes; 0.68 of record 1's 59 px head segment
+    instances = [{'index': i, 'image_id': 'img%d' % i, 'keypoints': np.concatenate([p, np.ones((16, 1))], 1)}
+                 for i, p in enumerate(preds)]
+    by_segment = evaluate_pckh(preds, valid_json)['Mean']
+    assert by_segment == pytest.approx(100.0 * 52 / 66)      # record 1's 14 joints are misses
+
+    evaluator = _mpii_evaluator(tmp_path, 'gt_valid.mat')
+    with log_capture.at_level('WARNING', logger='cvpack'):
+        evaluator.check_ground_truth()
+    assert 'no head boxes' not in log_capture.text
+    table = evaluator(instances, str(tmp_path))
+    assert table['head_source'] == 'boxes' and table['Mean'] == pytest.approx(100.0)
+
+    log_capture.clear()
+    evaluator = _mpii_evaluator(tmp_path)
+    with log_capture.at_level('WARNING', logger='cvpack'):
+        evaluator.check_ground_truth()
+    assert re.search(r'valid\.json has no head boxes: .* not comparable with published PCKh; set TEST\.PCKH_GT',
+                     log_capture.text)
+    table = evaluator(instances, str(tmp_path))
+    assert table['head_source'] == 'head_segment' and table['Mean'] == pytest.approx(by_segment)
+
+
+def test_pckh_gt_must_hold_the_records_of_val_ann_in_order(tmp_path, valid_json, log_capture):
+    """A gt_valid.mat of other records, or in another order, scored each prediction against another person."""
+    (tmp_path / 'valid.json').write_text(open(valid_json).read())
+    gt = load_mpii_gt(valid_json)
+    short = dict(gt, joints=gt['joints'][:4], visible=gt['visible'][:4])
+    _mat_of(short, [50.0] * 4, tmp_path / 'short.mat')
+    with pytest.raises(ValueError, match=r'TEST\.PCKH_GT .*short\.mat has 4 records, DATASET\.VAL_ANN .*valid\.json 5'):
+        _mpii_evaluator(tmp_path, 'short.mat').check_ground_truth()
+    order = [4, 3, 2, 1, 0]
+    _mat_of(dict(gt, joints=gt['joints'][order], visible=gt['visible'][order]), [50.0] * 5, tmp_path / 'rev.mat')
+    with pytest.raises(ValueError, match=r'4 of the 5 records .* more than 1 px .* not the same records in the same '
+                                         r'order'):
+        _mpii_evaluator(tmp_path, 'rev.mat').check_ground_truth()
+    edited = gt['joints'].copy()
+    edited[3, 9] += 5.0                                      # one annotation edited in one file only
+    _mat_of(dict(gt, joints=edited), [50.0] * 5, tmp_path / 'edit.mat')
+    with log_capture.at_level('WARNING', logger='cvpack'):
+        _mpii_evaluator(tmp_path, 'edit.mat').check_ground_truth()
+    assert re.search(r'1 of the 5 records .* \(records 3\): those records are scored against', log_capture.text)
