@@ -106,7 +106,8 @@ def test_mpii_evaluator_restricted_to_records(mpii_subset, tmp_path):
     from easydict import EasyDict as edict
     from cvpack.evaluation.build import MpiiEvaluator
     from cvpack.evaluation.pckh import load_mpii_gt
-    cfg = edict(DATASET=edict(NAME='MPII', ROOT=mpii_subset, VAL_ANN='annotations/valid.json', KEYPOINT=edict(NUM=16)))
+    cfg = edict(DATASET=edict(NAME='MPII', ROOT=mpii_subset, VAL_ANN='annotations/valid.json', KEYPOINT=edict(NUM=16)),
+                TEST=edict(PCKH_GT=''))
     gt = load_mpii_gt(osp.join(mpii_subset, cfg.DATASET.VAL_ANN))
     assert len(gt['joints']) > 2
     instances = [{'index': i, 'image_id': 'x', 'keypoints': np.concatenate([gt['joints'][i], np.ones((16, 1))], 1)}
