@@ -119,7 +119,9 @@ def main(argv=None):
         description='Params and GMACs of an exp model at cfg.INPUT_SHAPE. Whole-image detection exps (GCPose, '
                     'no INPUT_SHAPE): GMACs per part (trunk at INPUT.MIN_SIZE_TEST on a 4:3 image, box and '
                     'keypoint heads per RoI) and their per-image upper bound (all proposals / detections).',
-        epilog='Further arguments are KEY VALUE config overrides (e.g. INPUT_SHAPE "[384, 288]").')
+        epilog='GMACs count the network as published; networks whose eval forward skips heads it does not return '
+               '(RSN, MSPN, MLPE) also get what that forward computes (eval_gmacs). Further arguments are KEY VALUE '
+               'config overrides (e.g. INPUT_SHAPE "[384, 288]").')
     parser.add_argument('exp_dir', help='exp folder (config.py, network.py)')
     parser.add_argument('--json', action='store_true',
                         help='print {"params": int, "gmacs": float, "eval_gmacs": float} ("parts" instead of '
