@@ -213,6 +213,9 @@ def load_torch_file(source, map_location='cpu'):
         if 'PytorchStreamReader' in str(e) or 'zip archive' in str(e):
             raise CheckpointError(label, 'truncated or corrupt (an incomplete zip archive: interrupted save or '
                                   'download?)') from None
+        if _is_npz(path):   # torch's zip reader would only say 'file in archive is not in a subdirectory'
+            raise CheckpointError(label, 'not a PyTorch weight file: a numpy .npz archive (np.savez); the weight '
+                                  'readers take torch.save files and pickles of arrays') from None
         raise CheckpointError(label, 'could not be read: %s' % str(e).split('\n')[0]) from None
     except (EOFError, KeyError, ValueError, AttributeError) as e:
         raise CheckpointError(label, 'not a PyTorch weight file, or truncated (%s: %s)'
@@ -279,6 +282,16 @@ def _is_zip(path):
         return zipfile.is_zipfile(path)
     except zipfile.BadZipFile:
         return True
+
+
+def _is_npz(path):
+    """A readable zip archive of .npy members only: what np.savez writes."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+    return bool(names) and all(n.endswith('.npy') for n in names)
 
 
 def _is_zip_head(path):

@@ -1,4 +1,5 @@
-"""Argument checks shared by the command-line tools (export, convert, demo, tools/quickstart.py).
+"""Argument checks shared by the command-line tools (export, convert, demo, complexity, browse_dataset,
+tools/quickstart.py).
 
 A usage error or bad input ends the tool with exit code 2 and one line on stderr that names the argument or
 the file, never a traceback (the convention of train.py / test.py, cvpack.engine.args). Output files are
@@ -14,7 +15,7 @@ import tempfile
 from ..fileio import atomic_output   # (re-exported: the tools write through it)
 
 __all__ = ['UsageError', 'CliExit', 'die', 'OneLineParser', 'positive_int', 'nonnegative_int', 'positive_float',
-           'check_output_file', 'check_writable_dir', 'atomic_output']
+           'check_output_file', 'check_writable_dir', 'check_exp_dir', 'atomic_output']
 
 
 class UsageError(ValueError):
@@ -75,6 +76,14 @@ def check_writable_dir(folder, what):
         raise UsageError('%s: cannot write in folder %s (%s)' % (what, folder, e.strerror or e)) from None
     os.close(fd)
     os.remove(probe)
+
+
+def check_exp_dir(exp_dir):
+    """``exp_dir`` is a folder holding config.py and network.py; raises UsageError naming it otherwise."""
+    missing = [f for f in ('config.py', 'network.py') if not osp.isfile(osp.join(exp_dir, f))]
+    if missing:
+        raise UsageError('%s: not an exp folder (no %s)' % (exp_dir, ' or '.join(missing)) if osp.isdir(exp_dir)
+                         else 'exp folder not found: %s' % exp_dir)
 
 
 def check_output_file(path, what='--out'):

@@ -11,7 +11,6 @@
   boxes and keypoints. The augmentation RNG is seeded (``--seed``), so two runs write the same files.
 The fastest way to see a data-pipeline bug (as mmpose's ``browse_dataset``).
 """
-import argparse
 import copy
 import os.path as osp
 import random
@@ -24,6 +23,9 @@ from ..data.io import read_image
 from ..data.meta_file import dataset_meta
 from ..exp import load_exp
 from ..vis import draw_skeleton, save_png
+from ._cli import OneLineParser, UsageError, check_exp_dir, die, positive_int
+
+PROG = 'python -m cvpack.tools.browse_dataset'
 
 __all__ = ['main', 'draw_ground_truth', 'denormalize', 'overlay_heatmaps']
 
@@ -101,22 +103,29 @@ def draw_sample(sample, cfg, meta):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog='python -m cvpack.tools.browse_dataset', description=__doc__.split('\n\n')[0])
-    p.add_argument('exp_dir')
+    p = OneLineParser(prog=PROG, description=__doc__.split('\n\n')[0])
+    p.add_argument('exp_dir', help='exp folder (config.py, network.py)')
     p.add_argument('--split', default='train', choices=('train', 'val'))
-    p.add_argument('--n', type=int, default=8, help='images (GT) or samples (--augmented) to draw')
+    p.add_argument('--n', type=positive_int, default=8, help='images (GT) or samples (--augmented) to draw')
     p.add_argument('--augmented', action='store_true', help='the samples after augmentation, with targets')
     p.add_argument('--out', default=None, help='output folder (default browse_<split>)')
     p.add_argument('--seed', type=int, default=0, help='augmentation RNG seed')
     p.add_argument('--opts', nargs='+', default=[], metavar='KEY VALUE', help='config overrides (DATASET.ROOT ...)')
     args = p.parse_args(argv)
-    cfg, _ = load_exp(args.exp_dir, args.opts, build=False)
+    from ..config import ConfigError
+    try:   # a bad exp folder, override or dataset root: one line, exit 2, before anything is written
+        check_exp_dir(args.exp_dir)
+        cfg, _ = load_exp(args.exp_dir, args.opts, build=False)
+        meta = dataset_meta(cfg)
+        if not args.augmented and args.split == 'val' and 'USE_GT_BBOX' in cfg.TEST:
+            cfg = copy.deepcopy(cfg)
+            cfg.TEST.USE_GT_BBOX = True   # the val GT, not the detections test.py crops
+        dataset = build_dataset(cfg, args.split)
+    except UsageError as e:
+        p.error(str(e))
+    except (ConfigError, FileNotFoundError, KeyError) as e:
+        die('%s: error: %s' % (PROG, e.args[0] if isinstance(e, KeyError) and e.args else e))
     out = args.out or 'browse_%s' % args.split
-    meta = dataset_meta(cfg)
-    if not args.augmented and args.split == 'val' and 'USE_GT_BBOX' in cfg.TEST:
-        cfg = copy.deepcopy(cfg)
-        cfg.TEST.USE_GT_BBOX = True   # the val GT, not the detections test.py crops
-    dataset = build_dataset(cfg, args.split)
     written = []
     if args.augmented:
         if hasattr(dataset, 'seed'):

@@ -18,7 +18,6 @@ MIN_SIZE_TEST, a RoI head per RoI), and ``gmacs`` = the sum with every part run 
 (an upper bound: all test proposals through the box head, DETECTIONS_PER_IMAGE RoIs through the keypoint head).
 Any other model without INPUT_SHAPE gets a ValueError saying so.
 """
-import argparse
 import json
 import math
 import os.path as osp
@@ -28,6 +27,9 @@ from torch import nn
 
 from ..exp import load_exp
 from ..protocols import ComplexityParts
+from ._cli import OneLineParser, UsageError, check_exp_dir, die
+
+PROG = 'python -m cvpack.tools.complexity'
 
 
 def count_macs(model: nn.Module, inputs: torch.Tensor, original: bool = True) -> int:
@@ -110,15 +112,29 @@ def complexity(exp_dir, opts=None, meta=True):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
+    """Print (or with --json, print as JSON) and return :func:`complexity`; a bad exp folder or KEY VALUE override
+    ends the tool with one line on stderr, exit 2."""
+    parser = OneLineParser(
+        prog=PROG,
         description='Params and GMACs of an exp model at cfg.INPUT_SHAPE. Whole-image detection exps (GCPose, '
                     'no INPUT_SHAPE): GMACs per part (trunk at INPUT.MIN_SIZE_TEST on a 4:3 image, box and '
-                    'keypoint heads per RoI) and their per-image upper bound (all proposals / detections).')
-    parser.add_argument('exp_dir')
+                    'keypoint heads per RoI) and their per-image upper bound (all proposals / detections).',
+        epilog='GMACs count the network as published; networks whose eval forward skips heads it does not return '
+               '(RSN, MSPN, MLPE) also get what that forward computes (eval_gmacs). Further arguments are KEY VALUE '
+               'config overrides (e.g. INPUT_SHAPE "[384, 288]").')
+    parser.add_argument('exp_dir', help='exp folder (config.py, network.py)')
     parser.add_argument('--json', action='store_true',
                         help='print {"params": int, "gmacs": float, "eval_gmacs": float} ("parts" instead of '
                              '"eval_gmacs" for detection exps)')
     args, opts = parser.parse_known_args(argv)   # the rest: KEY VALUE config overrides
+    from ..config import ConfigError
+    try:
+        check_exp_dir(args.exp_dir)
+        load_exp(args.exp_dir, opts, build=False)   # the config alone: a bad override fails here, in one line
+    except UsageError as e:
+        parser.error(str(e))
+    except (ConfigError, KeyError) as e:   # unknown key (KeyError), a value of the wrong type or range
+        die('%s: error: %s' % (PROG, e.args[0] if isinstance(e, KeyError) and e.args else e))
     torch.set_num_threads(min(2, torch.get_num_threads()))
     res = complexity(args.exp_dir, opts)
     if args.json:
