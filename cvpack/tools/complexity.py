@@ -112,8 +112,8 @@ def complexity(exp_dir, opts=None, meta=True):
 
 
 def main(argv=None):
-    """Print (or with --json, print as JSON) and return :func:`complexity`; a bad exp folder or KEY VALUE override
-    ends the tool with one line on stderr, exit 2."""
+    """Print (or with --json, print as JSON) and return :func:`complexity`; a bad exp folder or KEY VALUE override,
+    or a model refusing its config at build (a ValueError), ends the tool with one line on stderr, exit 2."""
     parser = OneLineParser(
         prog=PROG,
         description='Params and GMACs of an exp model at cfg.INPUT_SHAPE. Whole-image detection exps (GCPose, '
@@ -136,7 +136,10 @@ def main(argv=None):
     except (ConfigError, KeyError) as e:   # unknown key (KeyError), a value of the wrong type or range
         die('%s: error: %s' % (PROG, e.args[0] if isinstance(e, KeyError) and e.args else e))
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    res = complexity(args.exp_dir, opts)
+    try:
+        res = complexity(args.exp_dir, opts)
+    except ValueError as e:   # the model refuses its config at build (HSRNet: INPUT_SHAPE not divisible by 16)
+        die('%s: error: %s' % (PROG, e))
     if args.json:
         print(json.dumps(res))
     else:

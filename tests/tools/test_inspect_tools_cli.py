@@ -26,6 +26,10 @@ def test_complexity_bad_input_is_one_line(repo_root, tmp_path, capsys):
     _one_line_exit_2(capsys, complexity.main, [str(tmp_path)], prog, 'not an exp folder')
     _one_line_exit_2(capsys, complexity.main, [exp, 'SOLVER.NOPE', '1'], prog, 'SOLVER.NOPE')
     _one_line_exit_2(capsys, complexity.main, [exp, 'SOLVER.MAX_ITER', '2.5'], prog, 'SOLVER.MAX_ITER')
+    # a model that refuses its config when built (a traceback before)
+    hsrnet = os.path.join(repo_root, 'projects', 'HSRNet', 'exps', 'hsrnet59.256x192.coco')
+    _one_line_exit_2(capsys, complexity.main, [hsrnet, 'INPUT_SHAPE', '[250, 190]'], prog,
+                     'HSRNet needs INPUT_SHAPE divisible by 16, got [250, 190]')
 
 
 def test_complexity_help_names_the_module_and_overrides(capsys):
