@@ -67,7 +67,11 @@ def number(value, where, field, finite=True, minimum=None):
     a value below ``minimum``."""
     if not _is_number(value):
         raise ValueError('%s: %s is %r (%s), not a number' % (where, field, value, type(value).__name__))
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:   # a JSON integer beyond the float range (10**400): a traceback naming no file before
+        raise ValueError('%s: %s is an integer past the float range (1.8e308), not a finite number'
+                         % (where, field)) from None
     if finite and not math.isfinite(value):
         raise ValueError('%s: %s is %r, not a finite number' % (where, field, value))
     if minimum is not None and value < minimum:

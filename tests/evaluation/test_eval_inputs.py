@@ -123,6 +123,9 @@ def test_truncated_gt_and_directories_are_named(tmp_path, gt_path, results_path,
     ('score', '0.9', r"score is '0.9' \(str\), not a number"),
     ('keypoints', False, r'keypoints\[7\] is False \(bool\), not a number'),
     ('category_id', True, r'category_id is True \(bool\), not an int or str id'),
+    # a JSON integer past the float range: OverflowError traceback (exit 1) naming no file before
+    pytest.param('score', 10 ** 400, r'score is an integer past the float range \(1.8e308\), not a finite number',
+                 id='score-10**400'),
 ])
 def test_string_and_boolean_results_are_rejected(tmp_path, gt_path, results_path, capsys, field, value, message):
     """Issue #12: a string keypoint "1" and a boolean score were accepted (numpy/float() converted them)."""
