@@ -204,6 +204,40 @@ def test_cli_unwritable_out_folder_is_refused(tmp_path, monkeypatch, capsys):
     assert 'cannot write in folder %s (Permission denied)' % tmp_path in capsys.readouterr().err
 
 
+def test_cli_out_that_is_the_weights_file_is_refused(tmp_path, monkeypatch, capsys):
+    """--out naming the --weights file (directly or through a link): the ONNX file was renamed onto the
+    checkpoint it was exported from, replacing it without a word."""
+    monkeypatch.setattr(export, 'load_for_export', _no_load)
+    weights = tmp_path / 'w.pth'
+    weights.write_bytes(b'the checkpoint')
+    (tmp_path / 'link.pth').symlink_to(weights)
+    for out in (weights, tmp_path / 'link.pth'):
+        with pytest.raises(SystemExit) as exc:
+            export.main([_exp('RSN', 'RSN18.coco'), '--weights', str(weights), '--out', str(out)])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and err.count('\n') == 1
+        assert 'error: --out %s is the --weights file: the export would replace the checkpoint it reads' % out in err
+    assert weights.read_bytes() == b'the checkpoint'
+
+
+def test_cli_missing_onnx_packages_are_one_line_before_loading(tmp_path, monkeypatch, capsys):
+    """Without onnxruntime the export ran, then its check raised an ImportError traceback naming the temporary
+    file (.x.tmp-PID.onnx); now exit 2 before the model is built, naming the package (and --no-verify)."""
+    monkeypatch.setattr(export, 'load_for_export', _no_load)
+    monkeypatch.setitem(sys.modules, 'onnxruntime', None)     # import onnxruntime -> ImportError
+    argv = [_exp('RSN', 'RSN18.coco'), '--random-init', '--out', str(tmp_path / 'x.onnx')]
+    with pytest.raises(SystemExit) as exc:
+        export.main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count('\n') == 1 and 'tmp-' not in err
+    assert 'error: exporting needs the optional package onnxruntime' in err and '--no-verify' in err
+    monkeypatch.setitem(sys.modules, 'onnx', None)
+    with pytest.raises(SystemExit) as exc:
+        export.main(argv + ['--no-verify'])
+    assert exc.value.code == 2 and 'error: exporting needs the optional package onnx ' in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_cli_failed_export_leaves_no_file(tmp_path, monkeypatch):
     """A failure after the exporter started writing: no partial file under --out, no temporary file, and a
     previous export under that name is kept as it was."""
