@@ -138,7 +138,7 @@ class OnnxHeatmapModel:
         """images: (N, 3, H, W) float tensor or array, normalised as the exp's pipeline does, any memory format.
 
         Returns: heatmaps (N, K, H/4, W/4) float32 CPU tensor on the crop's stride-4 grid, as the torch model.
-        A graph exported with a fixed batch B runs N in chunks of B (the last one zero-padded).
+        A graph exported with a fixed batch B runs N in chunks of B (the last one zero-padded); N may be 0.
         """
         x = images.detach().float().cpu().contiguous().numpy() if torch.is_tensor(images) else \
             np.ascontiguousarray(images, dtype=np.float32)
@@ -152,7 +152,9 @@ class OnnxHeatmapModel:
             out = self.session.run([self.output_name], {self.input_name: x})[0]
         else:
             b, n, parts = self.fixed_batch, x.shape[0], []
-            for i in range(0, n, b):
+            # n = 0 (an image without people): one all-padding batch gives the (0, K, h, w) heatmaps a torch model
+            # and a dynamic-batch file return (the loop below ran no batch: "need at least one array to concatenate")
+            for i in range(0, max(n, 1), b):
                 chunk = x[i:i + b]
                 pad = b - len(chunk)
                 if pad:

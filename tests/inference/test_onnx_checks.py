@@ -61,3 +61,11 @@ def test_symbolic_keypoint_count_is_checked_per_forward(tmp_path):
         model(torch.zeros(1, 3, 256, 192))
     model.check_exp('RSN18.coco', 17, (256, 192))
     assert model(np.zeros((3, 3, 256, 192), np.float32)).shape == (3, 17, 64, 48)
+
+
+def test_empty_batch_gives_empty_heatmaps_for_fixed_and_dynamic_batches(tmp_path):
+    """No crop (an image without people) through a file exported with a fixed batch raised numpy's "need at least
+    one array to concatenate" naming no file; the torch model and a dynamic-batch file return (0, K, h, w)."""
+    for name, shape in (('fixed.onnx', (2, 3, 256, 192)), ('dynamic.onnx', ('N', 3, 256, 192))):
+        out = OnnxHeatmapModel(conv_onnx(tmp_path / name, shape))(torch.zeros(0, 3, 256, 192))
+        assert out.shape == (0, 17, 64, 48) and out.dtype == torch.float32, name
