@@ -297,7 +297,15 @@ def _export_main(args):
                                                                                  cfg.DATASET.PIPELINE))
     h, w = cfg.INPUT_SHAPE
     with atomic_output(args.out) as tmp:
-        export_onnx(model, tmp, (h, w), args.dynamic_batch, args.exporter, args.batch)
+        try:
+            export_onnx(model, tmp, (h, w), args.dynamic_batch, args.exporter, args.batch)
+        except torch.onnx.OnnxExporterError as e:
+            # a network the exporter cannot express (an op without an ONNX form): one line naming the exp and
+            # the exporter's reason, not 60 lines of exporter internals (the first line is the reason)
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            other = 'dynamo' if args.exporter == 'torchscript' else 'torchscript'
+            die('%s: error: %s: the %s exporter cannot export this network: %s (--exporter %s may; %s not written)'
+                % (PROG, args.exp_dir, args.exporter, reason, other, args.out), code=1)
         write_metadata(tmp, cfg, args.exp_dir)
         ops = onnx_op_counts(tmp)
         if not args.no_verify:

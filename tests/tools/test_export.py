@@ -262,6 +262,52 @@ def test_cli_failed_export_leaves_no_file(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ['rsn.onnx', 'w.pth']
 
 
+class _FFTNet(torch.nn.Module):
+    """A top-down network with an op the ONNX exporters have no form for (aten::fft_fft2 at opset 17)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 17, 4, stride=4)
+
+    def forward(self, x):
+        return torch.fft.ifft2(torch.fft.fft2(self.conv(x))).real
+
+
+def test_cli_network_the_exporter_cannot_export_is_one_line(tmp_path, monkeypatch, capsys):
+    """An exp whose network has an op without an ONNX form: a 60-line UnsupportedOperatorError traceback from the
+    exporter's internals; now one line naming the exp, the exporter and the op, exit 1, no file."""
+    exp_dir = _exp('RSN', 'RSN18.coco')
+    cfg, _ = export.load_for_export(exp_dir, None, SMALL)
+    monkeypatch.setattr(export, 'load_for_export', lambda *args: (cfg, _FFTNet().eval()))
+    out = tmp_path / 'fft.onnx'
+    with pytest.raises(SystemExit) as exc:
+        export.main([exp_dir, '--random-init', '--out', str(out)] + SMALL)
+    err = capsys.readouterr().err
+    assert exc.value.code == 1 and err.count('\n') == 1, err
+    assert err.startswith('python -m cvpack.tools.export: error: %s: the torchscript exporter cannot export this '
+                          "network: Exporting the operator 'aten::fft_fft2' to ONNX opset version 17 is not "
+                          'supported' % exp_dir), err
+    assert '(--exporter dynamo may; %s not written)' % out in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_verification_failure_fails_the_export(tmp_path, monkeypatch, capsys):
+    """onnxruntime's heatmaps off the eager model's by more than TOLERANCE (simulated: +0.5, NaN): exit 1 naming
+    the difference, no file written, an earlier file of that name kept."""
+    exp_dir = _exp('RSN', 'RSN18.coco')
+    out = tmp_path / 'rsn.onnx'
+    out.write_bytes(b'previous export')
+    forward = OnnxHeatmapModel.forward
+    for offset, shown in ((0.5, 'by 0.5 '), (float('nan'), 'by nan ')):
+        monkeypatch.setattr(OnnxHeatmapModel, 'forward', lambda self, x, d=offset: forward(self, x) + d)
+        with pytest.raises(SystemExit) as exc:
+            export.main([exp_dir, '--random-init', '--out', str(out)] + SMALL)
+        err = capsys.readouterr().err
+        assert exc.value.code == 1 and err.count('\n') == 1
+        assert 'error: %s not written: heatmaps differ from the eager model %s' % (out, shown) in err, err
+        assert out.read_bytes() == b'previous export' and [p.name for p in tmp_path.iterdir()] == ['rsn.onnx']
+
+
 def test_cli_random_init_is_explicit_and_verified(tmp_path, capsys):
     out = tmp_path / 'random.onnx'
     assert export.main([_exp('RSN', 'RSN18.coco'), '--random-init', '--out', str(out)] + SMALL) == str(out)
