@@ -13,6 +13,8 @@ def prepare_gt(data, fill_area=False):
     ``extra['fill_area']``: CrowdPose, AIC, PoseTrack18) also ``area`` (bbox w * h) and ``num_keypoints``
     (labelled joints). pycocotools needs all three; the area only matters for APm/APl (CrowdPose reports AP
     over all sizes, as crowdposetools does). A COCO file without area stays an error (validation)."""
+    if not isinstance(data, dict):   # a results list given as the GT (swapped arguments): the validation names it
+        return data
     for ann in data.get('annotations', []):
         if isinstance(ann, dict):
             ann['iscrowd'] = int(ann.get('iscrowd', 0)) if isinstance(ann.get('iscrowd', 0), bool) \

@@ -190,3 +190,14 @@ def test_str_annotation_ids_are_named_before_pycocotools(tmp_path, gt_path, resu
     assert (code, out) == (2, '')
     assert err == ("error: %s: annotation id %r is a str: pycocotools needs int annotation ids (image ids may be "
                    "str)\n" % (bad, gt['annotations'][0]['id']))
+
+
+def test_results_given_as_the_ground_truth_are_named(gt_path, results_path, capsys):
+    """The two files swapped (results first): an AttributeError traceback ('list' object has no attribute 'get'),
+    exit 1, from the area filling that ran before the validation."""
+    code, out, err = _cli([results_path, gt_path], capsys)
+    assert code == 2 and out == ''
+    assert err == 'error: %s: a COCO annotation file is a JSON object, got a list\n' % results_path
+    for dataset in ('CROWDPOSE', 'COCO'):   # with and without the area filling
+        code, _, err = _cli([results_path, gt_path, '--dataset', dataset], capsys)
+        assert code == 2 and 'a COCO annotation file is a JSON object, got a list' in err
