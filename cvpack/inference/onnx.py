@@ -21,6 +21,20 @@ def _show(dims):
     return str(dims[0]) if len(dims) == 1 else '(%s)' % ', '.join(map(str, dims))
 
 
+def _checkpoint_hint(path):
+    """The hint for a PyTorch checkpoint (a zip archive or a pickle) given where an ONNX file belongs: onnxruntime
+    only says 'Protobuf parsing failed' (the torch backend, given an .onnx file, hints the other way round)."""
+    try:
+        with open(path, 'rb') as f:
+            head = f.read(4)
+    except OSError:
+        return ''
+    if head == b'PK\x03\x04' or head[:1] == b'\x80':
+        return (" (a PyTorch checkpoint, not an ONNX file: load it with backend='torch', or export it first with "
+                "python -m cvpack.tools.export)")
+    return ''
+
+
 class OnnxHeatmapModel:
     """An onnxruntime session with the call contract of a top-down network in eval mode.
 
@@ -54,7 +68,7 @@ class OnnxHeatmapModel:
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=providers or ['CPUExecutionProvider'])
         except Exception as e:   # onnxruntime raises its own types for missing / corrupt files
-            raise RuntimeError('%s: onnxruntime cannot load it: %s' % (path, e)) from e
+            raise RuntimeError('%s: onnxruntime cannot load it: %s%s' % (path, e, _checkpoint_hint(path))) from e
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(outputs) != 1:
             raise ValueError('%s: expected one input and one output, got %d and %d'
