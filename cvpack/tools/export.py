@@ -279,12 +279,14 @@ def check_export_args(parser, exp_dir, weights, out, suffix, verify=True, allow_
 
 
 def load_or_exit(exp_dir, weights, opts, prog=PROG):
-    """:func:`load_for_export`; a bad exp, config override or weights file ends the tool with one line, exit 2."""
+    """:func:`load_for_export`; a bad exp, config override or weights file ends the tool with one line, exit 2.
+    ValueError too: a network refusing an override its architecture cannot take (``INPUT_SHAPE "[250, 190]"``:
+    "INPUT_SHAPE ... must be 4x OUTPUT_SHAPE") raised it from build_model, a traceback."""
     from ..config import ConfigError
     from ..safe_load import CheckpointError
     try:
         return load_for_export(exp_dir, weights, opts)
-    except (CheckpointError, ConfigError, FileNotFoundError, KeyError, ImportError) as e:
+    except (CheckpointError, ConfigError, FileNotFoundError, KeyError, ImportError, ValueError) as e:
         die('%s: error: %s' % (prog, e.args[0] if isinstance(e, KeyError) and e.args else e))
 
 

@@ -180,6 +180,23 @@ def test_cli_key_without_value_is_one_line(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize('project, name, shape, message', [
+    ('RSN', 'RSN18.coco', '[250, 190]', r'RSN18.coco: INPUT_SHAPE \[250, 190\] must be 4x OUTPUT_SHAPE \[64, 48\]'),
+    ('HSRNet', 'hsrnet59.256x192.coco', '[250, 190]',
+     r'hsrnet59.256x192.coco: HSRNet needs INPUT_SHAPE divisible by 16'),
+])
+def test_cli_override_the_network_refuses_is_one_line(tmp_path, capsys, project, name, shape, message):
+    """A valid-looking INPUT_SHAPE override the network cannot take: build_model's ValueError was a traceback
+    (EXPORT.md promised one line for a bad KEY VALUE); now exit 2, one line, nothing written."""
+    with pytest.raises(SystemExit) as exc:
+        export.main([_exp(project, name), '--random-init', '--out', str(tmp_path / 'x.onnx'), 'MODEL.PRETRAINED', '',
+                     'INPUT_SHAPE', shape])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count('\n') == 1, err
+    assert re.match('python -m cvpack.tools.export: error: ' + message, err), err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_out_in_a_folder_still_to_be_made(tmp_path):
     """--out model_logs/onnx/x.onnx with no such folder yet: accepted (it was refused as 'folder does not exist'; the
     export made it, as it always did) and made only when the file is written."""
