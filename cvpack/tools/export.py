@@ -243,6 +243,12 @@ def main(argv=None):
     args.opts = list(args.opts) + extra
     args.out = check_export_args(parser, args.exp_dir, args.weights, args.out, '.onnx', verify=not args.no_verify,
                                  allow_no_verify=True)
+    if args.exporter == 'dynamo':   # (checked here, not after the model is built: an ImportError traceback)
+        try:
+            _require('onnxscript')
+        except ImportError:
+            parser.error('--exporter dynamo needs the optional package onnxscript (pip install onnxscript); the '
+                         'default --exporter torchscript does not')
     with torch.no_grad():   # (not torch.set_grad_enabled(False): main() is also called in-process)
         return _export_main(args)
 

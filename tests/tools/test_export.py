@@ -255,6 +255,19 @@ def test_cli_missing_onnx_packages_are_one_line_before_loading(tmp_path, monkeyp
     assert list(tmp_path.iterdir()) == []
 
 
+def test_cli_dynamo_without_onnxscript_is_one_line_before_loading(tmp_path, monkeypatch, capsys):
+    """--exporter dynamo without onnxscript: an ImportError traceback once the model was built."""
+    monkeypatch.setattr(export, 'load_for_export', _no_load)
+    monkeypatch.setitem(sys.modules, 'onnxscript', None)
+    with pytest.raises(SystemExit) as exc:
+        export.main([_exp('RSN', 'RSN18.coco'), '--random-init', '--exporter', 'dynamo',
+                     '--out', str(tmp_path / 'x.onnx')])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count('\n') == 1
+    assert 'error: --exporter dynamo needs the optional package onnxscript (pip install onnxscript)' in err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_cli_failed_export_leaves_no_file(tmp_path, monkeypatch):
     """A failure after the exporter started writing: no partial file under --out, no temporary file, and a
     previous export under that name is kept as it was."""
