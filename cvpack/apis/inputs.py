@@ -13,7 +13,8 @@ import cv2
 import numpy as np
 
 from ..data.io import read_image
-from ..data.validate import box_is_degenerate, check_box, identifier, number, numbers, read_json, warn_skipped
+from ..data.validate import (box_is_degenerate, check_box, detection_category, identifier, number, numbers, read_json,
+                             warn_skipped)
 
 __all__ = ['ImageInput', 'load_images', 'DetectionFile', 'image_id_from_name', 'parse_boxes', 'check_color',
            'check_image_id', 'warn_outside']
@@ -185,7 +186,7 @@ class DetectionFile:
         image_id = det.get('image_id')   # null next to a file_name: matched by name only
         if image_id is not None or 'file_name' not in det:
             image_id = check_image_id(image_id, where)
-        if det.get('category_id', 1) != 1:
+        if detection_category(det, where) != 1:
             return
         if 'file_name' in det:
             self.by_name.setdefault(osp.basename(str(det['file_name'])), []).append(entry)

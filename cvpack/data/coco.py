@@ -20,7 +20,8 @@ import numpy as np
 
 from .meta_file import check_meta_against_annotations
 from .transforms import xywh_to_cs_megvii, xywh_to_cs_simple_baselines
-from .validate import box_is_degenerate, check_box, identifier, number, read_json, validate_coco_gt, warn_skipped
+from .validate import (box_is_degenerate, check_box, detection_category, identifier, number, read_json,
+                       validate_coco_gt, warn_skipped)
 
 __all__ = ['load_coco_gt', 'coco_gt_records', 'coco_det_records', 'box_to_cs', 'box_record', 'record_id']
 
@@ -182,8 +183,9 @@ def _emptied(ann_file, total, dropped, missing_example):
 
 
 def _check_det(det, det_file, i):
-    """Fields of detection #i: an int or str image_id, a bbox of 4 finite numbers, a finite numeric score
-    (ValueError). A boolean or float id is refused: ``True`` would match image 1 and ``42.0`` image 42 silently."""
+    """(bbox, score, category id) of detection #i: an int or str image_id, a bbox of 4 finite numbers, a finite
+    numeric score, an int category_id (1 when absent) (ValueError). A boolean or float id is refused: ``True``
+    would match image 1 and ``42.0`` image 42 silently."""
     where = '%s: detection #%d' % (det_file, i)
     if not isinstance(det, dict):
         raise ValueError('%s is a %s, not an object' % (where, type(det).__name__))
@@ -192,7 +194,7 @@ def _check_det(det, det_file, i):
             raise ValueError('%s has no %r' % (where, key))
     identifier(det['image_id'], where, 'image_id')
     where += ' (image id %s)' % (det['image_id'],)
-    return check_box(det['bbox'], where), number(det['score'], where, 'score')
+    return check_box(det['bbox'], where), number(det['score'], where, 'score'), detection_category(det, where)
 
 
 def coco_det_records(det_file, ann_file, image_dir, meta, cs_mode='megvii', aspect_ratio=0.75,
@@ -212,12 +214,13 @@ def coco_det_records(det_file, ann_file, image_dir, meta, cs_mode='megvii', aspe
     if not isinstance(dets, list):
         raise ValueError('%s: expected a list of detections {image_id, category_id, bbox, score}' % det_file)
     counts = dict(unknown_image=0, low_score=0, other_category=0, degenerate_box=0)
-    unknown_ids, degenerate = set(), []
+    unknown_ids, degenerate, other_ids = set(), [], set()
     records = []
     for i, det in enumerate(dets):
-        bbox, score = _check_det(det, det_file, i)
-        if det.get('category_id', 1) != 1:
+        bbox, score, category = _check_det(det, det_file, i)
+        if category != 1:
             counts['other_category'] += 1
+            other_ids.add(category)
             continue
         img = images.get(det['image_id'])
         if img is None:
@@ -240,5 +243,16 @@ def coco_det_records(det_file, ann_file, image_dir, meta, cs_mode='megvii', aspe
     warn_skipped(logger, det_file, 'detections', degenerate, len(degenerate), 'degenerate box: w or h <= 0')
     if stats is not None:
         stats.update(counts)
+    if not dets:   # as pycocotools' empty results: no error, but said (every metric will be 0)
+        logger.warning('%s: the detection file is empty: no person to test, every metric will be 0', det_file)
+    elif not records:
+        # every box dropped (a person category other than 1, another dataset's image ids, a threshold above every
+        # score) gave an empty val set and AP 0 with exit 0; say which filter emptied it, as coco_gt_records does
+        why = [(counts['other_category'], 'by category_id other than 1 (person), found %s' % sorted(other_ids)[:5]),
+               (counts['unknown_image'], 'by image ids not in %s' % ann_file),
+               (counts['low_score'], 'by a score below %g (TEST.DET_SCORE_THRESH)' % score_thresh),
+               (counts['degenerate_box'], 'by a degenerate box (w or h <= 0)')]
+        raise ValueError('%s: 0 of %d detections kept as person boxes (dropped %s)' % (
+            det_file, len(dets), ', '.join('%d %s' % (n, text) for n, text in sorted(why, key=lambda w: -w[0]) if n)))
     return records
 

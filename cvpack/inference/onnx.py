@@ -21,6 +21,20 @@ def _show(dims):
     return str(dims[0]) if len(dims) == 1 else '(%s)' % ', '.join(map(str, dims))
 
 
+def _checkpoint_hint(path):
+    """The hint for a PyTorch checkpoint (a zip archive or a pickle) given where an ONNX file belongs: onnxruntime
+    only says 'Protobuf parsing failed' (the torch backend, given an .onnx file, hints the other way round)."""
+    try:
+        with open(path, 'rb') as f:
+            head = f.read(4)
+    except OSError:
+        return ''
+    if head == b'PK\x03\x04' or head[:1] == b'\x80':
+        return (" (a PyTorch checkpoint, not an ONNX file: load it with backend='torch', or export it first with "
+                "python -m cvpack.tools.export)")
+    return ''
+
+
 class OnnxHeatmapModel:
     """An onnxruntime session with the call contract of a top-down network in eval mode.
 
@@ -54,7 +68,7 @@ class OnnxHeatmapModel:
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=providers or ['CPUExecutionProvider'])
         except Exception as e:   # onnxruntime raises its own types for missing / corrupt files
-            raise RuntimeError('%s: onnxruntime cannot load it: %s' % (path, e)) from e
+            raise RuntimeError('%s: onnxruntime cannot load it: %s%s' % (path, e, _checkpoint_hint(path))) from e
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(outputs) != 1:
             raise ValueError('%s: expected one input and one output, got %d and %d'
@@ -138,7 +152,7 @@ class OnnxHeatmapModel:
         """images: (N, 3, H, W) float tensor or array, normalised as the exp's pipeline does, any memory format.
 
         Returns: heatmaps (N, K, H/4, W/4) float32 CPU tensor on the crop's stride-4 grid, as the torch model.
-        A graph exported with a fixed batch B runs N in chunks of B (the last one zero-padded).
+        A graph exported with a fixed batch B runs N in chunks of B (the last one zero-padded); N may be 0.
         """
         x = images.detach().float().cpu().contiguous().numpy() if torch.is_tensor(images) else \
             np.ascontiguousarray(images, dtype=np.float32)
@@ -152,7 +166,9 @@ class OnnxHeatmapModel:
             out = self.session.run([self.output_name], {self.input_name: x})[0]
         else:
             b, n, parts = self.fixed_batch, x.shape[0], []
-            for i in range(0, n, b):
+            # n = 0 (an image without people): one all-padding batch gives the (0, K, h, w) heatmaps a torch model
+            # and a dynamic-batch file return (the loop below ran no batch: "need at least one array to concatenate")
+            for i in range(0, max(n, 1), b):
                 chunk = x[i:i + b]
                 pad = b - len(chunk)
                 if pad:

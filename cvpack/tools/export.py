@@ -241,15 +241,23 @@ def main(argv=None):
     if bad:
         parser.error('unknown option(s): %s' % ' '.join(bad))
     args.opts = list(args.opts) + extra
-    args.out = check_export_args(parser, args.exp_dir, args.weights, args.out, '.onnx')
+    args.out = check_export_args(parser, args.exp_dir, args.weights, args.out, '.onnx', verify=not args.no_verify,
+                                 allow_no_verify=True)
+    if args.exporter == 'dynamo':   # (checked here, not after the model is built: an ImportError traceback)
+        try:
+            _require('onnxscript')
+        except ImportError:
+            parser.error('--exporter dynamo needs the optional package onnxscript (pip install onnxscript); the '
+                         'default --exporter torchscript does not')
     with torch.no_grad():   # (not torch.set_grad_enabled(False): main() is also called in-process)
         return _export_main(args)
 
 
-def check_export_args(parser, exp_dir, weights, out, suffix):
+def check_export_args(parser, exp_dir, weights, out, suffix, verify=True, allow_no_verify=False):
     """The output path, after the checks that need no model: the exp folder has its config.py and network.py,
-    a local weights file exists, ``out`` (default EXP_DIR/<exp name><suffix>) can be written. Exits 2 otherwise.
-    (Also GCPose's exporter.)"""
+    a local weights file exists, ``out`` (default EXP_DIR/<exp name><suffix>) can be written and is not the
+    weights file, onnx (and onnxruntime when ``verify``) can be imported. Exits 2 otherwise. (Also GCPose's
+    exporter; ``allow_no_verify``: the tool has --no-verify, named in the message.)"""
     from ..safe_load import is_url
     missing = [f for f in ('config.py', 'network.py') if not osp.isfile(osp.join(exp_dir, f))]
     if missing:
@@ -260,18 +268,31 @@ def check_export_args(parser, exp_dir, weights, out, suffix):
     if weights and not is_url(weights) and not osp.isfile(weights):
         parser.error('--weights %s: file not found' % weights)
     try:
-        return check_output_file(out or osp.join(exp_dir, osp.basename(osp.normpath(exp_dir)) + suffix))
+        out = check_output_file(out or osp.join(exp_dir, osp.basename(osp.normpath(exp_dir)) + suffix))
     except UsageError as e:
         parser.error(str(e))
+    # the ONNX file renamed onto the weights it was made from replaced the user's checkpoint, silently
+    if weights and not is_url(weights) and osp.exists(out) and osp.samefile(out, weights):
+        parser.error('--out %s is the --weights file: the export would replace the checkpoint it reads' % out)
+    for module in ('onnx',) + (('onnxruntime',) if verify else ()):   # missing: found after the slow export
+        try:
+            _require(module)
+        except ImportError:
+            parser.error('exporting needs the optional package %s (pip install onnx onnxruntime, or pip install '
+                         '.[export])%s' % (module, '; or skip the check with --no-verify' if module != 'onnx'
+                                           and allow_no_verify else ''))
+    return out
 
 
 def load_or_exit(exp_dir, weights, opts, prog=PROG):
-    """:func:`load_for_export`; a bad exp, config override or weights file ends the tool with one line, exit 2."""
+    """:func:`load_for_export`; a bad exp, config override or weights file ends the tool with one line, exit 2.
+    ValueError too: a network refusing an override its architecture cannot take (``INPUT_SHAPE "[250, 190]"``:
+    "INPUT_SHAPE ... must be 4x OUTPUT_SHAPE") raised it from build_model, a traceback."""
     from ..config import ConfigError
     from ..safe_load import CheckpointError
     try:
         return load_for_export(exp_dir, weights, opts)
-    except (CheckpointError, ConfigError, FileNotFoundError, KeyError, ImportError) as e:
+    except (CheckpointError, ConfigError, FileNotFoundError, KeyError, ImportError, ValueError) as e:
         die('%s: error: %s' % (prog, e.args[0] if isinstance(e, KeyError) and e.args else e))
 
 
@@ -284,7 +305,15 @@ def _export_main(args):
                                                                                  cfg.DATASET.PIPELINE))
     h, w = cfg.INPUT_SHAPE
     with atomic_output(args.out) as tmp:
-        export_onnx(model, tmp, (h, w), args.dynamic_batch, args.exporter, args.batch)
+        try:
+            export_onnx(model, tmp, (h, w), args.dynamic_batch, args.exporter, args.batch)
+        except torch.onnx.OnnxExporterError as e:
+            # a network the exporter cannot express (an op without an ONNX form): one line naming the exp and
+            # the exporter's reason, not 60 lines of exporter internals (the first line is the reason)
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            other = 'dynamo' if args.exporter == 'torchscript' else 'torchscript'
+            die('%s: error: %s: the %s exporter cannot export this network: %s (--exporter %s may; %s not written)'
+                % (PROG, args.exp_dir, args.exporter, reason, other, args.out), code=1)
         write_metadata(tmp, cfg, args.exp_dir)
         ops = onnx_op_counts(tmp)
         if not args.no_verify:

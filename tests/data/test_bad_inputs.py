@@ -221,3 +221,54 @@ def test_image_entry_without_a_file_name_is_named(coco_subset, tmp_path, value):
     dets.write_text(json.dumps([{'image_id': img['id'], 'category_id': 1, 'bbox': [10, 10, 50, 100], 'score': 0.9}]))
     with pytest.raises(ValueError, match=expected):
         coco_det_records(str(dets), str(p), osp.join(coco_subset, 'images/val2017'), COCO)
+
+
+def _det_file(coco_subset, tmp_path, edit=None, every=None):
+    """The shipped detection file under tmp_path, after ``edit(dets)`` (returns the new list, or None: edited in
+    place) and with the fields ``every`` set on every detection."""
+    with open(osp.join(coco_subset, 'det_json/COCO_val2017_detections_AP_H_56_person.json')) as f:
+        dets = json.load(f)
+    if edit is not None:
+        out = edit(dets)
+        dets = dets if out is None else out
+    for det in dets:
+        det.update(every or {})
+    p = tmp_path / 'dets.json'
+    p.write_text(json.dumps(dets))
+    return str(p), len(dets)
+
+
+@pytest.mark.parametrize('field,value,message', [
+    # a str category '1' was "another category" (every box of such a file dropped: AP 0, exit 0); True was person
+    ('category_id', '1', r"category_id is '1' \(str\), not an int category id \(person is 1\)"),
+    ('category_id', True, r'category_id is True \(bool\), not an int category id'),
+    ('category_id', None, r'category_id is None \(NoneType\), not an int category id'),
+    # a JSON integer past the float range: OverflowError naming no file
+    pytest.param('score', 10 ** 400, r'score is an integer past the float range \(1.8e308\), not a finite number',
+                 id='score-10**400'),
+])
+def test_detection_category_and_score_types_are_named(coco_subset, tmp_path, field, value, message):
+    from cvpack.apis.inputs import DetectionFile
+    path, _ = _det_file(coco_subset, tmp_path, lambda d: d[4].__setitem__(field, value))
+    with pytest.raises(ValueError, match=r'dets\.json: detection #4 \(image id \d+\): ' + message):
+        coco_det_records(path, osp.join(coco_subset, VAL_ANN), '', COCO)
+    with pytest.raises(ValueError, match=r'dets\.json: detection #4: ' + message):   # the API's det_json
+        DetectionFile(path)
+
+
+def test_detection_file_keeping_no_box_is_an_error(coco_subset, tmp_path, log_capture):
+    """Every detection of category 0 (a 0-based person label): the val set was empty and test.py scored AP 0 with
+    exit 0, the drop only in an info line. Now the error counts each filter; an empty file is a warning."""
+    ann = osp.join(coco_subset, VAL_ANN)
+    path, n = _det_file(coco_subset, tmp_path, every={'category_id': 0})
+    with pytest.raises(ValueError, match=r'dets\.json: 0 of %d detections kept as person boxes \(dropped %d by '
+                                         r'category_id other than 1 \(person\), found \[0\]\)$' % (n, n)):
+        coco_det_records(path, ann, '', COCO)
+    path, n = _det_file(coco_subset, tmp_path, every={'score': 0.01})
+    with pytest.raises(ValueError, match=r'0 of %d .*dropped %d by a score below 0.5 \(TEST.DET_SCORE_THRESH\)'
+                                         % (n, n)):
+        coco_det_records(path, ann, '', COCO, score_thresh=0.5)
+    path, _ = _det_file(coco_subset, tmp_path, lambda d: [])
+    with log_capture.at_level(logging.WARNING, logger='cvpack.data.coco'):
+        assert coco_det_records(path, ann, '', COCO) == []
+    assert 'dets.json: the detection file is empty: no person to test, every metric will be 0' in log_capture.text

@@ -123,6 +123,9 @@ def test_truncated_gt_and_directories_are_named(tmp_path, gt_path, results_path,
     ('score', '0.9', r"score is '0.9' \(str\), not a number"),
     ('keypoints', False, r'keypoints\[7\] is False \(bool\), not a number'),
     ('category_id', True, r'category_id is True \(bool\), not an int or str id'),
+    # a JSON integer past the float range: OverflowError traceback (exit 1) naming no file before
+    pytest.param('score', 10 ** 400, r'score is an integer past the float range \(1.8e308\), not a finite number',
+                 id='score-10**400'),
 ])
 def test_string_and_boolean_results_are_rejected(tmp_path, gt_path, results_path, capsys, field, value, message):
     """Issue #12: a string keypoint "1" and a boolean score were accepted (numpy/float() converted them)."""
@@ -199,3 +202,14 @@ def test_mpii_valid_json_as_coco_ground_truth_is_one_line_pointing_to_pckh(mpii_
     assert code == 2 and out == '', (code, out, err)
     assert re.fullmatch(r"error: .*valid\.json: a COCO annotation file is a JSON object, got a list \(MPII PCKh of "
                         r"test\.py's results\.json: --pckh\)\n", err), err
+
+
+def test_results_given_as_the_ground_truth_are_named(gt_path, results_path, capsys):
+    """The two files swapped (results first): an AttributeError traceback ('list' object has no attribute 'get'),
+    exit 1, from the area filling that ran before the validation."""
+    code, out, err = _cli([results_path, gt_path], capsys)
+    assert code == 2 and out == ''
+    assert err == 'error: %s: a COCO annotation file is a JSON object, got a list\n' % results_path
+    for dataset in ('CROWDPOSE', 'COCO'):   # with and without the area filling
+        code, _, err = _cli([results_path, gt_path, '--dataset', dataset], capsys)
+        assert code == 2 and 'a COCO annotation file is a JSON object, got a list' in err

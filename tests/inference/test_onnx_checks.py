@@ -61,3 +61,25 @@ def test_symbolic_keypoint_count_is_checked_per_forward(tmp_path):
         model(torch.zeros(1, 3, 256, 192))
     model.check_exp('RSN18.coco', 17, (256, 192))
     assert model(np.zeros((3, 3, 256, 192), np.float32)).shape == (3, 17, 64, 48)
+
+
+def test_empty_batch_gives_empty_heatmaps_for_fixed_and_dynamic_batches(tmp_path):
+    """No crop (an image without people) through a file exported with a fixed batch raised numpy's "need at least
+    one array to concatenate" naming no file; the torch model and a dynamic-batch file return (0, K, h, w)."""
+    for name, shape in (('fixed.onnx', (2, 3, 256, 192)), ('dynamic.onnx', ('N', 3, 256, 192))):
+        out = OnnxHeatmapModel(conv_onnx(tmp_path / name, shape))(torch.zeros(0, 3, 256, 192))
+        assert out.shape == (0, 17, 64, 48) and out.dtype == torch.float32, name
+
+
+def test_a_pytorch_checkpoint_is_named_as_one(tmp_path):
+    """backend='onnxruntime' given the .pth: onnxruntime's 'Protobuf parsing failed' alone; now the hint to use
+    backend='torch' or to export it. A damaged ONNX file gets no such hint."""
+    torch.save({'model': {'w': torch.zeros(2)}}, tmp_path / 'w.pth')
+    with pytest.raises(RuntimeError, match=r"w.pth: onnxruntime cannot load it: .*\(a PyTorch checkpoint, not an ONNX "
+                                           r"file: load it with backend='torch', or export it first"):
+        OnnxHeatmapModel(tmp_path / 'w.pth')
+    cut = tmp_path / 'cut.onnx'
+    cut.write_bytes(open(conv_onnx(tmp_path / 'm.onnx'), 'rb').read()[:200])
+    with pytest.raises(RuntimeError, match='cut.onnx: onnxruntime cannot load it') as exc:
+        OnnxHeatmapModel(cut)
+    assert 'PyTorch' not in str(exc.value)

@@ -180,6 +180,23 @@ def test_cli_key_without_value_is_one_line(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize('project, name, shape, message', [
+    ('RSN', 'RSN18.coco', '[250, 190]', r'RSN18.coco: INPUT_SHAPE \[250, 190\] must be 4x OUTPUT_SHAPE \[64, 48\]'),
+    ('HSRNet', 'hsrnet59.256x192.coco', '[250, 190]',
+     r'hsrnet59.256x192.coco: HSRNet needs INPUT_SHAPE divisible by 16'),
+])
+def test_cli_override_the_network_refuses_is_one_line(tmp_path, capsys, project, name, shape, message):
+    """A valid-looking INPUT_SHAPE override the network cannot take: build_model's ValueError was a traceback
+    (EXPORT.md promised one line for a bad KEY VALUE); now exit 2, one line, nothing written."""
+    with pytest.raises(SystemExit) as exc:
+        export.main([_exp(project, name), '--random-init', '--out', str(tmp_path / 'x.onnx'), 'MODEL.PRETRAINED', '',
+                     'INPUT_SHAPE', shape])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count('\n') == 1, err
+    assert re.match('python -m cvpack.tools.export: error: ' + message, err), err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_out_in_a_folder_still_to_be_made(tmp_path):
     """--out model_logs/onnx/x.onnx with no such folder yet: accepted (it was refused as 'folder does not exist'; the
     export made it, as it always did) and made only when the file is written."""
@@ -204,6 +221,53 @@ def test_cli_unwritable_out_folder_is_refused(tmp_path, monkeypatch, capsys):
     assert 'cannot write in folder %s (Permission denied)' % tmp_path in capsys.readouterr().err
 
 
+def test_cli_out_that_is_the_weights_file_is_refused(tmp_path, monkeypatch, capsys):
+    """--out naming the --weights file (directly or through a link): the ONNX file was renamed onto the
+    checkpoint it was exported from, replacing it without a word."""
+    monkeypatch.setattr(export, 'load_for_export', _no_load)
+    weights = tmp_path / 'w.pth'
+    weights.write_bytes(b'the checkpoint')
+    (tmp_path / 'link.pth').symlink_to(weights)
+    for out in (weights, tmp_path / 'link.pth'):
+        with pytest.raises(SystemExit) as exc:
+            export.main([_exp('RSN', 'RSN18.coco'), '--weights', str(weights), '--out', str(out)])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and err.count('\n') == 1
+        assert 'error: --out %s is the --weights file: the export would replace the checkpoint it reads' % out in err
+    assert weights.read_bytes() == b'the checkpoint'
+
+
+def test_cli_missing_onnx_packages_are_one_line_before_loading(tmp_path, monkeypatch, capsys):
+    """Without onnxruntime the export ran, then its check raised an ImportError traceback naming the temporary
+    file (.x.tmp-PID.onnx); now exit 2 before the model is built, naming the package (and --no-verify)."""
+    monkeypatch.setattr(export, 'load_for_export', _no_load)
+    monkeypatch.setitem(sys.modules, 'onnxruntime', None)     # import onnxruntime -> ImportError
+    argv = [_exp('RSN', 'RSN18.coco'), '--random-init', '--out', str(tmp_path / 'x.onnx')]
+    with pytest.raises(SystemExit) as exc:
+        export.main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count('\n') == 1 and 'tmp-' not in err
+    assert 'error: exporting needs the optional package onnxruntime' in err and '--no-verify' in err
+    monkeypatch.setitem(sys.modules, 'onnx', None)
+    with pytest.raises(SystemExit) as exc:
+        export.main(argv + ['--no-verify'])
+    assert exc.value.code == 2 and 'error: exporting needs the optional package onnx ' in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_dynamo_without_onnxscript_is_one_line_before_loading(tmp_path, monkeypatch, capsys):
+    """--exporter dynamo without onnxscript: an ImportError traceback once the model was built."""
+    monkeypatch.setattr(export, 'load_for_export', _no_load)
+    monkeypatch.setitem(sys.modules, 'onnxscript', None)
+    with pytest.raises(SystemExit) as exc:
+        export.main([_exp('RSN', 'RSN18.coco'), '--random-init', '--exporter', 'dynamo',
+                     '--out', str(tmp_path / 'x.onnx')])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count('\n') == 1
+    assert 'error: --exporter dynamo needs the optional package onnxscript (pip install onnxscript)' in err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_cli_failed_export_leaves_no_file(tmp_path, monkeypatch):
     """A failure after the exporter started writing: no partial file under --out, no temporary file, and a
     previous export under that name is kept as it was."""
@@ -226,6 +290,52 @@ def test_cli_failed_export_leaves_no_file(tmp_path, monkeypatch):
         export.main([exp_dir, '--weights', str(weights), '--out', str(out)] + SMALL)
     assert out.read_bytes() == b'previous export'
     assert sorted(p.name for p in tmp_path.iterdir()) == ['rsn.onnx', 'w.pth']
+
+
+class _FFTNet(torch.nn.Module):
+    """A top-down network with an op the ONNX exporters have no form for (aten::fft_fft2 at opset 17)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 17, 4, stride=4)
+
+    def forward(self, x):
+        return torch.fft.ifft2(torch.fft.fft2(self.conv(x))).real
+
+
+def test_cli_network_the_exporter_cannot_export_is_one_line(tmp_path, monkeypatch, capsys):
+    """An exp whose network has an op without an ONNX form: a 60-line UnsupportedOperatorError traceback from the
+    exporter's internals; now one line naming the exp, the exporter and the op, exit 1, no file."""
+    exp_dir = _exp('RSN', 'RSN18.coco')
+    cfg, _ = export.load_for_export(exp_dir, None, SMALL)
+    monkeypatch.setattr(export, 'load_for_export', lambda *args: (cfg, _FFTNet().eval()))
+    out = tmp_path / 'fft.onnx'
+    with pytest.raises(SystemExit) as exc:
+        export.main([exp_dir, '--random-init', '--out', str(out)] + SMALL)
+    err = capsys.readouterr().err
+    assert exc.value.code == 1 and err.count('\n') == 1, err
+    assert err.startswith('python -m cvpack.tools.export: error: %s: the torchscript exporter cannot export this '
+                          "network: Exporting the operator 'aten::fft_fft2' to ONNX opset version 17 is not "
+                          'supported' % exp_dir), err
+    assert '(--exporter dynamo may; %s not written)' % out in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_verification_failure_fails_the_export(tmp_path, monkeypatch, capsys):
+    """onnxruntime's heatmaps off the eager model's by more than TOLERANCE (simulated: +0.5, NaN): exit 1 naming
+    the difference, no file written, an earlier file of that name kept."""
+    exp_dir = _exp('RSN', 'RSN18.coco')
+    out = tmp_path / 'rsn.onnx'
+    out.write_bytes(b'previous export')
+    forward = OnnxHeatmapModel.forward
+    for offset, shown in ((0.5, 'by 0.5 '), (float('nan'), 'by nan ')):
+        monkeypatch.setattr(OnnxHeatmapModel, 'forward', lambda self, x, d=offset: forward(self, x) + d)
+        with pytest.raises(SystemExit) as exc:
+            export.main([exp_dir, '--random-init', '--out', str(out)] + SMALL)
+        err = capsys.readouterr().err
+        assert exc.value.code == 1 and err.count('\n') == 1
+        assert 'error: %s not written: heatmaps differ from the eager model %s' % (out, shown) in err, err
+        assert out.read_bytes() == b'previous export' and [p.name for p in tmp_path.iterdir()] == ['rsn.onnx']
 
 
 def test_cli_random_init_is_explicit_and_verified(tmp_path, capsys):
