@@ -98,6 +98,9 @@ def base_config(exp_dir):
     cfg.SOLVER.REFERENCE_WORLD_SIZE = None
     cfg.SOLVER.SCALE_WARMUP = True     # scale WARMUP_ITERS with R / W too (the original did not:
                                        # docs/reference/defects.md R#22)
+    # How scaled iteration counts become integers: 'round' = int(round(x * R / W)) (Detectron2's auto-scaling);
+    # 'floor' = int(x * R / W), the Megvii train.py's int(x * 8 / num_gpu) (docs/reference/defects.md F#5)
+    cfg.SOLVER.SCALE_ROUNDING = 'round'
     # Epoch-based presets (Simple Baselines) set EPOCHS: MAX_ITER, STEPS, WARMUP_ITERS and CHECKPOINT_PERIOD
     # are then derived from len(train set), IMS_PER_GPU and the world size (cvpack.solver.resolve_solver).
     cfg.SOLVER.EPOCHS = None

@@ -62,6 +62,7 @@ def megvii_config(exp_dir, dataset='COCO'):
     cfg.MODEL.OUTPUT_NUM = cfg.DATASET.KEYPOINT.NUM
 
     cfg.SOLVER.REFERENCE_WORLD_SIZE = 8   # the original's implicit 8-GPU scaling, made explicit
+    cfg.SOLVER.SCALE_ROUNDING = 'floor'   # ... with its int(x * 8 / num_gpu) (docs/reference/defects.md F#5)
     if not coco:
         cfg.SOLVER.CHECKPOINT_PERIOD = 1600
         cfg.SOLVER.MAX_ITER = 28800

@@ -213,6 +213,7 @@ SCHEMA = {
     'SOLVER.STEPS': Seq(Int(ge=0)),
     'SOLVER.REFERENCE_WORLD_SIZE': Int(ge=1, none=True),
     'SOLVER.SCALE_WARMUP': Bool(),
+    'SOLVER.SCALE_ROUNDING': Choice('round', 'floor'),
     'SOLVER.EPOCHS': Int(ge=1, none=True),
     'SOLVER.STEP_EPOCHS': Seq(Float(ge=0), none=True),
     'SOLVER.WARMUP_EPOCHS': Float(ge=0, none=True),

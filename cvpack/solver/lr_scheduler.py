@@ -81,6 +81,8 @@ def resolve_solver(solver, world_size, dataset_len=None):
     * Iteration-based (the Megvii presets): with ``REFERENCE_WORLD_SIZE = R`` and W processes the LR is
       ``BASE_LR * W`` and MAX_ITER, CHECKPOINT_PERIOD, WARMUP_ITERS and STEPS are multiplied by ``R / W``
       (the original scaled all but the warm-up, docs/reference/defects.md R#22; ``SCALE_WARMUP=False`` restores that).
+      ``SCALE_ROUNDING``: 'round' ``int(round(x * R / W))`` (default), 'floor' ``int(x * R / W)`` (the Megvii
+      preset: the original's ``int(x * 8 / num_gpu)``, x * 8 first, docs/reference/defects.md F#5).
       ``R = None`` disables scaling.
     * Epoch-based (``SOLVER.EPOCHS`` set and not None): iteration counts come from epochs and the dataset
       length, which already accounts for W; the LR is ``BASE_LR * W`` only when R is set.
@@ -91,11 +93,18 @@ def resolve_solver(solver, world_size, dataset_len=None):
     if solver.EPOCHS is not None:
         out.update(_epoch_based(solver, world_size, dataset_len))
     elif ref:
+        rounding = solver.get('SCALE_ROUNDING', 'round')
+        if rounding not in ('round', 'floor'):
+            raise ValueError("SOLVER.SCALE_ROUNDING must be 'round' or 'floor', got %r" % (rounding,))
         ratio = float(ref) / world_size
+
+        def scale(v):   # 'floor': x * R first, then / W, in the original's order of operations
+            return int(v * ref / world_size) if rounding == 'floor' else int(round(v * ratio))
+
         scaled = ('MAX_ITER', 'CHECKPOINT_PERIOD') + (('WARMUP_ITERS',) if solver.SCALE_WARMUP else ())
         for key in scaled:
-            out[key] = int(round(solver[key] * ratio))
-        out['STEPS'] = [int(round(s * ratio)) for s in solver.STEPS]
+            out[key] = scale(solver[key])
+        out['STEPS'] = [scale(s) for s in solver.STEPS]
     out['CHECKPOINT_PERIOD'] = max(1, int(out['CHECKPOINT_PERIOD']))
     return _Attr(out)
 

@@ -86,6 +86,21 @@ def test_reference_world_size_scaling():
     assert s.MAX_ITER == 96000   # the config itself is not changed
 
 
+def test_megvii_preset_scales_iterations_as_the_original_train_py(tmp_path):
+    # the original's train.py: CHECKPOINT_PERIOD and MAX_ITER = int(x * 8 / num_gpu) (truncated, not rounded)
+    from cvpack.config.megvii import megvii_config
+    for dataset in ('COCO', 'MPII'):
+        s = megvii_config(str(tmp_path), dataset=dataset).SOLVER
+        assert s.SCALE_ROUNDING == 'floor'
+        for w in (1, 2, 3, 4, 6, 7, 8, 13):
+            r = resolve_solver(s, w)
+            assert (r.MAX_ITER, r.CHECKPOINT_PERIOD) == (int(s.MAX_ITER * 8 / w), int(s.CHECKPOINT_PERIOD * 8 / w))
+    s = megvii_config(str(tmp_path), dataset='COCO').SOLVER
+    assert resolve_solver(s, 7).CHECKPOINT_PERIOD == 2742           # 2400 * 8 / 7 = 2742.86 (rounding gave 2743)
+    assert resolve_solver(s, 3).MAX_ITER == 256000                  # 96000 * 8 / 3, exact
+    assert resolve_solver(_solver(MAX_ITER=2400, REFERENCE_WORLD_SIZE=8), 7).MAX_ITER == 2743   # default 'round'
+
+
 def test_epoch_based_conversion():
     s = _solver(EPOCHS=3, STEP_EPOCHS=(2,), IMS_PER_GPU=4, WARMUP_ITERS=0, LR_SCHEDULER='multistep')
     r = resolve_solver(s, 2, dataset_len=50)          # ceil(50 / 8) = 7 iterations per epoch
