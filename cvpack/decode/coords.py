@@ -18,7 +18,9 @@ def _frames(coords, center, scale, input_hw, pixel_std):
     if coords.ndim != 3 or coords.shape[-1] != 2 or center.shape[0] != coords.shape[0]:
         raise ValueError('expected coords (N, K, 2) with center/scale (N, 2); got %s, %s, %s'
                          % (coords.shape, center.shape, scale.shape))
-    box = scale * float(pixel_std)                        # crop size in image pixels (w, h)
+    # crop size in image pixels (w, h), rounded to float32 as both originals do: Megvii's get_results multiplies the
+    # dataset's float32 scales by 200 in place, Simple Baselines' get_affine_transform its float32 meta scale
+    box = (scale.astype(np.float32) * np.float32(pixel_std)).astype(np.float64)
     size = np.array([input_hw[1], input_hw[0]], dtype=np.float64)  # input (W, H)
     return coords, center, box, size
 
@@ -33,12 +35,12 @@ def to_image_coords(coords, center, scale, input_hw, pixel_std=200):
         input_hw: (H, W) of the network input.
 
     Returns:
-        (N, K, 2) float64 image pixels: ``center + (u / W - 0.5, v / H - 0.5) * scale * pixel_std``
-        (the Megvii ``get_results`` formula, ``docs/reference/rsn_mspn.md`` §5.3; equal to Simple Baselines'
-        ``transform_preds`` for a rotation-free crop).
+        (N, K, 2) float64 image pixels: ``u / W * box + center - box / 2`` with ``box = scale * pixel_std`` in
+        float32 (the Megvii ``get_results`` formula and order of operations, bit for bit,
+        ``docs/reference/rsn_mspn.md`` §5.3; equal to Simple Baselines' ``transform_preds`` for a rotation-free crop).
     """
     coords, center, box, size = _frames(coords, center, scale, input_hw, pixel_std)
-    return center + (coords / size - 0.5) * box
+    return coords / size * box + center - box * 0.5
 
 
 def to_input_coords(coords, center, scale, input_hw, pixel_std=200):

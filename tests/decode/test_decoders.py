@@ -130,6 +130,22 @@ def test_image_coords_round_trip():
     np.testing.assert_allclose(corner[0, 1], center[0])
 
 
+def test_image_coords_are_get_results_bit_for_bit():
+    # get_results: scales (float32, from the dataset) *= 200 in place, then x / W_in * scale + cx - scale * 0.5 in
+    # float64 (docs/reference/rsn_mspn.md §5.3); a float64 box differed by up to ~1.5e-5 px
+    rng = np.random.default_rng(1)
+    coords = rng.random((64, 17, 2)) * [192, 256]
+    center = (rng.random((64, 2)) * 640).astype(np.float32)
+    scale = (rng.random((64, 2)) * 3 + 0.2).astype(np.float32)
+    box = scale.copy()
+    box *= 200
+    want = np.empty_like(coords)
+    for i in range(64):
+        want[i, :, 0] = coords[i, :, 0] / 192 * box[i][0] + center[i][0] - box[i][0] * 0.5
+        want[i, :, 1] = coords[i, :, 1] / 256 * box[i][1] + center[i][1] - box[i][1] * 0.5
+    np.testing.assert_array_equal(to_image_coords(coords, center, scale, (256, 192)), want)
+
+
 def test_megvii_local_path_matches_reference_on_ties():
     """The local path (float64 blur of a region around the peak, cvpack.decode.megvii) must equal the
     per-joint original, ties included."""
