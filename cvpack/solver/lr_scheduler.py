@@ -93,9 +93,7 @@ def resolve_solver(solver, world_size, dataset_len=None):
     if solver.EPOCHS is not None:
         out.update(_epoch_based(solver, world_size, dataset_len))
     elif ref:
-        rounding = solver.get('SCALE_ROUNDING', 'round')
-        if rounding not in ('round', 'floor'):
-            raise ValueError("SOLVER.SCALE_ROUNDING must be 'round' or 'floor', got %r" % (rounding,))
+        rounding = solver.SCALE_ROUNDING   # 'round' | 'floor' (the schema checks it)
         ratio = float(ref) / world_size
 
         def scale(v):   # 'floor': x * R first, then / W, in the original's order of operations
