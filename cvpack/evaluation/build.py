@@ -143,10 +143,10 @@ class MpiiEvaluator:
         """Read and validate the PCKh ground truth as :meth:`__call__` does (errors name the file, entry, field; the
         records scored, TEST.MAX_IMAGES's, must include one with a head segment). With TEST.PCKH_GT, it must hold
         VAL_ANN's records in VAL_ANN's order; head segments instead of head boxes are warned."""
-        check_pckh_gt(self.pckh_path, self.records)
+        gt = check_pckh_gt(self.pckh_path, self.records)   # each file read once at start-up
         if self.pckh_path != self.gt_path:
-            check_same_records(self.gt_path, self.pckh_path)
-        warn_if_head_segments(self.pckh_path)
+            check_same_records(self.gt_path, self.pckh_path, gt)
+        warn_if_head_segments(self.pckh_path, gt)
 
     def __call__(self, instances, output_dir):
         missing = [n for n, i in enumerate(instances) if 'index' not in i]

@@ -181,13 +181,18 @@ def format_pckh(table, title=None):
     return '\n'.join(([title] if title else []) + [head, vals] + _skipped_line(table))
 
 
+def _first_ten(ids):
+    """'3, 7, 9' or '0, 1, ..., 9 ...': the record indices a message names."""
+    ids = list(ids)
+    return ', '.join(str(i) for i in ids[:10]) + (' ...' if len(ids) > 10 else '')
+
+
 def _skipped_line(table):
     skipped = table.get('skipped_records') or []
     if not skipped:
         return []
     return ['%d of %d records left out: no head segment (head top or upper neck not labelled, no head boxes): '
-            'records %s%s' % (len(skipped), table['records'], ', '.join(str(i) for i in skipped[:10]),
-                              ' ...' if len(skipped) > 10 else '')]
+            'records %s' % (len(skipped), table['records'], _first_ten(skipped))]
 
 
 def evaluate_pckh(preds, gt_path, records=None):
@@ -225,10 +230,13 @@ def _records_scored(gt, gt_path, records):
 def check_pckh_gt(gt_path, records=None):
     """Validate ``gt_path`` as :func:`evaluate_pckh` reads it, before any prediction (the evaluator's
     ``check_ground_truth``): errors name the file, record and field; the records scored (``records``) must be
-    indices of the file, and one of them at least must have a head segment (else there would be no table)."""
-    gt, ids = _records_scored(load_mpii_gt(gt_path), gt_path, records)
+    indices of the file, and one of them at least must have a head segment (else there would be no table).
+    Returns the whole file as :func:`load_mpii_gt` reads it (the evaluator's other checks use it)."""
+    whole = load_mpii_gt(gt_path)
+    gt, ids = _records_scored(whole, gt_path, records)
     if len(ids) and not np.isfinite(gt['head_sizes']).any():
         _none_scored(len(ids), gt_path)
+    return whole
 
 
 def _none_scored(total, gt_path):
@@ -244,17 +252,18 @@ def _check_skipped(skipped, total, gt_path):
     if len(skipped) == total:
         _none_scored(total, gt_path)
     logger.warning('%s: %d of the %d records scored have no head segment (head top or upper neck not labelled) and '
-                   'are left out of PCKh: records %s%s; head boxes (a "headbox" per record, or gt_valid.mat) score '
-                   'them', gt_path, len(skipped), total, ', '.join(str(i) for i in skipped[:10]),
-                   ' ...' if len(skipped) > 10 else '')
+                   'are left out of PCKh: records %s; head boxes (a "headbox" per record, or gt_valid.mat) score '
+                   'them', gt_path, len(skipped), total, _first_ten(skipped))
 
 
-def check_same_records(records_path, pckh_path, tol=1.0):
-    """``pckh_path`` (TEST.PCKH_GT, gt_valid.mat) must hold the records of ``records_path`` (VAL_ANN: the order
-    test.py predicts in) in the same order, else each prediction would be scored against another person: another
-    record count is an error; joints labelled in both that differ by more than ``tol`` px are an error when most
-    records differ (another file or order), else a warning naming them (an annotation edited in one file only)."""
-    mine, theirs = load_mpii_gt(records_path), load_mpii_gt(pckh_path)
+def check_same_records(records_path, pckh_path, pckh_gt=None, tol=1.0):
+    """``pckh_path`` (TEST.PCKH_GT, gt_valid.mat; ``pckh_gt``: that file as already read) must hold the records of
+    ``records_path`` (VAL_ANN: the order test.py predicts in) in the same order, else each prediction would be
+    scored against another person: another record count is an error; joints labelled in both that differ by more
+    than ``tol`` px are an error when most records differ (another file or order), else a warning naming them (an
+    annotation edited in one file only)."""
+    mine = load_mpii_gt(records_path)
+    theirs = pckh_gt if pckh_gt is not None else load_mpii_gt(pckh_path)
     if len(mine['joints']) != len(theirs['joints']):
         raise ValueError('TEST.PCKH_GT %s has %d records, DATASET.VAL_ANN %s %d: PCKh needs the same records in the '
                          'same order' % (pckh_path, len(theirs['joints']), records_path, len(mine['joints'])))
@@ -264,17 +273,17 @@ def check_same_records(records_path, pckh_path, tol=1.0):
     if not len(differ):
         return
     text = ('%d of the %d records of DATASET.VAL_ANN %s have joints more than %g px from those of TEST.PCKH_GT %s '
-            '(records %s%s)' % (len(differ), len(far), records_path, tol, pckh_path,
-                                ', '.join(str(i) for i in differ[:10]), ' ...' if len(differ) > 10 else ''))
+            '(records %s)' % (len(differ), len(far), records_path, tol, pckh_path, _first_ten(differ.tolist())))
     if 2 * len(differ) > len(far):
         raise ValueError(text + ': not the same records in the same order')
     logger.warning('%s: those records are scored against TEST.PCKH_GT\'s joints', text)
 
 
-def warn_if_head_segments(path):
-    """A warning when ``path`` has no head boxes: PCKh is then normalised by head segments, which is not the MPII
-    protocol (head boxes, docs/reference/rsn_mspn.md), so its numbers are not comparable with published ones."""
-    if load_mpii_gt(path)['head_source'] == 'head_segment':
+def warn_if_head_segments(path, gt=None):
+    """A warning when ``path`` (``gt``: that file as already read) has no head boxes: PCKh is then normalised by
+    head segments, which is not the MPII protocol (head boxes, docs/reference/rsn_mspn.md), so its numbers are not
+    comparable with published ones."""
+    if (gt if gt is not None else load_mpii_gt(path))['head_source'] == 'head_segment':
         logger.warning('%s has no head boxes: PCKh is normalised by each person\'s head segment (head top to upper '
                        'neck), not by the MPII protocol\'s head boxes, so it is not comparable with published PCKh; '
                        'set TEST.PCKH_GT to gt_valid.mat (below DATASET.ROOT) for the protocol', path)

@@ -26,7 +26,7 @@ import os.path as osp
 import numpy as np
 import torch
 
-from ._cli import OneLineParser, UsageError, atomic_output, check_output_file, die, positive_int
+from ._cli import OneLineParser, UsageError, atomic_output, check_exp_dir, check_output_file, die, positive_int
 
 __all__ = ['export_onnx', 'fold_sequential_bn', 'bn_nodes_to_affine', 'verify_onnx', 'load_for_export',
            'onnx_op_counts', 'write_metadata', 'check_export_args', 'load_or_exit', 'main']
@@ -259,10 +259,10 @@ def check_export_args(parser, exp_dir, weights, out, suffix, verify=True, allow_
     weights file, onnx (and onnxruntime when ``verify``) can be imported. Exits 2 otherwise. (Also GCPose's
     exporter; ``allow_no_verify``: the tool has --no-verify, named in the message.)"""
     from ..safe_load import is_url
-    missing = [f for f in ('config.py', 'network.py') if not osp.isfile(osp.join(exp_dir, f))]
-    if missing:
-        parser.error('%s: not an exp folder (no %s)' % (exp_dir, ' or '.join(missing)) if osp.isdir(exp_dir)
-                     else 'exp folder not found: %s' % exp_dir)
+    try:
+        check_exp_dir(exp_dir)
+    except UsageError as e:
+        parser.error(str(e))
     if weights is not None and not weights.strip():   # ('' would mean the random init again, silently)
         parser.error('--weights is empty: give a weights file or URL, or --random-init')
     if weights and not is_url(weights) and not osp.isfile(weights):
