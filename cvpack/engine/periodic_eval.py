@@ -35,10 +35,16 @@ EVAL_DIR = 'eval'
 DEFAULT_BEST = ('AP', 'Mean')
 
 
-def numeric_metrics(metrics):
-    """The scalar numbers of an evaluator's result (tables may also hold strings or lists)."""
+def numeric_metrics(metrics, names=None):
+    """The scalar numbers of an evaluator's result (tables may also hold strings or lists); with ``names`` (an
+    evaluator's :class:`MetricNames`), only those: a table's counts (PCKh's ``records``) are not metrics."""
     return {k: float(v) for k, v in (metrics or {}).items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and (names is None or k in names)}
+
+
+def declared_metric_names(evaluator):
+    """``evaluator.metric_names()`` as a set when it declares them (:class:`MetricNames`), else None."""
+    return set(evaluator.metric_names()) if isinstance(evaluator, MetricNames) else None
 
 
 def _beats(value, best):
@@ -273,7 +279,7 @@ class PeriodicEvaluator:
             if self.ctx.is_main:
                 try:
                     os.makedirs(out_dir, exist_ok=True)
-                    result = numeric_metrics(evaluator(instances, out_dir))
+                    result = numeric_metrics(evaluator(instances, out_dir), declared_metric_names(evaluator))
                     metric = choose_best_metric(self.metric, result)
                 except Exception as exc:   # raised below on every rank together
                     error = exc

@@ -230,8 +230,10 @@ def restrict_evaluator(evaluator, dataset):
 
 
 def _log_summary(metrics, path, log):
-    """One line with every numeric metric (the evaluator logs its own table) and where they were written."""
-    nums = ', '.join('%s %.4f' % (k, v) for k, v in metrics.items() if isinstance(v, (int, float)))
+    """One line with every number of the result (the evaluator logs its own table) and where they were written:
+    metrics with 4 decimals, counts (PCKh's ``records``, ``records_skipped``) as integers."""
+    nums = ', '.join(('%s %d' if isinstance(v, int) else '%s %.4f') % (k, v) for k, v in metrics.items()
+                     if isinstance(v, (int, float)) and not isinstance(v, bool))
     log.info('metrics: %s (written to %s)', nums, path)
 
 

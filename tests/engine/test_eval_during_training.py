@@ -295,3 +295,47 @@ def test_a_nan_best_from_an_older_checkpoint_is_beaten_by_any_finite_value():
     assert _beats(0.1, {'value': float('nan')}) and _beats(0.1, None) and _beats(0.3, {'value': 0.2})
     assert not _beats(float('nan'), None) and not _beats(float('inf'), {'value': 0.2})
     assert not _beats(0.2, {'value': 0.3}) and not _beats(float('nan'), {'value': float('nan')})
+
+
+def test_table_counts_are_not_metrics(toy, toy_exp):
+    """An evaluator declaring its metrics (MetricNames) whose table also counts records (PCKh's ``records``,
+    ``records_skipped``): the counts went into metrics.jsonl and the 'eval at iteration' line as metrics
+    ('records 5.0000'). Only the declared names are metrics now."""
+    from cvpack.engine import train_main
+
+    class Counting:
+        def metric_names(self):
+            return ['quality']
+
+        def __call__(self, instances, output_dir):
+            return {'quality': 0.5, 'records': 5, 'records_skipped': 1, 'head_source': 'head_segment'}
+
+    exp, cfg = toy_exp
+    out = osp.join(exp, 'out-counts')
+    train_main(cfg, toy.build_model, argv=['OUTPUT_DIR', out, 'TENSORBOARD_DIR', 'None', 'SOLVER.CHECKPOINT_PERIOD',
+                                           '2', 'TEST.EVAL_PERIOD', '2', 'TEST.BEST_METRIC', 'quality'],
+               dataset_builder=toy.dataset_builder, collate_fn=toy.collate, predictor_builder=toy.predictor_builder,
+               evaluator_builder=lambda cfg: Counting())
+    assert _jsonl(osp.join(out, 'metrics.jsonl')) == [{'iteration': 2, 'quality': 0.5},
+                                                      {'iteration': 4, 'quality': 0.5}]
+    log = open(osp.join(out, 'log.txt')).read()
+    assert 'eval at iteration 2: quality 0.5000; best quality 0.5000 (iteration 2)' in log and 'records' not in log
+
+
+def test_test_summary_prints_counts_as_integers():
+    """test.py's metric line: PCKh's record counts printed as 'records 5.0000'; now integers, metrics 4 decimals."""
+    import logging
+
+    from cvpack.engine.tester import _log_summary
+    lines = []
+
+    class Grab(logging.Handler):
+        def emit(self, record):
+            lines.append(record.getMessage())
+
+    log = logging.getLogger('test_summary_counts')
+    log.addHandler(Grab())
+    log.setLevel(logging.INFO)
+    _log_summary({'Mean': 0.9, 'Mean@0.1': 0.25, 'records': 5, 'records_skipped': 1, 'head_source': 'x',
+                  'per_joint': [1.0], 'flag': True}, 'm.json', log)
+    assert lines == ['metrics: Mean 0.9000, Mean@0.1 0.2500, records 5, records_skipped 1 (written to m.json)']
