@@ -26,6 +26,11 @@ def main(argv=None):
                         help="MPII PCKh of test.py's MPII results.json against valid.json or gt_valid.mat")
     args = parser.parse_args(argv)
     if args.pckh:
+        if args.meta_file or (args.dataset is not None and args.dataset.upper() != 'MPII'):
+            # PCKh here is MPII's 16 joints, head and parts (pckh.py): another dataset's joints would be mislabelled
+            parser.error('--pckh scores MPII (16 joints) only; it takes no --meta-file and no --dataset other '
+                         'than MPII (got %s)' % ('--meta-file %s' % args.meta_file if args.meta_file
+                                                 else '--dataset %s' % args.dataset))
         return _pckh_main(args)
     try:
         meta = load_meta_file(args.meta_file) if args.meta_file else \

@@ -297,3 +297,17 @@ def test_pckh_gt_must_hold_the_records_of_val_ann_in_order(tmp_path, valid_json,
     with log_capture.at_level('WARNING', logger='cvpack'):
         _mpii_evaluator(tmp_path, 'edit.mat').check_ground_truth()
     assert re.search(r'1 of the 5 records .* \(records 3\): those records are scored against', log_capture.text)
+
+
+@pytest.mark.parametrize('extra', [['--dataset', 'COCO'], ['--meta-file', 'my_meta.json']])
+def test_pckh_flag_refuses_another_dataset(extra, valid_json, capsys):
+    """``--pckh --dataset COCO`` / ``--meta-file F`` were ignored: MPII's 16-joint PCKh was printed as if it were
+    the other dataset's. Now a usage error (exit 2) before any file is read; ``--dataset MPII`` stays accepted."""
+    from cvpack.evaluation.__main__ import main
+    with pytest.raises(SystemExit) as exc:
+        main([valid_json, 'results.json', '--pckh'] + extra)
+    assert exc.value.code == 2
+    assert '--pckh scores MPII (16 joints) only; it takes no --meta-file and no --dataset other than MPII (got %s)' \
+        % ' '.join(extra) in capsys.readouterr().err
+    assert main([valid_json, 'missing.json', '--pckh', '--dataset', 'mpii']) == 2          # read, and not found
+    assert 'missing.json' in capsys.readouterr().err
