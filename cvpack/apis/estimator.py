@@ -89,14 +89,14 @@ def _build_model(exp_dir, weights, opts, device):
     return cfg, model.to(device).eval()
 
 
-def _onnx_model(exp_dir, path, opts):
+def _onnx_model(exp_dir, path, opts, device):
     """(cfg, :class:`OnnxHeatmapModel`) of an exported file: the config settings of the weights it was exported
     from (its metadata) are applied to the exp's cfg, and a file whose keypoint count or input size differ from
     the exp's is refused (another exp's export would be decoded with the wrong skeleton or crop)."""
     from ..exp import load_exp
     from ..inference.onnx import OnnxHeatmapModel
     from ..weights import apply_overrides
-    model = OnnxHeatmapModel(path)
+    model = OnnxHeatmapModel(path, device=device)
     cfg = apply_overrides(load_exp(exp_dir, opts, build=False)[0], model.cfg_overrides, path, logger)
     if cfg.DATASET.PIPELINE not in TOP_DOWN_PIPELINES:
         raise ValueError('%s: backend onnxruntime runs top-down exps; %s is a whole-image model' % (path, exp_dir))
@@ -149,7 +149,7 @@ class PoseEstimator:
         if backend == 'onnxruntime':
             if not weights or model is not None:
                 raise ValueError("backend='onnxruntime' needs weights=<the exported .onnx file> (and no model=)")
-            self.cfg, self.model = _onnx_model(exp_dir, weights, opts)
+            self.cfg, self.model = _onnx_model(exp_dir, weights, opts, device)
         elif model is None:
             if isinstance(weights, (str, os.PathLike)) and os.fspath(weights).lower().endswith('.onnx'):
                 raise ValueError("%s is an ONNX file: the torch backend reads checkpoints; use "

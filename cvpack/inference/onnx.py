@@ -12,7 +12,7 @@ import json
 import numpy as np
 import torch
 
-__all__ = ['OnnxHeatmapModel']
+__all__ = ['OnnxHeatmapModel', 'providers_for']
 
 
 def _show(dims):
@@ -35,6 +35,26 @@ def _checkpoint_hint(path):
     return ''
 
 
+def providers_for(device, available):
+    """onnxruntime execution providers that run on ``device`` ('cpu', 'cuda', 'cuda:1', or 'auto': CUDA when torch
+    sees a GPU and onnxruntime has the CUDA provider, else the CPU), given the ``available`` ones
+    (``onnxruntime.get_available_providers()``). An explicit CUDA device needs the CUDA provider (the
+    onnxruntime-gpu package): without it, a ValueError naming what is available (the session would otherwise run
+    on the CPU unnoticed)."""
+    explicit = device not in (None, 'auto')
+    device = torch.device(device if explicit else 'cuda' if torch.cuda.is_available() else 'cpu')
+    if device.type == 'cpu':
+        return ['CPUExecutionProvider']
+    if device.type != 'cuda':
+        raise ValueError("backend='onnxruntime' runs on 'cpu' or 'cuda', got device %r" % str(device))
+    if 'CUDAExecutionProvider' not in available:
+        if not explicit:
+            return ['CPUExecutionProvider']
+        raise ValueError("device %r with backend='onnxruntime' needs onnxruntime's CUDAExecutionProvider (the "
+                         "onnxruntime-gpu package); this onnxruntime has %s" % (str(device), ', '.join(available)))
+    return [('CUDAExecutionProvider', {'device_id': device.index or 0}), 'CPUExecutionProvider']
+
+
 class OnnxHeatmapModel:
     """An onnxruntime session with the call contract of a top-down network in eval mode.
 
@@ -42,7 +62,8 @@ class OnnxHeatmapModel:
         path: ONNX file with one input (N, 3, H, W) and one output (N, K, H/4, W/4), as written by
             cvpack.tools.export (names 'images' and 'heatmaps', but any single input/output works).
         threads: intra-op threads (default: torch.get_num_threads(), as the torch path uses).
-        providers: onnxruntime execution providers (default: CPU).
+        providers: onnxruntime execution providers (default: those of ``device``).
+        device: where to run, as the torch side: 'cpu' (default), 'cuda', 'cuda:1', 'auto' (:func:`providers_for`).
         spin: let idle intra-op threads busy-wait for work (onnxruntime's default). Off by default: on a CPU
             shared with other processes spinning threads steal the cores the working ones need (RSN-18,
             batch 8, 2 threads, load 4-7: 0.38 s median without spinning against 0.51 s with it; docs/SPEED.md),
@@ -52,7 +73,7 @@ class OnnxHeatmapModel:
     the NCHWc blocked-layout convolutions of the CPU provider), sequential execution and one inter-op thread.
     """
 
-    def __init__(self, path, threads=None, providers=None, spin=False):
+    def __init__(self, path, threads=None, providers=None, spin=False, device='cpu'):
         try:
             import onnxruntime as ort
         except ImportError as e:
@@ -66,9 +87,18 @@ class OnnxHeatmapModel:
         opts.add_session_config_entry('session.intra_op.allow_spinning', '1' if spin else '0')
         opts.add_session_config_entry('session.inter_op.allow_spinning', '1' if spin else '0')
         try:
-            self.session = ort.InferenceSession(str(path), opts, providers=providers or ['CPUExecutionProvider'])
+            providers = providers or providers_for(device, ort.get_available_providers())
+        except ValueError as e:
+            raise ValueError('%s: %s' % (path, e)) from None
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=providers)
         except Exception as e:   # onnxruntime raises its own types for missing / corrupt files
             raise RuntimeError('%s: onnxruntime cannot load it: %s%s' % (path, e, _checkpoint_hint(path))) from e
+        # onnxruntime falls back to the CPU with only a log line when a provider fails to start (no CUDA driver)
+        wanted = providers[0] if isinstance(providers[0], str) else providers[0][0]
+        if wanted not in self.session.get_providers():
+            raise RuntimeError('%s: onnxruntime could not start %s (the session has %s; see onnxruntime\'s log)'
+                               % (path, wanted, ', '.join(self.session.get_providers())))
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(outputs) != 1:
             raise ValueError('%s: expected one input and one output, got %d and %d'

@@ -51,3 +51,14 @@ def test_onnx_file_to_torch_backend_hints(repo_root, tmp_path):
         PoseEstimator(exp_path(repo_root, RSN18), path, device='cpu')
     with pytest.raises(ValueError, match=r"rsn18.ONNX is an ONNX file"):
         PoseEstimator(exp_path(repo_root, RSN18), tmp_path / 'rsn18.ONNX', device='cpu')   # a pathlib.Path too
+
+
+def test_cuda_device_is_not_silently_the_cpu(repo_root, tmp_path):
+    """PoseEstimator(device='cuda', backend='onnxruntime') ran on onnxruntime's CPU provider without a word."""
+    import onnxruntime
+    if 'CUDAExecutionProvider' in onnxruntime.get_available_providers():
+        pytest.skip('this onnxruntime has the CUDA provider')
+    with pytest.raises(ValueError, match=r"m.onnx: device 'cuda' with backend='onnxruntime' needs onnxruntime's "
+                                         r"CUDAExecutionProvider"):
+        PoseEstimator(exp_path(repo_root, RSN18), conv_onnx(tmp_path / 'm.onnx', exp='RSN18.coco'), device='cuda',
+                      backend='onnxruntime')

@@ -83,3 +83,31 @@ def test_a_pytorch_checkpoint_is_named_as_one(tmp_path):
     with pytest.raises(RuntimeError, match='cut.onnx: onnxruntime cannot load it') as exc:
         OnnxHeatmapModel(cut)
     assert 'PyTorch' not in str(exc.value)
+
+
+def test_providers_follow_the_device(tmp_path, monkeypatch):
+    """The onnxruntime backend ran on the CPU provider whatever the device (PoseEstimator(device='cuda') too).
+    Now the device picks the providers; an explicit CUDA device without onnxruntime's CUDA provider is an error
+    naming what is there, 'auto' falls back to the CPU."""
+    from cvpack.inference.onnx import providers_for
+    both = ['CUDAExecutionProvider', 'CPUExecutionProvider']
+    assert providers_for('cpu', both) == ['CPUExecutionProvider']
+    assert providers_for('cuda:1', both) == [('CUDAExecutionProvider', {'device_id': 1}), 'CPUExecutionProvider']
+    assert providers_for(torch.device('cuda'), both)[0] == ('CUDAExecutionProvider', {'device_id': 0})
+    with pytest.raises(ValueError, match=r"device 'cuda:0' with backend='onnxruntime' needs onnxruntime's "
+                                         r"CUDAExecutionProvider \(the onnxruntime-gpu package\); this onnxruntime "
+                                         r"has CPUExecutionProvider"):
+        providers_for('cuda:0', ['CPUExecutionProvider'])
+    with pytest.raises(ValueError, match=r"runs on 'cpu' or 'cuda', got device 'meta'"):
+        providers_for('meta', both)
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    assert providers_for('auto', ['CPUExecutionProvider']) == ['CPUExecutionProvider']
+    assert providers_for(None, both)[0] == ('CUDAExecutionProvider', {'device_id': 0})
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    assert providers_for('auto', both) == ['CPUExecutionProvider']
+    path = conv_onnx(tmp_path / 'm.onnx')
+    assert OnnxHeatmapModel(path, device='auto').session.get_providers() == ['CPUExecutionProvider']
+    import onnxruntime
+    if 'CUDAExecutionProvider' not in onnxruntime.get_available_providers():
+        with pytest.raises(ValueError, match="device 'cuda' with backend='onnxruntime' needs"):
+            OnnxHeatmapModel(path, device='cuda')
