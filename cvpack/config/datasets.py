@@ -33,6 +33,14 @@ _FILES = {
     'POSETRACK18': dict(TRAIN_IMAGES='', TRAIN_ANN='annotations/posetrack18_train.json',
                         VAL_IMAGES='', VAL_ANN='annotations/posetrack18_val.json'),
 }
+# The person boxes test.py uses on each dataset, as mmpose's configs: a detection file below DATASET.ROOT, or None
+# for the annotated boxes (TEST.USE_GT_BBOX True: OCHuman and AIC have no public detections; so for a user's
+# dataset). Set on a switch of DATASET.NAME / META_FILE unless TEST.DET_FILE / TEST.USE_GT_BBOX are given too:
+# COCO's detection file kept its name under the new ROOT ("TEST.DET_FILE (.../crowdpose/det_json/
+# COCO_val2017_detections_AP_H_56_person.json): file not found").
+_TEST_BOXES = {'COCO': 'det_json/COCO_val2017_detections_AP_H_56_person.json',
+               'CROWDPOSE': 'annotations/det_for_crowd_test_0.1_0.5.json',
+               'POSETRACK18': 'annotations/posetrack18_val_human_detections.json'}
 _USER_FILES = dict(TRAIN_IMAGES='images', TRAIN_ANN='annotations/train.json', VAL_IMAGES='images',
                    VAL_ANN='annotations/val.json')
 
@@ -112,9 +120,24 @@ def _rederive(cfg, meta, old_name, given):
                 d[key] = value
         if 'DATASET.ROOT' not in given:
             d.ROOT = osp.join(osp.dirname(d.ROOT), meta.name)
+        _rederive_test_boxes(cfg, meta.name, given)
     fresh = keypoint_block(meta, d.KEYPOINT.LOAD_MIN_NUM)
     for key, value in fresh.items():
         if 'DATASET.KEYPOINT.' + key not in given:
             d.KEYPOINT[key] = value
     if 'MODEL' in cfg and 'OUTPUT_NUM' in cfg.MODEL and 'MODEL.OUTPUT_NUM' not in given:
         cfg.MODEL.OUTPUT_NUM = meta.num_keypoints
+
+
+def _rederive_test_boxes(cfg, name, given):
+    """TEST.DET_FILE / TEST.USE_GT_BBOX of the dataset ``name`` (:data:`_TEST_BOXES`) for a top-down exp that tests
+    on detections (its preset set a DET_FILE: not MPII's, not the whole-image GCPose exps); given keys are kept."""
+    from ..data.build import TOP_DOWN_PIPELINES
+    t = cfg.get('TEST')
+    if not isinstance(t, dict) or not t.get('DET_FILE') or cfg.DATASET.get('PIPELINE') not in TOP_DOWN_PIPELINES:
+        return
+    det = _TEST_BOXES.get(name)
+    if 'TEST.DET_FILE' not in given:
+        t.DET_FILE = det or ''
+    if det is None and 'TEST.USE_GT_BBOX' not in given and 'TEST.DET_FILE' not in given:
+        t.USE_GT_BBOX = True

@@ -117,8 +117,8 @@ CROWDPOSE = DatasetMeta(
     sigmas=(.079, .079, .072, .072, .062, .062, .107, .107, .087, .087, .089, .089, .079, .079),
     upper_body_ids=(0, 1, 2, 3, 4, 5, 12, 13),
     lower_body_ids=(6, 7, 8, 9, 10, 11),
-    # AP on the easy / medium / hard images, split by the image's crowdIndex (crowdposetools' thresholds)
-    extra={'crowd_index_split': (0.1, 0.8), 'fill_area': True},   # its files have no 'area'
+    # AP on the easy / medium / hard images, split by the image's crowdIndex (crowdposetools' code: 0.2 / 0.8)
+    extra={'crowd_index_split': (0.2, 0.8), 'fill_area': True},   # its files have no 'area'
 )
 
 # OCHuman (Zhang et al. 2019): COCO's 17 keypoints and sigmas; shipped as val/test only (no train split)

@@ -1,7 +1,10 @@
 """``python -m cvpack.evaluation GT.json RESULTS.json [--dataset NAME | --meta-file F] [--json]``: COCO-style keypoint
-AP/AR of a results file, with the OKS sigmas of the dataset (default COCO's). ``--pckh``: MPII PCKh of the
-``results.json`` test.py writes for MPII (``index``, ``keypoints`` per record) against valid.json or gt_valid.mat
-(a flag of its own: ``--dataset MPII`` keeps scoring COCO-format MPII files by OKS with MPII's sigmas)."""
+AP/AR of a results file, with the OKS sigmas of the dataset (default COCO's) and, for CrowdPose, AIC and
+PoseTrack18, the OKS area of their files (0.53 * box) and CrowdPose's AP_easy / AP_medium / AP_hard, as test.py
+scores them (the file is scored as given: PoseTrack18's ignore-region drop happens in test.py, before it writes
+results.json). ``--pckh``: MPII PCKh of the ``results.json`` test.py writes for MPII (``index``, ``keypoints`` per
+record) against valid.json or gt_valid.mat (a flag of its own: ``--dataset MPII`` keeps scoring COCO-format MPII
+files by OKS with MPII's sigmas)."""
 import argparse
 import json
 import sys
@@ -10,8 +13,8 @@ import numpy as np
 
 from ..data.meta import get_dataset_meta
 from ..data.meta_file import load_meta_file
-from .build import load_coco_gt_for
-from .coco import evaluate_keypoints, format_table
+from .build import load_coco_gt_for, score_keypoints
+from .coco import STAT_NAMES, format_table
 from .pckh import TABLE_NAMES, evaluate_pckh, format_pckh
 
 
@@ -35,8 +38,7 @@ def main(argv=None):
     try:
         meta = load_meta_file(args.meta_file) if args.meta_file else \
             get_dataset_meta(args.dataset) if args.dataset else None
-        stats = evaluate_keypoints(load_coco_gt_for(args.gt, meta), args.results,
-                                   sigmas=meta.sigmas if meta is not None else None)
+        stats = score_keypoints(load_coco_gt_for(args.gt, meta), args.results, meta)
     except (ValueError, OSError, KeyError) as e:   # bad GT / results (file, record named); missing/unreadable file
         hint = " (MPII PCKh of test.py's results.json: --pckh)" if (args.dataset or '').upper() == 'MPII' else ''
         print('error: %s%s' % (e, hint), file=sys.stderr)
@@ -45,6 +47,9 @@ def main(argv=None):
         print(json.dumps(stats))
     else:
         print(format_table(stats, 'COCO keypoints: %s' % args.results))
+        extra = [k for k in stats if k not in STAT_NAMES]     # CrowdPose's AP_easy / AP_medium / AP_hard
+        if extra:
+            print(' | '.join('%s %.4f' % (k, stats[k]) for k in extra))
     return 0
 
 

@@ -84,25 +84,34 @@ class CocoEvaluator:
         results.sort(key=lambda r: (r['image_id'], -r['score']))
         path = osp.join(output_dir, 'results.json')
         write_json(results, path)
-        sigmas = np.asarray(self.meta.sigmas, np.float64)
-        stats = evaluate_keypoints(gt, path, sigmas=sigmas, image_ids=self.image_ids)
-        split = self.meta.extra.get('crowd_index_split')
-        if split:
-            images = gt.dataset['images']
-            if self.image_ids is not None:
-                keep = set(self.image_ids)
-                images = [im for im in images if im['id'] in keep]
-            for level, ids in crowd_index_split(images, split).items():
-                stats['AP_' + level] = (evaluate_keypoints(gt, path, sigmas=sigmas, image_ids=ids)['AP'] if ids
-                                        else -1.0)
+        stats = score_keypoints(gt, path, self.meta, image_ids=self.image_ids)
         where = ' on the first %d images (TEST.MAX_IMAGES)' % len(self.image_ids) if self.image_ids else ''
         logger.info(format_table(stats, 'COCO keypoints (%s, NMS %s, %d of %d instances%s): %s'
                            % (self.box_source, self.nms, len(kept), len(instances), where, path)))
         return stats
 
 
+def score_keypoints(gt, results, meta=None, image_ids=None):
+    """AP/AR of ``results`` (a COCO results list or file) on ``gt`` (from :func:`load_coco_gt_for`) with
+    ``meta``'s OKS sigmas (None: COCO's), on ``image_ids`` (None: all). A dataset split by crowdIndex (CrowdPose)
+    adds AP_easy / AP_medium / AP_hard as crowdposetools (and mmpose through xtcocotools) computes them: the AP
+    of each split's images, rounded to 4 decimals, -1.0 for a split with no image."""
+    sigmas = np.asarray(meta.sigmas, np.float64) if meta is not None else None
+    stats = evaluate_keypoints(gt, results, sigmas=sigmas, image_ids=image_ids)
+    split = meta.extra.get('crowd_index_split') if meta is not None else None
+    if split:
+        images = gt.dataset['images']
+        if image_ids is not None:
+            keep = set(image_ids)
+            images = [im for im in images if im['id'] in keep]
+        for level, ids in crowd_index_split(images, split).items():
+            stats['AP_' + level] = (round(evaluate_keypoints(gt, results, sigmas=sigmas, image_ids=ids)['AP'], 4)
+                                    if ids else -1.0)
+    return stats
+
+
 def load_coco_gt_for(path, meta=None):
-    """The GT as a validated pycocotools COCO, after :func:`prepare_gt` (area filled in for ``meta``'s with
+    """The GT as a validated pycocotools COCO, after :func:`prepare_gt` (area 0.53 * box for ``meta``'s with
     ``extra['fill_area']``)."""
     fill = bool(meta is not None and meta.extra.get('fill_area'))
     return load_coco_gt(_GtCoco(prepare_gt(read_json(path, 'COCO ground truth'), fill), path))

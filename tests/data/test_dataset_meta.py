@@ -6,6 +6,7 @@ import os.path as osp
 import pytest
 
 from cvpack.config.megvii import megvii_config
+from cvpack.config.simple_baselines import simple_baselines_config
 from cvpack.config import merge_from_list
 from cvpack.data.coco import load_coco_gt
 from cvpack.data.meta import get_dataset_meta
@@ -244,3 +245,28 @@ def test_keypoint_num_is_checked_for_every_dataset(tmp_path, dataset, keys, num,
     with pytest.raises(ConfigError, match=r'^config key DATASET\.KEYPOINT\.NUM is %d but the %s keypoints'
                        % (num, meta)):
         merge_from_list(cfg, keys)
+
+
+@pytest.mark.parametrize('overrides, det_file, gt_boxes', [
+    (['DATASET.NAME', 'CROWDPOSE'], 'annotations/det_for_crowd_test_0.1_0.5.json', False),   # mmpose's files
+    (['DATASET.NAME', 'POSETRACK18'], 'annotations/posetrack18_val_human_detections.json', False),
+    (['DATASET.NAME', 'OCHUMAN'], '', True),                        # no public detections: the annotated boxes
+    (['DATASET.NAME', 'AIC'], '', True),
+    (['DATASET.NAME', 'AIC', 'TEST.USE_GT_BBOX', 'False'], '', False),     # given keys win
+    (['DATASET.NAME', 'CROWDPOSE', 'TEST.DET_FILE', 'det_json/mine.json'], 'det_json/mine.json', False),
+    (['DATASET.NAME', 'OCHUMAN', 'TEST.DET_FILE', 'dets.json'], 'dets.json', False),
+    (['DATASET.NAME', 'COCO'], 'det_json/COCO_val2017_detections_AP_H_56_person.json', False),   # no switch
+])
+def test_dataset_switch_brings_its_test_boxes(tmp_path, overrides, det_file, gt_boxes):
+    """COCO's detection file no longer follows a switch of DATASET.NAME (test.py on CrowdPose failed with
+    "TEST.DET_FILE (.../CROWDPOSE/det_json/COCO_val2017_detections_AP_H_56_person.json): file not found")."""
+    for cfg in (megvii_config(str(tmp_path), dataset='COCO'), simple_baselines_config(str(tmp_path))):
+        cfg = merge_from_list(cfg, list(overrides))
+        assert (cfg.TEST.DET_FILE, cfg.TEST.USE_GT_BBOX) == (det_file, gt_boxes)
+
+
+def test_user_dataset_tests_on_its_annotated_boxes(tmp_path):
+    path = tmp_path / 'tripod.json'
+    path.write_text(json.dumps(USER))
+    cfg = merge_from_list(megvii_config(str(tmp_path), dataset='COCO'), ['DATASET.META_FILE', str(path)])
+    assert (cfg.TEST.DET_FILE, cfg.TEST.USE_GT_BBOX) == ('', True)

@@ -1,6 +1,7 @@
 """COCO-style metrics of CrowdPose / OCHuman / AIC / PoseTrack18 through the evaluator test.py uses, proven
 against an independent computation: OKS by hand (numpy, the dataset's sigmas) for a one-person ground truth,
-where pycocotools' AP must be the share of the thresholds .50:.05:.95 that the OKS reaches."""
+where pycocotools' AP must be the share of the thresholds .50:.05:.95 that the OKS reaches; and against mmpose
+1.3.2's CocoMetric (xtcocotools) on noisy results of the shipped subsets (golden numbers)."""
 import copy
 import json
 import os.path as osp
@@ -63,7 +64,8 @@ def test_ap_matches_hand_oks(tmp_path, repo_root, name):
     meta = get_dataset_meta(name)
     data, ann = _one_person(_gt(repo_root, name))
     (tmp_path / 'gt.json').write_text(json.dumps(data))
-    area = ann['area'] if 'area' in ann else ann['bbox'][2] * ann['bbox'][3]   # CrowdPose / PoseTrack: no area
+    # CrowdPose / AIC / PoseTrack18: no area in the files; crowdposetools' 0.53 * box (OCHuman has its own)
+    area = ann['area'] if name == 'OCHUMAN' else ann['bbox'][3] * ann['bbox'][2] * 0.53
     evaluator = build_evaluator(_cfg(name, tmp_path, 'gt.json'))
     seen = set()
     for frac in (0.0, 0.005, 0.02, 0.05, 0.1):
@@ -87,6 +89,9 @@ def test_crowdpose_split_by_crowd_index(tmp_path, repo_root):
     # by hand: the shipped images have crowdIndex 0.33 and 0.39, both "medium" (0.1 <= ci < 0.8)
     assert {i['id']: i['crowdIndex'] for i in data['images']} == {106848: 0.33, 103319: 0.39}
     assert crowd_index_split(data['images']) == {'easy': [], 'medium': [106848, 103319], 'hard': []}
+    # crowdposetools' bounds (0.2, 0.8), not the paper's 0.1: 0.15 is easy
+    ci = [dict(id=n, crowdIndex=c) for n, c in enumerate((0.0, 0.15, 0.1999, 0.2, 0.7999, 0.8, 1.0))]
+    assert crowd_index_split(ci) == {'easy': [0, 1, 2], 'medium': [3, 4], 'hard': [5, 6]}
     # one person per image, image 106848 made easy (0.05), 103319 hard (0.85)
     keep = {}
     for a in data['annotations']:
@@ -99,14 +104,14 @@ def test_crowdpose_split_by_crowd_index(tmp_path, repo_root):
     easy, hard = keep[106848], keep[103319]
     meta = get_dataset_meta('CROWDPOSE')
     shift = 0.1 * np.sqrt(hard['bbox'][2] * hard['bbox'][3])
-    oks = _hand_oks(hard['keypoints'], _inst(hard, shift)['keypoints'], hard['bbox'][2] * hard['bbox'][3],
+    oks = _hand_oks(hard['keypoints'], _inst(hard, shift)['keypoints'], hard['bbox'][3] * hard['bbox'][2] * 0.53,
                     meta.sigmas)
     evaluator = build_evaluator(_cfg('CROWDPOSE', tmp_path, 'gt.json'))
     stats = evaluator([_inst(easy, 0.0), _inst(hard, shift)], str(tmp_path / 'out'))
     assert evaluator.metric_names() == list(stats)   # declared up front (TEST.BEST_METRIC is checked against them)
     assert evaluator.metric_names()[-3:] == ['AP_easy', 'AP_medium', 'AP_hard']
     assert stats['AP_easy'] == pytest.approx(1.0)
-    assert stats['AP_hard'] == pytest.approx(float(np.mean(oks >= THRESHOLDS)), abs=1e-9)
+    assert stats['AP_hard'] == round(float(np.mean(oks >= THRESHOLDS)), 4)   # rounded as crowdposetools
     assert 0.0 < stats['AP_hard'] < 0.99             # the shift costs some thresholds
     assert stats['AP_medium'] == -1.0          # no image in that split
 
@@ -141,7 +146,7 @@ def test_cli_uses_the_dataset_sigmas(tmp_path, repo_root, capsys):
     data, ann = _one_person(_gt(repo_root, 'AIC'))
     gt = tmp_path / 'gt.json'
     gt.write_text(json.dumps(data))
-    area = ann['bbox'][2] * ann['bbox'][3]
+    area = ann['bbox'][3] * ann['bbox'][2] * 0.53
     inst = _inst(ann, 0.02 * np.sqrt(area))
     res = tmp_path / 'res.json'
     res.write_text(json.dumps([dict(image_id=ann['image_id'], category_id=1, score=1.0,
@@ -151,7 +156,78 @@ def test_cli_uses_the_dataset_sigmas(tmp_path, repo_root, capsys):
     assert json.loads(capsys.readouterr().out)['AP'] == pytest.approx(float(np.mean(oks >= THRESHOLDS)))
     assert main([str(gt), str(res), '--json']) == 2          # no --dataset: AIC's missing area is not filled
     assert 'annotation id %d has no area' % ann['id'] in capsys.readouterr().err
-    data['annotations'][0]['area'] = area
+    data['annotations'][0]['area'] = ann['bbox'][2] * ann['bbox'][3]
     gt.write_text(json.dumps(data))
     assert main([str(gt), str(res), '--json']) == 2          # COCO's 17 sigmas for 14 keypoints: named error
     assert '14 keypoints in the ground truth: give the OKS sigmas' in capsys.readouterr().err
+
+
+def _noisy_results(data, seed):
+    """COCO results made from the GT: each labelled person kept with probability 0.85, its joints moved by
+    Gaussian noise of 0.5 % to 10 % of the box size (unlabelled joints at the labelled ones' mean), random
+    scores, and a shifted duplicate for 30 % of the people."""
+    rng = np.random.RandomState(seed)
+    res = []
+    for a in data['annotations']:
+        k = np.asarray(a['keypoints'], float).reshape(-1, 3)
+        if k[:, 2].max() <= 0 or rng.rand() < 0.15:
+            continue
+        s = np.sqrt(a['bbox'][2] * a['bbox'][3])
+        sd = rng.choice([0.005, 0.02, 0.05, 0.1]) * s
+        p = k.copy()
+        p[k[:, 2] == 0, :2] = k[k[:, 2] > 0, :2].mean(0)
+        p[:, :2] += rng.randn(len(k), 2) * sd
+        p[:, 2] = rng.rand(len(k))
+        res.append(dict(image_id=a['image_id'], category_id=1, keypoints=p.ravel().tolist(), score=float(rng.rand())))
+        if rng.rand() < 0.3:
+            q = p.copy()
+            q[:, :2] += rng.randn(2) * 0.3 * s
+            res.append(dict(image_id=a['image_id'], category_id=1, keypoints=q.ravel().tolist(),
+                            score=float(rng.rand())))
+    return res
+
+
+# mmpose 1.3.2 CocoMetric._do_python_keypoint_eval on _noisy_results(gt, 1): CrowdPose with use_area=False,
+# iou_type='keypoints_crowd'; AIC and PoseTrack18 with use_area=False (their files have no area); OCHuman default
+MMPOSE = {
+    'CROWDPOSE': dict(AP=0.6237623762376237, AP50=0.9009900990099011, AP75=0.5544554455445543, AR=0.8, AR50=1.0,
+                      AR75=0.75, AP_easy=-1.0, AP_medium=0.6238, AP_hard=-1.0),
+    'OCHUMAN': dict(AP=0.7736916548797734, AP50=0.7736916548797732, AP75=0.7736916548797732, APm=-1.0,
+                    APl=0.7736916548797734, AR=1.0, AR50=1.0, AR75=1.0, ARm=-1.0, ARl=1.0),
+    'AIC': dict(AP=0.43147689768976893, AP50=0.5544554455445546, AP75=0.37293729372937284, APm=-1.0,
+                APl=0.43147689768976893, AR=0.5777777777777777, AR50=0.6666666666666666, AR75=0.5555555555555556,
+                ARm=-1.0, ARl=0.5777777777777777),
+    'POSETRACK18': dict(AP=0.44270980669495524, AP50=0.728076379066478, AP75=0.5133781235266385, APm=-1.0,
+                        APl=0.44270980669495524, AR=0.6499999999999999, AR50=0.8571428571428571,
+                        AR75=0.7142857142857143, ARm=-1.0, ARl=0.6499999999999999),
+}
+# the CrowdPose file with crowdIndex 0.15 (easy by crowdposetools' 0.2 bound) for 106848 and 0.85 for 103319
+MMPOSE_SPLIT = dict(MMPOSE['CROWDPOSE'], AP_easy=0.835, AP_medium=-1.0, AP_hard=0.402)
+
+
+def _check_mmpose(stats, expected):
+    for key, value in expected.items():
+        assert stats[key] == pytest.approx(value, abs=1e-12), key
+
+
+@pytest.mark.parametrize('name', sorted(MMPOSE) + ['CROWDPOSE_SPLIT'])
+def test_metrics_equal_mmpose(tmp_path, repo_root, name, capsys):
+    """The evaluator test.py uses and the CLI give mmpose's numbers: the OKS area of a file without one is 0.53 *
+    box (it was w * h: AP 0.728 for 0.624 on CrowdPose), CrowdPose's split at crowdIndex 0.2 / 0.8, its split APs
+    rounded to 4 decimals."""
+    from cvpack.evaluation.__main__ import main
+    dataset = name.split('_')[0]
+    data = _gt(repo_root, dataset)
+    results = _noisy_results(data, 1)
+    expected = MMPOSE.get(name)
+    if name == 'CROWDPOSE_SPLIT':
+        for img in data['images']:
+            img['crowdIndex'] = 0.15 if img['id'] == 106848 else 0.85
+        expected = MMPOSE_SPLIT
+    (tmp_path / 'gt.json').write_text(json.dumps(data))
+    insts = [dict(image_id=r['image_id'], keypoints=np.asarray(r['keypoints']).reshape(-1, 3), score=r['score'],
+                  area=1.0) for r in results]
+    _check_mmpose(build_evaluator(_cfg(dataset, tmp_path, 'gt.json'))(insts, str(tmp_path)), expected)
+    (tmp_path / 'res.json').write_text(json.dumps(results))
+    assert main([str(tmp_path / 'gt.json'), str(tmp_path / 'res.json'), '--dataset', dataset, '--json']) == 0
+    _check_mmpose(json.loads(capsys.readouterr().out), expected)
