@@ -148,6 +148,42 @@ def test_outputs_rescale_to_original_image(tmp_path):
     assert torch.equal(b['scores'], a['scores'])
 
 
+def test_detector_postprocess_is_detectron2s():
+    """Detectron2 v0.5 ``detector_postprocess``: x *= W / w, y *= H / h in float32, boxes clipped to the original
+    image, detections with an empty clipped box dropped (keypoints computed before are not clipped). Values by hand:
+    input 100 x 150 (h, w) from an original 200 x 300: factor 2."""
+    from projects.GCPose.gcpose.model import detector_postprocess
+    r = {'boxes': torch.tensor([[10., 20., 40., 60.], [140., 5., 160., 30.], [150., 10., 155., 20.]]),
+         'scores': torch.tensor([0.9, 0.8, 0.7]),
+         'keypoints': torch.tensor([[[12., 22., 0.5]], [[151., 6., 0.4]], [[152., 12., 0.3]]])}
+    out = detector_postprocess(r, (100, 150), (200, 300))
+    assert out['boxes'].tolist() == [[20, 40, 80, 120], [280, 10, 300, 60]]      # third box: x 300 .. 300, empty
+    assert out['scores'].tolist() == pytest.approx([0.9, 0.8])
+    assert out['keypoints'].tolist() == [[[24, 44, 0.5]], [[302, 12, pytest.approx(0.4)]]]   # x 302 > W: kept
+    # float32 multiplication by W / w, as Boxes.scale (not a division by w / W): 333 / 777 in float32
+    one = {'boxes': torch.tensor([[1., 1., 700.123, 500.]]), 'scores': torch.ones(1), 'keypoints': torch.ones(1, 1, 3)}
+    b = detector_postprocess(one, (600, 777), (600, 333))['boxes'][0, 2]
+    assert b.item() == (torch.tensor(700.123) * (333 / 777)).item()
+
+
+def test_model_postprocesses_with_the_original_size(tmp_path):
+    torch.manual_seed(0)
+    cfg = _cfg(tmp_path)
+    cfg.MODEL.BACKBONE = 'resnet18'
+    cfg.MODEL.ROI_HEADS.DETECTIONS_PER_IMAGE = 5
+    model = build_model(cfg).eval()
+    images = torch.randn(1, 3, 64, 96) * 0.1
+    a = model(images, {'image_size': [(64, 96)]})[0]
+    b = model(images, {'image_size': [(64, 96)], 'scale': [(2.0, 2.0)], 'orig_size': [(32, 40)]})[0]
+    sx, sy = 40 / 96, 32 / 64
+    boxes = a['boxes'] * torch.tensor([sx, sy, sx, sy])
+    boxes = torch.stack([boxes[:, 0].clamp(0, 40), boxes[:, 1].clamp(0, 32), boxes[:, 2].clamp(0, 40),
+                         boxes[:, 3].clamp(0, 32)], 1)
+    keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    assert torch.allclose(b['boxes'], boxes[keep]) and torch.equal(b['scores'], a['scores'][keep])
+    assert torch.allclose(b['keypoints'][..., :2], a['keypoints'][keep][..., :2] * torch.tensor([sx, sy]))
+
+
 def test_keypoint_rois_enlarged_and_selected(tmp_path, monkeypatch):
     """docs/reference/mlpe_hsrnet_gcpose.md §3.4: proposals need >= 1 visible keypoint inside the original box; targets
     use the x1.3 box."""
