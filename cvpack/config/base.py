@@ -83,6 +83,7 @@ def base_config(exp_dir):
     cfg.SOLVER.FUSED = True            # torch's fused optimizer kernel where the parameters allow it
     cfg.SOLVER.WEIGHT_DECAY = 1e-5
     cfg.SOLVER.WEIGHT_DECAY_BIAS = None  # None = same as WEIGHT_DECAY (the original decayed biases and BN too)
+    cfg.SOLVER.WEIGHT_DECAY_NORM = None  # a number: Detectron2's rule, norm-layer weights decay by it (detection)
     cfg.SOLVER.IMS_PER_GPU = 32
     cfg.SOLVER.MAX_ITER = 96000
     cfg.SOLVER.CHECKPOINT_PERIOD = 2400

@@ -202,6 +202,7 @@ SCHEMA = {
     'SOLVER.FUSED': Bool(),
     'SOLVER.WEIGHT_DECAY': Float(ge=0),
     'SOLVER.WEIGHT_DECAY_BIAS': Float(ge=0, none=True),
+    'SOLVER.WEIGHT_DECAY_NORM': Float(ge=0, none=True),
     'SOLVER.IMS_PER_GPU': Int(ge=1),
     'SOLVER.MAX_ITER': Int(ge=1),
     'SOLVER.CHECKPOINT_PERIOD': Int(ge=1),

@@ -46,11 +46,16 @@ class CocoEvaluator:
     The instance scores come from the predictor (cfg.TEST.RESCORE is applied there). Per dataset
     (:mod:`cvpack.evaluation.datasets`): predictions in PoseTrack18's ignore regions are dropped; CrowdPose adds
     AP_easy / AP_medium / AP_hard (images split by crowdIndex; -1.0 when a split has no image).
+
+    ``with_bbox``: results.json carries each instance's ``bbox`` (xywh), as Detectron2's keypoint results do; then
+    pycocotools takes a detection's area from its box (not from its keypoints' extent), which decides whether an
+    unmatched detection counts in the medium / large ranges (APm, APl, ARm, ARl; AP itself does not change).
     """
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, with_bbox=False):
         self.gt_path = osp.join(cfg.DATASET.ROOT, cfg.DATASET.VAL_ANN)
         self.cfg = cfg
+        self.with_bbox = with_bbox
         self.meta = dataset_meta(cfg)
         self.nms = cfg.TEST.NMS
         self.box_source = 'GT boxes' if cfg.TEST.USE_GT_BBOX else 'detected boxes'
@@ -80,7 +85,7 @@ class CocoEvaluator:
         if self.meta.extra.get('ignore_regions'):
             kept, dropped = drop_in_ignore_regions(kept, gt.imgs)
             logger.info('%d predictions in ignore regions dropped', dropped)
-        results = instances_to_coco_results(kept)
+        results = instances_to_coco_results(kept, with_bbox=self.with_bbox)
         results.sort(key=lambda r: (r['image_id'], -r['score']))
         path = osp.join(output_dir, 'results.json')
         write_json(results, path)

@@ -135,14 +135,18 @@ def format_table(stats, title=None):
     return '\n'.join(lines)
 
 
-def instances_to_coco_results(instances, category_id=1):
-    """Predictor instances -> COCO results records (keypoints flattened, plain floats)."""
+def instances_to_coco_results(instances, category_id=1, with_bbox=False):
+    """Predictor instances -> COCO results records (keypoints flattened, plain floats); ``with_bbox``: also each
+    instance's 'bbox' (xywh), which pycocotools then uses for the detection's area (Detectron2's results)."""
     out = []
     for inst in instances:
         kps = np.asarray(inst['keypoints'], dtype=np.float64).reshape(-1)
         image_id = inst['image_id']
-        out.append({'image_id': int(image_id) if isinstance(image_id, (np.integer,)) else image_id,
-                    'category_id': category_id,
-                    'keypoints': [float(v) for v in kps],
-                    'score': float(inst['score'])})
+        rec = {'image_id': int(image_id) if isinstance(image_id, (np.integer,)) else image_id,
+               'category_id': category_id,
+               'keypoints': [float(v) for v in kps],
+               'score': float(inst['score'])}
+        if with_bbox:
+            rec['bbox'] = [float(v) for v in inst['bbox']]
+        out.append(rec)
     return out

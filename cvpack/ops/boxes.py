@@ -44,10 +44,14 @@ def nonempty(boxes, threshold=0.0):
 
 def scale_boxes(boxes, factor):
     """Enlarge (N, 4) xyxy boxes by ``factor`` about their centres (GCPose x1.3, docs/reference/mlpe_hsrnet_gcpose.md
-    §3.1 item 2: not squared)."""
-    ctr = (boxes[:, :2] + boxes[:, 2:]) / 2
-    half = (boxes[:, 2:] - boxes[:, :2]) * (factor / 2)
-    return torch.cat([ctr - half, ctr + half], dim=1)
+    §3.1 item 2: not squared).
+
+    Each side moves out by ``w * (factor - 1) / 2`` (``h`` likewise), in the original's order of operations
+    (``resizeBoxesTrain``): the same float32 boxes bit for bit (docs/reference/defects.md F#12).
+    """
+    w_ext = (boxes[:, 2] - boxes[:, 0]) * (factor - 1) / 2
+    h_ext = (boxes[:, 3] - boxes[:, 1]) * (factor - 1) / 2
+    return boxes + torch.stack([-w_ext, -h_ext, w_ext, h_ext], dim=1)
 
 
 class Box2BoxTransform:

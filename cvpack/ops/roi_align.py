@@ -11,6 +11,9 @@ Border rules:
 * ``'zeros'``: every pixel outside the map is 0 and interpolation is ordinary bilinear. This is what
   GCPose gets by zero-padding P2 before aligning its x1.3-enlarged boxes (docs/reference/mlpe_hsrnet_gcpose.md §3.1 item
   3), without allocating the padded map.
+* a tuple (left, top, right, bottom) of those two names: the rule per side of the map. GCPose pads only the
+  sides some enlarged box of the batch crosses; the other sides keep the kernel's rule
+  (docs/reference/defects.md F#12).
 
 Vectorisation: RoIs are grouped by (g_y, g_x, image) (a loop over distinct grid sizes, not over
 boxes) and chunked to bound memory; each chunk's sample points go through one ``F.grid_sample`` call
@@ -27,23 +30,36 @@ import torch.nn.functional as F
 _CHUNK_ELEMENTS = 1 << 24
 
 
-def _grid_axis(coords, size, border):
-    """Sample coordinates along one axis -> (normalised grid coordinate, validity weight).
+_BORDERS = ('kernel', 'zeros')
 
-    'kernel': samples outside [-1, size] are dropped (weight 0) and the rest clamped into [0, size - 1],
-    after which plain bilinear interpolation is exactly the compiled kernel's rule (negative -> 0,
-    beyond the last row -> last row). 'zeros': coordinates stay as they are and ``grid_sample``'s zero
-    padding makes every outside pixel 0.
+
+def _border_sides(border):
+    """'kernel' / 'zeros' / (left, top, right, bottom) of those -> the 4-tuple."""
+    if isinstance(border, str) and border in _BORDERS:
+        return (border,) * 4
+    if isinstance(border, (tuple, list)) and len(border) == 4 and all(b in _BORDERS for b in border):
+        return tuple(border)
+    raise ValueError("roi_align border must be 'kernel', 'zeros' or a (left, top, right, bottom) tuple of them, "
+                     "got %r" % (border,))
+
+
+def _grid_axis(coords, size, low, high):
+    """Sample coordinates along one axis -> (normalised grid coordinate, validity weight or None).
+
+    'kernel' at an end: samples beyond -1 (low end) / size (high end) are dropped (weight 0) and the rest
+    clamped into [0, size - 1], after which plain bilinear interpolation is exactly the compiled kernel's
+    rule (negative -> 0, beyond the last row -> last row). 'zeros': coordinates stay as they are and
+    ``grid_sample``'s zero padding makes every outside pixel 0.
     """
-    if border == 'kernel':
-        valid = ((coords >= -1.0) & (coords <= size)).to(coords.dtype)
-        coords = coords.clamp(0, size - 1)
-    elif border == 'zeros':
-        valid = None
-    else:
-        raise ValueError("roi_align border must be 'kernel' or 'zeros', got %r" % (border,))
+    valid = None
+    if low == 'kernel':
+        valid = coords >= -1.0
+        coords = coords.clamp(min=0)
+    if high == 'kernel':
+        valid = (coords <= size) if valid is None else valid & (coords <= size)
+        coords = coords.clamp(max=size - 1)
     # grid_sample, align_corners=False: pixel coordinate c (pixel i centred at i) -> (2c + 1) / size - 1.
-    return (2 * coords + 1) / size - 1, valid
+    return (2 * coords + 1) / size - 1, (None if valid is None else valid.to(coords.dtype))
 
 
 def _sample_coords(start, bin_size, out, grid):
@@ -63,15 +79,16 @@ def _align_group(fmap, x0, y0, bw, bh, out_hw, gy, gx, border):
     oh, ow = out_hw
     _, C, H, W = fmap.shape
     n = x0.shape[0]
-    gyc, vy = _grid_axis(_sample_coords(y0, bh, oh, gy).to(fmap.dtype), H, border)   # (n, Sy)
-    gxc, vx = _grid_axis(_sample_coords(x0, bw, ow, gx).to(fmap.dtype), W, border)   # (n, Sx)
+    left, top, right, bottom = border
+    gyc, vy = _grid_axis(_sample_coords(y0, bh, oh, gy).to(fmap.dtype), H, top, bottom)   # (n, Sy)
+    gxc, vx = _grid_axis(_sample_coords(x0, bw, ow, gx).to(fmap.dtype), W, left, right)   # (n, Sx)
     Sy, Sx = gyc.shape[1], gxc.shape[1]
     grid = torch.stack([gxc[:, None, :].expand(n, Sy, Sx), gyc[:, :, None].expand(n, Sy, Sx)], dim=-1)
     vals = F.grid_sample(fmap, grid.reshape(1, n * Sy, Sx, 2), mode='bilinear', padding_mode='zeros',
                          align_corners=False)
     # (1, C, n*Sy, Sx) with channels-last memory -> (n, oh, gy, ow, gx, C) view; weighted sum over the grid.
     vals = vals[0].permute(1, 2, 0).reshape(n, oh, gy, ow, gx, C)
-    if gy == gx == 1 and vy is None:
+    if gy == gx == 1 and vy is None and vx is None:
         return vals.reshape(n, oh, ow, C)
     wy = (vy if vy is not None else torch.ones_like(gyc)).reshape(n, oh, gy) / gy
     wx = (vx if vx is not None else torch.ones_like(gxc)).reshape(n, ow, gx) / gx
@@ -90,12 +107,14 @@ def roi_align(features, rois, output_size, spatial_scale, sampling_ratio=0, alig
         spatial_scale: feature pixels per image pixel (1 / stride).
         sampling_ratio: samples per bin and axis; <= 0 = adaptive ceil(roi / out) (Detectron2 default 0).
         aligned: half-pixel shift (ROIAlignV2); False = legacy torchvision behaviour.
-        border: 'kernel' (compiled op) or 'zeros' (zero-padded map, GCPose).
+        border: 'kernel' (compiled op), 'zeros' (zero-padded map) or a (left, top, right, bottom) tuple of them
+            (GCPose pads the sides its boxes cross).
         max_grid: optional cap on the adaptive grid (a speed knob; None = exact parity).
     Returns:
         (R, C, oh, ow) pooled features in the dtype of ``features``.
     """
     oh, ow = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
+    border = _border_sides(border)
     B, C, H, W = features.shape
     R = rois.shape[0]
     out = features.new_zeros((R, oh, ow, C))     # channels-last rows: cheap scatter of each group

@@ -3,7 +3,10 @@
 The original built ``Adam(all params, lr=BASE_LR * num_gpu, weight_decay=1e-5)`` with one parameter group
 (L2 decay also on biases and BN), and its SGD branch read a missing ``cfg.OPTIMIZER``. Here both
 optimizers work and ``SOLVER.WEIGHT_DECAY_BIAS`` (None = same as WEIGHT_DECAY, the original) sets the
-decay of biases and normalisation weights (every parameter with ndim <= 1).
+decay of biases and normalisation weights (every parameter with ndim <= 1). ``SOLVER.WEIGHT_DECAY_NORM`` (None
+unless a preset sets it; GCPose's detection preset: 0.0, Detectron2's default) switches to Detectron2's rule:
+parameters named ``bias`` by WEIGHT_DECAY_BIAS, the other parameters of normalisation layers by
+WEIGHT_DECAY_NORM, everything else by WEIGHT_DECAY.
 
 ``SOLVER.FUSED`` (default True) asks torch for its fused single-kernel update where every parameter is a
 floating-point tensor on the CPU or CUDA: the same update rule as the per-tensor loop, about half the
@@ -14,8 +17,35 @@ import torch
 __all__ = ['build_optimizer', 'fused_supported', 'load_optimizer_state', 'param_groups']
 
 
-def param_groups(model, weight_decay, weight_decay_bias):
-    """One group when both decays match (the original), else decayed weights + 1-D parameters apart."""
+# Detectron2's ``norm_module_types`` (solver/build.py): BatchNorm1d/2d/3d, SyncBatchNorm, GroupNorm, InstanceNorm,
+# LayerNorm, LocalResponseNorm.
+_NORM_TYPES = (torch.nn.modules.batchnorm._BatchNorm, torch.nn.GroupNorm, torch.nn.modules.instancenorm._InstanceNorm,
+               torch.nn.LayerNorm, torch.nn.LocalResponseNorm)
+
+
+def _detectron2_groups(model, weight_decay, weight_decay_bias, weight_decay_norm):
+    """Detectron2 v0.5 ``get_default_optimizer_params``: a parameter named ``bias`` decays by WEIGHT_DECAY_BIAS (the
+    override wins, also for norm layers), other parameters of normalisation modules by WEIGHT_DECAY_NORM, the rest by
+    WEIGHT_DECAY. One group per distinct decay, in the order of first appearance (model.modules())."""
+    wd_bias = weight_decay if weight_decay_bias is None else weight_decay_bias
+    groups, seen = {}, set()
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if not p.requires_grad or p in seen:
+                continue
+            seen.add(p)
+            wd = wd_bias if name == 'bias' else weight_decay_norm if isinstance(module, _NORM_TYPES) else weight_decay
+            groups.setdefault(float(wd), []).append(p)
+    return [{'params': ps, 'weight_decay': wd} for wd, ps in groups.items()]
+
+
+def param_groups(model, weight_decay, weight_decay_bias, weight_decay_norm=None):
+    """One group when both decays match (the original), else decayed weights + 1-D parameters apart.
+
+    ``weight_decay_norm`` (SOLVER.WEIGHT_DECAY_NORM) not None: Detectron2's rule instead (:func:`_detectron2_groups`).
+    """
+    if weight_decay_norm is not None:
+        return _detectron2_groups(model, weight_decay, weight_decay_bias, weight_decay_norm)
     params = [p for p in model.parameters() if p.requires_grad]
     if weight_decay_bias is None or float(weight_decay_bias) == float(weight_decay):
         return [{'params': params, 'weight_decay': float(weight_decay)}]
@@ -39,7 +69,7 @@ def build_optimizer(solver, model, lr):
         model: the module to optimise (unwrapped or DDP: only ``parameters()`` is used), already on its device.
         lr: the effective learning rate (after world-size scaling, see ``resolve_solver``).
     """
-    groups = param_groups(model, solver.WEIGHT_DECAY, solver.WEIGHT_DECAY_BIAS)
+    groups = param_groups(model, solver.WEIGHT_DECAY, solver.WEIGHT_DECAY_BIAS, solver.get('WEIGHT_DECAY_NORM'))
     # None leaves torch's default (the foreach loop); the checkpoint state is the same either way.
     fused = True if solver.FUSED and fused_supported(groups) else None
     name = str(solver.OPTIMIZER).lower()

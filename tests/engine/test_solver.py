@@ -121,6 +121,40 @@ def test_optimizers_and_bias_decay():
         build_optimizer(_solver(OPTIMIZER='Lamb'), model, 0.01)
 
 
+def test_detectron2_weight_decay_norm_rule():
+    """SOLVER.WEIGHT_DECAY_NORM set: Detectron2 v0.5 get_default_optimizer_params -- norm-layer weights decay by it,
+    every parameter named 'bias' by WEIGHT_DECAY_BIAS (also a norm layer's: the override wins), the rest (a 2-D
+    table too) by WEIGHT_DECAY."""
+    table = torch.nn.Module()
+    table.rel = torch.nn.Parameter(torch.zeros(3, 2))
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.GroupNorm(2, 4),
+                                torch.nn.LayerNorm(4), table)
+    opt = build_optimizer(_solver(OPTIMIZER='SGD', WEIGHT_DECAY=1e-4, WEIGHT_DECAY_BIAS=2e-4, WEIGHT_DECAY_NORM=0.0),
+                          model, 0.01)
+    got = {id(p): g['weight_decay'] for g in opt.param_groups for p in g['params']}
+    want = {'0.weight': 1e-4, '0.bias': 2e-4, '1.weight': 0.0, '1.bias': 2e-4, '2.weight': 0.0, '2.bias': 2e-4,
+            '3.weight': 0.0, '3.bias': 2e-4, '4.rel': 1e-4}
+    assert {n: got[id(p)] for n, p in model.named_parameters()} == want
+    assert [g['weight_decay'] for g in opt.param_groups] == [1e-4, 2e-4, 0.0]     # first appearance
+
+
+def test_gcpose_preset_does_not_decay_the_gcm_norm_weights(tmp_path):
+    """Detectron2's SOLVER.WEIGHT_DECAY_NORM default 0.0: GCPose's GCM BatchNorm weights are not decayed, their
+    biases and every other parameter are (1e-4); before, the preset decayed them all (defects.md F#13)."""
+    from projects.GCPose.gcpose import add_gcpose_config, build_model
+    from projects.GCPose.gcpose.preset import detection_config
+    cfg = add_gcpose_config(detection_config(str(tmp_path / 'exp')))
+    kh = cfg.MODEL.ROI_KEYPOINT_HEAD
+    kh.CONV_DIM, kh.NUM_CONVS, kh.GCM_POSITIONS = 64, 4, [0, 2]     # narrow: the rule, not the size, is tested
+    cfg.MODEL.BACKBONE = 'resnet18'
+    model = build_model(cfg)
+    opt = build_optimizer(cfg.SOLVER, model, 0.01)
+    got = {id(p): g['weight_decay'] for g in opt.param_groups for p in g['params']}
+    zero = sorted(n for n, p in model.named_parameters() if p.requires_grad and got[id(p)] == 0.0)
+    assert zero == ['roi_heads.keypoint_head.gcms.%s.norm%d.weight' % (i, j) for i in '02' for j in (1, 2)]
+    assert {got[id(p)] for n, p in model.named_parameters() if p.requires_grad and n not in zero} == {1e-4}
+
+
 def _fused_run(name, fused, steps, resume_from=None, done=0):
     """Train a tiny model ``steps`` steps from seed 0 (after loading ``resume_from`` = (model, optimizer)
     state dicts when given, continuing the batch stream after ``done`` steps); returns (model, optimizer)."""

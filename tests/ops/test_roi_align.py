@@ -160,3 +160,23 @@ def test_fpn_levels_and_multilevel():
     ref0 = roi_align(feats[3], torch.tensor([[0, 0, 0, 1000, 1000.]]), 2, 1 / 32, border='zeros')
     ref1 = roi_align(feats[1], torch.tensor([[1, 3, 5, 123, 125.]]), 2, 1 / 8, border='zeros')
     assert torch.equal(out[0], ref0[0]) and torch.equal(out[1], ref1[0])
+
+
+def test_per_side_border_equals_the_originals_partial_padding():
+    """GCPose pads only the sides its boxes cross (getOutborderRange): here left and top. A box ending at the right
+    edge (x2 = W * 4) keeps the kernel's clamp there in the original; border (zeros, zeros, kernel, kernel) gives the
+    original's numbers, 'zeros' on every side fades that last column (the difference fixed as defects.md F#12)."""
+    g = torch.Generator().manual_seed(0)
+    fmap = torch.randn(1, 3, 9, 11, generator=g) + 3
+    boxes = torch.tensor([[0, -10., -6., 20., 30.], [0, 10., 4., 44., 36.]])     # W * 4 = 44, H * 4 = 36
+    padded = F.pad(fmap, (8, 0, 8, 0))           # left 32 px, top 32 px: 8 cells each, right / bottom none
+    shifted = boxes.clone()
+    shifted[:, 1:] += 32
+    ref = roi_align(padded, shifted, 5, 0.25, 0, border='kernel')
+    out = roi_align(fmap, boxes, 5, 0.25, 0, border=('zeros', 'zeros', 'kernel', 'kernel'))
+    assert torch.allclose(out, ref, atol=1e-5)
+    zeros = roi_align(fmap, boxes, 5, 0.25, 0, border='zeros')
+    assert torch.allclose(zeros[0], ref[0], atol=1e-5)                   # crosses the padded sides only
+    assert (zeros[1, :, :, -1] - ref[1, :, :, -1]).abs().max() > 0.1     # the last column / row fade
+    with pytest.raises(ValueError, match='left, top, right, bottom'):
+        roi_align(fmap, boxes, 5, 0.25, 0, border=('zeros', 'kernel'))

@@ -1,6 +1,8 @@
 """Evaluation of the 'detection' pipeline (GCPose / Keypoint R-CNN): COCO keypoint AP + person box AP.
 
-The keypoint part is the shared :class:`cvpack.evaluation.build.CocoEvaluator` (TEST.NMS, results.json);
+The keypoint part is the shared :class:`cvpack.evaluation.build.CocoEvaluator` (TEST.NMS, results.json with each
+detection's box, as Detectron2's COCOEvaluator writes them: pycocotools then takes the detection areas of APm / APl
+from the boxes);
 the box part scores the predictor's ``bbox`` (xywh, continuous pixels) and box score with pycocotools.
 """
 import contextlib
@@ -58,7 +60,8 @@ class DetectionEvaluator:
     """
 
     def __init__(self, cfg):
-        self.keypoints = CocoEvaluator(cfg)
+        # Detectron2's keypoint results carry the detection box, which pycocotools uses for the area ranges
+        self.keypoints = CocoEvaluator(cfg, with_bbox=True)
         self.gt_path = osp.join(cfg.DATASET.ROOT, cfg.DATASET.VAL_ANN)
         self.image_ids = None
 

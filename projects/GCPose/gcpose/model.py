@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from cvpack.modeling.pretrained import LoadReport, load_mapped, load_state_dict
+from cvpack.ops import clip_boxes, nonempty
 
 from .data.transforms import pad_batch, shortest_edge_size
 from .fpn import FPN, ResNetFPN
@@ -19,6 +20,29 @@ def _mark_checkpoint_loaded(model, incompatible):
     """load_state_dict post hook: the trunk counts as initialised when the checkpoint held all its tensors."""
     if not any(k.startswith('backbone.body.') for k in incompatible.missing_keys):
         model.init_source = 'checkpoint'
+
+
+def detector_postprocess(result, image_size, out_size):
+    """Detectron2 v0.5 ``detector_postprocess``: rescale one image's detections from the resized input to the original.
+
+    Args: result {boxes (D, 4), scores (D,), keypoints (D, K, 3)} in input pixels; image_size (h, w) of the resized,
+        un-padded input; out_size (H, W) of the original image.
+    Returns: a new dict: boxes and keypoint x, y multiplied by W / w and H / h (float32, as ``Boxes.scale``), boxes
+        clipped to [0, W] x [0, H], detections whose clipped box has no width or height dropped
+        (``Boxes.nonempty``), keypoints not clipped.
+    """
+    h, w = (int(v) for v in image_size)
+    H, W = (int(v) for v in out_size)
+    sx, sy = W / w, H / h
+    boxes = result['boxes'].clone()
+    boxes[:, 0::2] *= sx
+    boxes[:, 1::2] *= sy
+    boxes = clip_boxes(boxes, (H, W))
+    keep = nonempty(boxes)
+    kps = result['keypoints'][keep].clone()
+    kps[..., 0] *= sx
+    kps[..., 1] *= sy
+    return dict(result, boxes=boxes[keep], scores=result['scores'][keep], keypoints=kps)
 
 
 class KeypointRCNN(nn.Module):
@@ -68,11 +92,13 @@ class KeypointRCNN(nn.Module):
                 multiple of INPUT.SIZE_DIVISIBILITY (32) when needed (Detectron2 pads inside the model as well).
             targets: the collated batch dict: 'image_size' N (h, w) of the resized, un-padded images;
                 training also 'gt_boxes' N (G_i, 4) xyxy and 'gt_keypoints' N (G_i, K, 3) (x, y continuous
-                input pixels, v); 'scale' N (sx, sy) or floats (input pixels per original pixel) rescales the output.
+                input pixels, v); 'orig_size' N (H, W) of the original images: the outputs go through
+                Detectron2's ``detector_postprocess`` (see :func:`detector_postprocess`); else 'scale' N (sx, sy) or
+                floats (input pixels per original pixel) divides the output coordinates (no clipping).
         Returns:
             training: dict of scalar losses (loss_rpn_cls, loss_rpn_loc, loss_cls, loss_box_reg, loss_keypoint).
             eval: N dicts {boxes (D, 4) xyxy, scores (D,), keypoints (D, K, 3) = x, y, score}, coordinates in
-                continuous **original-image** pixels (pixel i spans [i, i + 1]) when 'scale' is given,
+                continuous **original-image** pixels (pixel i spans [i, i + 1]) when 'orig_size' or 'scale' is given,
                 else input pixels.
         """
         targets = targets or {}
@@ -89,9 +115,10 @@ class KeypointRCNN(nn.Module):
             losses.update(self.roi_heads(features, proposals, sizes, targets))
             return losses
         results = self.roi_heads(features, proposals, sizes)
+        if targets.get('orig_size') is not None:
+            return [detector_postprocess(r, hw, out) for r, hw, out in zip(results, sizes, targets['orig_size'])]
         for r, scale in zip(results, targets.get('scale') or [1.0] * len(results)):
-            # Detectron2 detector_postprocess: continuous coordinates scale linearly back to the original
-            # image, separately in x and y (the resized size is rounded).
+            # without the original size: continuous coordinates scale linearly back, separately in x and y
             s = torch.as_tensor(scale, dtype=torch.float32, device=images.device).reshape(-1).expand(2)
             r['boxes'] = r['boxes'] / s.repeat(2)
             r['keypoints'][..., :2] = r['keypoints'][..., :2] / s

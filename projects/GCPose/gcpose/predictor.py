@@ -22,7 +22,8 @@ class DetectionPredictor:
 
     def __call__(self, model, batch):
         """Args: model (KeypointRCNN, eval mode); batch: collated detection samples ('image' a padded (N, 3, H, W)
-            tensor or N (3, h_i, w_i) tensors, 'image_size', 'scale' (sx, sy) input / original pixels, 'image_id').
+            tensor or N (3, h_i, w_i) tensors, 'image_size', 'scale' (sx, sy) input / original pixels, 'image_id',
+            'orig_size' (H, W) (the dataset's; without it the outputs are only rescaled, not clipped)).
         Returns: one dict per detection {image_id, category_id 1, keypoints np (K, 3) x, y original-image pixel
             indices (continuous - 0.5) + keypoint score, score (box score), bbox [x, y, w, h] continuous pixels}.
         """
@@ -30,7 +31,9 @@ class DetectionPredictor:
         images = batch['image']   # a padded (N, 3, H, W) tensor, or a list of (3, h, w) images
         images = images.to(device) if torch.is_tensor(images) else [i.to(device) for i in images]
         with torch.no_grad():
-            results = model(images, {'image_size': batch['image_size'], 'scale': batch['scale']})
+            # orig_size: Detectron2's detector_postprocess (rescale, clip to the image, drop empty boxes)
+            results = model(images, {'image_size': batch['image_size'], 'scale': batch['scale'],
+                                     'orig_size': batch.get('orig_size')})
         out = []
         for image_id, r in zip(batch['image_id'], results):
             boxes = r['boxes'].cpu().numpy()

@@ -72,6 +72,9 @@ def detection_config(exp_dir):
     cfg.SOLVER.MOMENTUM = 0.9
     cfg.SOLVER.WEIGHT_DECAY = 1e-4
     cfg.SOLVER.WEIGHT_DECAY_BIAS = 1e-4
+    # Detectron2's SOLVER.WEIGHT_DECAY_NORM 0.0: the GCMs' BatchNorm weights are not decayed (their biases are:
+    # Detectron2's 'bias' override wins); FrozenBN has no parameters
+    cfg.SOLVER.WEIGHT_DECAY_NORM = 0.0
     cfg.SOLVER.IMS_PER_GPU = 2
     cfg.SOLVER.MAX_ITER = 270000
     cfg.SOLVER.STEPS = (210000, 250000)

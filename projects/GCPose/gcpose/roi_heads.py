@@ -3,8 +3,8 @@
 
 GCPose keypoint branch (docs/reference/mlpe_hsrnet_gcpose.md §3.1 items 1-3): keypoint RoIs are enlarged x1.3 about
 their centre, pooled from P2 only, with zeros outside the feature map (the original's pad-P2-and-shift, done as
-``border='zeros'`` RoIAlign); targets are built in the enlarged box; decoded keypoints stay in image
-pixels and the returned boxes are the original, un-enlarged detections.
+``border='zeros'`` RoIAlign on the sides it pads, see :func:`outside_padding`); targets are built in the enlarged box;
+decoded keypoints stay in image pixels and the returned boxes are the original, un-enlarged detections.
 """
 from typing import Dict, List
 
@@ -19,6 +19,27 @@ from .keypoint_head import KeypointHead, heatmaps_to_keypoints, keypoint_loss, k
 from .matching import match, subsample_labels
 
 _STRIDES = {'p2': 4, 'p3': 8, 'p4': 16, 'p5': 32, 'p6': 64}
+
+
+def outside_padding(rois, input_hw):
+    """GCPose's ``getOutborderRange``: how far the batch's enlarged keypoint RoIs cross each side of the padded input.
+
+    Args: rois: list over images of (R_i, 4) xyxy boxes; input_hw: (H, W) of the padded batch (feature size x stride).
+    Returns: (pad (4,) int64 pixels (left, top, right, bottom), each the largest crossing over the batch rounded up to
+        a multiple of 32; border: per side 'zeros' where pad > 0, else 'kernel').
+    The original zero-pads the feature map by ``pad`` and shifts boxes (and training keypoints) by (left, top): the
+    sides no box crosses are not padded, so samples within half a feature cell of those map edges keep the compiled
+    kernel's rule (clamped to the last row / column), where zero padding would fade them (docs/reference/defects.md
+    F#12). The original takes one padding for the batch (max over images); so does this.
+    """
+    H, W = input_hw
+    b = torch.cat([r.reshape(-1, 4) for r in rois]) if rois else torch.zeros(0, 4)
+    out = torch.zeros(4, dtype=torch.float32, device=b.device)
+    if b.numel():
+        crossing = torch.stack([-b[:, 0], -b[:, 1], b[:, 2] - W, b[:, 3] - H], dim=1).float()
+        out = crossing.clamp(min=0).amax(dim=0)
+    pad = ((out / 32).ceil().int() * 32).long()
+    return pad, tuple('zeros' if int(v) > 0 else 'kernel' for v in pad)
 
 
 class BoxHead(nn.Module):
@@ -71,6 +92,24 @@ class KeypointROIHeads(nn.Module):
         return multilevel_roi_align([features[n] for n in names], boxes, size,
                                     [_STRIDES[n] for n in names], self.sampling_ratio, True, border)
 
+    def _keypoint_rois(self, features, boxes):
+        """Enlarge the keypoint boxes; returns (rois, RoIAlign border, (left, top) shift in pixels).
+
+        ZERO_PAD_OUTSIDE: the original's padding (:func:`outside_padding`); the shift is its box offset, used where
+        its float arithmetic shows (targets and decoding run in the shifted frame, keypoints are shifted back).
+        """
+        rois = [scale_boxes(b, self.enlarge) for b in boxes]
+        dev = rois[0].device if rois else None
+        if self.border != 'zeros':
+            return rois, self.border, torch.zeros(2, dtype=torch.long, device=dev)
+        name = self.kp_features[0]
+        hw = [int(v) * _STRIDES[name] for v in features[name].shape[-2:]]
+        pad, border = outside_padding(rois, hw)
+        return rois, border, pad[:2].to(dev)
+
+    def _keypoint_features(self, features, rois, border):
+        return self.keypoint_head(self._pool(features, self.kp_features, rois, self.kp_pool, border))
+
     def forward(self, features: Dict[str, torch.Tensor], proposals: List[torch.Tensor], image_sizes, targets=None):
         """Args:
             features: dict p2..p6; proposals: N (P_i, 4) xyxy input pixels; image_sizes: N (h, w);
@@ -111,16 +150,20 @@ class KeypointROIHeads(nn.Module):
 
     def _keypoint_loss(self, features, samples, gt_kps):
         """Foreground proposals with >= 1 visible keypoint inside the (original) box; targets in the enlarged box."""
-        rois, kps = [], []
+        boxes_kp, kps = [], []
         for (boxes, m, fg), kp in zip(samples, gt_kps):
             b, k = boxes[fg], kp.to(boxes)[m[fg]]                           # (F, 4), (F, K, 3)
             x, y = k[..., 0], k[..., 1]
             inside = ((x >= b[:, 0:1]) & (x <= b[:, 2:3]) & (y >= b[:, 1:2]) & (y <= b[:, 3:4]) & (k[..., 2] > 0))
             keep = inside.any(dim=1)
-            rois.append(scale_boxes(b[keep], self.enlarge))
+            boxes_kp.append(b[keep])
             kps.append(k[keep])
-        maps = self.keypoint_head(self._pool(features, self.kp_features, rois, self.kp_pool, self.border))
-        labels, valid = keypoint_targets(torch.cat(kps), torch.cat(rois), maps.shape[-1])
+        rois, border, shift = self._keypoint_rois(features, boxes_kp)
+        maps = self._keypoint_features(features, rois, border)
+        # the original's frame: boxes and keypoints shifted by the padding (the same floor cells to the last bit)
+        k = torch.cat(kps).clone()
+        k[..., :2] += shift.to(k)
+        labels, valid = keypoint_targets(k, torch.cat(rois) + shift.repeat(2).to(k), maps.shape[-1])
         return keypoint_loss(maps, labels, valid) * self.kh.LOSS_WEIGHT
 
     @torch.no_grad()
@@ -136,11 +179,18 @@ class KeypointROIHeads(nn.Module):
             b, s = b[keep], s[keep]
             k = nms(b, s, self.rh.NMS_THRESH_TEST)[:self.rh.DETECTIONS_PER_IMAGE]
             results.append({'boxes': b[k], 'scores': s[k]})
-        rois = [scale_boxes(r['boxes'], self.enlarge) for r in results]
-        maps = self.keypoint_head(self._pool(features, self.kp_features, rois, self.kp_pool, self.border))
-        kp = heatmaps_to_keypoints(maps, torch.cat(rois))
+        kp = self._keypoints(features, [r['boxes'] for r in results])
         start = 0
-        for r, roi in zip(results, rois):
-            r['keypoints'] = kp[start:start + len(roi)][..., [0, 1, 3]]
-            start += len(roi)
+        for r in results:
+            r['keypoints'] = kp[start:start + len(r['boxes'])][..., [0, 1, 3]]
+            start += len(r['boxes'])
         return results
+
+    def _keypoints(self, features, boxes):
+        """Keypoints of detections ``boxes`` (list of (D_i, 4)) -> (sum D_i, K, 4) x, y (image pixels), logit, score."""
+        rois, border, shift = self._keypoint_rois(features, boxes)
+        maps = self._keypoint_features(features, rois, border)
+        # decoded in the original's shifted frame (ceil of the shifted widths, + x1 + shift), then shifted back
+        kp = heatmaps_to_keypoints(maps, torch.cat(rois) + shift.repeat(2).to(maps))
+        kp[..., :2] -= shift.to(kp)
+        return kp

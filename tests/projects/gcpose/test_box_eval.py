@@ -89,3 +89,38 @@ def test_detection_evaluator_declares_its_metrics(repo_root, coco_subset, tmp_pa
     assert ev.metric_names() == list(metrics)
     assert ev.metric_names()[-6:] == ['box_AP', 'box_AP50', 'box_AP75', 'box_APs', 'box_APm', 'box_APl']
     assert set(metrics.values()) == {0.0}
+
+
+def test_keypoint_results_carry_boxes_for_the_area_ranges(tmp_path, coco_subset):
+    """Detectron2's COCOEvaluator writes each keypoint result with its detection 'bbox', so pycocotools' loadRes
+    takes the detection's area from the box: an unmatched detection with a medium box but tightly clustered
+    keypoints is a false positive of APm (0.5 here); from the keypoints' extent (small) it was ignored (APm 1)."""
+    import numpy as np
+    from projects.GCPose.gcpose.evaluator import DetectionEvaluator
+    from projects.GCPose.gcpose.preset import detection_config
+    with open('%s/annotations/person_keypoints_val2017.json' % coco_subset) as f:
+        data = json.load(f)
+    img = data['images'][0]
+    kps = [[100 + 3 * i, 100 + 4 * i, 2] for i in range(17)]
+    data['images'] = [img]
+    data['annotations'] = [{'id': 1, 'image_id': img['id'], 'category_id': 1, 'iscrowd': 0, 'area': 3000.0,
+                            'bbox': [95.0, 95.0, 60.0, 75.0], 'num_keypoints': 17,
+                            'keypoints': [v for k in kps for v in k]}]
+    gt = tmp_path / 'gt.json'
+    gt.write_text(json.dumps(data))
+    match = np.asarray(kps, np.float32)
+    match[:, 2] = 1
+    clustered = match.copy()
+    clustered[:, 0], clustered[:, 1] = 300 + np.arange(17) % 3, 300 + np.arange(17) % 4   # 2 x 3 px extent
+    instances = [{'image_id': img['id'], 'category_id': 1, 'keypoints': clustered, 'score': 0.9,
+                  'bbox': [280.0, 280.0, 60.0, 60.0]},                                   # medium box, 3600 px
+                 {'image_id': img['id'], 'category_id': 1, 'keypoints': match, 'score': 0.5,
+                  'bbox': [95.0, 95.0, 60.0, 75.0]}]
+    cfg = detection_config(str(tmp_path / 'exp'))
+    cfg.DATASET.ROOT = coco_subset
+    cfg.DATASET.VAL_ANN = str(gt)
+    metrics = DetectionEvaluator(cfg)(instances, str(tmp_path))
+    with open(tmp_path / 'results.json') as f:
+        written = json.load(f)
+    assert [r['bbox'] for r in written] == [[280.0, 280.0, 60.0, 60.0], [95.0, 95.0, 60.0, 75.0]]
+    assert metrics['AP'] == pytest.approx(0.5, abs=0.01) and metrics['APm'] == pytest.approx(0.5, abs=0.01)

@@ -10,7 +10,7 @@ import torch
 from projects.GCPose.gcpose.preset import detection_config
 from cvpack.data.samplers import GroupedBatchSampler
 from projects.GCPose.gcpose.data import (DetectionDataset, drop_outside_keypoints, hflip_instances, pad_batch,
-                                        shortest_edge_size)
+                                        resize_instances, shortest_edge_size)
 from cvpack.data.meta import get_dataset_meta
 
 
@@ -18,6 +18,27 @@ def test_shortest_edge_sizes():
     assert shortest_edge_size(480, 640, 800, 1333) == (800, 1067)     # 640 * 800 / 480 = 1066.67
     assert shortest_edge_size(640, 480, 704, 1333) == (939, 704)
     assert shortest_edge_size(100, 1000, 800, 1333) == (133, 1333)    # long side capped at 1333
+
+
+def test_resize_is_detectron2s_pil_bilinear():
+    """Detectron2 v0.5 resizes uint8 images with PIL's Image.BILINEAR (ResizeShortestEdge's default interp),
+    antialiased when shrinking; cv2.INTER_LINEAR (used before, defects.md F#9) differs on many pixels."""
+    import cv2
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    for shape, short in (((48, 64, 3), 80), ((120, 90, 3), 40)):         # upscale (COCO val at 800), shrink
+        img = rng.integers(0, 256, shape, dtype=np.uint8)
+        out, boxes, kps, (sx, sy) = resize_instances(img, np.zeros((0, 4), np.float32),
+                                                     np.zeros((0, 17, 3), np.float32), short, 1333)
+        nh, nw = out.shape[:2]
+        assert min(nh, nw) == short and (sx, sy) == (nw / shape[1], nh / shape[0])
+        ref = np.asarray(Image.fromarray(img).resize((nw, nh), Image.BILINEAR))
+        assert out.dtype == np.uint8 and np.array_equal(out, ref)
+        assert (out != cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR)).mean() > 0.1
+    # golden: PIL's 2 x 2 -> 3 x 3 (pixel centres at 1/6, 1/2, 5/6 of the input: weights 1, 1/2 / 1/2, 1)
+    tiny = np.array([[0, 100], [200, 50]], np.uint8)[:, :, None].repeat(3, 2)
+    out = resize_instances(tiny, np.zeros((0, 4), np.float32), np.zeros((0, 17, 3), np.float32), 3, 1333)[0]
+    assert out[:, :, 0].tolist() == [[0, 50, 100], [100, 88, 75], [200, 125, 50]]
 
 
 def test_flip_swaps_joints_and_mirrors():

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
 from projects.GCPose.gcpose.preset import detection_config
@@ -325,9 +326,11 @@ def test_converted_zoo_model_runs_on_a_coco_image(repo_root, coco_subset, tmp_pa
     ds = DetectionDataset(cfg, 'val')
     sample, rec = ds[0], ds.records[0]
     h, w_ = sample['image_size']
-    raw = cv2.resize(cv2.imread(rec['file']), (w_, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    # Detectron2: read_image (PIL, RGB -> BGR), ResizeShortestEdge's ResizeTransform: PIL bilinear
+    bgr = np.asarray(Image.open(rec['file']).convert('RGB'))[:, :, ::-1]
+    raw = np.asarray(Image.fromarray(np.ascontiguousarray(bgr)).resize((w_, h), Image.BILINEAR)).astype(np.float32)
     hand = torch.from_numpy((raw - np.float32([103.53, 116.28, 123.675])).transpose(2, 0, 1).copy())
-    assert torch.allclose(sample['image'], hand, atol=1e-4)                       # BGR, mean, std 1
+    assert torch.equal(sample['image'], hand)                                     # BGR, mean, std 1
     instances = DetectionPredictor(cfg)(model, collate([sample]))
     assert len(instances) == 3
     H, W = rec['height'], rec['width']

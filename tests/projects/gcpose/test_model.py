@@ -3,6 +3,7 @@ import logging
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from projects.GCPose.gcpose.preset import detection_config
 from projects.GCPose.gcpose import add_gcpose_config, build_model
@@ -148,6 +149,42 @@ def test_outputs_rescale_to_original_image(tmp_path):
     assert torch.equal(b['scores'], a['scores'])
 
 
+def test_detector_postprocess_is_detectron2s():
+    """Detectron2 v0.5 ``detector_postprocess``: x *= W / w, y *= H / h in float32, boxes clipped to the original
+    image, detections with an empty clipped box dropped (keypoints computed before are not clipped). Values by hand:
+    input 100 x 150 (h, w) from an original 200 x 300: factor 2."""
+    from projects.GCPose.gcpose.model import detector_postprocess
+    r = {'boxes': torch.tensor([[10., 20., 40., 60.], [140., 5., 160., 30.], [150., 10., 155., 20.]]),
+         'scores': torch.tensor([0.9, 0.8, 0.7]),
+         'keypoints': torch.tensor([[[12., 22., 0.5]], [[151., 6., 0.4]], [[152., 12., 0.3]]])}
+    out = detector_postprocess(r, (100, 150), (200, 300))
+    assert out['boxes'].tolist() == [[20, 40, 80, 120], [280, 10, 300, 60]]      # third box: x 300 .. 300, empty
+    assert out['scores'].tolist() == pytest.approx([0.9, 0.8])
+    assert out['keypoints'].tolist() == [[[24, 44, 0.5]], [[302, 12, pytest.approx(0.4)]]]   # x 302 > W: kept
+    # float32 multiplication by W / w, as Boxes.scale (not a division by w / W): 333 / 777 in float32
+    one = {'boxes': torch.tensor([[1., 1., 700.123, 500.]]), 'scores': torch.ones(1), 'keypoints': torch.ones(1, 1, 3)}
+    b = detector_postprocess(one, (600, 777), (600, 333))['boxes'][0, 2]
+    assert b.item() == (torch.tensor(700.123) * (333 / 777)).item()
+
+
+def test_model_postprocesses_with_the_original_size(tmp_path):
+    torch.manual_seed(0)
+    cfg = _cfg(tmp_path)
+    cfg.MODEL.BACKBONE = 'resnet18'
+    cfg.MODEL.ROI_HEADS.DETECTIONS_PER_IMAGE = 5
+    model = build_model(cfg).eval()
+    images = torch.randn(1, 3, 64, 96) * 0.1
+    a = model(images, {'image_size': [(64, 96)]})[0]
+    b = model(images, {'image_size': [(64, 96)], 'scale': [(2.0, 2.0)], 'orig_size': [(32, 40)]})[0]
+    sx, sy = 40 / 96, 32 / 64
+    boxes = a['boxes'] * torch.tensor([sx, sy, sx, sy])
+    boxes = torch.stack([boxes[:, 0].clamp(0, 40), boxes[:, 1].clamp(0, 32), boxes[:, 2].clamp(0, 40),
+                         boxes[:, 3].clamp(0, 32)], 1)
+    keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    assert torch.allclose(b['boxes'], boxes[keep]) and torch.equal(b['scores'], a['scores'][keep])
+    assert torch.allclose(b['keypoints'][..., :2], a['keypoints'][keep][..., :2] * torch.tensor([sx, sy]))
+
+
 def test_keypoint_rois_enlarged_and_selected(tmp_path, monkeypatch):
     """docs/reference/mlpe_hsrnet_gcpose.md §3.4: proposals need >= 1 visible keypoint inside the original box; targets
     use the x1.3 box."""
@@ -194,3 +231,59 @@ def test_no_keypoint_targets_still_reach_every_keypoint_parameter(tmp_path):
     for name, p in head.named_parameters():
         assert p.grad is not None, name
         assert p.grad.abs().sum() == 0, name
+
+
+def _original_keypoints(heads, p2, boxes):
+    """The GCPose fork's inference keypoint branch for one image, re-stated: resizeBoxesTrain (x1.3),
+    getOutborderRange (per side, rounded up to 32 px), processBoxes / processFeatures (shift the boxes, zero-pad P2
+    on those sides only), the compiled ROIAlignV2 on the padded map ('kernel'), the head, Detectron2's
+    heatmaps_to_keypoints on the shifted boxes, then ``keypoints[:, :, :2] -= maxOut[:2]``."""
+    from cvpack.ops import roi_align
+    from cvpack.ops.roi_align import boxes_to_rois
+    from projects.GCPose.gcpose.keypoint_head import heatmaps_to_keypoints
+    box = boxes.clone()
+    w_extend = (box[:, 2] - box[:, 0]) * (1.3 - 1) / 2
+    h_extend = (box[:, 3] - box[:, 1]) * (1.3 - 1) / 2
+    box += torch.stack([-w_extend, -h_extend, w_extend, h_extend], dim=1)
+    H, W = p2.shape[2] * 4, p2.shape[3] * 4
+    out = torch.zeros(4)
+    for j, crossing in enumerate((-box[:, 0], -box[:, 1], box[:, 2] - W, box[:, 3] - H)):
+        if (crossing > 0).any():
+            out[j] = crossing[crossing > 0].max()
+    max_out = (out / 32).ceil().int()
+    box[:, 0:2] += max_out[:2] * 32
+    box[:, 2:4] += max_out[:2] * 32
+    pad = max_out * 8
+    padded = F.pad(p2, (int(pad[0]), int(pad[2]), int(pad[1]), int(pad[3])))
+    feats = roi_align(padded, boxes_to_rois([box]), 14, 0.25, 0, True, 'kernel')
+    kp = heatmaps_to_keypoints(heads.keypoint_head(feats), box)
+    kp[:, :, :2] -= max_out[:2] * 32
+    return kp, feats, max_out
+
+
+def test_gcpose_keypoint_branch_is_the_originals_pad_and_shift(tmp_path):
+    """Only the sides an enlarged box crosses are zero-padded (top and left here: 32 px each); box 1 ends exactly at
+    the right edge of the 128-px input, where the original keeps the compiled kernel's clamp. Pooled
+    features match the original's to float rounding, keypoints to 1e-4 px; with zeros on every side (before
+    defects.md F#12) box 1's last column differed."""
+    from projects.GCPose.gcpose.roi_heads import KeypointROIHeads, outside_padding
+    torch.manual_seed(0)
+    heads = KeypointROIHeads(_cfg(tmp_path).MODEL, 17).eval()
+    p2 = torch.randn(1, 256, 24, 32) + 1
+    feats = {'p2': p2}
+    boxes = torch.tensor([[10., 10., 60., 80.], [13., 20., 113., 60.], [1., 30., 31., 50.]])
+    ref, ref_feats, max_out = _original_keypoints(heads, p2, boxes)
+    assert max_out.tolist() == [1, 1, 0, 0]
+    rois, border, shift = heads._keypoint_rois(feats, [boxes])
+    assert border == ('zeros', 'zeros', 'kernel', 'kernel') and shift.tolist() == [32, 32]
+    assert rois[0][1, 2].item() == 128.0                          # at the right edge, not across it
+    ours = heads._pool(feats, ['p2'], rois, 14, border)
+    assert torch.allclose(ours, ref_feats, atol=1e-5)
+    assert (heads._pool(feats, ['p2'], rois, 14, 'zeros')[1, :, :, -1] - ref_feats[1, :, :, -1]).abs().max() > 0.05
+    with torch.no_grad():
+        kp = heads._keypoints(feats, [boxes])
+    assert torch.allclose(kp[..., :2], ref[..., :2], atol=1e-4) and torch.allclose(kp[..., 2:], ref[..., 2:], atol=1e-4)
+    # getOutborderRange's rounding: any crossing, however small, pads 32 px; none pads nothing
+    pad, sides = outside_padding([torch.tensor([[-0.01, 5., 130., 40.]]), torch.tensor([[3., -33., 9., 9.]])],
+                                 (96, 128))
+    assert pad.tolist() == [32, 64, 32, 0] and sides == ('zeros', 'zeros', 'zeros', 'kernel')
