@@ -144,7 +144,7 @@ def load_optimizer_state(optimizer, state, saved_class=None):
     saved = state['param_groups']
     if len(saved) != len(current):
         raise ValueError('optimizer state has %d param groups, this optimizer %d (a different '
-                         'SOLVER.WEIGHT_DECAY_BIAS setting?)' % (len(saved), len(current)))
+                         'SOLVER.WEIGHT_DECAY_BIAS or WEIGHT_DECAY_NORM setting?)' % (len(saved), len(current)))
     groups, changed = [], _class_change(optimizer, saved_class, saved)
     for i, (old, new) in enumerate(zip(saved, current)):
         missing = _missing_settings(optimizer, old, new)
