@@ -75,3 +75,27 @@ def test_train_crop_scale_is_float32_as_the_original(tmp_path, coco_subset, name
     [i] = [j for j, r in enumerate(ds.records) if r['image_path'].endswith(name)]
     ds.rng_for = lambda index: _Replay(randn, rand)
     np.testing.assert_allclose(_sums(ds[i]['image']), sums, rtol=0, atol=1e-6)
+
+
+def test_predictions_are_the_originals_float32_bits(tmp_path):
+    """Flip test with the shift, quarter decoder, ``transform_preds`` and the float32 ``all_preds`` / area of the
+    original's ``validate`` (F#11): goldens from the original on two detection boxes of the shipped val subset."""
+    from cvpack.inference.topdown import TopDownPredictor
+    cfg = simple_baselines_config(str(tmp_path), input_shape=(256, 192))
+    heat = torch.from_numpy((np.random.RandomState(3).rand(2, 17, 64, 48) * 0.5).astype(np.float32))
+    # the original _xywh2cs of detections #0 and #3 (float32)
+    center = torch.tensor([[389.6639404296875, 212.47979736328125], [398.1623229980469, 210.8740234375]])
+    scale = torch.tensor([[1.5635638236999512, 2.084751605987549], [1.5854640007019043, 2.113952159881592]])
+    batch = dict(image=torch.zeros(2, 3, 256, 192), center=center, scale=scale, score=torch.ones(2),
+                 image_id=[785, 785])
+    out = TopDownPredictor(cfg)(lambda images: heat, batch)
+    gold = [[[303.3421936035156, 406.29656982421875], [339.1738586425781, 126.15804290771484],
+             [440.1540222167969, 126.15804290771484], [492.2728271484375, 175.0194091796875]],
+            [[398.1623229980469, 166.28285217285156], [290.8132019042969, 400.7994079589844],
+             [505.5114440917969, 400.7994079589844], [452.66265869140625, 219.13165283203125]]]
+    maxvals = [[0.4972870349884033, 0.49560385942459106, 0.49560385942459106, 0.49573197960853577],
+               [0.4940561354160309, 0.4940010905265808, 0.4940010905265808, 0.48974645137786865]]
+    for n in range(2):
+        assert out[n]['keypoints'][:4, :2].tolist() == gold[n]
+        assert out[n]['keypoints'][:4, 2].tolist() == maxvals[n]
+    assert [o['area'] for o in out] == [130385.6875, 134063.8125]
