@@ -2,7 +2,7 @@
 
 Values from ``docs/reference/mlpe_hsrnet_gcpose.md`` §2.6-2.7 (HSRNet yamls, Simple Baselines library).
 Differences from the Megvii preset: the ImageNet mean/std listed in RGB order but applied to the BGR planes
-(the original never converts ``cv2.imread``'s BGR; docs/reference/defects.md F#9), centre/scale with the
+(the original never converts ``cv2.imread``'s BGR; docs/reference/defects.md F#17), centre/scale with the
 x1.25 box padding and aspect fit at load time (``_box2cs``), Gaussian targets with peak 1, no half body,
 Adam 1e-3 without weight decay, x0.1 at epochs 90 and 120 of 140.
 
@@ -25,7 +25,7 @@ def _coco_dataset(root_dir, sigma):
     d = dataset_block('COCO', root_dir, 'simple_baselines')
     d.BBOX_PADDING = 1.25          # _box2cs: scale x1.25 after the aspect fit (train GT and test boxes)
     # BGR, as the original: JointsDataset feeds cv2.imread's BGR pixels to torchvision's Normalize with the RGB-ordered
-    # ImageNet statistics (docs/reference/defects.md F#9); True gives RGB input with the same INPUT.MEANS/STDS
+    # ImageNet statistics (docs/reference/defects.md F#17); True gives RGB input with the same INPUT.MEANS/STDS
     d.COLOR_RGB = False
     d.TRAIN = edict(
         SCALE_FACTOR=0.3,          # s *= clip(N(1, 0.3), 0.7, 1.3)

@@ -141,8 +141,8 @@ def simple_baselines_train_sample(ds, rec, rng):
     """Simple Baselines' train ``__getitem__`` -> (image (3, H, W), target (K, h, w), target_weight (K,)).
 
     The original feeds ``cv2.imread``'s BGR pixels (``DATASET.COLOR_RGB False``; True converts, our option), and
-    under its NumPy 1 the float32 scale times np.clip's float64 scalar stayed float32 (docs/reference/defects.md F#9,
-    F#10).
+    under its NumPy 1 the float32 scale times np.clip's float64 scalar stayed float32 (docs/reference/defects.md F#17,
+    F#18).
     """
     tr, (H, W) = ds.cfg.DATASET.TRAIN, ds.input_hw
     img = cv2.imread(rec['image_path'], cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)

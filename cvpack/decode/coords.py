@@ -50,7 +50,7 @@ def to_image_coords_affine(coords, center, scale, input_hw, output_hw, pixel_std
     The original maps *heatmap* coordinates through ``cv2.getAffineTransform`` of float32 points built from the
     centre and the crop width only (``get_affine_transform(c, s, 0, heatmap_size, inv=1)``), then stores them in its
     float32 prediction array. For an aspect-fitted box this is :func:`to_image_coords` up to float32 rounding (up
-    to 6.5e-5 px on 256 random crops; docs/reference/defects.md F#11); this re-statement gives the original's bits.
+    to 6.5e-5 px on 256 random crops; docs/reference/defects.md F#19); this re-statement gives the original's bits.
 
     Args: as :func:`to_image_coords`, plus ``output_hw`` (h, w) the heatmap size. Returns float64 holding
     float32 values.

@@ -43,7 +43,7 @@ class TopDownPredictor:
         self.flip_shift = bool(cfg.TEST.FLIP_SHIFT)
         self.flip_pairs = [tuple(p) for p in cfg.DATASET.KEYPOINT.FLIP_PAIRS]
         self.input_hw = tuple(cfg.INPUT_SHAPE)
-        # Simple Baselines maps back through its float32 affine and keeps float32 predictions (F#11)
+        # Simple Baselines maps back through its float32 affine and keeps float32 predictions (F#19)
         self.sb_coords = cfg.DATASET.PIPELINE == 'simple_baselines'
         self.pixel_std = float(cfg.DATASET.PIXEL_STD)
         self.rescore = cfg.TEST.RESCORE
@@ -100,7 +100,7 @@ class TopDownPredictor:
             xy = to_image_coords_affine(coords, center, scale, self.input_hw, self.codec.output_hw, self.pixel_std)
         else:
             xy = to_image_coords(coords, center, scale, self.input_hw, self.pixel_std)
-        # OKS-NMS area as Simple Baselines' np.prod(s * 200, 1): a float32 product of the float32 box (F#11)
+        # OKS-NMS area as Simple Baselines' np.prod(s * 200, 1): a float32 product of the float32 box (F#19)
         area = np.prod(scale.astype(np.float32) * np.float32(self.pixel_std), axis=1).astype(np.float64)
         scores = rescore(self.rescore, det, kp_scores, self.keypoint_thresh)
         keypoints = np.concatenate([xy, kp_scores[..., None]], axis=-1)

@@ -1,6 +1,6 @@
 """HSRNet's Simple Baselines harness against numbers computed by the original code (Shiyijie66/HSR-MSNet 599fc97,
 ``lib/dataset/coco.py`` + ``JointsDataset.py`` + ``lib/core/inference.py``, run on the shipped COCO subset in a
-scratch copy). The goldens are written here as numbers; docs/reference/defects.md F#9, F#10 and following.
+scratch copy). The goldens are written here as numbers; docs/reference/defects.md F#17, F#18 and following.
 """
 import numpy as np
 import pytest
@@ -36,7 +36,7 @@ def _sums(image):
 
 
 def test_default_input_is_bgr_as_the_original(tmp_path, coco_subset):
-    """The original never converts cv2.imread's BGR image: Normalize's RGB-ordered mean/std meet B, G, R (F#9)."""
+    """The original never converts cv2.imread's BGR image: Normalize's RGB-ordered mean/std meet B, G, R (F#17)."""
     cfg = _cfg(tmp_path, coco_subset, USE_GT_BBOX=False)
     assert cfg.DATASET.COLOR_RGB is False
     ds = build_dataset(cfg, 'val')
@@ -69,7 +69,7 @@ def test_rgb_option_swaps_the_planes(tmp_path, coco_subset):
      [-26418.96859627124, -24595.24478709884, -14585.12097231485]),
 ])
 def test_train_crop_scale_is_float32_as_the_original(tmp_path, coco_subset, name, randn, rand, sums):
-    """The scale factor multiplies the float32 scale in float32 (F#10): a float64 product moved the crop by ~1e-5
+    """The scale factor multiplies the float32 scale in float32 (F#18): a float64 product moved the crop by ~1e-5
     of its size, enough to change pixels of these crops by one grey level."""
     ds = build_dataset(_cfg(tmp_path, coco_subset), 'train')
     [i] = [j for j, r in enumerate(ds.records) if r['image_path'].endswith(name)]
@@ -79,7 +79,7 @@ def test_train_crop_scale_is_float32_as_the_original(tmp_path, coco_subset, name
 
 def test_predictions_are_the_originals_float32_bits(tmp_path):
     """Flip test with the shift, quarter decoder, ``transform_preds`` and the float32 ``all_preds`` / area of the
-    original's ``validate`` (F#11): goldens from the original on two detection boxes of the shipped val subset."""
+    original's ``validate`` (F#19): goldens from the original on two detection boxes of the shipped val subset."""
     from cvpack.inference.topdown import TopDownPredictor
     cfg = simple_baselines_config(str(tmp_path), input_shape=(256, 192))
     heat = torch.from_numpy((np.random.RandomState(3).rand(2, 17, 64, 48) * 0.5).astype(np.float32))
