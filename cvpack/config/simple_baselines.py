@@ -1,7 +1,8 @@
 """The Simple Baselines preset (HSRNet / HSR-MSNet): the original yaml + library values.
 
 Values from ``docs/reference/mlpe_hsrnet_gcpose.md`` §2.6-2.7 (HSRNet yamls, Simple Baselines library).
-Differences from the Megvii preset: RGB input with ImageNet mean/std in RGB order, centre/scale with the
+Differences from the Megvii preset: the ImageNet mean/std listed in RGB order but applied to the BGR planes
+(the original never converts ``cv2.imread``'s BGR; docs/reference/defects.md F#17), centre/scale with the
 x1.25 box padding and aspect fit at load time (``_box2cs``), Gaussian targets with peak 1, no half body,
 Adam 1e-3 without weight decay, x0.1 at epochs 90 and 120 of 140.
 
@@ -23,7 +24,9 @@ __all__ = ['simple_baselines_config']
 def _coco_dataset(root_dir, sigma):
     d = dataset_block('COCO', root_dir, 'simple_baselines')
     d.BBOX_PADDING = 1.25          # _box2cs: scale x1.25 after the aspect fit (train GT and test boxes)
-    d.COLOR_RGB = True
+    # BGR, as the original: JointsDataset feeds cv2.imread's BGR pixels to torchvision's Normalize with the RGB-ordered
+    # ImageNet statistics (docs/reference/defects.md F#17); True gives RGB input with the same INPUT.MEANS/STDS
+    d.COLOR_RGB = False
     d.TRAIN = edict(
         SCALE_FACTOR=0.3,          # s *= clip(N(1, 0.3), 0.7, 1.3)
         ROTATION_FACTOR=40,        # r = clip(N(0, 40), -80, 80) degrees ...
@@ -41,7 +44,8 @@ def simple_baselines_config(exp_dir, input_shape=(256, 192)):
     big = input_shape[0] >= 384
     cfg.DATASET = _coco_dataset(cfg.ROOT_DIR, sigma=3 if big else 2)
 
-    cfg.INPUT = edict(NORMALIZE=True, MEANS=[0.485, 0.456, 0.406], STDS=[0.229, 0.224, 0.225])  # RGB order
+    # ImageNet's RGB-ordered statistics, applied to channels 0, 1, 2 = B, G, R (the original's Normalize on BGR input)
+    cfg.INPUT = edict(NORMALIZE=True, MEANS=[0.485, 0.456, 0.406], STDS=[0.229, 0.224, 0.225])
     cfg.INPUT_SHAPE = input_shape
     cfg.OUTPUT_SHAPE = [v // 4 for v in input_shape]
 

@@ -138,13 +138,19 @@ def megvii_train_sample(ds, rec, rng, integer_joints=True):
 
 
 def simple_baselines_train_sample(ds, rec, rng):
-    """Simple Baselines' train ``__getitem__`` -> (image (3, H, W), target (K, h, w), target_weight (K,))."""
+    """Simple Baselines' train ``__getitem__`` -> (image (3, H, W), target (K, h, w), target_weight (K,)).
+
+    The original feeds ``cv2.imread``'s BGR pixels (``DATASET.COLOR_RGB False``; True converts, our option), and
+    under its NumPy 1 the float32 scale times np.clip's float64 scalar stayed float32 (docs/reference/defects.md F#17,
+    F#18).
+    """
     tr, (H, W) = ds.cfg.DATASET.TRAIN, ds.input_hw
-    img = cv2.cvtColor(cv2.imread(rec['image_path'], cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION),
-                       cv2.COLOR_BGR2RGB)
+    img = cv2.imread(rec['image_path'], cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    if ds.cfg.DATASET.COLOR_RGB:
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
     joints, vis = rec['joints'][:, :2].astype(np.float64), np.minimum(rec['joints'][:, 2:], 1)
     sf, rf = tr.SCALE_FACTOR, tr.ROTATION_FACTOR
-    center, scale = rec['center'].copy(), rec['scale'] * np.clip(rng.randn() * sf + 1, 1 - sf, 1 + sf)
+    center, scale = rec['center'].copy(), rec['scale'] * np.float32(np.clip(rng.randn() * sf + 1, 1 - sf, 1 + sf))
     rot = np.clip(rng.randn() * rf, -rf * 2, rf * 2) if rng.rand() <= tr.PROB_ROTATION else 0
     if tr.FLIP and rng.rand() <= tr.PROB_FLIP:
         img, joints, vis, center = _flip(img, joints, vis, center, ds.cfg.DATASET.KEYPOINT.FLIP_PAIRS)

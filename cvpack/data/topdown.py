@@ -211,7 +211,9 @@ class TopDownDataset(torch.utils.data.Dataset):
         joints = rec['joints'][:, :2].astype(np.float64)
         vis = np.minimum(rec['joints'][:, 2], 1).astype(np.float32)
         sf, rf = tr.SCALE_FACTOR, tr.ROTATION_FACTOR
-        scale = scale * np.clip(rng.randn() * sf + 1, 1 - sf, 1 + sf)
+        # float32 x float32, as the original under NumPy 1 (a float32 array times np.clip's float64 scalar stayed
+        # float32); NumPy 2 promotes that product to float64, a scale 1 ulp off (docs/reference/defects.md F#18)
+        scale = scale * np.float32(np.clip(rng.randn() * sf + 1, 1 - sf, 1 + sf))
         rot = np.clip(rng.randn() * rf, -rf * 2, rf * 2) if rng.rand() <= tr.PROB_ROTATION else 0
         flip = tr.FLIP and rng.rand() <= tr.PROB_FLIP
         if flip:

@@ -37,10 +37,33 @@ def to_image_coords(coords, center, scale, input_hw, pixel_std=200):
     Returns:
         (N, K, 2) float64 image pixels: ``u / W * box + center - box / 2`` with ``box = scale * pixel_std`` in
         float32 (the Megvii ``get_results`` formula and order of operations, bit for bit,
-        ``docs/reference/rsn_mspn.md`` §5.3; equal to Simple Baselines' ``transform_preds`` for a rotation-free crop).
+        ``docs/reference/rsn_mspn.md`` §5.3; Simple Baselines' ``transform_preds`` up to float32 rounding, which
+        :func:`to_image_coords_affine` reproduces exactly).
     """
     coords, center, box, size = _frames(coords, center, scale, input_hw, pixel_std)
     return coords / size * box + center - box * 0.5
+
+
+def to_image_coords_affine(coords, center, scale, input_hw, output_hw, pixel_std=200):
+    """Simple Baselines' ``transform_preds``, bit for bit: input-crop pixels (N, K, 2) -> image pixels (N, K, 2).
+
+    The original maps *heatmap* coordinates through ``cv2.getAffineTransform`` of float32 points built from the
+    centre and the crop width only (``get_affine_transform(c, s, 0, heatmap_size, inv=1)``), then stores them in its
+    float32 prediction array. For an aspect-fitted box this is :func:`to_image_coords` up to float32 rounding (up
+    to 6.5e-5 px on 256 random crops; docs/reference/defects.md F#19); this re-statement gives the original's bits.
+
+    Args: as :func:`to_image_coords`, plus ``output_hw`` (h, w) the heatmap size. Returns float64 holding
+    float32 values.
+    """
+    from ..data.transforms import affine_points, get_affine_transform   # cvpack.data imports cvpack.decode
+    coords, center, box, _ = _frames(coords, center, scale, input_hw, pixel_std)
+    stride = np.array([input_hw[1] / output_hw[1], input_hw[0] / output_hw[0]], np.float64)
+    heat = coords / stride
+    out = np.empty_like(heat)
+    for n in range(heat.shape[0]):
+        trans = get_affine_transform(center[n, 0], box[n, 0], 0, (output_hw[1], output_hw[0]), inv=True)
+        out[n] = affine_points(heat[n], trans)
+    return out.astype(np.float32).astype(np.float64)
 
 
 def to_input_coords(coords, center, scale, input_hw, pixel_std=200):

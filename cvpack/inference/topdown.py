@@ -3,7 +3,7 @@ import numpy as np
 import torch
 
 from ..codecs import build_codec
-from ..decode.coords import to_image_coords
+from ..decode.coords import to_image_coords, to_image_coords_affine
 from ..decode.flip import flip_back
 from ..decode.heatmap import NonFiniteHeatmaps
 from .rescore import rescore
@@ -43,6 +43,8 @@ class TopDownPredictor:
         self.flip_shift = bool(cfg.TEST.FLIP_SHIFT)
         self.flip_pairs = [tuple(p) for p in cfg.DATASET.KEYPOINT.FLIP_PAIRS]
         self.input_hw = tuple(cfg.INPUT_SHAPE)
+        # Simple Baselines maps back through its float32 affine and keeps float32 predictions (F#19)
+        self.sb_coords = cfg.DATASET.PIPELINE == 'simple_baselines'
         self.pixel_std = float(cfg.DATASET.PIXEL_STD)
         self.rescore = cfg.TEST.RESCORE
         self.keypoint_thresh = float(cfg.TEST.KEYPOINT_THRESH)
@@ -82,7 +84,7 @@ class TopDownPredictor:
         Returns:
             list of N dicts: image_id, keypoints np (K, 3) [x_img, y_img, keypoint score] (image pixels),
             score (instance score per cfg.TEST.RESCORE), det_score, bbox, center, scale,
-            area (= scale_x * scale_y * PIXEL_STD^2, used by OKS-NMS as Simple Baselines), and index
+            area (= scale_x * scale_y * PIXEL_STD^2 in float32, used by OKS-NMS as Simple Baselines), and index
             when the batch has it.
         """
         heatmaps = self.heatmaps(model, batch['image'])
@@ -94,7 +96,12 @@ class TopDownPredictor:
         scale = to_numpy(batch['scale'], np.float64).reshape(-1, 2)
         num = coords.shape[0]
         det = to_numpy(batch['score'], np.float64).reshape(-1) if 'score' in batch else np.ones(num)
-        xy = to_image_coords(coords, center, scale, self.input_hw, self.pixel_std)
+        if self.sb_coords:
+            xy = to_image_coords_affine(coords, center, scale, self.input_hw, self.codec.output_hw, self.pixel_std)
+        else:
+            xy = to_image_coords(coords, center, scale, self.input_hw, self.pixel_std)
+        # OKS-NMS area as Simple Baselines' np.prod(s * 200, 1): a float32 product of the float32 box (F#19)
+        area = np.prod(scale.astype(np.float32) * np.float32(self.pixel_std), axis=1).astype(np.float64)
         scores = rescore(self.rescore, det, kp_scores, self.keypoint_thresh)
         keypoints = np.concatenate([xy, kp_scores[..., None]], axis=-1)
         bbox = to_numpy(batch['bbox'], np.float64).reshape(-1, 4) if 'bbox' in batch else None
@@ -106,7 +113,7 @@ class TopDownPredictor:
             inst = {'image_id': image_ids[n], 'keypoints': keypoints[n], 'score': float(scores[n]),
                     'det_score': float(det[n]), 'bbox': None if bbox is None else bbox[n],
                     'center': center[n], 'scale': scale[n],
-                    'area': float(scale[n, 0] * scale[n, 1] * self.pixel_std ** 2)}
+                    'area': float(area[n])}
             if 'index' in batch:
                 index = batch['index'][n]
                 inst['index'] = int(index.item() if isinstance(index, torch.Tensor) else index)
