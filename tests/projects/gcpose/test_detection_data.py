@@ -34,6 +34,7 @@ def test_resize_is_detectron2s_pil_bilinear():
         assert min(nh, nw) == short and (sx, sy) == (nw / shape[1], nh / shape[0])
         ref = np.asarray(Image.fromarray(img).resize((nw, nh), Image.BILINEAR))
         assert out.dtype == np.uint8 and np.array_equal(out, ref)
+        assert out.flags.writeable     # as cv2.resize's was (np.asarray of a PIL image is read-only)
         assert (out != cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR)).mean() > 0.1
     # golden: PIL's 2 x 2 -> 3 x 3 (pixel centres at 1/6, 1/2, 5/6 of the input: weights 1, 1/2 / 1/2, 1)
     tiny = np.array([[0, 100], [200, 50]], np.uint8)[:, :, None].repeat(3, 2)

@@ -24,8 +24,8 @@ def resize_image(image, nh, nw):
     differed by one grey level on ~17 % of the pixels of an upscaled COCO image and does not antialias
     (docs/reference/defects.md F#9).
     """
-    if image.dtype == np.uint8:
-        return np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize((nw, nh), Image.Resampling.BILINEAR))
+    if image.dtype == np.uint8:   # np.array: a writable copy (np.asarray of a PIL image is read-only)
+        return np.array(Image.fromarray(np.ascontiguousarray(image)).resize((nw, nh), Image.Resampling.BILINEAR))
     t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
     return F.interpolate(t, (nh, nw), mode='bilinear', align_corners=False)[0].permute(1, 2, 0).numpy()
 
