@@ -8,11 +8,13 @@ back, rescoring) drive either backend (docs/EXPORT.md).
 ``onnxruntime`` is optional (``pip install .[export]``); importing this module does not need it.
 """
 import json
+import logging
 
 import numpy as np
 import torch
 
 __all__ = ['OnnxHeatmapModel', 'providers_for']
+logger = logging.getLogger(__name__)
 
 
 def _show(dims):
@@ -86,6 +88,8 @@ class OnnxHeatmapModel:
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.add_session_config_entry('session.intra_op.allow_spinning', '1' if spin else '0')
         opts.add_session_config_entry('session.inter_op.allow_spinning', '1' if spin else '0')
+        # 'auto' (chosen for the caller) may end on the CPU, as before the device chose the providers
+        fallback = not providers and device in (None, 'auto')
         try:
             providers = providers or providers_for(device, ort.get_available_providers())
         except ValueError as e:
@@ -96,9 +100,13 @@ class OnnxHeatmapModel:
             raise RuntimeError('%s: onnxruntime cannot load it: %s%s' % (path, e, _checkpoint_hint(path))) from e
         # onnxruntime falls back to the CPU with only a log line when a provider fails to start (no CUDA driver)
         wanted = providers[0] if isinstance(providers[0], str) else providers[0][0]
-        if wanted not in self.session.get_providers():
-            raise RuntimeError('%s: onnxruntime could not start %s (the session has %s; see onnxruntime\'s log)'
-                               % (path, wanted, ', '.join(self.session.get_providers())))
+        started = self.session.get_providers()
+        if wanted not in started:
+            if not fallback:
+                raise RuntimeError('%s: onnxruntime could not start %s (the session has %s; see onnxruntime\'s log)'
+                                   % (path, wanted, ', '.join(started)))
+            logger.warning("%s: onnxruntime could not start %s; device 'auto' runs it on %s", path, wanted,
+                           ', '.join(started))
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(outputs) != 1:
             raise ValueError('%s: expected one input and one output, got %d and %d'

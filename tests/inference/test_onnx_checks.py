@@ -111,3 +111,23 @@ def test_providers_follow_the_device(tmp_path, monkeypatch):
     if 'CUDAExecutionProvider' not in onnxruntime.get_available_providers():
         with pytest.raises(ValueError, match="device 'cuda' with backend='onnxruntime' needs"):
             OnnxHeatmapModel(path, device='cuda')
+
+
+def test_auto_device_falls_back_when_the_cuda_provider_does_not_start(tmp_path, monkeypatch, caplog):
+    """device='auto' (PoseEstimator's default) on a GPU machine whose onnxruntime lists the CUDA provider but cannot
+    start it (CUDA / cuDNN libraries missing): before the device chose the providers this ran on the CPU; the check
+    added with them made it a RuntimeError. 'auto' runs on the CPU with a warning; 'cuda' stays an error."""
+    import onnxruntime
+    if 'CUDAExecutionProvider' in onnxruntime.get_available_providers():
+        pytest.skip('this onnxruntime has the CUDA provider (it may start)')
+    path = conv_onnx(tmp_path / 'm.onnx')
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(onnxruntime, 'get_available_providers', lambda: ['CUDAExecutionProvider',
+                                                                          'CPUExecutionProvider'])
+    with caplog.at_level('WARNING', logger='cvpack.inference.onnx'):
+        model = OnnxHeatmapModel(path, device='auto')
+    assert model.session.get_providers() == ['CPUExecutionProvider']
+    assert "could not start CUDAExecutionProvider; device 'auto' runs it on CPUExecutionProvider" in caplog.text
+    with pytest.raises(RuntimeError, match=r"m.onnx: onnxruntime could not start CUDAExecutionProvider \(the "
+                                           r"session has CPUExecutionProvider"):
+        OnnxHeatmapModel(path, device='cuda')

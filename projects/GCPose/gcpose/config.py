@@ -8,7 +8,8 @@ def add_gcpose_config(cfg, backbone='resnet50', gcm=True):
 
     MODEL.ROI_KEYPOINT_HEAD (docs/reference/mlpe_hsrnet_gcpose.md §3.1): GCM_POSITIONS (convs a Global Context
     Module precedes), GCM_HEADS, P2_ONLY (pool keypoint RoIs from P2 only), BOX_ENLARGE (keypoint RoI scale),
-    ZERO_PAD_OUTSIDE (RoIAlign samples outside the map read zeros).
+    ZERO_PAD_OUTSIDE (RoIAlign samples outside the map read zeros on the sides some enlarged box of the batch
+    crosses, as the original's padding; :func:`projects.GCPose.gcpose.roi_heads.outside_padding`).
 
     Args:
         backbone: 'resnet50' or 'resnet101'.

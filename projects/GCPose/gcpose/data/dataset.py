@@ -90,11 +90,15 @@ class DetectionDataset(Dataset):
         sample = {'image_id': rec['image_id'], 'orig_size': (rec['height'], rec['width']),
                   'image_size': (h, w), 'scale': scale}
         if self.train:
+            # Detectron2: transformed and clipped in float64, float32 Boxes / Keypoints, then boxes of sides
+            # <= 1e-5 dropped (filter_empty_instances), docs/reference/defects.md F#23
             boxes[:, 0::2] = boxes[:, 0::2].clip(0, w)
             boxes[:, 1::2] = boxes[:, 1::2].clip(0, h)
-            keep = ((boxes[:, 2] - boxes[:, 0]) > 1e-5) & ((boxes[:, 3] - boxes[:, 1]) > 1e-5)
-            sample['gt_boxes'] = torch.from_numpy(boxes[keep])
-            sample['gt_keypoints'] = torch.from_numpy(drop_outside_keypoints(kps[keep], (h, w)))
+            gt_boxes = torch.from_numpy(boxes.astype(np.float32))
+            keep = ((gt_boxes[:, 2] - gt_boxes[:, 0]) > 1e-5) & ((gt_boxes[:, 3] - gt_boxes[:, 1]) > 1e-5)
+            sample['gt_boxes'] = gt_boxes[keep]
+            kps = drop_outside_keypoints(kps[keep.numpy()], (h, w))
+            sample['gt_keypoints'] = torch.from_numpy(kps.astype(np.float32))
         img = (img.astype(np.float32) - self.mean) / self.std
         sample['image'] = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
         return sample

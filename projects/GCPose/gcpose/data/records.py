@@ -30,7 +30,7 @@ def load_person_records(ann_file, image_dir, train, min_keypoints=1, meta=None, 
     (val, TEST.MAX_IMAGES): look for the files of the first N images only, those test.py will read.
     Returns a list of record dicts, in the file's image order,
     {file, image_id (int, or the file's str id as given), height, width, boxes (G, 4) float32 xyxy,
-    keypoints (G, K, 3) float32}.
+    keypoints (G, K, 3) float64}.
 
     Every image needs ``file_name`` and whole-number ``height`` / ``width`` (aspect-ratio grouping and the size
     check of each read use them): else a ValueError naming the file and the image id. Missing image files: train
@@ -57,8 +57,11 @@ def load_person_records(ann_file, image_dir, train, min_keypoints=1, meta=None, 
             if img[key] != int(img[key]):
                 raise ValueError('%s: %s is %r, not a whole number of pixels' % (where, key, img[key]))
         objs = anns.get(img['id'], [])
-        boxes = np.asarray([[x, y, x + w, y + h] for x, y, w, h in (a['bbox'] for a in objs)], np.float32)
-        kps = np.asarray([a['keypoints'] for a in objs], np.float32).reshape(-1, k, 3)
+        # Detectron2's numbers: BoxMode.convert adds w, h in float32 (torch.tensor of the list); its loader's
+        # keypoints (+0.5 on Python floats) stay float64 through the transforms, rounded once (dataset.py)
+        xywh = np.asarray([a['bbox'] for a in objs], np.float32).reshape(-1, 4)
+        boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+        kps = np.asarray([a['keypoints'] for a in objs], np.float64).reshape(-1, k, 3)
         kps[..., :2] += 0.5
         if train and (not objs or int((kps[..., 2] > 0).sum()) < min_keypoints):
             continue

@@ -24,8 +24,8 @@ def resize_image(image, nh, nw):
     differed by one grey level on ~17 % of the pixels of an upscaled COCO image and does not antialias
     (docs/reference/defects.md F#9).
     """
-    if image.dtype == np.uint8:
-        return np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize((nw, nh), Image.Resampling.BILINEAR))
+    if image.dtype == np.uint8:   # np.array: a writable copy (np.asarray of a PIL image is read-only)
+        return np.array(Image.fromarray(np.ascontiguousarray(image)).resize((nw, nh), Image.Resampling.BILINEAR))
     t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
     return F.interpolate(t, (nh, nw), mode='bilinear', align_corners=False)[0].permute(1, 2, 0).numpy()
 
@@ -33,14 +33,15 @@ def resize_image(image, nh, nw):
 def resize_instances(image, boxes, keypoints, short, max_size):
     """Resize an HxWx3 image and its xyxy boxes / (G, K, 3) keypoints (continuous coordinates).
 
-    Returns (image, boxes, keypoints, (sx, sy)) with s = new / old per axis.
+    Returns (image, boxes, keypoints, (sx, sy)) with s = new / old per axis; boxes and keypoints in float64, as
+    Detectron2's ``apply_coords`` (the dataset rounds them to float32 once, after the flip and the clip).
     """
     h, w = image.shape[:2]
     nh, nw = shortest_edge_size(h, w, short, max_size)
     sx, sy = nw / w, nh / h
     image = resize_image(image, nh, nw)
-    boxes = boxes * np.array([sx, sy, sx, sy], dtype=np.float32)
-    keypoints = keypoints.copy()
+    boxes = np.asarray(boxes, np.float64) * np.array([sx, sy, sx, sy])
+    keypoints = np.array(keypoints, np.float64)
     keypoints[..., 0] *= sx
     keypoints[..., 1] *= sy
     return image, boxes, keypoints, (sx, sy)
@@ -50,7 +51,7 @@ def hflip_instances(image, boxes, keypoints, flip_perm):
     """Mirror the image; x -> W - x (continuous coordinates), boxes re-ordered, left/right joints swapped."""
     w = image.shape[1]
     image = image[:, ::-1].copy()
-    boxes = np.stack([w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0], boxes[:, 3]], axis=1).astype(np.float32)
+    boxes = np.stack([w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0], boxes[:, 3]], axis=1)   # dtype kept
     keypoints = keypoints[:, flip_perm].copy()
     keypoints[..., 0] = w - keypoints[..., 0]
     return image, boxes, keypoints
