@@ -11,8 +11,11 @@ The backend follows the device: nccl on CUDA, gloo on CPU. The device comes from
 ('auto' = CUDA when present); the original hard-coded cuda and nccl.
 """
 import datetime
+import importlib
 import logging
 import os
+import sys
+import types
 from dataclasses import dataclass
 
 import torch
@@ -100,12 +103,39 @@ def setup_distributed(device='auto', local_rank=None, timeout_s=DEFAULT_TIMEOUT_
     else:
         dev, backend = torch.device('cpu'), 'gloo'
     if not dist.is_initialized():
+        importlib.import_module('torch.distributed.nn')   # before the group exists: see _GROUP_DEFAULT_MODULES
         kwargs = {'device_id': dev} if kind == 'cuda' else {}
         dist.init_process_group(backend, init_method='env://', world_size=world_size, rank=rank,
                                 timeout=datetime.timedelta(seconds=timeout_s), **kwargs)
     return DistContext(rank, world_size, local_rank, dev, backend)
 
 
+# Modules of torch whose functions take ``group=group.WORLD`` as a default argument, evaluated when the module is
+# imported: imported after init_process_group, the defaults hold the group itself. DistributedDataParallel's
+# constructor imports torch._dynamo, which imports torch.distributed.nn.functional; the group then outlived
+# destroy_process_group (gloo's threads still running) and was freed at interpreter exit, where gloo could abort
+# a finished run (SIGABRT, "terminate called without an active exception"; docs/ENGINE.md "Shutdown").
+# setup_distributed imports torch.distributed.nn before it creates the group; cleanup_distributed drops the
+# destroyed group from these defaults in case the module was imported later anyway (by an exp's own code).
+_GROUP_DEFAULT_MODULES = ('torch.distributed.nn.functional',)
+
+
+def _drop_group_defaults(groups):
+    """Replace ``groups`` (identity) by None in the default arguments of the functions of
+    :data:`_GROUP_DEFAULT_MODULES` (None is the default group, as ``group.WORLD`` was). Returns the count."""
+    ids, count = {id(g) for g in groups}, 0
+    for name in _GROUP_DEFAULT_MODULES:
+        for fn in vars(sys.modules.get(name) or types.ModuleType(name)).values():
+            if isinstance(fn, types.FunctionType) and fn.__defaults__ and any(id(d) in ids for d in fn.__defaults__):
+                fn.__defaults__ = tuple(None if id(d) in ids else d for d in fn.__defaults__)
+                count += 1
+    return count
+
+
 def cleanup_distributed():
+    """Destroy the process group so that it is freed now (its gloo threads ended), not at interpreter exit.
+    DDP wrappers must be dropped first (:meth:`cvpack.engine.trainer.Trainer.release_ddp`)."""
     if dist.is_available() and dist.is_initialized():
+        world = dist.group.WORLD
         dist.destroy_process_group()
+        _drop_group_defaults([world])

@@ -402,7 +402,8 @@ class Trainer:
         """Drop the DDP wrapper; the model stays. Called before the process group is destroyed: DDP's reducer holds
         the group, which otherwise outlives ``destroy_process_group`` and dies at interpreter exit, where gloo's
         threads can abort a finished run (SIGABRT, "terminate called without an active exception"; about 1 run
-        in 80 of a 2-rank gloo job, docs/ENGINE.md "Shutdown")."""
+        in 80 of a 2-rank gloo job, docs/ENGINE.md "Shutdown"). The other holder, torch.distributed.nn.functional's
+        default arguments, is handled in cvpack/engine/launch.py."""
         self.ddp = self.model
 
     def train(self):

@@ -202,3 +202,63 @@ def test_train_main_releases_ddp_before_cleanup(toy, toy_exp, monkeypatch, fail)
         trainer_mod.train_main(cfg, toy.build_model, argv=argv, dataset_builder=toy.dataset_builder,
                                collate_fn=toy.collate)
     assert calls == ['release', 'cleanup']
+
+
+_GROUP_FREED_SCRIPT = '''
+import gc, json, os, sys, time, types, weakref
+import torch
+import torch.distributed as dist
+from cvpack.engine.launch import cleanup_distributed, setup_distributed
+from cvpack.engine.trainer import Trainer, wrap_ddp
+
+def threads():
+    names = set()
+    for tid in os.listdir('/proc/self/task'):
+        try:
+            names.add(open('/proc/self/task/%s/comm' % tid).read().strip())
+        except OSError:   # a thread that ended meanwhile
+            pass
+    return sorted(names)
+
+setup_distributed('cpu')
+if sys.argv[1] == 'late':   # as if first imported now (by an exp's own code), after the group exists
+    import importlib
+    import torch.distributed.nn.functional
+    importlib.reload(torch.distributed.nn.functional)
+model = torch.nn.Linear(2, 1)
+trainer = types.SimpleNamespace(model=model, ddp=wrap_ddp(model, None, False))
+trainer.ddp(torch.ones(1, 2)).sum().backward()
+group = weakref.ref(dist.group.WORLD)
+before = threads()
+Trainer.release_ddp(trainer)
+cleanup_distributed()
+gc.collect()
+alive = group() is not None
+deadline = time.time() + 10   # gloo's threads end just after the group is freed, not always before we look
+while [t for t in threads() if 'gloo' in t] and time.time() < deadline:
+    time.sleep(0.02)
+print(json.dumps({'alive': alive, 'before': before, 'after': threads()}))
+'''
+
+
+@pytest.mark.skipif(not osp.isdir('/proc/self/task'), reason='thread names from /proc (Linux)')
+@pytest.mark.parametrize('imported', ['early', 'late'])
+def test_cleanup_frees_the_gloo_group_and_its_threads(tmp_path, sub_env, imported):
+    """After release_ddp + cleanup_distributed nothing holds the group: it is freed there and gloo's threads end,
+    instead of living to interpreter exit, where gloo could abort a finished run (docs/ENGINE.md "Shutdown").
+    The holder was torch.distributed.nn.functional: its functions take ``group=group.WORLD`` as a default
+    argument, bound when DDP's constructor imports it (through torch._dynamo) after the group was created.
+    'late': the module is (re)imported after setup_distributed; cleanup_distributed drops the group from those
+    defaults. Two gloo ranks, each a fresh interpreter (plain subprocesses, no torchrun)."""
+    script = tmp_path / 'group_freed.py'
+    script.write_text(_GROUP_FREED_SCRIPT)
+    env = dict(sub_env, WORLD_SIZE='2', MASTER_ADDR='127.0.0.1', MASTER_PORT=str(_free_port()))
+    procs = [subprocess.Popen([sys.executable, str(script), imported], env=dict(env, RANK=str(r), LOCAL_RANK=str(r)),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(2)]
+    outs = [p.communicate(timeout=TIMEOUT) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+        result = json.loads(out.strip().splitlines()[-1])
+        assert 'pt_gloo_runloop' in result['before']   # (the check sees gloo's threads)
+        assert not result['alive'], 'the process group outlived cleanup_distributed'
+        assert not [t for t in result['after'] if 'gloo' in t], result['after']
