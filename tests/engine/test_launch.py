@@ -165,6 +165,7 @@ def test_release_ddp_frees_the_wrapper_before_the_group_is_destroyed(tmp_path):
 
     import torch.distributed as dist
 
+    from cvpack.engine.launch import cleanup_distributed
     from cvpack.engine.trainer import Trainer, wrap_ddp
     dist.init_process_group('gloo', store=dist.FileStore(str(tmp_path / 'store'), 1), rank=0, world_size=1)
     try:
@@ -178,7 +179,7 @@ def test_release_ddp_frees_the_wrapper_before_the_group_is_destroyed(tmp_path):
         Trainer.release_ddp(trainer)
         assert wrapper() is None and trainer.ddp is model
     finally:
-        dist.destroy_process_group()
+        cleanup_distributed()   # (also drops the group from torch.distributed.nn.functional's defaults)
 
 
 @pytest.mark.parametrize('fail', [False, True])
