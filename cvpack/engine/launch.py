@@ -120,16 +120,14 @@ def setup_distributed(device='auto', local_rank=None, timeout_s=DEFAULT_TIMEOUT_
 _GROUP_DEFAULT_MODULES = ('torch.distributed.nn.functional',)
 
 
-def _drop_group_defaults(groups):
-    """Replace ``groups`` (identity) by None in the default arguments of the functions of
-    :data:`_GROUP_DEFAULT_MODULES` (None is the default group, as ``group.WORLD`` was). Returns the count."""
-    ids, count = {id(g) for g in groups}, 0
+def _drop_group_defaults(group):
+    """Replace ``group`` (by identity) with None in the default arguments of the functions of
+    :data:`_GROUP_DEFAULT_MODULES` that are imported (None is the default group, as ``group.WORLD`` was)."""
     for name in _GROUP_DEFAULT_MODULES:
-        for fn in vars(sys.modules.get(name) or types.ModuleType(name)).values():
-            if isinstance(fn, types.FunctionType) and fn.__defaults__ and any(id(d) in ids for d in fn.__defaults__):
-                fn.__defaults__ = tuple(None if id(d) in ids else d for d in fn.__defaults__)
-                count += 1
-    return count
+        module = sys.modules.get(name)
+        for fn in vars(module).values() if module is not None else ():
+            if isinstance(fn, types.FunctionType) and any(d is group for d in fn.__defaults__ or ()):
+                fn.__defaults__ = tuple(None if d is group else d for d in fn.__defaults__)
 
 
 def cleanup_distributed():
@@ -138,4 +136,4 @@ def cleanup_distributed():
     if dist.is_available() and dist.is_initialized():
         world = dist.group.WORLD
         dist.destroy_process_group()
-        _drop_group_defaults([world])
+        _drop_group_defaults(world)
